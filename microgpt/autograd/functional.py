@@ -1,0 +1,168 @@
+"""Fused operations: each is one graph node with a hand-derived backward.
+
+Composing these from primitives would work, but every primitive stores its own intermediate arrays
+and makes its own passes over memory. A fused op makes the fewest passes, saves only what its
+backward needs, and is numerically stable by construction (softmax shifts by the row maximum).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from microgpt.autograd.tensor import Tensor, unbroadcast
+
+
+def _tensor(x: Any) -> Tensor:
+    return x if isinstance(x, Tensor) else Tensor(x, requires_grad=False)
+
+
+def linear(x: Tensor, weight: Tensor) -> Tensor:
+    """y = x @ W.T with W stored (out, in), as in nn.Linear.
+
+    dL/dx = G @ W and dL/dW = G^T @ x, with every leading dim folded into one big GEMM.
+    """
+    W = weight.data
+    X = x.data
+    X2 = X.reshape(-1, X.shape[-1])
+    if X2.shape[1] != W.shape[1]:
+        raise ValueError(f"linear: input shape {x.shape} does not match weight shape {weight.shape}")
+    out = (X2 @ W.T).reshape(*X.shape[:-1], W.shape[0])
+
+    def backward(g: np.ndarray):
+        g2 = g.reshape(-1, W.shape[0])
+        gx = (g2 @ W).reshape(X.shape) if x.requires_grad else None
+        gw = g2.T @ X2 if weight.requires_grad else None
+        return gx, gw
+
+    return Tensor._result(out, (x, weight), backward)
+
+
+def relu(x: Tensor) -> Tensor:
+    return x.relu()
+
+
+def gelu(x: Tensor) -> Tensor:
+    return x.gelu()
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """exp(x) / sum exp(x), shifted by the maximum so exp never overflows.
+
+    For p = softmax(x): dL/dx = p * (g - sum(g * p)) along the axis.
+    """
+    e = np.exp(x.data - x.data.max(axis=axis, keepdims=True))
+    p = e / e.sum(axis=axis, keepdims=True)
+
+    def backward(g: np.ndarray):
+        return (p * (g - (g * p).sum(axis=axis, keepdims=True)),)
+
+    return Tensor._result(p, (x,), backward)
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """x - logsumexp(x): log-probabilities, stable for any logits.
+
+    d/dx (x - lse(x)) applied to g: g - softmax(x) * sum(g).
+    """
+    shifted = x.data - x.data.max(axis=axis, keepdims=True)
+    out = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+    def backward(g: np.ndarray):
+        return (g - np.exp(out) * g.sum(axis=axis, keepdims=True),)
+
+    return Tensor._result(out, (x,), backward)
+
+
+def cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None) -> Tensor:
+    """Mean of -log softmax(logits)[target] over all positions whose target is not `ignore_index`.
+
+    logits (..., V), integer targets (...). With e = exp(x - max) and s = sum(e):
+    loss_i = log s + max - x[t]; dloss_i/dx = e / s - onehot(t). The backward never materialises
+    the probabilities: it scales the saved e by g / (n s) and subtracts at the targets.
+    """
+    V = logits.shape[-1]
+    x = logits.data.reshape(-1, V)
+    t = np.asarray(targets.data if isinstance(targets, Tensor) else targets).reshape(-1).astype(np.intp)
+    if t.shape[0] != x.shape[0]:
+        raise ValueError(f"cross_entropy: logits shape {logits.shape} does not match targets shape "
+                         f"{np.shape(targets)}")
+    valid = np.ones(t.shape, dtype=bool) if ignore_index is None else t != ignore_index
+    safe_t = np.where(valid, t, 0)
+    if np.any((safe_t < 0) | (safe_t >= V)):
+        raise ValueError(f"cross_entropy: a target is outside [0, {V})")
+    rows = np.arange(x.shape[0])
+    top = x.max(axis=1, keepdims=True)
+    e = np.subtract(x, top)
+    np.exp(e, out=e)
+    s = e.sum(axis=1)
+    per_row = np.log(s) + top[:, 0] - x[rows, safe_t]
+    n = int(valid.sum())
+    loss = np.asarray(np.where(valid, per_row, 0).sum() / n if n else np.nan, dtype=x.dtype)
+
+    def backward(g: np.ndarray):
+        scale = (float(g) / n) * valid / s
+        dx = e * scale[:, None].astype(x.dtype)
+        dx[rows[valid], safe_t[valid]] -= float(g) / n
+        return (dx.reshape(logits.shape),)
+
+    return Tensor._result(loss, (logits,), backward)
+
+
+def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """y = x / sqrt(mean(x^2) + eps) over the last dim, times an optional gain.
+
+    With r = (mean(x^2) + eps)^(-1/2) and y = x r: dL/dx = r (g - y mean(g y)), dL/dw = sum(g y).
+    """
+    X = x.data
+    r = 1.0 / np.sqrt(np.mean(X * X, axis=-1, keepdims=True) + eps)
+    y = X * r
+    W = None if weight is None else weight.data
+    out = y if W is None else y * W
+
+    def backward(g: np.ndarray):
+        gy = g if W is None else g * W
+        gx = r * (gy - y * np.mean(gy * y, axis=-1, keepdims=True)) if x.requires_grad else None
+        if W is None:
+            return (gx,)
+        gw = unbroadcast(g * y, W.shape) if weight.requires_grad else None
+        return gx, gw
+
+    parents = (x,) if weight is None else (x, weight)
+    return Tensor._result(out, parents, backward)
+
+
+def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True) -> Tensor:
+    """softmax(q k^T / sqrt(D)) v on (B, H, T, D) tensors, masked so no query sees a later key.
+
+    q may be shorter than k (the KV-cached case): query i then sits at position Tk - Tq + i.
+    Backward, with P the attention weights and S the scores:
+      dV = P^T G,  dP = G V^T,  dS = P (dP - sum(dP P)),  dQ = dS K / sqrt(D),  dK = dS^T Q / sqrt(D).
+    """
+    q, k, v = _tensor(q), _tensor(k), _tensor(v)
+    Q, K, Vv = q.data, k.data, v.data
+    Tq, Tk, D = Q.shape[-2], K.shape[-2], Q.shape[-1]
+    scale = 1.0 / math.sqrt(D)
+    scores = np.matmul(Q, np.swapaxes(K, -1, -2))  # (B, H, Tq, Tk)
+    scores *= scale
+    if causal and Tq > 1:
+        future = np.triu(np.ones((Tq, Tk), dtype=bool), k=Tk - Tq + 1)
+        scores[..., future] = -np.inf
+    scores -= scores.max(axis=-1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+    P = scores
+    out = np.matmul(P, Vv)  # (B, H, Tq, D)
+
+    def backward(g: np.ndarray):
+        dv = unbroadcast(np.matmul(np.swapaxes(P, -1, -2), g), Vv.shape) if v.requires_grad else None
+        dS = np.matmul(g, np.swapaxes(Vv, -1, -2))
+        dS -= (dS * P).sum(axis=-1, keepdims=True)
+        dS *= P
+        dq = unbroadcast(np.matmul(dS, K) * scale, Q.shape) if q.requires_grad else None
+        dk = unbroadcast(np.matmul(np.swapaxes(dS, -1, -2), Q) * scale, K.shape) if k.requires_grad else None
+        return dq, dk, dv
+
+    return Tensor._result(out, (q, k, v), backward)

@@ -1,0 +1,452 @@
+"""The Tensor: an ndarray plus the recipe that sends its gradient back to whatever made it.
+
+Every operation below computes its result with NumPy and, right beside it, defines `backward(g)`:
+given g = dLoss/dOut it returns dLoss/dInput for each input, in order (None where no gradient is needed).
+`Tensor.backward()` walks the graph in reverse topological order and applies those recipes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+_grad_enabled = True
+
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """Inside this block no graph is recorded: results are plain constants (inference, evaluation)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def is_grad_enabled() -> bool:
+    """True unless we are inside `no_grad()`."""
+    return _grad_enabled
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum a gradient that NumPy broadcast up to a bigger shape back down to `shape`.
+
+    Broadcasting copies a value to many places, so its gradient is the sum over those places.
+    This is the one function in the project that undoes broadcasting.
+    """
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad
+
+
+def _float_dtype(data: Any, dtype: Any) -> np.dtype:
+    """float32 unless asked otherwise or built from float64 NumPy data."""
+    if dtype is not None:
+        return np.dtype(dtype)
+    if isinstance(data, (np.ndarray, np.floating)) and data.dtype == np.float64:
+        return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+class Tensor:
+    """An n-dimensional array that remembers how it was computed, so it can be differentiated."""
+
+    __slots__ = ("__weakref__", "_backward", "_parents", "data", "grad", "requires_grad")
+    __array_ufunc__ = None  # ndarray <op> Tensor hands over to Tensor's reflected operator
+    __array_priority__ = 1000
+
+    def __init__(self, data: Any, requires_grad: bool = True, dtype: Any = None) -> None:
+        if isinstance(data, Tensor):
+            data = data.data
+        self.data: np.ndarray = np.asarray(data, dtype=_float_dtype(data, dtype))
+        self.grad: np.ndarray | None = None
+        self.requires_grad = requires_grad
+        self._parents: tuple[Tensor, ...] = ()
+        self._backward: Callable[[np.ndarray], Sequence[np.ndarray | None]] | None = None
+
+    # ----- bookkeeping -------------------------------------------------------------------------
+    @staticmethod
+    def _result(
+        data: np.ndarray,
+        parents: tuple[Tensor, ...],
+        backward: Callable[[np.ndarray], Sequence[np.ndarray | None]],
+    ) -> Tensor:
+        """Wrap an op's output; record the graph edge only if some parent wants a gradient."""
+        out = Tensor.__new__(Tensor)
+        out.data = data
+        out.grad = None
+        if _grad_enabled and any(p.requires_grad for p in parents):
+            out.requires_grad = True
+            out._parents = parents
+            out._backward = backward
+        else:
+            out.requires_grad = False
+            out._parents = ()
+            out._backward = None
+        return out
+
+    def _lift(self, other: Any) -> Tensor:
+        """Turn a scalar or array into a constant Tensor of our dtype (no float64 upcasts)."""
+        if isinstance(other, Tensor):
+            return other
+        return Tensor(np.asarray(other, dtype=self.data.dtype), requires_grad=False)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def item(self) -> float:
+        return self.data.item()
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def detach(self) -> Tensor:
+        """The same values, cut off from the graph."""
+        return Tensor(self.data, requires_grad=False)
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.data!r}, requires_grad={self.requires_grad})"
+
+    # ----- backpropagation ---------------------------------------------------------------------
+    def _topological_order(self) -> list[Tensor]:
+        """Nodes that need a gradient, each after all of its parents (iterative DFS, no recursion)."""
+        order: list[Tensor] = []
+        visited: set[int] = set()
+        stack: list[tuple[Tensor, bool]] = [(self, False)]
+        while stack:
+            node, parents_done = stack.pop()
+            if parents_done:
+                order.append(node)
+                continue
+            if id(node) in visited:
+                continue
+            visited.add(id(node))
+            stack.append((node, True))
+            for parent in node._parents:
+                if parent.requires_grad and id(parent) not in visited:
+                    stack.append((parent, False))
+        return order
+
+    def backward(self, grad: Any = None) -> None:
+        """Accumulate dSelf/dLeaf into `.grad` of every leaf that requires a gradient."""
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad (built under no_grad?)")
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward() without grad= needs a scalar, this tensor has shape {self.shape}; "
+                    "pass grad= with that shape"
+                )
+            grad = np.ones_like(self.data)
+        else:
+            grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.data.dtype)
+            if grad.shape != self.shape:
+                raise ValueError(f"grad has shape {grad.shape} but the tensor has shape {self.shape}")
+        grads: dict[int, np.ndarray] = {id(self): grad}
+        for node in reversed(self._topological_order()):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if node._backward is None:  # a leaf: keep its gradient, summed over backward calls
+                if node.grad is None:
+                    node.grad = np.array(g, dtype=node.data.dtype)
+                else:
+                    node.grad += g
+                continue
+            for parent, pg in zip(node._parents, node._backward(g)):
+                if pg is None or not parent.requires_grad:
+                    continue
+                key = id(parent)
+                grads[key] = grads[key] + pg if key in grads else pg
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    # ----- elementwise arithmetic (with broadcasting) --------------------------------------------
+    def _broadcast_op(self, other: Tensor, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], sym: str):
+        try:
+            return fn(self.data, other.data)
+        except ValueError:
+            raise ValueError(f"shapes {self.shape} and {other.shape} do not broadcast for '{sym}'") from None
+
+    def __add__(self, other: Any) -> Tensor:
+        if isinstance(other, (int, float)):
+            return Tensor._result(self.data + float(other), (self,), lambda g: (g,))
+        a, b = self, self._lift(other)
+
+        def backward(g: np.ndarray):  # d(a+b)/da = d(a+b)/db = 1
+            return unbroadcast(g, a.shape), unbroadcast(g, b.shape)
+
+        return Tensor._result(a._broadcast_op(b, np.add, "+"), (a, b), backward)
+
+    __radd__ = __add__
+
+    def __sub__(self, other: Any) -> Tensor:
+        if isinstance(other, (int, float)):
+            return Tensor._result(self.data - float(other), (self,), lambda g: (g,))
+        a, b = self, self._lift(other)
+
+        def backward(g: np.ndarray):  # d(a-b)/da = 1, d(a-b)/db = -1
+            return unbroadcast(g, a.shape), (unbroadcast(-g, b.shape) if b.requires_grad else None)
+
+        return Tensor._result(a._broadcast_op(b, np.subtract, "-"), (a, b), backward)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return self._lift(other) - self
+
+    def __neg__(self) -> Tensor:
+        return Tensor._result(-self.data, (self,), lambda g: (-g,))  # d(-x)/dx = -1
+
+    def __mul__(self, other: Any) -> Tensor:
+        if isinstance(other, (int, float)):
+            c = float(other)
+            return Tensor._result(self.data * c, (self,), lambda g: (g * c,))  # d(cx)/dx = c
+        a, b = self, self._lift(other)
+
+        def backward(g: np.ndarray):  # d(ab)/da = b, d(ab)/db = a
+            ga = unbroadcast(g * b.data, a.shape) if a.requires_grad else None
+            gb = unbroadcast(g * a.data, b.shape) if b.requires_grad else None
+            return ga, gb
+
+        return Tensor._result(a._broadcast_op(b, np.multiply, "*"), (a, b), backward)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other: Any) -> Tensor:
+        if isinstance(other, (int, float)):
+            return self * (1.0 / float(other))
+        a, b = self, self._lift(other)
+        out = a._broadcast_op(b, np.divide, "/")
+
+        def backward(g: np.ndarray):  # d(a/b)/da = 1/b, d(a/b)/db = -a/b^2 = -out/b
+            ga = unbroadcast(g / b.data, a.shape) if a.requires_grad else None
+            gb = unbroadcast(-g * out / b.data, b.shape) if b.requires_grad else None
+            return ga, gb
+
+        return Tensor._result(out, (a, b), backward)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return self._lift(other) / self
+
+    def __pow__(self, exponent: float) -> Tensor:
+        if isinstance(exponent, Tensor) or not np.isscalar(exponent):
+            raise TypeError("Tensor ** only takes a scalar exponent")
+        p = float(exponent)
+        x = self.data
+        # d/dx x^p = p x^(p-1)
+        return Tensor._result(x**p, (self,), lambda g: (g * (p * x ** (p - 1.0)),))
+
+    # ----- matrix product ----------------------------------------------------------------------
+    def __matmul__(self, other: Any) -> Tensor:
+        return matmul(self, self._lift(other))
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return matmul(self._lift(other), self)
+
+    # ----- reductions ----------------------------------------------------------------------------
+    def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+        shape = self.shape
+
+        def backward(g: np.ndarray):  # every summed element receives the same gradient
+            return (np.broadcast_to(_restore_axes(g, axis, keepdims, len(shape)), shape),)
+
+        return Tensor._result(self.data.sum(axis=axis, keepdims=keepdims), (self,), backward)
+
+    def mean(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+        total = self.sum(axis=axis, keepdims=keepdims)
+        return total * (total.data.size / max(self.data.size, 1))  # divide by the count averaged over
+
+    def max(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+        x = self.data
+        top = x.max(axis=axis, keepdims=True)
+
+        def backward(g: np.ndarray):  # the gradient goes to the maximum (split evenly between ties)
+            winners = x == top
+            share = (winners / winners.sum(axis=axis, keepdims=True)).astype(x.dtype)
+            return (_restore_axes(g, axis, keepdims, x.ndim) * share,)
+
+        out = top if keepdims else np.squeeze(top, axis=axis) if axis is not None else top.reshape(())
+        return Tensor._result(out, (self,), backward)
+
+    # ----- elementwise functions -----------------------------------------------------------------
+    def exp(self) -> Tensor:
+        out = np.exp(self.data)
+        return Tensor._result(out, (self,), lambda g: (g * out,))  # d/dx e^x = e^x
+
+    def log(self) -> Tensor:
+        x = self.data
+        return Tensor._result(np.log(x), (self,), lambda g: (g / x,))  # d/dx log x = 1/x
+
+    def sqrt(self) -> Tensor:
+        out = np.sqrt(self.data)
+        return Tensor._result(out, (self,), lambda g: (g * 0.5 / out,))  # d/dx sqrt x = 1/(2 sqrt x)
+
+    def tanh(self) -> Tensor:
+        out = np.tanh(self.data)
+        return Tensor._result(out, (self,), lambda g: (g * (1.0 - out * out),))  # d tanh = 1 - tanh^2
+
+    def relu(self) -> Tensor:
+        x = self.data
+        return Tensor._result(np.maximum(x, 0), (self,), lambda g: (g * (x > 0),))  # 1 where x > 0
+
+    def gelu(self) -> Tensor:
+        """GELU, tanh approximation: 0.5 x (1 + tanh(k (x + 0.044715 x^3))), k = sqrt(2/pi)."""
+        x = self.data
+        k = math.sqrt(2.0 / math.pi)
+        t = np.tanh(k * (x + 0.044715 * x**3))
+
+        def backward(g: np.ndarray):  # product rule: 0.5(1+t) + 0.5 x (1-t^2) k (1 + 3*0.044715 x^2)
+            return (g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3 * 0.044715 * x * x)),)
+
+        return Tensor._result(0.5 * x * (1.0 + t), (self,), backward)
+
+    # ----- shape -----------------------------------------------------------------------------------
+    def reshape(self, *shape: Any) -> Tensor:
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        old = self.shape
+        return Tensor._result(self.data.reshape(shape), (self,), lambda g: (g.reshape(old),))
+
+    def transpose(self, *axes: int) -> Tensor:
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        perm = tuple(axes) if axes else tuple(reversed(range(self.ndim)))
+        inverse = tuple(np.argsort(perm))
+        return Tensor._result(self.data.transpose(perm), (self,), lambda g: (g.transpose(inverse),))
+
+    @property
+    def T(self) -> Tensor:
+        return self.transpose()
+
+    def __getitem__(self, index: Any) -> Tensor:
+        if isinstance(index, Tensor):
+            index = index.data.astype(np.intp)
+        x = self.data
+        out = x[index]
+
+        def backward(g: np.ndarray):  # scatter the gradient back; repeated indices add up
+            full = np.zeros_like(x)
+            if isinstance(index, np.ndarray) and index.dtype.kind in "iu" and x.ndim == 2:
+                rows = index.reshape(-1).astype(np.intp)
+                rows = np.where(rows < 0, rows + x.shape[0], rows)
+                cols = x.shape[1]
+                flat = (rows[:, None] * cols + np.arange(cols)).reshape(-1)
+                np.add.at(full.reshape(-1), flat, g.reshape(-1))
+            elif _is_basic_index(index):
+                full[index] = g
+            else:
+                np.add.at(full, index, g)
+            return (full,)
+
+        return Tensor._result(out, (self,), backward)
+
+    def masked_fill(self, mask: Any, value: float) -> Tensor:
+        """Where mask is True, replace by `value` (its gradient there is 0)."""
+        m = np.asarray(mask.data if isinstance(mask, Tensor) else mask, dtype=bool)
+        shape = self.shape
+        out = np.where(m, np.asarray(value, dtype=self.dtype), self.data)
+        return Tensor._result(out, (self,), lambda g: (unbroadcast(np.where(m, 0, g), shape),))
+
+
+def _restore_axes(g: np.ndarray, axis: Any, keepdims: bool, ndim: int) -> np.ndarray:
+    """Put back the axes a reduction removed, so g broadcasts against the input."""
+    if keepdims or axis is None:
+        return g if keepdims or g.ndim == ndim else g.reshape((1,) * ndim)
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    return np.expand_dims(g, tuple(a % ndim for a in axes))
+
+
+def _is_basic_index(index: Any) -> bool:
+    """Slices, ints, Ellipsis and None select each element at most once: plain assignment works."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(p, (int, np.integer, slice, type(Ellipsis), type(None))) for p in parts)
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """a @ b for 1-D, 2-D and batched N-D operands (batch dims broadcast).
+
+    d(A@B)/dA = G @ B^T and d(A@B)/dB = A^T @ G, summed over broadcast batch dims.
+    """
+    A, B = a.data, b.data
+    try:
+        out = np.matmul(A, B)
+    except ValueError:
+        raise ValueError(f"shapes {a.shape} and {b.shape} are not aligned for '@'") from None
+
+    def backward(g: np.ndarray):
+        A2 = A if A.ndim > 1 else A[None, :]
+        B2 = B if B.ndim > 1 else B[:, None]
+        g2 = g if A.ndim > 1 else np.expand_dims(g, -2)
+        g2 = g2 if B.ndim > 1 else np.expand_dims(g2, -1)
+        ga = gb = None
+        if a.requires_grad:
+            ga = unbroadcast(np.matmul(g2, np.swapaxes(B2, -1, -2)), A2.shape).reshape(A.shape)
+        if b.requires_grad:
+            if B2.ndim == 2 and A2.ndim > 2:  # one big GEMM instead of a batch of small ones
+                gb = A2.reshape(-1, A2.shape[-1]).T @ g2.reshape(-1, g2.shape[-1])
+            else:
+                gb = unbroadcast(np.matmul(np.swapaxes(A2, -1, -2), g2), B2.shape)
+            gb = gb.reshape(B.shape)
+        return ga, gb
+
+    return Tensor._result(out, (a, b), backward)
+
+
+def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis; the gradient is split back into the pieces."""
+    parts = tuple(t if isinstance(t, Tensor) else Tensor(t, requires_grad=False) for t in tensors)
+    out = np.concatenate([t.data for t in parts], axis=axis)
+    cuts = np.cumsum([t.shape[axis] for t in parts])[:-1]
+    return Tensor._result(out, parts, lambda g: np.split(g, cuts, axis=axis))
+
+
+def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors along a new axis; piece i gets slice i of the gradient."""
+    parts = tuple(t if isinstance(t, Tensor) else Tensor(t, requires_grad=False) for t in tensors)
+    out = np.stack([t.data for t in parts], axis=axis)
+    return Tensor._result(out, parts, lambda g: [np.take(g, i, axis=axis) for i in range(len(parts))])
+
+
+def where(mask: Any, a: Any, b: Any) -> Tensor:
+    """Elementwise choice: a where mask is True, else b. Each side gets the gradient where it was chosen."""
+    m = np.asarray(mask.data if isinstance(mask, Tensor) else mask, dtype=bool)
+    like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else Tensor(np.asarray(a))
+    ta, tb = like._lift(a), like._lift(b)
+    try:
+        out = np.where(m, ta.data, tb.data)
+    except ValueError:
+        raise ValueError(f"shapes {m.shape}, {ta.shape} and {tb.shape} do not broadcast in where()") from None
+
+    def backward(g: np.ndarray):
+        ga = unbroadcast(np.where(m, g, 0), ta.shape) if ta.requires_grad else None
+        gb = unbroadcast(np.where(m, 0, g), tb.shape) if tb.requires_grad else None
+        return ga, gb
+
+    return Tensor._result(out, (ta, tb), backward)
