@@ -7,6 +7,7 @@ backward needs, and is numerically stable by construction (softmax shifts by the
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -134,6 +135,13 @@ def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-5) -> Tens
     return Tensor._result(out, parents, backward)
 
 
+@functools.lru_cache(maxsize=16)
+def _causal_mask(Tq: int, Tk: int, dtype: np.dtype) -> np.ndarray:
+    """0 where query i may see key j (j <= i + Tk - Tq), -inf where j lies in its future."""
+    future = np.triu(np.ones((Tq, Tk), dtype=bool), k=Tk - Tq + 1)
+    return np.where(future, -np.inf, 0.0).astype(dtype)
+
+
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True) -> Tensor:
     """softmax(q k^T / sqrt(D)) v on (B, H, T, D) tensors, masked so no query sees a later key.
 
@@ -148,8 +156,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     scores = np.matmul(Q, np.swapaxes(K, -1, -2))  # (B, H, Tq, Tk)
     scores *= scale
     if causal and Tq > 1:
-        future = np.triu(np.ones((Tq, Tk), dtype=bool), k=Tk - Tq + 1)
-        scores[..., future] = -np.inf
+        scores += _causal_mask(Tq, Tk, scores.dtype)  # one in-place pass; boolean indexing is 10x slower
     scores -= scores.max(axis=-1, keepdims=True)
     np.exp(scores, out=scores)
     scores /= scores.sum(axis=-1, keepdims=True)

@@ -1,0 +1,81 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half of either.
+
+The recipe: write to a temporary file in the same folder (so the final rename stays on one
+filesystem), flush and fsync it, `os.replace` it over the target (atomic on POSIX and Windows),
+then fsync the folder so the rename itself survives a power cut. If anything fails on the way,
+the temporary file is removed and the old file is left untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename inside `folder` durable; a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _final_mode(target: Path) -> int:
+    """Keep an existing file's permissions; new files get rw-r--r-- (mkstemp alone would give rw-------)."""
+    try:
+        return target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return 0o644
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary sibling of `path` for writing; it replaces `path` only if the block succeeds.
+
+    Use it for writers that want a file object, e.g. `with atomic_open(p) as f: np.savez(f, ...)`.
+    """
+    if not mode.startswith("w"):
+        raise ValueError(f"atomic_open only writes; got mode {mode!r}")
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    encoding = None if "b" in mode else "utf-8"
+    try:
+        os.chmod(tmp_name, _final_mode(target))
+        with os.fdopen(fd, mode, encoding=encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_dir(target.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace `path` with `data` in one step."""
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Replace `path` with UTF-8 `text` in one step."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Replace `path` with `obj` as indented JSON (the whole document is built before the file is touched)."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")

@@ -1,0 +1,128 @@
+"""The layers of a GPT, each a small Module over the autograd Tensor."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from microgpt.autograd import Tensor, concatenate
+from microgpt.autograd import functional as F
+from microgpt.nn.module import Module, Parameter
+
+
+def normal_init(rng: np.random.Generator, shape: tuple[int, ...], std: float, dtype: np.dtype) -> Parameter:
+    """A weight drawn from N(0, std^2), as the original microgpt initialises every matrix."""
+    return Parameter(rng.normal(0.0, std, size=shape).astype(dtype), dtype=dtype)
+
+
+class Linear(Module):
+    """y = x @ W.T (+ b), with W stored (out_features, in_features)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False, *,
+                 rng: np.random.Generator, std: float = 0.08, dtype: np.dtype = np.float32) -> None:
+        super().__init__()
+        self.weight = normal_init(rng, (out_features, in_features), std, dtype)
+        self.bias = Parameter(np.zeros(out_features, dtype=dtype), dtype=dtype) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.linear(x, self.weight)
+        return y if self.bias is None else y + self.bias
+
+
+class Embedding(Module):
+    """A lookup table: row i is the vector for token (or position) i."""
+
+    def __init__(self, num_embeddings: int, dim: int, *, rng: np.random.Generator, std: float = 0.08,
+                 dtype: np.dtype = np.float32) -> None:
+        super().__init__()
+        self.weight = normal_init(rng, (num_embeddings, dim), std, dtype)
+
+    def forward(self, idx: np.ndarray) -> Tensor:
+        return self.weight[idx]
+
+
+class RMSNorm(Module):
+    """x / rms(x) over the last dim; the learnable gain is optional and off by default (as the original)."""
+
+    def __init__(self, dim: int, learnable: bool = False, eps: float = 1e-5, dtype: np.dtype = np.float32) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = Parameter(np.ones(dim, dtype=dtype), dtype=dtype) if learnable else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.rms_norm(x, self.weight, self.eps)
+
+
+class KVCache:
+    """Keys and values of the positions seen so far, one buffer pair per layer, so a new token costs
+    one position's work instead of a re-run of the whole prefix."""
+
+    def __init__(self, n_layer: int, batch: int, n_head: int, block_size: int, head_dim: int,
+                 dtype: np.dtype) -> None:
+        shape = (batch, n_head, block_size, head_dim)
+        self.keys = [np.zeros(shape, dtype=dtype) for _ in range(n_layer)]
+        self.values = [np.zeros(shape, dtype=dtype) for _ in range(n_layer)]
+        self.length = 0  # positions already stored
+
+    def append(self, layer: int, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Store this step's k, v (B, H, T, D) after the cached ones; return everything so far."""
+        end = self.length + k.shape[2]
+        self.keys[layer][:, :, self.length:end] = k
+        self.values[layer][:, :, self.length:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+
+class CausalSelfAttention(Module):
+    """Multi-head self-attention where each position sees only itself and earlier positions."""
+
+    def __init__(self, n_embd: int, n_head: int, *, rng: np.random.Generator, dtype: np.dtype) -> None:
+        super().__init__()
+        self.n_head = n_head
+        self.wq = Linear(n_embd, n_embd, rng=rng, dtype=dtype)
+        self.wk = Linear(n_embd, n_embd, rng=rng, dtype=dtype)
+        self.wv = Linear(n_embd, n_embd, rng=rng, dtype=dtype)
+        self.wo = Linear(n_embd, n_embd, rng=rng, dtype=dtype)
+
+    def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
+        B, T, C = x.shape
+        H, D = self.n_head, C // self.n_head
+        w_qkv = concatenate([self.wq.weight, self.wk.weight, self.wv.weight])  # (3C, C): one GEMM, not three
+        qkv = F.linear(x, w_qkv).reshape(B, T, 3, H, D).transpose(2, 0, 3, 1, 4)  # (3, B, H, T, D)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        if cache is not None:
+            k_all, v_all = cache.append(layer, k.data, v.data)
+            k, v = Tensor(k_all, requires_grad=False), Tensor(v_all, requires_grad=False)
+        y = F.scaled_dot_product_attention(q, k, v, causal=True)  # (B, H, T, D)
+        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # heads side by side again
+        return self.wo(y)
+
+
+class MLP(Module):
+    """Two linear maps with a non-linearity between them, 4x wider in the middle."""
+
+    def __init__(self, n_embd: int, *, activation: str = "relu", rng: np.random.Generator,
+                 dtype: np.dtype) -> None:
+        super().__init__()
+        self.activation = activation
+        self.fc1 = Linear(n_embd, 4 * n_embd, rng=rng, dtype=dtype)
+        self.fc2 = Linear(4 * n_embd, n_embd, rng=rng, dtype=dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.fc1(x)
+        h = h.gelu() if self.activation == "gelu" else h.relu()
+        return self.fc2(h)
+
+
+class Block(Module):
+    """One transformer layer: x + attn(norm(x)), then x + mlp(norm(x)) (pre-norm residual stream)."""
+
+    def __init__(self, n_embd: int, n_head: int, *, activation: str, norm_gain: bool,
+                 rng: np.random.Generator, dtype: np.dtype) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(n_embd, learnable=norm_gain, dtype=dtype)
+        self.attn = CausalSelfAttention(n_embd, n_head, rng=rng, dtype=dtype)
+        self.mlp_norm = RMSNorm(n_embd, learnable=norm_gain, dtype=dtype)
+        self.mlp = MLP(n_embd, activation=activation, rng=rng, dtype=dtype)
+
+    def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
+        x = x + self.attn(self.attn_norm(x), cache, layer)
+        return x + self.mlp(self.mlp_norm(x))

@@ -1,0 +1,95 @@
+"""Module and Parameter: the bookkeeping that lets a model list, save and load its weights."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from microgpt.autograd import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that is a trainable weight: it always requires a gradient."""
+
+    __slots__ = ()
+
+    def __init__(self, data: Any, dtype: Any = None) -> None:
+        super().__init__(data, requires_grad=True, dtype=dtype)
+
+
+class Module:
+    """Base class: assigning a Parameter or Module to an attribute registers it, in order."""
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """("child.param", Parameter) pairs, depth first, in registration order."""
+        for name, p in self._parameters.items():
+            yield prefix + name, p
+        for name, child in self._modules.items():
+            yield from child.named_parameters(prefix + name + ".")
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = None
+
+    def train(self, mode: bool = True) -> Module:
+        """Switch this module and every child to training (or evaluation) mode."""
+        object.__setattr__(self, "training", mode)
+        for child in self._modules.values():
+            child.train(mode)
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """A copy of every weight, by name."""
+        return {name: p.data.copy() for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+        """Copy weights in place (so optimiser views stay valid); name every mismatch in one error."""
+        own = dict(self.named_parameters())
+        missing = [n for n in own if n not in state]
+        unexpected = [n for n in state if n not in own]
+        wrong = [
+            f"{n}: checkpoint {tuple(np.shape(state[n]))} vs model {own[n].shape}"
+            for n in own
+            if n in state and tuple(np.shape(state[n])) != own[n].shape
+        ]
+        problems = []
+        if strict and missing:
+            problems.append(f"missing keys: {', '.join(missing)}")
+        if strict and unexpected:
+            problems.append(f"unexpected keys: {', '.join(unexpected)}")
+        if wrong:
+            problems.append(f"shape mismatch: {'; '.join(wrong)}")
+        if problems:
+            raise KeyError("load_state_dict: " + " | ".join(problems))
+        for name, p in own.items():
+            if name in state:
+                p.data[...] = np.asarray(state[name], dtype=p.dtype)
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())

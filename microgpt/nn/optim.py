@@ -1,0 +1,124 @@
+"""Adam, gradient clipping and learning-rate schedules."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from microgpt.nn.module import Parameter
+
+
+class Adam:
+    """Adam with bias correction and decoupled (AdamW-style) weight decay.
+
+    All parameters are moved into one flat buffer (each Parameter's .data becomes a view of it), and their
+    gradients into another, so one step is a handful of in-place NumPy passes over one array.
+      m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+      p -= lr * wd * p;  p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+    """
+
+    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.85, 0.99),
+                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+        self.params = list(params)
+        if not self.params:
+            raise ValueError("Adam got no parameters")
+        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
+        dtype = self.params[0].dtype
+        self.flat = np.concatenate([p.data.reshape(-1) for p in self.params]).astype(dtype)
+        self.flat_grad = np.zeros_like(self.flat)
+        self.m = np.zeros_like(self.flat)
+        self.v = np.zeros_like(self.flat)
+        self.t = 0
+        self._grad_views = []
+        offset = 0
+        for p in self.params:
+            n = p.size
+            p.data = self.flat[offset:offset + n].reshape(p.shape)
+            self._grad_views.append(self.flat_grad[offset:offset + n].reshape(p.shape))
+            offset += n
+        self._tmp = np.empty_like(self.flat)
+
+    def zero_grad(self) -> None:
+        """Zero the flat gradient and point every .grad at its view, so backward adds in place."""
+        self.flat_grad.fill(0)
+        for p, view in zip(self.params, self._grad_views):
+            p.grad = view
+
+    def _gather_grads(self) -> None:
+        """Make sure the flat buffer holds every gradient (a .grad may have been replaced)."""
+        for p, view in zip(self.params, self._grad_views):
+            if p.grad is None:
+                view.fill(0)
+            elif p.grad is not view:
+                view[...] = p.grad
+                p.grad = view
+
+    def step(self) -> None:
+        self._gather_grads()
+        self.t += 1
+        b1, b2 = self.betas
+        g, m, v, tmp = self.flat_grad, self.m, self.v, self._tmp
+        m *= b1
+        np.multiply(g, 1.0 - b1, out=tmp)
+        m += tmp
+        v *= b2
+        np.multiply(g, g, out=tmp)
+        tmp *= 1.0 - b2
+        v += tmp
+        if self.weight_decay:
+            self.flat *= 1.0 - self.lr * self.weight_decay
+        np.divide(v, 1.0 - b2**self.t, out=tmp)
+        np.sqrt(tmp, out=tmp)
+        tmp += self.eps
+        np.divide(m, tmp, out=tmp)
+        tmp *= self.lr / (1.0 - b1**self.t)
+        self.flat -= tmp
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Everything needed to resume exactly: moments, step count and hyper-parameters."""
+        return {"m": self.m.copy(), "v": self.v.copy(), "t": np.asarray(self.t),
+                "lr": np.asarray(self.lr), "betas": np.asarray(self.betas), "eps": np.asarray(self.eps),
+                "weight_decay": np.asarray(self.weight_decay)}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        if state["m"].shape != self.m.shape:
+            raise ValueError(f"optimizer state has {state['m'].size} values, the model has {self.m.size}")
+        self.m[...] = state["m"]
+        self.v[...] = state["v"]
+        self.t = int(state["t"])
+        self.lr = float(state["lr"])
+        self.betas = tuple(float(b) for b in state["betas"])
+        self.eps = float(state["eps"])
+        self.weight_decay = float(state["weight_decay"])
+
+
+def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float:
+    """Scale all gradients down together so their global L2 norm is at most max_norm; return the norm before."""
+    grads = [p.grad for p in params if p.grad is not None]
+    total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
+    if max_norm > 0 and total > max_norm:
+        scale = max_norm / (total + 1e-6)
+        for g in grads:
+            g *= scale
+    return total
+
+
+def learning_rate(schedule: str, step: int, num_steps: int, base_lr: float, warmup_steps: int = 0) -> float:
+    """The learning rate for 0-based `step`.
+
+    linear: base_lr (1 - step / num_steps), the original's decay to zero;
+    cosine: linear warmup over warmup_steps, then half a cosine from base_lr down to 0;
+    constant: base_lr.
+    """
+    if schedule == "constant":
+        return base_lr
+    if schedule == "linear":
+        return base_lr * max(0.0, 1.0 - step / num_steps)
+    if schedule == "cosine":
+        if step < warmup_steps:
+            return base_lr * (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, num_steps - warmup_steps)
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    raise ValueError(f"unknown learning-rate schedule {schedule!r} (linear, cosine or constant)")

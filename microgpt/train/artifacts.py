@@ -1,0 +1,248 @@
+"""Run artifacts: the files a training run leaves behind, each one readable at any moment while it runs.
+
+Layout under `log_dir` (default `logs/`) for a run id such as `20250101-120000_run`:
+
+    train/train_<id>.log            human log, one timestamped line per message
+    train_latest.log                the same lines for the newest run (truncated when a run starts)
+    eval/eval_metrics_<id>.csv      one row per evaluation (columns: EVAL_COLUMNS)
+    system/system_metrics_<id>.csv  one row per system sample (columns: SYSTEM_COLUMNS)
+    events/events_<id>.jsonl        one JSON object per line: the machine-readable story of the run
+    runs/run_<id>.json              the manifest, replaced atomically: what `list_runs` reads
+
+Why "readable at any moment": every line is written with one `write` call and flushed, CSV headers
+are written when the file is created, and the manifest is swapped in whole. A reader that follows
+`events_<id>.jsonl` only has to ignore a last line that does not end in a newline yet (`read_events`
+does that).
+
+Event types the trainer emits. Every event also has "type" and "time" (unix seconds):
+
+    start       run, config, total_steps, parameters, dataset, tokenizer
+    step        step, loss, lr, tokens_per_sec, steps_per_sec, elapsed_s, eta_s
+    eval        step, train_loss, val_loss, val_ppl, gap, best_val_loss, patience_used, patience
+    system      step, cpu_percent, ram_used_mb, rss_mb
+    sample      step, prompt, text
+    checkpoint  step, path, kind (latest | best | step | final)
+    stop        step, reason, best_val_loss, error (optional)
+
+A loss that diverged is written as `NaN` / `Infinity`, which Python's `json` reads back as floats.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import re
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from microgpt.atomic import atomic_write_text
+
+EVAL_COLUMNS: tuple[str, ...] = (
+    "step", "train_loss", "val_loss", "val_ppl", "gap", "best_val_loss",
+    "lr", "tokens_per_sec", "elapsed_s", "patience_used",
+)
+SYSTEM_COLUMNS: tuple[str, ...] = (
+    "time", "elapsed_s", "step", "cpu_percent", "ram_used_mb", "ram_percent", "rss_mb", "threads",
+)
+EVENT_TYPES: tuple[str, ...] = ("start", "step", "eval", "system", "sample", "checkpoint", "stop")
+LOG_LEVELS: dict[str, int] = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def sanitize_run_name(run_name: str) -> str:
+    """Keep only characters that are safe in a file name on every OS; anything else becomes '-'."""
+    return _UNSAFE.sub("-", run_name).strip("-.") or "run"
+
+
+def make_run_id(run_name: str, log_dir: str | os.PathLike[str] = "logs", now: datetime | None = None) -> str:
+    """`YYYYmmdd-HHMMSS_<name>`, with a `-2`, `-3`, ... suffix when a run with that id already left files."""
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    base = f"{stamp}_{sanitize_run_name(run_name)}"
+    root = Path(log_dir)
+    candidate, n = base, 1
+    while (root / "runs" / f"run_{candidate}.json").exists() or (
+        root / "events" / f"events_{candidate}.jsonl"
+    ).exists():
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+def _to_json(value: Any) -> Any:
+    """JSON fallback for NumPy scalars and arrays and for paths, without importing NumPy here."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class RunArtifacts:
+    """Owns every file of one run; the trainer calls `log`, `eval_row`, `system_row`, `event`, `write_manifest`.
+
+    Files are opened in append mode, so re-opening the same run id continues them; a CSV header is
+    written only when its file is new. `log_level` filters `log` for both the files and stdout.
+    Safe to call from a monitoring thread alongside the training loop; call `close()` in a `finally`.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        log_dir: str | os.PathLike[str] = "logs",
+        echo: bool = True,
+        log_level: str = "info",
+    ) -> None:
+        if log_level not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}; got {log_level!r}")
+        self.run_id = run_id
+        self.log_dir = Path(log_dir)
+        self.echo = echo
+        self.threshold = LOG_LEVELS[log_level]
+        self.train_log = self.log_dir / "train" / f"train_{run_id}.log"
+        self.latest_log = self.log_dir / "train_latest.log"
+        self.system_csv = self.log_dir / "system" / f"system_metrics_{run_id}.csv"
+        self.eval_csv = self.log_dir / "eval" / f"eval_metrics_{run_id}.csv"
+        self.manifest = self.log_dir / "runs" / f"run_{run_id}.json"
+        self.events = self.log_dir / "events" / f"events_{run_id}.jsonl"
+        for path in (self.train_log, self.latest_log, self.system_csv, self.eval_csv, self.manifest, self.events):
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+        self._lock = threading.Lock()
+        self._started = time.time()
+        self._stack = contextlib.ExitStack()
+        self._log_file = self._stack.enter_context(self.train_log.open("a", encoding="utf-8"))
+        self._latest_file = self._stack.enter_context(self.latest_log.open("w", encoding="utf-8"))
+        self._events_file = self._stack.enter_context(self.events.open("a", encoding="utf-8"))
+        self._eval_file = self._stack.enter_context(self.eval_csv.open("a", encoding="utf-8", newline=""))
+        self._system_file = self._stack.enter_context(self.system_csv.open("a", encoding="utf-8", newline=""))
+        self._eval_writer = self._csv_writer(self._eval_file, EVAL_COLUMNS)
+        self._system_writer = self._csv_writer(self._system_file, SYSTEM_COLUMNS)
+        self._files: tuple[IO[str], ...] = (
+            self._log_file, self._latest_file, self._events_file, self._eval_file, self._system_file,
+        )
+        self.closed = False
+
+    @staticmethod
+    def _csv_writer(handle: IO[str], columns: tuple[str, ...]) -> csv.DictWriter[str]:
+        """A new (empty) file gets its header at once, so it parses even before the first row."""
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="", extrasaction="raise")
+        if handle.tell() == 0:
+            writer.writeheader()
+            handle.flush()
+        return writer
+
+    def paths(self) -> dict[str, str]:
+        """Every artifact path of this run, as strings (the manifest carries this so readers can find them)."""
+        return {
+            "train_log": str(self.train_log),
+            "latest_log": str(self.latest_log),
+            "eval_csv": str(self.eval_csv),
+            "system_csv": str(self.system_csv),
+            "events": str(self.events),
+            "manifest": str(self.manifest),
+        }
+
+    def log(self, message: str, level: str = "info") -> None:
+        """Write `message` (every line of it) with a timestamp and level, if `level` passes the threshold."""
+        if LOG_LEVELS.get(level, LOG_LEVELS["info"]) < self.threshold:
+            return
+        stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        text = "".join(f"{stamp} {level.upper():<7} {line}\n" for line in str(message).splitlines() or [""])
+        with self._lock:
+            for handle in (self._log_file, self._latest_file):
+                handle.write(text)
+                handle.flush()
+            if self.echo:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+
+    def eval_row(self, row: dict[str, Any]) -> None:
+        """Append one evaluation row; missing columns stay empty, an unknown column is a programming error."""
+        with self._lock:
+            self._eval_writer.writerow(row)
+            self._eval_file.flush()
+
+    def system_row(self, row: dict[str, Any]) -> None:
+        """Append one system sample; `time` and `elapsed_s` are filled in when the caller leaves them out."""
+        now = time.time()
+        full = {"time": datetime.fromtimestamp(now).isoformat(timespec="seconds"),
+                "elapsed_s": round(now - self._started, 1), **row}
+        with self._lock:
+            self._system_writer.writerow(full)
+            self._system_file.flush()
+
+    def event(self, type: str, **fields: Any) -> None:
+        """Append one JSON line `{"type": type, "time": <unix seconds>, **fields}` and flush it."""
+        record = {"type": type, "time": round(time.time(), 3), **fields}
+        line = json.dumps(record, default=_to_json) + "\n"
+        with self._lock:
+            self._events_file.write(line)
+            self._events_file.flush()
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        """Replace the manifest atomically; `run_id`, `paths` and `updated_at` are added unless given."""
+        document = {"run_id": self.run_id, "paths": self.paths(), "updated_at": round(time.time(), 3), **manifest}
+        atomic_write_text(self.manifest, json.dumps(document, indent=2, default=_to_json) + "\n")
+
+    def close(self) -> None:
+        """Flush and fsync every file, then close them; calling it twice is harmless."""
+        with self._lock:
+            if self.closed:
+                return
+            for handle in self._files:
+                handle.flush()
+                os.fsync(handle.fileno())
+            self._stack.close()
+            self.closed = True
+
+
+def read_events(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """Read complete event lines from byte `offset`; return them and the offset to resume from.
+
+    A follower calls it repeatedly with the returned offset. A last line without its newline is a
+    write in progress and is left for the next call; a complete line that is not JSON is skipped.
+    """
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            chunk = handle.read()
+    except FileNotFoundError:
+        return [], offset
+    end = chunk.rfind(b"\n") + 1
+    events: list[dict[str, Any]] = []
+    for raw in chunk[:end].splitlines():
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            events.append(record)
+    return events, offset + end
+
+
+def list_runs(log_dir: str | os.PathLike[str] = "logs") -> list[dict[str, Any]]:
+    """Every readable run manifest under `log_dir/runs`, newest first; damaged manifests are skipped.
+
+    Each dict gains `manifest_path`. Run ids start with a timestamp, so they sort by start time.
+    """
+    runs: list[tuple[tuple[str, float], dict[str, Any]]] = []
+    for path in Path(log_dir, "runs").glob("run_*.json"):
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+            mtime = path.stat().st_mtime
+        except (OSError, ValueError):
+            continue
+        if not isinstance(manifest, dict):
+            continue
+        manifest.setdefault("run_id", path.stem.removeprefix("run_"))
+        manifest["manifest_path"] = str(path)
+        runs.append(((str(manifest["run_id"])[:15], mtime), manifest))
+    runs.sort(key=lambda item: item[0], reverse=True)
+    return [manifest for _, manifest in runs]

@@ -1,0 +1,250 @@
+"""Trainer config: layered precedence, one-line errors that name the knob, and complete knob metadata."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from microgpt.errors import ConfigError
+from microgpt.train.config import (
+    GROUPS,
+    KNOB_BY_NAME,
+    KNOBS,
+    PRESETS,
+    TrainConfig,
+    add_config_arguments,
+    cli_overrides,
+    estimate_memory_mb,
+    estimate_parameters,
+    format_config,
+    load_config,
+    load_config_from_args,
+    parse_value,
+    to_env,
+    validate_config,
+)
+
+REQUIRED = (
+    "DATASET_PATH", "TOKENIZER", "BPE_ENCODING", "BPE_FILE", "TOKEN_VOCAB_SIZE", "N_LAYER", "N_EMBD",
+    "N_HEAD", "BLOCK_SIZE", "BATCH_SIZE", "NUM_STEPS", "LEARNING_RATE", "LR_SCHEDULE", "WARMUP_STEPS",
+    "BETA1", "BETA2", "EPS_ADAM", "WEIGHT_DECAY", "GRAD_CLIP", "VAL_SPLIT", "EVAL_INTERVAL", "EVAL_STEPS",
+    "EARLY_STOP_PATIENCE", "EARLY_STOP_MIN_DELTA", "TRAIN_DEVICE", "SEED", "RUN_NAME", "METRIC_INTERVAL",
+    "LOG_LEVEL", "VERBOSE", "MODEL_OUT_PATH", "MODEL_DIR", "LOG_DIR", "TEMPERATURE", "TOP_K", "TOP_P",
+    "REPETITION_PENALTY", "MIN_NEW_TOKENS", "REPEAT_LAST_N", "SAMPLE_COUNT", "SAMPLE_MAX_NEW_TOKENS", "THREADS",
+)
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> str:
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"id": "1", "record_type": "knowledge", "text": "hi"}\n', encoding="utf-8")
+    return str(path)
+
+
+def write_json(path: Path, obj: object) -> str:
+    path.write_text(json.dumps(obj), encoding="utf-8")
+    return str(path)
+
+
+def assert_one_line_error(exc: pytest.ExceptionInfo[ConfigError], *fragments: str) -> None:
+    message = str(exc.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+# --- the knob table -------------------------------------------------------------------------------------
+
+
+def test_every_required_knob_exists_with_help_explain_and_group() -> None:
+    assert set(REQUIRED) <= set(KNOB_BY_NAME)
+    for knob in KNOBS:
+        assert knob.field == knob.name.lower()
+        assert knob.group in GROUPS
+        assert knob.help and "\n" not in knob.help
+        sentences = [s for s in knob.explain.replace("e.g.", "eg").split(". ") if s.strip()]
+        assert 2 <= len(sentences) <= 4, knob.name
+
+
+def test_train_config_fields_match_knobs_in_order_and_type() -> None:
+    fields = dataclasses.fields(TrainConfig)
+    assert [f.name for f in fields] == [k.field for k in KNOBS]
+    for f, knob in zip(fields, KNOBS):
+        assert f.type == knob.type.__name__
+        assert f.default == knob.default
+
+
+def test_every_knob_default_passes_its_own_checks() -> None:
+    for knob in KNOBS:
+        assert parse_value(knob.name, knob.default) == knob.default
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_is_valid(name: str) -> None:
+    cfg = load_config(preset=name, env={}, check_paths=False)
+    for key, value in PRESETS[name].items():
+        assert getattr(cfg, key.lower()) == value
+
+
+def test_seed_preset_is_the_original_profile() -> None:
+    cfg = load_config(preset="seed", env={}, check_paths=False)
+    assert (cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.block_size, cfg.num_steps, cfg.batch_size) == (1, 48, 4, 96, 800, 1)
+
+
+# --- precedence -----------------------------------------------------------------------------------------
+
+
+def test_precedence_defaults_preset_file_env_cli(tmp_path: Path, dataset: str) -> None:
+    config_file = write_json(tmp_path / "c.json", {"N_LAYER": 3, "n_embd": "64", "BLOCK_SIZE": 32, "DATASET_PATH": dataset})
+    env = {"N_EMBD": "128", "BLOCK_SIZE": "48", "UNRELATED": "x"}
+    cli = {"BLOCK_SIZE": "40"}
+    cfg = load_config(cli=cli, config_file=config_file, preset="seed", env=env)
+    assert cfg.seed == KNOB_BY_NAME["SEED"].default  # default
+    assert cfg.num_steps == 800  # preset
+    assert cfg.n_layer == 3  # file over preset
+    assert cfg.n_embd == 128  # env over file
+    assert cfg.block_size == 40  # cli over env
+    assert cfg.dataset_path == dataset
+
+
+def test_empty_environment_variable_counts_as_unset() -> None:
+    cfg = load_config(env={"N_LAYER": "  "}, check_paths=False)
+    assert cfg.n_layer == KNOB_BY_NAME["N_LAYER"].default
+
+
+def test_values_are_typed_and_normalised() -> None:
+    cfg = load_config(
+        cli={"VERBOSE": "yes", "TOKENIZER": " CHAR ", "NUM_STEPS": "1e3", "LEARNING_RATE": "3e-3"},
+        env={}, check_paths=False,
+    )
+    assert cfg.verbose is True and cfg.tokenizer == "char"
+    assert cfg.num_steps == 1000 and isinstance(cfg.num_steps, int)
+    assert cfg.learning_rate == pytest.approx(0.003)
+    for text, expected in (("1", True), ("0", False), ("true", True), ("FALSE", False), ("no", False)):
+        assert parse_value("VERBOSE", text) is expected
+
+
+def test_argparse_flags_feed_load_config(dataset: str) -> None:
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    args = parser.parse_args(["--n-layer", "3", "--dataset-path", dataset, "--verbose", "--preset", "seed"])
+    assert cli_overrides(args) == {"N_LAYER": "3", "DATASET_PATH": dataset, "VERBOSE": "true"}
+    cfg = load_config_from_args(args, env={"N_LAYER": "5"})
+    assert (cfg.n_layer, cfg.verbose, cfg.n_embd) == (3, True, 48)
+    assert "--n-layer N [N_LAYER, default 2]" in " ".join(parser.format_help().split())
+
+
+def test_round_trips_through_dict_and_env() -> None:
+    cfg = load_config(cli={"N_EMBD": "64", "VERBOSE": "1"}, env={}, check_paths=False)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert load_config(env=to_env(cfg), check_paths=False) == cfg
+
+
+def test_from_dict_rejects_unknown_fields() -> None:
+    with pytest.raises(ConfigError) as exc:
+        TrainConfig.from_dict({"n_layer": 2, "n_embed": 64})
+    assert_one_line_error(exc, "n_embed")
+
+
+def test_format_config_groups_and_marks_changes() -> None:
+    text = format_config(load_config(cli={"N_LAYER": "3"}, env={}, check_paths=False))
+    for group in GROUPS:
+        assert f"{group}:" in text
+    assert any(line.strip().startswith("* N_LAYER") and line.rstrip().endswith("3") for line in text.splitlines())
+
+
+def test_estimates_follow_the_architecture() -> None:
+    cfg = TrainConfig(token_vocab_size=300, n_embd=8, block_size=4, n_layer=2, n_head=2, batch_size=1)
+    assert estimate_parameters(cfg) == 300 * 8 + 4 * 8 + 300 * 8 + 2 * 12 * 8 * 8
+    small, bigger = estimate_memory_mb(cfg), estimate_memory_mb(dataclasses.replace(cfg, batch_size=8))
+    assert 0 < small < bigger
+
+
+# --- one-line errors ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "name", "raw", "fragments"),
+    [
+        ("env", "LEARNING_RATE", "abc", ("LEARNING_RATE='abc'", "not a number", "from environment")),
+        ("cli", "N_LAYER", "two", ("N_LAYER='two'", "not a whole number", "from command line")),
+        ("cli", "N_LAYER", "0", ("N_LAYER='0'", ">= 1")),
+        ("cli", "TOKEN_VOCAB_SIZE", "200", ("TOKEN_VOCAB_SIZE='200'", ">= 258")),
+        ("cli", "VAL_SPLIT", "0.7", ("VAL_SPLIT='0.7'", "<= 0.5")),
+        ("cli", "VAL_SPLIT", "0", ("VAL_SPLIT='0'", "> 0")),
+        ("cli", "BETA2", "1", ("BETA2='1'", "< 1")),
+        ("cli", "TOP_P", "nan", ("TOP_P='nan'", "finite")),
+        ("env", "TOKENIZER", "wordpiece", ("TOKENIZER='wordpiece'", "bpe, char")),
+        ("env", "TRAIN_DEVICE", "tpu", ("TRAIN_DEVICE='tpu'", "cpu, gpu")),
+        ("cli", "VERBOSE", "maybe", ("VERBOSE='maybe'", "boolean")),
+        ("cli", "RUN_NAME", " ", ("RUN_NAME=' '", "empty")),
+    ],
+)
+def test_bad_values_raise_one_line_config_error(source: str, name: str, raw: str, fragments: tuple[str, ...]) -> None:
+    kwargs = {"env": {name: raw}} if source == "env" else {"cli": {name: raw}, "env": {}}
+    with pytest.raises(ConfigError) as exc:
+        load_config(check_paths=False, **kwargs)
+    assert_one_line_error(exc, *fragments)
+
+
+def test_n_embd_must_be_divisible_by_n_head() -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(cli={"N_HEAD": "5"}, env={}, check_paths=False)
+    assert_one_line_error(exc, "N_HEAD=5", "N_EMBD (96) must be divisible by N_HEAD (5)")
+
+
+@pytest.mark.parametrize(
+    ("cli", "fragment"),
+    [
+        ({"WARMUP_STEPS": "100", "NUM_STEPS": "100"}, "WARMUP_STEPS=100"),
+        ({"MIN_NEW_TOKENS": "50", "SAMPLE_MAX_NEW_TOKENS": "10"}, "MIN_NEW_TOKENS=50"),
+    ],
+)
+def test_cross_field_checks(cli: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(cli=cli, env={}, check_paths=False)
+    assert_one_line_error(exc, fragment)
+
+
+def test_validate_config_checks_configs_built_in_code() -> None:
+    with pytest.raises(ConfigError) as exc:
+        validate_config(TrainConfig(n_layer=0), check_paths=False)
+    assert_one_line_error(exc, "N_LAYER=0")
+    assert validate_config(TrainConfig(tokenizer="BPE"), check_paths=False).tokenizer == "bpe"
+
+
+def test_missing_dataset(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope.jsonl")
+    with pytest.raises(ConfigError) as exc:
+        load_config(cli={"DATASET_PATH": missing}, env={})
+    assert_one_line_error(exc, "DATASET_PATH=", "nope.jsonl", "not found")
+
+
+def test_unknown_preset() -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(preset="huge", env={}, check_paths=False)
+    assert_one_line_error(exc, "huge", "seed")
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (None, "not found"),
+        ("{not json", "invalid JSON at line 1"),
+        ("[1, 2]", "must be a JSON object"),
+        ('{"N_EMBED": 64}', "N_EMBED: unknown knob (did you mean N_EMBD?)"),
+        ('{"N_LAYER": "x"}', "N_LAYER='x'"),
+        ('{"N_LAYER": true}', "N_LAYER=True"),
+    ],
+)
+def test_bad_config_file(tmp_path: Path, content: str | None, fragment: str) -> None:
+    path = tmp_path / "bad.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load_config(config_file=str(path), env={}, check_paths=False)
+    assert_one_line_error(exc, "bad.json", fragment)
