@@ -106,19 +106,19 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float:
 
 
 def learning_rate(schedule: str, step: int, num_steps: int, base_lr: float, warmup_steps: int = 0) -> float:
-    """The learning rate for 0-based `step`.
+    """The learning rate for 0-based `step`: an optional linear warmup over warmup_steps, then
 
     linear: base_lr (1 - step / num_steps), the original's decay to zero;
-    cosine: linear warmup over warmup_steps, then half a cosine from base_lr down to 0;
+    cosine: half a cosine from base_lr down to 0 over the steps after warmup;
     constant: base_lr.
     """
-    if schedule == "constant":
-        return base_lr
+    if schedule not in ("constant", "linear", "cosine"):
+        raise ValueError(f"unknown learning-rate schedule {schedule!r} (linear, cosine or constant)")
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
     if schedule == "linear":
         return base_lr * max(0.0, 1.0 - step / num_steps)
     if schedule == "cosine":
-        if step < warmup_steps:
-            return base_lr * (step + 1) / warmup_steps
         progress = (step - warmup_steps) / max(1, num_steps - warmup_steps)
         return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    raise ValueError(f"unknown learning-rate schedule {schedule!r} (linear, cosine or constant)")
+    return base_lr

@@ -45,7 +45,7 @@ DEFAULT_PRESET: dict[str, object] = {
     "BATCH_SIZE": 16,
     "NUM_STEPS": 1500,
     "LEARNING_RATE": 0.004,
-    "WARMUP_STEPS": 50,
+    "WARMUP_STEPS": 0,
     "EVAL_INTERVAL": 50,
     "EVAL_STEPS": 8,
 }
@@ -312,7 +312,7 @@ KNOBS: tuple[Knob, ...] = (
         min=1,
     ),
     _knob(
-        "MIN_NEW_TOKENS", int, 24, GEN,
+        "MIN_NEW_TOKENS", int, 1, GEN,
         "tokens to generate before end-of-text is allowed",
         "Until this many tokens exist, the end-of-text token is blocked, so a young model cannot answer "
         "with nothing. Too high and answers ramble past their natural end. 0 turns it off.",
@@ -326,14 +326,14 @@ KNOBS: tuple[Knob, ...] = (
         min=1,
     ),
     _knob(
-        "SAMPLE_COUNT", int, 20, GEN,
+        "SAMPLE_COUNT", int, 2, GEN,
         "text samples the trainer generates to show progress (0 = none)",
         "The trainer writes this many short texts so you can judge the model by eye, which the loss alone "
         "cannot show. Each one costs up to SAMPLE_MAX_NEW_TOKENS forward passes. 0 skips them.",
         min=0,
     ),
     _knob(
-        "SAMPLE_MAX_NEW_TOKENS", int, 160, GEN,
+        "SAMPLE_MAX_NEW_TOKENS", int, 48, GEN,
         "longest sample, in tokens",
         "Generation stops at end-of-text, at the BLOCK_SIZE limit, or after this many new tokens, whichever "
         "comes first. Longer samples show more but take proportionally longer.",

@@ -1,0 +1,49 @@
+"""`python -m microgpt train`: resolve the config, then run (or resume) a training run."""
+
+from __future__ import annotations
+
+import argparse
+
+from microgpt.errors import DatasetError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from microgpt.train.config import add_config_arguments
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = "Every knob can also be set as an environment variable of the name in brackets."
+    parser.add_argument("--resume", metavar="CKPT", help="continue the run saved in this checkpoint "
+                        "(its config is used; flags given here override it)")
+    parser.add_argument("--stop-after", type=int, metavar="STEP",
+                        help="stop after this step as if interrupted (saves latest_checkpoint; for resume tests)")
+    add_config_arguments(parser)
+
+
+def resume_config(checkpoint_path: str, args: argparse.Namespace):
+    """The config stored in a checkpoint, with the knob flags given on this command line applied on top."""
+    from microgpt.train.checkpoint import load_checkpoint
+    from microgpt.train.config import TrainConfig, cli_overrides, load_config
+
+    stored = load_checkpoint(checkpoint_path).meta.get("train_config")
+    if stored is None:
+        from microgpt.errors import CheckpointError
+
+        raise CheckpointError(f"{checkpoint_path}: holds no training state to resume (not a training checkpoint)")
+    base = TrainConfig.from_dict(stored).to_dict()
+    return load_config(cli={**{k.upper(): v for k, v in base.items()}, **cli_overrides(args)}, env={})
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from microgpt.train.config import load_config_from_args
+    from microgpt.train.trainer import Trainer
+
+    cfg = resume_config(args.resume, args) if args.resume else load_config_from_args(args)
+    try:
+        trainer = Trainer(cfg, resume=args.resume, stop_after=args.stop_after)
+    except DatasetError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        raise
+    return trainer.run()

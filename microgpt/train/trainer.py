@@ -1,0 +1,316 @@
+"""The training loop: batches -> loss -> backward -> clip -> Adam, with evaluation, early stopping,
+checkpoints, run artifacts and graceful signals.
+
+One `Trainer` owns one run. `run()` returns the process exit code: 0 when the run ended normally
+(finished, early-stopped or interrupted by a signal), 1 when the loss became NaN or infinite.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from microgpt import __version__
+from microgpt.autograd import functional as F
+from microgpt.autograd import no_grad
+from microgpt.data.templates import chat_prompt
+from microgpt.nn import GPT, Adam, GPTConfig, SamplingSettings, clip_grad_norm, generate, learning_rate
+from microgpt.train.artifacts import RunArtifacts, make_run_id
+from microgpt.train.batches import fit_block_size, random_starts, validation_batches, windows_at
+from microgpt.train.checkpoint import load_checkpoint, save_checkpoint, step_checkpoint_name
+from microgpt.train.config import TrainConfig, format_config
+from microgpt.train.data_pipeline import PreparedData, prepare_data
+from microgpt.train.system_monitor import SystemMonitor
+
+SAMPLE_PROMPTS = (
+    "How do I make tea?",
+    "What is a good way to start studying for an exam?",
+    "Explain what a computer network is.",
+    "Can you help me write a short thank-you note?",
+)
+
+
+@dataclass
+class Progress:
+    """The state of a run that a checkpoint must carry for an exact resume."""
+
+    step: int = 0  # optimizer steps completed
+    best_val_loss: float = math.inf
+    patience_used: int = 0
+    last_val_loss: float = math.nan
+    recent_losses: list[float] = field(default_factory=list)  # train losses since the last evaluation
+    tokens_seen: int = 0
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def evaluate(model: GPT, batches: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Mean cross-entropy per token over fixed batches, without recording a graph."""
+    total = count = 0.0
+    with no_grad():
+        for x, y in batches:
+            total += F.cross_entropy(model(x), y).item() * y.size
+            count += y.size
+    return total / count
+
+
+class Trainer:
+    """One training run, new or resumed."""
+
+    def __init__(self, cfg: TrainConfig, resume: str | None = None, stop_after: int | None = None) -> None:
+        self.cfg = cfg
+        self.stop_after = stop_after
+        self.progress = Progress()
+        self.stop_reason: str | None = None
+        self._signals = 0
+        checkpoint = load_checkpoint(resume) if resume else None
+        self.data: PreparedData = prepare_data(cfg, checkpoint.tokenizer if checkpoint else None)
+        if checkpoint:
+            self.model = checkpoint.model
+            self.optimizer = Adam(self.model.parameters(), lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2),
+                                  eps=cfg.eps_adam, weight_decay=cfg.weight_decay)
+            self.optimizer.load_state_dict(checkpoint.optimizer_state)
+            meta = checkpoint.meta
+            self.progress = Progress(step=meta["step"], best_val_loss=meta["best_val_loss"],
+                                     patience_used=meta["patience_used"], last_val_loss=meta["val_loss"],
+                                     recent_losses=meta["recent_losses"], tokens_seen=meta["tokens_seen"])
+            self.rng = np.random.default_rng()
+            self.rng.bit_generator.state = meta["rng_state"]
+            self.run_id = meta["run_id"]
+            self.resumed_from = str(resume)
+        else:
+            config = GPTConfig(vocab_size=self.data.tokenizer.vocab_size, n_layer=cfg.n_layer, n_embd=cfg.n_embd,
+                               n_head=cfg.n_head, block_size=cfg.block_size)
+            self.model = GPT(config, seed=cfg.seed)
+            self.optimizer = Adam(self.model.parameters(), lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2),
+                                  eps=cfg.eps_adam, weight_decay=cfg.weight_decay)
+            self.rng = np.random.default_rng(cfg.seed + 1)
+            self.run_id = make_run_id(cfg.run_name, cfg.log_dir)
+            self.resumed_from = None
+        self.block = fit_block_size(len(self.data.train_stream), cfg.block_size)
+        self.val_batches = validation_batches(self.data.val_stream, fit_block_size(len(self.data.val_stream),
+                                              cfg.block_size), cfg.batch_size, cfg.eval_steps)
+        self.model_dir = Path(cfg.model_dir)
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoints: dict[str, str] = {}
+        self.started = time.time()
+
+    # ----- signals -------------------------------------------------------------------------------
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        """First SIGINT/SIGTERM: finish this step, save, stop. Second SIGINT: leave at once (every file
+        write is atomic, so nothing is left half-written)."""
+        self._signals += 1
+        if self._signals > 1 and signum == signal.SIGINT:
+            os._exit(130)
+        self.stop_reason = "interrupted"
+
+    # ----- the loop ------------------------------------------------------------------------------
+    def run(self) -> int:
+        cfg, p = self.cfg, self.progress
+        print(f"run_id: {self.run_id}", flush=True)
+        self.art = RunArtifacts(self.run_id, cfg.log_dir, echo=True, log_level=cfg.log_level)
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        monitor = SystemMonitor()
+        try:
+            self._announce()
+            exit_code = 0
+            interval_steps, step_time, last_system = 0, 0.0, 0.0
+            while p.step < cfg.num_steps and self.stop_reason is None:
+                t0 = time.perf_counter()
+                loss = self._train_step()
+                step_time += time.perf_counter() - t0
+                interval_steps += 1
+                if not math.isfinite(loss):
+                    self.art.log(f"loss became {loss} at step {p.step}: stopping; the best checkpoint is kept "
+                                 "(try a lower LEARNING_RATE or GRAD_CLIP=1)", "error")
+                    self.stop_reason, exit_code = "nan_loss", 1
+                    break
+                if p.step % cfg.metric_interval == 0 or p.step == cfg.num_steps:
+                    self._report_progress(loss, interval_steps, step_time)
+                    interval_steps, step_time = 0, 0.0
+                if time.perf_counter() - last_system >= 2.0:
+                    last_system = time.perf_counter()
+                    self._report_system(monitor)
+                if p.step % cfg.eval_interval == 0 or p.step == cfg.num_steps:
+                    self._evaluate_and_checkpoint()
+                if self.stop_after is not None and p.step >= self.stop_after and self.stop_reason is None:
+                    self.stop_reason = "stopped_after"
+            if self.stop_reason is None:
+                self.stop_reason = "completed"
+            if self.stop_reason in ("interrupted", "stopped_after") and self.checkpoints.get("latest_step") != p.step:
+                self._save("latest")
+            if exit_code == 0:
+                self._finish()
+            self._write_manifest(status="finished" if exit_code == 0 else "failed")
+            self.art.event("stop", step=p.step, reason=self.stop_reason, best_val_loss=p.best_val_loss)
+            self.art.log(f"stopped: {self.stop_reason} at step {p.step}/{cfg.num_steps}; best val loss "
+                         f"{p.best_val_loss:.4f}; elapsed {_clock(time.time() - self.started)}")
+            return exit_code
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            self.art.close()
+
+    def _train_step(self) -> float:
+        cfg, p = self.cfg, self.progress
+        lr = learning_rate(cfg.lr_schedule, p.step, cfg.num_steps, cfg.learning_rate, cfg.warmup_steps)
+        self.optimizer.lr = lr
+        starts = random_starts(self.rng, len(self.data.train_stream), self.block, cfg.batch_size)
+        x, y = windows_at(self.data.train_stream, starts, self.block)
+        self.optimizer.zero_grad()
+        loss = F.cross_entropy(self.model(x), y)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            clip_grad_norm(self.optimizer.params, cfg.grad_clip)
+        self.optimizer.step()
+        p.step += 1
+        p.tokens_seen += y.size
+        value = loss.item()
+        p.recent_losses.append(value)
+        if cfg.log_level == "debug":
+            self.art.log(f"step {p.step} batch starts {starts.tolist()} lr {lr:.6f} loss {value:.4f}", "debug")
+        return value
+
+    # ----- reporting -----------------------------------------------------------------------------
+    def _announce(self) -> None:
+        cfg, data = self.cfg, self.data
+        n_params = self.model.num_parameters()
+        self.art.log(f"microgpt {__version__} run {self.run_id}" + (f" (resumed from {self.resumed_from} at step "
+                     f"{self.progress.step})" if self.resumed_from else ""))
+        self.art.log("resolved config:\n" + format_config(cfg))
+        self.art.log(f"dataset {cfg.dataset_path}: {sum(data.counts.values())} records {data.counts}; "
+                     f"{data.n_train_docs} train / {data.n_val_docs} val documents; {data.train_stream.size} / "
+                     f"{data.val_stream.size} tokens")
+        self.art.log(f"tokenizer {cfg.tokenizer}: {data.tokenizer.vocab_size} ids; model {n_params:,} parameters; "
+                     f"{len(self.val_batches)} validation batches of {cfg.batch_size}x{self.val_batches[0][0].shape[1]}")
+        if cfg.train_device == "gpu":
+            self.art.log("TRAIN_DEVICE=gpu: microgpt computes with NumPy, so this run uses the CPU "
+                         "(see `python -m microgpt gpu-check`)", "warning")
+        self.art.event("start", run=self.run_id, config=cfg.to_dict(), total_steps=cfg.num_steps,
+                       parameters=n_params, dataset=data.summary(), step=self.progress.step,
+                       tokenizer={"kind": cfg.tokenizer, "vocab_size": data.tokenizer.vocab_size},
+                       resumed_from=self.resumed_from)
+        self._write_manifest(status="running")
+
+    def _report_progress(self, loss: float, steps: int, step_time: float) -> None:
+        cfg, p = self.cfg, self.progress
+        tokens_per_sec = steps * cfg.batch_size * self.block / max(step_time, 1e-9)
+        steps_per_sec = steps / max(step_time, 1e-9)
+        elapsed = time.time() - self.started
+        eta = (cfg.num_steps - p.step) / steps_per_sec
+        lr = self.optimizer.lr
+        self.art.log(f"step {p.step}/{cfg.num_steps} | loss {loss:.4f} | lr {lr:.6f} | {tokens_per_sec:,.0f} tok/s "
+                     f"| elapsed {_clock(elapsed)} | eta {_clock(eta)}")
+        self.art.event("step", step=p.step, loss=loss, lr=lr, tokens_per_sec=tokens_per_sec,
+                       steps_per_sec=steps_per_sec, elapsed_s=elapsed, eta_s=eta, total_steps=cfg.num_steps)
+
+    def _report_system(self, monitor: SystemMonitor) -> None:
+        sample = monitor.sample()
+        self.art.system_row({"step": self.progress.step, **sample})
+        self.art.event("system", step=self.progress.step, **sample)
+        if self.cfg.verbose:
+            self.art.log(f"system cpu {sample['cpu_percent']:.0f}% | ram {sample['ram_used_mb']:.0f} MB | "
+                         f"rss {sample['rss_mb']:.0f} MB | threads {sample['threads']}")
+
+    # ----- evaluation, checkpoints, samples --------------------------------------------------------
+    def _evaluate_and_checkpoint(self) -> None:
+        cfg, p = self.cfg, self.progress
+        val = evaluate(self.model, self.val_batches)
+        train = float(np.mean(p.recent_losses)) if p.recent_losses else math.nan
+        p.recent_losses = []
+        p.last_val_loss = val
+        improved = p.best_val_loss - val > cfg.early_stop_min_delta
+        if improved:
+            p.best_val_loss, p.patience_used = val, 0
+        else:
+            p.patience_used += 1
+        ppl = math.exp(min(val, 50.0))
+        elapsed = time.time() - self.started
+        self.art.log(f"eval step {p.step} | train {train:.4f} | val {val:.4f} | ppl {ppl:.2f} | best "
+                     f"{p.best_val_loss:.4f}{' (improved)' if improved else ''} | patience "
+                     f"{p.patience_used}/{cfg.early_stop_patience}")
+        self.art.eval_row({"step": p.step, "train_loss": train, "val_loss": val, "val_ppl": ppl, "gap": val - train,
+                           "best_val_loss": p.best_val_loss, "lr": self.optimizer.lr,
+                           "tokens_per_sec": p.tokens_seen / max(elapsed, 1e-9), "elapsed_s": round(elapsed, 1),
+                           "patience_used": p.patience_used})
+        self.art.event("eval", step=p.step, train_loss=train, val_loss=val, val_ppl=ppl, gap=val - train,
+                       best_val_loss=p.best_val_loss, patience_used=p.patience_used, patience=cfg.early_stop_patience,
+                       improved=improved)
+        if improved:
+            self._save("best")
+        self._save("latest")
+        self._samples()
+        self._write_manifest(status="running")
+        if p.patience_used >= cfg.early_stop_patience:
+            self.stop_reason = "early_stop"
+
+    def _meta(self) -> dict[str, Any]:
+        p = self.progress
+        return {"run_id": self.run_id, "step": p.step, "train_config": self.cfg.to_dict(),
+                "val_loss": p.last_val_loss, "best_val_loss": p.best_val_loss, "patience_used": p.patience_used,
+                "recent_losses": p.recent_losses, "tokens_seen": p.tokens_seen,
+                "rng_state": self.rng.bit_generator.state, "dataset_sha256": self.data.dataset_sha256,
+                "saved_at": datetime.now().isoformat(timespec="seconds")}
+
+    def _save(self, kind: str, path: Path | None = None) -> Path:
+        path = path or self.model_dir / f"{kind}_checkpoint.npz"
+        save_checkpoint(path, self.model, self.data.tokenizer, self._meta(), self.optimizer)
+        self.checkpoints[kind] = str(path)
+        self.checkpoints[f"{kind}_step"] = self.progress.step
+        self.art.event("checkpoint", step=self.progress.step, path=str(path), kind=kind)
+        return path
+
+    def _finish(self) -> None:
+        """The final checkpoint, named by run, step and val loss (or MODEL_OUT_PATH), plus latest."""
+        p = self.progress
+        if self.checkpoints.get("latest_step") != p.step:
+            self._save("latest")
+        name = step_checkpoint_name(self.run_id, p.step, p.last_val_loss)
+        self._save("final", Path(self.cfg.model_out_path) if self.cfg.model_out_path else self.model_dir / name)
+        self.art.log(f"checkpoints: {self.checkpoints.get('final')} (final), {self.checkpoints.get('best')} "
+                     f"(best), {self.checkpoints.get('latest')} (latest)")
+
+    def _samples(self) -> None:
+        cfg = self.cfg
+        tok = self.data.tokenizer
+        settings = SamplingSettings(temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
+                                    repetition_penalty=cfg.repetition_penalty, repeat_last_n=cfg.repeat_last_n,
+                                    min_new_tokens=cfg.min_new_tokens, max_new_tokens=cfg.sample_max_new_tokens,
+                                    stop_token_ids=(tok.bos_id,), seed=cfg.seed + self.progress.step)
+        for i in range(cfg.sample_count):
+            question = SAMPLE_PROMPTS[i % len(SAMPLE_PROMPTS)]
+            prompt = chat_prompt([], question)
+            ids = [tok.bos_id, *tok.encode(prompt)]
+            text = tok.decode(generate(self.model, ids, settings)).split("\nUser:")[0].strip()
+            self.art.log(f"sample {i + 1}: {question} -> {text}")
+            self.art.event("sample", step=self.progress.step, prompt=question, text=text)
+
+    def _write_manifest(self, status: str) -> None:
+        p, cfg = self.progress, self.cfg
+        self.art.write_manifest({
+            "run": self.run_id, "status": status, "stop_reason": self.stop_reason,
+            "dataset": {"path": cfg.dataset_path, **self.data.summary()},
+            "config": cfg.to_dict(), "parameters": self.model.num_parameters(),
+            "tokenizer": {"kind": cfg.tokenizer, "vocab_size": self.data.tokenizer.vocab_size},
+            "versions": {"microgpt": __version__, "numpy": np.__version__, "python": platform.python_version()},
+            "start_time": datetime.fromtimestamp(self.started).isoformat(timespec="seconds"),
+            "end_time": datetime.now().isoformat(timespec="seconds") if status != "running" else None,
+            "duration_s": round(time.time() - self.started, 1), "steps": p.step, "total_steps": cfg.num_steps,
+            "best_val_loss": p.best_val_loss if math.isfinite(p.best_val_loss) else None,
+            "final": {"step": p.step, "val_loss": p.last_val_loss, "tokens_seen": p.tokens_seen},
+            "checkpoints": {k: v for k, v in self.checkpoints.items() if not k.endswith("_step")},
+            "resumed_from": self.resumed_from, "command": " ".join(sys.argv),
+        })
