@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from microgpt.autograd.blas import blas_threads
 from microgpt.autograd.tensor import Tensor, unbroadcast
 
 
@@ -153,7 +154,8 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     Q, K, Vv = q.data, k.data, v.data
     Tq, Tk, D = Q.shape[-2], K.shape[-2], Q.shape[-1]
     scale = 1.0 / math.sqrt(D)
-    scores = np.matmul(Q, np.swapaxes(K, -1, -2))  # (B, H, Tq, Tk)
+    with blas_threads(1):  # many tiny per-head products: one BLAS thread each is fastest
+        scores = np.matmul(Q, np.swapaxes(K, -1, -2))  # (B, H, Tq, Tk)
     scores *= scale
     if causal and Tq > 1:
         scores += _causal_mask(Tq, Tk, scores.dtype)  # one in-place pass; boolean indexing is 10x slower
@@ -161,15 +163,18 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     np.exp(scores, out=scores)
     scores /= scores.sum(axis=-1, keepdims=True)
     P = scores
-    out = np.matmul(P, Vv)  # (B, H, Tq, D)
+    with blas_threads(1):
+        out = np.matmul(P, Vv)  # (B, H, Tq, D)
 
     def backward(g: np.ndarray):
-        dv = unbroadcast(np.matmul(np.swapaxes(P, -1, -2), g), Vv.shape) if v.requires_grad else None
-        dS = np.matmul(g, np.swapaxes(Vv, -1, -2))
-        dS -= (dS * P).sum(axis=-1, keepdims=True)
-        dS *= P
-        dq = unbroadcast(np.matmul(dS, K) * scale, Q.shape) if q.requires_grad else None
-        dk = unbroadcast(np.matmul(np.swapaxes(dS, -1, -2), Q) * scale, K.shape) if k.requires_grad else None
+        with blas_threads(1):
+            dv = unbroadcast(np.matmul(np.swapaxes(P, -1, -2), g), Vv.shape) if v.requires_grad else None
+            dS = np.matmul(g, np.swapaxes(Vv, -1, -2))
+            dS -= (dS * P).sum(axis=-1, keepdims=True)
+            dS *= P
+            dS *= scale
+            dq = unbroadcast(np.matmul(dS, K), Q.shape) if q.requires_grad else None
+            dk = unbroadcast(np.matmul(np.swapaxes(dS, -1, -2), Q), K.shape) if k.requires_grad else None
         return dq, dk, dv
 
     return Tensor._result(out, (q, k, v), backward)

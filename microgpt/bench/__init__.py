@@ -1,0 +1,1 @@
+"""Benchmarks: training and generation throughput, measured against PyTorch eager when it is installed."""

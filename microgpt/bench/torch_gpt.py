@@ -1,0 +1,55 @@
+"""The same GPT written in PyTorch, built from our state_dict: the yardstick for parity tests and `bench`.
+
+PyTorch is never a dependency: import this module only after checking that torch is importable.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as TF
+
+from microgpt.nn.gpt import GPTConfig
+
+
+class TorchGPT(torch.nn.Module):
+    """microgpt's architecture in PyTorch eager: parameters carry our state_dict names ('.' becomes '__')."""
+
+    def __init__(self, config: GPTConfig, state: dict[str, np.ndarray], dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.config = config
+        self.weights = torch.nn.ParameterDict(
+            {name.replace(".", "__"): torch.nn.Parameter(torch.tensor(np.asarray(value), dtype=dtype))
+             for name, value in state.items()}
+        )
+
+    def w(self, name: str) -> torch.Tensor:
+        return self.weights[name.replace(".", "__")]
+
+    def named_grads(self) -> dict[str, np.ndarray]:
+        return {name.replace("__", "."): p.grad.detach().numpy() for name, p in self.weights.items()}
+
+    @staticmethod
+    def rms_norm(x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt((x * x).mean(dim=-1, keepdim=True) + 1e-5)
+
+    def forward(self, idx: torch.Tensor, cache: list | None = None) -> torch.Tensor:
+        c = self.config
+        B, T = idx.shape
+        H, D = c.n_head, c.n_embd // c.n_head
+        start = 0 if cache is None or not cache[0] else cache[0][0].shape[2]
+        x = self.w("wte")[idx] + self.w("wpe")[start:start + T]
+        x = self.rms_norm(x)
+        for i in range(c.n_layer):
+            h = self.rms_norm(x)
+            q, k, v = (TF.linear(h, self.w(f"layer{i}.attn_w{n}")).view(B, T, H, D).transpose(1, 2) for n in "qkv")
+            if cache is not None:
+                if cache[i]:
+                    k = torch.cat([cache[i][0], k], dim=2)
+                    v = torch.cat([cache[i][1], v], dim=2)
+                cache[i] = (k, v)
+            y = TF.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
+            x = x + TF.linear(y.transpose(1, 2).reshape(B, T, c.n_embd), self.w(f"layer{i}.attn_wo"))
+            h = self.rms_norm(x)
+            x = x + TF.linear(torch.relu(TF.linear(h, self.w(f"layer{i}.mlp_fc1"))), self.w(f"layer{i}.mlp_fc2"))
+        return TF.linear(x, self.w("lm_head"))

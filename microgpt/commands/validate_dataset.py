@@ -1,0 +1,87 @@
+"""`python -m microgpt validate-dataset [PATH]`: every problem as PATH:LINE, or counts and token statistics.
+
+The file is streamed three times (validate, learn the vocabulary, count tokens), so memory stays at a few
+lines plus one number per document whatever the file's size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+
+from microgpt.data.dataset import iter_documents, validate_dataset
+from microgpt.data.records import RECORD_TYPES
+from microgpt.data.tokenizer import CL100K, build_tokenizer, iter_batches
+from microgpt.errors import ConfigError
+
+DEFAULT_DATASET = "datasets/starter/starter.jsonl"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "path", nargs="?", help=f"JSONL dataset (default: $DATASET_PATH or {DEFAULT_DATASET})"
+    )
+    parser.add_argument(
+        "--max-problems", type=int, default=50, help="problems to list before counting the rest"
+    )
+    parser.add_argument(
+        "--tokenizer", choices=["bpe", "char"], help="tokenizer for the statistics ($TOKENIZER)"
+    )
+    parser.add_argument(
+        "--vocab-size", type=int, help="local vocabulary size ($TOKEN_VOCAB_SIZE, default 2048)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    path = args.path or os.environ.get("DATASET_PATH") or DEFAULT_DATASET
+    report = validate_dataset(path, max_problems=args.max_problems)
+    if not report.ok:
+        for problem in report.problems:
+            print(problem)
+        hidden = report.problem_count - len(report.problems)
+        if hidden:
+            print(f"... and {hidden} more problems not shown (--max-problems {args.max_problems})")
+        print(f"{path}: invalid ({report.problem_count} problems; {report.documents} valid records)")
+        return 1
+
+    kind = args.tokenizer or os.environ.get("TOKENIZER") or "bpe"
+    vocab_size = args.vocab_size or _env_int("TOKEN_VOCAB_SIZE", 2048)
+    encoding = os.environ.get("BPE_ENCODING") or CL100K
+    documents = (document.text for document in iter_documents(path))
+    tokenizer = build_tokenizer(kind, vocab_size, documents, encoding, os.environ.get("BPE_FILE") or None)
+
+    lengths: list[np.ndarray] = []
+    fallback = 0
+    for batch in iter_batches(document.text for document in iter_documents(path)):
+        ids, offsets = tokenizer.encode_concat(batch)
+        lengths.append(np.diff(offsets))
+        fallback += int(tokenizer.is_fallback(ids).sum())
+    per_document = np.concatenate(lengths)
+    total = int(per_document.sum())
+
+    print(f"{path}: valid")
+    print("records by type:")
+    for record_type in RECORD_TYPES:
+        if record_type in report.counts:
+            print(f"  {record_type:<12}{report.counts[record_type]:>8,}")
+    print(f"documents: {report.documents:,}")
+    name = f"bpe ({encoding})" if kind == "bpe" else kind
+    print(f"tokenizer: {name}, {tokenizer.vocab_size:,} ids used of {vocab_size:,}")
+    print(
+        f"tokens: {total:,} total; per document mean {per_document.mean():.1f}, "
+        f"p95 {np.percentile(per_document, 95):.0f}, max {per_document.max():,}"
+    )
+    print(f"outside the local vocabulary: {fallback / max(total, 1):.2%} of tokens are byte fallback")
+    return 0
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not an integer") from None

@@ -1,0 +1,172 @@
+"""Reading a JSONL dataset: one pass, line by line, every problem reported as `PATH:LINE: message`.
+
+The file is read in binary mode and each line decoded here, so a stray invalid UTF-8 byte spoils one line,
+not the whole file; memory holds one line plus the set of ids seen, never the file. A byte-order mark on
+line 1, CRLF endings and blank lines are accepted. Line numbers count every physical line, blank or not,
+so they match what an editor shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from microgpt.data.records import DOLLY, RECORD_TYPES, check_record, record_type_of
+from microgpt.data.templates import render_record
+from microgpt.errors import DatasetError
+
+BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class Document:
+    """One valid record rendered to its training text; `line` is where it sits in the file."""
+
+    id: str
+    record_type: str
+    text: str
+    line: int
+
+
+@dataclass
+class ValidationReport:
+    """What one pass over a dataset found: counts of the good lines, and the first problems of the bad.
+
+    There is one problem per bad line, listing everything wrong with it, so the cap counts lines.
+    """
+
+    path: str
+    documents: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    problem_count: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.problem_count == 0
+
+    def add_problem(self, line: int | None, messages: list[str], max_problems: int) -> None:
+        """Count one bad line; keep the first `max_problems` as `PATH:LINE: message; message`."""
+        where = self.path if line is None else f"{self.path}:{line}"
+        if len(self.problems) < max_problems:
+            self.problems.append(f"{where}: {'; '.join(messages)}")
+        self.problem_count += 1
+
+
+def iter_dataset(path: str | Path) -> Iterator[tuple[int, Document | None, list[str]]]:
+    """Yield (line number, document or None, problems) for every non-blank line, streaming.
+
+    Problems are plain messages without the `PATH:LINE:` prefix. A duplicate id is reported on its second
+    use, naming the line of the first. A Dolly row without an id gets "dolly-LINE"; these synthetic ids
+    are unique by construction and are not entered in the duplicate check.
+    """
+    first_use: dict[str, int] = {}
+    for number, raw in enumerate(_open_lines(path), start=1):
+        if number == 1 and raw.startswith(BOM):
+            raw = raw[len(BOM) :]
+        raw = raw.rstrip(b"\r\n")
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield number, None, [f"invalid UTF-8 (byte {exc.start + 1} of the line is {raw[exc.start]:#04x})"]
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield number, None, [f"invalid JSON: {exc.msg} (column {exc.colno})"]
+            continue
+        except (ValueError, RecursionError) as exc:  # a 5000-digit number, arrays nested 10000 deep
+            yield number, None, [f"invalid JSON: {exc}"]
+            continue
+        problems = check_record(record)
+        record_id = _explicit_id(record)
+        if record_id in first_use:
+            problems.append(f"duplicate id {record_id!r} (first used on line {first_use[record_id]})")
+        elif record_id is not None:
+            first_use[record_id] = number
+        if problems:
+            yield number, None, problems
+            continue
+        document_id = record_id or f"{DOLLY}-{number}"
+        yield number, Document(document_id, record_type_of(record), render_record(record), number), []
+
+
+def validate_dataset(path: str | Path, max_problems: int = 50) -> ValidationReport:
+    """Check every line of a dataset; the report counts documents per type and keeps the first problems."""
+    report = ValidationReport(str(path))
+    for _ in _scan(path, report, max_problems):
+        pass
+    return report
+
+
+def load_documents(path: str | Path) -> list[Document]:
+    """All documents of a valid dataset; an invalid, missing or empty one raises DatasetError."""
+    report = ValidationReport(str(path))
+    documents = list(_scan(path, report, max_problems=50))
+    if not report.ok:
+        raise DatasetError(
+            f"{report.problems[0]} ({report.problem_count} problems; "
+            f"run `python -m microgpt validate-dataset {path}`)",
+            problems=report.problems,
+        )
+    return documents
+
+
+def iter_documents(path: str | Path) -> Iterator[Document]:
+    """Just the valid documents, streaming: for a second pass over a file already validated."""
+    for _, document, _ in iter_dataset(path):
+        if document is not None:
+            yield document
+
+
+def sha256_file(path: str | Path) -> str:
+    """The sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _scan(path: str | Path, report: ValidationReport, max_problems: int) -> Iterator[Document]:
+    """One pass that fills `report` and yields the valid documents."""
+    seen_any = False
+    for number, document, problems in iter_dataset(path):
+        seen_any = True
+        if document is None:
+            report.add_problem(number, problems, max_problems)
+            continue
+        report.documents += 1
+        report.counts[document.record_type] = report.counts.get(document.record_type, 0) + 1
+        yield document
+    if not seen_any:
+        types = ", ".join(RECORD_TYPES)
+        report.add_problem(None, [f"the file holds no records; add JSONL lines ({types})"], max_problems)
+
+
+def _explicit_id(record: object) -> str | None:
+    """The record's own id when it has a usable one, even if other fields are wrong, so duplicates are
+    found in the same run as every other problem."""
+    if isinstance(record, dict) and isinstance(record.get("id"), str) and record["id"].strip():
+        return record["id"]
+    return None
+
+
+def _open_lines(path: str | Path) -> Iterator[bytes]:
+    """The file's raw lines, or a one-line DatasetError when it cannot be opened."""
+    try:
+        with open(path, "rb") as f:
+            yield from f
+    except FileNotFoundError:
+        raise DatasetError(
+            f"dataset {path} not found; pass a path, set DATASET_PATH, or see datasets/README.md"
+        ) from None
+    except IsADirectoryError:
+        raise DatasetError(f"dataset {path} is a directory; pass the path of a .jsonl file") from None
+    except OSError as exc:
+        raise DatasetError(f"cannot read dataset {path}: {exc.strerror}") from None

@@ -1,0 +1,136 @@
+"""Fetching a public dataset file: resumable, checked by sha256, with urllib only.
+
+The bytes go to `DEST.part` first. If the transfer stops, the next run asks the server for the rest
+(an HTTP `Range: bytes=N-` request) and appends; a server that ignores Range sends everything again and
+the part file is rewritten. Only a file whose sha256 matches is renamed to DEST, so DEST is always whole.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TextIO
+
+from microgpt.data.dataset import sha256_file
+from microgpt.errors import DatasetError
+
+DOLLY_URL = (
+    "https://huggingface.co/datasets/databricks/databricks-dolly-15k/resolve/main/databricks-dolly-15k.jsonl"
+)
+# The Git LFS object id (= sha256) of that file, revision bdd27f4d94b9c1f951818a7da7fd7aeea5dbff1a: 15,011 rows.
+DOLLY_SHA256 = "2df9083338b4abd6bceb5635764dab5d833b393b55759dffb0959b6fcbf794ec"
+DOLLY_PATH = Path("datasets/raw/databricks-dolly-15k.jsonl")
+CHUNK = 1 << 16
+
+
+def download(
+    url: str, dest: str | Path, sha256: str | None, out: TextIO = sys.stderr, timeout: float = 30.0
+) -> Path:
+    """Download `url` to `dest`, resuming a partial `.part` file; None as sha256 skips the check.
+
+    Raises DatasetError (one line) when offline, on an HTTP error, or when the sha256 does not match.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        if sha256 is None or sha256_file(dest) == sha256:
+            print(f"{dest} is already here", file=out)
+            return dest
+        print(f"{dest} does not match the expected sha256; downloading it again", file=out)
+        dest.unlink()
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _fetch(url, part, out, timeout)
+    if sha256 is not None:
+        actual = sha256_file(part)
+        if actual != sha256:
+            part.unlink()
+            raise DatasetError(
+                f"sha256 mismatch for {url}: expected {sha256}, got {actual}; the download was deleted "
+                f"(pass --sha256 '' to skip the check)"
+            )
+    os.replace(part, dest)
+    return dest
+
+
+def _fetch(url: str, part: Path, out: TextIO, timeout: float) -> None:
+    """Bring `part` up to the whole file: ask only for the missing bytes when some are already there."""
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "microgpt"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            resumed = have > 0 and response.status == 206
+            if resumed:
+                print(f"resuming {part.name} at {have / 1e6:.1f} MB", file=out)
+            else:
+                have = 0
+            total = _total_size(response, have)
+            with open(part, "ab" if resumed else "wb") as f:
+                bar = ProgressBar(out, total, have)
+                while chunk := response.read(CHUNK):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+                bar.close()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # the part file already holds every byte
+            return
+        raise DatasetError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        arrived = part.stat().st_size if part.exists() else 0
+        kept = f"; the {arrived:,} bytes that arrived are kept and the next run resumes" if arrived else ""
+        raise DatasetError(f"cannot download {url}: {reason} (offline?{kept})") from None
+    size = part.stat().st_size
+    if total is not None and size != total:
+        raise DatasetError(f"download of {url} stopped at {size:,} of {total:,} bytes; run again to resume")
+
+
+def _total_size(response: http.client.HTTPResponse, have: int) -> int | None:
+    """The whole file's size: from `Content-Range: bytes a-b/TOTAL`, else `have` + Content-Length."""
+    match = re.search(r"/(\d+)\s*$", response.headers.get("Content-Range", ""))
+    if match:
+        return int(match.group(1))
+    length = response.headers.get("Content-Length")
+    return have + int(length) if length and length.isdigit() else None
+
+
+class ProgressBar:
+    """`[#####-----]  52%  6.8/13.1 MB  4.2 MB/s`, redrawn in place on a terminal, at most 10 times a second.
+
+    On anything but a terminal (a log file, a test) it draws nothing.
+    """
+
+    def __init__(self, out: TextIO, total: int | None, done: int = 0, width: int = 30) -> None:
+        self.out, self.total, self.done, self.width = out, total, done, width
+        self.enabled = out.isatty()
+        self.started = self.drawn_at = time.monotonic()
+        self.start_done = done
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.enabled and time.monotonic() - self.drawn_at >= 0.1:
+            self._draw()
+
+    def close(self) -> None:
+        if self.enabled:
+            self._draw()
+            self.out.write("\n")
+
+    def _draw(self) -> None:
+        self.drawn_at = now = time.monotonic()
+        rate = (self.done - self.start_done) / max(now - self.started, 1e-9) / 1e6
+        if self.total:
+            filled = self.width * self.done // self.total
+            bar = f"[{'#' * filled}{'-' * (self.width - filled)}] {100 * self.done // self.total:3d}%  "
+            amount = f"{self.done / 1e6:.1f}/{self.total / 1e6:.1f} MB"
+        else:
+            bar, amount = "", f"{self.done / 1e6:.1f} MB"
+        self.out.write(f"\r{bar}{amount}  {rate:.1f} MB/s")
+        self.out.flush()

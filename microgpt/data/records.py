@@ -1,0 +1,148 @@
+"""The record schema: which record types exist, what fields each one needs, and how one record is checked.
+
+A dataset line is one JSON object. Typed records carry `id` and `record_type`; a raw Dolly row
+(`instruction`, `context`, `response`, `category`) carries neither and is recognised by those fields.
+`check_record` returns every problem of one parsed line as a short message that names the field, so a
+reader can fix the line without opening this file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+# record_type -> the string fields it requires (non-empty). `messages` and `actions` are lists, checked apart.
+RECORD_FIELDS: dict[str, tuple[str, ...]] = {
+    "knowledge": ("text",),
+    "memory": ("text",),
+    "qa": ("question", "answer"),
+    "chat": ("input", "output"),
+    "messages": (),
+    "trajectory": ("task", "result"),
+    "preference": ("prompt", "chosen", "rejected"),
+}
+DOLLY = "dolly"
+DOLLY_FIELDS: tuple[str, ...] = ("instruction", "context", "response")
+RECORD_TYPES: tuple[str, ...] = (*RECORD_FIELDS, DOLLY)
+ROLES: tuple[str, ...] = ("system", "user", "assistant")
+
+# json.loads turns the escape "\ud800" into a lone surrogate: a str that is not valid Unicode text.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_type(value: object) -> str:
+    """The JSON name of a parsed value's type, for messages like "must be a string, not number"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def is_dolly(record: dict) -> bool:
+    """A raw Dolly row: no `record_type`, but Dolly's fields (checked as Dolly even when some are missing)."""
+    return "record_type" not in record and any(field in record for field in DOLLY_FIELDS)
+
+
+def record_type_of(record: dict) -> str:
+    """The type a valid record is counted and rendered as ("dolly" for raw Dolly rows)."""
+    return DOLLY if is_dolly(record) else record["record_type"]
+
+
+def check_record(record: object) -> list[str]:
+    """Every schema problem of one parsed JSON line; an empty list means the record is valid."""
+    if not isinstance(record, dict):
+        return [f"expected a JSON object, got {json_type(record)}"]
+    if is_dolly(record):
+        return _check_dolly(record)
+    problems = _present([_string_problem(record, "id")])
+    record_type = record.get("record_type")
+    type_problem = _string_problem(record, "record_type")
+    if type_problem:
+        return [*problems, type_problem]
+    if record_type not in RECORD_FIELDS:
+        known = ", ".join(RECORD_TYPES[:-1])
+        return [*problems, f"unknown record_type {record_type!r} (expected one of: {known})"]
+    problems += _present(_string_problem(record, field) for field in RECORD_FIELDS[record_type])
+    if record_type == "messages":
+        problems += _check_messages(record)
+    if record_type == "trajectory":
+        problems += _check_actions(record)
+    return problems
+
+
+def _check_dolly(record: dict) -> list[str]:
+    """Dolly rows need an instruction and a response; context and category may be empty, null or absent."""
+    checks = [_string_problem(record, "instruction"), _string_problem(record, "response")]
+    optional = [field for field in ("context", "category") if record.get(field) is not None]
+    checks += [_string_problem(record, field, allow_empty=True) for field in optional]
+    if "id" in record:
+        checks.append(_string_problem(record, "id"))
+    return _present(checks)
+
+
+def _check_messages(record: dict) -> list[str]:
+    """`messages` is a non-empty list of {role: system|user|assistant, content: non-empty string}."""
+    messages = record.get("messages")
+    if messages is None:
+        return ["missing required field 'messages'"]
+    if not isinstance(messages, list):
+        return [f"field 'messages' must be an array, not {json_type(messages)}"]
+    if not messages:
+        return ["field 'messages' is empty"]
+    problems: list[str] = []
+    for i, message in enumerate(messages):
+        label = f"messages[{i}]"
+        if not isinstance(message, dict):
+            problems.append(f"field '{label}' must be an object, not {json_type(message)}")
+            continue
+        role_problem = _string_problem(message, "role", label=f"{label}.role")
+        if role_problem:
+            problems.append(role_problem)
+        elif message["role"] not in ROLES:
+            problems.append(
+                f"field '{label}.role' is {message['role']!r} (expected one of: {', '.join(ROLES)})"
+            )
+        problems += _present([_string_problem(message, "content", label=f"{label}.content")])
+    return problems
+
+
+def _check_actions(record: dict) -> list[str]:
+    """`actions` is a list of strings; it may be empty (the rendered document then has no Actions line)."""
+    actions = record.get("actions")
+    if actions is None:
+        return ["missing required field 'actions'"]
+    if not isinstance(actions, list):
+        return [f"field 'actions' must be an array of strings, not {json_type(actions)}"]
+    return _present(
+        _string_problem(record["actions"], i, label=f"actions[{i}]", allow_empty=True)
+        for i in range(len(actions))
+    )
+
+
+def _string_problem(
+    container: dict | list, key: str | int, label: str | None = None, allow_empty: bool = False
+) -> str | None:
+    """The problem with one required string field, or None when it is fine."""
+    label = label or str(key)
+    value = container.get(key) if isinstance(container, dict) else container[key]
+    if value is None:
+        return f"missing required field '{label}'"
+    if not isinstance(value, str):
+        return f"field '{label}' must be a string, not {json_type(value)}"
+    if not allow_empty and not value.strip():
+        return f"field '{label}' is empty"
+    if _SURROGATE.search(value):
+        return f"field '{label}' contains an unpaired surrogate escape (\\ud800-\\udfff), which is not text"
+    return None
+
+
+def _present(problems: Iterable[str | None]) -> list[str]:
+    """Drop the Nones from a sequence of maybe-problems."""
+    return [problem for problem in problems if problem]

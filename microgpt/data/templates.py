@@ -1,0 +1,69 @@
+"""The one place that turns records into text: training documents and the chat prompt share these templates.
+
+Every template is a few `Label: value` lines joined by "\\n", the format of the original Go project:
+
+    chat        User: {input}\\nAssistant: {output}
+    qa          Question: {question}\\nAnswer: {answer}
+    messages    one `System:` / `User:` / `Assistant:` line per turn
+    trajectory  Task: {task}\\nActions: {a | b | c}\\nResult: {result}   (no Actions line when there are none)
+    preference  Prompt: {prompt}\\nPreferred: {chosen}                   (`rejected` is never trained on)
+    dolly       User: {instruction}\\nContext: {context}\\nAssistant: {response}   (Context only when non-empty)
+    knowledge, memory   the text itself
+
+Values are stripped of surrounding whitespace, as the original did. `chat_prompt` ends with "Assistant:"
+and no space: it is exactly what a chat document holds before the reply, so the model continues the way it
+was trained. The reply it writes therefore starts with a space (cl100k attaches it to the first word).
+"""
+
+from __future__ import annotations
+
+from microgpt.data.records import DOLLY, record_type_of
+
+USER_PREFIX = "User:"
+ASSISTANT_PREFIX = "Assistant:"
+SYSTEM_PREFIX = "System:"
+ROLE_PREFIX = {"system": SYSTEM_PREFIX, "user": USER_PREFIX, "assistant": ASSISTANT_PREFIX}
+
+
+def line(prefix: str, value: str) -> str:
+    """One template line: `Prefix: value`, the value stripped."""
+    return f"{prefix} {value.strip()}"
+
+
+def render_record(record: dict) -> str:
+    """A validated record (see records.check_record) -> the text of its training document."""
+    kind = record_type_of(record)
+    if kind in ("knowledge", "memory"):
+        return record["text"].strip()
+    if kind == "qa":
+        return "\n".join([line("Question:", record["question"]), line("Answer:", record["answer"])])
+    if kind == "chat":
+        return "\n".join([line(USER_PREFIX, record["input"]), line(ASSISTANT_PREFIX, record["output"])])
+    if kind == "messages":
+        return "\n".join(line(ROLE_PREFIX[m["role"]], m["content"]) for m in record["messages"])
+    if kind == "trajectory":
+        actions = [a.strip() for a in record["actions"] if a.strip()]
+        lines = [line("Task:", record["task"])]
+        if actions:
+            lines.append(line("Actions:", " | ".join(actions)))
+        return "\n".join([*lines, line("Result:", record["result"])])
+    if kind == "preference":
+        return "\n".join([line("Prompt:", record["prompt"]), line("Preferred:", record["chosen"])])
+    if kind == DOLLY:
+        lines = [line(USER_PREFIX, record["instruction"])]
+        if (record.get("context") or "").strip():
+            lines.append(line("Context:", record["context"]))
+        return "\n".join([*lines, line(ASSISTANT_PREFIX, record["response"])])
+    raise ValueError(f"cannot render record_type {kind!r}")
+
+
+def chat_prompt(history: list[tuple[str, str]], user_message: str) -> str:
+    """Earlier (user, assistant) turns plus the new message -> the text the model continues.
+
+    The result is the prefix of the matching `chat` (or `messages`) document up to its reply:
+    chat_prompt([], "hi") == "User: hi\\nAssistant:" and the document is "User: hi\\nAssistant: hello".
+    """
+    lines = []
+    for user, reply in history:
+        lines += [line(USER_PREFIX, user), line(ASSISTANT_PREFIX, reply)]
+    return "\n".join([*lines, line(USER_PREFIX, user_message), ASSISTANT_PREFIX])

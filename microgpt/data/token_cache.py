@@ -1,0 +1,65 @@
+"""A disk cache for tokenized datasets, so the second run over the same data starts in seconds.
+
+One `.npz` file per key holds every document's ids concatenated (int32), their offsets, and the tokenizer
+that made them (its to_dict as JSON). The key comes from the dataset's sha256 plus the tokenizer settings,
+so editing the data or changing a knob makes a new file instead of reusing a stale one. Files are written
+to a temporary name, fsynced, then renamed over the target: a crash never leaves half a cache behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from microgpt.atomic import atomic_open
+from microgpt.data.tokenizer import Tokenizer, tokenizer_from_dict
+
+
+def cache_key(dataset_sha256: str, tokenizer_settings: dict) -> str:
+    """A short, stable name for (dataset content, tokenizer settings); put the split in the settings too."""
+    payload = json.dumps({"dataset": dataset_sha256, "tokenizer": tokenizer_settings}, sort_keys=True)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
+
+
+def cache_path(cache_dir: str | Path, key: str) -> Path:
+    return Path(cache_dir) / f"tokens-{key}.npz"
+
+
+def load_cached_tokenizer(cache_dir: str | Path, key: str) -> Tokenizer | None:
+    """The tokenizer stored under `key`, or None: lets a second run skip building the vocabulary."""
+    cached = _read(cache_path(cache_dir, key))
+    return tokenizer_from_dict(cached[2]) if cached else None
+
+
+def tokenize_cached(
+    tokenizer: Tokenizer, texts: list[str], cache_dir: str | Path, key: str
+) -> list[np.ndarray]:
+    """Each text's ids as an int32 array, read from the cache when it matches, else encoded and stored."""
+    path = cache_path(cache_dir, key)
+    cached = _read(path)
+    if cached and cached[2] == tokenizer.to_dict() and len(cached[1]) == len(texts) + 1:
+        ids, offsets, _ = cached
+    else:
+        ids, offsets = tokenizer.encode_concat(texts)
+        _write(path, ids, offsets, tokenizer.to_dict())
+    return np.split(ids, offsets[1:-1])
+
+
+def _read(path: Path) -> tuple[np.ndarray, np.ndarray, dict] | None:
+    """(ids, offsets, tokenizer dict) from a cache file; None when it is absent or unreadable."""
+    try:
+        with np.load(path) as f:
+            return f["ids"], f["offsets"], json.loads(f["tokenizer"].tobytes())
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def _write(path: Path, ids: np.ndarray, offsets: np.ndarray, tokenizer: dict) -> None:
+    """Write atomically (microgpt.atomic): a temporary sibling, fsynced, then renamed over `path`."""
+    described = np.frombuffer(json.dumps(tokenizer).encode("utf-8"), dtype=np.uint8)
+    with atomic_open(path, "wb") as f:
+        np.savez(f, ids=ids.astype(np.int32), offsets=offsets.astype(np.int64), tokenizer=described)

