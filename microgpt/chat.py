@@ -82,7 +82,8 @@ class ChatSession:
                 if cut >= 0:
                     text = text[:cut]
                     break
-                ready = text[:len(text) - _held_back(text)]
+                # trailing spaces wait too: if the reply ends here they are stripped, so the pieces add up to it
+                ready = text[:len(text) - _held_back(text)].rstrip()
                 if len(ready) > len(emitted):
                     yield ready[len(emitted):]
                     emitted = ready

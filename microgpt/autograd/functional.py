@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from microgpt.autograd.blas import blas_threads
+from microgpt.autograd.parallel import run_split
 from microgpt.autograd.tensor import Tensor, unbroadcast
 
 
@@ -83,7 +83,8 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None)
 
     logits (..., V), integer targets (...). With e = exp(x - max) and s = sum(e):
     loss_i = log s + max - x[t]; dloss_i/dx = e / s - onehot(t). The backward never materialises
-    the probabilities: it scales the saved e by g / (n s) and subtracts at the targets.
+    the probabilities: it scales the saved e by g / (n s) in place and subtracts at the targets.
+    Rows are split over the CPU cores (microgpt.autograd.parallel) when the logits are big.
     """
     V = logits.shape[-1]
     x = logits.data.reshape(-1, V)
@@ -95,18 +96,36 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None)
     safe_t = np.where(valid, t, 0)
     if np.any((safe_t < 0) | (safe_t >= V)):
         raise ValueError(f"cross_entropy: a target is outside [0, {V})")
-    rows = np.arange(x.shape[0])
-    top = x.max(axis=1, keepdims=True)
-    e = np.subtract(x, top)
-    np.exp(e, out=e)
-    s = e.sum(axis=1)
-    per_row = np.log(s) + top[:, 0] - x[rows, safe_t]
+    N = x.shape[0]
+    rows = np.arange(N)
+    e = np.empty_like(x)
+    top = np.empty(N, dtype=x.dtype)
+    s = np.empty(N, dtype=x.dtype)
+
+    def exp_shifted(lo: int, hi: int) -> None:
+        top[lo:hi] = x[lo:hi].max(axis=1)
+        np.subtract(x[lo:hi], top[lo:hi, None], out=e[lo:hi])
+        np.exp(e[lo:hi], out=e[lo:hi])
+        s[lo:hi] = e[lo:hi].sum(axis=1)
+
+    run_split(exp_shifted, N, x.size)
+    per_row = np.log(s) + top - x[rows, safe_t]
     n = int(valid.sum())
     loss = np.asarray(np.where(valid, per_row, 0).sum() / n if n else np.nan, dtype=x.dtype)
+    saved = {"e": e}
 
     def backward(g: np.ndarray):
-        scale = (float(g) / n) * valid / s
-        dx = e * scale[:, None].astype(x.dtype)
+        if n == 0:  # every target ignored: the loss does not depend on the logits
+            return (np.zeros_like(logits.data),)
+        dx = saved.pop("e", None)  # the first backward reuses e's memory for the gradient
+        if dx is None:  # a repeated backward over the same graph recomputes it
+            dx = np.exp(x - top[:, None])
+        scale = ((float(g) / n) * valid / s).astype(x.dtype)
+
+        def scale_rows(lo: int, hi: int) -> None:
+            dx[lo:hi] *= scale[lo:hi, None]
+
+        run_split(scale_rows, N, dx.size)
         dx[rows[valid], safe_t[valid]] -= float(g) / n
         return (dx.reshape(logits.shape),)
 
@@ -149,32 +168,51 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     q may be shorter than k (the KV-cached case): query i then sits at position Tk - Tq + i.
     Backward, with P the attention weights and S the scores:
       dV = P^T G,  dP = G V^T,  dS = P (dP - sum(dP P)),  dQ = dS K / sqrt(D),  dK = dS^T Q / sqrt(D).
+    The (batch x head) slices are independent, so they are split over the CPU cores when big.
     """
     q, k, v = _tensor(q), _tensor(k), _tensor(v)
     Q, K, Vv = q.data, k.data, v.data
-    Tq, Tk, D = Q.shape[-2], K.shape[-2], Q.shape[-1]
+    Tq, Tk, D, Dv = Q.shape[-2], K.shape[-2], Q.shape[-1], Vv.shape[-1]
+    batch = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2], Vv.shape[:-2])
+    N = math.prod(batch)
+    Qf = np.broadcast_to(Q, (*batch, Tq, D)).reshape(N, Tq, D)  # every slice (b, h) becomes one row of N
+    Kf = np.broadcast_to(K, (*batch, Tk, D)).reshape(N, Tk, D)
+    Vf = np.broadcast_to(Vv, (*batch, Tk, Dv)).reshape(N, Tk, Dv)
     scale = 1.0 / math.sqrt(D)
-    with blas_threads(1):  # many tiny per-head products: one BLAS thread each is fastest
-        scores = np.matmul(Q, np.swapaxes(K, -1, -2))  # (B, H, Tq, Tk)
-    scores *= scale
-    if causal and Tq > 1:
-        scores += _causal_mask(Tq, Tk, scores.dtype)  # one in-place pass; boolean indexing is 10x slower
-    scores -= scores.max(axis=-1, keepdims=True)
-    np.exp(scores, out=scores)
-    scores /= scores.sum(axis=-1, keepdims=True)
-    P = scores
-    with blas_threads(1):
-        out = np.matmul(P, Vv)  # (B, H, Tq, D)
+    mask = _causal_mask(Tq, Tk, Q.dtype) if causal and Tq > 1 else None
+    P = np.empty((N, Tq, Tk), dtype=Q.dtype)
+    out = np.empty((N, Tq, Dv), dtype=Q.dtype)
+
+    def forward_part(lo: int, hi: int) -> None:
+        S = P[lo:hi]
+        np.matmul(Qf[lo:hi], Kf[lo:hi].transpose(0, 2, 1), out=S)
+        S *= scale
+        if mask is not None:
+            S += mask  # one in-place pass; boolean indexing is 10x slower
+        S -= S.max(axis=-1, keepdims=True)
+        np.exp(S, out=S)
+        S /= S.sum(axis=-1, keepdims=True)
+        np.matmul(S, Vf[lo:hi], out=out[lo:hi])
+
+    run_split(forward_part, N, P.size)
 
     def backward(g: np.ndarray):
-        with blas_threads(1):
-            dv = unbroadcast(np.matmul(np.swapaxes(P, -1, -2), g), Vv.shape) if v.requires_grad else None
-            dS = np.matmul(g, np.swapaxes(Vv, -1, -2))
-            dS -= (dS * P).sum(axis=-1, keepdims=True)
-            dS *= P
-            dS *= scale
-            dq = unbroadcast(np.matmul(dS, K), Q.shape) if q.requires_grad else None
-            dk = unbroadcast(np.matmul(np.swapaxes(dS, -1, -2), Q), K.shape) if k.requires_grad else None
-        return dq, dk, dv
+        G = np.ascontiguousarray(g).reshape(N, Tq, Dv)
+        dQ, dK, dV = np.empty_like(Qf), np.empty_like(Kf), np.empty_like(Vf)
 
-    return Tensor._result(out, (q, k, v), backward)
+        def backward_part(lo: int, hi: int) -> None:
+            Pp = P[lo:hi]
+            np.matmul(Pp.transpose(0, 2, 1), G[lo:hi], out=dV[lo:hi])
+            dS = np.matmul(G[lo:hi], Vf[lo:hi].transpose(0, 2, 1))
+            dS -= (dS * Pp).sum(axis=-1, keepdims=True)
+            dS *= Pp
+            dS *= scale
+            np.matmul(dS, Kf[lo:hi], out=dQ[lo:hi])
+            np.matmul(dS.transpose(0, 2, 1), Qf[lo:hi], out=dK[lo:hi])
+
+        run_split(backward_part, N, P.size)
+        return (unbroadcast(dQ.reshape(*batch, Tq, D), Q.shape) if q.requires_grad else None,
+                unbroadcast(dK.reshape(*batch, Tk, D), K.shape) if k.requires_grad else None,
+                unbroadcast(dV.reshape(*batch, Tk, Dv), Vv.shape) if v.requires_grad else None)
+
+    return Tensor._result(out.reshape(*batch, Tq, Dv), (q, k, v), backward)

@@ -40,6 +40,8 @@ def gradcheck(
     out.backward(weights)
     for i, p in enumerate(params):
         analytic = np.zeros_like(p.data) if p.grad is None else p.grad
+        if analytic.shape != p.shape:
+            raise GradcheckError(f"gradient of input {i} has shape {analytic.shape}, the input has shape {p.shape}")
         numeric = np.zeros_like(p.data)
         flat = p.data.reshape(-1)
         for j in range(flat.size):

@@ -337,7 +337,7 @@ class Tensor:
     def transpose(self, *axes: int) -> Tensor:
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
-        perm = tuple(axes) if axes else tuple(reversed(range(self.ndim)))
+        perm = tuple(a % self.ndim for a in axes) if axes else tuple(reversed(range(self.ndim)))
         inverse = tuple(np.argsort(perm))
         return Tensor._result(self.data.transpose(perm), (self,), lambda g: (g.transpose(inverse),))
 
@@ -401,10 +401,9 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
         raise ValueError(f"shapes {a.shape} and {b.shape} are not aligned for '@'") from None
 
     def backward(g: np.ndarray):
-        A2 = A if A.ndim > 1 else A[None, :]
+        A2 = A if A.ndim > 1 else A[None, :]  # a vector is a 1-row (or 1-column) matrix
         B2 = B if B.ndim > 1 else B[:, None]
-        g2 = g if A.ndim > 1 else np.expand_dims(g, -2)
-        g2 = g2 if B.ndim > 1 else np.expand_dims(g2, -1)
+        g2 = g.reshape(np.broadcast_shapes(A2.shape[:-2], B2.shape[:-2]) + (A2.shape[-2], B2.shape[-1]))
         ga = gb = None
         if a.requires_grad:
             ga = unbroadcast(np.matmul(g2, np.swapaxes(B2, -1, -2)), A2.shape).reshape(A.shape)

@@ -48,7 +48,9 @@ class TorchGPT(torch.nn.Module):
                     k = torch.cat([cache[i][0], k], dim=2)
                     v = torch.cat([cache[i][1], v], dim=2)
                 cache[i] = (k, v)
-            y = TF.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
+            S = k.shape[2]  # query i sits at position S - T + i and sees keys up to there
+            mask = torch.ones(T, S, dtype=torch.bool).tril(diagonal=S - T) if T > 1 else None
+            y = TF.scaled_dot_product_attention(q, k, v, attn_mask=mask)
             x = x + TF.linear(y.transpose(1, 2).reshape(B, T, c.n_embd), self.w(f"layer{i}.attn_wo"))
             h = self.rms_norm(x)
             x = x + TF.linear(torch.relu(TF.linear(h, self.w(f"layer{i}.mlp_fc1"))), self.w(f"layer{i}.mlp_fc2"))

@@ -58,7 +58,7 @@ class GPT(Module):
         self.wpe = Embedding(config.block_size, C, rng=rng, std=std, dtype=dt)
         for i in range(config.n_layer):
             setattr(self, f"layer{i}", Block(C, config.n_head, activation=config.activation,
-                                             norm_gain=config.norm_gain, rng=rng, dtype=dt))
+                                             norm_gain=config.norm_gain, rng=rng, std=std, dtype=dt))
         self.lm_head = Linear(C, config.vocab_size, rng=rng, std=std, dtype=dt)
 
     @property

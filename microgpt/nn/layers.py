@@ -74,13 +74,14 @@ class KVCache:
 class CausalSelfAttention(Module):
     """Multi-head self-attention where each position sees only itself and earlier positions."""
 
-    def __init__(self, n_embd: int, n_head: int, *, rng: np.random.Generator, dtype: np.dtype) -> None:
+    def __init__(self, n_embd: int, n_head: int, *, rng: np.random.Generator, std: float = 0.08,
+                 dtype: np.dtype = np.float32) -> None:
         super().__init__()
         self.n_head = n_head
-        self.wq = Linear(n_embd, n_embd, rng=rng, dtype=dtype)
-        self.wk = Linear(n_embd, n_embd, rng=rng, dtype=dtype)
-        self.wv = Linear(n_embd, n_embd, rng=rng, dtype=dtype)
-        self.wo = Linear(n_embd, n_embd, rng=rng, dtype=dtype)
+        self.wq = Linear(n_embd, n_embd, rng=rng, std=std, dtype=dtype)
+        self.wk = Linear(n_embd, n_embd, rng=rng, std=std, dtype=dtype)
+        self.wv = Linear(n_embd, n_embd, rng=rng, std=std, dtype=dtype)
+        self.wo = Linear(n_embd, n_embd, rng=rng, std=std, dtype=dtype)
 
     def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
         B, T, C = x.shape
@@ -99,12 +100,12 @@ class CausalSelfAttention(Module):
 class MLP(Module):
     """Two linear maps with a non-linearity between them, 4x wider in the middle."""
 
-    def __init__(self, n_embd: int, *, activation: str = "relu", rng: np.random.Generator,
-                 dtype: np.dtype) -> None:
+    def __init__(self, n_embd: int, *, activation: str = "relu", rng: np.random.Generator, std: float = 0.08,
+                 dtype: np.dtype = np.float32) -> None:
         super().__init__()
         self.activation = activation
-        self.fc1 = Linear(n_embd, 4 * n_embd, rng=rng, dtype=dtype)
-        self.fc2 = Linear(4 * n_embd, n_embd, rng=rng, dtype=dtype)
+        self.fc1 = Linear(n_embd, 4 * n_embd, rng=rng, std=std, dtype=dtype)
+        self.fc2 = Linear(4 * n_embd, n_embd, rng=rng, std=std, dtype=dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.fc1(x)
@@ -116,12 +117,12 @@ class Block(Module):
     """One transformer layer: x + attn(norm(x)), then x + mlp(norm(x)) (pre-norm residual stream)."""
 
     def __init__(self, n_embd: int, n_head: int, *, activation: str, norm_gain: bool,
-                 rng: np.random.Generator, dtype: np.dtype) -> None:
+                 rng: np.random.Generator, std: float = 0.08, dtype: np.dtype = np.float32) -> None:
         super().__init__()
         self.attn_norm = RMSNorm(n_embd, learnable=norm_gain, dtype=dtype)
-        self.attn = CausalSelfAttention(n_embd, n_head, rng=rng, dtype=dtype)
+        self.attn = CausalSelfAttention(n_embd, n_head, rng=rng, std=std, dtype=dtype)
         self.mlp_norm = RMSNorm(n_embd, learnable=norm_gain, dtype=dtype)
-        self.mlp = MLP(n_embd, activation=activation, rng=rng, dtype=dtype)
+        self.mlp = MLP(n_embd, activation=activation, rng=rng, std=std, dtype=dtype)
 
     def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
         x = x + self.attn(self.attn_norm(x), cache, layer)

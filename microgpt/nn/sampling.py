@@ -81,7 +81,7 @@ def generate(model: GPT, prompt_ids: Sequence[int], settings: SamplingSettings) 
             if any(len(s) and generated[-len(s):] == list(s) for s in settings.stop_sequences):
                 return
             if cache.length >= block:
-                context = context[-(block // 2):]
+                context = context[-max(1, block // 2):]
                 cache = model.new_cache(1)
                 logits = model(np.asarray([context]), cache).data[0, -1]
             else:

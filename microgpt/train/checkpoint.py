@@ -67,6 +67,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         from microgpt.train.go_checkpoint import load_go_checkpoint
 
         return load_go_checkpoint(path)
+    damaged = f"{path}: damaged or truncated checkpoint ({{}}); use another file, e.g. models/best_checkpoint.npz"
+    if not zipfile.is_zipfile(path):  # np.load would read a .npy or a pickle instead, and explain neither well
+        raise CheckpointError(damaged.format("not an .npz archive"))
     try:
         with np.load(path, allow_pickle=False) as f:
             version = int(f["format_version"])
@@ -78,9 +81,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             optim = {k.removeprefix("optim/"): f[k] for k in f.files if k.startswith("optim/")}
     except MicrogptError:
         raise
-    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: damaged or truncated checkpoint ({type(exc).__name__}: {exc}); "
-                              "use another file, e.g. models/best_checkpoint.npz") from None
+    except (OSError, EOFError, KeyError, TypeError, ValueError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        raise CheckpointError(damaged.format(f"{type(exc).__name__}: {exc}")) from None
     try:
         model = GPT(GPTConfig(**meta["model_config"]), seed=0)
         model.load_state_dict(params)
@@ -105,7 +107,8 @@ def checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:
                 meta = json.loads(f["meta"].tobytes().decode("utf-8"))
             info.update(run=meta.get("run_id", info["run"]), step=meta.get("step"),
                         val_loss=meta.get("val_loss", info["val_loss"]))
-        except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, UnicodeDecodeError):
+        except (OSError, EOFError, KeyError, TypeError, AttributeError, ValueError, zipfile.BadZipFile,
+                UnicodeDecodeError):
             info["kind"] = "damaged"
     return info
 

@@ -126,17 +126,14 @@ class Trainer:
         monitor = SystemMonitor()
         try:
             self._announce()
-            exit_code = 0
-            interval_steps, step_time, last_system = 0, 0.0, 0.0
+            interval_steps, step_time, last_system = 0, 0.0, -math.inf  # the first step is sampled
             while p.step < cfg.num_steps and self.stop_reason is None:
                 t0 = time.perf_counter()
                 loss = self._train_step()
                 step_time += time.perf_counter() - t0
                 interval_steps += 1
                 if not math.isfinite(loss):
-                    self.art.log(f"loss became {loss} at step {p.step}: stopping; the best checkpoint is kept "
-                                 "(try a lower LEARNING_RATE or GRAD_CLIP=1)", "error")
-                    self.stop_reason, exit_code = "nan_loss", 1
+                    self._diverged(f"loss became {loss} at step {p.step}")
                     break
                 if p.step % cfg.metric_interval == 0 or p.step == cfg.num_steps:
                     self._report_progress(loss, interval_steps, step_time)
@@ -150,6 +147,7 @@ class Trainer:
                     self.stop_reason = "stopped_after"
             if self.stop_reason is None:
                 self.stop_reason = "completed"
+            exit_code = 1 if self.stop_reason == "nan_loss" else 0
             if self.stop_reason in ("interrupted", "stopped_after") and self.checkpoints.get("latest_step") != p.step:
                 self._save("latest")
             if exit_code == 0:
@@ -163,6 +161,12 @@ class Trainer:
             for s, handler in previous.items():
                 signal.signal(s, handler)
             self.art.close()
+
+    def _diverged(self, what: str) -> None:
+        """A loss is NaN or infinite: the weights are ruined, so stop without saving them (exit code 1)."""
+        self.art.log(f"{what}: stopping; the best checkpoint is kept (try a lower LEARNING_RATE or GRAD_CLIP=1)",
+                     "error")
+        self.stop_reason = "nan_loss"
 
     def _train_step(self) -> float:
         cfg, p = self.cfg, self.progress
@@ -249,6 +253,9 @@ class Trainer:
         self.art.event("eval", step=p.step, train_loss=train, val_loss=val, val_ppl=ppl, gap=val - train,
                        best_val_loss=p.best_val_loss, patience_used=p.patience_used, patience=cfg.early_stop_patience,
                        improved=improved)
+        if not math.isfinite(val):  # NaN weights: saving them would spoil latest, sampling them would crash
+            self._diverged(f"validation loss became {val} at step {p.step}")
+            return
         if improved:
             self._save("best")
         self._save("latest")

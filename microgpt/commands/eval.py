@@ -1,0 +1,126 @@
+"""`python -m microgpt eval CKPT DATASET [DATASET ...]`: loss, perplexity and bits per byte on held-out data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+EPILOG = """\
+scoring: each record is rendered as training renders it and tokenized as [BOS] + tokens(text); every text
+token is scored once given the tokens before it (BOS is context only, no closing BOS is scored).
+  loss = NLL (nats) / tokens,  ppl = exp(loss),  bits/byte = NLL / ln 2 / UTF-8 bytes of the texts
+Bits per byte compares models with different tokenizers; loss and ppl only models sharing one.
+
+long records: windows of BLOCK_SIZE tokens advancing by --stride (default BLOCK_SIZE // 2). The first window
+scores all its tokens, each later one only its last STRIDE (or fewer at the end), so every token after the
+first window sees at least BLOCK_SIZE - STRIDE tokens of history, and none is scored twice.
+
+--split val reproduces the run's reported validation loss (its config, split, windows and batches);
+DATASET then defaults to the run's dataset.
+
+Results are appended to LOG_DIR/eval/heldout_<checkpoint-stem>.csv.
+
+examples:
+  python -m microgpt eval models/best_checkpoint.npz ../shared/eval/self_instruct_seed_tasks.jsonl
+  python -m microgpt eval models/best_checkpoint.npz --split val
+  python -m microgpt eval --benchmark
+"""
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    parser.add_argument("checkpoint", nargs="?", metavar="CKPT",
+                        help="a .npz checkpoint (or the original Go project's .json)")
+    parser.add_argument("datasets", nargs="*", metavar="DATASET", help="JSONL datasets to score (any record type)")
+    parser.add_argument("--split", choices=("all", "val"), default="all",
+                        help="all: every record (default); val: only the run's validation split")
+    parser.add_argument("--max-records", type=_positive, metavar="N", help="score only the first N valid records")
+    parser.add_argument("--batch-size", type=_positive, metavar="N",
+                        help="windows per forward pass (default 32)")
+    parser.add_argument("--stride", type=_positive, metavar="N",
+                        help="tokens a window advances in long records (default BLOCK_SIZE // 2)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--log-dir", default="logs", metavar="DIR", help="where eval/heldout_*.csv goes (default logs)")
+    parser.add_argument("--benchmark", action="store_true",
+                        help="time 175 records (../shared/eval seed tasks, else the starter set) with a c1-sized "
+                        "model (vocab 2048, 1x48, block 96) and exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    from microgpt.errors import ConfigError
+    from microgpt.evaluate import (
+        DEFAULT_BATCH_SIZE,
+        append_results,
+        evaluate_heldout,
+        evaluate_val_split,
+        format_table,
+        read_heldout,
+        results_json,
+    )
+    from microgpt.train.checkpoint import load_checkpoint
+
+    if args.benchmark:
+        return _benchmark(args)
+    if args.checkpoint is None:
+        raise ConfigError("give a checkpoint: `python -m microgpt eval CKPT DATASET [DATASET ...]`")
+    if args.split == "val" and (args.max_records or args.stride or args.batch_size):
+        raise ConfigError("--max-records, --stride and --batch-size do not apply to --split val (it reproduces "
+                          "the run's validation windows and batches)")
+    if args.split == "all" and not args.datasets:
+        raise ConfigError("give at least one DATASET to score (or --split val for the run's validation split)")
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    block_size = checkpoint.model.config.block_size
+    if args.stride and args.stride > block_size:
+        raise ConfigError(f"--stride {args.stride}: must not exceed the checkpoint's block size {block_size}")
+    stride = args.stride or max(1, block_size // 2)
+
+    if args.split == "val":
+        results = [evaluate_val_split(checkpoint, path) for path in (args.datasets or [None])]
+    else:
+        heldouts = [read_heldout(path, args.max_records) for path in args.datasets]  # every file checked first
+        for heldout in heldouts:
+            if heldout.skipped:
+                print(f"{heldout.path}: skipped {heldout.skipped} invalid records", file=sys.stderr)
+                for problem in heldout.problems:
+                    print(f"  {problem}", file=sys.stderr)
+        results = [evaluate_heldout(checkpoint, h, stride, args.batch_size or DEFAULT_BATCH_SIZE) for h in heldouts]
+
+    csv_path = append_results(results, args.checkpoint, args.log_dir)
+    if args.json:
+        print(results_json(results, args.checkpoint, checkpoint, stride if args.split == "all" else None))
+        print(f"results appended to {csv_path}", file=sys.stderr)
+    else:
+        meta = checkpoint.meta
+        where = f"run {meta['run_id']}, step {meta.get('step')}" if meta.get("run_id") else meta.get("format", "")
+        scoring = f"stride {stride}" if args.split == "all" else "the run's validation windows"
+        print(f"checkpoint {args.checkpoint} ({where}; vocab {checkpoint.model.config.vocab_size}, "
+              f"block {block_size}; {scoring})")
+        print(format_table(results))
+        print(f"results appended to {csv_path}")
+    return 0
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from microgpt.evaluate import benchmark_eval
+
+    report = benchmark_eval(records=args.max_records or 175)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"eval benchmark (c1: vocab 2048, 1 layer, n_embd 48, 4 heads, block 96): {report['records']} "
+              f"records, {report['tokens']:,} tokens of {report['dataset']} in {report['seconds']:.2f} s "
+              f"({report['tokens_per_s']:,.0f} tok/s; runs {report['runs_s']})")
+    return 0

@@ -1,0 +1,32 @@
+"""Test setup: make `microgpt` importable from a plain checkout, and pick a Hypothesis profile.
+
+Profiles:
+  ci   deterministic (derandomize=True), few examples, no deadline, no slow explain phase; loaded when
+       the CI variable is set.
+  dev  random examples, a few more of them; the default on a developer's machine.
+HYPOTHESIS_PROFILE=<name> overrides the choice.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from hypothesis import Phase, settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # running pytest from a checkout without `pip install -e .`
+    sys.path.insert(0, str(REPO_ROOT))
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    max_examples=25,
+    deadline=None,
+    print_blob=True,
+    database=None,  # no replay of failures saved by earlier runs: the same examples every time
+    phases=[p for p in Phase if p is not Phase.explain],  # explain re-runs failures slowly; CI wants speed
+)
+settings.register_profile("dev", max_examples=40, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))

@@ -1,0 +1,183 @@
+"""Chatting with a checkpoint: the `chat-once` and `chat` commands, and ChatSession's streaming, stop markers,
+history and prompt template.
+
+The command tests use a tiny model trained in this module. The session tests replace `generate` with a
+script of fixed text, so what the model "says" is known exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import microgpt.chat as chat_module
+from microgpt.chat import STOP_MARKERS, ChatSession, DecodeSettings
+from microgpt.data.templates import chat_prompt, render_record
+from microgpt.data.tokenizer import build_tokenizer
+from microgpt.train.config import KNOB_BY_NAME, load_config
+from microgpt.train.trainer import Trainer
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TINY = {
+    "DATASET_PATH": "data.jsonl", "TOKENIZER": "char", "TOKEN_VOCAB_SIZE": "300", "N_LAYER": "1",
+    "N_EMBD": "16", "N_HEAD": "2", "BLOCK_SIZE": "64", "BATCH_SIZE": "4", "NUM_STEPS": "20",
+    "EVAL_INTERVAL": "10", "EVAL_STEPS": "2", "SAMPLE_COUNT": "0", "LOG_DIR": "logs", "MODEL_DIR": "models",
+}
+DECODE = ["--seed", "3", "--max-new-tokens", "24"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 20-step model trained on chat, qa and knowledge records."""
+    folder = tmp_path_factory.mktemp("chat")
+    records = []
+    for i in range(30):
+        records.append([
+            {"id": f"c{i}", "record_type": "chat", "input": f"hello {i}", "output": f"hi there, friend {i}."},
+            {"id": f"q{i}", "record_type": "qa", "question": f"what is {i}?", "answer": f"{i} is a number."},
+            {"id": f"k{i}", "record_type": "knowledge", "text": f"Item {i} sits on shelf {i % 7}."},
+        ][i % 3])
+    (folder / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        mp.setenv("MICROGPT_CACHE_DIR", str(folder / "cache"))
+        assert Trainer(load_config(cli=TINY, env={})).run() == 0
+    return folder / "models" / "latest_checkpoint.npz"
+
+
+def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run a command; stdout and stderr come back as UTF-8 text exactly as written (a reply may hold a '\\r')."""
+    env = {k: v for k, v in os.environ.items() if k not in KNOB_BY_NAME}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONIOENCODING"] = "utf-8"
+    result = subprocess.run([sys.executable, "-m", "microgpt", *args], env=env, capture_output=True,
+                            input=None if stdin is None else stdin.encode("utf-8"), timeout=300, check=False)
+    result.stdout, result.stderr = result.stdout.decode("utf-8"), result.stderr.decode("utf-8")
+    return result
+
+
+def settings() -> DecodeSettings:
+    """The same decoding as DECODE on the command line."""
+    return DecodeSettings(seed=3, max_new_tokens=24)
+
+
+# --- the commands --------------------------------------------------------------------------------------
+
+def test_chat_once_prints_the_sessions_reply(checkpoint: Path) -> None:
+    result = run_cli("chat-once", str(checkpoint), "hello", "3", *DECODE)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    expected = ChatSession.from_checkpoint(str(checkpoint)).reply("hello 3", settings())
+    assert expected  # the tiny model says something
+    assert result.stdout == expected + "\n"
+
+
+def test_chat_reads_turns_from_stdin_and_reset_forgets_them(checkpoint: Path) -> None:
+    result = run_cli("chat", str(checkpoint), *DECODE, stdin="hello\n/reset\nhi\n/quit\n")
+    assert result.returncode == 0, result.stderr
+    # After /reset, "hi" is answered as a first turn: the same reply a fresh session gives.
+    first = ChatSession.from_checkpoint(str(checkpoint)).reply("hello", settings())
+    fresh = ChatSession.from_checkpoint(str(checkpoint)).reply("hi", settings())
+    header, rest = result.stdout.split("\n", 1)
+    assert header.startswith(f"chatting with {checkpoint}")
+    assert rest == (f"you> assistant> {first}\n"
+                    "you> (conversation cleared)\n"
+                    f"you> assistant> {fresh}\n"
+                    "you> ")
+
+
+def test_chat_ends_at_end_of_input(checkpoint: Path) -> None:
+    result = run_cli("chat", str(checkpoint), *DECODE, stdin="hello\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("assistant> ") == 1
+
+
+# --- ChatSession with a scripted model -----------------------------------------------------------------
+
+@pytest.fixture
+def tokenizer():
+    return build_tokenizer("char", 300, ["Sure thing. User: Assistant: hello again, how are you? 42"])
+
+
+@pytest.fixture
+def script(monkeypatch: pytest.MonkeyPatch, tokenizer) -> dict:
+    """Replace generate: it yields the ids of state["text"] and records each prompt and how far it was read."""
+    state: dict = {"text": "", "prompts": [], "consumed": 0}
+
+    def fake_generate(model, prompt_ids, sampling) -> Iterator[int]:
+        state["prompts"].append(list(prompt_ids))
+        state["consumed"] = 0
+        for token in tokenizer.encode(state["text"]):
+            state["consumed"] += 1
+            yield token
+
+    monkeypatch.setattr(chat_module, "generate", fake_generate)
+    return state
+
+
+def session_for(tokenizer) -> ChatSession:
+    return ChatSession(model=None, tokenizer=tokenizer)  # the scripted generate never touches the model
+
+
+@pytest.mark.parametrize("marker", STOP_MARKERS)
+def test_a_stop_marker_ends_the_reply(tokenizer, script: dict, marker: str) -> None:
+    script["text"] = f" Sure thing.{marker} again"
+    session = session_for(tokenizer)
+    pieces = list(session.stream_reply("hello"))
+    assert "".join(pieces) == "Sure thing."
+    assert script["consumed"] == len(tokenizer.encode(f" Sure thing.{marker}"))  # generation stopped there
+    assert session.history == [("hello", "Sure thing.")]
+
+
+@pytest.mark.parametrize("text", [
+    " Sure thing.",
+    " Sure thing. \n",  # trailing white space, then the end
+    " Sure thing. \nUser: again",  # trailing white space, then a marker
+    " Sure\nUsual 42",  # looks like a marker for a while, then is not
+    " hello\nUser",  # the end arrives while a marker is still possible
+])
+def test_streamed_pieces_add_up_to_the_reply(tokenizer, script: dict, text: str) -> None:
+    script["text"] = text
+    pieces = list(session_for(tokenizer).stream_reply("hello"))
+    reply = session_for(tokenizer).reply("hello")
+    assert "".join(pieces) == reply
+    assert all(pieces)
+    assert reply == text.split("\nUser:")[0].strip()
+
+
+def test_history_grows_per_turn_and_reset_clears_it(tokenizer, script: dict) -> None:
+    session = session_for(tokenizer)
+    script["text"] = " hello again"
+    session.reply("hello")
+    script["text"] = " 42"
+    session.reply("how are you?")
+    assert session.history == [("hello", "hello again"), ("how are you?", "42")]
+    expected = chat_prompt([("hello", "hello again")], "how are you?")
+    assert script["prompts"][1] == [tokenizer.bos_id, *tokenizer.encode(expected)]
+
+    session.reset()
+    assert session.history == []
+    session.reply("hello")
+    assert script["prompts"][2] == script["prompts"][0]
+
+
+def test_the_prompt_is_the_training_template_up_to_the_reply(tokenizer) -> None:
+    session = session_for(tokenizer)
+    session.history = [("hello", "hi there")]
+    ids = session.prompt_ids("how are you?")
+    assert ids[0] == tokenizer.bos_id
+    prompt = tokenizer.decode(ids[1:])
+    assert prompt == chat_prompt(session.history, "how are you?")
+    # The same conversation as a training document continues the prompt with " " + the reply.
+    document = render_record({"id": "m", "record_type": "messages", "messages": [
+        {"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi there"},
+        {"role": "user", "content": "how are you?"}, {"role": "assistant", "content": "fine"}]})
+    assert document == prompt + " fine"
+    first_turn = render_record({"id": "c", "record_type": "chat", "input": "hello", "output": "hi there"})
+    assert first_turn == tokenizer.decode(session_for(tokenizer).prompt_ids("hello")[1:]) + " hi there"

@@ -1,0 +1,243 @@
+"""Adam against a plain per-parameter NumPy Adam, exact resume from a saved state, gradient clipping,
+and the learning-rate schedules."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from microgpt.autograd import functional as F
+from microgpt.nn import GPT, Adam, GPTConfig, Parameter, clip_grad_norm, learning_rate
+
+TINY = GPTConfig(vocab_size=9, n_layer=1, n_embd=8, n_head=2, block_size=6)
+
+
+def reference_adam(params, grads_per_step, lr, betas, eps, weight_decay):
+    """Textbook AdamW, one parameter at a time, written for reading, not speed. Returns the params after
+    each step."""
+    b1, b2 = betas
+    params = [p.copy() for p in params]
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    history = []
+    for t, grads in enumerate(grads_per_step, start=1):
+        for i, g in enumerate(grads):
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            m_hat = m[i] / (1 - b1**t)
+            v_hat = v[i] / (1 - b2**t)
+            params[i] = params[i] - lr * weight_decay * params[i]  # decoupled: not through m and v
+            params[i] = params[i] - lr * m_hat / (np.sqrt(v_hat) + eps)
+        history.append([p.copy() for p in params])
+    return history
+
+
+def make_params(seed: int = 0, dtype=np.float64) -> list[Parameter]:
+    rng = np.random.default_rng(seed)
+    return [Parameter(rng.standard_normal((3, 4)), dtype=dtype), Parameter(rng.standard_normal(5), dtype=dtype)]
+
+
+def batch(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    tokens = np.random.default_rng(seed).integers(0, TINY.vocab_size, (2, TINY.block_size + 1))
+    return tokens[:, :-1], tokens[:, 1:]
+
+
+# ----- Adam ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_adam_matches_a_numpy_reference_step_by_step(weight_decay):
+    params = make_params()
+    start = [p.data.copy() for p in params]
+    rng = np.random.default_rng(1)
+    grads_per_step = [[rng.standard_normal(p.shape) * 10.0**-k for p in params] for k in range(5)]
+    expected = reference_adam(start, grads_per_step, lr=0.01, betas=(0.9, 0.95), eps=1e-8,
+                              weight_decay=weight_decay)
+    opt = Adam(params, lr=0.01, betas=(0.9, 0.95), eps=1e-8, weight_decay=weight_decay)
+    for step, grads in enumerate(grads_per_step):
+        for p, g in zip(params, grads):
+            p.grad = g.copy()
+        opt.step()
+        for p, e in zip(params, expected[step]):
+            np.testing.assert_allclose(p.data, e, rtol=1e-12, atol=1e-15, err_msg=f"step {step + 1}")
+
+
+def test_bias_correction_makes_the_first_step_lr_whatever_the_gradient_scale():
+    for scale in (1e-3, 1.0, 1e3):
+        params = make_params()
+        start = [p.data.copy() for p in params]
+        opt = Adam(params, lr=0.05)
+        for p in params:
+            p.grad = np.sign(np.random.default_rng(2).standard_normal(p.shape)) * scale
+        opt.step()
+        for p, s in zip(params, start):
+            np.testing.assert_allclose(np.abs(p.data - s), 0.05, rtol=1e-4, err_msg=f"scale {scale}")
+            np.testing.assert_array_equal(np.sign(s - p.data), np.sign(p.grad))
+
+
+def test_weight_decay_is_decoupled_from_the_gradient():
+    """With a zero gradient Adam moves nothing, so only the decay acts: p <- p (1 - lr wd), exactly."""
+    params = make_params()
+    start = [p.data.copy() for p in params]
+    opt = Adam(params, lr=0.1, weight_decay=0.5)
+    for _ in range(3):
+        opt.zero_grad()
+        opt.step()
+    for p, s in zip(params, start):
+        np.testing.assert_allclose(p.data, s * (1 - 0.1 * 0.5) ** 3, rtol=1e-12)
+
+
+def test_parameter_data_become_views_of_one_flat_buffer():
+    model = GPT(TINY, seed=0)
+    before = model.state_dict()
+    opt = Adam(model.parameters())
+    assert opt.flat.size == model.num_parameters() and opt.flat.dtype == np.float32
+    for name, p in model.named_parameters():
+        assert np.shares_memory(p.data, opt.flat), name
+        np.testing.assert_array_equal(p.data, before[name])
+    opt.flat[:] = 0.0
+    assert all(not p.data.any() for p in model.parameters())
+
+
+def test_zero_grad_zeroes_gradients_that_backward_then_fills_in_place():
+    model = GPT(TINY, seed=0)
+    x, y = batch()
+    opt = Adam(model.parameters())
+    opt.zero_grad()
+    assert all(p.grad is not None and not p.grad.any() for p in model.parameters())
+    F.cross_entropy(model(x), y).backward()
+    once = opt.flat_grad.copy()
+    assert np.abs(once).sum() > 0
+    for p in model.parameters():
+        assert np.shares_memory(p.grad, opt.flat_grad)
+    F.cross_entropy(model(x), y).backward()  # without zero_grad, gradients add up
+    np.testing.assert_allclose(opt.flat_grad, 2 * once, rtol=1e-6)
+    opt.zero_grad()
+    assert not opt.flat_grad.any() and all(not p.grad.any() for p in model.parameters())
+
+
+def test_a_parameter_without_gradient_is_left_alone():
+    params = make_params()
+    opt = Adam(params, lr=0.1)
+    before = params[1].data.copy()
+    params[0].grad = np.ones(params[0].shape)
+    params[1].grad = None
+    opt.step()
+    np.testing.assert_array_equal(params[1].data, before)
+    assert np.abs(params[0].data - make_params()[0].data).min() > 0.09
+
+
+def train_steps(model: GPT, opt: Adam, steps: range) -> list[float]:
+    losses = []
+    for step in steps:
+        x, y = batch(seed=step)
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_state_dict_resume_gives_exactly_the_same_trajectory():
+    straight = GPT(TINY, seed=0)
+    straight_opt = Adam(straight.parameters(), lr=3e-2, weight_decay=0.01)
+    straight_losses = train_steps(straight, straight_opt, range(10))
+
+    first = GPT(TINY, seed=0)
+    first_opt = Adam(first.parameters(), lr=3e-2, weight_decay=0.01)
+    losses = train_steps(first, first_opt, range(5))
+    model_state, opt_state = first.state_dict(), first_opt.state_dict()
+    first_opt.m[:] = 99.0  # the saved state is a copy
+    resumed = GPT(TINY, seed=123)
+    resumed.load_state_dict(model_state)
+    resumed_opt = Adam(resumed.parameters(), lr=1.0)  # hyper-parameters come from the state too
+    resumed_opt.load_state_dict(opt_state)
+    assert resumed_opt.t == 5 and resumed_opt.lr == 3e-2 and resumed_opt.weight_decay == 0.01
+    losses += train_steps(resumed, resumed_opt, range(5, 10))
+
+    assert losses == straight_losses
+    for name, value in straight.state_dict().items():
+        np.testing.assert_array_equal(resumed.state_dict()[name], value, err_msg=name)
+
+
+def test_loading_optimizer_state_of_another_size_is_refused():
+    opt = Adam(make_params())
+    other = Adam([Parameter(np.zeros(3), dtype=np.float64)])
+    with pytest.raises(ValueError, match="3 values.*17"):
+        opt.load_state_dict(other.state_dict())
+
+
+def test_adam_needs_parameters():
+    with pytest.raises(ValueError, match="no parameters"):
+        Adam([])
+
+
+# ----- clip_grad_norm -----------------------------------------------------------------------------------------
+def test_clip_grad_norm_returns_the_norm_before_and_scales_down_to_max_norm():
+    params = make_params()
+    rng = np.random.default_rng(3)
+    for p in params:
+        p.grad = rng.standard_normal(p.shape) * 5.0
+    before = [p.grad.copy() for p in params]
+    norm = math.sqrt(sum(float((g * g).sum()) for g in before))
+    assert clip_grad_norm(params, 1.0) == pytest.approx(norm, rel=1e-12)
+    after = math.sqrt(sum(float((p.grad * p.grad).sum()) for p in params))
+    assert after == pytest.approx(1.0, rel=1e-6)
+    for p, g in zip(params, before):  # same direction
+        np.testing.assert_allclose(p.grad, g * (after / norm), rtol=1e-12)
+
+
+def test_clip_grad_norm_leaves_small_gradients_and_skips_missing_ones():
+    params = make_params()
+    params[0].grad = np.full(params[0].shape, 0.1)
+    params[1].grad = None
+    assert clip_grad_norm(params, 10.0) == pytest.approx(math.sqrt(12 * 0.01), rel=1e-12)
+    np.testing.assert_array_equal(params[0].grad, 0.1)
+    assert params[1].grad is None
+
+
+def test_clip_grad_norm_of_adam_gradients_scales_the_flat_buffer():
+    model = GPT(TINY, seed=0)
+    opt = Adam(model.parameters())
+    opt.zero_grad()
+    x, y = batch()
+    F.cross_entropy(model(x), y).backward()
+    norm = clip_grad_norm(model.parameters(), 1e-3)
+    assert norm > 1e-3
+    assert float(np.linalg.norm(opt.flat_grad.astype(np.float64))) == pytest.approx(1e-3, rel=1e-4)
+
+
+# ----- learning-rate schedules --------------------------------------------------------------------------------
+def test_linear_decays_to_zero_as_the_original():
+    for step in range(0, 101, 7):
+        assert learning_rate("linear", step, 100, 0.01) == pytest.approx(0.01 * (1 - step / 100), abs=1e-15)
+    assert learning_rate("linear", 100, 100, 0.01) == 0.0
+    assert learning_rate("linear", 150, 100, 0.01) == 0.0  # never negative
+
+
+def test_constant_is_constant():
+    assert {learning_rate("constant", s, 50, 3e-4) for s in range(0, 60, 5)} == {3e-4}
+
+
+def test_warmup_rises_linearly_then_cosine_falls_to_zero():
+    base, warmup, total = 0.1, 10, 110
+    lrs = [learning_rate("cosine", s, total, base, warmup_steps=warmup) for s in range(total + 1)]
+    np.testing.assert_allclose(lrs[:warmup], base * np.arange(1, warmup + 1) / warmup, rtol=1e-12)
+    assert lrs[warmup] == pytest.approx(base)
+    assert lrs[warmup + 50] == pytest.approx(base / 2)  # halfway through the cosine
+    assert lrs[warmup + 25] == pytest.approx(base * 0.5 * (1 + math.cos(math.pi / 4)))
+    assert lrs[total] == pytest.approx(0.0, abs=1e-15)
+    assert all(a >= b for a, b in zip(lrs[warmup:], lrs[warmup + 1:]))  # never rises after warmup
+    assert learning_rate("cosine", total + 20, total, base, warmup) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_warmup_applies_to_every_schedule():
+    for schedule in ("linear", "cosine", "constant"):
+        assert learning_rate(schedule, 0, 100, 1.0, warmup_steps=4) == 0.25
+        assert learning_rate(schedule, 3, 100, 1.0, warmup_steps=4) == 1.0
+
+
+def test_unknown_schedule_is_a_value_error():
+    with pytest.raises(ValueError, match="unknown learning-rate schedule 'step'"):
+        learning_rate("step", 0, 10, 1.0)

@@ -1,0 +1,378 @@
+"""Training end to end, run the way a user runs it: `python -m microgpt train` with environment variables.
+
+Every run is tiny (char tokenizer, one layer of width 16, a few dozen steps on a 40-record dataset written
+into tmp_path), so the whole file takes seconds. What is checked is what a user relies on: the files a run
+leaves, that a resumed run continues exactly where it stopped, that early stopping, signals and a diverging
+loss end a run cleanly, and that every bad input is one line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from microgpt.__main__ import COMMANDS
+from microgpt.train.artifacts import EVAL_COLUMNS, SYSTEM_COLUMNS
+from microgpt.train.checkpoint import FORMAT_VERSION, load_checkpoint
+from microgpt.train.config import KNOB_BY_NAME, KNOBS, format_value, load_config
+from microgpt.train.trainer import Trainer
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+TINY = {
+    "DATASET_PATH": "data.jsonl", "TOKENIZER": "char", "TOKEN_VOCAB_SIZE": "300", "N_LAYER": "1",
+    "N_EMBD": "16", "N_HEAD": "2", "BLOCK_SIZE": "16", "BATCH_SIZE": "4", "NUM_STEPS": "30",
+    "EVAL_INTERVAL": "10", "EVAL_STEPS": "2", "SAMPLE_COUNT": "1", "SAMPLE_MAX_NEW_TOKENS": "8",
+    "METRIC_INTERVAL": "1", "LOG_DIR": "logs", "MODEL_DIR": "models",
+}
+SUBJECTS = ("tea", "rivers", "networks", "exams", "gardens", "stars", "bread", "music", "trains", "maps")
+
+
+def write_dataset(folder: Path, name: str = "data.jsonl") -> Path:
+    """40 varied records of five record types."""
+    records = []
+    for i in range(40):
+        a, b = SUBJECTS[i % 10], SUBJECTS[(i * 3 + 1) % 10]
+        records.append([
+            {"id": f"k{i}", "record_type": "knowledge", "text": f"Fact {i}: {a} are linked to {b}."},
+            {"id": f"q{i}", "record_type": "qa", "question": f"What about {a}?", "answer": f"{a} need {b}, {i}."},
+            {"id": f"c{i}", "record_type": "chat", "input": f"Tell me about {a}.", "output": f"Sure: {a}, {i}."},
+            {"id": f"m{i}", "record_type": "memory", "text": f"The user likes {a} and {b}."},
+            {"id": f"t{i}", "record_type": "trajectory", "task": f"count {a}", "actions": ["look", "count"],
+             "result": f"{i} {a}"},
+        ][i % 5])
+    path = folder / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def user_env(folder: Path, **knobs: str) -> dict[str, str]:
+    """The environment of a user's shell: no stray knob variables from ours, the tiny knobs, a private cache."""
+    env = {k: v for k, v in os.environ.items() if k not in KNOB_BY_NAME}
+    env.update(TINY, **knobs)
+    env["MICROGPT_CACHE_DIR"] = str(folder / "cache")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["COLUMNS"] = "200"
+    return env
+
+
+def microgpt(folder: Path, *args: str, stdin: str | None = None, **knobs: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "microgpt", *args], cwd=folder, env=user_env(folder, **knobs),
+                          input=stdin, capture_output=True, text=True, timeout=300, check=False)
+
+
+def only_manifest(folder: Path) -> dict:
+    (path,) = (folder / "logs" / "runs").glob("run_*.json")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def events_of(folder: Path) -> list[dict]:
+    (path,) = (folder / "logs" / "events").glob("events_*.jsonl")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def eval_rows(folder: Path) -> list[dict[str, str]]:
+    (path,) = (folder / "logs" / "eval").glob("eval_metrics_*.csv")
+    with path.open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One completed 30-step run that several tests read (and never modify)."""
+    folder = tmp_path_factory.mktemp("finished")
+    write_dataset(folder)
+    result = microgpt(folder, "train")
+    assert result.returncode == 0, result.stderr
+    return folder, result
+
+
+# --- a run leaves every artifact ------------------------------------------------------------------------
+
+def test_run_writes_every_artifact_with_its_columns(finished_run) -> None:
+    folder, result = finished_run
+    first_line = result.stdout.splitlines()[0]
+    assert re.fullmatch(r"run_id: \d{8}-\d{6}_run", first_line), first_line
+    run_id = first_line.removeprefix("run_id: ")
+    logs = folder / "logs"
+
+    assert "resolved config:" in result.stdout
+    for name in ("N_EMBD", "TOKENIZER", "NUM_STEPS"):
+        line = next(line for line in result.stdout.splitlines() if f" {name} " in line)
+        assert line.split()[-1] == TINY[name]
+
+    train_log = (logs / "train" / f"train_{run_id}.log").read_text(encoding="utf-8")
+    assert "resolved config:" in train_log and "stopped: completed at step 30/30" in train_log
+    assert (logs / "train_latest.log").read_text(encoding="utf-8") == train_log
+
+    with (logs / "system" / f"system_metrics_{run_id}.csv").open(encoding="utf-8", newline="") as f:
+        system = list(csv.DictReader(f))
+    assert tuple(system[0]) == SYSTEM_COLUMNS
+    assert {"time", "step", "cpu_percent", "ram_used_mb", "rss_mb"} <= set(system[0])
+    assert int(system[0]["step"]) == 1 and float(system[0]["rss_mb"]) > 0  # sampled from the first step on
+
+    rows = eval_rows(folder)
+    assert tuple(rows[0]) == EVAL_COLUMNS
+    assert {"step", "train_loss", "val_loss", "val_ppl", "gap", "best_val_loss", "lr", "tokens_per_sec"} <= set(rows[0])
+    assert [int(r["step"]) for r in rows] == [10, 20, 30]
+    for r in rows:
+        assert float(r["val_ppl"]) == pytest.approx(np.exp(float(r["val_loss"])))
+        assert float(r["gap"]) == pytest.approx(float(r["val_loss"]) - float(r["train_loss"]))
+    assert float(rows[-1]["best_val_loss"]) == min(float(r["val_loss"]) for r in rows)
+
+    events = events_of(folder)
+    assert (logs / "events" / f"events_{run_id}.jsonl").is_file()
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "stop"
+    assert {"start", "step", "eval", "sample", "checkpoint", "stop"} <= set(kinds)
+    assert [e["step"] for e in events if e["type"] == "step"] == list(range(1, 31))
+    assert events[-1]["reason"] == "completed"
+
+    manifest = json.loads((logs / "runs" / f"run_{run_id}.json").read_text(encoding="utf-8"))
+    dataset = folder / "data.jsonl"
+    assert manifest["dataset"]["path"] == "data.jsonl"
+    assert manifest["dataset"]["sha256"] == hashlib.sha256(dataset.read_bytes()).hexdigest()
+    assert manifest["dataset"]["records"] == 40
+    assert manifest["dataset"]["counts"] == {"knowledge": 8, "qa": 8, "chat": 8, "memory": 8, "trajectory": 8}
+    assert manifest["config"]["n_embd"] == 16 and set(manifest["config"]) == {k.field for k in KNOBS}
+    assert {"microgpt", "numpy", "python"} <= set(manifest["versions"])
+    assert manifest["start_time"] <= manifest["end_time"]
+    assert (manifest["status"], manifest["stop_reason"], manifest["steps"]) == ("finished", "completed", 30)
+    assert manifest["best_val_loss"] == pytest.approx(float(rows[-1]["best_val_loss"]))
+    assert manifest["final"]["val_loss"] == pytest.approx(float(rows[-1]["val_loss"]))
+
+    val = float(rows[-1]["val_loss"])
+    final = Path("models") / f"ckpt_{run_id}_step0030_valloss{val:.4f}.npz"
+    assert manifest["checkpoints"] == {"final": str(final), "best": str(Path("models") / "best_checkpoint.npz"),
+                                       "latest": str(Path("models") / "latest_checkpoint.npz")}
+    for path in manifest["checkpoints"].values():
+        assert load_checkpoint(folder / path).meta["run_id"] == run_id
+    assert load_checkpoint(folder / final).step == 30
+
+
+# --- resume equals an uninterrupted run -----------------------------------------------------------------
+
+@pytest.mark.parametrize("stop_after", [13, 20])
+def test_resumed_run_matches_uninterrupted_run(finished_run, tmp_path: Path, stop_after: int) -> None:
+    reference, _ = finished_run
+    write_dataset(tmp_path)
+    first = microgpt(tmp_path, "train", "--stop-after", str(stop_after))
+    assert first.returncode == 0, first.stderr
+    assert load_checkpoint(tmp_path / "models" / "latest_checkpoint.npz").step == stop_after
+    assert only_manifest(tmp_path)["stop_reason"] == "stopped_after"
+
+    second = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.splitlines()[0] == first.stdout.splitlines()[0]  # the same run continues
+
+    def losses(folder: Path) -> dict[int, float]:
+        return {e["step"]: e["loss"] for e in events_of(folder) if e["type"] == "step" and e["step"] > stop_after}
+
+    expected, got = losses(reference), losses(tmp_path)
+    assert sorted(got) == list(range(stop_after + 1, 31))
+    np.testing.assert_allclose([got[s] for s in sorted(got)], [expected[s] for s in sorted(got)], rtol=0, atol=1e-6)
+
+    def later_evals(folder: Path) -> list[list[float]]:
+        return [[float(r[c]) for c in ("step", "train_loss", "val_loss", "best_val_loss", "lr")]
+                for r in eval_rows(folder) if int(r["step"]) > stop_after]
+
+    np.testing.assert_allclose(later_evals(tmp_path), later_evals(reference), rtol=0, atol=1e-6)
+
+    a = load_checkpoint(reference / "models" / "latest_checkpoint.npz")
+    b = load_checkpoint(tmp_path / "models" / "latest_checkpoint.npz")
+    assert a.step == b.step == 30
+    for (name, wa), (_, wb) in zip(a.model.state_dict().items(), b.model.state_dict().items(), strict=True):
+        np.testing.assert_allclose(wb, wa, rtol=0, atol=1e-6, err_msg=name)
+    for key in ("m", "v"):
+        np.testing.assert_allclose(b.optimizer_state[key], a.optimizer_state[key], rtol=0, atol=1e-6)
+    manifest = only_manifest(tmp_path)
+    assert manifest["stop_reason"] == "completed" and manifest["resumed_from"] == "models/latest_checkpoint.npz"
+
+
+# --- ways a run ends -----------------------------------------------------------------------------------
+
+def test_early_stopping_ends_the_run_when_validation_stops_improving(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    # Only the first evaluation can beat the best by more than a billion (the best starts at infinity).
+    result = microgpt(tmp_path, "train", NUM_STEPS="40", EARLY_STOP_PATIENCE="1", EARLY_STOP_MIN_DELTA="1e9")
+    assert result.returncode == 0, result.stderr
+    manifest = only_manifest(tmp_path)
+    assert (manifest["stop_reason"], manifest["steps"]) == ("early_stop", 20)
+    assert [int(r["patience_used"]) for r in eval_rows(tmp_path)] == [0, 1]
+    assert load_checkpoint(tmp_path / "models" / "best_checkpoint.npz").step == 10
+    assert events_of(tmp_path)[-1]["reason"] == "early_stop"
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name == "nt",
+                    reason="POSIX signals: Windows cannot deliver SIGTERM to a handler")
+def test_sigterm_stops_cleanly_with_a_loadable_latest_checkpoint(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "microgpt", "train"], cwd=tmp_path, text=True,
+                            env=user_env(tmp_path, NUM_STEPS="1000000", SAMPLE_COUNT="0"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        events = tmp_path / "logs" / "events"
+        deadline = time.monotonic() + 120  # a guard against hanging, not a timing assertion
+        while not any('"type": "step"' in p.read_text(encoding="utf-8") for p in events.glob("*.jsonl")):
+            assert proc.poll() is None, f"training ended before it was signalled: {proc.stderr.read()}"
+            assert time.monotonic() < deadline, "no step event appeared"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    manifest = only_manifest(tmp_path)
+    assert (manifest["status"], manifest["stop_reason"]) == ("finished", "interrupted")
+    assert 1 <= manifest["steps"] < 1_000_000
+    latest = load_checkpoint(tmp_path / "models" / "latest_checkpoint.npz")
+    assert latest.step == manifest["steps"]
+    last = events_of(tmp_path)[-1]
+    assert (last["type"], last["reason"], last["step"]) == ("stop", "interrupted", manifest["steps"])
+
+
+def test_diverging_loss_exits_1_and_keeps_the_best_checkpoint(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    # The first update (at learning rate 1e30) still evaluates to a finite loss; the next ones overflow.
+    result = microgpt(tmp_path, "train", LEARNING_RATE="1e30", EVAL_INTERVAL="1", NUM_STEPS="40")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    error = next(line for line in result.stdout.splitlines() if " ERROR " in line)
+    assert "became nan" in error.lower() and "best checkpoint is kept" in error and "LEARNING_RATE" in error
+    manifest = only_manifest(tmp_path)
+    assert (manifest["status"], manifest["stop_reason"]) == ("failed", "nan_loss")
+    assert manifest["steps"] < 40
+    for name in ("best", "latest"):  # neither was overwritten with the ruined weights
+        checkpoint = load_checkpoint(tmp_path / "models" / f"{name}_checkpoint.npz")
+        assert all(np.isfinite(w).all() for w in checkpoint.model.state_dict().values()), name
+    assert events_of(tmp_path)[-1]["reason"] == "nan_loss"
+
+
+def test_nan_loss_in_process_keeps_the_last_best_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The same stop, made certain: the loss of step 15 is NaN, after a best checkpoint at step 10."""
+    write_dataset(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MICROGPT_CACHE_DIR", str(tmp_path / "cache"))
+    trainer = Trainer(load_config(cli={**TINY, "SAMPLE_COUNT": "0"}, env={}))
+    real_step = trainer._train_step
+
+    def nan_at_step_15() -> float:
+        loss = real_step()
+        return float("nan") if trainer.progress.step == 15 else loss
+
+    monkeypatch.setattr(trainer, "_train_step", nan_at_step_15)
+    assert trainer.run() == 1
+    assert "loss became nan at step 15" in capsys.readouterr().out
+    manifest = only_manifest(tmp_path)
+    assert (manifest["stop_reason"], manifest["steps"]) == ("nan_loss", 15)
+    assert load_checkpoint(tmp_path / "models" / "best_checkpoint.npz").step == 10
+    assert not list((tmp_path / "models").glob("ckpt_*.npz"))  # no "final" model of ruined weights
+
+
+# --- bad input: one line, exit 2 ------------------------------------------------------------------------
+
+BAD_VALUES = [
+    ({"N_EMBD": "15"}, ("N_EMBD", "15", "N_HEAD")),
+    ({"LEARNING_RATE": "abc"}, ("LEARNING_RATE", "abc")),
+    ({"VAL_SPLIT": "0.9"}, ("VAL_SPLIT", "0.9")),
+    ({"VAL_SPLIT": "0"}, ("VAL_SPLIT", "0")),
+    ({"TOKENIZER": "word"}, ("TOKENIZER", "word")),
+    ({"TRAIN_DEVICE": "tpu"}, ("TRAIN_DEVICE", "tpu")),
+    ({"DATASET_PATH": "missing.jsonl"}, ("DATASET_PATH", "missing.jsonl")),
+]
+
+
+@pytest.mark.parametrize("via", ["env", "flag"])
+@pytest.mark.parametrize(("bad", "fragments"), BAD_VALUES, ids=[next(iter(b)) + "=" + next(iter(b.values()))
+                                                                  for b, _ in BAD_VALUES])
+def test_bad_config_value_is_one_line_exit_2(tmp_path: Path, bad: dict[str, str], fragments: tuple[str, ...],
+                                             via: str) -> None:
+    write_dataset(tmp_path)
+    if via == "env":
+        result = microgpt(tmp_path, "train", **bad)
+    else:
+        (name, value), = bad.items()
+        result = microgpt(tmp_path, "train", KNOB_BY_NAME[name].flag, value)
+    assert_one_line_error(result, "microgpt train: error:", *fragments)
+    assert not (tmp_path / "logs").exists()  # nothing started
+
+
+def test_invalid_dataset_line_exits_2_naming_path_and_line(tmp_path: Path) -> None:
+    lines = write_dataset(tmp_path).read_text(encoding="utf-8").splitlines(keepends=True)
+    lines.insert(5, '{"id": "broken", "record_type": "chat", "input": "no closing brace"\n')
+    (tmp_path / "bad.jsonl").write_text("".join(lines), encoding="utf-8")
+    result = microgpt(tmp_path, "train", DATASET_PATH="bad.jsonl")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "bad.jsonl:6: invalid JSON" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("microgpt train: error: bad.jsonl:6:")
+
+
+def damage(kind: str, good: Path, target: Path) -> Path:
+    """A copy of `good` spoiled in one way."""
+    data = good.read_bytes()
+    if kind == "truncated":
+        target.write_bytes(data[: len(data) // 2])
+    elif kind == "random-bytes":
+        target.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    else:
+        with np.load(good) as f:
+            arrays = {k: f[k] for k in f.files}
+        arrays["format_version"] = (np.asarray(FORMAT_VERSION + 1) if kind == "format-version"
+                                    else np.asarray([FORMAT_VERSION, FORMAT_VERSION]))
+        with target.open("wb") as f:
+            np.savez(f, **arrays)
+    return target
+
+
+@pytest.mark.parametrize("command", ["chat-once", "train --resume"])
+@pytest.mark.parametrize("kind", ["truncated", "random-bytes", "format-version", "format-version-not-a-number"])
+def test_damaged_checkpoint_is_one_line_exit_2(finished_run, tmp_path: Path, kind: str, command: str) -> None:
+    folder, _ = finished_run
+    write_dataset(tmp_path)
+    damage(kind, folder / "models" / "latest_checkpoint.npz", tmp_path / "bad.npz")
+    args = ["chat-once", "bad.npz", "hello"] if command == "chat-once" else ["train", "--resume", "bad.npz"]
+    result = microgpt(tmp_path, *args)
+    expected = (f"format version {FORMAT_VERSION + 1}" if kind == "format-version"
+                else "damaged or truncated checkpoint")
+    assert_one_line_error(result, f"microgpt {args[0]}: error: bad.npz:", expected)
+
+
+# --- help ----------------------------------------------------------------------------------------------
+
+def test_help_lists_every_command_and_every_knob_with_its_default(tmp_path: Path) -> None:
+    top = microgpt(tmp_path, "--help")
+    assert top.returncode == 0
+    listed = {line.split()[0] for line in top.stdout.splitlines() if line.startswith("    ")}
+    assert set(COMMANDS) <= listed
+    for _, help_text in COMMANDS.values():
+        assert help_text in " ".join(top.stdout.split())
+    train = microgpt(tmp_path, "train", "--help")
+    assert train.returncode == 0
+    text = " ".join(train.stdout.split())  # undo argparse's line wrapping
+    for knob in KNOBS:
+        assert f"[{knob.name}, default {format_value(knob.default) or '(empty)'}]" in text, knob.name
+        assert knob.flag in text
