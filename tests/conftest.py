@@ -30,3 +30,10 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=40, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """A run that collected no test must not pass silently (pytest's exit 5 becomes a failure)."""
+    if exitstatus == 5:
+        print("\nno tests were collected: failing the run", file=sys.stderr)
+        session.exitstatus = 1
