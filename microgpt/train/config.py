@@ -350,10 +350,10 @@ KNOBS: tuple[Knob, ...] = (
     ),
     _knob(
         "THREADS", int, 0, RUNTIME,
-        "CPU threads for NumPy's matrix multiplies (0 = let the library decide)",
-        "How many threads the BLAS library behind NumPy may use. 0 keeps its own choice, usually every "
-        "core. A lower number leaves cores free for other work, and small models can even run faster "
-        "with fewer threads because each thread has overhead.",
+        "CPU threads for training (0 = one per core, at most 4)",
+        "How many threads compute a step: big matrix products run on this many BLAS threads, and "
+        "attention and the loss are split into this many parts. 0 uses every core (up to 4). A lower "
+        "number leaves cores free for other work; 1 is the slowest but the gentlest on a busy laptop.",
         min=0,
     ),
     _knob(

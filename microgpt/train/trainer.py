@@ -23,6 +23,8 @@ import numpy as np
 from microgpt import __version__
 from microgpt.autograd import functional as F
 from microgpt.autograd import no_grad
+from microgpt.autograd.blas import set_blas_threads
+from microgpt.autograd.parallel import set_threads
 from microgpt.data.templates import chat_prompt
 from microgpt.nn import GPT, Adam, GPTConfig, SamplingSettings, clip_grad_norm, generate, learning_rate
 from microgpt.train.artifacts import RunArtifacts, make_run_id
@@ -73,6 +75,9 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, resume: str | None = None, stop_after: int | None = None) -> None:
         self.cfg = cfg
         self.stop_after = stop_after
+        set_threads(cfg.threads)
+        if cfg.threads > 0:
+            set_blas_threads(cfg.threads)
         self.progress = Progress()
         self.stop_reason: str | None = None
         self._signals = 0
