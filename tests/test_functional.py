@@ -20,7 +20,7 @@ from strategies import (
     single_axis,
 )
 
-from microgpt.autograd import Tensor, functional
+from microgpt.autograd import Tensor, functional, parallel
 
 F = functional
 
@@ -151,6 +151,18 @@ def test_cross_entropy(ignore_index, data, seed):
         t = Tensor(logits)
         F.cross_entropy(t, targets, ignore_index=ignore_index).backward()
         assert np.all(t.grad[targets == ignore_index] == 0.0)
+
+
+@given(data=st.data())
+def test_cross_entropy_backward_twice_over_one_graph_doubles_the_gradient(data):
+    """The first backward reuses saved memory for the gradient; a second one must still be right."""
+    logits, targets, _ = data.draw(classification(None), label="logits, targets")
+    t = Tensor(logits)
+    loss = F.cross_entropy(t, targets)
+    loss.backward()
+    once = t.grad.copy()
+    loss.backward()
+    np.testing.assert_allclose(t.grad, 2 * once, rtol=1e-12, atol=1e-15)
 
 
 def test_cross_entropy_accepts_targets_as_a_tensor():
@@ -284,3 +296,85 @@ def test_a_single_causal_query_sees_every_key(data, tk, d):
     causal = F.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v), causal=True).data
     full = F.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v), causal=False).data
     np.testing.assert_allclose(causal, full, rtol=1e-12)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@given(
+    data=st.data(),
+    leads=hnp.mutually_broadcastable_shapes(num_shapes=3, max_dims=2, max_side=2),
+    tk=st.integers(1, 4),
+    d=st.integers(1, 3),
+    dv=st.integers(1, 3),
+    seed=seeds,
+)
+def test_attention_broadcasts_batch_dims_and_allows_another_value_width(causal, data, leads, tk, d, dv, seed):
+    """q, k and v may differ in leading dims that broadcast (e.g. one k, v shared by every head) and v's
+    width may differ from q's and k's."""
+    q_lead, k_lead, v_lead = leads.input_shapes
+    tq = data.draw(st.integers(1, tk), label="tq")
+    q = data.draw(arrays(q_lead + (tq, d), -2, 2), label="q")
+    k = data.draw(arrays(k_lead + (tk, d), -2, 2), label="k")
+    v = data.draw(arrays(v_lead + (tk, dv), -2, 2), label="v")
+    out = F.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v), causal=causal)
+    assert out.shape == leads.result_shape + (tq, dv)
+    np.testing.assert_allclose(out.data, attention_reference(q, k, v, causal), rtol=1e-10, atol=1e-12)
+    check_gradients(
+        lambda tq_, tk_, tv_: F.scaled_dot_product_attention(tq_, tk_, tv_, causal=causal),
+        [q, k, v],
+        seed=seed,
+    )
+
+
+# ----- big inputs: the ops split their rows over threads (microgpt.autograd.parallel) ----------------------
+@pytest.fixture
+def set_threads():
+    """parallel.set_threads, with the default thread count restored after the test."""
+    yield parallel.set_threads
+    parallel.set_threads(0)
+
+
+def _run(fn, arrays_in, upstream):
+    tensors = [Tensor(a) for a in arrays_in]
+    out = fn(*tensors)
+    out.backward(upstream)
+    return out.data, [t.grad for t in tensors]
+
+
+def test_cross_entropy_split_over_threads_matches_the_reference(set_threads):
+    set_threads(3)  # an uneven three-way split whatever the machine's core count
+    rng = np.random.default_rng(0)
+    n, vocab = 601, 512  # 307,712 logits: above the split threshold; 601 rows split unevenly
+    assert n * vocab >= parallel.MIN_PARALLEL_ELEMENTS
+    logits = rng.normal(0.0, 3.0, (n, vocab))
+    targets = rng.integers(0, vocab, n)
+    targets[::7] = -1
+    t = Tensor(logits)
+    loss = F.cross_entropy(t, targets, ignore_index=-1)
+    np.testing.assert_allclose(loss.item(), cross_entropy_reference(logits, targets, -1), rtol=1e-10)
+    loss.backward()
+    kept = targets != -1
+    probs = softmax_reference(logits, -1)
+    expected = np.where(kept[:, None], probs, 0.0)
+    expected[np.flatnonzero(kept), targets[kept]] -= 1.0
+    np.testing.assert_allclose(t.grad, expected / kept.sum(), rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_attention_split_over_threads_matches_one_thread(causal, set_threads):
+    rng = np.random.default_rng(1)
+    b, h, tq, tk, d = 1, 7, 200, 229, 8  # 7 heads split 2 + 2 + 3; queries are the last 200 positions
+    assert b * h * tq * tk >= parallel.MIN_PARALLEL_ELEMENTS
+    q, k, v = (rng.normal(0.0, 1.0, (b, h, n, d)) for n in (tq, tk, tk))
+    upstream = rng.normal(0.0, 1.0, (b, h, tq, d))
+
+    def attend(tq_, tk_, tv_):
+        return F.scaled_dot_product_attention(tq_, tk_, tv_, causal=causal)
+
+    set_threads(3)  # an uneven three-way split whatever the machine's core count
+    split_out, split_grads = _run(attend, [q, k, v], upstream)
+    set_threads(1)
+    one_out, one_grads = _run(attend, [q, k, v], upstream)
+    np.testing.assert_allclose(split_out, attention_reference(q, k, v, causal), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(split_out, one_out, rtol=1e-12, atol=1e-15)
+    for name, split, one in zip("qkv", split_grads, one_grads):
+        np.testing.assert_allclose(split, one, rtol=1e-12, atol=1e-15, err_msg=f"gradient of {name}")

@@ -30,6 +30,8 @@ def set_threads(n: int) -> None:
     """Use `n` threads for split operations (0 = one per available core, at most 4)."""
     global _parts, _pool
     _parts = _default_parts() if n <= 0 else n
+    if _pool is not None:
+        _pool.shutdown(wait=False)
     _pool = None
 
 

@@ -84,7 +84,7 @@ class Tensor:
     ) -> Tensor:
         """Wrap an op's output; record the graph edge only if some parent wants a gradient."""
         out = Tensor.__new__(Tensor)
-        out.data = data
+        out.data = data if isinstance(data, np.ndarray) else np.asarray(data)  # reductions give NumPy scalars
         out.grad = None
         if _grad_enabled and any(p.requires_grad for p in parents):
             out.requires_grad = True
@@ -421,7 +421,10 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
 def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Join tensors along an existing axis; the gradient is split back into the pieces."""
     parts = tuple(t if isinstance(t, Tensor) else Tensor(t, requires_grad=False) for t in tensors)
-    out = np.concatenate([t.data for t in parts], axis=axis)
+    try:
+        out = np.concatenate([t.data for t in parts], axis=axis)
+    except ValueError:
+        raise ValueError(f"cannot concatenate shapes {[t.shape for t in parts]} along axis {axis}") from None
     cuts = np.cumsum([t.shape[axis] for t in parts])[:-1]
     return Tensor._result(out, parts, lambda g: np.split(g, cuts, axis=axis))
 
@@ -429,7 +432,10 @@ def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
 def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Join tensors along a new axis; piece i gets slice i of the gradient."""
     parts = tuple(t if isinstance(t, Tensor) else Tensor(t, requires_grad=False) for t in tensors)
-    out = np.stack([t.data for t in parts], axis=axis)
+    try:
+        out = np.stack([t.data for t in parts], axis=axis)
+    except ValueError:
+        raise ValueError(f"cannot stack shapes {[t.shape for t in parts]} along axis {axis}") from None
     return Tensor._result(out, parts, lambda g: [np.take(g, i, axis=axis) for i in range(len(parts))])
 
 
