@@ -38,12 +38,12 @@ GROUPS: tuple[str, ...] = (DATA, SHAPE, OPTIM, VALID, GEN, RUNTIME)
 
 DEFAULT_PRESET: dict[str, object] = {
     "TOKEN_VOCAB_SIZE": 2048,
-    "N_LAYER": 2,
+    "N_LAYER": 4,
     "N_EMBD": 96,
     "N_HEAD": 4,
     "BLOCK_SIZE": 128,
     "BATCH_SIZE": 16,
-    "NUM_STEPS": 1500,
+    "NUM_STEPS": 1000,
     "LEARNING_RATE": 0.004,
     "WARMUP_STEPS": 0,
     "EVAL_INTERVAL": 50,
