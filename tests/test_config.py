@@ -135,7 +135,8 @@ def test_argparse_flags_feed_load_config(dataset: str) -> None:
     assert cli_overrides(args) == {"N_LAYER": "3", "DATASET_PATH": dataset, "VERBOSE": "true"}
     cfg = load_config_from_args(args, env={"N_LAYER": "5"})
     assert (cfg.n_layer, cfg.verbose, cfg.n_embd) == (3, True, 48)
-    assert "--n-layer N [N_LAYER, default 2]" in " ".join(parser.format_help().split())
+    default = KNOB_BY_NAME["N_LAYER"].default
+    assert f"--n-layer N [N_LAYER, default {default}]" in " ".join(parser.format_help().split())
 
 
 def test_round_trips_through_dict_and_env() -> None:
