@@ -455,3 +455,8 @@ def where(mask: Any, a: Any, b: Any) -> Tensor:
         return ga, gb
 
     return Tensor._result(out, (ta, tb), backward)
+
+
+def masked_fill(x: Tensor, mask: Any, value: float) -> Tensor:
+    """Module-level form of `Tensor.masked_fill`: `value` where mask is True, x elsewhere."""
+    return x.masked_fill(mask, value)
