@@ -24,22 +24,45 @@ def _tensor(x: Any) -> Tensor:
 def linear(x: Tensor, weight: Tensor) -> Tensor:
     """y = x @ W.T with W stored (out, in), as in nn.Linear.
 
-    dL/dx = G @ W and dL/dW = G^T @ x, with every leading dim folded into one big GEMM.
+    dL/dx = G @ W and dL/dW = G^T @ x, with every leading dim folded into one big GEMM. Big products are
+    split by rows over the cores (each part on one BLAS thread): unlike BLAS's own threads, which spin and
+    wait for each other, our parts slow down gracefully when another program is using a core.
     """
     W = weight.data
     X = x.data
     X2 = X.reshape(-1, X.shape[-1])
     if X2.shape[1] != W.shape[1]:
         raise ValueError(f"linear: input shape {x.shape} does not match weight shape {weight.shape}")
-    out = (X2 @ W.T).reshape(*X.shape[:-1], W.shape[0])
+    M, (N, K) = X2.shape[0], W.shape
+    work = M * N * K >> 5  # multiply-adds, scaled to the element threshold of run_split
+    out = np.empty((M, N), dtype=np.result_type(X2, W))
+
+    def forward_rows(lo: int, hi: int) -> None:
+        np.matmul(X2[lo:hi], W.T, out=out[lo:hi])
+
+    run_split(forward_rows, M, work)
 
     def backward(g: np.ndarray):
-        g2 = g.reshape(-1, W.shape[0])
-        gx = (g2 @ W).reshape(X.shape) if x.requires_grad else None
-        gw = g2.T @ X2 if weight.requires_grad else None
+        g2 = g.reshape(M, N)
+        gx = gw = None
+        if x.requires_grad:
+            gx = np.empty((M, K), dtype=out.dtype)
+
+            def input_rows(lo: int, hi: int) -> None:
+                np.matmul(g2[lo:hi], W, out=gx[lo:hi])
+
+            run_split(input_rows, M, work)
+            gx = gx.reshape(X.shape)
+        if weight.requires_grad:
+            gw = np.empty((N, K), dtype=out.dtype)
+
+            def weight_rows(lo: int, hi: int) -> None:
+                np.matmul(g2[:, lo:hi].T, X2, out=gw[lo:hi])
+
+            run_split(weight_rows, N, work)
         return gx, gw
 
-    return Tensor._result(out, (x, weight), backward)
+    return Tensor._result(out.reshape(*X.shape[:-1], N), (x, weight), backward)
 
 
 def relu(x: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from microgpt.autograd.blas import blas_threads
+from microgpt.autograd.blas import set_blas_threads
 
 MIN_PARALLEL_ELEMENTS = 1 << 18  # below ~256k elements one thread is faster than a hand-off
 
@@ -38,19 +38,21 @@ def set_threads(n: int) -> None:
 def run_split(fn: Callable[[int, int], None], n: int, elements: int) -> None:
     """Call fn(lo, hi) on consecutive ranges covering [0, n): in parallel when `elements` is large.
 
-    Every part runs with one BLAS thread: the parts already use every core, and the products inside are
-    small. The calling thread works on the first range itself, so one hand-off per helper is the overhead.
+    BLAS itself runs on one thread (set below, when this module is imported): the parts are the parallelism.
+    The calling thread works on the first range itself, so one hand-off per helper is all the overhead.
     """
     global _pool
     parts = min(_parts, n) if elements >= MIN_PARALLEL_ELEMENTS else 1
-    with blas_threads(1):
-        if parts < 2:
-            fn(0, n)
-            return
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=_parts - 1, thread_name_prefix="microgpt")
-        bounds = [n * i // parts for i in range(parts + 1)]
-        futures = [_pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, parts)]
-        fn(bounds[0], bounds[1])
-        for future in futures:
-            future.result()
+    if parts < 2:
+        fn(0, n)
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=_parts - 1, thread_name_prefix="microgpt")
+    bounds = [n * i // parts for i in range(parts + 1)]
+    futures = [_pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+    fn(bounds[0], bounds[1])
+    for future in futures:
+        future.result()
+
+
+set_blas_threads(1)  # the parts above are the parallelism; see microgpt/autograd/blas.py for why

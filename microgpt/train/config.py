@@ -351,8 +351,8 @@ KNOBS: tuple[Knob, ...] = (
     _knob(
         "THREADS", int, 0, RUNTIME,
         "CPU threads for training (0 = one per core, at most 4)",
-        "How many threads compute a step: big matrix products run on this many BLAS threads, and "
-        "attention and the loss are split into this many parts. 0 uses every core (up to 4). A lower "
+        "How many threads compute a step: big matrix products, attention and the loss are split into "
+        "this many parts, each on its own thread. 0 uses every core (up to 4). A lower "
         "number leaves cores free for other work; 1 is the slowest but the gentlest on a busy laptop.",
         min=0,
     ),

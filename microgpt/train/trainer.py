@@ -23,7 +23,6 @@ import numpy as np
 from microgpt import __version__
 from microgpt.autograd import functional as F
 from microgpt.autograd import no_grad
-from microgpt.autograd.blas import set_blas_threads
 from microgpt.autograd.parallel import set_threads
 from microgpt.data.templates import chat_prompt
 from microgpt.nn import GPT, Adam, GPTConfig, SamplingSettings, clip_grad_norm, generate, learning_rate
@@ -76,8 +75,6 @@ class Trainer:
         self.cfg = cfg
         self.stop_after = stop_after
         set_threads(cfg.threads)
-        if cfg.threads > 0:
-            set_blas_threads(cfg.threads)
         self.progress = Progress()
         self.stop_reason: str | None = None
         self._signals = 0

@@ -1,0 +1,51 @@
+"""`python -m microgpt.tui`: the terminal dashboard (train, watch, browse runs and models, chat).
+
+Run it from the project root: relative paths (datasets/, logs/, models/) are taken from the
+current folder, as the trainer does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import curses
+import locale
+import os
+import sys
+from pathlib import Path
+
+from microgpt.errors import MicrogptError
+from microgpt.tui.app import App, main_loop
+from microgpt.tui.persist import config_path
+from microgpt.tui.terminal import colours_wanted
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m microgpt.tui", description=__doc__.splitlines()[0])
+    parser.add_argument("--no-splash", action="store_true", help="skip the start screen")
+    parser.add_argument("--ascii", action="store_true", help="draw with ASCII only (no UTF-8 glyphs)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Set up the terminal (locale for UTF-8, a short ESC delay), run the dashboard, restore the terminal."""
+    args = parse_args(argv)
+    if not sys.stdout.isatty():
+        print("python -m microgpt.tui needs a terminal", file=sys.stderr)
+        return 2
+    locale.setlocale(locale.LC_ALL, "")
+    unicode = not args.ascii and "utf" in locale.getpreferredencoding(False).lower()
+    os.environ.setdefault("ESCDELAY", "25")  # esc reacts in 25 ms instead of curses' default 1 s
+    try:
+        app = App(Path.cwd(), config_path(), splash_s=0 if args.no_splash else 1.5, unicode=unicode)
+    except MicrogptError as exc:
+        print(f"microgpt tui: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    try:
+        curses.wrapper(main_loop, app, colours_wanted())
+    except KeyboardInterrupt:
+        app.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

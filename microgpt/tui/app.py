@@ -1,0 +1,313 @@
+"""The dashboard: six tabs in a fixed frame, global keys, and a main loop that never blocks.
+
+Frame (top to bottom): the tab bar with the run state, the current tab's body, a message line,
+and two key-bar rows (this tab's keys, then the global ones). `App` is pure: it takes key names,
+`tick`s background work and `render`s lines, so tests drive it without a terminal. `main_loop`
+is the thin curses part: wait up to TICK_MS for a key, tick, and repaint only when something
+changed (at most every REDRAW_LIVE_S while a run streams events), which keeps an idle TUI
+near 0% CPU and leaves the cores to the trainer.
+"""
+
+from __future__ import annotations
+
+import curses
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from microgpt.tui.base import Context, Tab
+from microgpt.tui.chat_tab import ChatTab, default_settings
+from microgpt.tui.chat_worker import ChatWorker
+from microgpt.tui.knobs import KnobCatalog
+from microgpt.tui.logs_tab import LogsTab
+from microgpt.tui.metrics import RunTracker
+from microgpt.tui.models_tab import ModelsTab
+from microgpt.tui.monitor_tab import MonitorTab
+from microgpt.tui.persist import load_state, save_state
+from microgpt.tui.runner import TrainerRunner
+from microgpt.tui.runs_tab import RunsTab
+from microgpt.tui.terminal import Painter, key_name
+from microgpt.tui.text import clip
+from microgpt.tui.train_tab import TrainTab
+from microgpt.tui.widgets import Line, center_block, fill_height, fit, key_hints, text_line
+
+MIN_WIDTH, MIN_HEIGHT = 80, 24
+TICK_MS = 150
+REDRAW_LIVE_S = 0.5
+GLOBAL_KEYS: list[tuple[str, str]] = [
+    ("tab/S-tab h/l 1-6", "tabs"), ("s", "start"), ("x", "stop"), ("r", "refresh"), ("c", "clear"),
+    ("q", "quit"),
+]
+LOGO = (
+    "           _                             _   ",
+    " _ __ ___ (_) ___ _ __ ___   __ _ _ __ | |_ ",
+    "| '_ ` _ \\| |/ __| '__/ _ \\ / _` | '_ \\| __|",
+    "| | | | | | | (__| | | (_) | (_| | |_) | |_ ",
+    "|_| |_| |_|_|\\___|_|  \\___/ \\__, | .__/ \\__|",
+    "                            |___/|_|        ",
+)
+
+
+def train_config_path(state_file: Path) -> Path:
+    """Where the TUI writes the knob values it hands to `python -m microgpt train --config`."""
+    return state_file.with_name("train_config.json")
+
+
+class App:
+    """All tabs plus the global keys; no curses in here."""
+
+    def __init__(
+        self,
+        cwd: str | Path,
+        state_file: str | Path,
+        catalog: KnobCatalog | None = None,
+        runner: TrainerRunner | None = None,
+        chat_worker: ChatWorker | None = None,
+        make_settings: Callable[..., Any] = default_settings,
+        splash_s: float = 1.5,
+        unicode: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.state_file = Path(state_file)
+        self.clock = clock
+        state = load_state(self.state_file)
+        catalog = catalog or KnobCatalog()
+        saved_knobs = state.get("knobs") if isinstance(state.get("knobs"), dict) else {}
+        self.ctx = Context(
+            cwd=Path(cwd), catalog=catalog, values=catalog.restore(saved_knobs), state=state,
+            runner=runner or TrainerRunner(cwd), unicode=unicode,
+            notify=self.notify, save=self.save, open_in_chat=self.open_in_chat,
+        )
+        self.logs = LogsTab()
+        self.chat = ChatTab(self.ctx, chat_worker, make_settings)
+        self.tabs: list[Tab] = [TrainTab(self.ctx), MonitorTab(self.ctx), self.logs, RunsTab(self.ctx),
+                                ModelsTab(self.ctx), self.chat]
+        names = [tab.title for tab in self.tabs]
+        self.current = names.index(state["tab"]) if state.get("tab") in names else 0
+        self.message: tuple[str, str] = ("", "normal")
+        self.confirm_quit = False
+        self.quit_requested = False
+        self.splash_until = clock() + splash_s if splash_s > 0 else 0.0
+        self.tabs[self.current].on_show()
+
+    # ---- shared callbacks ---------------------------------------------------------------
+    @property
+    def tab(self) -> Tab:
+        return self.tabs[self.current]
+
+    @property
+    def live(self) -> bool:
+        """True while a trainer process is running."""
+        return self.ctx.runner.live
+
+    def notify(self, text: str, level: str = "info") -> None:
+        """Show one line in the message row (styles: info, good, warn, bad)."""
+        self.message = (text, "normal" if level == "info" else level)
+
+    def save(self) -> None:
+        """Persist the knob values (those that differ from the defaults), the tab and the chat settings."""
+        self.ctx.state["knobs"] = self.ctx.catalog.overrides(self.ctx.values)
+        self.ctx.state["tab"] = self.tab.title
+        try:
+            save_state(self.state_file, self.ctx.state)
+        except OSError as exc:
+            self.notify(f"could not save settings to {self.state_file}: {exc.strerror}", "bad")
+
+    def switch(self, index: int) -> None:
+        self.current = index % len(self.tabs)
+        self.tab.on_show()
+        self.save()
+
+    def open_in_chat(self, path: Path) -> None:
+        """Models tab -> Chat tab: load the checkpoint and show the conversation."""
+        self.chat.load(self.ctx.relative(path))
+        self.switch(self.tabs.index(self.chat))
+
+    # ---- global actions ----------------------------------------------------------------
+    def start_training(self) -> None:
+        """`s`: check the whole configuration (files included), then launch the trainer."""
+        ctx = self.ctx
+        if self.live:
+            self.notify("a run is already going: x stops it", "warn")
+            return
+        problem = ctx.catalog.check(ctx.values, check_paths=True)
+        if problem:
+            self.notify(f"cannot start: {problem}", "bad")
+            return
+        try:
+            ctx.runner.start(dict(ctx.values), train_config_path(self.state_file))
+        except OSError as exc:
+            self.notify(f"cannot start the trainer: {exc}", "bad")
+            return
+        ctx.tracker = RunTracker()
+        self.logs.add([("── training started ──", False)])
+        self.notify("training started: x stops it (the latest checkpoint is saved)", "good")
+        self.switch(1)
+
+    def finish_run(self) -> None:
+        """The trainer exited: say how, and re-read the lists that changed."""
+        runner, tracker = self.ctx.runner, self.ctx.tracker
+        if runner.error:
+            self.notify(f"training failed: {runner.error}", "bad")
+            self.logs.add([(f"── trainer failed: {runner.error} ──", True)])
+        else:
+            reason = tracker.stop_reason or f"exit code {runner.returncode}"
+            self.notify(f"training finished ({reason}): see Runs and Models", "good")
+            self.logs.add([(f"── training finished ({reason}) ──", False)])
+        for tab in self.tabs:
+            tab.refresh()
+
+    def handle_key(self, key: str) -> None:
+        """Route one key: splash, quit question, a tab that is typing, global keys, then the tab."""
+        if self.splash_until:
+            self.splash_until = 0.0
+            return
+        if self.confirm_quit:
+            if key == "y":
+                self.quit_requested = True
+            elif key in ("n", "esc"):
+                self.confirm_quit = False
+                self.notify("quit cancelled", "info")
+            return
+        if self.tab.captures_keys():
+            self.tab.handle_key(key)
+            return
+        if key in ("tab", "l"):
+            self.switch(self.current + 1)
+        elif key in ("btab", "h"):
+            self.switch(self.current - 1)
+        elif key.isdigit() and 1 <= int(key) <= len(self.tabs):
+            self.switch(int(key) - 1)
+        elif key == "s":
+            self.start_training()
+        elif key == "x":
+            self.notify(self.ctx.runner.stop(), "warn")
+        elif key == "r":
+            for tab in self.tabs:
+                tab.refresh()
+            self.notify("lists refreshed", "info")
+        elif key == "c":
+            if not self.tab.clear():
+                self.notify("c clears the Logs or the Chat tab", "info")
+        elif key == "q":
+            if self.live:
+                self.confirm_quit = True
+            else:
+                self.quit_requested = True
+        elif not self.tab.handle_key(key):
+            self.notify(f"{key!r} does nothing here: the keys are listed below", "info")
+
+    def tick(self) -> bool:
+        """Collect the trainer's output and the chat worker's pieces; True if the screen must change."""
+        changed = False
+        if self.splash_until and self.clock() >= self.splash_until:
+            self.splash_until = 0.0
+            changed = True
+        update = self.ctx.runner.poll()
+        if update.lines:
+            self.logs.add(update.lines)
+        if update.events:
+            self.ctx.tracker.feed(update.events)
+        if update.finished:
+            self.finish_run()
+        changed |= bool(update)
+        for tab in self.tabs:  # every tab, so a reply keeps streaming while another tab is shown
+            changed |= tab.tick()
+        return changed
+
+    # ---- drawing -----------------------------------------------------------------------
+    def tab_bar(self, width: int) -> Line:
+        line: Line = [(" microgpt ", "title")]
+        for i, tab in enumerate(self.tabs):
+            line.append((f" {i + 1} {tab.title} ", "sel" if i == self.current else "normal"))
+        runner, tracker = self.ctx.runner, self.ctx.tracker
+        if runner.live:
+            total = tracker.total_steps or "?"
+            state = [("● ", "good"), (f"{tracker.step}/{total} ", "normal")]
+        else:
+            state = [("○ ", "dim"), ("idle ", "dim")]
+        used = sum(len(text) for text, _ in line) + sum(len(text) for text, _ in state)
+        return fit([*line, (" " * max(1, width - used), "normal"), *state], width)
+
+    def splash(self, width: int, height: int) -> list[Line]:
+        block = [text_line(row, "title") for row in LOGO]
+        block += [text_line(""), text_line("a from-scratch GPT you can read, train and talk to", "accent"),
+                  text_line(""), text_line("press any key", "dim")]
+        return center_block(block, width, height)
+
+    def render(self, width: int, height: int) -> list[Line]:
+        """The whole screen as `height` lines of `width` cells."""
+        if width < MIN_WIDTH or height < MIN_HEIGHT:
+            message = [text_line("terminal too small", "bad"),
+                       text_line(f"need {MIN_WIDTH}x{MIN_HEIGHT}, have {width}x{height}", "normal"),
+                       text_line("enlarge the window (q quits)", "dim")]
+            return center_block(message, width, height)
+        if self.splash_until:
+            return self.splash(width, height)
+        body = fill_height(self.tab.render(width, height - 4), width, height - 4)
+        text, style = self.message
+        if self.confirm_quit:
+            text, style = "a training run is going: quit and stop it? y = quit, n = stay", "bad"
+            answers = [("y", "stop the run and quit"), ("n/esc", "stay")]
+            rows = [key_hints("quit?", answers, width), fit([], width)]
+        elif self.tab.captures_keys():
+            rows = [key_hints(self.tab.title, self.tab.keys(), width),
+                    key_hints("global", [("", "hotkeys locked while typing or picking: esc leaves")], width)]
+        else:
+            rows = [key_hints(self.tab.title, self.tab.keys(), width),
+                    key_hints("global", GLOBAL_KEYS, width)]
+        return [self.tab_bar(width), *body, fit([(" " + clip(text, width - 1), style)], width), *rows]
+
+    def shutdown(self) -> None:
+        """On quit: stop a running trainer politely (it saves its latest checkpoint) and save settings."""
+        self.ctx.runner.shutdown()
+        self.save()
+
+
+def terminal_size(window: curses.window) -> tuple[int, int]:
+    """(height, width) the terminal has now, asked from the tty itself.
+
+    ncurses learns of a resize through SIGWINCH, but only installs its handler when the signal is
+    not ignored, and an ignored SIGWINCH is inherited from whatever started us. Asking the tty on
+    every tick (one ioctl) notices a resize in any case.
+    """
+    try:
+        size = os.get_terminal_size(sys.__stdout__.fileno())
+    except (OSError, AttributeError, ValueError):
+        return window.getmaxyx()
+    return size.lines, size.columns
+
+
+def main_loop(window: curses.window, app: App, colour: bool) -> None:
+    """Wait for a key at most TICK_MS, tick, repaint when needed; resize and too-small are just repaints."""
+    curses.curs_set(0)
+    window.keypad(True)
+    window.timeout(TICK_MS)
+    painter = Painter(window, colour, app.ctx.unicode)
+    dirty, pressed, last_paint = True, False, 0.0
+    while not app.quit_requested:
+        now = time.monotonic()
+        size = terminal_size(window)
+        if size != window.getmaxyx():
+            curses.resizeterm(*size)
+            window.clear()
+            dirty = pressed = True
+        if dirty and (not app.live or now - last_paint >= REDRAW_LIVE_S or pressed):
+            height, width = window.getmaxyx()
+            painter.paint(app.render(width, height))
+            dirty, last_paint = False, now
+        try:
+            raw = window.get_wch()
+        except curses.error:
+            raw = None  # the timeout passed without a key
+        key = key_name(raw) if raw is not None else None
+        pressed = key is not None
+        if key == "resize":
+            window.clear()
+        elif pressed:
+            app.handle_key(key)
+        dirty |= app.tick() or pressed
+    app.shutdown()

@@ -1,0 +1,244 @@
+"""Chat tab: talk to a checkpoint; the reply streams in token by token from a worker thread.
+
+Three modes, always named on screen: browsing (hotkeys work), typing a message, and typing a
+checkpoint path. While typing, every key goes into the text: hotkeys are locked until `esc`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from microgpt.tui.base import Context, Tab
+from microgpt.tui.chat_worker import ChatWorker
+from microgpt.tui.text import cell_width, sanitize, wrap
+from microgpt.tui.textinput import LineEditor
+from microgpt.tui.widgets import Line, text_line, wrapped
+
+BROWSE, TYPING, PATH = "browse", "typing", "path"
+# key -> (setting, step, lowest, highest)
+ADJUST: dict[str, tuple[str, float, float, float]] = {
+    "[": ("temperature", -0.05, 0.05, 2.0), "]": ("temperature", 0.05, 0.05, 2.0),
+    "-": ("max_new_tokens", -16, 16, 1024), "=": ("max_new_tokens", 16, 16, 1024),
+}
+PREFIX = {"you": "you › ", "gpt": "gpt › ", "info": "  · ", "error": "  ✗ "}
+STYLE = {"you": "accent", "gpt": "normal", "info": "dim", "error": "bad"}
+
+
+def default_settings() -> Any:
+    """The real decoding settings at their defaults: `microgpt.chat.DecodeSettings()`."""
+    from microgpt.chat import DecodeSettings
+
+    return DecodeSettings()
+
+
+def describe(settings: Any) -> str:
+    """Every decoding setting as `name value` pairs, for the settings line."""
+    fields = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else dict(vars(settings))
+    parts = []
+    for name, value in fields.items():
+        shown = "random" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
+        parts.append(f"{name.replace('_', ' ')} {shown}")
+    return " · ".join(parts)
+
+
+class ChatTab(Tab):
+    """The conversation, the input line and the decoding settings; the model lives in `worker`."""
+
+    title = "Chat"
+
+    def __init__(
+        self,
+        ctx: Context,
+        worker: ChatWorker | None = None,
+        make_settings: Callable[..., Any] = default_settings,
+    ) -> None:
+        self.ctx = ctx
+        self.worker = worker or ChatWorker()
+        self.make_settings = make_settings
+        saved = ctx.state.get("chat") or {}
+        self.checkpoint = str(saved.get("checkpoint") or "")
+        self.overrides: dict[str, float] = {
+            name: saved[name]
+            for name in ("temperature", "max_new_tokens")
+            if isinstance(saved.get(name), (int, float))
+        }
+        self.messages: list[tuple[str, str]] = []
+        self.mode = BROWSE
+        self.editor = LineEditor()
+        self.loaded = ""
+        self.loading = ""
+        self.streaming = False
+        self.scroll = 0  # rows above the bottom; 0 follows the newest text
+        self.page = 10
+
+    # ---- actions -----------------------------------------------------------------------
+    def remember(self) -> None:
+        """Save the checkpoint path and the decoding knobs with the TUI settings."""
+        self.ctx.state["chat"] = {"checkpoint": self.checkpoint, **self.overrides}
+        self.ctx.save()
+
+    def load(self, path: str) -> None:
+        """Ask the worker to open a checkpoint; the result shows when it arrives."""
+        self.checkpoint = path
+        self.loading = path
+        self.messages.append(("info", f"loading {path} …"))
+        self.worker.load(path)
+        self.remember()
+
+    def settings(self) -> Any:
+        """The decoding settings a reply is generated with: the defaults plus what [ ] - = changed."""
+        return dataclasses.replace(self.make_settings(), **self.overrides)
+
+    def adjust(self, key: str) -> None:
+        """[ ] move the temperature, - = the reply length, within sensible limits."""
+        name, step, low, high = ADJUST[key]
+        try:
+            current = getattr(self.settings(), name)
+        except (ImportError, TypeError, ValueError) as exc:
+            self.ctx.notify(f"decoding settings unavailable: {exc}", "bad")
+            return
+        value = min(high, max(low, current + step))
+        self.overrides[name] = round(value, 2) if isinstance(step, float) else int(value)
+        self.remember()
+
+    def send(self) -> None:
+        text = self.editor.text.strip()
+        if not text:
+            return
+        if self.streaming:
+            self.ctx.notify("wait for the reply to finish", "warn")
+            return
+        if not self.loaded:
+            self.ctx.notify("no model loaded: L loads the latest checkpoint, p types a path", "warn")
+            return
+        try:
+            settings = self.settings()
+        except (ImportError, TypeError, ValueError) as exc:  # chat module missing, or a value rejected
+            self.messages.append(("error", f"cannot build decoding settings: {exc}"))
+            return
+        self.messages += [("you", text), ("gpt", "")]
+        self.editor.set("")
+        self.streaming = True
+        self.scroll = 0
+        self.worker.send(text, settings)
+
+    def clear(self) -> bool:
+        self.messages.clear()
+        self.scroll = 0
+        if self.loaded:
+            self.worker.reset()
+        return True
+
+    def tick(self) -> bool:
+        results = self.worker.poll()
+        for kind, payload in results:
+            if kind == "loaded":
+                self.loaded, self.loading = payload, ""
+                self.messages.append(("info", f"loaded {payload}: enter to type a message"))
+            elif kind == "piece" and self.messages and self.messages[-1][0] == "gpt":
+                self.messages[-1] = ("gpt", self.messages[-1][1] + sanitize(payload, keep_newlines=True))
+            elif kind == "done":
+                self.streaming = False
+            elif kind == "error":
+                self.streaming, self.loading = False, ""
+                self.messages.append(("error", payload))
+        return bool(results)
+
+    # ---- keys --------------------------------------------------------------------------
+    def captures_keys(self) -> bool:
+        return self.mode != BROWSE
+
+    def keys(self) -> list[tuple[str, str]]:
+        if self.mode == TYPING:
+            return [("type", "message"), ("enter", "send"), ("esc", "stop typing"), ("", "(hotkeys locked)")]
+        if self.mode == PATH:
+            return [("type", "path"), ("enter", "load"), ("esc", "cancel"), ("", "(hotkeys locked)")]
+        return [("enter", "type"), ("p", "path"), ("L", "load latest"), ("[ ]", "temperature"),
+                ("- =", "max tokens"), ("pgup/pgdn home/end", "scroll")]
+
+    def handle_key(self, key: str) -> bool:
+        if self.mode != BROWSE:
+            if key == "esc":
+                self.mode = BROWSE
+                self.editor.set("")
+            elif key == "enter" and self.mode == TYPING:
+                self.send()
+            elif key == "enter":
+                self.mode = BROWSE
+                self.load(self.editor.text.strip())
+                self.editor.set("")
+            else:
+                self.editor.handle_key(key)
+            return True
+        return self._browse_key(key)
+
+    def _browse_key(self, key: str) -> bool:
+        if key == "enter":
+            self.mode = TYPING
+        elif key == "p":
+            self.mode = PATH
+            self.editor.set(self.checkpoint)
+        elif key == "L":
+            self.load(self.ctx.relative(self.ctx.model_dir / "latest_checkpoint.npz"))
+        elif key in ADJUST:
+            self.adjust(key)
+        elif key in ("pgup", "pgdn"):
+            self.scroll = max(0, self.scroll + (self.page if key == "pgup" else -self.page))
+        elif key == "home":
+            self.scroll = 10**9
+        elif key == "end":
+            self.scroll = 0
+        else:
+            return False
+        return True
+
+    # ---- drawing -----------------------------------------------------------------------
+    def transcript(self, width: int) -> list[Line]:
+        """Every message wrapped under its speaker's prefix."""
+        rows: list[Line] = []
+        for index, (role, text) in enumerate(self.messages):
+            prefix = PREFIX[role]
+            body = text + ("▌" if self.streaming and index == len(self.messages) - 1 else "")
+            parts = wrap(body or " ", width - cell_width(prefix))
+            prefix_style = "title" if role in ("you", "gpt") else STYLE[role]
+            rows.append([(prefix, prefix_style), (parts[0], STYLE[role])])
+            rows += [text_line(" " * cell_width(prefix) + part, STYLE[role]) for part in parts[1:]]
+        return rows
+
+    def settings_lines(self, width: int) -> list[Line]:
+        try:
+            text = describe(self.settings())
+        except (ImportError, TypeError, ValueError) as exc:  # the chat module may be broken
+            text = f"decoding settings unavailable: {exc}"
+        return wrapped(text, width - 1, "dim", "  ")[:2]
+
+    def render(self, width: int, height: int) -> list[Line]:
+        if self.loading:
+            state: Line = [("loading… ", "warn")]
+        elif self.loaded:
+            state = [("loaded ✓ ", "good")]
+        else:
+            state = [("not loaded ", "bad")]
+        head: list[Line] = [[(" model ", "dim"), *state, (self.checkpoint or "(none: L or p)", "accent")]]
+        head += self.settings_lines(width)
+        if self.mode == PATH:
+            prompt: Line = [(" path › ", "title"), *self.editor.render(width - 9, "accent")]
+        elif self.mode == TYPING:
+            prompt = [(" you › ", "title"), *self.editor.render(width - 8, "accent")]
+        else:
+            prompt = [(" enter: type a message   (browsing: hotkeys active)", "dim")]
+        rows_h = height - len(head) - 2
+        self.page = max(1, rows_h - 1)
+        rows = self.transcript(width)
+        self.scroll = min(self.scroll, max(0, len(rows) - rows_h))
+        end = len(rows) - self.scroll
+        shown = rows[max(0, end - rows_h) : end]
+        if not rows:
+            shown = [text_line(" no conversation yet: load a checkpoint (L or p), then enter to type", "dim")]
+        shown += [text_line("")] * (rows_h - len(shown))
+        rule = "─" * width
+        if self.scroll:
+            rule = f"── scrolled up {self.scroll} rows · end returns ".ljust(width, "─")
+        return [*head, *shown, text_line(rule, "dim"), prompt]

@@ -1,0 +1,168 @@
+"""What is on disk: past runs (from their manifests), checkpoints, and datasets to pick from.
+
+Read-only and quick: each function is called when a tab opens or `r` is pressed, never per frame.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from microgpt.data.records import check_record, record_type_of
+from microgpt.train.artifacts import read_events
+from microgpt.train.checkpoint import checkpoint_info
+
+# (label, key in the manifest's "paths", where it lives under LOG_DIR when the manifest does not say)
+ARTIFACTS: tuple[tuple[str, str, str], ...] = (
+    ("train log", "train_log", "train/train_{id}.log"),
+    ("system CSV", "system_csv", "system/system_metrics_{id}.csv"),
+    ("eval CSV", "eval_csv", "eval/eval_metrics_{id}.csv"),
+    ("manifest", "manifest", "runs/run_{id}.json"),
+    ("events", "events", "events/events_{id}.jsonl"),
+)
+
+
+def run_id(manifest: dict[str, Any]) -> str:
+    """The id a manifest belongs to (`run_id`, else `run`)."""
+    return str(manifest.get("run_id") or manifest.get("run") or "?")
+
+
+def artifacts(
+    manifest: dict[str, Any], root: str | os.PathLike[str], log_dir: str | os.PathLike[str]
+) -> list[tuple[str, Path, int | None]]:
+    """(label, path, size or None when missing) for each file a run leaves.
+
+    The manifest lists its files under "paths" (relative to the project `root`); a manifest
+    without that list gets the standard layout under `log_dir`.
+    """
+    listed = manifest.get("paths") if isinstance(manifest.get("paths"), dict) else {}
+    out = []
+    for label, key, pattern in ARTIFACTS:
+        standard = Path(log_dir, pattern.format(id=run_id(manifest)))
+        path = Path(root, listed[key]) if key in listed else standard
+        try:
+            size: int | None = path.stat().st_size
+        except OSError:
+            size = None
+        out.append((label, path, size))
+    return out
+
+
+def _timestamp(value: Any) -> float | None:
+    """Unix seconds from a number or an ISO-8601 string."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def duration_s(manifest: dict[str, Any]) -> float | None:
+    """How long the run took: its `duration_s`, else end_time - start_time when both are known."""
+    if isinstance(manifest.get("duration_s"), (int, float)):
+        return float(manifest["duration_s"])
+    start, end = _timestamp(manifest.get("start_time")), _timestamp(manifest.get("end_time"))
+    return end - start if start is not None and end is not None else None
+
+
+def load_events(log_dir: str | os.PathLike[str], rid: str) -> list[dict[str, Any]]:
+    """Every event a finished (or running) run wrote; empty when its events file is missing."""
+    events, _ = read_events(Path(log_dir) / "events" / f"events_{rid}.jsonl")
+    return events
+
+
+@dataclass(frozen=True)
+class CheckpointRow:
+    """One checkpoint file as the Models tab lists it."""
+
+    path: Path
+    run: str
+    step: int | None
+    val_loss: float | None
+    kind: str  # latest, best, step, other, or damaged (metadata unreadable)
+    size_bytes: int
+    modified: float
+
+
+def checkpoints(model_dir: str | os.PathLike[str]) -> list[CheckpointRow]:
+    """Checkpoints under `model_dir` (*.npz, and the Go edition's *.json), newest first.
+
+    `checkpoint_info` reads the metadata stored inside each file, not the weights, so listing
+    is quick even for large models; a damaged file is still listed, so it can be deleted.
+    """
+    folder = Path(model_dir)
+    if not folder.is_dir():
+        return []
+    rows = []
+    for path in folder.iterdir():
+        if path.suffix not in (".npz", ".json") or not path.is_file():
+            continue
+        try:
+            info = checkpoint_info(path)
+        except OSError:  # deleted between listing and reading
+            continue
+        rows.append(CheckpointRow(
+            path, str(info.get("run") or ""), info.get("step"), info.get("val_loss"),
+            str(info.get("kind") or ""), int(info["size_bytes"]), float(info["modified"]),
+        ))
+    rows.sort(key=lambda row: row.modified, reverse=True)
+    return rows
+
+
+def dataset_files(folders: list[str | os.PathLike[str]], base: str | os.PathLike[str] = ".") -> list[str]:
+    """Every .jsonl file under the given folders (recursively), as paths relative to `base` where possible."""
+    found: set[str] = set()
+    root = Path(base).resolve()
+    for folder in folders:
+        top = Path(base, folder)
+        if not top.is_dir():
+            continue
+        for path in top.rglob("*.jsonl"):
+            if not path.is_file():
+                continue
+            resolved = path.resolve()
+            found.add(str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(resolved))
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """Record counts of a JSONL file, judged by the trainer's own schema (`microgpt.data.records`)."""
+
+    records: int  # valid records
+    invalid: int  # lines that are not JSON or break the schema
+    blank: int
+    size_bytes: int
+    by_type: dict[str, int]  # valid records per record_type (qa, chat, dolly...)
+    truncated: bool  # only the first `max_bytes` were counted
+
+
+def summarize_dataset(path: str | os.PathLike[str], max_bytes: int = 16 * 1024 * 1024) -> DatasetSummary:
+    """Count the records of a JSONL dataset; reads at most `max_bytes`, so a huge file cannot stall the UI."""
+    records = invalid = blank = 0
+    by_type: dict[str, int] = {}
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        for raw in handle.read(max_bytes).splitlines():
+            if not raw.strip():
+                blank += 1
+                continue
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                invalid += 1
+                continue
+            if check_record(record):
+                invalid += 1
+                continue
+            records += 1
+            kind = record_type_of(record)
+            by_type[kind] = by_type.get(kind, 0) + 1
+    return DatasetSummary(records, invalid, blank, size, by_type, size > max_bytes)

@@ -1,0 +1,107 @@
+"""The trainer's knobs as the Train tab sees them: one thin adapter over `microgpt.train.config`.
+
+The TUI never re-implements a rule of the trainer. Typing a value calls the trainer's own
+`parse_value`; the whole set is checked by its `validate_config`; the size shown is its
+`estimate_parameters` / `estimate_memory_mb`. Values are kept under their env-style names
+(N_EMBD, LEARNING_RATE...), the same names the trainer reads from `--config` files.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+from microgpt.errors import MicrogptError
+
+
+class KnobCatalog:
+    """Names, groups, defaults, presets and checks of every knob, read from the trainer's config module."""
+
+    def __init__(self, module: ModuleType | Any | None = None) -> None:
+        self.module = module or importlib.import_module("microgpt.train.config")
+        self.knobs = tuple(self.module.KNOBS)
+        self.by_name = {knob.name: knob for knob in self.knobs}
+        self.by_field = {knob.field: knob for knob in self.knobs}
+        self.groups: list[str] = list(dict.fromkeys(knob.group for knob in self.knobs))
+
+    def defaults(self) -> dict[str, Any]:
+        """Every knob at its default."""
+        return {knob.name: knob.default for knob in self.knobs}
+
+    def format(self, value: Any) -> str:
+        """A value as the text you would type to get it back (the trainer's own formatting)."""
+        return str(self.module.format_value(value))
+
+    def preset_help(self, preset: str) -> str:
+        """The trainer's one-line description of a preset ('' when it has none)."""
+        return str(self.module.PRESET_HELP.get(preset, ""))
+
+    def preset_names(self) -> list[str]:
+        """The presets the trainer defines, in its order."""
+        return list(self.module.PRESETS)
+
+    def preset_values(self, preset: str, current: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The defaults with a preset laid over them; file locations are kept from `current`.
+
+        A preset describes a model and how to train it, not where your files are, so switching
+        presets never loses DATASET_PATH, LOG_DIR and the like.
+        """
+        values = self.defaults()
+        values.update({name: value for name, value in (current or {}).items() if is_location(name)})
+        for key, value in self.module.PRESETS[preset].items():
+            knob = self.by_name.get(key) or self.by_field.get(key)
+            if knob is not None:
+                values[knob.name] = value
+        return values
+
+    def parse(self, name: str, raw: str) -> Any:
+        """The trainer's own parser: returns the typed value or raises ConfigError with a one-line reason."""
+        return self.module.parse_value(name, raw)
+
+    def to_config(self, values: dict[str, Any]) -> Any:
+        """A TrainConfig built from env-style values."""
+        fields = {self.by_name[name].field: value for name, value in values.items() if name in self.by_name}
+        return self.module.TrainConfig.from_dict(fields)
+
+    def check(self, values: dict[str, Any], check_paths: bool = False) -> str | None:
+        """None when the trainer accepts the whole set, else its one-line complaint."""
+        try:
+            self.module.validate_config(self.to_config(values), check_paths=check_paths)
+        except MicrogptError as exc:
+            return str(exc)
+        return None
+
+    def estimate(self, values: dict[str, Any]) -> tuple[int, float] | None:
+        """(parameter count, memory in MB) for these values, or None while they are not a valid config."""
+        try:
+            config = self.to_config(values)
+            return int(self.module.estimate_parameters(config)), float(self.module.estimate_memory_mb(config))
+        except (MicrogptError, ValueError, TypeError, KeyError, ZeroDivisionError):
+            return None
+
+    def restore(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with saved values that still parse; knobs that no longer exist are dropped."""
+        values = self.defaults()
+        for name, value in saved.items():
+            if name in self.by_name:
+                try:
+                    values[name] = self.parse(name, value)
+                except MicrogptError:
+                    continue
+        return values
+
+    def overrides(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Only the values that differ from the defaults (what is worth saving)."""
+        defaults = self.defaults()
+        return {name: value for name, value in values.items() if defaults.get(name) != value}
+
+
+def is_location(name: str) -> bool:
+    """Knobs that say where files are (…_PATH, …_DIR, …_FILE)."""
+    return name.endswith(("_PATH", "_DIR", "_FILE"))
+
+
+def is_dataset_knob(name: str) -> bool:
+    """Knobs that take a dataset file, where `f` opens the dataset picker (DATASET_PATH and kin)."""
+    return "DATASET" in name and name.endswith("PATH")

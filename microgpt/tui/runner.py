@@ -1,0 +1,177 @@
+"""Start the trainer as a child process and follow it, without ever making the UI wait.
+
+    python -m microgpt train --config <file>      (cwd: the project root, i.e. the TUI's cwd)
+
+Two daemon threads read the child's stdout and stderr line by line into a queue, because a read
+on a pipe blocks. The UI thread calls `poll()` on every tick: it drains the queue, then reads the
+new complete lines of `LOG_DIR/events/events_<run_id>.jsonl` from the byte offset it reached last
+time. The run id comes from the trainer's first stdout line, `run_id: <id>`.
+
+Stopping is polite first: `x` sends SIGINT, which the trainer turns into "finish this step, save
+models/latest_checkpoint.npz, exit". A second `x` sends SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from microgpt.atomic import atomic_write_text
+from microgpt.train.artifacts import read_events
+
+RUN_ID_PREFIX = "run_id:"
+
+
+@dataclass
+class RunnerUpdate:
+    """What arrived since the last poll: console lines (text, from_stderr), events, and whether it ended."""
+
+    lines: list[tuple[str, bool]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    finished: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.lines or self.events or self.finished)
+
+
+def _pump(stream: IO[str], from_stderr: bool, sink: queue.SimpleQueue) -> None:
+    """Thread body: forward each line of a pipe to `sink`, then a None line at end of file."""
+    for line in stream:
+        sink.put((line.rstrip("\n"), from_stderr))
+    sink.put((None, from_stderr))
+    stream.close()
+
+
+class TrainerRunner:
+    """One training subprocess at a time; `poll()` from the UI loop, `stop()` on `x`."""
+
+    def __init__(self, cwd: str | os.PathLike[str], command: list[str] | None = None) -> None:
+        self.cwd = Path(cwd)
+        self.command = command or [sys.executable, "-m", "microgpt", "train"]
+        self.process: subprocess.Popen[str] | None = None
+        self.run_id = ""
+        self.log_dir = "logs"
+        self.returncode: int | None = None
+        self.error = ""
+        self.stop_requests = 0
+        self.stderr_tail: deque[str] = deque(maxlen=50)
+        self._lines: queue.SimpleQueue = queue.SimpleQueue()
+        self._open_pipes = 0
+        self._events_offset = 0
+
+    @property
+    def live(self) -> bool:
+        """True from `start` until the process has exited and both pipes are drained."""
+        return self.process is not None and self.returncode is None
+
+    @property
+    def events_path(self) -> Path | None:
+        """Where the trainer writes this run's events (known once it printed its run id)."""
+        if not self.run_id:
+            return None
+        return self.cwd / self.log_dir / "events" / f"events_{self.run_id}.jsonl"
+
+    def start(self, values: dict[str, Any], config_file: str | os.PathLike[str]) -> None:
+        """Write `values` (env-style knob names) to `config_file` as JSON and launch the trainer on it."""
+        if self.live:
+            raise RuntimeError("a training run is already going")
+        atomic_write_text(config_file, json.dumps(values, indent=2) + "\n")
+        self.run_id, self.error, self.returncode = "", "", None
+        self.log_dir = str(values.get("LOG_DIR") or "logs")
+        self.stop_requests, self._events_offset = 0, 0
+        self.stderr_tail.clear()
+        self._lines = queue.SimpleQueue()
+        # The environment outranks a config file (defaults < preset < file < env < flags): drop knob-named
+        # variables so the run uses exactly the values on screen. Unbuffered output streams line by line.
+        env = {name: value for name, value in os.environ.items() if name not in values}
+        env["PYTHONUNBUFFERED"] = "1"
+        self.process = subprocess.Popen(
+            [*self.command, "--config", str(config_file)],
+            cwd=self.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=env,
+            start_new_session=True,  # a Ctrl-C meant for the TUI must not hit the trainer
+        )
+        self._open_pipes = 2
+        for stream, is_err in ((self.process.stdout, False), (self.process.stderr, True)):
+            threading.Thread(target=_pump, args=(stream, is_err, self._lines), daemon=True).start()
+
+    def poll(self) -> RunnerUpdate:
+        """Collect new console lines and events; never blocks."""
+        update = RunnerUpdate()
+        if self.process is None or self.returncode is not None:
+            return update
+        while True:
+            try:
+                text, from_stderr = self._lines.get_nowait()
+            except queue.Empty:
+                break
+            if text is None:
+                self._open_pipes -= 1
+                continue
+            if not from_stderr and not self.run_id and text.startswith(RUN_ID_PREFIX):
+                self.run_id = text[len(RUN_ID_PREFIX):].strip()
+            if from_stderr and text.strip():
+                self.stderr_tail.append(text.strip())
+            update.lines.append((text, from_stderr))
+        if self.events_path is not None:
+            events, self._events_offset = read_events(self.events_path, self._events_offset)
+            update.events = events
+        if self._open_pipes == 0 and self.process.poll() is not None:
+            self._finish(update)
+        return update
+
+    def _finish(self, update: RunnerUpdate) -> None:
+        """The child exited and its pipes are drained: take the last events and decide whether it failed."""
+        assert self.process is not None
+        if self.events_path is not None:
+            events, self._events_offset = read_events(self.events_path, self._events_offset)
+            update.events.extend(events)
+        self.returncode = self.process.returncode
+        update.finished = True
+        polite_exits = (0, 130, -signal.SIGINT, -signal.SIGTERM)
+        stopped_by_user = self.stop_requests > 0 and self.returncode in polite_exits
+        if self.returncode != 0 and not stopped_by_user:
+            last = self.stderr_tail[-1] if self.stderr_tail else ""
+            self.error = last or f"trainer exited with code {self.returncode}"
+
+    def stop(self) -> str:
+        """First call: SIGINT (graceful: save and exit). Second call: SIGTERM. Returns what it did."""
+        if not self.live or self.process is None:
+            return "no training run to stop"
+        self.stop_requests += 1
+        if self.process.poll() is not None:
+            return "the trainer is already exiting"
+        if self.stop_requests == 1:
+            self.process.send_signal(signal.SIGINT)
+            return "stopping: the trainer finishes its step and saves the latest checkpoint (x again forces)"
+        self.process.terminate()
+        return "forced stop sent (SIGTERM)"
+
+    def shutdown(self, grace_s: float = 10.0) -> None:
+        """Used when the TUI quits during a run: SIGINT, wait up to `grace_s`, then SIGTERM, then SIGKILL."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGINT, grace_s), (signal.SIGTERM, 3.0)):
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+        self.process.kill()
+        self.process.wait()

@@ -1,0 +1,110 @@
+"""The only module that talks to curses: key codes in, styled lines out.
+
+`key_name` turns what `get_wch` returns into a readable name ("up", "pgdn", "esc", "a"); `Painter`
+turns the pure `Line`s of the app into characters and attributes. Style names map to colours
+when the terminal has them and NO_COLOR is not set, otherwise to bold / reverse / dim, so the
+screen stays readable on a monochrome terminal.
+"""
+
+from __future__ import annotations
+
+import curses
+import os
+
+from microgpt.tui.text import cell_width, char_width
+from microgpt.tui.widgets import Line
+
+_KEY_CODES: dict[int, str] = {
+    curses.KEY_UP: "up", curses.KEY_DOWN: "down", curses.KEY_LEFT: "left", curses.KEY_RIGHT: "right",
+    curses.KEY_PPAGE: "pgup", curses.KEY_NPAGE: "pgdn", curses.KEY_HOME: "home", curses.KEY_END: "end",
+    curses.KEY_FIND: "home", curses.KEY_SELECT: "end", curses.KEY_BTAB: "btab",
+    curses.KEY_BACKSPACE: "backspace",
+    curses.KEY_DC: "delete", curses.KEY_ENTER: "enter", curses.KEY_RESIZE: "resize",
+}
+_CHARS: dict[str, str] = {
+    "\n": "enter", "\r": "enter", "\t": "tab", "\x1b": "esc", "\x7f": "backspace", "\x08": "backspace",
+    "\x15": "ctrl-u",
+}
+# what a UTF-8 glyph becomes on a terminal that cannot show it
+ASCII_GLYPHS: dict[str, str] = {
+    "›": ">", "─": "-", "│": "|", "┌": "+", "┐": "+", "└": "+", "┘": "+", "✓": "v", "✗": "x", "●": "*",
+    "…": ".", "≈": "~", "▌": "|", "←": "<", "→": ">", "↑": "^", "↓": "v", "⣿": "*", "•": "o", "·": ".",
+}
+
+# style -> (foreground colour, attributes with colour, attributes without colour)
+_STYLES: dict[str, tuple[int, int, int]] = {
+    "normal": (-1, curses.A_NORMAL, curses.A_NORMAL),
+    "title": (curses.COLOR_CYAN, curses.A_BOLD, curses.A_BOLD),
+    "dim": (-1, curses.A_DIM, curses.A_DIM),
+    "sel": (-1, curses.A_REVERSE | curses.A_BOLD, curses.A_REVERSE),
+    "key": (curses.COLOR_YELLOW, curses.A_BOLD, curses.A_BOLD),
+    "good": (curses.COLOR_GREEN, curses.A_NORMAL, curses.A_NORMAL),
+    "bad": (curses.COLOR_RED, curses.A_BOLD, curses.A_BOLD),
+    "warn": (curses.COLOR_YELLOW, curses.A_NORMAL, curses.A_BOLD),
+    "accent": (curses.COLOR_CYAN, curses.A_NORMAL, curses.A_NORMAL),
+    "cursor": (-1, curses.A_REVERSE, curses.A_REVERSE),
+    "graph": (curses.COLOR_GREEN, curses.A_NORMAL, curses.A_NORMAL),
+    "graph2": (curses.COLOR_MAGENTA, curses.A_BOLD, curses.A_BOLD),
+}
+
+
+def key_name(key: int | str) -> str | None:
+    """A readable name for one key from `get_wch`, or None for keys the TUI ignores."""
+    if isinstance(key, int):
+        return _KEY_CODES.get(key)
+    if key in _CHARS:
+        return _CHARS[key]
+    return key if key.isprintable() else None
+
+
+def colours_wanted(env: dict[str, str] | None = None) -> bool:
+    """False when the user asked for no colour (https://no-color.org: NO_COLOR set and non-empty)."""
+    env = os.environ if env is None else env
+    return not env.get("NO_COLOR")
+
+
+def to_ascii(text: str) -> str:
+    """Replace what an ASCII-only terminal cannot show, keeping the width in cells the same."""
+    out = []
+    for ch in text:
+        if ch.isascii():
+            out.append(ch)
+        else:
+            out.append(ASCII_GLYPHS.get(ch, "?" * max(char_width(ch), 0)))
+    return "".join(out)
+
+
+class Painter:
+    """Paints lines onto a curses window with the attributes their style names ask for."""
+
+    def __init__(self, window: curses.window, colour: bool, unicode: bool) -> None:
+        self.window = window
+        self.unicode = unicode
+        self.attrs: dict[str, int] = {}
+        colour = colour and curses.has_colors()
+        if colour:
+            curses.start_color()
+            curses.use_default_colors()
+        for number, (name, (fg, with_colour, without)) in enumerate(_STYLES.items(), start=1):
+            if colour and fg != -1:
+                curses.init_pair(number, fg, -1)
+                self.attrs[name] = curses.color_pair(number) | with_colour
+            else:
+                self.attrs[name] = with_colour if colour else without
+
+    def paint(self, lines: list[Line]) -> None:
+        """Erase, draw every line from the top-left, refresh. curses only sends the cells that changed."""
+        self.window.erase()
+        height, width = self.window.getmaxyx()
+        for y, line in enumerate(lines[:height]):
+            x = 0
+            for text, style in line:
+                if x >= width:
+                    break
+                shown = text if self.unicode else to_ascii(text)
+                try:
+                    self.window.addstr(y, x, shown, self.attrs.get(style, curses.A_NORMAL))
+                except curses.error:
+                    pass  # writing the bottom-right cell moves the cursor off-screen: harmless
+                x += cell_width(shown)
+        self.window.refresh()
