@@ -189,9 +189,13 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     """softmax(q k^T / sqrt(D)) v on (B, H, T, D) tensors, masked so no query sees a later key.
 
     q may be shorter than k (the KV-cached case): query i then sits at position Tk - Tq + i.
-    Backward, with P the attention weights and S the scores:
-      dV = P^T G,  dP = G V^T,  dS = P (dP - sum(dP P)),  dQ = dS K / sqrt(D),  dK = dS^T Q / sqrt(D).
-    The (batch x head) slices are independent, so they are split over the CPU cores when big.
+    With E = exp(S - max) the unnormalised weights, s = sum(E) per row, P = E / s and O = P V, the backward
+    needs only E, s and O:
+      dV = E^T (G / s),  dP = G V^T,  dS = P (dP - r) with r = rowsum(G O)  (= rowsum(dP P), but cheap),
+      dQ = dS K / sqrt(D),  dK = dS^T Q / sqrt(D).
+    Every division by s and by sqrt(D) is applied to a small (T, D) operand instead of the (T, T) weights,
+    so the big arrays are touched as few times as possible. The (batch x head) slices are independent and
+    are split over the CPU cores when big.
     """
     q, k, v = _tensor(q), _tensor(k), _tensor(v)
     Q, K, Vv = q.data, k.data, v.data
@@ -203,37 +207,38 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     Vf = np.broadcast_to(Vv, (*batch, Tk, Dv)).reshape(N, Tk, Dv)
     scale = 1.0 / math.sqrt(D)
     mask = _causal_mask(Tq, Tk, Q.dtype) if causal and Tq > 1 else None
-    P = np.empty((N, Tq, Tk), dtype=Q.dtype)
+    E = np.empty((N, Tq, Tk), dtype=Q.dtype)
+    row_sum = np.empty((N, Tq, 1), dtype=Q.dtype)
     out = np.empty((N, Tq, Dv), dtype=Q.dtype)
 
     def forward_part(lo: int, hi: int) -> None:
-        S = P[lo:hi]
-        np.matmul(Qf[lo:hi], Kf[lo:hi].transpose(0, 2, 1), out=S)
-        S *= scale
+        S = E[lo:hi]
+        np.matmul(Qf[lo:hi] * scale, Kf[lo:hi].transpose(0, 2, 1), out=S)
         if mask is not None:
             S += mask  # one in-place pass; boolean indexing is 10x slower
         S -= S.max(axis=-1, keepdims=True)
         np.exp(S, out=S)
-        S /= S.sum(axis=-1, keepdims=True)
+        np.sum(S, axis=-1, keepdims=True, out=row_sum[lo:hi])
         np.matmul(S, Vf[lo:hi], out=out[lo:hi])
+        out[lo:hi] /= row_sum[lo:hi]
 
-    run_split(forward_part, N, P.size)
+    run_split(forward_part, N, E.size)
 
     def backward(g: np.ndarray):
         G = np.ascontiguousarray(g).reshape(N, Tq, Dv)
         dQ, dK, dV = np.empty_like(Qf), np.empty_like(Kf), np.empty_like(Vf)
 
         def backward_part(lo: int, hi: int) -> None:
-            Pp = P[lo:hi]
-            np.matmul(Pp.transpose(0, 2, 1), G[lo:hi], out=dV[lo:hi])
-            dS = np.matmul(G[lo:hi], Vf[lo:hi].transpose(0, 2, 1))
-            dS -= (dS * Pp).sum(axis=-1, keepdims=True)
-            dS *= Pp
-            dS *= scale
-            np.matmul(dS, Kf[lo:hi], out=dQ[lo:hi])
-            np.matmul(dS.transpose(0, 2, 1), Qf[lo:hi], out=dK[lo:hi])
+            e, inv_s, Gp = E[lo:hi], 1.0 / row_sum[lo:hi], G[lo:hi]
+            np.matmul(e.transpose(0, 2, 1), Gp * inv_s, out=dV[lo:hi])
+            dP = np.matmul(Gp, Vf[lo:hi].transpose(0, 2, 1))
+            dP -= (Gp * out[lo:hi]).sum(axis=-1, keepdims=True)
+            dP *= e  # now s * dS: the row scale 1/s is applied to the small operands below
+            np.matmul(dP, Kf[lo:hi], out=dQ[lo:hi])
+            dQ[lo:hi] *= inv_s * scale
+            np.matmul(dP.transpose(0, 2, 1), Qf[lo:hi] * (inv_s * scale), out=dK[lo:hi])
 
-        run_split(backward_part, N, P.size)
+        run_split(backward_part, N, E.size)
         return (unbroadcast(dQ.reshape(*batch, Tq, D), Q.shape) if q.requires_grad else None,
                 unbroadcast(dK.reshape(*batch, Tk, D), K.shape) if k.requires_grad else None,
                 unbroadcast(dV.reshape(*batch, Tk, Dv), Vv.shape) if v.requires_grad else None)
