@@ -77,7 +77,7 @@ def report() -> list[str]:
         f"Memory         {memory.total / 2**30:.1f} GiB total, {memory.available / 2**30:.1f} GiB available",
     ]
     thread_vars = [f"{name}={os.environ[name]}" for name in THREAD_ENV_VARS if name in os.environ]
-    lines.append(f"Thread env     {' '.join(thread_vars) if thread_vars else 'none set (THREADS=0 lets BLAS choose)'}")
+    lines.append(f"Thread env     {' '.join(thread_vars) if thread_vars else 'none set'}")
     gpus = nvidia_gpus()
     lines += [f"NVIDIA GPU     {gpu}" for gpu in gpus] or ["NVIDIA GPU     none found"]
     if importlib.util.find_spec("cupy") is not None:
@@ -87,7 +87,8 @@ def report() -> list[str]:
         "TRAIN_DEVICE=cpu  trains with NumPy on the CPU cores above (the only backend microgpt has).",
         "TRAIN_DEVICE=gpu  is accepted, but this NumPy build trains on the CPU: the trainer prints a warning",
         "                  and falls back to cpu." + (" The GPU above stays idle." if gpus else ""),
-        "Speed comes from the BLAS library and the number of threads; set THREADS to pin it.",
+        ("BLAS runs on one thread; microgpt splits big operations over the cores itself "
+        "(THREADS=0: one part per core, up to 4; THREADS=N: N parts)."),
     ]
     return lines
 
