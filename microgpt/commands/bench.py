@@ -16,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gen-tokens", type=int, default=64, help="tokens generated per generation window")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     parser.add_argument("--micro", action="store_true", help="only the autograd micro-benchmarks (MLP, attention)")
+    parser.add_argument("--tui", action="store_true",
+                        help="the dashboard's idle CPU, its CPU while following a run, and the run's speed "
+                             "against the plain CLI (needs tmux; a few minutes)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
@@ -23,6 +26,12 @@ def run(args: argparse.Namespace) -> int:
     from microgpt.bench.micro import run_micro
     from microgpt.bench.throughput import CONFIGS, bench_config, torch_available
 
+    if args.tui:
+        from microgpt.bench.tui import run_tui_bench
+
+        result = run_tui_bench()
+        print(json.dumps(result) if args.json else "\n".join(f"{k:<28} {v:8.3f}" for k, v in result.items()))
+        return 0
     if args.micro:
         result = run_micro()
         print(json.dumps(result) if args.json else "\n".join(f"{k:<28} {v:8.3f}" for k, v in result.items()))

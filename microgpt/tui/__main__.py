@@ -29,8 +29,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Set up the terminal (locale for UTF-8, a short ESC delay), run the dashboard, restore the terminal."""
     args = parse_args(argv)
-    if not sys.stdout.isatty():
-        print("python -m microgpt.tui needs a terminal", file=sys.stderr)
+    if not sys.stdout.isatty() or os.environ.get("TERM", "dumb") == "dumb":
+        print("python -m microgpt.tui needs a terminal that can move its cursor (TERM is unset or dumb)",
+              file=sys.stderr)
         return 2
     locale.setlocale(locale.LC_ALL, "")
     unicode = not args.ascii and "utf" in locale.getpreferredencoding(False).lower()

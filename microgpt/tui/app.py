@@ -10,6 +10,7 @@ near 0% CPU and leaves the cores to the trainer.
 
 from __future__ import annotations
 
+import contextlib
 import curses
 import os
 import sys
@@ -41,6 +42,7 @@ GLOBAL_KEYS: list[tuple[str, str]] = [
     ("tab/S-tab h/l 1-6", "tabs"), ("s", "start"), ("x", "stop"), ("r", "refresh"), ("c", "clear"),
     ("q", "quit"),
 ]
+TYPING_KEYS: list[tuple[str, str]] = [("tab/S-tab", "tabs"), ("", "other hotkeys locked while typing: esc")]
 LOGO = (
     "           _                             _   ",
     " _ __ ___ (_) ___ _ __ ___   __ _ _ __ | |_ ",
@@ -85,8 +87,7 @@ class App:
         self.chat = ChatTab(self.ctx, chat_worker, make_settings)
         self.tabs: list[Tab] = [TrainTab(self.ctx), MonitorTab(self.ctx), self.logs, RunsTab(self.ctx),
                                 ModelsTab(self.ctx), self.chat]
-        names = [tab.title for tab in self.tabs]
-        self.current = names.index(state["tab"]) if state.get("tab") in names else 0
+        self.current = 0
         self.message: tuple[str, str] = ("", "normal")
         self.confirm_quit = False
         self.quit_requested = False
@@ -108,18 +109,18 @@ class App:
         self.message = (text, "normal" if level == "info" else level)
 
     def save(self) -> None:
-        """Persist the knob values (those that differ from the defaults), the tab and the chat settings."""
+        """Persist the knob values (those that differ from the defaults), the preset and the chat settings."""
         self.ctx.state["knobs"] = self.ctx.catalog.overrides(self.ctx.values)
-        self.ctx.state["tab"] = self.tab.title
         try:
             save_state(self.state_file, self.ctx.state)
         except OSError as exc:
             self.notify(f"could not save settings to {self.state_file}: {exc.strerror}", "bad")
 
     def switch(self, index: int) -> None:
+        """Show another tab; the one left drops whatever mode it was in."""
+        self.tab.on_hide()
         self.current = index % len(self.tabs)
         self.tab.on_show()
-        self.save()
 
     def open_in_chat(self, path: Path) -> None:
         """Models tab -> Chat tab: load the checkpoint and show the conversation."""
@@ -172,12 +173,13 @@ class App:
                 self.confirm_quit = False
                 self.notify("quit cancelled", "info")
             return
-        if self.tab.captures_keys():
+        if key in ("tab", "btab"):  # never text, so they switch tabs even while typing
+            self.switch(self.current + (1 if key == "tab" else -1))
+        elif self.tab.captures_keys():
             self.tab.handle_key(key)
-            return
-        if key in ("tab", "l"):
+        elif key == "l":
             self.switch(self.current + 1)
-        elif key in ("btab", "h"):
+        elif key == "h":
             self.switch(self.current - 1)
         elif key.isdigit() and 1 <= int(key) <= len(self.tabs):
             self.switch(int(key) - 1)
@@ -247,6 +249,10 @@ class App:
             return center_block(message, width, height)
         if self.splash_until:
             return self.splash(width, height)
+        if self.quit_requested and self.live:
+            message = [text_line("stopping the training run…", "warn"),
+                       text_line("the trainer finishes its step and saves the latest checkpoint", "dim")]
+            return center_block(message, width, height)
         body = fill_height(self.tab.render(width, height - 4), width, height - 4)
         text, style = self.message
         if self.confirm_quit:
@@ -255,7 +261,7 @@ class App:
             rows = [key_hints("quit?", answers, width), fit([], width)]
         elif self.tab.captures_keys():
             rows = [key_hints(self.tab.title, self.tab.keys(), width),
-                    key_hints("global", [("", "hotkeys locked while typing or picking: esc leaves")], width)]
+                    key_hints("global", TYPING_KEYS, width)]
         else:
             rows = [key_hints(self.tab.title, self.tab.keys(), width),
                     key_hints("global", GLOBAL_KEYS, width)]
@@ -283,7 +289,8 @@ def terminal_size(window: curses.window) -> tuple[int, int]:
 
 def main_loop(window: curses.window, app: App, colour: bool) -> None:
     """Wait for a key at most TICK_MS, tick, repaint when needed; resize and too-small are just repaints."""
-    curses.curs_set(0)
+    with contextlib.suppress(curses.error):  # some terminals (vt100) cannot hide the cursor
+        curses.curs_set(0)
     window.keypad(True)
     window.timeout(TICK_MS)
     painter = Painter(window, colour, app.ctx.unicode)
@@ -310,4 +317,6 @@ def main_loop(window: curses.window, app: App, colour: bool) -> None:
         elif pressed:
             app.handle_key(key)
         dirty |= app.tick() or pressed
+    height, width = window.getmaxyx()
+    painter.paint(app.render(width, height))  # says so if a run is being stopped
     app.shutdown()

@@ -87,3 +87,6 @@ class Tab:
 
     def on_show(self) -> None:
         """Called when the tab becomes the current one."""
+
+    def on_hide(self) -> None:
+        """Called when another tab is shown: leave any typing, picking or confirming mode."""

@@ -66,7 +66,8 @@ class ChatTab(Tab):
         }
         self.messages: list[tuple[str, str]] = []
         self.mode = BROWSE
-        self.editor = LineEditor()
+        self.draft = LineEditor()  # the message being typed (kept when you leave typing)
+        self.path = LineEditor()  # the checkpoint path being typed
         self.loaded = ""
         self.loading = ""
         self.streaming = False
@@ -104,7 +105,7 @@ class ChatTab(Tab):
         self.remember()
 
     def send(self) -> None:
-        text = self.editor.text.strip()
+        text = self.draft.text.strip()
         if not text:
             return
         if self.streaming:
@@ -119,7 +120,7 @@ class ChatTab(Tab):
             self.messages.append(("error", f"cannot build decoding settings: {exc}"))
             return
         self.messages += [("you", text), ("gpt", "")]
-        self.editor.set("")
+        self.draft.set("")
         self.streaming = True
         self.scroll = 0
         self.worker.send(text, settings)
@@ -150,6 +151,9 @@ class ChatTab(Tab):
     def captures_keys(self) -> bool:
         return self.mode != BROWSE
 
+    def on_hide(self) -> None:
+        self.mode = BROWSE  # a half-typed message stays in the field for later
+
     def keys(self) -> list[tuple[str, str]]:
         if self.mode == TYPING:
             return [("type", "message"), ("enter", "send"), ("esc", "stop typing"), ("", "(hotkeys locked)")]
@@ -162,15 +166,13 @@ class ChatTab(Tab):
         if self.mode != BROWSE:
             if key == "esc":
                 self.mode = BROWSE
-                self.editor.set("")
             elif key == "enter" and self.mode == TYPING:
                 self.send()
             elif key == "enter":
                 self.mode = BROWSE
-                self.load(self.editor.text.strip())
-                self.editor.set("")
+                self.load(self.path.text.strip())
             else:
-                self.editor.handle_key(key)
+                (self.draft if self.mode == TYPING else self.path).handle_key(key)
             return True
         return self._browse_key(key)
 
@@ -179,7 +181,7 @@ class ChatTab(Tab):
             self.mode = TYPING
         elif key == "p":
             self.mode = PATH
-            self.editor.set(self.checkpoint)
+            self.path.set(self.checkpoint)
         elif key == "L":
             self.load(self.ctx.relative(self.ctx.model_dir / "latest_checkpoint.npz"))
         elif key in ADJUST:
@@ -224,9 +226,9 @@ class ChatTab(Tab):
         head: list[Line] = [[(" model ", "dim"), *state, (self.checkpoint or "(none: L or p)", "accent")]]
         head += self.settings_lines(width)
         if self.mode == PATH:
-            prompt: Line = [(" path › ", "title"), *self.editor.render(width - 9, "accent")]
+            prompt: Line = [(" path › ", "title"), *self.path.render(width - 9, "accent")]
         elif self.mode == TYPING:
-            prompt = [(" you › ", "title"), *self.editor.render(width - 8, "accent")]
+            prompt = [(" you › ", "title"), *self.draft.render(width - 8, "accent")]
         else:
             prompt = [(" enter: type a message   (browsing: hotkeys active)", "dim")]
         rows_h = height - len(head) - 2

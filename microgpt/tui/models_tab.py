@@ -51,6 +51,9 @@ class ModelsTab(Tab):
     def captures_keys(self) -> bool:
         return self.confirming
 
+    def on_hide(self) -> None:
+        self.confirming = False
+
     def keys(self) -> list[tuple[str, str]]:
         if self.confirming:
             return [("y", "delete it"), ("n/esc", "keep it")]

@@ -82,12 +82,16 @@ class Painter:
         self.unicode = unicode
         self.attrs: dict[str, int] = {}
         colour = colour and curses.has_colors()
+        background = -1  # the terminal's own background, where it lets us keep it
         if colour:
             curses.start_color()
-            curses.use_default_colors()
+            try:
+                curses.use_default_colors()
+            except curses.error:
+                background = curses.COLOR_BLACK
         for number, (name, (fg, with_colour, without)) in enumerate(_STYLES.items(), start=1):
             if colour and fg != -1:
-                curses.init_pair(number, fg, -1)
+                curses.init_pair(number, fg, background)
                 self.attrs[name] = curses.color_pair(number) | with_colour
             else:
                 self.attrs[name] = with_colour if colour else without

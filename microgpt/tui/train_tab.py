@@ -74,7 +74,7 @@ class TrainTab(Tab):
 
     def recheck(self) -> None:
         """Validate the whole set and re-estimate the size; done after each change, never per frame."""
-        self.config_error = self.ctx.catalog.check(self.ctx.values)
+        self.config_error = self.ctx.catalog.check(self.ctx.values, check_paths=True)
         self.estimate = self.ctx.catalog.estimate(self.ctx.values)
 
     def set_value(self, name: str, value: Any) -> None:
@@ -172,6 +172,9 @@ class TrainTab(Tab):
     def captures_keys(self) -> bool:
         return self.editor is not None or self.picker is not None
 
+    def on_hide(self) -> None:
+        self.editor = self.picker = None
+
     def keys(self) -> list[tuple[str, str]]:
         if self.picker is not None:
             return self.picker.keys()
@@ -251,8 +254,8 @@ class TrainTab(Tab):
         return True
 
     # ---- drawing -----------------------------------------------------------------------
-    def header(self, width: int) -> Line:
-        """Preset, size estimate and validity of the whole configuration."""
+    def header(self, width: int) -> list[Line]:
+        """Preset, size estimate and validity of the whole configuration; the trainer's complaint below."""
         catalog = self.ctx.catalog
         known = self.preset in catalog.preset_names()
         modified = not known or self.ctx.values != catalog.preset_values(self.preset, self.ctx.values)
@@ -261,11 +264,9 @@ class TrainTab(Tab):
             params, memory = self.estimate
             line += [("   params ≈ ", "dim"), (fmt_count(params), "accent"),
                      ("   memory ≈ ", "dim"), (fmt_bytes(memory * 1024 * 1024), "accent")]
-        if self.config_error:
-            line += [("   config ✗ ", "bad"), (self.config_error, "bad")]
-        else:
-            line += [("   config ✓ valid", "good")]
-        return line
+        if not self.config_error:
+            return [[*line, ("   config ✓ valid", "good")]]
+        return [[*line, ("   config ✗ invalid: s will not start", "bad")], [(" " + self.config_error, "bad")]]
 
     def knob_rows(self, width: int, height: int) -> list[Line]:
         """Group headings and `NAME  value` rows, scrolled so the selection stays visible."""
@@ -321,15 +322,20 @@ class TrainTab(Tab):
         lines.append(text_line(""))
         lines += wrapped(knob.explain, inner)
         if is_dataset_knob(knob.name):
-            lines += [text_line(""), text_line("f: pick a .jsonl file under datasets/", "dim")]
+            folders = ", ".join(self.dataset_folders())
+            lines += [text_line("")]
+            hint = f'f: pick a .jsonl file under {folders} (more: a "dataset_dirs" list in the TUI settings)'
+            lines += wrapped(hint, inner, "dim")
         return lines
 
     def render(self, width: int, height: int) -> list[Line]:
+        head = self.header(width)
+        body_h = height - len(head)
         if self.picker is not None:
-            return [self.header(width), *self.picker.render(width, height - 1)]
+            return [*head, *self.picker.render(width, body_h)]
         list_w = max(44, width * 11 // 20)
         detail_w = width - list_w - 1
-        knobs = self.knob_rows(list_w, height - 1)
-        about = panel("about this knob", self.detail(detail_w), detail_w, height - 1)
-        return [self.header(width), *hstack([(knobs, list_w), (about, detail_w)], height - 1)]
+        knobs = self.knob_rows(list_w, body_h)
+        about = panel("about this knob", self.detail(detail_w), detail_w, body_h)
+        return [*head, *hstack([(knobs, list_w), (about, detail_w)], body_h)]
 

@@ -90,10 +90,12 @@ def panel(title: str, body: list[Line], width: int, height: int, style: str = "d
 
 
 def wrapped(text: str, width: int, style: str = "normal", indent: str = "") -> list[Line]:
-    """A paragraph wrapped to `width`, continuation lines indented by `indent`."""
-    first, *rest = wrap(text, width - cell_width(indent))
+    """A paragraph wrapped to `width`; continuation lines start with `indent` and wrap a little shorter."""
+    first = wrap(text, width)[0]
+    rest = text[len(first):].lstrip(" ")
     lines = [text_line(first, style)]
-    lines.extend(text_line(indent + part, style) for part in rest)
+    if rest:
+        lines.extend(text_line(indent + part, style) for part in wrap(rest, width - cell_width(indent)))
     return lines
 
 

@@ -1,0 +1,430 @@
+"""The whole dashboard driven without a terminal: keys in, screens (lists of lines) out.
+
+The trainer is a tiny fake script that follows the real event contract and the chat model is a
+fake session, so these tests check the TUI's own logic in a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_tui_fakes import FakeSession, FakeSettings, fake_trainer_command, wait_until
+
+from microgpt.tui.app import App
+from microgpt.tui.chat_worker import ChatWorker
+from microgpt.tui.runner import TrainerRunner
+from microgpt.tui.text import cell_width
+from microgpt.tui.widgets import plain
+
+TAB_NAMES = ("Train", "Monitor", "Logs", "Runs", "Models", "Chat")
+SIZES = [(80, 24), (120, 36)]
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project folder with small datasets; the test runs inside it, as the TUI does."""
+    (tmp_path / "datasets" / "more").mkdir(parents=True)
+    (tmp_path / "datasets" / "starter").mkdir()
+    (tmp_path / "datasets" / "starter" / "starter.jsonl").write_text(
+        '{"id": "s1", "record_type": "knowledge", "text": "the default DATASET_PATH"}\n'
+    )
+    qa = '{"id": "q%d", "record_type": "qa", "question": "why?", "answer": "because."}\n'
+    note = '{"id": "k1", "record_type": "knowledge", "text": "water boils at 100 C"}\n'
+    (tmp_path / "datasets" / "tiny.jsonl").write_text(qa % 1 + qa % 2 + note + "\nnot json\n{}\n")
+    dolly = '{"instruction": "a", "context": "", "response": "b"}\n'
+    (tmp_path / "datasets" / "more" / "other.jsonl").write_text(dolly)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def make_app(project: Path) -> App:
+    return App(
+        project, project / "tui.json",
+        runner=TrainerRunner(project, fake_trainer_command(project)),
+        chat_worker=ChatWorker(FakeSession.open), make_settings=FakeSettings, splash_s=0,
+    )
+
+
+def screen(app: App, width: int = 120, height: int = 36) -> str:
+    lines = app.render(width, height)
+    assert len(lines) == height
+    for line in lines:
+        assert cell_width(plain(line)) == width, plain(line)
+    return "\n".join(plain(line) for line in lines)
+
+
+def press(app: App, *keys: str) -> None:
+    for key in keys:
+        app.handle_key(key)
+        app.tick()
+
+
+def select_knob(app: App, name: str) -> None:
+    """Move the Train tab's cursor onto a knob, with j/k as a user would."""
+    press(app, "home")
+    for _ in range(60):
+        if app.tab.knob.name == name:
+            return
+        press(app, "j")
+    raise AssertionError(f"knob {name} not reachable")
+
+
+def start_run(app: App) -> None:
+    """Press s with a valid dataset and a short fake run."""
+    app.ctx.values.update(DATASET_PATH="datasets/tiny.jsonl", NUM_STEPS=100, WARMUP_STEPS=10)
+    press(app, "s")
+
+
+def run_to_end(app: App, timeout: float = 10.0) -> None:
+    assert wait_until(lambda: not app.live, app.tick, timeout)
+
+
+# ---- frame ---------------------------------------------------------------------------
+@pytest.mark.parametrize("size", SIZES)
+def test_every_tab_fills_the_frame_exactly(project: Path, size: tuple[int, int]) -> None:
+    app = make_app(project)
+    for index, name in enumerate(TAB_NAMES):
+        app.switch(index)
+        text = screen(app, *size)
+        rows = text.splitlines()
+        assert all(tab in rows[0] for tab in TAB_NAMES)
+        assert rows[-2].lstrip().startswith(name)  # the current tab's keys
+        assert "s start" in rows[-1] and "q quit" in rows[-1] and "x stop" in rows[-1]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_train_tab_knobs_and_monitor_metric_explorer(project: Path, size: tuple[int, int]) -> None:
+    app = make_app(project)
+    text = screen(app, *size)
+    for knob in ("DATASET_PATH", "N_EMBD", "LEARNING_RATE", "Dataset & tokenizer", "Model shape"):
+        assert knob in text
+    assert "params ≈" in text and "memory ≈" in text and "config ✓ valid" in text
+    assert "about this knob" in text and "JSONL training file" in text
+    press(app, "l")
+    text = screen(app, *size)
+    assert "Metric Explorer" in text and "What it is" in text
+    assert "best val loss" in text and "patience used" in text and "ETA" in text
+
+
+def test_small_terminal_gets_a_message_and_never_crashes(project: Path) -> None:
+    app = make_app(project)
+    for width, height in [(79, 24), (80, 23), (20, 5), (1, 1)]:
+        lines = app.render(width, height)
+        assert len(lines) == height
+        assert all(cell_width(plain(line)) == width for line in lines)
+    assert "terminal too small" in "\n".join(plain(line) for line in app.render(60, 20))
+
+
+def test_splash_is_skipped_by_any_key_or_time(project: Path) -> None:
+    now = [0.0]
+    app = App(project, project / "tui.json", splash_s=1.5, clock=lambda: now[0])
+    assert "press any key" in screen(app)
+    press(app, "x")  # skipping the splash does not also run the key's action
+    assert "Train" in screen(app).splitlines()[1] or "preset" in screen(app)
+    app = App(project, project / "tui.json", splash_s=1.5, clock=lambda: now[0])
+    now[0] = 2.0
+    assert app.tick() is True and "press any key" not in screen(app)
+
+
+def test_global_keys_switch_tabs_both_ways(project: Path) -> None:
+    app = make_app(project)
+    press(app, "tab")
+    assert app.tab.title == "Monitor"
+    press(app, "l", "l")
+    assert app.tab.title == "Runs"
+    press(app, "btab", "h")
+    assert app.tab.title == "Monitor"
+    press(app, "h", "h")
+    assert app.tab.title == "Chat"  # wraps around
+    press(app, "3")
+    assert app.tab.title == "Logs"
+    press(app, "c")
+    assert "log · 0 lines" in screen(app)
+
+
+# ---- Train tab -----------------------------------------------------------------------
+def test_editing_a_knob_validates_as_you_type(project: Path) -> None:
+    app = make_app(project)
+    select_knob(app, "N_EMBD")
+    press(app, "enter", "ctrl-u", "4", "x")
+    text = screen(app)
+    assert "✗" in text and "not a whole number" in text and "hotkeys locked" in text
+    press(app, "enter")  # an invalid value is not applied
+    assert app.tab.editor is not None
+    press(app, "q", "s")  # hotkeys are locked: these are text
+    assert not app.quit_requested and app.tab.editor.text == "4xqs"
+    press(app, "ctrl-u", "6", "4")
+    assert "✓ valid" in screen(app)
+    press(app, "enter")
+    assert app.ctx.values["N_EMBD"] == 64 and app.tab.editor is None
+    saved = json.loads((project / "tui.json").read_text())
+    assert saved["knobs"]["N_EMBD"] == 64
+
+
+def test_tab_leaves_an_edit_but_l_and_h_are_text(project: Path) -> None:
+    app = make_app(project)
+    press(app, "enter", "l", "h")
+    assert app.tab.title == "Train" and app.tab.editor.text.endswith("lh")
+    press(app, "tab")
+    assert app.tab.title == "Monitor"
+    press(app, "btab")
+    assert app.tab.editor is None and app.ctx.values["DATASET_PATH"] == "datasets/starter/starter.jsonl"
+
+
+def test_a_missing_dataset_file_shows_before_start(project: Path) -> None:
+    app = make_app(project)
+    press(app, "enter", "x", "enter")
+    assert "config ✗ invalid" in screen(app)
+    assert "DATASET_PATH='datasets/starter/starter.jsonlx'" in screen(app)
+    assert "file not found" in screen(app, 80, 24)
+
+
+def test_cross_knob_problems_show_in_the_header(project: Path) -> None:
+    app = make_app(project)
+    select_knob(app, "N_HEAD")
+    press(app, "enter", "ctrl-u", "5", "enter")
+    assert "config ✗ invalid" in screen(app) and "must be divisible by N_HEAD" in screen(app)
+    press(app, "d")
+    assert "config ✓ valid" in screen(app)
+
+
+def test_choices_cycle_with_arrows_and_esc_cancels_an_edit(project: Path) -> None:
+    app = make_app(project)
+    select_knob(app, "TOKENIZER")
+    press(app, "right")
+    assert app.ctx.values["TOKENIZER"] == "char"
+    press(app, "enter", "ctrl-u", "z", "esc")
+    assert app.ctx.values["TOKENIZER"] == "char"
+    select_knob(app, "VERBOSE")
+    before = app.ctx.values["VERBOSE"]
+    press(app, "right")
+    assert app.ctx.values["VERBOSE"] is (not before)
+
+
+def test_presets_apply_and_persist(project: Path) -> None:
+    app = make_app(project)
+    app.ctx.values["DATASET_PATH"] = "datasets/tiny.jsonl"
+    press(app, "p")
+    assert "presets" in screen(app) and "coherent-fast" in screen(app)
+    press(app, "j", "enter")
+    assert app.ctx.state["preset"] == "seed" and app.ctx.values["N_EMBD"] == 48
+    assert app.ctx.values["DATASET_PATH"] == "datasets/tiny.jsonl"  # file locations survive a preset
+    assert "preset seed " in screen(app)
+    again = make_app(project)
+    assert again.ctx.values["N_EMBD"] == 48 and "preset seed" in screen(again)
+
+
+def test_dataset_picker_filters_counts_and_applies(project: Path) -> None:
+    app = make_app(project)
+    select_knob(app, "DATASET_PATH")
+    press(app, "f")
+    text = screen(app)
+    assert "datasets/tiny.jsonl" in text and "datasets/more/other.jsonl" in text
+    press(app, "t", "i", "n")  # typing filters
+    text = screen(app)
+    assert "1 of 3" in text and "other.jsonl" not in text
+    assert "records       3" in text and "invalid lines 2" in text and "blank lines   1" in text
+    assert "qa          2" in text and "knowledge   1" in text
+    press(app, "enter")
+    assert app.ctx.values["DATASET_PATH"] == "datasets/tiny.jsonl"
+    press(app, "f", "j", "esc")
+    assert app.ctx.values["DATASET_PATH"] == "datasets/tiny.jsonl"
+
+
+def test_dataset_picker_searches_configured_folders(project: Path, tmp_path_factory) -> None:
+    extra = tmp_path_factory.mktemp("corpora")
+    (extra / "notes.jsonl").write_text('{"id": "n", "record_type": "memory", "text": "x"}\n')
+    (project / "tui.json").write_text(json.dumps({"dataset_dirs": [str(extra)]}))
+    app = make_app(project)
+    select_knob(app, "DATASET_PATH")
+    assert str(extra) in screen(app)
+    press(app, "f", *"notes", "enter")
+    assert app.ctx.values["DATASET_PATH"] == str(extra / "notes.jsonl")
+
+
+def test_f_elsewhere_explains_itself(project: Path) -> None:
+    app = make_app(project)
+    select_knob(app, "N_LAYER")
+    press(app, "f")
+    assert "select DATASET_PATH first" in screen(app)
+
+
+# ---- training ------------------------------------------------------------------------
+def test_start_follow_and_finish_a_run(project: Path) -> None:
+    app = make_app(project)
+    start_run(app)
+    assert app.tab.title == "Monitor" and app.live
+    run_to_end(app)
+    tracker = app.ctx.tracker
+    assert tracker.run == "20250101-120000_fake" and tracker.stop_reason == "completed"
+    assert tracker.series["train_loss"].size == app.ctx.values["NUM_STEPS"]
+    text = screen(app)
+    assert "finished (completed)" in text and "100/100" in text
+    written = json.loads((project / "train_config.json").read_text())
+    assert written["DATASET_PATH"] == "datasets/tiny.jsonl" and "N_EMBD" in written
+    press(app, "3")
+    logs = screen(app)
+    assert "step 100/100 loss" in logs and "red" in logs and "\x1b" not in logs
+    assert "training finished" in logs
+    press(app, "4")
+    assert "20250101-120000_fake" in screen(app) and "completed" in screen(app)
+
+
+def test_x_stops_a_run_gracefully(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_TRAINER", "slow")
+    app = make_app(project)
+    start_run(app)
+    assert wait_until(lambda: app.ctx.tracker.step >= 3, app.tick)
+    press(app, "x")
+    assert "stopping" in screen(app)
+    run_to_end(app)
+    assert app.ctx.tracker.stop_reason == "interrupted" and not app.ctx.runner.error
+    assert "finished (interrupted)" in screen(app)
+
+
+def test_a_crash_shows_the_trainers_error(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_TRAINER", "crash")
+    app = make_app(project)
+    start_run(app)
+    run_to_end(app)
+    text = screen(app)
+    assert "training failed: ValueError: the dataset is empty" in text
+    assert "failed: ValueError" in text
+
+
+def test_start_refuses_an_invalid_configuration(project: Path) -> None:
+    app = make_app(project)
+    app.ctx.values["DATASET_PATH"] = "datasets/nope.jsonl"
+    press(app, "s")
+    assert not app.live and "cannot start: DATASET_PATH" in screen(app)
+
+
+def test_quit_asks_while_a_run_is_going(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_TRAINER", "slow")
+    app = make_app(project)
+    start_run(app)
+    press(app, "q")
+    assert app.confirm_quit and not app.quit_requested and "quit and stop it?" in screen(app)
+    press(app, "n")
+    assert not app.confirm_quit
+    press(app, "q", "y")
+    assert app.quit_requested and "stopping the training run" in screen(app)
+    app.shutdown()
+    assert app.ctx.runner.process.poll() is not None
+
+
+def test_q_quits_at_once_when_idle(project: Path) -> None:
+    app = make_app(project)
+    press(app, "q")
+    assert app.quit_requested
+
+
+# ---- Monitor -------------------------------------------------------------------------
+def test_monitor_categories_selection_and_focus(project: Path) -> None:
+    app = make_app(project)
+    start_run(app)
+    run_to_end(app)
+    text = screen(app, 80, 24)
+    assert "train loss" in text and "process RSS" in text
+    press(app, "right")
+    assert "Core" in app.tab.metrics[0].categories and "CPU %" not in screen(app)
+    press(app, "left", "left")
+    labels = [metric.label for metric in app.tab.metrics]
+    assert "CPU %" in labels and "val loss" not in labels and "CPU %" in screen(app)
+    press(app, "right", "down", "enter")
+    focused = screen(app)
+    assert "min " in focused and "max " in focused and "last " in focused and "whole run" in focused
+    assert "step 10" in focused and "step 100" in focused
+    press(app, "esc")
+    assert "Metric Explorer" in screen(app)
+
+
+# ---- Runs and Models -----------------------------------------------------------------
+def test_runs_curves_and_overlay(project: Path) -> None:
+    app = make_app(project)
+    start_run(app)
+    run_to_end(app)
+    second = project / "logs" / "runs" / "run_20250102-090000_other.json"
+    second.write_text(json.dumps({"run_id": "20250102-090000_other", "steps": 5,
+                                  "stop_reason": "early_stop"}))
+    events = project / "logs" / "events" / "events_20250102-090000_other.jsonl"
+    steps = [{"type": "step", "step": s, "loss": 2.0} for s in range(1, 6)]
+    events.write_text("".join(json.dumps(event) + "\n" for event in steps))
+    press(app, "4", "r")
+    text = screen(app)
+    assert "20250102-090000_other" in text and "early_stop" in text
+    assert "train log" in text and "system CSV" in text and "eval CSV" in text and "manifest" in text
+    assert "missing" in text  # the fake trainer writes no CSVs
+    press(app, " ", "j", "enter")
+    curves = screen(app)
+    assert "train loss" in curves and "val loss" in curves
+    assert "20250102-090000_other" in curves and "20250101-120000_fake" in curves
+    press(app, "esc")
+    assert "key figures" in screen(app)
+
+
+def test_models_list_select_for_chat_and_delete(project: Path) -> None:
+    models = project / "models"
+    models.mkdir()
+    (models / "ckpt_20250101-120000_fake_step0060_valloss2.3456.npz").write_bytes(b"x" * 2048)
+    (models / "latest_checkpoint.npz").write_bytes(b"y")
+    (models / "notes.txt").write_text("not a checkpoint")
+    app = make_app(project)
+    press(app, "5")
+    text = screen(app, 80, 24)
+    assert "20250101-120000_fake" in text and "60" in text and "2.346" in text and "2.0 KB" in text
+    assert "latest_checkpoint.npz" in text and "notes.txt" not in text
+    target = app.tab.selected.path
+    press(app, "d")
+    assert "Delete" in screen(app) and "y deletes" in screen(app)
+    press(app, "n")
+    assert target.exists()
+    press(app, "d", "y")
+    assert not target.exists() and "deleted" in screen(app)
+    press(app, "enter")
+    assert app.tab.title == "Chat"
+    assert wait_until(lambda: app.chat.loaded, app.tick)
+
+
+# ---- Chat ----------------------------------------------------------------------------
+def test_chat_loads_streams_and_adjusts_settings(project: Path) -> None:
+    app = make_app(project)
+    press(app, "6", "L")
+    assert wait_until(lambda: app.chat.loaded, app.tick)
+    assert app.chat.loaded.endswith("models/latest_checkpoint.npz")
+    press(app, "]", "]", "[", "=", "-", "-")
+    assert app.chat.settings() == FakeSettings(temperature=0.85, max_new_tokens=80)
+    assert "temperature 0.85" in screen(app) and "max new tokens 80" in screen(app)
+    press(app, "enter", "h", "i", "q")
+    assert app.tab.title == "Chat" and not app.quit_requested  # typing locks h and q
+    press(app, "enter")
+    assert wait_until(lambda: not app.chat.streaming, app.tick)
+    assert "echo: hiq (t=0.85)" in screen(app)
+    press(app, "esc", "c")
+    assert "echo" not in screen(app)
+    saved = json.loads((project / "tui.json").read_text())
+    assert saved["chat"]["temperature"] == 0.85 and saved["chat"]["max_new_tokens"] == 80
+
+
+def test_chat_path_editing_and_load_errors(project: Path) -> None:
+    app = make_app(project)
+    press(app, "6", "p", "ctrl-u", *"missing.npz", "enter")
+    assert wait_until(lambda: "no such checkpoint" in screen(app), app.tick)
+    assert app.chat.checkpoint == "missing.npz" and not app.chat.loaded
+    press(app, "enter", "h", "enter")
+    assert "no model loaded" in screen(app)
+
+
+def test_chat_scrolls_long_conversations(project: Path) -> None:
+    app = make_app(project)
+    press(app, "6")
+    app.chat.messages = [("gpt", f"line {i}") for i in range(100)]
+    assert "line 99" in screen(app, 80, 24)
+    press(app, "pgup")
+    assert "line 99" not in screen(app, 80, 24) and "scrolled up" in screen(app, 80, 24)
+    press(app, "home")
+    assert "line 0" in screen(app, 80, 24)
+    press(app, "end")
+    assert "line 99" in screen(app, 80, 24)
