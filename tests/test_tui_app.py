@@ -128,6 +128,19 @@ def test_splash_is_skipped_by_any_key_or_time(project: Path) -> None:
     assert app.tick() is True and "press any key" not in screen(app)
 
 
+def test_an_enter_just_after_the_splash_closed_only_skips_it(project: Path) -> None:
+    now = [0.0]
+    app = App(project, project / "tui.json", splash_s=1.5, clock=lambda: now[0])
+    now[0] = 1.6
+    app.tick()
+    now[0] = 2.0
+    press(app, "enter")  # a late "skip the splash" key must not open the selected knob for editing
+    assert not app.tab.captures_keys()
+    now[0] = 4.0
+    press(app, "enter")
+    assert app.tab.captures_keys()
+
+
 def test_global_keys_switch_tabs_both_ways(project: Path) -> None:
     app = make_app(project)
     press(app, "tab")

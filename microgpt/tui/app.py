@@ -58,6 +58,8 @@ def train_config_path(state_file: Path) -> Path:
     return state_file.with_name("train_config.json")
 
 
+SPLASH_GRACE_S = 1.5  # an enter or space this soon after the splash closed by itself only skips it
+
 class App:
     """All tabs plus the global keys; no curses in here."""
 
@@ -92,6 +94,7 @@ class App:
         self.confirm_quit = False
         self.quit_requested = False
         self.splash_until = clock() + splash_s if splash_s > 0 else 0.0
+        self.splash_ended_at = -SPLASH_GRACE_S
         self.tabs[self.current].on_show()
 
     # ---- shared callbacks ---------------------------------------------------------------
@@ -166,6 +169,8 @@ class App:
         if self.splash_until:
             self.splash_until = 0.0
             return
+        if key in ("enter", " ") and self.clock() - self.splash_ended_at < SPLASH_GRACE_S:
+            return  # meant to skip the splash that had just closed by itself, not to edit a knob
         if self.confirm_quit:
             if key == "y":
                 self.quit_requested = True
@@ -207,6 +212,7 @@ class App:
         changed = False
         if self.splash_until and self.clock() >= self.splash_until:
             self.splash_until = 0.0
+            self.splash_ended_at = self.clock()
             changed = True
         update = self.ctx.runner.poll()
         if update.lines:
