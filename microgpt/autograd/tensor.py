@@ -198,7 +198,7 @@ class Tensor:
 
     def __add__(self, other: Any) -> Tensor:
         if isinstance(other, (int, float)):
-            return Tensor._result(self.data + float(other), (self,), lambda g: (g,))
+            return Tensor._result(self.data + float(other), (self,), lambda g: (g,))  # d(x+c)/dx = 1
         a, b = self, self._lift(other)
 
         def backward(g: np.ndarray):  # d(a+b)/da = d(a+b)/db = 1
@@ -210,7 +210,7 @@ class Tensor:
 
     def __sub__(self, other: Any) -> Tensor:
         if isinstance(other, (int, float)):
-            return Tensor._result(self.data - float(other), (self,), lambda g: (g,))
+            return Tensor._result(self.data - float(other), (self,), lambda g: (g,))  # d(x-c)/dx = 1
         a, b = self, self._lift(other)
 
         def backward(g: np.ndarray):  # d(a-b)/da = 1, d(a-b)/db = -1
@@ -261,7 +261,7 @@ class Tensor:
         p = float(exponent)
         x = self.data
         # d/dx x^p = p x^(p-1)
-        return Tensor._result(x**p, (self,), lambda g: (g * (p * x ** (p - 1.0)),))
+        return Tensor._result(x**p, (self,), lambda g: (g * (p * x ** (p - 1.0)),))  # d/dx x^p = p x^(p-1)
 
     # ----- matrix product ----------------------------------------------------------------------
     def __matmul__(self, other: Any) -> Tensor:
@@ -332,14 +332,14 @@ class Tensor:
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         old = self.shape
-        return Tensor._result(self.data.reshape(shape), (self,), lambda g: (g.reshape(old),))
+        return Tensor._result(self.data.reshape(shape), (self,), lambda g: (g.reshape(old),))  # same values, old shape
 
     def transpose(self, *axes: int) -> Tensor:
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         perm = tuple(a % self.ndim for a in axes) if axes else tuple(reversed(range(self.ndim)))
         inverse = tuple(np.argsort(perm))
-        return Tensor._result(self.data.transpose(perm), (self,), lambda g: (g.transpose(inverse),))
+        return Tensor._result(self.data.transpose(perm), (self,), lambda g: (g.transpose(inverse),))  # undo the perm
 
     @property
     def T(self) -> Tensor:
@@ -372,6 +372,7 @@ class Tensor:
         m = np.asarray(mask.data if isinstance(mask, Tensor) else mask, dtype=bool)
         shape = self.shape
         out = np.where(m, np.asarray(value, dtype=self.dtype), self.data)
+        # filled places no longer depend on x: gradient 0 there, g elsewhere
         return Tensor._result(out, (self,), lambda g: (unbroadcast(np.where(m, 0, g), shape),))
 
 
@@ -400,7 +401,7 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     except ValueError:
         raise ValueError(f"shapes {a.shape} and {b.shape} are not aligned for '@'") from None
 
-    def backward(g: np.ndarray):
+    def backward(g: np.ndarray):  # dA = G B^T, dB = A^T G (vectors promoted to matrices, batch dims summed)
         A2 = A if A.ndim > 1 else A[None, :]  # a vector is a 1-row (or 1-column) matrix
         B2 = B if B.ndim > 1 else B[:, None]
         g2 = g.reshape(np.broadcast_shapes(A2.shape[:-2], B2.shape[:-2]) + (A2.shape[-2], B2.shape[-1]))
@@ -426,7 +427,7 @@ def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     except ValueError:
         raise ValueError(f"cannot concatenate shapes {[t.shape for t in parts]} along axis {axis}") from None
     cuts = np.cumsum([t.shape[axis] for t in parts])[:-1]
-    return Tensor._result(out, parts, lambda g: np.split(g, cuts, axis=axis))
+    return Tensor._result(out, parts, lambda g: np.split(g, cuts, axis=axis))  # each piece gets its own slice
 
 
 def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
@@ -436,7 +437,7 @@ def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
         out = np.stack([t.data for t in parts], axis=axis)
     except ValueError:
         raise ValueError(f"cannot stack shapes {[t.shape for t in parts]} along axis {axis}") from None
-    return Tensor._result(out, parts, lambda g: [np.take(g, i, axis=axis) for i in range(len(parts))])
+    return Tensor._result(out, parts, lambda g: [np.take(g, i, axis=axis) for i in range(len(parts))])  # slice i
 
 
 def where(mask: Any, a: Any, b: Any) -> Tensor:
@@ -449,7 +450,7 @@ def where(mask: Any, a: Any, b: Any) -> Tensor:
     except ValueError:
         raise ValueError(f"shapes {m.shape}, {ta.shape} and {tb.shape} do not broadcast in where()") from None
 
-    def backward(g: np.ndarray):
+    def backward(g: np.ndarray):  # each side gets g where it was chosen, 0 elsewhere
         ga = unbroadcast(np.where(m, g, 0), ta.shape) if ta.requires_grad else None
         gb = unbroadcast(np.where(m, 0, g), tb.shape) if tb.requires_grad else None
         return ga, gb
