@@ -178,11 +178,23 @@ def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-5) -> Tens
     return Tensor._result(out, parents, backward)
 
 
-@functools.lru_cache(maxsize=16)
+ATTENTION_BLOCK = 64  # causal queries are processed 64 at a time, each block against the keys it can see
+
+
+@functools.lru_cache(maxsize=64)
 def _causal_mask(Tq: int, Tk: int, dtype: np.dtype) -> np.ndarray:
     """0 where query i may see key j (j <= i + Tk - Tq), -inf where j lies in its future."""
     future = np.triu(np.ones((Tq, Tk), dtype=bool), k=Tk - Tq + 1)
     return np.where(future, -np.inf, 0.0).astype(dtype)
+
+
+def _query_blocks(Tq: int, Tk: int, causal: bool) -> list[tuple[int, int, int]]:
+    """(first query, end query, end key) per block of queries: with a causal mask, a block of queries
+    only sees the keys up to its last query, so the (T, T) work shrinks to about its lower triangle."""
+    if not causal or Tq < 2 * ATTENTION_BLOCK:
+        return [(0, Tq, Tk)]
+    return [(r0, min(r0 + ATTENTION_BLOCK, Tq), min(Tk, min(r0 + ATTENTION_BLOCK, Tq) + Tk - Tq))
+            for r0 in range(0, Tq, ATTENTION_BLOCK)]
 
 
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True) -> Tensor:
@@ -194,8 +206,8 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
       dV = E^T (G / s),  dP = G V^T,  dS = P (dP - r) with r = rowsum(G O)  (= rowsum(dP P), but cheap),
       dQ = dS K / sqrt(D),  dK = dS^T Q / sqrt(D).
     Every division by s and by sqrt(D) is applied to a small (T, D) operand instead of the (T, T) weights,
-    so the big arrays are touched as few times as possible. The (batch x head) slices are independent and
-    are split over the CPU cores when big.
+    and causal queries go in blocks that skip the keys they cannot see. The (batch x head) slices are
+    independent and are split over the CPU cores when big.
     """
     q, k, v = _tensor(q), _tensor(k), _tensor(v)
     Q, K, Vv = q.data, k.data, v.data
@@ -206,39 +218,47 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     Kf = np.broadcast_to(K, (*batch, Tk, D)).reshape(N, Tk, D)
     Vf = np.broadcast_to(Vv, (*batch, Tk, Dv)).reshape(N, Tk, Dv)
     scale = 1.0 / math.sqrt(D)
-    mask = _causal_mask(Tq, Tk, Q.dtype) if causal and Tq > 1 else None
-    E = np.empty((N, Tq, Tk), dtype=Q.dtype)
+    blocks = _query_blocks(Tq, Tk, causal)
+    masks = [_causal_mask(r1 - r0, kend, Q.dtype) if causal and r1 - r0 > 1 else None for r0, r1, kend in blocks]
+    E = [np.empty((N, r1 - r0, kend), dtype=Q.dtype) for r0, r1, kend in blocks]
     row_sum = np.empty((N, Tq, 1), dtype=Q.dtype)
     out = np.empty((N, Tq, Dv), dtype=Q.dtype)
 
     def forward_part(lo: int, hi: int) -> None:
-        S = E[lo:hi]
-        np.matmul(Qf[lo:hi] * scale, Kf[lo:hi].transpose(0, 2, 1), out=S)
-        if mask is not None:
-            S += mask  # one in-place pass; boolean indexing is 10x slower
-        S -= S.max(axis=-1, keepdims=True)
-        np.exp(S, out=S)
-        np.sum(S, axis=-1, keepdims=True, out=row_sum[lo:hi])
-        np.matmul(S, Vf[lo:hi], out=out[lo:hi])
+        Qs = Qf[lo:hi] * scale
+        for (r0, r1, kend), e, mask in zip(blocks, E, masks):
+            S = e[lo:hi]
+            np.matmul(Qs[:, r0:r1], Kf[lo:hi, :kend].transpose(0, 2, 1), out=S)
+            if mask is not None:
+                S += mask  # one in-place pass; boolean indexing is 10x slower
+            S -= S.max(axis=-1, keepdims=True)
+            np.exp(S, out=S)
+            np.sum(S, axis=-1, keepdims=True, out=row_sum[lo:hi, r0:r1])
+            np.matmul(S, Vf[lo:hi, :kend], out=out[lo:hi, r0:r1])
         out[lo:hi] /= row_sum[lo:hi]
 
-    run_split(forward_part, N, E.size)
+    run_split(forward_part, N, sum(e.size for e in E))
 
     def backward(g: np.ndarray):
         G = np.ascontiguousarray(g).reshape(N, Tq, Dv)
-        dQ, dK, dV = np.empty_like(Qf), np.empty_like(Kf), np.empty_like(Vf)
+        dQ, dK, dV = np.empty_like(Qf), np.zeros_like(Kf), np.zeros_like(Vf)
 
         def backward_part(lo: int, hi: int) -> None:
-            e, inv_s, Gp = E[lo:hi], 1.0 / row_sum[lo:hi], G[lo:hi]
-            np.matmul(e.transpose(0, 2, 1), Gp * inv_s, out=dV[lo:hi])
-            dP = np.matmul(Gp, Vf[lo:hi].transpose(0, 2, 1))
-            dP -= (Gp * out[lo:hi]).sum(axis=-1, keepdims=True)
-            dP *= e  # now s * dS: the row scale 1/s is applied to the small operands below
-            np.matmul(dP, Kf[lo:hi], out=dQ[lo:hi])
+            Gp, inv_s = G[lo:hi], 1.0 / row_sum[lo:hi]
+            Gs = Gp * inv_s
+            r = (Gp * out[lo:hi]).sum(axis=-1, keepdims=True)
+            Qs = Qf[lo:hi] * (inv_s * scale)
+            for (r0, r1, kend), e in zip(blocks, E):
+                eb = e[lo:hi]
+                dV[lo:hi, :kend] += np.matmul(eb.transpose(0, 2, 1), Gs[:, r0:r1])
+                dP = np.matmul(Gp[:, r0:r1], Vf[lo:hi, :kend].transpose(0, 2, 1))
+                dP -= r[:, r0:r1]
+                dP *= eb  # now s * dS: the row scale 1/s is applied to the small operands
+                np.matmul(dP, Kf[lo:hi, :kend], out=dQ[lo:hi, r0:r1])
+                dK[lo:hi, :kend] += np.matmul(dP.transpose(0, 2, 1), Qs[:, r0:r1])
             dQ[lo:hi] *= inv_s * scale
-            np.matmul(dP.transpose(0, 2, 1), Qf[lo:hi] * (inv_s * scale), out=dK[lo:hi])
 
-        run_split(backward_part, N, E.size)
+        run_split(backward_part, N, sum(e.size for e in E))
         return (unbroadcast(dQ.reshape(*batch, Tq, D), Q.shape) if q.requires_grad else None,
                 unbroadcast(dK.reshape(*batch, Tk, D), K.shape) if k.requires_grad else None,
                 unbroadcast(dV.reshape(*batch, Tk, Dv), Vv.shape) if v.requires_grad else None)
