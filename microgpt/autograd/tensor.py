@@ -419,24 +419,25 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     return Tensor._result(out, (a, b), backward)
 
 
-def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
-    """Join tensors along an existing axis; the gradient is split back into the pieces."""
+def _join(join: Callable[..., np.ndarray], tensors: Sequence[Any], axis: int) -> tuple[tuple[Tensor, ...], np.ndarray]:
+    """The pieces as Tensors and np.concatenate / np.stack of their data; a mismatch names every shape."""
     parts = tuple(t if isinstance(t, Tensor) else Tensor(t, requires_grad=False) for t in tensors)
     try:
-        out = np.concatenate([t.data for t in parts], axis=axis)
+        return parts, join([t.data for t in parts], axis=axis)
     except ValueError:
-        raise ValueError(f"cannot concatenate shapes {[t.shape for t in parts]} along axis {axis}") from None
+        raise ValueError(f"cannot {join.__name__} shapes {[t.shape for t in parts]} along axis {axis}") from None
+
+
+def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis; the gradient is split back into the pieces."""
+    parts, out = _join(np.concatenate, tensors, axis)
     cuts = np.cumsum([t.shape[axis] for t in parts])[:-1]
     return Tensor._result(out, parts, lambda g: np.split(g, cuts, axis=axis))  # each piece gets its own slice
 
 
 def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Join tensors along a new axis; piece i gets slice i of the gradient."""
-    parts = tuple(t if isinstance(t, Tensor) else Tensor(t, requires_grad=False) for t in tensors)
-    try:
-        out = np.stack([t.data for t in parts], axis=axis)
-    except ValueError:
-        raise ValueError(f"cannot stack shapes {[t.shape for t in parts]} along axis {axis}") from None
+    parts, out = _join(np.stack, tensors, axis)
     return Tensor._result(out, parts, lambda g: [np.take(g, i, axis=axis) for i in range(len(parts))])  # slice i
 
 
