@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from microgpt.autograd.parallel import run_split
-from microgpt.autograd.tensor import Tensor, unbroadcast
+from microgpt.autograd.tensor import Tensor, is_grad_enabled, unbroadcast
 
 
 def _tensor(x: Any) -> Tensor:
@@ -101,6 +101,20 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     return Tensor._result(out, (x,), backward)
 
 
+def _targets(targets: Any, logits_shape: tuple[int, ...], V: int,
+             ignore_index: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Flattened targets checked against the logits: (which count, targets with ignored ones set to 0, count)."""
+    t = np.asarray(targets.data if isinstance(targets, Tensor) else targets).reshape(-1).astype(np.intp)
+    if t.shape[0] != math.prod(logits_shape[:-1]):
+        raise ValueError(f"cross_entropy: logits shape {logits_shape} does not match targets shape "
+                         f"{np.shape(targets)}")
+    valid = np.ones(t.shape, dtype=bool) if ignore_index is None else t != ignore_index
+    safe_t = np.where(valid, t, 0)
+    if np.any((safe_t < 0) | (safe_t >= V)):
+        raise ValueError(f"cross_entropy: a target is outside [0, {V})")
+    return valid, safe_t, int(valid.sum())
+
+
 def cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None) -> Tensor:
     """Mean of -log softmax(logits)[target] over all positions whose target is not `ignore_index`.
 
@@ -111,14 +125,7 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None)
     """
     V = logits.shape[-1]
     x = logits.data.reshape(-1, V)
-    t = np.asarray(targets.data if isinstance(targets, Tensor) else targets).reshape(-1).astype(np.intp)
-    if t.shape[0] != x.shape[0]:
-        raise ValueError(f"cross_entropy: logits shape {logits.shape} does not match targets shape "
-                         f"{np.shape(targets)}")
-    valid = np.ones(t.shape, dtype=bool) if ignore_index is None else t != ignore_index
-    safe_t = np.where(valid, t, 0)
-    if np.any((safe_t < 0) | (safe_t >= V)):
-        raise ValueError(f"cross_entropy: a target is outside [0, {V})")
+    valid, safe_t, n = _targets(targets, logits.shape, V, ignore_index)
     N = x.shape[0]
     rows = np.arange(N)
     e = np.empty_like(x)
@@ -133,7 +140,6 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None)
 
     run_split(exp_shifted, N, x.size)
     per_row = np.log(s) + top - x[rows, safe_t]
-    n = int(valid.sum())
     loss = np.asarray(np.where(valid, per_row, 0).sum() / n if n else np.nan, dtype=x.dtype)
     saved = {"e": e}
 
@@ -153,6 +159,59 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None)
         return (dx.reshape(logits.shape),)
 
     return Tensor._result(loss, (logits,), backward)
+
+
+LOSS_BLOCK_ROWS = 128  # rows of logits that linear_cross_entropy holds at a time
+
+
+def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: int | None = None) -> Tensor:
+    """cross_entropy(linear(x, W), targets), without ever holding the whole (N, V) logits.
+
+    The output layer and the loss are computed together, LOSS_BLOCK_ROWS rows at a time: each block's logits
+    z = x W^T are turned into the loss and, right away, into dL/dz = (softmax(z) - onehot(t)) / n, which gives
+    dL/dx = dz W and adds dz^T x to dL/dW. The block then dies, so the big (N, V) arrays that the unfused pair
+    writes and reads several times never exist. The backward only scales the stored gradients by g.
+    """
+    X = x.data.reshape(-1, x.shape[-1])
+    W = weight.data
+    V = W.shape[0]
+    valid, safe_t, n = _targets(targets, (*x.shape[:-1], V), V, ignore_index)
+    N = X.shape[0]
+    want_grad = is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    losses = np.zeros(N, dtype=X.dtype)
+    dX = np.empty_like(X) if want_grad else None
+    dW_parts: list[np.ndarray] = []
+
+    def rows(lo: int, hi: int) -> None:
+        dW = np.zeros_like(W) if want_grad else None
+        for r0 in range(lo, hi, LOSS_BLOCK_ROWS):
+            r1 = min(r0 + LOSS_BLOCK_ROWS, hi)
+            z = X[r0:r1] @ W.T  # this block's logits (b, V)
+            index = np.arange(r1 - r0)
+            picked = z[index, safe_t[r0:r1]]
+            top = z.max(axis=1, keepdims=True)
+            z -= top
+            np.exp(z, out=z)
+            total = z.sum(axis=1)
+            losses[r0:r1] = np.where(valid[r0:r1], np.log(total) + top[:, 0] - picked, 0)
+            if want_grad:
+                z *= (valid[r0:r1] / (max(n, 1) * total)).astype(X.dtype)[:, None]  # softmax / n on counted rows
+                z[index[valid[r0:r1]], safe_t[r0:r1][valid[r0:r1]]] -= 1.0 / max(n, 1)
+                np.matmul(z, W, out=dX[r0:r1])
+                dW += z.T @ X[r0:r1]
+        if want_grad:
+            dW_parts.append(dW)
+
+    run_split(rows, N, N * V)
+    loss = np.asarray(losses.sum() / n if n else np.nan, dtype=X.dtype)
+
+    def backward(g: np.ndarray):
+        scale = float(g)
+        gx = (dX * scale).reshape(x.shape) if x.requires_grad else None
+        gw = sum(dW_parts) * scale if weight.requires_grad else None
+        return gx, gw
+
+    return Tensor._result(loss, (x, weight), backward)
 
 
 def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-5) -> Tensor:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from microgpt.autograd import functional as F
 from microgpt.nn import GPT, Adam, GPTConfig, SamplingSettings, generate
 
 
@@ -57,7 +56,7 @@ def _ours_train_step(cfg: BenchConfig, seed: int = 0) -> Callable[[], None]:
 
     def step() -> None:
         optimizer.zero_grad()
-        loss = F.cross_entropy(model(x), y)
+        loss = model.loss(x, y)  # what the trainer runs: lm_head and cross-entropy fused
         loss.backward()
         optimizer.step()
 

@@ -69,8 +69,8 @@ class GPT(Module):
         """Names exactly as in the original checkpoint `state`: wte, wpe, lm_head, layer{i}.attn_wq, ..."""
         return [(_original_name(name), p) for name, p in super().named_parameters(prefix)]
 
-    def forward(self, idx: np.ndarray, cache: KVCache | None = None) -> Tensor:
-        """Token ids (B, T) -> logits (B, T, vocab). With a cache, idx holds only the new positions."""
+    def hidden(self, idx: np.ndarray, cache: KVCache | None = None) -> Tensor:
+        """Token ids (B, T) -> the last block's output (B, T, C), the input of lm_head."""
         idx = np.asarray(idx)
         if idx.ndim == 1:
             idx = idx[None, :]
@@ -84,7 +84,16 @@ class GPT(Module):
             x = block(x, cache, i)
         if cache is not None:
             cache.length += T
-        return self.lm_head(x)  # (B, T, vocab)
+        return x
+
+    def forward(self, idx: np.ndarray, cache: KVCache | None = None) -> Tensor:
+        """Token ids (B, T) -> logits (B, T, vocab). With a cache, idx holds only the new positions."""
+        return self.lm_head(self.hidden(idx, cache))  # (B, T, vocab)
+
+    def loss(self, idx: np.ndarray, targets: np.ndarray) -> Tensor:
+        """Mean next-token cross-entropy, equal to F.cross_entropy(self(idx), targets); lm_head and the loss
+        are fused (F.linear_cross_entropy), so the (B, T, vocab) logits are never stored."""
+        return F.linear_cross_entropy(self.hidden(idx), self.lm_head.weight, targets)
 
     def new_cache(self, batch: int = 1) -> KVCache:
         """An empty KV cache for generating `batch` sequences at once."""

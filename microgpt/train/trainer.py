@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from microgpt import __version__
-from microgpt.autograd import functional as F
 from microgpt.autograd import no_grad
 from microgpt.autograd.parallel import set_threads
 from microgpt.data.templates import chat_prompt
@@ -63,7 +62,7 @@ def evaluate(model: GPT, batches: list[tuple[np.ndarray, np.ndarray]]) -> float:
     total = count = 0.0
     with no_grad():
         for x, y in batches:
-            total += F.cross_entropy(model(x), y).item() * y.size
+            total += model.loss(x, y).item() * y.size
             count += y.size
     return total / count
 
@@ -177,7 +176,7 @@ class Trainer:
         starts = random_starts(self.rng, len(self.data.train_stream), self.block, cfg.batch_size)
         x, y = windows_at(self.data.train_stream, starts, self.block)
         self.optimizer.zero_grad()
-        loss = F.cross_entropy(self.model(x), y)
+        loss = self.model.loss(x, y)
         loss.backward()
         if cfg.grad_clip > 0:
             clip_grad_norm(self.optimizer.params, cfg.grad_clip)
