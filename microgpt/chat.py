@@ -115,9 +115,9 @@ def settings_from_args(args: argparse.Namespace) -> DecodeSettings:
     from microgpt.errors import ConfigError
 
     if args.temperature < 0 or not 0 < args.top_p <= 1 or args.top_k < 0 or args.max_new_tokens < 1 \
-            or args.repetition_penalty <= 0 or args.min_new_tokens < 0:
+            or args.repetition_penalty <= 0 or args.min_new_tokens < 0 or args.repeat_last_n < 0:
         raise ConfigError("decoding flags out of range: temperature >= 0, 0 < top-p <= 1, top-k >= 0, "
-                          "max-new-tokens >= 1, repetition-penalty > 0, min-new-tokens >= 0")
+                          "max-new-tokens >= 1, repetition-penalty > 0, min-new-tokens >= 0, repeat-last-n >= 0")
     return DecodeSettings(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                           repetition_penalty=args.repetition_penalty, repeat_last_n=args.repeat_last_n,
                           min_new_tokens=args.min_new_tokens, max_new_tokens=args.max_new_tokens, seed=args.seed)

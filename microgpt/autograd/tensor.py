@@ -260,7 +260,6 @@ class Tensor:
             raise TypeError("Tensor ** only takes a scalar exponent")
         p = float(exponent)
         x = self.data
-        # d/dx x^p = p x^(p-1)
         return Tensor._result(x**p, (self,), lambda g: (g * (p * x ** (p - 1.0)),))  # d/dx x^p = p x^(p-1)
 
     # ----- matrix product ----------------------------------------------------------------------

@@ -26,14 +26,10 @@ def run(args: argparse.Namespace) -> int:
     from microgpt.bench.micro import run_micro
     from microgpt.bench.throughput import CONFIGS, bench_config, torch_available
 
-    if args.tui:
+    if args.tui or args.micro:
         from microgpt.bench.tui import run_tui_bench
 
-        result = run_tui_bench()
-        print(json.dumps(result) if args.json else "\n".join(f"{k:<28} {v:8.3f}" for k, v in result.items()))
-        return 0
-    if args.micro:
-        result = run_micro()
+        result = run_tui_bench() if args.tui else run_micro()
         print(json.dumps(result) if args.json else "\n".join(f"{k:<28} {v:8.3f}" for k, v in result.items()))
         return 0
     with_torch = not args.no_torch and torch_available()

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from microgpt.errors import DatasetError
+from microgpt.errors import ConfigError, DatasetError
+
+# the checkpoint's model and tokenizer decide these: a resume cannot change them
+FIXED_ON_RESUME = ("N_LAYER", "N_EMBD", "N_HEAD", "BLOCK_SIZE", "TOKENIZER", "TOKEN_VOCAB_SIZE", "BPE_ENCODING",
+                   "BPE_FILE", "VAL_SPLIT", "SEED")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +34,12 @@ def resume_config(checkpoint_path: str, args: argparse.Namespace):
 
         raise CheckpointError(f"{checkpoint_path}: holds no training state to resume (not a training checkpoint)")
     base = TrainConfig.from_dict(stored).to_dict()
-    return load_config(cli={**{k.upper(): v for k, v in base.items()}, **cli_overrides(args)}, env={})
+    resumed = load_config(cli={**{k.upper(): v for k, v in base.items()}, **cli_overrides(args)}, env={})
+    for knob in FIXED_ON_RESUME:
+        if getattr(resumed, knob.lower()) != base[knob.lower()]:
+            raise ConfigError(f"{knob}={getattr(resumed, knob.lower())}: a resumed run keeps its model and "
+                              f"tokenizer ({knob}={base[knob.lower()]}); start a new run to change it")
+    return resumed
 
 
 def run(args: argparse.Namespace) -> int:

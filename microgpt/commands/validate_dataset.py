@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 import numpy as np
 
 from microgpt.data.dataset import iter_documents, validate_dataset
 from microgpt.data.records import RECORD_TYPES
-from microgpt.data.tokenizer import CL100K, build_tokenizer, iter_batches
-from microgpt.errors import ConfigError
+from microgpt.data.tokenizer import build_tokenizer, iter_batches
 
 DEFAULT_DATASET = "datasets/starter/starter.jsonl"
 
@@ -46,11 +46,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{path}: invalid ({report.problem_count} problems; {report.documents} valid records)")
         return 1
 
-    kind = args.tokenizer or os.environ.get("TOKENIZER") or "bpe"
-    vocab_size = args.vocab_size or _env_int("TOKEN_VOCAB_SIZE", 2048)
-    encoding = os.environ.get("BPE_ENCODING") or CL100K
+    kind = args.tokenizer or _configured("TOKENIZER")
+    vocab_size = args.vocab_size or _configured("TOKEN_VOCAB_SIZE")
+    encoding = _configured("BPE_ENCODING")
     documents = (document.text for document in iter_documents(path))
-    tokenizer = build_tokenizer(kind, vocab_size, documents, encoding, os.environ.get("BPE_FILE") or None)
+    tokenizer = build_tokenizer(kind, vocab_size, documents, encoding, _configured("BPE_FILE") or None)
 
     lengths: list[np.ndarray] = []
     fallback = 0
@@ -77,11 +77,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"{name}={value!r} is not an integer") from None
+def _configured(knob: str) -> Any:
+    """The knob's value from the environment, parsed and checked as training does, else its default."""
+    from microgpt.train.config import KNOB_BY_NAME, parse_value
+
+    raw = os.environ.get(knob, "").strip()
+    return parse_value(knob, raw) if raw else KNOB_BY_NAME[knob].default

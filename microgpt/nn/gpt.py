@@ -1,7 +1,7 @@
 """The microgpt model: token + position embeddings, a stack of pre-norm transformer blocks, a linear head.
 
 x = wte[idx] + wpe[pos]; x = rmsnorm(x)
-for each layer:  x = x + Wo attn(rmsnorm(x));  x = x + W2 relu(W1 rmsnorm(x))
+for each layer:  x = x + Wo attn(rmsnorm(x));  x = x + W2 act(W1 rmsnorm(x))   (act: relu, or gelu)
 logits = lm_head(x)
 """
 

@@ -83,6 +83,7 @@ class Adam:
                 "weight_decay": np.asarray(self.weight_decay)}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore moments, step count and hyper-parameters, as saved by state_dict()."""
         if state["m"].shape != self.m.shape:
             raise ValueError(f"optimizer state has {state['m'].size} values, the model has {self.m.size}")
         self.m[...] = state["m"]

@@ -19,7 +19,7 @@ class SamplingSettings:
     top_k: int = 40  # keep only the k most likely tokens (0: off)
     top_p: float = 0.95  # keep the smallest set whose probability reaches p (1.0: off)
     repetition_penalty: float = 1.1  # divide the logit of a recently generated token by this (1.0: off)
-    repeat_last_n: int = 64  # how many recent generated tokens the penalty looks at
+    repeat_last_n: int = 64  # how many recent generated tokens the penalty looks at (0: none)
     min_new_tokens: int = 0  # end-of-text is forbidden until this many tokens were generated
     max_new_tokens: int = 96
     stop_token_ids: tuple[int, ...] = ()  # e.g. the BOS / end-of-text id
@@ -31,8 +31,8 @@ def next_token_distribution(logits: np.ndarray, recent: Sequence[int], settings:
                             n_generated: int) -> np.ndarray:
     """Probabilities over the vocabulary for one position, after every control is applied."""
     z = logits.astype(np.float64, copy=True)
-    if settings.repetition_penalty != 1.0 and recent:
-        window = np.unique(np.asarray(recent[-settings.repeat_last_n:] if settings.repeat_last_n else []))
+    if settings.repetition_penalty != 1.0 and recent and settings.repeat_last_n > 0:
+        window = np.unique(np.asarray(recent[-settings.repeat_last_n:], dtype=np.intp))
         z[window] /= settings.repetition_penalty  # as the original: the logit is divided, whatever its sign
     if n_generated < settings.min_new_tokens:
         z[list(settings.stop_token_ids)] = -np.inf

@@ -16,13 +16,13 @@ does that).
 
 Event types the trainer emits. Every event also has "type" and "time" (unix seconds):
 
-    start       run, config, total_steps, parameters, dataset, tokenizer
-    step        step, loss, lr, tokens_per_sec, steps_per_sec, elapsed_s, eta_s
-    eval        step, train_loss, val_loss, val_ppl, gap, best_val_loss, patience_used, patience
-    system      step, cpu_percent, ram_used_mb, rss_mb
+    start       run, config, total_steps, parameters, dataset, tokenizer, step, resumed_from
+    step        step, loss, lr, tokens_per_sec, steps_per_sec, elapsed_s, eta_s, total_steps
+    eval        step, train_loss, val_loss, val_ppl, gap, best_val_loss, patience_used, patience, improved
+    system      step, cpu_percent, ram_used_mb, ram_percent, rss_mb, threads
     sample      step, prompt, text
-    checkpoint  step, path, kind (latest | best | step | final)
-    stop        step, reason, best_val_loss, error (optional)
+    checkpoint  step, path, kind (latest | best | final)
+    stop        step, reason (completed | early_stop | interrupted | stopped_after | nan_loss), best_val_loss
 
 A loss that diverged is written as `NaN` / `Infinity`, which Python's `json` reads back as floats.
 """
@@ -50,7 +50,6 @@ EVAL_COLUMNS: tuple[str, ...] = (
 SYSTEM_COLUMNS: tuple[str, ...] = (
     "time", "elapsed_s", "step", "cpu_percent", "ram_used_mb", "ram_percent", "rss_mb", "threads",
 )
-EVENT_TYPES: tuple[str, ...] = ("start", "step", "eval", "system", "sample", "checkpoint", "stop")
 LOG_LEVELS: dict[str, int] = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -116,12 +115,13 @@ class RunArtifacts:
 
         self._lock = threading.Lock()
         self._started = time.time()
-        self._stack = contextlib.ExitStack()
-        self._log_file = self._stack.enter_context(self.train_log.open("a", encoding="utf-8"))
-        self._latest_file = self._stack.enter_context(self.latest_log.open("w", encoding="utf-8"))
-        self._events_file = self._stack.enter_context(self.events.open("a", encoding="utf-8"))
-        self._eval_file = self._stack.enter_context(self.eval_csv.open("a", encoding="utf-8", newline=""))
-        self._system_file = self._stack.enter_context(self.system_csv.open("a", encoding="utf-8", newline=""))
+        with contextlib.ExitStack() as stack:  # if one open fails, the ones before it are closed again
+            self._log_file = stack.enter_context(self.train_log.open("a", encoding="utf-8"))
+            self._latest_file = stack.enter_context(self.latest_log.open("w", encoding="utf-8"))
+            self._events_file = stack.enter_context(self.events.open("a", encoding="utf-8"))
+            self._eval_file = stack.enter_context(self.eval_csv.open("a", encoding="utf-8", newline=""))
+            self._system_file = stack.enter_context(self.system_csv.open("a", encoding="utf-8", newline=""))
+            self._stack = stack.pop_all()
         self._eval_writer = self._csv_writer(self._eval_file, EVAL_COLUMNS)
         self._system_writer = self._csv_writer(self._system_file, SYSTEM_COLUMNS)
         self._files: tuple[IO[str], ...] = (

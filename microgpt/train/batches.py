@@ -12,11 +12,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from microgpt.errors import DatasetError
+
 
 def split_documents(n_documents: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Shuffle document indices with `seed` and cut off the validation share (at least 1 each side)."""
     if n_documents < 2:
-        raise ValueError(f"need at least 2 documents for a train/validation split, got {n_documents}")
+        raise DatasetError(f"the dataset has {n_documents} valid document(s); training needs at least 2 "
+                           "(one for training, one for validation): add records")
     order = np.random.default_rng(seed).permutation(n_documents)
     n_val = min(max(1, int(n_documents * val_split)), n_documents - 1)
     return np.sort(order[n_val:]), np.sort(order[:n_val])

@@ -87,7 +87,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         model = GPT(GPTConfig(**meta["model_config"]), seed=0)
         model.load_state_dict(params)
         tokenizer = tokenizer_from_dict(meta["tokenizer"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise CheckpointError(f"{path}: checkpoint content does not fit together ({exc})") from None
     return Checkpoint(model, tokenizer, meta, optim)
 

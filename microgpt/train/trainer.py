@@ -23,8 +23,8 @@ import numpy as np
 from microgpt import __version__
 from microgpt.autograd import no_grad
 from microgpt.autograd.parallel import set_threads
-from microgpt.data.templates import chat_prompt
-from microgpt.nn import GPT, Adam, GPTConfig, SamplingSettings, clip_grad_norm, generate, learning_rate
+from microgpt.chat import ChatSession, DecodeSettings
+from microgpt.nn import GPT, Adam, GPTConfig, clip_grad_norm, learning_rate
 from microgpt.train.artifacts import RunArtifacts, make_run_id
 from microgpt.train.batches import fit_block_size, random_starts, validation_batches, windows_at
 from microgpt.train.checkpoint import load_checkpoint, save_checkpoint, step_checkpoint_name
@@ -81,9 +81,16 @@ class Trainer:
         self.data: PreparedData = prepare_data(cfg, checkpoint.tokenizer if checkpoint else None)
         if checkpoint:
             self.model = checkpoint.model
-            self.optimizer = Adam(self.model.parameters(), lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2),
-                                  eps=cfg.eps_adam, weight_decay=cfg.weight_decay)
+        else:
+            config = GPTConfig(vocab_size=self.data.tokenizer.vocab_size, n_layer=cfg.n_layer, n_embd=cfg.n_embd,
+                               n_head=cfg.n_head, block_size=cfg.block_size)
+            self.model = GPT(config, seed=cfg.seed)
+        self.optimizer = Adam(self.model.parameters(), lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2),
+                              eps=cfg.eps_adam, weight_decay=cfg.weight_decay)
+        if checkpoint:
             self.optimizer.load_state_dict(checkpoint.optimizer_state)
+            self.optimizer.betas, self.optimizer.eps = (cfg.beta1, cfg.beta2), cfg.eps_adam  # flags given at resume
+            self.optimizer.weight_decay = cfg.weight_decay
             meta = checkpoint.meta
             self.progress = Progress(step=meta["step"], best_val_loss=meta["best_val_loss"],
                                      patience_used=meta["patience_used"], last_val_loss=meta["val_loss"],
@@ -93,11 +100,6 @@ class Trainer:
             self.run_id = meta["run_id"]
             self.resumed_from = str(resume)
         else:
-            config = GPTConfig(vocab_size=self.data.tokenizer.vocab_size, n_layer=cfg.n_layer, n_embd=cfg.n_embd,
-                               n_head=cfg.n_head, block_size=cfg.block_size)
-            self.model = GPT(config, seed=cfg.seed)
-            self.optimizer = Adam(self.model.parameters(), lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2),
-                                  eps=cfg.eps_adam, weight_decay=cfg.weight_decay)
             self.rng = np.random.default_rng(cfg.seed + 1)
             self.run_id = make_run_id(cfg.run_name, cfg.log_dir)
             self.resumed_from = None
@@ -111,11 +113,11 @@ class Trainer:
 
     # ----- signals -------------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: Any) -> None:
-        """First SIGINT/SIGTERM: finish this step, save, stop. Second SIGINT: leave at once (every file
+        """First SIGINT/SIGTERM: finish this step, save, stop. A second signal: leave at once (every file
         write is atomic, so nothing is left half-written)."""
         self._signals += 1
-        if self._signals > 1 and signum == signal.SIGINT:
-            os._exit(130)
+        if self._signals > 1:
+            os._exit(130 if signum == signal.SIGINT else 143)
         self.stop_reason = "interrupted"
 
     # ----- the loop ------------------------------------------------------------------------------
@@ -292,17 +294,15 @@ class Trainer:
                      f"(best), {self.checkpoints.get('latest')} (latest)")
 
     def _samples(self) -> None:
+        """Answer a few fixed questions the way `chat` would, so the log shows what the model can say."""
         cfg = self.cfg
-        tok = self.data.tokenizer
-        settings = SamplingSettings(temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
-                                    repetition_penalty=cfg.repetition_penalty, repeat_last_n=cfg.repeat_last_n,
-                                    min_new_tokens=cfg.min_new_tokens, max_new_tokens=cfg.sample_max_new_tokens,
-                                    stop_token_ids=(tok.bos_id,), seed=cfg.seed + self.progress.step)
         for i in range(cfg.sample_count):
+            settings = DecodeSettings(temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
+                                      repetition_penalty=cfg.repetition_penalty, repeat_last_n=cfg.repeat_last_n,
+                                      min_new_tokens=cfg.min_new_tokens, max_new_tokens=cfg.sample_max_new_tokens,
+                                      seed=cfg.seed + self.progress.step + i)
             question = SAMPLE_PROMPTS[i % len(SAMPLE_PROMPTS)]
-            prompt = chat_prompt([], question)
-            ids = [tok.bos_id, *tok.encode(prompt)]
-            text = tok.decode(generate(self.model, ids, settings)).split("\nUser:")[0].strip()
+            text = ChatSession(self.model, self.data.tokenizer).reply(question, settings)
             self.art.log(f"sample {i + 1}: {question} -> {text}")
             self.art.event("sample", step=self.progress.step, prompt=question, text=text)
 

@@ -172,7 +172,6 @@ class RunTracker:
     run: str = ""
     total_steps: int | None = None
     parameters: int | None = None
-    dataset: str = ""
     step: int = 0
     elapsed_s: float | None = None
     eta_s: float | None = None
@@ -181,16 +180,13 @@ class RunTracker:
     patience: int | None = None
     stop_reason: str = ""
     error: str = ""
-    last_sample: str = ""
     checkpoints: list[str] = field(default_factory=list)
     series: dict[str, Series] = field(default_factory=lambda: {m.key: Series() for m in METRICS})
-    events_seen: int = 0
 
     def feed(self, events: list[dict[str, Any]]) -> bool:
         """Take new events in order; returns True when anything changed."""
         for event in events:
             self._feed_one(event)
-        self.events_seen += len(events)
         return bool(events)
 
     def _feed_one(self, event: dict[str, Any]) -> None:
@@ -202,7 +198,6 @@ class RunTracker:
             self.run = str(event.get("run", self.run))
             self.total_steps = event.get("total_steps") if isinstance(event.get("total_steps"), int) else None
             self.parameters = event.get("parameters") if isinstance(event.get("parameters"), int) else None
-            self.dataset = str(event.get("dataset", ""))
         elif kind == "step":
             self.elapsed_s = _number(event.get("elapsed_s"))
             self.eta_s = _number(event.get("eta_s"))
@@ -211,8 +206,6 @@ class RunTracker:
             used, limit = event.get("patience_used"), event.get("patience")
             self.patience_used = used if isinstance(used, int) else None
             self.patience = limit if isinstance(limit, int) else None
-        elif kind == "sample":
-            self.last_sample = str(event.get("text", ""))
         elif kind == "checkpoint":
             self.checkpoints.append(str(event.get("path", "")))
         elif kind == "stop":
