@@ -249,3 +249,11 @@ def test_generate_is_an_iterator_that_does_one_step_per_token():
     next(stream)
     assert model.calls == 2  # one new position
     assert len(list(stream)) == 3
+
+
+def test_repeat_last_n_zero_turns_the_penalty_off():
+    logits = np.array([2.0, 1.0, -1.0])
+    off = SamplingSettings(temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=2.0, repeat_last_n=0)
+    plain = SamplingSettings(temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0)
+    np.testing.assert_allclose(next_token_distribution(logits, [0, 1], off, 2),
+                               next_token_distribution(logits, [0, 1], plain, 2))

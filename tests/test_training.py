@@ -376,3 +376,17 @@ def test_help_lists_every_command_and_every_knob_with_its_default(tmp_path: Path
     for knob in KNOBS:
         assert f"[{knob.name}, default {format_value(knob.default) or '(empty)'}]" in text, knob.name
         assert knob.flag in text
+
+
+def test_resume_refuses_to_change_the_model_shape(finished_run, tmp_path: Path) -> None:
+    folder, _ = finished_run
+    checkpoint = folder / "models" / "latest_checkpoint.npz"
+    write_dataset(tmp_path)
+    result = microgpt(tmp_path, "train", "--resume", str(checkpoint), "--n-embd", "32")
+    assert_one_line_error(result, "N_EMBD=32", "resumed run keeps its model")
+
+
+def test_a_dataset_with_one_record_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "one.jsonl").write_text(json.dumps({"id": "a", "record_type": "knowledge", "text": "hi"}) + "\n")
+    result = microgpt(tmp_path, "train", DATASET_PATH="one.jsonl")
+    assert_one_line_error(result, "at least 2")
