@@ -220,14 +220,15 @@ def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-5) -> Tens
     With r = (mean(x^2) + eps)^(-1/2) and y = x r: dL/dx = r (g - y mean(g y)), dL/dw = sum(g y).
     """
     X = x.data
-    r = 1.0 / np.sqrt(np.mean(X * X, axis=-1, keepdims=True) + eps)
+    inv_c = 1.0 / X.shape[-1]
+    r = 1.0 / np.sqrt((X * X).sum(axis=-1, keepdims=True) * inv_c + eps)
     y = X * r
     W = None if weight is None else weight.data
     out = y if W is None else y * W
 
     def backward(g: np.ndarray):
         gy = g if W is None else g * W
-        gx = r * (gy - y * np.mean(gy * y, axis=-1, keepdims=True)) if x.requires_grad else None
+        gx = r * (gy - y * ((gy * y).sum(axis=-1, keepdims=True) * inv_c)) if x.requires_grad else None
         if W is None:
             return (gx,)
         gw = unbroadcast(g * y, W.shape) if weight.requires_grad else None
@@ -256,6 +257,13 @@ def _query_blocks(Tq: int, Tk: int, causal: bool) -> list[tuple[int, int, int]]:
             for r0 in range(0, Tq, ATTENTION_BLOCK)]
 
 
+def _flat_batch(a: np.ndarray, batch: tuple[int, ...]) -> np.ndarray:
+    """(..., T, D) broadcast to the batch shape, then (N, T, D) with N = prod(batch)."""
+    if a.shape[:-2] != batch:
+        a = np.broadcast_to(a, (*batch, *a.shape[-2:]))
+    return a.reshape(-1, *a.shape[-2:])
+
+
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True) -> Tensor:
     """softmax(q k^T / sqrt(D)) v on (B, H, T, D) tensors, masked so no query sees a later key.
 
@@ -273,9 +281,9 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     Tq, Tk, D, Dv = Q.shape[-2], K.shape[-2], Q.shape[-1], Vv.shape[-1]
     batch = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2], Vv.shape[:-2])
     N = math.prod(batch)
-    Qf = np.broadcast_to(Q, (*batch, Tq, D)).reshape(N, Tq, D)  # every slice (b, h) becomes one row of N
-    Kf = np.broadcast_to(K, (*batch, Tk, D)).reshape(N, Tk, D)
-    Vf = np.broadcast_to(Vv, (*batch, Tk, Dv)).reshape(N, Tk, Dv)
+    Qf = _flat_batch(Q, batch)  # every slice (b, h) becomes one row of N
+    Kf = _flat_batch(K, batch)
+    Vf = _flat_batch(Vv, batch)
     scale = 1.0 / math.sqrt(D)
     blocks = _query_blocks(Tq, Tk, causal)
     masks = [_causal_mask(r1 - r0, kend, Q.dtype) if causal and r1 - r0 > 1 else None for r0, r1, kend in blocks]

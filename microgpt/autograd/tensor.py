@@ -337,7 +337,7 @@ class Tensor:
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         perm = tuple(a % self.ndim for a in axes) if axes else tuple(reversed(range(self.ndim)))
-        inverse = tuple(np.argsort(perm))
+        inverse = tuple(sorted(range(len(perm)), key=perm.__getitem__))
         return Tensor._result(self.data.transpose(perm), (self,), lambda g: (g.transpose(inverse),))  # undo the perm
 
     @property
