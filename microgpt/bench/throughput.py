@@ -152,7 +152,7 @@ def bench_config(cfg: BenchConfig, windows: int = 7, with_torch: bool = True, ge
         gen["torch"] = _torch_generate(cfg, gen_tokens)
     for label, contestants, repeats, per_call in (
         ("train", train, cfg.steps_per_window, cfg.tokens_per_step),
-        ("generate", gen, 1, gen_tokens),
+        ("generate", gen, 5, gen_tokens),  # 5 replies per window: one is too short to time
     ):
         seconds = _windows(contestants, repeats, windows, warmup=2, pause=pause)
         for name, values in seconds.items():
