@@ -24,11 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resume_config(checkpoint_path: str, args: argparse.Namespace):
-    """The config stored in a checkpoint, with the knob flags given on this command line applied on top."""
+    """The checkpoint and its stored config, with the knob flags given on this command line applied on top."""
     from microgpt.train.checkpoint import load_checkpoint
     from microgpt.train.config import TrainConfig, cli_overrides, load_config
 
-    stored = load_checkpoint(checkpoint_path).meta.get("train_config")
+    checkpoint = load_checkpoint(checkpoint_path)
+    stored = checkpoint.meta.get("train_config")
     if stored is None:
         from microgpt.errors import CheckpointError
 
@@ -39,7 +40,7 @@ def resume_config(checkpoint_path: str, args: argparse.Namespace):
         if getattr(resumed, knob.lower()) != base[knob.lower()]:
             raise ConfigError(f"{knob}={getattr(resumed, knob.lower())}: a resumed run keeps its model and "
                               f"tokenizer ({knob}={base[knob.lower()]}); start a new run to change it")
-    return resumed
+    return resumed, checkpoint
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
     from microgpt.train.config import load_config_from_args
     from microgpt.train.trainer import Trainer
 
-    cfg = resume_config(args.resume, args) if args.resume else load_config_from_args(args)
+    cfg, checkpoint = resume_config(args.resume, args) if args.resume else (load_config_from_args(args), None)
     try:
-        trainer = Trainer(cfg, resume=args.resume, stop_after=args.stop_after)
+        trainer = Trainer(cfg, resume=args.resume, stop_after=args.stop_after, checkpoint=checkpoint)
     except DatasetError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

@@ -27,7 +27,7 @@ from microgpt.chat import ChatSession, DecodeSettings
 from microgpt.nn import GPT, Adam, GPTConfig, clip_grad_norm, learning_rate
 from microgpt.train.artifacts import RunArtifacts, make_run_id
 from microgpt.train.batches import fit_block_size, random_starts, validation_batches, windows_at
-from microgpt.train.checkpoint import load_checkpoint, save_checkpoint, step_checkpoint_name
+from microgpt.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, step_checkpoint_name
 from microgpt.train.config import TrainConfig, format_config
 from microgpt.train.data_pipeline import PreparedData, prepare_data
 from microgpt.train.system_monitor import SystemMonitor
@@ -70,14 +70,17 @@ def evaluate(model: GPT, batches: list[tuple[np.ndarray, np.ndarray]]) -> float:
 class Trainer:
     """One training run, new or resumed."""
 
-    def __init__(self, cfg: TrainConfig, resume: str | None = None, stop_after: int | None = None) -> None:
+    def __init__(self, cfg: TrainConfig, resume: str | None = None, stop_after: int | None = None,
+                 checkpoint: Checkpoint | None = None) -> None:
+        """`resume` is a checkpoint path; `checkpoint`, when given, is its already-loaded content."""
         self.cfg = cfg
         self.stop_after = stop_after
         set_threads(cfg.threads)
         self.progress = Progress()
         self.stop_reason: str | None = None
         self._signals = 0
-        checkpoint = load_checkpoint(resume) if resume else None
+        if resume and checkpoint is None:
+            checkpoint = load_checkpoint(resume)
         self.data: PreparedData = prepare_data(cfg, checkpoint.tokenizer if checkpoint else None)
         if checkpoint:
             self.model = checkpoint.model
