@@ -7,6 +7,7 @@ import importlib
 import sys
 
 from microgpt import __version__
+from microgpt.console import OutputClosed, flush_std_streams, guard_std_streams, print_error
 from microgpt.errors import MicrogptError
 
 # name -> (module under microgpt.commands, one-line help)
@@ -36,21 +37,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse, dispatch, and turn every MicrogptError into one line on stderr plus its exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "run", None):
-        parser.print_help()
-        return 2
+    """Parse, dispatch, and turn every MicrogptError into one line on stderr plus its exit code.
+
+    stdout and stderr are guarded first (microgpt.console): a closed pipe ends the command quietly with
+    exit code 0, any other failing output is one line and exit code 1, never a traceback.
+    """
+    guard_std_streams()
+    command = "microgpt"
     try:
-        return int(args.run(args) or 0)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "run", None):
+            parser.print_help()
+            return 2
+        command = f"microgpt {args.command}"
+        code = int(args.run(args) or 0)
+        flush_std_streams()
+        return code
+    except OutputClosed as exc:
+        if not exc.quiet:
+            print_error(f"{command}: error: {exc}")
+        return 0 if exc.quiet else exc.exit_code
     except MicrogptError as exc:
-        print(f"microgpt {args.command}: error: {exc}", file=sys.stderr)
+        print_error(f"{command}: error: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print_error("interrupted")
+        return 130
+
+
+def entry() -> int:
+    """`python -m microgpt`: a Ctrl-C at any moment, even while modules are still importing, exits with 130."""
+    try:
+        return main()
+    except KeyboardInterrupt:
         return 130
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

@@ -4,6 +4,10 @@ The recipe: write to a temporary file in the same folder (so the final rename st
 filesystem), flush and fsync it, `os.replace` it over the target (atomic on POSIX and Windows),
 then fsync the folder so the rename itself survives a power cut. If anything fails on the way,
 the temporary file is removed and the old file is left untouched.
+
+A process killed mid-write cannot remove its temporary file, so each one is named
+`.<target>.<pid>.<random>.tmp`: `remove_stale_temps` deletes those whose writer is no longer alive
+(the trainer calls it on its output folders when a run starts).
 """
 
 from __future__ import annotations
@@ -11,10 +15,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+import psutil
+
+_TEMP = re.compile(r"^\..+\.(?P<pid>\d+)\.[^.]+\.tmp$")
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -49,7 +58,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
         raise ValueError(f"atomic_open only writes; got mode {mode!r}")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     encoding = None if "b" in mode else "utf-8"
     try:
         os.chmod(tmp_name, _final_mode(target))
@@ -79,3 +88,20 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Replace `path` with `obj` as indented JSON (the whole document is built before the file is touched)."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that writers which have since died left in `folder`; return them."""
+    removed: list[Path] = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:  # absent or unreadable: nothing of ours to clean
+        return removed
+    for path in entries:
+        match = _TEMP.match(path.name)
+        if match is None or int(match["pid"]) == os.getpid() or psutil.pid_exists(int(match["pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    return removed

@@ -129,14 +129,14 @@ def test_config_path_honours_the_environment(tmp_path: Path) -> None:
 
 def test_state_round_trips_and_bad_files_mean_defaults(tmp_path: Path) -> None:
     target = tmp_path / "deep" / "tui.json"
-    assert load_state(target) == {}
+    assert load_state(target) == ({}, None)
     save_state(target, {"knobs": {"N_EMBD": 64}})
-    assert load_state(target) == {"knobs": {"N_EMBD": 64}}
+    assert load_state(target) == ({"knobs": {"N_EMBD": 64}}, None)
     assert [p.name for p in target.parent.iterdir()] == ["tui.json"]  # no temporary file left behind
     target.write_text("{broken")
-    assert load_state(target) == {}
+    assert load_state(target)[0] == {} and "not readable JSON" in load_state(target)[1]
     target.write_text("[1, 2]")
-    assert load_state(target) == {}
+    assert load_state(target)[0] == {} and "not a JSON object" in load_state(target)[1]
 
 
 # ---- chat worker ---------------------------------------------------------------------

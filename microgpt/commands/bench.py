@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from microgpt.commands import positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from microgpt.bench.throughput import CONFIGS
@@ -12,8 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS),
                         help="which configs to run (c1 = vocab 2048, 1 layer, n_embd 48, 4 heads, block 96; "
                              "c2 = vocab 8192, 4 layers, n_embd 128, 8 heads, block 256)")
-    parser.add_argument("--windows", type=int, default=7, help="timed windows per contestant (median reported)")
-    parser.add_argument("--gen-tokens", type=int, default=64, help="tokens generated per generation window")
+    parser.add_argument("--windows", type=positive_int, default=7, help="timed windows per contestant (median reported)")
+    parser.add_argument("--gen-tokens", type=positive_int, default=64, help="tokens generated per generation window")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     parser.add_argument("--micro", action="store_true", help="only the autograd micro-benchmarks (MLP, attention)")
     parser.add_argument("--tui", action="store_true",

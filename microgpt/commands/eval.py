@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from microgpt.commands import positive_int
+
 EPILOG = """\
 scoring: each record is rendered as training renders it and tokenized as [BOS] + tokens(text); every text
 token is scored once given the tokens before it (BOS is context only, no closing BOS is scored).
@@ -28,16 +30,6 @@ examples:
 """
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
@@ -46,10 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("datasets", nargs="*", metavar="DATASET", help="JSONL datasets to score (any record type)")
     parser.add_argument("--split", choices=("all", "val"), default="all",
                         help="all: every record (default); val: only the run's validation split")
-    parser.add_argument("--max-records", type=_positive, metavar="N", help="score only the first N valid records")
-    parser.add_argument("--batch-size", type=_positive, metavar="N",
+    parser.add_argument("--max-records", type=positive_int, metavar="N", help="score only the first N valid records")
+    parser.add_argument("--batch-size", type=positive_int, metavar="N",
                         help="windows per forward pass (default 32)")
-    parser.add_argument("--stride", type=_positive, metavar="N",
+    parser.add_argument("--stride", type=positive_int, metavar="N",
                         help="tokens a window advances in long records (default BLOCK_SIZE // 2)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--log-dir", default="logs", metavar="DIR", help="where eval/heldout_*.csv goes (default logs)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from microgpt.commands import positive_int
 from microgpt.errors import ConfigError, DatasetError
 
 # the checkpoint's model and tokenizer decide these: a resume cannot change them
@@ -18,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "Every knob can also be set as an environment variable of the name in brackets."
     parser.add_argument("--resume", metavar="CKPT", help="continue the run saved in this checkpoint "
                         "(its config is used; flags given here override it)")
-    parser.add_argument("--stop-after", type=int, metavar="STEP",
+    parser.add_argument("--stop-after", type=positive_int, metavar="STEP",
                         help="stop after this step as if interrupted (saves latest_checkpoint; for resume tests)")
     add_config_arguments(parser)
 

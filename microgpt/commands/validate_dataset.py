@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from microgpt.commands import positive_int
 from microgpt.data.dataset import iter_documents, validate_dataset
 from microgpt.data.records import RECORD_TYPES
 from microgpt.data.tokenizer import build_tokenizer, iter_batches
@@ -24,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "path", nargs="?", help=f"JSONL dataset (default: $DATASET_PATH or {DEFAULT_DATASET})"
     )
     parser.add_argument(
-        "--max-problems", type=int, default=50, help="problems to list before counting the rest"
+        "--max-problems", type=positive_int, default=50, help="problems to list before counting the rest"
     )
     parser.add_argument(
         "--tokenizer", choices=["bpe", "char"], help="tokenizer for the statistics ($TOKENIZER)"

@@ -17,6 +17,7 @@ from pathlib import Path
 from microgpt.data.records import DOLLY, RECORD_TYPES, check_record, record_type_of
 from microgpt.data.templates import render_record
 from microgpt.errors import DatasetError
+from microgpt.files import open_regular
 
 BOM = b"\xef\xbb\xbf"
 
@@ -127,7 +128,7 @@ def iter_documents(path: str | Path) -> Iterator[Document]:
 def sha256_file(path: str | Path) -> str:
     """The sha256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
@@ -160,7 +161,7 @@ def _explicit_id(record: object) -> str | None:
 def _open_lines(path: str | Path) -> Iterator[bytes]:
     """The file's raw lines, or a one-line DatasetError when it cannot be opened."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:  # a FIFO or device is refused at once instead of blocking
             yield from f
     except FileNotFoundError:
         raise DatasetError(

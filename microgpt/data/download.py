@@ -2,7 +2,8 @@
 
 The bytes go to `DEST.part` first. If the transfer stops, the next run asks the server for the rest
 (an HTTP `Range: bytes=N-` request) and appends; a server that ignores Range sends everything again and
-the part file is rewritten. Only a file whose sha256 matches is renamed to DEST, so DEST is always whole.
+the part file is rewritten. Only a file whose sha256 matches is renamed to DEST, so DEST is always whole,
+and an existing DEST is not touched until its replacement is complete and checked.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TextIO
 
 from microgpt.data.dataset import sha256_file
 from microgpt.errors import DatasetError
+from microgpt.files import writable_file
 
 DOLLY_URL = (
     "https://huggingface.co/datasets/databricks/databricks-dolly-15k/resolve/main/databricks-dolly-15k.jsonl"
@@ -36,15 +38,14 @@ def download(
 
     Raises DatasetError (one line) when offline, on an HTTP error, or when the sha256 does not match.
     """
-    dest = Path(dest)
+    dest = writable_file("--out", dest, DOLLY_PATH.name)
     if dest.exists():
         if sha256 is None or sha256_file(dest) == sha256:
             print(f"{dest} is already here", file=out)
             return dest
-        print(f"{dest} does not match the expected sha256; downloading it again", file=out)
-        dest.unlink()
+        print(f"{dest} does not match the expected sha256; downloading a new copy (the old file stays until "
+              "the new one is complete and checked)", file=out)
     part = dest.with_name(dest.name + ".part")
-    dest.parent.mkdir(parents=True, exist_ok=True)
     _fetch(url, part, out, timeout)
     if sha256 is not None:
         actual = sha256_file(part)

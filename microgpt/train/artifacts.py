@@ -87,7 +87,8 @@ class RunArtifacts:
     """Owns every file of one run; the trainer calls `log`, `eval_row`, `system_row`, `event`, `write_manifest`.
 
     Files are opened in append mode, so re-opening the same run id continues them; a CSV header is
-    written only when its file is new. `log_level` filters `log` for both the files and stdout.
+    written only when its file is new. Text that is not valid Unicode (a path of undecodable bytes)
+    is written with backslash escapes, so the files stay UTF-8. `log_level` filters `log` for both the files and stdout.
     Safe to call from a monitoring thread alongside the training loop; call `close()` in a `finally`.
     """
 
@@ -116,11 +117,11 @@ class RunArtifacts:
         self._lock = threading.Lock()
         self._started = time.time()
         with contextlib.ExitStack() as stack:  # if one open fails, the ones before it are closed again
-            self._log_file = stack.enter_context(self.train_log.open("a", encoding="utf-8"))
-            self._latest_file = stack.enter_context(self.latest_log.open("w", encoding="utf-8"))
-            self._events_file = stack.enter_context(self.events.open("a", encoding="utf-8"))
-            self._eval_file = stack.enter_context(self.eval_csv.open("a", encoding="utf-8", newline=""))
-            self._system_file = stack.enter_context(self.system_csv.open("a", encoding="utf-8", newline=""))
+            self._log_file = stack.enter_context(self.train_log.open("a", encoding="utf-8", errors="backslashreplace"))
+            self._latest_file = stack.enter_context(self.latest_log.open("w", encoding="utf-8", errors="backslashreplace"))
+            self._events_file = stack.enter_context(self.events.open("a", encoding="utf-8", errors="backslashreplace"))
+            self._eval_file = stack.enter_context(self.eval_csv.open("a", encoding="utf-8", newline="", errors="backslashreplace"))
+            self._system_file = stack.enter_context(self.system_csv.open("a", encoding="utf-8", newline="", errors="backslashreplace"))
             self._stack = stack.pop_all()
         self._eval_writer = self._csv_writer(self._eval_file, EVAL_COLUMNS)
         self._system_writer = self._csv_writer(self._system_file, SYSTEM_COLUMNS)

@@ -8,6 +8,7 @@ The original Go project's JSON checkpoints are read by `go_checkpoint.py`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import zipfile
@@ -24,7 +25,7 @@ from microgpt.nn import GPT, GPTConfig
 from microgpt.nn.optim import Adam
 
 FORMAT_VERSION = 1
-_NAME = re.compile(r"ckpt_(?P<run>.+)_step(?P<step>\d+)_valloss(?P<loss>[0-9.]+|nan|inf)\.npz$")
+_NAME = re.compile(r"ckpt_(?P<run>.+?)_step(?P<step>\d+)(?:_valloss(?P<loss>[0-9.]+|nan|inf))?\.npz$")
 
 
 @dataclass
@@ -100,7 +101,8 @@ def checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:
                             "kind": _kind_of(path.name), "size_bytes": stat.st_size, "modified": stat.st_mtime}
     named = _NAME.match(path.name)
     if named:
-        info.update(run=named["run"], step=int(named["step"]), val_loss=float(named["loss"]))
+        info.update(run=named["run"], step=int(named["step"]),
+                    val_loss=float(named["loss"]) if named["loss"] else None)
     if path.suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as f:
@@ -122,5 +124,6 @@ def _kind_of(name: str) -> str:
 
 
 def step_checkpoint_name(run_id: str, step: int, val_loss: float) -> str:
-    """models/ckpt_<run>_step<NNNN>_valloss<L.LLLL>.npz"""
-    return f"ckpt_{run_id}_step{step:04d}_valloss{val_loss:.4f}.npz"
+    """models/ckpt_<run>_step<NNNN>_valloss<L.LLLL>.npz, or without the loss when none was measured yet."""
+    loss = f"_valloss{val_loss:.4f}" if math.isfinite(val_loss) else ""
+    return f"ckpt_{run_id}_step{step:04d}{loss}.npz"

@@ -2,11 +2,20 @@
 checkpoints, run artifacts and graceful signals.
 
 One `Trainer` owns one run. `run()` returns the process exit code: 0 when the run ended normally
-(finished, early-stopped or interrupted by a signal), 1 when the loss became NaN or infinite.
+(finished, early-stopped or interrupted by a signal), 1 when the loss became NaN or infinite or a file
+could not be written.
+
+What a run survives: its output folders are checked before anything is built (microgpt.train.outputs);
+it holds MODEL_DIR for itself (microgpt.train.run_lock) and clears the temporary files of killed runs
+there; SIGINT, SIGTERM and SIGHUP (a closed terminal) stop it after the current step with a checkpoint;
+a stdout that goes away (`| head`, a killed TUI) only silences the console (microgpt.console), the log
+files still get every line; a write that fails mid-run (disk full) stops it cleanly, its manifest
+marked "failed" with the reason.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -21,15 +30,19 @@ from typing import Any
 import numpy as np
 
 from microgpt import __version__
+from microgpt.atomic import remove_stale_temps
 from microgpt.autograd import no_grad
 from microgpt.autograd.parallel import set_threads
 from microgpt.chat import ChatSession, DecodeSettings
+from microgpt.console import output_may_fail, print_error
 from microgpt.nn import GPT, Adam, GPTConfig, clip_grad_norm, learning_rate
 from microgpt.train.artifacts import RunArtifacts, make_run_id
 from microgpt.train.batches import fit_block_size, random_starts, validation_batches, windows_at
 from microgpt.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, step_checkpoint_name
-from microgpt.train.config import TrainConfig, format_config
-from microgpt.train.data_pipeline import PreparedData, prepare_data
+from microgpt.train.config import TrainConfig, estimate_parameters, format_config
+from microgpt.train.data_pipeline import PreparedData, cache_dir, prepare_data
+from microgpt.train.outputs import check_output_locations
+from microgpt.train.run_lock import RunLock
 from microgpt.train.system_monitor import SystemMonitor
 
 SAMPLE_PROMPTS = (
@@ -81,6 +94,21 @@ class Trainer:
         self._signals = 0
         if resume and checkpoint is None:
             checkpoint = load_checkpoint(resume)
+        parameters = checkpoint.model.num_parameters() if checkpoint else estimate_parameters(cfg)
+        check_output_locations(cfg.model_dir, cfg.log_dir, cache_dir(), cfg.model_out_path, parameters)
+        self.run_id = checkpoint.meta["run_id"] if checkpoint else make_run_id(cfg.run_name, cfg.log_dir)
+        self.lock = RunLock(cfg.model_dir, self.run_id).acquire()
+        try:
+            self._setup(cfg, resume, checkpoint)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _setup(self, cfg: TrainConfig, resume: str | None, checkpoint: Checkpoint | None) -> None:
+        """Everything after the output folder is ours: data, model, optimizer, progress."""
+        out_parent = Path(cfg.model_out_path).parent if cfg.model_out_path else None
+        for folder in {Path(cfg.model_dir), Path(cfg.log_dir) / "runs", cache_dir(), out_parent} - {None}:
+            remove_stale_temps(folder)
         self.data: PreparedData = prepare_data(cfg, checkpoint.tokenizer if checkpoint else None)
         if checkpoint:
             self.model = checkpoint.model
@@ -100,12 +128,13 @@ class Trainer:
                                      recent_losses=meta["recent_losses"], tokens_seen=meta["tokens_seen"])
             self.rng = np.random.default_rng()
             self.rng.bit_generator.state = meta["rng_state"]
-            self.run_id = meta["run_id"]
             self.resumed_from = str(resume)
+            stored = meta.get("dataset_sha256")
+            self.dataset_changed = bool(stored) and stored != self.data.dataset_sha256
         else:
             self.rng = np.random.default_rng(cfg.seed + 1)
-            self.run_id = make_run_id(cfg.run_name, cfg.log_dir)
             self.resumed_from = None
+            self.dataset_changed = False
         self.block = fit_block_size(len(self.data.train_stream), cfg.block_size)
         self.val_batches = validation_batches(self.data.val_stream, fit_block_size(len(self.data.val_stream),
                                               cfg.block_size), cfg.batch_size, cfg.eval_steps)
@@ -116,8 +145,8 @@ class Trainer:
 
     # ----- signals -------------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: Any) -> None:
-        """First SIGINT/SIGTERM: finish this step, save, stop. A second signal: leave at once (every file
-        write is atomic, so nothing is left half-written)."""
+        """First SIGINT/SIGTERM/SIGHUP: finish this step, save, stop. A second signal: leave at once (every
+        file write is atomic, so nothing is left half-written)."""
         self._signals += 1
         if self._signals > 1:
             os._exit(130 if signum == signal.SIGINT else 143)
@@ -125,48 +154,76 @@ class Trainer:
 
     # ----- the loop ------------------------------------------------------------------------------
     def run(self) -> int:
-        cfg, p = self.cfg, self.progress
-        print(f"run_id: {self.run_id}", flush=True)
-        self.art = RunArtifacts(self.run_id, cfg.log_dir, echo=True, log_level=cfg.log_level)
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        monitor = SystemMonitor()
+        """Train until done or stopped; the exit code (see the module docstring). Console output may fail."""
+        stops = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+        previous = {s: signal.signal(s, self._on_signal) for s in stops}
+        self.art: RunArtifacts | None = None
         try:
-            self._announce()
-            interval_steps, step_time, last_system = 0, 0.0, -math.inf  # the first step is sampled
-            while p.step < cfg.num_steps and self.stop_reason is None:
-                t0 = time.perf_counter()
-                loss = self._train_step()
-                step_time += time.perf_counter() - t0
-                interval_steps += 1
-                if not math.isfinite(loss):
-                    self._diverged(f"loss became {loss} at step {p.step}")
-                    break
-                if p.step % cfg.metric_interval == 0 or p.step == cfg.num_steps:
-                    self._report_progress(loss, interval_steps, step_time)
-                    interval_steps, step_time = 0, 0.0
-                if time.perf_counter() - last_system >= 2.0:
-                    last_system = time.perf_counter()
-                    self._report_system(monitor)
-                if p.step % cfg.eval_interval == 0 or p.step == cfg.num_steps:
-                    self._evaluate_and_checkpoint()
-                if self.stop_after is not None and p.step >= self.stop_after and self.stop_reason is None:
-                    self.stop_reason = "stopped_after"
-            if self.stop_reason is None:
-                self.stop_reason = "completed"
-            exit_code = 1 if self.stop_reason == "nan_loss" else 0
-            if self.stop_reason in ("interrupted", "stopped_after") and self.checkpoints.get("latest_step") != p.step:
-                self._save("latest")
-            if exit_code == 0:
-                self._finish()
-            self._write_manifest(status="finished" if exit_code == 0 else "failed")
-            self.art.event("stop", step=p.step, reason=self.stop_reason, best_val_loss=p.best_val_loss)
-            self.art.log(f"stopped: {self.stop_reason} at step {p.step}/{cfg.num_steps}; best val loss "
-                         f"{p.best_val_loss:.4f}; elapsed {_clock(time.time() - self.started)}")
-            return exit_code
+            with output_may_fail(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                print(f"run_id: {self.run_id}", flush=True)
+                self.art = RunArtifacts(self.run_id, self.cfg.log_dir, echo=True, log_level=self.cfg.log_level)
+                return self._loop()
+        except OSError as exc:  # a full disk, a folder removed or made read-only mid-run
+            return self._write_failed(exc)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-            self.art.close()
+            if self.art is not None:
+                with contextlib.suppress(OSError):
+                    self.art.close()
+            self.lock.release()
+
+    def _write_failed(self, exc: OSError) -> int:
+        """Stop cleanly after a failed write: one line on stderr, the manifest marked failed (if it can be)."""
+        where = f" {exc.filename}" if exc.filename else ""
+        reason = f"cannot write{where}: {exc.strerror or exc}"
+        self.stop_reason = "write_failed"
+        print_error(f"microgpt train: error: {reason}; the run stopped at step {self.progress.step} (the last "
+                    "checkpoint written is complete)")
+        if self.art is not None:
+            with contextlib.suppress(OSError):
+                self.art.log(f"stopped: {reason}", "error")
+            with contextlib.suppress(OSError):
+                self._write_manifest(status="failed", error=reason)
+            with contextlib.suppress(OSError):
+                self.art.event("stop", step=self.progress.step, reason=self.stop_reason, error=reason)
+        return 1
+
+    def _loop(self) -> int:
+        cfg, p = self.cfg, self.progress
+        monitor = SystemMonitor()
+        self._announce()
+        interval_steps, step_time, last_system = 0, 0.0, -math.inf  # the first step is sampled
+        while p.step < cfg.num_steps and self.stop_reason is None:
+            t0 = time.perf_counter()
+            loss = self._train_step()
+            step_time += time.perf_counter() - t0
+            interval_steps += 1
+            if not math.isfinite(loss):
+                self._diverged(f"loss became {loss} at step {p.step}")
+                break
+            if p.step % cfg.metric_interval == 0 or p.step == cfg.num_steps:
+                self._report_progress(loss, interval_steps, step_time)
+                interval_steps, step_time = 0, 0.0
+            if time.perf_counter() - last_system >= 2.0:
+                last_system = time.perf_counter()
+                self._report_system(monitor)
+            if p.step % cfg.eval_interval == 0 or p.step == cfg.num_steps:
+                self._evaluate_and_checkpoint()
+            if self.stop_after is not None and p.step >= self.stop_after and self.stop_reason is None:
+                self.stop_reason = "stopped_after"
+        if self.stop_reason is None:
+            self.stop_reason = "completed"
+        exit_code = 1 if self.stop_reason == "nan_loss" else 0
+        if self.stop_reason in ("interrupted", "stopped_after") and self.checkpoints.get("latest_step") != p.step:
+            self._save("latest")
+        if exit_code == 0:
+            self._finish()
+        self._write_manifest(status="finished" if exit_code == 0 else "failed")
+        self.art.event("stop", step=p.step, reason=self.stop_reason, best_val_loss=p.best_val_loss)
+        self.art.log(f"stopped: {self.stop_reason} at step {p.step}/{cfg.num_steps}; best val loss "
+                     f"{p.best_val_loss:.4f}; elapsed {_clock(time.time() - self.started)}")
+        return exit_code
 
     def _diverged(self, what: str) -> None:
         """A loss is NaN or infinite: the weights are ruined, so stop without saving them (exit code 1)."""
@@ -200,6 +257,9 @@ class Trainer:
         n_params = self.model.num_parameters()
         self.art.log(f"microgpt {__version__} run {self.run_id}" + (f" (resumed from {self.resumed_from} at step "
                      f"{self.progress.step})" if self.resumed_from else ""))
+        if self.dataset_changed:
+            self.art.log(f"{cfg.dataset_path} changed since the checkpoint was saved (its sha256 differs): the "
+                         "run continues on the new data, so it will not match an uninterrupted run", "warning")
         self.art.log("resolved config:\n" + format_config(cfg))
         self.art.log(f"dataset {cfg.dataset_path}: {sum(data.counts.values())} records {data.counts}; "
                      f"{data.n_train_docs} train / {data.n_val_docs} val documents; {data.train_stream.size} / "
@@ -309,7 +369,7 @@ class Trainer:
             self.art.log(f"sample {i + 1}: {question} -> {text}")
             self.art.event("sample", step=self.progress.step, prompt=question, text=text)
 
-    def _write_manifest(self, status: str) -> None:
+    def _write_manifest(self, status: str, error: str | None = None) -> None:
         p, cfg = self.progress, self.cfg
         self.art.write_manifest({
             "run": self.run_id, "status": status, "stop_reason": self.stop_reason,
@@ -324,4 +384,5 @@ class Trainer:
             "final": {"step": p.step, "val_loss": p.last_val_loss, "tokens_seen": p.tokens_seen},
             "checkpoints": {k: v for k, v in self.checkpoints.items() if not k.endswith("_step")},
             "resumed_from": self.resumed_from, "command": " ".join(sys.argv),
+            **({"error": error} if error else {}),
         })

@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         curses.wrapper(main_loop, app, colours_wanted())
     except KeyboardInterrupt:
         app.shutdown()
+    except curses.error as exc:  # TERM names no known terminal, or the terminal has no size at all
+        app.shutdown()
+        print(f"microgpt tui: error: the terminal cannot be used ({exc}; TERM={os.environ.get('TERM')!r}); "
+              "try TERM=xterm-256color and a window of at least 40x10", file=sys.stderr)
+        return 2
     return 0
 
 

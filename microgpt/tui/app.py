@@ -77,7 +77,7 @@ class App:
     ) -> None:
         self.state_file = Path(state_file)
         self.clock = clock
-        state = load_state(self.state_file)
+        state, state_problem = load_state(self.state_file)
         catalog = catalog or KnobCatalog()
         saved_knobs = state.get("knobs") if isinstance(state.get("knobs"), dict) else {}
         self.ctx = Context(
@@ -96,6 +96,8 @@ class App:
         self.splash_until = clock() + splash_s if splash_s > 0 else 0.0
         self.splash_ended_at = -SPLASH_GRACE_S
         self.tabs[self.current].on_show()
+        if state_problem:
+            self.notify(state_problem, "warn")
 
     # ---- shared callbacks ---------------------------------------------------------------
     @property

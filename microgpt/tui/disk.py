@@ -95,7 +95,7 @@ def checkpoints(model_dir: str | os.PathLike[str]) -> list[CheckpointRow]:
     """Checkpoints under `model_dir` (*.npz, and the Go edition's *.json), newest first.
 
     `checkpoint_info` reads the metadata stored inside each file, not the weights, so listing
-    is quick even for large models; a damaged file is still listed, so it can be deleted.
+    is quick even for large models; a damaged or unreadable file is still listed, so it can be deleted.
     """
     folder = Path(model_dir)
     if not folder.is_dir():
@@ -106,14 +106,30 @@ def checkpoints(model_dir: str | os.PathLike[str]) -> list[CheckpointRow]:
             continue
         try:
             info = checkpoint_info(path)
-        except OSError:  # deleted between listing and reading
+        except FileNotFoundError:  # deleted between listing and reading
             continue
+        except Exception:  # noqa: BLE001 - whatever one file holds, the listing shows the rest (and this one)
+            info = {"kind": "unreadable", "size_bytes": _size(path), "modified": _mtime(path)}
         rows.append(CheckpointRow(
             path, str(info.get("run") or ""), info.get("step"), info.get("val_loss"),
             str(info.get("kind") or ""), int(info["size_bytes"]), float(info["modified"]),
         ))
     rows.sort(key=lambda row: row.modified, reverse=True)
     return rows
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def dataset_files(folders: list[str | os.PathLike[str]], base: str | os.PathLike[str] = ".") -> list[str]:

@@ -2,7 +2,7 @@
 
 Where: `$MICROGPT_TUI_CONFIG` if set, else `~/.config/microgpt/tui.json`. The file is replaced
 atomically (write a temporary sibling, then rename), so a crash mid-save never leaves half a file;
-a missing or damaged file simply means "start from the defaults".
+a missing or damaged file simply means "start from the defaults" (with a message saying so).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from microgpt.atomic import atomic_write_json
+from microgpt.files import read_capped
 
 ENV_VAR = "MICROGPT_TUI_CONFIG"
 
@@ -25,13 +26,30 @@ def config_path(env: dict[str, str] | None = None) -> Path:
     return Path.home() / ".config" / "microgpt" / "tui.json"
 
 
-def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The saved settings, or {} when there are none or they cannot be read."""
+MAX_STATE_BYTES = 1 << 20  # the settings are a few kB; anything bigger is not ours
+STATE_SHAPE: dict[str, type] = {"knobs": dict, "preset": str, "dataset_dirs": list, "chat": dict}
+
+
+def load_state(path: str | os.PathLike[str]) -> tuple[dict[str, Any], str | None]:
+    """The saved settings and None; or {} and why the file was ignored (absent counts as fine).
+
+    Whatever the file holds (not JSON, bad UTF-8, nested 100,000 deep, a FIFO, /dev/zero) the
+    answer is the defaults and one message, never an exception.
+    """
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        data = json.loads(read_capped(path, MAX_STATE_BYTES).decode("utf-8"))
+    except FileNotFoundError:
+        return {}, None
+    except OSError as exc:
+        return {}, f"ignored the settings in {path}: {exc.strerror}"
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return {}, f"ignored the settings in {path}: not readable JSON ({type(exc).__name__})"
+    if not isinstance(data, dict):
+        return {}, f"ignored the settings in {path}: not a JSON object"
+    wrong = [key for key, kind in STATE_SHAPE.items() if key in data and not isinstance(data[key], kind)]
+    for key in wrong:
+        del data[key]
+    return data, (f"ignored {', '.join(wrong)} in {path}: wrong type" if wrong else None)
 
 
 def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:

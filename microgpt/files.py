@@ -1,0 +1,77 @@
+"""Opening a path someone else chose: regular files only, and never more bytes than the caller allows.
+
+A FIFO would block `open()` forever, /dev/zero would feed `read()` until memory runs out, and a folder
+fails in a different way on every OS. `open_regular` opens without blocking, checks what the path is,
+and raises an OSError whose `strerror` says what is wrong, so every loader reports it in its usual one line.
+`writable_folder` and `writable_file` are the same idea for outputs: prove the place takes a new file
+before the work starts.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from microgpt.errors import ConfigError
+
+
+class NotRegularFileError(OSError):
+    """The path is a FIFO, a device or a socket: something that is not a file of bytes on disk."""
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open `path` for binary reading if it is a regular file; IsADirectoryError or NotRegularFileError if not."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO opens at once instead of waiting
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", os.fspath(path))
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(errno.EINVAL, "not a regular file (a FIFO, device or socket)", os.fspath(path))
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def read_capped(path: str | os.PathLike[str], max_bytes: int) -> bytes:
+    """The whole of a regular file that is at most `max_bytes` long; OSError (EFBIG) when it is longer."""
+    with open_regular(path) as handle:
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise OSError(errno.EFBIG, f"larger than the {max_bytes:,}-byte limit", os.fspath(path))
+    return data
+
+
+def writable_folder(knob: str, folder: str | os.PathLike[str]) -> Path:
+    """Create `folder` if needed and prove a file can be created in it; ConfigError naming `knob` if not."""
+    path = Path(folder)
+    label = f"{knob}={os.fspath(folder)!r}"
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{label}: is not a folder; give a folder path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".microgpt-probe.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot write there ({exc.strerror}); give a folder you can write to") from None
+    return path
+
+
+def writable_file(knob: str, path: str | os.PathLike[str], example_name: str) -> Path:
+    """A path a file can be written to: not a folder, not a device or FIFO, in a folder that takes new files."""
+    target = Path(path)
+    label = f"{knob}={os.fspath(path)!r}"
+    if target.is_dir():
+        raise ConfigError(f"{label}: is a folder; give a file path such as {str(target / example_name)!r}")
+    if target.exists() and not target.is_file():
+        raise ConfigError(f"{label}: is not a regular file (a device or FIFO); give a file path")
+    writable_folder(knob, target.parent)
+    return target

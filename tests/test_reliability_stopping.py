@@ -1,0 +1,133 @@
+"""Reliability, stopping: a run that loses its console, its terminal or its first fraction of a second
+loses no work and prints no traceback; what killed runs leave behind is cleaned up by the next one.
+
+Each case runs the real CLI in a subprocess on the tiny dataset of test_training.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_training import events_of, microgpt, only_manifest, user_env, write_dataset
+
+from microgpt.atomic import atomic_open, remove_stale_temps
+from microgpt.train.checkpoint import load_checkpoint
+
+POSIX = pytest.mark.skipif(os.name == "nt", reason="POSIX signals and pipes")
+
+
+def start_training(folder: Path, stdout: int = subprocess.DEVNULL, **knobs: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "microgpt", "train"], cwd=folder, stdout=stdout,
+                            stderr=subprocess.PIPE, env=user_env(folder, **knobs))
+
+
+def wait_for_a_step(folder: Path, proc: subprocess.Popen) -> None:
+    """Until the run's events file records a step (a guard against hanging, not a timing assertion)."""
+    deadline = time.monotonic() + 120
+    while not any('"type": "step"' in p.read_text(encoding="utf-8")
+                  for p in (folder / "logs" / "events").glob("*.jsonl")):
+        assert proc.poll() is None, f"training ended early: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, "no step event appeared"
+        time.sleep(0.05)
+
+
+@POSIX
+def test_a_closed_stdout_does_not_stop_training(tmp_path: Path) -> None:
+    """`train | head -c 10`: the reader goes away after 10 bytes; the run still finishes and saves."""
+    write_dataset(tmp_path)
+    proc = start_training(tmp_path, stdout=subprocess.PIPE)
+    assert proc.stdout.read(10)
+    proc.stdout.close()  # like head exiting
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert b"Traceback" not in stderr
+    assert only_manifest(tmp_path)["stop_reason"] == "completed"
+    assert load_checkpoint(tmp_path / "models" / "latest_checkpoint.npz").step == 30
+    log = (tmp_path / "logs" / "train_latest.log").read_text(encoding="utf-8")
+    assert "stopped: completed at step 30/30" in log  # the log files got every line
+
+
+@POSIX
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_signal_stops_cleanly_with_a_loadable_latest_checkpoint(tmp_path: Path, signum: int) -> None:
+    """SIGTERM (kill) and SIGHUP (the terminal closed): finish the step, save latest, exit 0."""
+    write_dataset(tmp_path)
+    proc = start_training(tmp_path, NUM_STEPS="1000000", SAMPLE_COUNT="0")
+    try:
+        wait_for_a_step(tmp_path, proc)
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    manifest = only_manifest(tmp_path)
+    assert (manifest["status"], manifest["stop_reason"]) == ("finished", "interrupted")
+    assert 1 <= manifest["steps"] < 1_000_000
+    assert load_checkpoint(tmp_path / "models" / "latest_checkpoint.npz").step == manifest["steps"]
+    last = events_of(tmp_path)[-1]
+    assert (last["type"], last["reason"], last["step"]) == ("stop", "interrupted", manifest["steps"])
+
+
+# `python -m microgpt train`, but saying "ready" on stderr once the interpreter is up and microgpt's entry
+# module (a few light imports) is loaded; everything heavy (NumPy, the commands) is imported after that. A
+# signal before that point hits Python's own start-up, which no program can handle.
+STARTED_THEN_MICROGPT = ("import sys; import microgpt.__main__ as cli; sys.argv = ['microgpt', 'train']; "
+                         "sys.stderr.write('ready\\n'); sys.stderr.flush(); sys.exit(cli.entry())")
+
+
+@POSIX
+@pytest.mark.parametrize("delay_s", [0.0, 0.03, 0.1, 0.2])
+def test_ctrl_c_while_starting_exits_130_without_a_traceback(tmp_path: Path, delay_s: float) -> None:
+    """SIGINT while microgpt is still importing its modules (the first fraction of a second)."""
+    write_dataset(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", STARTED_THEN_MICROGPT], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=user_env(tmp_path, NUM_STEPS="1000000", SAMPLE_COUNT="0"))
+    assert proc.stderr.readline() == b"ready\n"
+    time.sleep(delay_s)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert b"Traceback" not in stderr, stderr.decode()
+    # 130 while starting; 0 if the trainer was already running (it then saves and stops cleanly)
+    assert proc.returncode in (130, 0), stderr.decode()
+    assert len(stderr.decode().strip().splitlines()) <= 1
+
+
+def test_stale_temporary_files_of_dead_writers_are_removed(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".best_checkpoint.npz.{dead_pid}.abcd1234.tmp"
+    alive = tmp_path / f".latest_checkpoint.npz.{os.getppid()}.abcd1234.tmp"  # a live writer: kept
+    unrelated = tmp_path / "notes.tmp"
+    for path in (stale, alive, unrelated):
+        path.write_bytes(b"half")
+    assert remove_stale_temps(tmp_path) == [stale]
+    assert not stale.exists() and alive.exists() and unrelated.exists()
+
+
+def test_atomic_temporary_files_carry_the_writer_pid(tmp_path: Path) -> None:
+    target = tmp_path / "x.bin"
+    with atomic_open(target) as handle:
+        (temp,) = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+        assert f".x.bin.{os.getpid()}." in temp.name
+        handle.write(b"data")
+    assert target.read_bytes() == b"data"
+
+
+def test_a_new_run_removes_the_temp_files_a_killed_run_left(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    (tmp_path / "models").mkdir()
+    leftover = tmp_path / "models" / ".latest_checkpoint.npz.999999999.zzzz0000.tmp"
+    leftover.write_bytes(b"half a checkpoint")
+    result = microgpt(tmp_path, "train", NUM_STEPS="10")
+    assert result.returncode == 0, result.stderr
+    assert not leftover.exists()
+    assert not list((tmp_path / "models").glob(".*.tmp"))
