@@ -1,0 +1,114 @@
+"""Reliability, data loss: a download never destroys the file it replaces, two trainers never share a
+models folder, and a resume on changed data says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import test_download
+from test_training import assert_one_line_error, microgpt, user_env, write_dataset
+
+from microgpt.errors import ConfigError
+from microgpt.train.run_lock import LOCK_NAME, RunLock
+
+server, data_cli = test_download.server, test_download.data_cli  # the local HTTP server and the `data` CLI
+PAYLOAD, SHA256 = test_download.PAYLOAD, test_download.SHA256
+
+
+# --- downloads ---------------------------------------------------------------------------------------------
+def test_an_existing_file_is_kept_when_its_replacement_fails_the_check(server, tmp_path, data_cli, capsys):
+    out = tmp_path / "dolly.jsonl"
+    out.write_bytes(b"my own edited copy\n")
+    assert data_cli(["data", "get", "dolly", "--url", server, "--sha256", "1" * 64, "--out", str(out)]) == 2
+    assert "sha256 mismatch" in capsys.readouterr().err
+    assert out.read_bytes() == b"my own edited copy\n"  # untouched: the new file never verified
+
+
+def test_an_existing_file_is_kept_when_the_download_fails(tmp_path, data_cli, capsys):
+    out = tmp_path / "dolly.jsonl"
+    out.write_bytes(b"old\n")
+    url = f"http://127.0.0.1:{test_download.free_port()}/dolly.jsonl"
+    assert data_cli(["data", "get", "dolly", "--url", url, "--sha256", SHA256, "--out", str(out)]) == 2
+    assert "cannot download" in capsys.readouterr().err
+    assert out.read_bytes() == b"old\n"
+
+
+def test_an_existing_file_is_replaced_only_by_a_verified_one(server, tmp_path, data_cli):
+    out = tmp_path / "dolly.jsonl"
+    out.write_bytes(b"old\n")
+    assert data_cli(["data", "get", "dolly", "--url", server, "--sha256", SHA256, "--out", str(out)]) == 0
+    assert out.read_bytes() == PAYLOAD
+
+
+@pytest.mark.parametrize("where", ["folder", "device"])
+def test_out_a_folder_or_a_device_is_one_line_exit_2(server, tmp_path, data_cli, capsys, where):
+    if where == "device" and not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this OS")
+    out = str(tmp_path) if where == "folder" else "/dev/full"
+    assert data_cli(["data", "get", "dolly", "--url", server, "--sha256", "", "--out", out]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "--out" in captured.err
+    assert "already here" not in captured.out + captured.err
+    assert test_download.RangeHandler.ranges == []  # refused before anything was requested
+
+
+# --- one run per models folder -------------------------------------------------------------------------------
+def test_a_second_trainer_on_the_same_models_folder_refuses_naming_the_first(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    first = subprocess.Popen([sys.executable, "-m", "microgpt", "train"], cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             env=user_env(tmp_path, NUM_STEPS="1000000", SAMPLE_COUNT="0"))
+    try:
+        run_id = first.stdout.readline().removeprefix("run_id: ").strip()  # printed once the folder is held
+        assert run_id, first.stderr.read()
+        second = microgpt(tmp_path, "train")
+        assert_one_line_error(second, "MODEL_DIR", "in use by run", run_id, f"pid {first.pid}")
+    finally:
+        first.terminate()
+        first.communicate(timeout=120)
+    assert first.returncode == 0
+    assert not (tmp_path / "models" / LOCK_NAME).exists()  # released when the first run stopped
+
+
+def test_a_lock_left_by_a_dead_run_is_taken_over(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": int(dead.stdout), "run_id": "old"}), encoding="utf-8")
+    lock = RunLock(tmp_path, "new").acquire()
+    assert json.loads((tmp_path / LOCK_NAME).read_text(encoding="utf-8"))["run_id"] == "new"
+    lock.release()
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_live_lock_refuses_and_is_left_alone(tmp_path: Path) -> None:
+    holder = {"pid": os.getppid(), "run_id": "theirs"}  # our parent: certainly alive, certainly not us
+    (tmp_path / LOCK_NAME).write_text(json.dumps(holder), encoding="utf-8")
+    with pytest.raises(ConfigError, match="in use by run theirs"):
+        RunLock(tmp_path, "mine").acquire()
+    assert json.loads((tmp_path / LOCK_NAME).read_text(encoding="utf-8")) == holder
+
+
+# --- resume on changed data ----------------------------------------------------------------------------------
+def test_resume_warns_when_the_dataset_changed(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    assert microgpt(tmp_path, "train", NUM_STEPS="20").returncode == 0
+    with (tmp_path / "data.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps({"id": "extra", "record_type": "knowledge", "text": "A new fact."}) + "\n")
+    resumed = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz", NUM_STEPS="30")
+    assert resumed.returncode == 0, resumed.stderr
+    warning = [line for line in resumed.stdout.splitlines() if " WARNING " in line]
+    assert len(warning) == 1 and "data.jsonl changed" in warning[0] and "sha256" in warning[0]
+
+
+def test_resume_on_the_same_dataset_does_not_warn(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    assert microgpt(tmp_path, "train", NUM_STEPS="20").returncode == 0
+    resumed = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz", NUM_STEPS="30")
+    assert resumed.returncode == 0, resumed.stderr
+    assert " WARNING " not in resumed.stdout
