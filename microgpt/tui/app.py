@@ -292,6 +292,8 @@ def terminal_size(window: curses.window) -> tuple[int, int]:
         size = os.get_terminal_size(sys.__stdout__.fileno())
     except (OSError, AttributeError, ValueError):
         return window.getmaxyx()
+    if size.lines < 1 or size.columns < 1:  # a tty that reports no size (0x0): keep what curses assumed
+        return window.getmaxyx()
     return size.lines, size.columns
 
 
