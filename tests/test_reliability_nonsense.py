@@ -1,0 +1,71 @@
+"""Reliability, nonsense values: counts that cannot be counted are refused, a loss nobody measured is not put
+in a file name, JSON output stays JSON, and a diverging run says so in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_training import microgpt, user_env, write_dataset
+
+from microgpt.evaluate import EvalResult, results_json
+from microgpt.nn import GPT, GPTConfig
+from microgpt.train.checkpoint import Checkpoint, checkpoint_info, step_checkpoint_name
+
+
+@pytest.mark.parametrize("args", [
+    ("bench", "--windows", "0"), ("bench", "--gen-tokens", "-5"), ("bench", "--windows", "x"),
+    ("train", "--stop-after", "0"), ("train", "--stop-after", "-3"),
+    ("eval", "--max-records", "0"), ("validate-dataset", "--max-problems", "0"),
+])
+def test_counts_below_one_are_refused_before_anything_runs(tmp_path: Path, args: tuple[str, ...]) -> None:
+    result = subprocess.run([sys.executable, "-m", "microgpt", *args], cwd=tmp_path, env=user_env(tmp_path),
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    error = result.stderr.strip().splitlines()[-1]  # argparse prints the usage line, then the error
+    assert args[1] in error and ("at least 1" in error or "whole number" in error)
+
+
+def test_a_run_stopped_before_any_evaluation_names_no_loss(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    result = microgpt(tmp_path, "train", "--stop-after", "3")  # EVAL_INTERVAL is 10: nothing was measured
+    assert result.returncode == 0, result.stderr
+    (final,) = (tmp_path / "models").glob("ckpt_*.npz")
+    assert final.name.endswith("_step0003.npz") and "nan" not in final.name
+    info = checkpoint_info(final)
+    assert (info["step"], info["kind"]) == (3, "step")
+
+
+def test_step_checkpoint_names_round_trip_through_checkpoint_info(tmp_path: Path) -> None:
+    for loss, expected in ((2.5, 2.5), (math.nan, None), (math.inf, None)):
+        path = tmp_path / step_checkpoint_name("20250101-000000_run", 12, loss)
+        path.write_bytes(b"not read for the name")
+        info = checkpoint_info(path)
+        assert (info["run"], info["step"], info["val_loss"]) == ("20250101-000000_run", 12, expected)
+
+
+def test_eval_json_is_strict_json_even_when_a_loss_is_nan() -> None:
+    model = GPT(GPTConfig(vocab_size=300, n_layer=1, n_embd=8, n_head=2, block_size=8), seed=0)
+    results = [EvalResult("d.jsonl", "0" * 64, "all", 1, 0, 0, math.nan, math.inf)]
+    text = results_json(results, "m.npz", Checkpoint(model, None, {}), stride=4)
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"bare {constant} in the output")
+
+    document = json.loads(text, parse_constant=refuse)
+    (row,) = document["results"]
+    assert (row["loss"], row["ppl"], row["bits_per_byte"]) == (None, None, None)
+
+
+def test_a_diverging_run_says_so_in_one_line_without_numpy_warnings(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    result = microgpt(tmp_path, "train", LEARNING_RATE="1e30", EVAL_INTERVAL="1", NUM_STEPS="40")
+    assert result.returncode == 1
+    assert "Warning" not in result.stderr + result.stdout
+    errors = [line for line in result.stdout.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "became nan" in errors[0]
