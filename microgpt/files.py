@@ -49,19 +49,24 @@ def read_capped(path: str | os.PathLike[str], max_bytes: int) -> bytes:
     return data
 
 
-def writable_folder(knob: str, folder: str | os.PathLike[str]) -> Path:
-    """Create `folder` if needed and prove a file can be created in it; ConfigError naming `knob` if not."""
+def writable_folder(knob: str, folder: str | os.PathLike[str], value: str | os.PathLike[str] | None = None) -> Path:
+    """Create `folder` if needed and prove a file can be created in it; ConfigError naming `knob` if not.
+
+    `value` is what the user gave when `folder` is only derived from it (the folder of an output file).
+    """
     path = Path(folder)
-    label = f"{knob}={os.fspath(folder)!r}"
+    label = f"{knob}={os.fspath(folder if value is None else value)!r}"
+    where = "" if value is None else f"its folder {os.fspath(folder)!r} "
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"{label}: is not a folder; give a folder path")
+        raise ConfigError(f"{label}: {where}is not a folder; give a folder path")
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".microgpt-probe.", dir=path)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise ConfigError(f"{label}: cannot write there ({exc.strerror}); give a folder you can write to") from None
+        raise ConfigError(f"{label}: cannot write {where or 'there '}({exc.strerror}); give a place you can "
+                          "write to") from None
     return path
 
 
@@ -73,5 +78,5 @@ def writable_file(knob: str, path: str | os.PathLike[str], example_name: str) ->
         raise ConfigError(f"{label}: is a folder; give a file path such as {str(target / example_name)!r}")
     if target.exists() and not target.is_file():
         raise ConfigError(f"{label}: is not a regular file (a device or FIFO); give a file path")
-    writable_folder(knob, target.parent)
+    writable_folder(knob, target.parent, value=path)
     return target

@@ -1,0 +1,86 @@
+"""Reliability, output locations: where a run writes is checked before it trains (one line, exit 2), a
+write that fails mid-run stops it cleanly with the manifest saying why, and undecodable names are fine.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_training import TINY, assert_one_line_error, microgpt, only_manifest, user_env, write_dataset
+
+import microgpt.train.trainer as trainer_module
+from microgpt.errors import ConfigError
+from microgpt.train import outputs
+from microgpt.train.config import load_config
+from microgpt.train.trainer import Trainer
+
+
+@pytest.mark.parametrize("knobs, fragments", [
+    ({"MODEL_DIR": "data.jsonl"}, ("MODEL_DIR", "not a folder")),
+    ({"LOG_DIR": "data.jsonl/logs"}, ("LOG_DIR", "cannot write")),
+    ({"MODEL_OUT_PATH": "models"}, ("MODEL_OUT_PATH", "is a folder")),
+    ({"MODEL_OUT_PATH": "data.jsonl/final.npz"}, ("MODEL_OUT_PATH", "final.npz", "is not a folder")),
+])
+def test_unusable_output_locations_fail_before_training(tmp_path: Path, knobs: dict[str, str],
+                                                        fragments: tuple[str, ...]) -> None:
+    write_dataset(tmp_path)
+    (tmp_path / "models").mkdir()
+    result = microgpt(tmp_path, "train", **knobs)
+    assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "logs" / "runs").exists()  # no run was started
+    assert not list((tmp_path / "models").iterdir())
+
+
+@pytest.mark.skipif(not Path("/dev/null").exists(), reason="needs /dev/null")
+def test_model_dir_dev_null_is_one_line(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    assert_one_line_error(microgpt(tmp_path, "train", MODEL_DIR="/dev/null"), "MODEL_DIR", "/dev/null")
+
+
+def test_too_little_free_space_for_a_checkpoint_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outputs.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 1000})())
+    with pytest.raises(ConfigError, match=r"MODEL_DIR=.*MiB free.*needs about"):
+        outputs.check_output_locations(str(tmp_path / "m"), str(tmp_path / "l"), tmp_path / "c", "", 10_000)
+
+
+def test_a_write_failing_mid_run_stops_cleanly_and_marks_the_manifest(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    write_dataset(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MICROGPT_CACHE_DIR", str(tmp_path / "cache"))
+
+    def disk_full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", disk_full)
+    trainer = Trainer(load_config(cli={**TINY, "SAMPLE_COUNT": "0"}, env={}))
+    assert trainer.run() == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err and "step 10" in err
+    manifest = only_manifest(tmp_path)
+    assert (manifest["status"], manifest["stop_reason"]) == ("failed", "write_failed")
+    assert "No space left on device" in manifest["error"]
+    assert not (tmp_path / "models" / ".microgpt-run.lock").exists()  # the folder is free again
+
+
+@pytest.mark.skipif(os.name == "nt" or sys.platform == "darwin", reason="needs a file system that takes any bytes")
+def test_undecodable_names_and_paths_are_logged_not_fatal(tmp_path: Path) -> None:
+    write_dataset(tmp_path, name="data-\udcff.jsonl")  # the file name holds the raw byte 0xff
+    env = {os.fsencode(k): os.fsencode(v) for k, v in user_env(tmp_path).items()}
+    env.update({b"DATASET_PATH": b"data-\xff.jsonl", b"RUN_NAME": b"caf\xe9", b"NUM_STEPS": b"10"})
+    result = subprocess.run([sys.executable, "-m", "microgpt", "train"], cwd=tmp_path, env=env,
+                            capture_output=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    manifest = only_manifest(tmp_path)
+    assert manifest["status"] == "finished"
+    log = (tmp_path / "logs" / "train_latest.log").read_bytes()
+    log.decode("utf-8")  # still UTF-8: the odd byte is written as an escape
+    assert b"data-\\udcff.jsonl" in log
+    assert json.loads(json.dumps(manifest))["config"]["dataset_path"] == "data-\udcff.jsonl"
