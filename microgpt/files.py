@@ -5,16 +5,27 @@ fails in a different way on every OS. `open_regular` opens without blocking, che
 and raises an OSError whose `strerror` says what is wrong, so every loader reports it in its usual one line.
 `writable_folder` and `writable_file` are the same idea for outputs: prove the place takes a new file
 before the work starts.
+
+Content gets the same treatment before it is believed: `parse_json` bounds nesting depth, and
+`inspect_npz` checks an .npz archive's members (their declared sizes against the file's size, each .npy
+header's shape and dtype against the bytes that follow it) before a single array is read, so neither a
+zip bomb nor a header that claims 373 GiB gets as far as an allocation.
 """
 
 from __future__ import annotations
 
 import errno
+import json
+import math
 import os
 import stat
 import tempfile
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+import numpy as np
 
 from microgpt.errors import ConfigError
 
@@ -80,3 +91,69 @@ def writable_file(knob: str, path: str | os.PathLike[str], example_name: str) ->
         raise ConfigError(f"{label}: is not a regular file (a device or FIFO); give a file path")
     writable_folder(knob, target.parent, value=path)
     return target
+
+
+def parse_json(data: bytes | str, max_depth: int = 64) -> Any:
+    """JSON text -> Python, with arrays and objects nested at most `max_depth` deep; ValueError otherwise.
+
+    Bytes must be UTF-8 (UnicodeDecodeError is a ValueError too), so every malformed input is a ValueError.
+    """
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise ValueError(f"nested more than {max_depth} deep") from None
+    level, depth = [value], 0
+    while level:
+        depth += 1
+        if depth > max_depth:
+            raise ValueError(f"nested more than {max_depth} deep")
+        level = [child for item in level if isinstance(item, (list, dict))
+                 for child in (item.values() if isinstance(item, dict) else item)]
+    return value
+
+
+@dataclass(frozen=True)
+class NpyMember:
+    """What one array of an .npz declares: its shape and dtype, read from the .npy header alone."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    nbytes: int
+
+
+MAX_EXPANSION = 20  # an .npz we write is stored, not compressed: 20x leaves room for anyone's compression
+
+
+def inspect_npz(path: str | os.PathLike[str], max_bytes: int) -> dict[str, NpyMember]:
+    """Member name (without .npy) -> what it declares, checked as the module docstring says.
+
+    Raises ValueError naming the member when a size does not add up, an array holds Python objects, or
+    the arrays together would take more than `max_bytes`; zipfile.BadZipFile when it is no archive.
+    """
+    size = os.stat(path).st_size
+    members: dict[str, NpyMember] = {}
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+        declared = sum(info.file_size for info in infos)
+        if declared > MAX_EXPANSION * size + (1 << 16):
+            raise ValueError(f"its members claim {declared:,} bytes unpacked from a {size:,}-byte file "
+                             "(a zip bomb?)")
+        for info in infos:
+            name = info.filename.removesuffix(".npy")
+            with archive.open(info) as handle:
+                version = np.lib.format.read_magic(handle)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(handle)
+                header_bytes = handle.tell()
+            if dtype.hasobject:
+                raise ValueError(f"{name}: holds Python objects, which are never loaded")
+            nbytes = math.prod(shape) * dtype.itemsize
+            if header_bytes + nbytes != info.file_size:
+                raise ValueError(f"{name}: its header declares {shape} {dtype} ({nbytes:,} bytes) but "
+                                 f"{info.file_size - header_bytes:,} bytes follow it")
+            members[name] = NpyMember(tuple(shape), dtype, nbytes)
+    total = sum(member.nbytes for member in members.values())
+    if total > max_bytes:
+        raise ValueError(f"its arrays would take {total:,} bytes, more than the {max_bytes:,} allowed")
+    return members

@@ -1,0 +1,82 @@
+"""A model's shape, checked before a single weight is allocated.
+
+Every path to a GPT (knobs on the command line, a checkpoint's stored config, the original's JSON) goes
+through `checked_model_config`: each dimension must be a whole number within `LIMITS`, N_EMBD divisible
+by N_HEAD, and the weights (times what training or loading keeps per weight) must fit in the memory this
+machine has free right now (psutil). `parameter_shapes` says, from the config alone, which arrays a
+checkpoint of that model must hold and how big each is, so a file can be checked against its own config
+before its arrays are read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import psutil
+
+from microgpt.errors import MicrogptError
+from microgpt.nn.gpt import GPTConfig
+
+LIMITS: dict[str, tuple[int, int]] = {
+    "vocab_size": (1, 1 << 20),  # cl100k_base has about 100k tokens; a million is far beyond any use here
+    "n_layer": (1, 256),
+    "n_embd": (1, 16_384),
+    "n_head": (1, 1024),
+    "block_size": (2, 65_536),
+}
+BYTES_INFERENCE = 4  # float32 weights
+BYTES_TRAINING = 16  # weights, gradients and Adam's two moments
+
+
+def parameter_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every weight, named as `GPT.named_parameters` names them."""
+    v, c, t = config.vocab_size, config.n_embd, config.block_size
+    shapes: dict[str, tuple[int, ...]] = {"wte": (v, c), "wpe": (t, c)}
+    for i in range(config.n_layer):
+        layer = f"layer{i}"
+        if config.norm_gain:
+            shapes[f"{layer}.attn_norm"] = (c,)
+        shapes.update({f"{layer}.attn_{w}": (c, c) for w in ("wq", "wk", "wv", "wo")})
+        if config.norm_gain:
+            shapes[f"{layer}.mlp_norm"] = (c,)
+        shapes.update({f"{layer}.mlp_fc1": (4 * c, c), f"{layer}.mlp_fc2": (c, 4 * c)})
+    shapes["lm_head"] = (v, c)
+    return shapes
+
+
+def parameter_count(config: GPTConfig) -> int:
+    """Weights in the model, from its config alone (nothing is allocated)."""
+    c = config.n_embd
+    per_layer = 12 * c * c + (2 * c if config.norm_gain else 0)
+    return 2 * config.vocab_size * c + config.block_size * c + config.n_layer * per_layer
+
+
+def checked_model_config(values: Mapping[str, Any] | GPTConfig, label: str,
+                         error: type[MicrogptError] = MicrogptError, bytes_per_parameter: int = BYTES_INFERENCE,
+                         extra_bytes: int = 0) -> GPTConfig:
+    """`values` as a GPTConfig whose model fits in free memory; otherwise `error` with one line naming
+    `label` (a file or "model shape"), the field, the value and the allowed range."""
+    if isinstance(values, GPTConfig):
+        values = values.to_dict()
+    if not isinstance(values, Mapping):
+        raise error(f"{label}: the model config is {type(values).__name__}, not an object of fields")
+    for name, (low, high) in LIMITS.items():
+        value = values.get(name, getattr(GPTConfig, name))
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise error(f"{label}: {name}={value!r}: must be a whole number from {low:,} to {high:,}")
+    unknown = sorted(set(values) - set(GPTConfig.__dataclass_fields__))
+    if unknown:
+        raise error(f"{label}: unknown model config field(s): {', '.join(map(str, unknown))}")
+    try:
+        config = GPTConfig(**values)
+    except (TypeError, ValueError) as exc:
+        raise error(f"{label}: {exc}") from None
+    if not isinstance(config.init_std, (int, float)) or not isinstance(config.norm_gain, bool):
+        raise error(f"{label}: init_std must be a number and norm_gain true or false")
+    needed = parameter_count(config) * bytes_per_parameter + extra_bytes
+    available = psutil.virtual_memory().available
+    if needed > available:
+        raise error(f"{label}: a model of {parameter_count(config):,} weights needs about {needed / 2**30:,.1f} GiB, "
+                    f"but only {available / 2**30:,.1f} GiB of memory is free; choose a smaller shape")
+    return config
