@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from microgpt.data.templates import chat_prompt
 from microgpt.nn import GPT, SamplingSettings, generate
+from microgpt.storage import load_checkpoint
 
 STOP_MARKERS = ("\nUser:", "\nAssistant:", "\nSystem:", "\nQuestion:", "\nPrompt:", "\nTask:", "\nContext:")
 
@@ -52,8 +53,6 @@ class ChatSession:
     @classmethod
     def from_checkpoint(cls, path: str) -> ChatSession:
         """Load any checkpoint the project reads (ours or the original's JSON); CheckpointError if unusable."""
-        from microgpt.train.checkpoint import load_checkpoint
-
         checkpoint = load_checkpoint(path)
         return cls(checkpoint.model, checkpoint.tokenizer)
 

@@ -49,7 +49,7 @@ from microgpt.autograd import no_grad
 from microgpt.data.dataset import iter_dataset, sha256_file
 from microgpt.errors import CheckpointError, ConfigError, DatasetError
 from microgpt.nn import GPT
-from microgpt.train.checkpoint import Checkpoint
+from microgpt.storage import Checkpoint
 
 CSV_FIELDS = ("timestamp", "checkpoint", "dataset", "dataset_sha256", "split", "records", "tokens", "bytes",
               "loss", "ppl", "bits_per_byte")

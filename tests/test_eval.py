@@ -15,7 +15,7 @@ from microgpt.data.dataset import iter_dataset
 from microgpt.data.tokenizer import CharTokenizer
 from microgpt.evaluate import plan_windows, score_documents
 from microgpt.nn import GPT, GPTConfig
-from microgpt.train.checkpoint import load_checkpoint, save_checkpoint
+from microgpt.storage import load_checkpoint, save_checkpoint
 
 QA = [
     ("What is a token?", "A small piece of text the model reads as one unit."),

@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 
 from microgpt.__main__ import COMMANDS
+from microgpt.storage import load_checkpoint
+from microgpt.storage.npz import FORMAT_VERSION
 from microgpt.train.artifacts import EVAL_COLUMNS, SYSTEM_COLUMNS
-from microgpt.train.checkpoint import FORMAT_VERSION, load_checkpoint
 from microgpt.train.config import KNOB_BY_NAME, KNOBS, format_value, load_config
 from microgpt.train.trainer import Trainer
 

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         read_heldout,
         results_json,
     )
-    from microgpt.train.checkpoint import load_checkpoint
+    from microgpt.storage import load_checkpoint
 
     if args.benchmark:
         return _benchmark(args)

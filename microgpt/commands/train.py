@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resume_config(checkpoint_path: str, args: argparse.Namespace):
     """The checkpoint and its stored config, with the knob flags given on this command line applied on top."""
-    from microgpt.train.checkpoint import load_checkpoint
+    from microgpt.storage import load_checkpoint
     from microgpt.train.config import TrainConfig, cli_overrides, load_config
 
     checkpoint = load_checkpoint(checkpoint_path)

@@ -25,9 +25,9 @@ from microgpt.autograd import no_grad
 from microgpt.autograd.parallel import set_threads
 from microgpt.chat import ChatSession, DecodeSettings
 from microgpt.nn import GPT, Adam, GPTConfig, clip_grad_norm, learning_rate
+from microgpt.storage import Checkpoint, load_checkpoint, save_checkpoint, step_checkpoint_name
 from microgpt.train.artifacts import RunArtifacts, make_run_id
 from microgpt.train.batches import fit_block_size, random_starts, validation_batches, windows_at
-from microgpt.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, step_checkpoint_name
 from microgpt.train.config import TrainConfig, format_config
 from microgpt.train.data_pipeline import PreparedData, prepare_data
 from microgpt.train.system_monitor import SystemMonitor
