@@ -74,7 +74,7 @@ def reference_nll(model: GPT, seq: np.ndarray, j: int, start: int) -> float:
 # ----- a tiny trained run, shared by the tests that need one ------------------------------------------------
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from microgpt.train.config import load_config
+    from microgpt.config import load_config
     from microgpt.train.trainer import Trainer
 
     root = tmp_path_factory.mktemp("run")

@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 
 from microgpt.__main__ import COMMANDS
+from microgpt.config import KNOB_BY_NAME, KNOBS, format_value, load_config
 from microgpt.storage import load_checkpoint
 from microgpt.storage.npz import FORMAT_VERSION
 from microgpt.train.artifacts import EVAL_COLUMNS, SYSTEM_COLUMNS
-from microgpt.train.config import KNOB_BY_NAME, KNOBS, format_value, load_config
 from microgpt.train.trainer import Trainer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
