@@ -46,7 +46,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from microgpt.autograd import no_grad
-from microgpt.config import config_from_dict
+from microgpt.config import TrainConfig, config_from_dict
 from microgpt.data.dataset import iter_dataset, sha256_file
 from microgpt.data.tokenizer import build_tokenizer
 from microgpt.errors import CheckpointError, ConfigError, DatasetError
@@ -336,12 +336,12 @@ def format_table(results: Sequence[EvalResult]) -> str:
     return "\n".join(lines)
 
 
-def results_csv_path(checkpoint_path: str | Path, log_dir: str | Path = "logs") -> Path:
+def results_csv_path(checkpoint_path: str | Path, log_dir: str | Path = TrainConfig.log_dir) -> Path:
     """logs/eval/heldout_<checkpoint stem>.csv"""
     return Path(log_dir) / "eval" / f"heldout_{Path(checkpoint_path).stem}.csv"
 
 
-def append_results(results: Sequence[EvalResult], checkpoint_path: str | Path, log_dir: str | Path = "logs") -> Path:
+def append_results(results: Sequence[EvalResult], checkpoint_path: str | Path, log_dir: str | Path = TrainConfig.log_dir) -> Path:
     """Append one row per result to the checkpoint's CSV, writing the header when the file is new."""
     path = results_csv_path(checkpoint_path, log_dir)
     path.parent.mkdir(parents=True, exist_ok=True)

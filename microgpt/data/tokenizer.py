@@ -28,6 +28,7 @@ import numpy as np
 import tiktoken
 
 from microgpt.errors import ConfigError
+from microgpt.nn.gpt import GPTConfig
 
 BOS_ID = 0
 BYTE_OFFSET = 1  # byte b -> id b + 1
@@ -200,8 +201,8 @@ class CharTokenizer(Tokenizer):
 
 
 def build_tokenizer(
-    kind: str = "bpe",
-    vocab_size: int = 2048,
+    kind: str,
+    vocab_size: int = GPTConfig.vocab_size,
     texts: Iterable[str] = (),
     encoding: str = CL100K,
     bpe_file: str | None = None,
