@@ -157,12 +157,11 @@ def test_trainer_samples_use_the_same_defaults(captured, tmp_path: Path, monkeyp
     data.write_text("".join(f'{{"id": "{i}", "record_type": "knowledge", "text": "fact {i}."}}\n' for i in range(20)))
     monkeypatch.setenv("MICROGPT_CACHE_DIR", str(tmp_path / "cache"))
     cfg = config_from_dict({"dataset_path": str(data), "tokenizer": "char", "token_vocab_size": 300, "n_layer": 1,
-                            "n_embd": 8, "n_head": 2, "block_size": 16, "model_dir": str(tmp_path / "models"),
-                            "log_dir": str(tmp_path / "logs"), "sample_count": 2})
-    trainer = Trainer(cfg)
-    trainer.art = type("Quiet", (), {"log": lambda *a, **k: None, "event": lambda *a, **k: None})()
-    trainer._samples()
-    assert [s.seed for s in captured] == [cfg.seed, cfg.seed + 1]  # each sample seeded by the run
+                            "n_embd": 8, "n_head": 2, "block_size": 16, "batch_size": 2, "num_steps": 2,
+                            "eval_interval": 2, "eval_steps": 1, "sample_count": 2,
+                            "model_dir": str(tmp_path / "models"), "log_dir": str(tmp_path / "logs")})
+    assert Trainer(cfg).run() == 0  # one evaluation, at step 2, with two samples
+    assert [s.seed for s in captured] == [cfg.seed + 2, cfg.seed + 3]  # each sample seeded by the run and step
     assert [dataclasses.replace(s, seed=SamplingSettings.seed) for s in captured] == [SamplingSettings()] * 2
 
 
