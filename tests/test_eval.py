@@ -15,7 +15,7 @@ from microgpt.data.dataset import iter_dataset
 from microgpt.data.tokenizer import CharTokenizer
 from microgpt.evaluate import plan_windows, score_documents
 from microgpt.nn import GPT, GPTConfig
-from microgpt.train.checkpoint import load_checkpoint, save_checkpoint
+from microgpt.storage import load_checkpoint, save_checkpoint
 
 QA = [
     ("What is a token?", "A small piece of text the model reads as one unit."),
@@ -74,7 +74,7 @@ def reference_nll(model: GPT, seq: np.ndarray, j: int, start: int) -> float:
 # ----- a tiny trained run, shared by the tests that need one ------------------------------------------------
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from microgpt.train.config import load_config
+    from microgpt.config import load_config
     from microgpt.train.trainer import Trainer
 
     root = tmp_path_factory.mktemp("run")
