@@ -7,6 +7,19 @@ import json
 import sys
 
 from microgpt.commands import positive_int
+from microgpt.config import TrainConfig
+from microgpt.errors import ConfigError
+from microgpt.evaluate import (
+    DEFAULT_BATCH_SIZE,
+    append_results,
+    benchmark_eval,
+    evaluate_heldout,
+    evaluate_val_split,
+    format_table,
+    read_heldout,
+    results_json,
+)
+from microgpt.storage import load_checkpoint
 
 EPILOG = """\
 scoring: each record is rendered as training renders it and tokenized as [BOS] + tokens(text); every text
@@ -44,25 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stride", type=positive_int, metavar="N",
                         help="tokens a window advances in long records (default BLOCK_SIZE // 2)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    parser.add_argument("--log-dir", default="logs", metavar="DIR", help="where eval/heldout_*.csv goes (default logs)")
+    parser.add_argument("--log-dir", default=TrainConfig.log_dir, metavar="DIR",
+                        help=f"where eval/heldout_*.csv goes (default {TrainConfig.log_dir})")
     parser.add_argument("--benchmark", action="store_true",
                         help="time 175 records (../shared/eval seed tasks, else the starter set) with a c1-sized "
                         "model (vocab 2048, 1x48, block 96) and exit")
 
 
 def run(args: argparse.Namespace) -> int:
-    from microgpt.errors import ConfigError
-    from microgpt.evaluate import (
-        DEFAULT_BATCH_SIZE,
-        append_results,
-        evaluate_heldout,
-        evaluate_val_split,
-        format_table,
-        read_heldout,
-        results_json,
-    )
-    from microgpt.train.checkpoint import load_checkpoint
-
     if args.benchmark:
         return _benchmark(args)
     if args.checkpoint is None:
@@ -106,8 +108,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from microgpt.evaluate import benchmark_eval
-
     report = benchmark_eval(records=args.max_records or 175)
     if args.json:
         print(json.dumps(report))

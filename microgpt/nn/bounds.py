@@ -45,13 +45,6 @@ def parameter_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def parameter_count(config: GPTConfig) -> int:
-    """Weights in the model, from its config alone (nothing is allocated)."""
-    c = config.n_embd
-    per_layer = 12 * c * c + (2 * c if config.norm_gain else 0)
-    return 2 * config.vocab_size * c + config.block_size * c + config.n_layer * per_layer
-
-
 def checked_model_config(values: Mapping[str, Any] | GPTConfig, label: str,
                          error: type[MicrogptError] = MicrogptError, bytes_per_parameter: int = BYTES_INFERENCE,
                          extra_bytes: int = 0) -> GPTConfig:
@@ -74,9 +67,9 @@ def checked_model_config(values: Mapping[str, Any] | GPTConfig, label: str,
         raise error(f"{label}: {exc}") from None
     if not isinstance(config.init_std, (int, float)) or not isinstance(config.norm_gain, bool):
         raise error(f"{label}: init_std must be a number and norm_gain true or false")
-    needed = parameter_count(config) * bytes_per_parameter + extra_bytes
+    needed = config.num_parameters() * bytes_per_parameter + extra_bytes
     available = psutil.virtual_memory().available
     if needed > available:
-        raise error(f"{label}: a model of {parameter_count(config):,} weights needs about {needed / 2**30:,.1f} GiB, "
+        raise error(f"{label}: a model of {config.num_parameters():,} weights needs about {needed / 2**30:,.1f} GiB, "
                     f"but only {available / 2**30:,.1f} GiB of memory is free; choose a smaller shape")
     return config

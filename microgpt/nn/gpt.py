@@ -19,13 +19,16 @@ from microgpt.nn.module import Module, Parameter
 
 @dataclass
 class GPTConfig:
-    """Everything that fixes the model's shape; stored inside every checkpoint."""
+    """Everything that fixes the model's shape; stored inside every checkpoint.
+
+    These defaults are the trainer's (N_LAYER, N_EMBD, ... in microgpt.config): this is their one home.
+    """
 
     vocab_size: int = 2048
-    n_layer: int = 1
-    n_embd: int = 48
+    n_layer: int = 4
+    n_embd: int = 96
     n_head: int = 4
-    block_size: int = 96
+    block_size: int = 128
     activation: str = "relu"  # "gelu" is an option beyond the original
     norm_gain: bool = False  # a learnable RMSNorm gain, beyond the original
     init_std: float = 0.08
@@ -38,6 +41,23 @@ class GPTConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def num_parameters(self) -> int:
+        """Weights in a GPT of this shape, as GPT.__init__ creates them: wte (V, C), wpe (T, C), per block
+        four C x C attention matrices and a C x 4C and 4C x C MLP (12 C^2; two C-wide gains with norm_gain),
+        and lm_head (C, V). No biases."""
+        c = self.n_embd
+        per_block = 12 * c * c + (2 * c if self.norm_gain else 0)
+        return 2 * self.vocab_size * c + self.block_size * c + self.n_layer * per_block
+
+    def training_memory_mb(self, batch_size: int) -> float:
+        """Rough training memory in MiB: float32 weights, gradients and Adam's two moments, plus one batch's
+        activations: per block about 20 B*T*C numbers (projections, MLP, norms, residuals) and two B*H*T*T
+        attention maps (scores, probabilities); the output layer about 3 B*T*V (logits, softmax, gradient)."""
+        b, t, c, h, v = batch_size, self.block_size, self.n_embd, self.n_head, self.vocab_size
+        weights = 4 * self.num_parameters()
+        activations = self.n_layer * (b * t * c * 20 + b * h * t * t * 2) + b * t * v * 3
+        return (weights + activations) * 4 / 2**20
 
 
 def _original_name(path: str) -> str:
