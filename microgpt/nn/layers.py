@@ -52,6 +52,18 @@ class RMSNorm(Module):
         return F.rms_norm(x, self.weight, self.eps)
 
 
+class Dropout(Module):
+    """Randomly zero activations while training (F.dropout); the identity in evaluation and sampling."""
+
+    def __init__(self, p: float, seed: int | None = None) -> None:
+        super().__init__()
+        self.p = p
+        self.rng = np.random.default_rng(seed)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.dropout(x, self.p, self.rng) if self.training and self.p > 0 else x
+
+
 class KVCache:
     """Keys and values of the positions seen so far, one buffer pair per layer, so a new token costs
     one position's work instead of a re-run of the whole prefix."""
@@ -116,14 +128,16 @@ class MLP(Module):
 class Block(Module):
     """One transformer layer: x + attn(norm(x)), then x + mlp(norm(x)) (pre-norm residual stream)."""
 
-    def __init__(self, n_embd: int, n_head: int, *, activation: str, norm_gain: bool,
+    def __init__(self, n_embd: int, n_head: int, *, activation: str, norm_gain: bool, dropout: float = 0.0,
                  rng: np.random.Generator, std: float = 0.08, dtype: np.dtype = np.float32) -> None:
         super().__init__()
         self.attn_norm = RMSNorm(n_embd, learnable=norm_gain, dtype=dtype)
         self.attn = CausalSelfAttention(n_embd, n_head, rng=rng, std=std, dtype=dtype)
         self.mlp_norm = RMSNorm(n_embd, learnable=norm_gain, dtype=dtype)
         self.mlp = MLP(n_embd, activation=activation, rng=rng, std=std, dtype=dtype)
+        self.attn_drop = Dropout(dropout)
+        self.mlp_drop = Dropout(dropout)
 
     def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
-        x = x + self.attn(self.attn_norm(x), cache, layer)
-        return x + self.mlp(self.mlp_norm(x))
+        x = x + self.attn_drop(self.attn(self.attn_norm(x), cache, layer))
+        return x + self.mlp_drop(self.mlp(self.mlp_norm(x)))
