@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from strategies import arrays, check_gradients, shapes
 
 from microgpt.autograd import functional as F
+from microgpt.autograd import no_grad
 from microgpt.nn import GPT, GPTConfig
 from microgpt.nn.layers import Dropout
 
@@ -34,10 +35,12 @@ def test_dropout_probability_zero_is_the_identity_and_bad_p_is_refused() -> None
         F.dropout(t, 1.0, np.random.default_rng(0))
 
 
-def test_dropout_module_is_off_in_eval_mode() -> None:
+def test_dropout_module_is_off_in_eval_mode_and_without_a_graph() -> None:
     drop = Dropout(0.5, seed=0)
     x = F._tensor(np.ones((4, 4)))
     assert not np.array_equal(drop(x).data, x.data)
+    with no_grad():
+        assert drop(x) is x  # validation and sampling run under no_grad
     drop.eval()
     assert drop(x) is x
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from microgpt.autograd import Tensor, concatenate
+from microgpt.autograd import Tensor, concatenate, is_grad_enabled
 from microgpt.autograd import functional as F
 from microgpt.nn.module import Module, Parameter
 
@@ -53,7 +53,8 @@ class RMSNorm(Module):
 
 
 class Dropout(Module):
-    """Randomly zero activations while training (F.dropout); the identity in evaluation and sampling."""
+    """Randomly zero activations while training (F.dropout). It is the identity in eval() mode and whenever no
+    graph is recorded (under no_grad: validation, held-out evaluation, sampling), so no caller can forget it."""
 
     def __init__(self, p: float, seed: int | None = None) -> None:
         super().__init__()
@@ -61,7 +62,8 @@ class Dropout(Module):
         self.rng = np.random.default_rng(seed)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.dropout(x, self.p, self.rng) if self.training and self.p > 0 else x
+        active = self.training and self.p > 0 and is_grad_enabled()
+        return F.dropout(x, self.p, self.rng) if active else x
 
 
 class KVCache:
