@@ -11,8 +11,8 @@ import pytest
 
 from microgpt.data.tokenizer import CharTokenizer
 from microgpt.nn import GPT, GPTConfig
-from microgpt.train import checkpoint as checkpoint_module
-from microgpt.train.checkpoint import load_checkpoint, save_checkpoint
+from microgpt.storage import load_checkpoint, save_checkpoint
+from microgpt.storage import npz as checkpoint_module
 
 TOKENIZER = CharTokenizer("abcdefgh ")
 CONFIG = GPTConfig(vocab_size=TOKENIZER.vocab_size, n_layer=1, n_embd=8, n_head=2, block_size=8)

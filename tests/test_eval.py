@@ -115,13 +115,13 @@ def test_split_val_reproduces_the_runs_last_reported_val_loss(trained, workdir, 
 def validation_loss_by_hand(path: Path) -> float:
     """The run's validation loss computed apart from the trainer: its windows (evenly spaced starts over the
     validation stream, EVAL_STEPS batches of BATCH_SIZE), an unfused forward and a float64 log-softmax."""
-    from microgpt.train.config import TrainConfig
+    from microgpt.config import config_from_dict
     from microgpt.train.data_pipeline import prepare_data
 
     checkpoint = load_checkpoint(path)
-    cfg = TrainConfig.from_dict(checkpoint.meta["train_config"])
+    cfg = config_from_dict(checkpoint.meta["train_config"])
     stream = prepare_data(cfg, checkpoint.tokenizer).val_stream
-    length = min(cfg.block_size, len(stream) - 1)
+    length = min(checkpoint.model.config.block_size, len(stream) - 1)
     starts = np.linspace(0, len(stream) - length - 1, cfg.batch_size * cfg.eval_steps).astype(np.int64)
     windows = np.stack([stream[s:s + length + 1] for s in starts])
     logits = checkpoint.model(windows[:, :-1]).data.astype(np.float64)

@@ -11,8 +11,8 @@ import pytest
 
 from microgpt.autograd import functional as F
 from microgpt.autograd import is_grad_enabled
+from microgpt.config import load_config
 from microgpt.nn import GPT
-from microgpt.train.config import load_config
 from microgpt.train.trainer import Trainer
 
 TEXTS = ["the cat sat on the mat.", "a dog ran to the park.", "tea is hot and sweet.", "the sun is up."]

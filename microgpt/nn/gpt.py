@@ -2,7 +2,10 @@
 
 x = wte[idx] + wpe[pos]; x = rmsnorm(x)
 for each layer:  x = x + Wo attn(rmsnorm(x));  x = x + W2 act(W1 rmsnorm(x))   (act: relu, or gelu)
-logits = lm_head(x)
+logits = lm_head(x)        (or x @ wte^T when the input and output embeddings are tied)
+
+Beyond the original, and off unless asked for: dropout on the embeddings and on each residual branch while
+training, GELU, a learnable RMSNorm gain, and tied embeddings.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import numpy as np
 
 from microgpt.autograd import Tensor
 from microgpt.autograd import functional as F
-from microgpt.nn.layers import Block, Embedding, KVCache, Linear
+from microgpt.nn.layers import Block, Dropout, Embedding, KVCache, Linear
 from microgpt.nn.module import Module, Parameter
 
 
@@ -32,12 +35,16 @@ class GPTConfig:
     activation: str = "relu"  # "gelu" is an option beyond the original
     norm_gain: bool = False  # a learnable RMSNorm gain, beyond the original
     init_std: float = 0.08
+    dropout: float = 0.0  # probability of zeroing an activation while training, beyond the original
+    tie_embeddings: bool = False  # lm_head reuses wte (fewer parameters to learn), beyond the original
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if self.activation not in ("relu", "gelu"):
             raise ValueError(f"activation must be 'relu' or 'gelu', not {self.activation!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,6 +67,13 @@ class GPTConfig:
         return (weights + activations) * 4 / 2**20
 
 
+def _entropy(seed: object) -> list[int] | None:
+    """A seed (None, an int, or a tuple of ints) as the entropy list SeedSequence takes."""
+    if seed is None:
+        return None
+    return [int(s) & 0xFFFFFFFF for s in (seed if isinstance(seed, tuple) else (seed,))]
+
+
 def _original_name(path: str) -> str:
     """Module path -> the original Go checkpoint's name: 'layer0.attn.wq.weight' -> 'layer0.attn_wq'."""
     return path.removesuffix(".weight").replace(".attn.", ".attn_").replace(".mlp.", ".mlp_")
@@ -76,14 +90,30 @@ class GPT(Module):
         C, std = config.n_embd, config.init_std
         self.wte = Embedding(config.vocab_size, C, rng=rng, std=std, dtype=dt)
         self.wpe = Embedding(config.block_size, C, rng=rng, std=std, dtype=dt)
+        self.drop = Dropout(config.dropout)
         for i in range(config.n_layer):
             setattr(self, f"layer{i}", Block(C, config.n_head, activation=config.activation,
-                                             norm_gain=config.norm_gain, rng=rng, std=std, dtype=dt))
-        self.lm_head = Linear(C, config.vocab_size, rng=rng, std=std, dtype=dt)
+                                             norm_gain=config.norm_gain, dropout=config.dropout,
+                                             rng=rng, std=std, dtype=dt))
+        if not config.tie_embeddings:
+            self.lm_head = Linear(C, config.vocab_size, rng=rng, std=std, dtype=dt)
+        self.seed_dropout(seed)
 
     @property
     def blocks(self) -> list[Block]:
         return [getattr(self, f"layer{i}") for i in range(self.config.n_layer)]
+
+    @property
+    def head_weight(self) -> Parameter:
+        """The output layer's (vocab, C) weight: lm_head's, or wte itself when the embeddings are tied."""
+        return self.wte.weight if self.config.tie_embeddings else self.lm_head.weight
+
+    def seed_dropout(self, seed: object) -> None:
+        """Give every Dropout its own generator derived from `seed` (an int, or a tuple such as (seed, step)),
+        so a resumed run draws exactly the masks the uninterrupted run would have."""
+        drops = [m for m in self.modules() if isinstance(m, Dropout)]
+        for drop, child in zip(drops, np.random.SeedSequence(_entropy(seed)).spawn(len(drops))):
+            drop.rng = np.random.default_rng(child)
 
     def named_parameters(self, prefix: str = "") -> list[tuple[str, Parameter]]:  # type: ignore[override]
         """Names exactly as in the original checkpoint `state`: wte, wpe, lm_head, layer{i}.attn_wq, ..."""
@@ -98,7 +128,7 @@ class GPT(Module):
         start = cache.length if cache is not None else 0
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens is longer than block_size {self.config.block_size}")
-        x = self.wte(idx) + self.wpe.weight[start:start + T]  # (B, T, C)
+        x = self.drop(self.wte(idx) + self.wpe.weight[start:start + T])  # (B, T, C)
         x = F.rms_norm(x)
         for i, block in enumerate(self.blocks):
             x = block(x, cache, i)
@@ -108,12 +138,12 @@ class GPT(Module):
 
     def forward(self, idx: np.ndarray, cache: KVCache | None = None) -> Tensor:
         """Token ids (B, T) -> logits (B, T, vocab). With a cache, idx holds only the new positions."""
-        return self.lm_head(self.hidden(idx, cache))  # (B, T, vocab)
+        return F.linear(self.hidden(idx, cache), self.head_weight)  # (B, T, vocab)
 
     def loss(self, idx: np.ndarray, targets: np.ndarray) -> Tensor:
         """Mean next-token cross-entropy, equal to F.cross_entropy(self(idx), targets); lm_head and the loss
         are fused (F.linear_cross_entropy), so the (B, T, vocab) logits are never stored."""
-        return F.linear_cross_entropy(self.hidden(idx), self.lm_head.weight, targets)
+        return F.linear_cross_entropy(self.hidden(idx), self.head_weight, targets)
 
     def new_cache(self, batch: int = 1) -> KVCache:
         """An empty KV cache for generating `batch` sequences at once."""
