@@ -15,7 +15,7 @@ from test_training import microgpt, user_env, write_dataset
 
 from microgpt.evaluate import EvalResult, results_json
 from microgpt.nn import GPT, GPTConfig
-from microgpt.train.checkpoint import Checkpoint, checkpoint_info, step_checkpoint_name
+from microgpt.storage import Checkpoint, checkpoint_info, step_checkpoint_name
 
 
 @pytest.mark.parametrize("args", [

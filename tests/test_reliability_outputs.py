@@ -15,9 +15,9 @@ import pytest
 from test_training import TINY, assert_one_line_error, microgpt, only_manifest, user_env, write_dataset
 
 import microgpt.train.trainer as trainer_module
+from microgpt.config import load_config
 from microgpt.errors import ConfigError
 from microgpt.train import outputs
-from microgpt.train.config import load_config
 from microgpt.train.trainer import Trainer
 
 

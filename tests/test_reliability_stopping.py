@@ -17,7 +17,7 @@ import pytest
 from test_training import events_of, microgpt, only_manifest, user_env, write_dataset
 
 from microgpt.atomic import atomic_open, remove_stale_temps
-from microgpt.train.checkpoint import load_checkpoint
+from microgpt.storage import load_checkpoint
 
 POSIX = pytest.mark.skipif(os.name == "nt", reason="POSIX signals and pipes")
 

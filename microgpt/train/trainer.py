@@ -293,6 +293,9 @@ class Trainer:
         n_params = self.model.num_parameters()
         self.art.log(f"microgpt {__version__} run {self.run_id}" + (f" (resumed from {self.resumed_from} at step "
                      f"{self.progress.step})" if self.resumed_from else ""))
+        if self.dataset_changed:
+            self.art.log(f"{cfg.dataset_path} changed since the checkpoint was saved (its sha256 differs): the "
+                         "run continues on the new data, so it will not match an uninterrupted run", "warning")
         self.art.log("resolved config:\n" + format_config(cfg))
         self.art.log(f"dataset {cfg.dataset_path}: {sum(data.counts.values())} records {data.counts}; "
                      f"{data.n_train_docs} train / {data.n_val_docs} val documents; {data.train_stream.size} / "
