@@ -3,14 +3,14 @@
 
 The layers, lowest first (a module may import its own layer and the ones below, never one above):
 
-    0  microgpt (the version), errors, atomic
+    0  microgpt (the version), errors, atomic, console, files
     1  autograd
     2  nn
     3  data, config
     4  storage
     5  chat
     6  train
-    7  commands, evaluate, bench, tui, __main__   (the interfaces)
+    7  commands, evaluate, baseline, bench, tui, __main__   (the interfaces)
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "microgpt"
 LAYERS: dict[str, int] = {
-    "microgpt": 0, "errors": 0, "atomic": 0, "autograd": 1, "nn": 2, "data": 3, "config": 3, "storage": 4,
-    "chat": 5, "train": 6, "commands": 7, "evaluate": 7, "bench": 7, "tui": 7, "__main__": 7,
+    "microgpt": 0, "errors": 0, "atomic": 0, "console": 0, "files": 0, "autograd": 1, "nn": 2, "data": 3, "config": 3, "storage": 4,
+    "chat": 5, "train": 6, "commands": 7, "evaluate": 7, "baseline": 7, "bench": 7, "tui": 7, "__main__": 7,
 }
 OPTIONAL = {"torch", "threadpoolctl"}  # may be missing: imported where they are used
 LONG_LINES = 400

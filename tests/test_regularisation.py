@@ -81,3 +81,22 @@ def test_tied_embeddings_share_one_matrix_and_train_it_from_both_ends() -> None:
     assert np.allclose(grad, model.wte.weight.grad, atol=1e-6)  # fused and unfused paths agree
     unused = np.setdiff1d(np.arange(40), x)
     assert np.abs(grad[unused]).sum() > 0  # rows never looked up still learn through the output layer
+
+
+def test_a_run_with_dropout_resumes_exactly(tmp_path) -> None:
+    from test_training import events_of, microgpt, write_dataset
+
+    def losses(folder) -> dict[int, float]:
+        return {e["step"]: e["loss"] for e in events_of(folder) if e["type"] == "step"}
+
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    for folder in (whole, parts):
+        folder.mkdir()
+        write_dataset(folder)
+    knobs = {"DROPOUT": "0.2", "TIE_EMBEDDINGS": "true", "NUM_STEPS": "8", "EVAL_INTERVAL": "4"}
+    assert microgpt(whole, "train", **knobs).returncode == 0
+    assert microgpt(parts, "train", "--stop-after", "5", **knobs).returncode == 0
+    assert microgpt(parts, "train", "--resume", "models/latest_checkpoint.npz", **knobs).returncode == 0
+    expected, got = losses(whole), losses(parts)
+    assert sorted(got) == list(range(1, 9))
+    np.testing.assert_allclose([got[s] for s in range(6, 9)], [expected[s] for s in range(6, 9)], atol=1e-6)

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from microgpt.baseline import xz_bits_per_byte
 from microgpt.commands import positive_int
 from microgpt.config import TrainConfig
 from microgpt.errors import ConfigError
@@ -128,10 +129,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _baselines(args: argparse.Namespace, checkpoint, heldouts) -> dict:
     """The xz anchor for each held-out set: {dataset: bits/byte, "train_data": path}."""
-    from microgpt.baseline import xz_bits_per_byte
-    from microgpt.errors import ConfigError
-    from microgpt.evaluate import read_heldout
-
     train_data = args.train_data or checkpoint.meta.get("train_config", {}).get("dataset_path")
     if not train_data:
         raise ConfigError("--baseline xz: this checkpoint does not name its training data; give --train-data PATH")

@@ -157,6 +157,35 @@ KNOBS: tuple[Knob, ...] = (
         min=2,
     ),
     _knob(
+        "DROPOUT", SHAPE,
+        'probability of zeroing an activation while training (0 = off, as the original)',
+        'While training, each activation on the residual stream is zeroed with this probability and the rest '
+        'are scaled up to keep the average. No unit can rely on one particular other unit, which keeps a model '
+        'from memorising a small dataset; validation, evaluation and chat never drop anything. Try 0.1 when '
+        'the train loss falls far below the validation loss.',
+        min=0, max=1, exclusive_max=True,
+    ),
+    _knob(
+        "TIE_EMBEDDINGS", SHAPE,
+        'output layer reuses the token embedding matrix (beyond the original)',
+        'The output layer turns a vector back into a score per token, which is the embedding lookup run in '
+        'reverse; tying the two uses one (vocab x N_EMBD) matrix for both. That removes a third of a small '
+        "model's weights and lets every token's row learn from both ends, which helps when data is scarce.",
+    ),
+    _knob(
+        "ACTIVATION", SHAPE,
+        'the MLP non-linearity: relu (the original) or gelu',
+        'The function between the two layers of each MLP. relu zeroes negatives; gelu is a smooth version '
+        'used by GPT-2 and later models, slightly slower to compute.',
+        choices=('relu', 'gelu'),
+    ),
+    _knob(
+        "NORM_GAIN", SHAPE,
+        'a learnable per-channel gain after each RMSNorm (beyond the original)',
+        'RMSNorm rescales each vector to unit size; with a gain, the model can also learn how large each '
+        'channel should be afterwards (N_EMBD weights per norm). The original has none.',
+    ),
+    _knob(
         "BATCH_SIZE", OPTIM,
         'token windows per optimizer step',
         'How many windows are processed together before each weight update. Bigger batches give a smoother '

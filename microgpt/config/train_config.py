@@ -21,7 +21,8 @@ PARTS = ("model", "optim", "sampling")
 # flat name -> "part.field" for the settings that live inside a part; every other flat name is a field of its own
 FLAT_PATHS: dict[str, str] = {
     "token_vocab_size": "model.vocab_size", "n_layer": "model.n_layer", "n_embd": "model.n_embd",
-    "n_head": "model.n_head", "block_size": "model.block_size",
+    "n_head": "model.n_head", "block_size": "model.block_size", "dropout": "model.dropout",
+    "tie_embeddings": "model.tie_embeddings", "activation": "model.activation", "norm_gain": "model.norm_gain",
     "learning_rate": "optim.lr", "lr_schedule": "optim.lr_schedule", "warmup_steps": "optim.warmup_steps",
     "beta1": "optim.beta1", "beta2": "optim.beta2", "eps_adam": "optim.eps", "weight_decay": "optim.weight_decay",
     "grad_clip": "optim.grad_clip",

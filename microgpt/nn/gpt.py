@@ -52,10 +52,11 @@ class GPTConfig:
     def num_parameters(self) -> int:
         """Weights in a GPT of this shape, as GPT.__init__ creates them: wte (V, C), wpe (T, C), per block
         four C x C attention matrices and a C x 4C and 4C x C MLP (12 C^2; two C-wide gains with norm_gain),
-        and lm_head (C, V). No biases."""
+        and lm_head (C, V) unless it is wte itself (tie_embeddings). No biases."""
         c = self.n_embd
         per_block = 12 * c * c + (2 * c if self.norm_gain else 0)
-        return 2 * self.vocab_size * c + self.block_size * c + self.n_layer * per_block
+        embeddings = (1 if self.tie_embeddings else 2) * self.vocab_size * c
+        return embeddings + self.block_size * c + self.n_layer * per_block
 
     def training_memory_mb(self, batch_size: int) -> float:
         """Rough training memory in MiB: float32 weights, gradients and Adam's two moments, plus one batch's

@@ -274,6 +274,7 @@ class Trainer:
         starts = random_starts(self.rng, len(self.data.train_stream), self.block, cfg.batch_size)
         x, y = windows_at(self.data.train_stream, starts, self.block)
         self.optimizer.zero_grad()
+        self.model.seed_dropout((cfg.seed, p.step))  # the masks depend on the step only: resume stays exact
         loss = self.model.loss(x, y)
         loss.backward()
         if cfg.optim.grad_clip > 0:
