@@ -364,22 +364,14 @@ def results_json(results: Sequence[EvalResult], checkpoint_path: str | Path, che
     Strict JSON: a loss that is NaN or infinite (a diverged model, a dataset with no scored token) is `null`.
     """
     config = checkpoint.model.config
-    return json.dumps(_finite_or_null({
+    rows = [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.to_dict().items()}
+            for r in results]
+    return json.dumps({
         "checkpoint": str(checkpoint_path), "run_id": checkpoint.meta.get("run_id"),
         "step": checkpoint.meta.get("step"), "block_size": config.block_size, "stride": stride,
-        "vocab_size": config.vocab_size, "results": [r.to_dict() for r in results],
-    }), allow_nan=False)
+        "vocab_size": config.vocab_size, "results": rows,
+    }, allow_nan=False)
 
-
-def _finite_or_null(value: Any) -> Any:
-    """`value` with every NaN or infinite float inside it replaced by None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite_or_null(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_null(v) for v in value]
-    return value
 
 
 # ----- speed --------------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "microgpt"
 LAYERS: dict[str, int] = {
-    "microgpt": 0, "errors": 0, "atomic": 0, "console": 0, "files": 0, "autograd": 1, "nn": 2, "data": 3, "config": 3, "storage": 4,
+    "microgpt": 0, "errors": 0, "atomic": 0, "console": 0, "files": 0, "autograd": 1, "nn": 2, "data": 3,
+    "config": 3, "storage": 4,
     "chat": 5, "train": 6, "commands": 7, "evaluate": 7, "baseline": 7, "bench": 7, "tui": 7, "__main__": 7,
 }
 OPTIONAL = {"torch", "threadpoolctl"}  # may be missing: imported where they are used

@@ -136,7 +136,9 @@ def test_another_encoding_from_its_own_rank_file(tmp_path):
     ranks.write_text("\n".join(lines) + "\n")
     tok = build_tokenizer("bpe", 300, ["abab ab"], encoding="tiny", bpe_file=str(ranks))
     assert tok.decode(tok.encode("abc ab 😀")) == "abc ab 😀"
-    assert tokenizer_from_dict(tok.to_dict()).encode("ab") == tok.encode("ab")
+    assert tokenizer_from_dict(tok.to_dict(), bpe_file=str(ranks)).encode("ab") == tok.encode("ab")
+    with pytest.raises(ConfigError, match="set BPE_FILE"):  # the path the dict names is never opened
+        tokenizer_from_dict(tok.to_dict())
 
 
 def test_empty_texts_give_a_bytes_only_vocabulary():

@@ -12,7 +12,8 @@ from typing import Any
 from microgpt.commands import positive_int
 from microgpt.config import GROUPS, KNOBS, PRESET_HELP, PRESETS, Knob, TrainConfig, format_value, load_config
 from microgpt.errors import DatasetError
-from microgpt.train.trainer import Trainer, resume_config
+from microgpt.train.resume import resume_config
+from microgpt.train.trainer import Trainer
 
 
 def _metavar(knob: Knob) -> str:

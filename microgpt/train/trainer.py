@@ -12,10 +12,9 @@ a stdout that goes away (`| head`, a killed TUI) only silences the console (micr
 files still get every line; a write that fails mid-run (disk full) stops it cleanly, its manifest
 marked "failed" with the reason.
 
-A resumed run keeps what its checkpoint fixed (`FIXED_ON_RESUME`: model shape, tokenizer, split, seed);
-`Trainer` enforces that itself, so a notebook's `Trainer(cfg, checkpoint=...)` gets the same one-line
-refusal as `microgpt train --resume`. After construction `self.model.config` is the one truth for the
-model's shape and block size.
+A resumed run keeps what its checkpoint fixed and never takes paths from it (train/resume.py); `Trainer`
+checks that itself, so a notebook's `Trainer(cfg, checkpoint=...)` gets the same one-line refusal as
+`microgpt train --resume`. After construction `self.model.config` is the one truth for the model's shape.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ import platform
 import signal
 import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -40,21 +38,18 @@ from microgpt.atomic import remove_stale_temps
 from microgpt.autograd import no_grad
 from microgpt.autograd.parallel import set_threads
 from microgpt.chat import ChatSession
-from microgpt.config import TrainConfig, config_from_dict, format_config, format_value
+from microgpt.config import TrainConfig, format_config
 from microgpt.console import output_may_fail, print_error
-from microgpt.errors import CheckpointError, ConfigError
 from microgpt.nn import GPT, clip_grad_norm
 from microgpt.storage import Checkpoint, load_checkpoint, save_checkpoint, step_checkpoint_name
 from microgpt.train.artifacts import RunArtifacts, make_run_id
 from microgpt.train.batches import fit_block_size, random_starts, validation_batches, windows_at
 from microgpt.train.data_pipeline import PreparedData, cache_dir, prepare_data
 from microgpt.train.outputs import check_output_locations
+from microgpt.train.resume import check_resumable, stored_paths_note
 from microgpt.train.run_lock import RunLock
 from microgpt.train.system_monitor import SystemMonitor
 
-# the checkpoint's model, tokenizer and data split decide these: a resumed run cannot change them
-FIXED_ON_RESUME = ("N_LAYER", "N_EMBD", "N_HEAD", "BLOCK_SIZE", "TOKENIZER", "TOKEN_VOCAB_SIZE", "BPE_ENCODING",
-                   "BPE_FILE", "VAL_SPLIT", "SEED")
 OPTIMIZER_STATE = ("m", "v", "t")  # what Adam carries across a resume; its hyper-parameters are config
 SAMPLE_PROMPTS = (
     "How do I make tea?",
@@ -79,31 +74,6 @@ class Progress:
 def _clock(seconds: float) -> str:
     seconds = int(max(0, seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def stored_config(checkpoint: Checkpoint, where: str = "checkpoint") -> TrainConfig:
-    """The training config a checkpoint was saved with; CheckpointError if it holds none."""
-    stored = checkpoint.meta.get("train_config")
-    if stored is None:
-        raise CheckpointError(f"{where}: holds no training state to resume (not a training checkpoint)")
-    return config_from_dict(stored)
-
-
-def check_resumable(cfg: TrainConfig, checkpoint: Checkpoint, where: str = "checkpoint") -> None:
-    """ConfigError (one line) when `cfg` changes a setting the checkpoint fixed (FIXED_ON_RESUME)."""
-    before = stored_config(checkpoint, where)
-    for knob in FIXED_ON_RESUME:
-        old, new = before.get(knob.lower()), cfg.get(knob.lower())
-        if new != old:
-            raise ConfigError(f"{knob}={format_value(new)}: a resumed run keeps its model and tokenizer "
-                              f"({knob}={format_value(old)}); start a new run to change it")
-
-
-def resume_config(checkpoint_path: str, overrides: Mapping[str, str]) -> tuple[TrainConfig, Checkpoint]:
-    """The checkpoint and its stored config with `overrides` ({KNOB: text}, e.g. flags) laid on top."""
-    checkpoint = load_checkpoint(checkpoint_path)
-    base = stored_config(checkpoint, checkpoint_path).to_dict()
-    return config_from_dict({**base, **overrides}, check_paths=True), checkpoint
 
 
 def evaluate(model: GPT, batches: list[tuple[np.ndarray, np.ndarray]]) -> float:
@@ -132,6 +102,7 @@ class Trainer:
             checkpoint = load_checkpoint(resume)
         if checkpoint:
             check_resumable(cfg, checkpoint, str(resume or "checkpoint"))
+        self.checkpoint_config = checkpoint.meta.get("train_config") if checkpoint else None
         parameters = (checkpoint.model if checkpoint else cfg.model).num_parameters()
         check_output_locations(cfg.model_dir, cfg.log_dir, cache_dir(), cfg.model_out_path, parameters)
         self.run_id = checkpoint.meta["run_id"] if checkpoint else make_run_id(cfg.run_name, cfg.log_dir)
@@ -294,6 +265,9 @@ class Trainer:
         n_params = self.model.num_parameters()
         self.art.log(f"microgpt {__version__} run {self.run_id}" + (f" (resumed from {self.resumed_from} at step "
                      f"{self.progress.step})" if self.resumed_from else ""))
+        note = stored_paths_note(self.checkpoint_config, self.cfg) if self.resumed_from else None
+        if note:
+            self.art.log(note)
         if self.dataset_changed:
             self.art.log(f"{cfg.dataset_path} changed since the checkpoint was saved (its sha256 differs): the "
                          "run continues on the new data, so it will not match an uninterrupted run", "warning")

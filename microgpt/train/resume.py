@@ -1,0 +1,114 @@
+"""Resuming a run: which settings a checkpoint decides, and which it never may.
+
+A resumed run keeps what its checkpoint fixed (`FIXED_ON_RESUME`: model shape, tokenizer, split, seed).
+Where it writes and which rank file it reads (`NEVER_FROM_CHECKPOINT`) come from the command line, the
+environment or the defaults, never from the checkpoint: a checkpoint is data that anyone may have made,
+and it must not choose which files get overwritten. Its stored paths are shown in the log, never used.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from microgpt.config import TrainConfig, config_from_dict, format_value
+from microgpt.errors import CheckpointError, ConfigError
+from microgpt.storage import Checkpoint, load_checkpoint
+
+# the checkpoint's model, tokenizer and data split decide these: a resumed run cannot change them
+FIXED_ON_RESUME = ("N_LAYER", "N_EMBD", "N_HEAD", "BLOCK_SIZE", "TOKENIZER", "TOKEN_VOCAB_SIZE", "BPE_ENCODING",
+                   "VAL_SPLIT", "SEED")
+SAFE_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # a run id becomes part of file names
+# where a run writes, and which rank file it opens, come from this command line, the environment or the
+# defaults: never from a checkpoint, which may come from anyone (the rank file is checked by its sha256)
+NEVER_FROM_CHECKPOINT = ("MODEL_OUT_PATH", "MODEL_DIR", "LOG_DIR", "BPE_FILE")
+
+
+def stored_config(checkpoint: Checkpoint, where: str = "checkpoint") -> TrainConfig:
+    """The training config a checkpoint was saved with; CheckpointError if it holds none."""
+    stored = checkpoint.meta.get("train_config")
+    if stored is None:
+        raise CheckpointError(f"{where}: holds no training state to resume (not a training checkpoint)")
+    return config_from_dict(stored)
+
+
+def check_resumable(cfg: TrainConfig, checkpoint: Checkpoint, where: str = "checkpoint") -> None:
+    """ConfigError (one line) when `cfg` changes a setting the checkpoint fixed (FIXED_ON_RESUME);
+    CheckpointError when the training state a resume needs is missing or malformed (check_training_state)."""
+    check_training_state(checkpoint, where)
+    before = stored_config(checkpoint, where)
+    for knob in FIXED_ON_RESUME:
+        old, new = before.get(knob.lower()), cfg.get(knob.lower())
+        if new != old:
+            raise ConfigError(f"{knob}={format_value(new)}: a resumed run keeps its model and tokenizer "
+                              f"({knob}={format_value(old)}); start a new run to change it")
+
+
+def resume_config(checkpoint_path: str, overrides: Mapping[str, str],
+                  env: Mapping[str, str] | None = None) -> tuple[TrainConfig, Checkpoint]:
+    """The checkpoint and its stored config with `overrides` ({KNOB: text}, e.g. flags) laid on top.
+
+    The NEVER_FROM_CHECKPOINT knobs are not taken from the checkpoint at all: they come from `overrides`,
+    else the environment (`env`, default os.environ), else their defaults.
+    """
+    environ = os.environ if env is None else env
+    checkpoint = load_checkpoint(checkpoint_path, bpe_file=overrides.get("BPE_FILE", environ.get("BPE_FILE")))
+    stored = stored_config(checkpoint, checkpoint_path).to_dict()
+    base = {field: value for field, value in stored.items() if field.upper() not in NEVER_FROM_CHECKPOINT}
+    fresh = {name: environ[name] for name in NEVER_FROM_CHECKPOINT if environ.get(name, "").strip()}
+    return config_from_dict({**base, **fresh, **overrides}, check_paths=True), checkpoint
+
+
+def check_training_state(checkpoint: Checkpoint, where: str) -> None:
+    """Every field a resume reads, present and of the right kind, or one CheckpointError naming it."""
+    meta, count = checkpoint.meta, checkpoint.model.num_parameters()
+    checks: dict[str, Any] = {
+        "run_id": lambda v: isinstance(v, str) and SAFE_RUN_ID.fullmatch(v) is not None,
+        "step": _whole, "patience_used": _whole, "tokens_seen": _whole, "best_val_loss": _number,
+        "val_loss": _number,
+        "recent_losses": lambda v: isinstance(v, list) and all(map(_number, v)),
+        "rng_state": _rng_state_fits,
+    }
+    for name, fits in checks.items():
+        if name not in meta or not fits(meta[name]):
+            raise CheckpointError(f"{where}: meta.{name} is missing or malformed, so the run cannot resume "
+                                  "from it (resume from another checkpoint, or start a new run)")
+    state = checkpoint.optimizer_state
+    for name in ("m", "v"):
+        if name not in state or state[name].shape != (count,) or state[name].dtype.kind != "f" \
+                or not np.isfinite(state[name]).all():
+            raise CheckpointError(f"{where}: optim/{name} is missing or is not {count:,} finite numbers")
+    if "t" not in state or state["t"].shape != () or not _whole(state["t"].item()):
+        raise CheckpointError(f"{where}: optim/t (the optimizer's step count) is missing or malformed")
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _rng_state_fits(value: Any) -> bool:
+    """True when NumPy accepts `value` as a generator state (it checks the algorithm and the fields)."""
+    try:
+        np.random.default_rng().bit_generator.state = value
+    except (TypeError, ValueError, KeyError):
+        return False
+    return True
+
+
+def stored_paths_note(stored: Mapping[str, Any] | None, cfg: TrainConfig) -> str | None:
+    """One log line naming the checkpoint's paths that differ from this run's (shown, never used)."""
+    stored = stored if isinstance(stored, Mapping) else {}
+    differ = [f"{name}={stored[name.lower()]!r}" for name in NEVER_FROM_CHECKPOINT
+              if name.lower() in stored and stored[name.lower()] != cfg.get(name.lower())]
+    if not differ:
+        return None
+    return (f"the checkpoint was saved with {', '.join(differ)}; this run writes where its own command line, "
+            "environment and defaults say (a checkpoint never chooses paths)")
