@@ -1,0 +1,103 @@
+"""Reliability, security: a checkpoint is data anyone may have made. Resuming from a crafted one must not
+write outside the folders this command line names, and loading one must not open a file it names.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import test_training
+from test_training import microgpt
+
+from microgpt.data.tokenizer import _rank_file, build_tokenizer
+from microgpt.errors import MicrogptError
+from microgpt.nn import GPT, GPTConfig
+from microgpt.storage import load_checkpoint, save_checkpoint
+
+finished_run = test_training.finished_run  # one tiny trained run, shared (read-only) by this module
+
+
+def rewrite_checkpoint(source: Path, target: Path, edit: Callable[[dict], None]) -> Path:
+    """A copy of `source` whose meta JSON went through `edit` (everything else byte for byte the same)."""
+    with np.load(source, allow_pickle=False) as f:
+        arrays = {name: f[name] for name in f.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    edit(meta)
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    target.write_bytes(buffer.getvalue())
+    return target
+
+
+def files_under(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_crafted_checkpoint_cannot_choose_where_a_resume_writes(finished_run, tmp_path: Path) -> None:
+    source, _ = finished_run
+    outside, work = tmp_path / "outside", tmp_path / "work"
+    outside.mkdir()
+    work.mkdir()
+    victim = outside / "precious.txt"
+    victim.write_text("do not overwrite")
+    shutil.copy(source / "data.jsonl", work / "data.jsonl")
+
+    def point_outside(meta: dict) -> None:
+        meta["train_config"].update(model_dir=str(outside / "models"), log_dir=str(outside / "logs"),
+                                    model_out_path=str(victim))
+
+    crafted = rewrite_checkpoint(source / "models" / "latest_checkpoint.npz", work / "crafted.npz", point_outside)
+    result = microgpt(work, "train", "--resume", "crafted.npz", NUM_STEPS="40")
+    assert result.returncode == 0, result.stderr
+    assert files_under(outside) == {victim} and victim.read_text() == "do not overwrite"
+    assert (work / "models" / "latest_checkpoint.npz").exists() and list((work / "logs" / "runs").iterdir())
+    assert "a checkpoint never chooses paths" in result.stdout  # the stored paths are shown, not used
+    assert load_checkpoint(crafted).meta["train_config"]["model_dir"] == str(outside / "models")
+
+
+@pytest.mark.parametrize("run_id", ["../../escaped", "/tmp/abs", ".hidden", "a/b", ""])
+def test_a_run_id_that_would_leave_the_log_folder_is_refused(finished_run, tmp_path: Path, run_id: str) -> None:
+    source, _ = finished_run
+    shutil.copy(source / "data.jsonl", tmp_path / "data.jsonl")
+    rewrite_checkpoint(source / "models" / "latest_checkpoint.npz", tmp_path / "c.npz",
+                       lambda meta: meta.update(run_id=run_id))
+    result = microgpt(tmp_path, "train", "--resume", "c.npz", NUM_STEPS="40")
+    test_training.assert_one_line_error(result, "c.npz", "meta.run_id")
+    assert not (tmp_path / "escaped").exists() and not (tmp_path.parent / "escaped").exists()
+
+
+def test_a_saved_tokenizer_never_makes_the_loader_open_its_rank_file_path(tmp_path: Path) -> None:
+    """The saved dict names a valid rank file (opening it would succeed, its sha256 matches): it must be
+    named in the error, not opened."""
+    tokenizer = build_tokenizer("bpe", 300, ["tea is hot", "the cat sat"])
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=8, n_head=2, block_size=8), seed=0)
+    path = save_checkpoint(tmp_path / "m.npz", model, tokenizer, {"step": 0})
+    lure = tmp_path / "lure.tiktoken"
+    shutil.copy(_rank_file("cl100k_base", None)[0], lure)
+    rewrite_checkpoint(path, path, lambda meta: meta["tokenizer"].update(encoding="other", bpe_file=str(lure)))
+    with pytest.raises(MicrogptError, match="set BPE_FILE") as error:
+        load_checkpoint(path, bpe_file="")
+    assert str(lure) in str(error.value)  # named, so the user can decide to trust it
+    assert load_checkpoint(path, bpe_file=str(lure)).tokenizer.vocab_size == tokenizer.vocab_size  # if chosen
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_bpe_file_that_never_ends_or_blocks_is_one_line(tmp_path: Path, special: str) -> None:
+    if special == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs on this OS")
+        special = str(tmp_path / "ranks.fifo")
+        os.mkfifo(special)
+    elif not Path(special).exists():
+        pytest.skip(f"no {special} on this OS")
+    test_training.write_dataset(tmp_path)
+    result = microgpt(tmp_path, "validate-dataset", "data.jsonl", TOKENIZER="bpe", BPE_FILE=special)
+    test_training.assert_one_line_error(result, "BPE_FILE", special)
