@@ -72,13 +72,14 @@ def test_validate_dataset_names_unencodable_paths(tmp_path: Path) -> None:
 
 
 @POSIX
-@pytest.mark.parametrize("command", ["validate-dataset", "eval"])
+@pytest.mark.parametrize("command", ["validate-dataset", "eval", "train"])
 def test_a_fifo_is_refused_at_once_not_read(finished_run, tmp_path: Path, command: str) -> None:
     folder, _ = finished_run
     fifo = tmp_path / "data.jsonl"
     os.mkfifo(fifo)
     args = {"validate-dataset": ["validate-dataset", str(fifo)],
-            "eval": ["eval", str(folder / "models" / "best_checkpoint.npz"), str(fifo)]}[command]
+            "eval": ["eval", str(folder / "models" / "best_checkpoint.npz"), str(fifo)],
+            "train": ["train"]}[command]
     result = run_cli(tmp_path, *args, DATASET_PATH=str(fifo))  # returns: run_cli would time out on a block
     stderr = result.stderr.decode()
     assert result.returncode == 2 and "Traceback" not in stderr, stderr

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from microgpt.config.train_config import TrainConfig, path_of
+from microgpt.nn.bounds import LIMITS
 
 DATA = "Dataset & tokenizer"
 SHAPE = "Model shape"
@@ -122,7 +123,7 @@ KNOBS: tuple[Knob, ...] = (
         'sub-words or characters your data uses most. A larger vocabulary keeps more words whole but adds '
         'vocab x N_EMBD parameters to both the embedding and the output layer, and rare tokens get few '
         'examples. 2048 suits a laptop; try 3072-4096 for bigger datasets (at least 258).',
-        min=258,
+        min=258, max=LIMITS["vocab_size"][1],
     ),
     _knob(
         "N_LAYER", SHAPE,
@@ -130,7 +131,7 @@ KNOBS: tuple[Knob, ...] = (
         'Each block is one round of attention (tokens look back at earlier tokens) followed by an MLP (each '
         'token thinks on its own). More blocks can combine more steps of pattern-matching, but training '
         'time grows in proportion. 1-2 layers train in minutes on a CPU.',
-        min=1,
+        min=1, max=LIMITS["n_layer"][1],
     ),
     _knob(
         "N_EMBD", SHAPE,
@@ -138,7 +139,7 @@ KNOBS: tuple[Knob, ...] = (
         'Every token travels through the model as a vector of this many numbers. Parameters grow with its '
         'square (12 x N_EMBD^2 per layer), so doubling the width roughly quadruples the cost of a layer. '
         '48-128 is typical here; it must be divisible by N_HEAD.',
-        min=1,
+        min=1, max=LIMITS["n_embd"][1],
     ),
     _knob(
         "N_HEAD", SHAPE,
@@ -146,7 +147,7 @@ KNOBS: tuple[Knob, ...] = (
         'Attention is split into N_HEAD independent heads, each N_EMBD / N_HEAD wide, so different heads '
         'can follow different patterns (the previous word, the question, ...). The parameter count stays '
         'the same; too many heads make each one too narrow to be useful. 4 is a good start.',
-        min=1,
+        min=1, max=LIMITS["n_head"][1],
     ),
     _knob(
         "BLOCK_SIZE", SHAPE,
@@ -154,7 +155,7 @@ KNOBS: tuple[Knob, ...] = (
         'The longest window of tokens the model reads and predicts over; anything earlier is invisible to '
         'it. Attention cost grows with its square and memory with BLOCK_SIZE x BATCH_SIZE. 96-128 tokens '
         'hold a short question and answer; raise it if answers get cut off.',
-        min=2,
+        min=2, max=LIMITS["block_size"][1],
     ),
     _knob(
         "DROPOUT", SHAPE,

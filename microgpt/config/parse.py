@@ -23,7 +23,9 @@ from microgpt.config.knobs import GROUPS, KNOB_BY_FIELD, KNOB_BY_NAME, KNOBS, Kn
 from microgpt.config.presets import PRESETS
 from microgpt.config.train_config import TrainConfig
 from microgpt.errors import ConfigError
+from microgpt.files import parse_json, read_capped
 
+MAX_CONFIG_BYTES = 1 << 20  # a config file names a few dozen knobs
 _TRUE = frozenset({"1", "true", "yes", "y", "on"})
 _FALSE = frozenset({"0", "false", "no", "n", "off"})
 
@@ -155,7 +157,8 @@ def config_from_dict(data: Mapping[str, Any], check_paths: bool = False) -> Trai
 
 def _check_paths(cfg: TrainConfig) -> None:
     if not Path(cfg.dataset_path).is_file():
-        raise ConfigError(f"DATASET_PATH={cfg.dataset_path!r}: file not found (give a .jsonl path, relative to "
+        what = "not a regular file (a FIFO, device or folder)" if Path(cfg.dataset_path).exists() else "file not found"
+        raise ConfigError(f"DATASET_PATH={cfg.dataset_path!r}: {what} (give a .jsonl path, relative to "
                           f"{os.getcwd()})")
     if cfg.tokenizer == "bpe" and cfg.bpe_file and not Path(cfg.bpe_file).is_file():
         raise ConfigError(f"BPE_FILE={cfg.bpe_file!r}: file not found (leave it empty to load by name)")
@@ -174,15 +177,19 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A JSON object of knob names (N_EMBD or n_embd) to values; any problem names the file."""
     label = f"config file {os.fspath(path)!r}"
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = read_capped(path, MAX_CONFIG_BYTES)  # not a FIFO, not /dev/zero
     except FileNotFoundError:
         raise ConfigError(f"{label}: not found") from None
     except OSError as exc:
         raise ConfigError(f"{label}: cannot read ({exc.strerror})") from None
     try:
-        data = json.loads(text)
+        data = parse_json(raw, max_depth=8)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{label}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{label}: not UTF-8 text (byte {exc.start + 1} is {raw[exc.start]:#04x})") from None
+    except ValueError as exc:  # nested too deep, a number too long
+        raise ConfigError(f"{label}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{label}: must be a JSON object of knob names to values, not {type(data).__name__}")
     for key in data:

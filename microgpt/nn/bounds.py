@@ -10,7 +10,8 @@ before its arrays are read.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import psutil
@@ -26,7 +27,6 @@ LIMITS: dict[str, tuple[int, int]] = {
     "block_size": (2, 65_536),
 }
 BYTES_INFERENCE = 4  # float32 weights
-BYTES_TRAINING = 16  # weights, gradients and Adam's two moments
 
 
 def parameter_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
@@ -41,15 +41,19 @@ def parameter_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
         if config.norm_gain:
             shapes[f"{layer}.mlp_norm"] = (c,)
         shapes.update({f"{layer}.mlp_fc1": (4 * c, c), f"{layer}.mlp_fc2": (c, 4 * c)})
-    shapes["lm_head"] = (v, c)
+    if not config.tie_embeddings:
+        shapes["lm_head"] = (v, c)
     return shapes
 
 
 def checked_model_config(values: Mapping[str, Any] | GPTConfig, label: str,
-                         error: type[MicrogptError] = MicrogptError, bytes_per_parameter: int = BYTES_INFERENCE,
-                         extra_bytes: int = 0) -> GPTConfig:
+                         error: type[MicrogptError] = MicrogptError,
+                         needed_bytes: Callable[[GPTConfig], float] | None = None) -> GPTConfig:
     """`values` as a GPTConfig whose model fits in free memory; otherwise `error` with one line naming
-    `label` (a file or "model shape"), the field, the value and the allowed range."""
+    `label` (a file or "model shape"), the field, the value and the allowed range.
+
+    `needed_bytes` says what the caller will allocate for that config (default: the float32 weights).
+    """
     if isinstance(values, GPTConfig):
         values = values.to_dict()
     if not isinstance(values, Mapping):
@@ -65,9 +69,10 @@ def checked_model_config(values: Mapping[str, Any] | GPTConfig, label: str,
         config = GPTConfig(**values)
     except (TypeError, ValueError) as exc:
         raise error(f"{label}: {exc}") from None
-    if not isinstance(config.init_std, (int, float)) or not isinstance(config.norm_gain, bool):
-        raise error(f"{label}: init_std must be a number and norm_gain true or false")
-    needed = config.num_parameters() * bytes_per_parameter + extra_bytes
+    flags_ok = isinstance(config.norm_gain, bool) and isinstance(config.tie_embeddings, bool)
+    if not flags_ok or not isinstance(config.init_std, (int, float)) or not math.isfinite(config.init_std):
+        raise error(f"{label}: init_std must be a finite number, norm_gain and tie_embeddings true or false")
+    needed = needed_bytes(config) if needed_bytes else BYTES_INFERENCE * config.num_parameters()
     available = psutil.virtual_memory().available
     if needed > available:
         raise error(f"{label}: a model of {config.num_parameters():,} weights needs about {needed / 2**30:,.1f} GiB, "

@@ -45,7 +45,8 @@ def next_token_distribution(logits: np.ndarray, recent: Sequence[int], settings:
         p = np.zeros_like(z)
         p[int(np.argmax(z))] = 1.0
         return p
-    z /= settings.temperature
+    with np.errstate(over="ignore"):  # shift first, so a tiny temperature gives -inf (never inf - inf = NaN)
+        z = (z - z.max()) / settings.temperature
     if 0 < settings.top_k < z.size:
         kth = np.partition(z, -settings.top_k)[-settings.top_k]
         z[z < kth] = -np.inf

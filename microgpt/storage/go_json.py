@@ -6,34 +6,60 @@ Its vocabularies are `data.go_tokenizer`'s; the weights load into our GPT unchan
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from microgpt.data.go_tokenizer import GoBPETokenizer, GoCharTokenizer
 from microgpt.errors import CheckpointError
-from microgpt.nn import GPT, GPTConfig
+from microgpt.files import parse_json, read_capped
+from microgpt.nn import GPT
+from microgpt.nn.bounds import checked_model_config
 from microgpt.storage.checkpoint import Checkpoint
+
+JSON_EXPANSION = 8  # parsed, a JSON number takes several times the bytes of its text
 
 
 def load_go_checkpoint(path: Path) -> Checkpoint:
-    """Build our GPT and a matching tokenizer from an original Go JSON checkpoint."""
+    """Build our GPT and a matching tokenizer from an original Go JSON checkpoint.
+
+    One error boundary: whatever the file holds (not JSON, nested 100,000 deep, bigger than memory allows,
+    a list where an object belongs, a shape that does not fit, NaN weights), the answer is one
+    CheckpointError naming the file and, where it can, the field.
+    """
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        size = os.stat(path).st_size
+        if size * JSON_EXPANSION > psutil.virtual_memory().available:
+            raise CheckpointError(f"{path}: {size:,} bytes of JSON would not fit in the memory free now")
+        raw = parse_json(read_capped(path, size), max_depth=8)
+        if not isinstance(raw, dict) or not isinstance(raw.get("config"), dict) or not isinstance(
+                raw.get("state"), dict):
+            raise CheckpointError(f"{path}: not a Go microgpt checkpoint (needs the objects config and state)")
         cfg, state = raw["config"], raw["state"]
         if raw.get("tokenization") == "bpe_cl100k" or raw.get("bpe_token_ids"):
             tokenizer = GoBPETokenizer(raw["bpe_token_ids"], raw.get("bpe_encoding", "cl100k_base"))
         else:
             tokenizer = GoCharTokenizer(raw["vocab"])
         weights = {name: np.asarray(rows, dtype=np.float32) for name, rows in state.items()}
-        config = GPTConfig(vocab_size=weights["wte"].shape[0], n_layer=int(cfg["n_layer"]),
-                           n_embd=int(cfg["n_embd"]), n_head=int(cfg["n_head"]), block_size=int(cfg["block_size"]))
-        if config.vocab_size != tokenizer.vocab_size:
-            raise ValueError(f"wte has {config.vocab_size} rows but the tokenizer has {tokenizer.vocab_size} ids")
+        wte = weights.get("wte")
+        if wte is None or wte.ndim != 2:
+            raise CheckpointError(f"{path}: state.wte is missing or not a matrix of rows")
+        if wte.shape[0] != tokenizer.vocab_size:
+            raise CheckpointError(f"{path}: wte has {wte.shape[0]} rows but the tokenizer has "
+                                  f"{tokenizer.vocab_size} ids")
+        shape = {name: cfg.get(name) for name in ("n_layer", "n_embd", "n_head", "block_size")}
+        config = checked_model_config({**shape, "vocab_size": tokenizer.vocab_size}, f"{path}: config",
+                                      CheckpointError)
+        for name, value in weights.items():
+            if not np.isfinite(value).all():
+                raise CheckpointError(f"{path}: state.{name} holds NaN or infinite values")
         model = GPT(config, seed=0)
         model.load_state_dict(weights)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the loader's boundary: any malformed content is one line
         raise CheckpointError(f"{path}: not a usable Go microgpt checkpoint ({type(exc).__name__}: {exc})") from None
     meta = {"format": "go-json", "version": raw.get("version"), "step": 0, "model_config": config.to_dict(),
             "tokenizer": tokenizer.to_dict()}

@@ -1,7 +1,8 @@
-"""Where a run writes, checked before it starts: a run that cannot save must fail in the first second, not
-after an hour of training.
+"""What a run needs, checked before it starts: a run that cannot fit or cannot save must fail in the first
+second, not after an hour of training.
 
-`check_output_locations` checks MODEL_DIR, LOG_DIR, the token cache folder and MODEL_OUT_PATH: each
+`preflight` checks the model shape against free memory (nn.bounds, with the training footprint: weights,
+gradients, Adam's moments and one batch's activations), then the outputs. `check_output_locations` checks MODEL_DIR, LOG_DIR, the token cache folder and MODEL_OUT_PATH: each
 folder exists or can be created, is a folder, and accepts a new file; MODEL_OUT_PATH is not a folder;
 MODEL_DIR's disk has room for the checkpoints a run writes. Every problem is one ConfigError naming the
 knob, the path and the fix.
@@ -13,8 +14,11 @@ import contextlib
 import os
 import shutil
 
+from microgpt.config import TrainConfig
 from microgpt.errors import ConfigError
 from microgpt.files import writable_file, writable_folder
+from microgpt.nn import GPTConfig
+from microgpt.nn.bounds import checked_model_config
 
 CHECKPOINTS_PER_RUN = 3  # latest, best and the final one may all be written before the first is replaced
 
@@ -39,3 +43,11 @@ def check_output_locations(model_dir: str, log_dir: str, cache_dir: str | os.Pat
             raise ConfigError(f"MODEL_DIR={model_dir!r}: {free / 2**20:,.0f} MiB free, a run of this size needs "
                               f"about {needed / 2**20:,.0f} MiB for its checkpoints; free some space or choose "
                               "another MODEL_DIR")
+
+
+def preflight(cfg: TrainConfig, model: GPTConfig, cache_dir: str | os.PathLike[str]) -> None:
+    """The model fits in memory for training with this batch size, and every output location works."""
+    checked_model_config(model, "model shape (N_LAYER, N_EMBD, N_HEAD, BLOCK_SIZE, TOKEN_VOCAB_SIZE with "
+                         f"BATCH_SIZE={cfg.batch_size})", ConfigError,
+                         needed_bytes=lambda shape: shape.training_memory_mb(cfg.batch_size) * 2**20)
+    check_output_locations(cfg.model_dir, cfg.log_dir, cache_dir, cfg.model_out_path, model.num_parameters())

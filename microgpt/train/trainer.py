@@ -45,7 +45,7 @@ from microgpt.storage import Checkpoint, load_checkpoint, save_checkpoint, step_
 from microgpt.train.artifacts import RunArtifacts, make_run_id
 from microgpt.train.batches import fit_block_size, random_starts, validation_batches, windows_at
 from microgpt.train.data_pipeline import PreparedData, cache_dir, prepare_data
-from microgpt.train.outputs import check_output_locations
+from microgpt.train.outputs import preflight
 from microgpt.train.resume import check_resumable, stored_paths_note
 from microgpt.train.run_lock import RunLock
 from microgpt.train.system_monitor import SystemMonitor
@@ -103,8 +103,7 @@ class Trainer:
         if checkpoint:
             check_resumable(cfg, checkpoint, str(resume or "checkpoint"))
         self.checkpoint_config = checkpoint.meta.get("train_config") if checkpoint else None
-        parameters = (checkpoint.model if checkpoint else cfg.model).num_parameters()
-        check_output_locations(cfg.model_dir, cfg.log_dir, cache_dir(), cfg.model_out_path, parameters)
+        preflight(cfg, checkpoint.model.config if checkpoint else cfg.model, cache_dir())
         self.run_id = checkpoint.meta["run_id"] if checkpoint else make_run_id(cfg.run_name, cfg.log_dir)
         self.lock = RunLock(cfg.model_dir, self.run_id).acquire()
         try:
