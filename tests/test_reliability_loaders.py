@@ -6,17 +6,30 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import test_training
 import test_tui_app
+from hypothesis import given
+from hypothesis import strategies as st
+from test_storage import write_go_checkpoint
+from test_training import assert_one_line_error, microgpt
 from test_tui_app import make_app, press, screen
 
+from microgpt.config import read_config_file
+from microgpt.data.token_cache import cache_path, load_cached_tokenizer, tokenize_cached
+from microgpt.data.tokenizer import CharTokenizer
+from microgpt.errors import MicrogptError
+from microgpt.nn import GPT, Adam, GPTConfig
+from microgpt.storage import load_checkpoint, save_checkpoint
 from microgpt.tui.disk import checkpoints
 from microgpt.tui.persist import load_state
 
+finished_run = test_training.finished_run  # one tiny trained run, shared (read-only) by this module
 project = test_tui_app.project  # a project folder with small datasets, as the TUI tests use
 DEEP = "[" * 100_000 + "]" * 100_000
 
@@ -72,3 +85,139 @@ def test_a_settings_file_that_never_ends_is_not_read_whole(tmp_path: Path) -> No
     big.write_bytes(b"{" + b" " * (2 << 20) + b"}")
     state, problem = load_state(big)
     assert state == {} and "limit" in problem
+
+
+# --- fuzzing: random content into every loader -------------------------------------------------------------------
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def one_line_error(call) -> str | None:
+    """Run `call`; a MicrogptError must be one line (returned), any other exception fails the test."""
+    try:
+        call()
+    except MicrogptError as exc:
+        assert "\n" not in str(exc) and str(exc), repr(exc)
+        return str(exc)
+    return None
+
+
+@pytest.fixture(scope="module")
+def valid_npz(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    folder = tmp_path_factory.mktemp("npz")
+    tokenizer = CharTokenizer("abc ")
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=8, n_head=2, block_size=8), seed=0)
+    optimizer = Adam(model.parameters())
+    path = save_checkpoint(folder / "valid.npz", model, tokenizer, {"step": 1, "run_id": "r"}, optimizer)
+    with np.load(path) as f:
+        return path, {name: f[name] for name in f.files}
+
+
+@given(data=st.binary(max_size=2048), suffix=st.sampled_from([".npz", ".json"]))
+def test_random_bytes_as_a_checkpoint_are_one_line(tmp_path_factory, data: bytes, suffix: str) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / f"c{suffix}"
+    path.write_bytes(data)
+    assert one_line_error(lambda: load_checkpoint(path)) is not None
+
+
+META_PATHS = ["model_config", "tokenizer", "model_config.n_head", "model_config.n_embd", "model_config.vocab_size",
+              "model_config.tie_embeddings", "tokenizer.chars", "tokenizer.kind", "tokenizer.local_ranks", "step"]
+
+
+@given(where=st.sampled_from(META_PATHS), value=JSON_VALUES)
+def test_random_values_in_a_checkpoints_meta_are_one_line_or_load(valid_npz, tmp_path_factory, where: str,
+                                                                  value: object) -> None:
+    _, arrays = valid_npz
+    meta = json.loads(arrays["meta"].tobytes())
+    *parents, leaf = where.split(".")
+    target = meta
+    for parent in parents:
+        target = target[parent]
+    target[leaf] = value
+    path = tmp_path_factory.mktemp("meta") / "c.npz"
+    np.savez(path, **{**arrays, "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)})
+    one_line_error(lambda: load_checkpoint(path))
+
+
+@given(document=JSON_VALUES, field=st.sampled_from(["config", "state", "vocab", "bpe_token_ids", "tokenization"]))
+def test_random_go_json_is_one_line(tmp_path_factory, document: object, field: str) -> None:
+    folder = tmp_path_factory.mktemp("go")
+    model = GPT(GPTConfig(vocab_size=4, n_layer=1, n_embd=8, n_head=2, block_size=8), seed=0)
+    good = json.loads(write_go_checkpoint(folder / "good.json", model, vocab=list("abc")).read_text())
+    (folder / "whole.json").write_text(json.dumps(document))
+    (folder / "field.json").write_text(json.dumps({**good, field: document}))
+    assert one_line_error(lambda: load_checkpoint(folder / "whole.json")) is not None
+    one_line_error(lambda: load_checkpoint(folder / "field.json"))
+
+
+@given(data=st.binary(max_size=512) | JSON_VALUES.map(lambda v: json.dumps(v).encode()))
+def test_random_config_files_are_one_line(tmp_path_factory, data: bytes) -> None:
+    path = tmp_path_factory.mktemp("cfg") / "config.json"
+    path.write_bytes(data)
+    one_line_error(lambda: read_config_file(path))
+
+
+@given(data=st.binary(max_size=512))
+def test_random_tui_settings_never_raise(tmp_path_factory, data: bytes) -> None:
+    path = tmp_path_factory.mktemp("tui") / "tui.json"
+    path.write_bytes(data)
+    state, problem = load_state(path)
+    assert isinstance(state, dict) and (problem is None or "\n" not in problem)
+
+
+@given(data=st.binary(max_size=512))
+def test_a_damaged_token_cache_is_rebuilt(tmp_path_factory, data: bytes) -> None:
+    folder = tmp_path_factory.mktemp("cache")
+    tokenizer = CharTokenizer("abc ")
+    cache_path(folder, "k").write_bytes(data)
+    assert load_cached_tokenizer(folder, "k") is None
+    ids = tokenize_cached(tokenizer, ["abc", "cab"], folder, "k")
+    assert [a.tolist() for a in ids] == [tokenizer.encode("abc"), tokenizer.encode("cab")]
+
+
+def test_an_edited_token_cache_with_foreign_ids_is_rebuilt(tmp_path: Path) -> None:
+    tokenizer = CharTokenizer("abc ")
+    texts = ["abc", "cab"]
+    tokenize_cached(tokenizer, texts, tmp_path, "k")
+    with np.load(cache_path(tmp_path, "k")) as f:
+        arrays = {name: f[name] for name in f.files}
+    arrays["ids"] = np.full_like(arrays["ids"], 10**6)  # outside the vocabulary
+    np.savez(cache_path(tmp_path, "k"), **arrays)
+    assert [a.tolist() for a in tokenize_cached(tokenizer, texts, tmp_path, "k")] == [tokenizer.encode(t)
+                                                                                       for t in texts]
+
+
+# --- resuming from a checkpoint whose training state is incomplete ----------------------------------------------
+@pytest.mark.parametrize("damage", ["step", "rng_state", "recent_losses", "optim/m", "optim/t"])
+def test_resume_with_missing_training_state_is_one_line(finished_run, tmp_path: Path, damage: str) -> None:
+    source, _ = finished_run
+    shutil.copy(source / "data.jsonl", tmp_path / "data.jsonl")
+    with np.load(source / "models" / "latest_checkpoint.npz") as f:
+        arrays = {name: f[name] for name in f.files}
+    if damage.startswith("optim/"):
+        del arrays[damage]
+    else:
+        meta = json.loads(arrays["meta"].tobytes())
+        del meta[damage]
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "c.npz", **arrays)
+    result = microgpt(tmp_path, "train", "--resume", "c.npz", NUM_STEPS="40")
+    assert_one_line_error(result, "c.npz", damage if "/" in damage else f"meta.{damage}")
+
+
+@pytest.mark.parametrize("command", [("train",), ("chat-once", "models/best_checkpoint.npz", "hi")])
+def test_a_negative_seed_is_one_line(finished_run, command: tuple[str, ...]) -> None:
+    folder, _ = finished_run
+    result = microgpt(folder, *command, "--seed", "-1", MODEL_DIR="models-seed", LOG_DIR="logs-seed")
+    assert_one_line_error(result, "-1")
+    assert "seed" in result.stderr.lower()
+
+
+def test_token_ids_outside_the_rank_table_are_refused(tmp_path: Path) -> None:
+    model = GPT(GPTConfig(vocab_size=5, n_layer=1, n_embd=8, n_head=2, block_size=8), seed=0)
+    for ids in ([-1, 5, 7], [10**9, 1, 2]):
+        path = write_go_checkpoint(tmp_path / "go.json", model, bpe_token_ids=ids, tokenization="bpe_cl100k")
+        assert "bpe_token_ids" in one_line_error(lambda p=path: load_checkpoint(p))

@@ -18,6 +18,8 @@ class GoBPETokenizer:
     def __init__(self, token_ids: list[int], encoding: str = CL100K) -> None:
         self._cl100k = rank_table(encoding)
         self.token_ids = [int(t) for t in token_ids]
+        if self.token_ids and not 0 <= min(self.token_ids) <= max(self.token_ids) < self._cl100k.size:
+            raise ValueError(f"bpe_token_ids must lie in 0..{self._cl100k.size - 1} (the {encoding} ranks)")
         self.unk_id = len(self.token_ids)
         self.bos_id = self.unk_id + 1
         self.vocab_size = self.bos_id + 1
@@ -42,6 +44,8 @@ class GoCharTokenizer:
 
     def __init__(self, vocab: list[str]) -> None:
         self.vocab = list(vocab)
+        if not all(isinstance(piece, str) for piece in self.vocab):
+            raise TypeError("vocab must be a list of strings")
         self.bos_id = len(self.vocab)
         self.vocab_size = self.bos_id + 1
         self._to_local = {c: i for i, c in enumerate(self.vocab)}

@@ -210,6 +210,8 @@ class CharTokenizer(Tokenizer):
 
     @classmethod
     def from_dict(cls, d: dict) -> CharTokenizer:
+        if not isinstance(d.get("chars"), str) or len(set(d["chars"])) != len(d["chars"]):
+            raise ValueError("a char tokenizer's chars must be a string of distinct characters")
         return cls(d["chars"])
 
 
