@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     """Parse, dispatch, and turn every MicrogptError into one line on stderr plus its exit code.
 
     stdout and stderr are guarded first (microgpt.console): a closed pipe ends the command quietly with
-    exit code 0, any other failing output is one line and exit code 1, never a traceback.
+    exit code 0, any other failing output is one line and exit code 1, never a traceback. An OSError no
+    command turned into its own error (a full disk, a folder that vanished) is one line and exit code 1.
     """
     guard_std_streams()
     command = "microgpt"
@@ -62,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     except MicrogptError as exc:
         print_error(f"{command}: error: {exc}")
         return exc.exit_code
+    except OSError as exc:  # the last boundary: a disk, folder or permission problem no command foresaw
+        where = f"{exc.filename}: " if exc.filename else ""
+        print_error(f"{command}: error: {where}{exc.strerror or exc}")
+        return 1
     except KeyboardInterrupt:
         print_error("interrupted")
         return 130

@@ -8,13 +8,15 @@ import json
 import math
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_training import microgpt, user_env, write_dataset
 
 from microgpt.evaluate import EvalResult, results_json
-from microgpt.nn import GPT, GPTConfig
+from microgpt.nn import GPT, GPTConfig, SamplingSettings, next_token_distribution
 from microgpt.storage import Checkpoint, checkpoint_info, step_checkpoint_name
 
 
@@ -69,3 +71,13 @@ def test_a_diverging_run_says_so_in_one_line_without_numpy_warnings(tmp_path: Pa
     assert "Warning" not in result.stderr + result.stdout
     errors = [line for line in result.stdout.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and "became nan" in errors[0]
+
+
+@pytest.mark.parametrize("temperature", [1e-320, 5e-324, 1e-30])
+def test_a_tiny_temperature_picks_the_likeliest_token_instead_of_nan(temperature: float) -> None:
+    logits = np.array([1.0, 3.0, -2.0, 2.999], dtype=np.float32)
+    settings = SamplingSettings(temperature=temperature, top_k=0, top_p=1.0, repetition_penalty=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning either
+        p = next_token_distribution(logits, [], settings, n_generated=5)
+    assert np.isfinite(p).all() and p.argmax() == 1 and p[1] == pytest.approx(1.0)

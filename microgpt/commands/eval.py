@@ -66,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also show what xz needs per byte after reading the training data (see below)")
     parser.add_argument("--train-data", metavar="PATH",
                         help="training data the baseline reads first (default: the checkpoint's dataset)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table (strict "
+                        "JSON: a loss that is NaN or infinite is null)")
     parser.add_argument("--log-dir", default=TrainConfig.log_dir, metavar="DIR",
                         help=f"where eval/heldout_*.csv goes (default {TrainConfig.log_dir})")
     parser.add_argument("--benchmark", action="store_true",
