@@ -19,6 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tui", action="store_true",
                         help="the dashboard's idle CPU, its CPU while following a run, and the run's speed "
                              "against the plain CLI (needs tmux; a few minutes)")
+    parser.add_argument("--serve", action="store_true",
+                        help="the HTTP server's tokens/s with 1, 4 and 8 clients at once against the same requests "
+                             "one at a time (needs the serve extra)")
+    parser.add_argument("--checkpoint", metavar="CKPT", help="with --serve: serve this model instead of a random one "
+                        "of the default preset's shape")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
@@ -26,6 +31,12 @@ def run(args: argparse.Namespace) -> int:
     from microgpt.bench.micro import run_micro
     from microgpt.bench.throughput import CONFIGS, bench_config, torch_available
 
+    if args.serve:
+        from microgpt.bench.serve import format_serve_bench, run_serve_bench
+
+        report = run_serve_bench(args.checkpoint, windows=min(args.windows, 3))
+        print(json.dumps(report) if args.json else format_serve_bench(report))
+        return 0
     if args.tui or args.micro:
         from microgpt.bench.tui import run_tui_bench
 
