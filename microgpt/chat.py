@@ -1,34 +1,22 @@
-"""Chatting with a checkpoint: the prompt template from training, KV-cached sampling, streamed text.
+"""Chatting with a model: the prompt template from training, KV-cached sampling, streamed text.
 
-The conversation is rendered with `templates.chat_prompt`, the same template the `chat` records were trained
-on, so the model continues after "Assistant:" the way it learned to. A reply ends at end-of-text (BOS), at the
-token limit, or where the model starts a new turn ("\\nUser:" and the other template labels).
+`ChatSession` sits below training and every interface: the trainer's samples, `chat`, `chat-once` and the
+TUI's chat tab all reply through it, with one `SamplingSettings`. The conversation is rendered with
+`templates.chat_prompt`, the same template the `chat` records were trained on, so the model continues after
+"Assistant:" the way it learned to. A reply ends at end-of-text (BOS), at the token limit, or where the model
+starts a new turn ("\\nUser:" and the other template labels).
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 
 from microgpt.data.templates import chat_prompt
 from microgpt.nn import GPT, SamplingSettings, generate
+from microgpt.storage import load_checkpoint
 
 STOP_MARKERS = ("\nUser:", "\nAssistant:", "\nSystem:", "\nQuestion:", "\nPrompt:", "\nTask:", "\nContext:")
-
-
-@dataclass
-class DecodeSettings:
-    """The knobs of one reply (defaults follow the original's chat settings, with a gentler minimum length)."""
-
-    temperature: float = 0.35
-    top_k: int = 20
-    top_p: float = 0.92
-    repetition_penalty: float = 1.15
-    repeat_last_n: int = 64
-    min_new_tokens: int = 1
-    max_new_tokens: int = 180
-    seed: int | None = None
 
 
 def _held_back(text: str) -> int:
@@ -52,8 +40,6 @@ class ChatSession:
     @classmethod
     def from_checkpoint(cls, path: str) -> ChatSession:
         """Load any checkpoint the project reads (ours or the original's JSON); CheckpointError if unusable."""
-        from microgpt.train.checkpoint import load_checkpoint
-
         checkpoint = load_checkpoint(path)
         return cls(checkpoint.model, checkpoint.tokenizer)
 
@@ -64,13 +50,11 @@ class ChatSession:
         tok = self.tokenizer
         return [tok.bos_id, *tok.encode(chat_prompt(self.history, user_text))]
 
-    def stream_reply(self, user_text: str, settings: DecodeSettings | None = None) -> Iterator[str]:
-        """Generate the assistant's answer to `user_text`, yielding new text as soon as it is certain."""
-        s = settings or DecodeSettings()
-        sampling = SamplingSettings(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                                    repetition_penalty=s.repetition_penalty, repeat_last_n=s.repeat_last_n,
-                                    min_new_tokens=s.min_new_tokens, max_new_tokens=s.max_new_tokens,
-                                    stop_token_ids=(self.tokenizer.bos_id,), seed=s.seed)
+    def stream_reply(self, user_text: str, settings: SamplingSettings | None = None) -> Iterator[str]:
+        """Generate the assistant's answer to `user_text`, yielding new text as soon as it is certain.
+
+        A reply also ends at end-of-text (BOS), whatever stop tokens `settings` names."""
+        sampling = replace(settings or SamplingSettings(), stop_token_ids=(self.tokenizer.bos_id,))
         ids: list[int] = []
         emitted = ""
         text = ""
@@ -93,31 +77,5 @@ class ChatSession:
         finally:
             self.history.append((user_text, text.strip()))
 
-    def reply(self, user_text: str, settings: DecodeSettings | None = None) -> str:
+    def reply(self, user_text: str, settings: SamplingSettings | None = None) -> str:
         return "".join(self.stream_reply(user_text, settings)).strip()
-
-
-def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
-    """--temperature, --top-k, ... for chat-once and chat."""
-    d = DecodeSettings()
-    parser.add_argument("--temperature", type=float, default=d.temperature, help="0 = greedy; higher = more varied")
-    parser.add_argument("--top-k", type=int, default=d.top_k, help="sample among the k most likely tokens (0 = off)")
-    parser.add_argument("--top-p", type=float, default=d.top_p, help="nucleus: smallest set reaching p (1 = off)")
-    parser.add_argument("--repetition-penalty", type=float, default=d.repetition_penalty,
-                        help="divide recent tokens' logits by this (1 = off)")
-    parser.add_argument("--repeat-last-n", type=int, default=d.repeat_last_n, help="tokens the penalty looks back")
-    parser.add_argument("--min-new-tokens", type=int, default=d.min_new_tokens, help="no end-of-text before this")
-    parser.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="longest reply in tokens")
-    parser.add_argument("--seed", type=int, default=None, help="fix the sampling randomness")
-
-
-def settings_from_args(args: argparse.Namespace) -> DecodeSettings:
-    from microgpt.errors import ConfigError
-
-    if args.temperature < 0 or not 0 < args.top_p <= 1 or args.top_k < 0 or args.max_new_tokens < 1 \
-            or args.repetition_penalty <= 0 or args.min_new_tokens < 0 or args.repeat_last_n < 0:
-        raise ConfigError("decoding flags out of range: temperature >= 0, 0 < top-p <= 1, top-k >= 0, "
-                          "max-new-tokens >= 1, repetition-penalty > 0, min-new-tokens >= 0, repeat-last-n >= 0")
-    return DecodeSettings(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                          repetition_penalty=args.repetition_penalty, repeat_last_n=args.repeat_last_n,
-                          min_new_tokens=args.min_new_tokens, max_new_tokens=args.max_new_tokens, seed=args.seed)

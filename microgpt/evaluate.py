@@ -46,10 +46,15 @@ from typing import Any, TextIO
 import numpy as np
 
 from microgpt.autograd import no_grad
+from microgpt.config import TrainConfig, config_from_dict
 from microgpt.data.dataset import iter_dataset, sha256_file
+from microgpt.data.tokenizer import build_tokenizer
 from microgpt.errors import CheckpointError, ConfigError, DatasetError
-from microgpt.nn import GPT
-from microgpt.train.checkpoint import Checkpoint
+from microgpt.nn import GPT, GPTConfig
+from microgpt.storage import Checkpoint
+from microgpt.train.batches import fit_block_size, validation_batches
+from microgpt.train.data_pipeline import prepare_data
+from microgpt.train.trainer import evaluate
 
 CSV_FIELDS = ("timestamp", "checkpoint", "dataset", "dataset_sha256", "split", "records", "tokens", "bytes",
               "loss", "ppl", "bits_per_byte")
@@ -291,17 +296,12 @@ def evaluate_val_split(checkpoint: Checkpoint, dataset_path: str | None = None) 
     Bits per byte here converts that loss with the split's own ratio: (tokens in the validation stream,
     BOS separators included, less the first) / (UTF-8 bytes of the validation texts).
     """
-    from microgpt.train.batches import fit_block_size, validation_batches
-    from microgpt.train.config import TrainConfig
-    from microgpt.train.data_pipeline import prepare_data
-    from microgpt.train.trainer import evaluate
-
     stored = checkpoint.meta.get("train_config")
     if stored is None:
         raise CheckpointError("--split val needs a checkpoint saved by `microgpt train` (this one holds no "
                               "training config, so its validation split is unknown)")
     started = time.perf_counter()
-    cfg = TrainConfig.from_dict(stored)
+    cfg = config_from_dict(stored)
     if dataset_path is not None:
         cfg = replace(cfg, dataset_path=dataset_path)
     elif not Path(cfg.dataset_path).is_file():
@@ -312,7 +312,7 @@ def evaluate_val_split(checkpoint: Checkpoint, dataset_path: str | None = None) 
     if recorded and recorded != data.dataset_sha256:
         print(f"warning: {cfg.dataset_path} changed since the run trained on it (sha256 differs), so this "
               "validation split is not the run's", file=sys.stderr)
-    block = fit_block_size(len(data.val_stream), cfg.block_size)
+    block = fit_block_size(len(data.val_stream), checkpoint.model.config.block_size)
     batches = validation_batches(data.val_stream, block, cfg.batch_size, cfg.eval_steps)
     loss = evaluate(checkpoint.model, batches)
     n_bytes = sum(len(text.encode("utf-8")) for text in data.val_texts)
@@ -336,12 +336,12 @@ def format_table(results: Sequence[EvalResult]) -> str:
     return "\n".join(lines)
 
 
-def results_csv_path(checkpoint_path: str | Path, log_dir: str | Path = "logs") -> Path:
+def results_csv_path(checkpoint_path: str | Path, log_dir: str | Path = TrainConfig.log_dir) -> Path:
     """logs/eval/heldout_<checkpoint stem>.csv"""
     return Path(log_dir) / "eval" / f"heldout_{Path(checkpoint_path).stem}.csv"
 
 
-def append_results(results: Sequence[EvalResult], checkpoint_path: str | Path, log_dir: str | Path = "logs") -> Path:
+def append_results(results: Sequence[EvalResult], checkpoint_path: str | Path, log_dir: str | Path = TrainConfig.log_dir) -> Path:
     """Append one row per result to the checkpoint's CSV, writing the header when the file is new."""
     path = results_csv_path(checkpoint_path, log_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -375,9 +375,6 @@ def benchmark_eval(dataset: str | Path | None = None, records: int = 175, repeat
 
     Tokenizing and scoring are both timed; the best of `repeats` runs is reported.
     """
-    from microgpt.data.tokenizer import build_tokenizer
-    from microgpt.nn import GPTConfig
-
     if dataset is None:
         here = Path(__file__).resolve().parent.parent
         seed_tasks = here.parent / "shared" / "eval" / "self_instruct_seed_tasks.jsonl"

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 import microgpt.chat as chat_module
-from microgpt.chat import STOP_MARKERS, ChatSession, DecodeSettings
+from microgpt.chat import STOP_MARKERS, ChatSession
+from microgpt.config import KNOB_BY_CHAT_ENV, KNOB_BY_NAME, load_config
 from microgpt.data.templates import chat_prompt, render_record
 from microgpt.data.tokenizer import build_tokenizer
-from microgpt.train.config import KNOB_BY_NAME, load_config
+from microgpt.nn import SamplingSettings
 from microgpt.train.trainer import Trainer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -51,9 +52,10 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "models" / "latest_checkpoint.npz"
 
 
-def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, stdin: str | None = None, **extra_env: str) -> subprocess.CompletedProcess:
     """Run a command; stdout and stderr come back as UTF-8 text exactly as written (a reply may hold a '\\r')."""
-    env = {k: v for k, v in os.environ.items() if k not in KNOB_BY_NAME}
+    env = {k: v for k, v in os.environ.items() if k not in KNOB_BY_NAME and k not in KNOB_BY_CHAT_ENV}
+    env.update(extra_env)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env["PYTHONIOENCODING"] = "utf-8"
     result = subprocess.run([sys.executable, "-m", "microgpt", *args], env=env, capture_output=True,
@@ -62,9 +64,9 @@ def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
     return result
 
 
-def settings() -> DecodeSettings:
+def settings() -> SamplingSettings:
     """The same decoding as DECODE on the command line."""
-    return DecodeSettings(seed=3, max_new_tokens=24)
+    return SamplingSettings(seed=3, max_new_tokens=24)
 
 
 # --- the commands --------------------------------------------------------------------------------------
@@ -76,6 +78,40 @@ def test_chat_once_prints_the_sessions_reply(checkpoint: Path) -> None:
     expected = ChatSession.from_checkpoint(str(checkpoint)).reply("hello 3", settings())
     assert expected  # the tiny model says something
     assert result.stdout == expected + "\n"
+
+
+def test_chat_once_is_reproducible_and_chat_variables_change_it(checkpoint: Path) -> None:
+    first, again = (run_cli("chat-once", str(checkpoint), "hello", "3") for _ in range(2))
+    assert first.returncode == again.returncode == 0, first.stderr
+    assert first.stdout == again.stdout  # a fixed default seed, as the original's rand.Seed(42)
+    assert first.stdout == ChatSession.from_checkpoint(str(checkpoint)).reply("hello 3") + "\n"
+    cooler = run_cli("chat-once", str(checkpoint), "hello", "3", CHAT_TEMPERATURE="0.2")
+    assert cooler.returncode == 0, cooler.stderr
+    expected = ChatSession.from_checkpoint(str(checkpoint)).reply("hello 3", SamplingSettings(temperature=0.2))
+    assert cooler.stdout == expected + "\n" != first.stdout
+    flagged = run_cli("chat-once", str(checkpoint), "hello", "3", "--temperature", "0.5", CHAT_TEMPERATURE="0.2")
+    assert flagged.stdout == first.stdout  # a flag beats the environment
+
+
+@pytest.mark.parametrize(("name", "value", "fragment"), [
+    ("CHAT_TEMPERATURE", "warm", "not a number"),
+    ("CHAT_TEMPERATURE", "nan", "finite"),
+    ("CHAT_TOP_P", "1.5", "<= 1"),
+    ("CHAT_MAX_NEW_TOKENS", "0", ">= 1"),
+    ("CHAT_TOP_K", "2.5", "whole number"),
+    ("CHAT_MIN_NEW_TOKENS", "500", "must not exceed CHAT_MAX_NEW_TOKENS"),
+])
+def test_a_bad_chat_variable_is_one_line_and_exit_2(checkpoint: Path, name: str, value: str, fragment: str) -> None:
+    result = run_cli("chat-once", str(checkpoint), "hello", **{name: value})
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert f"{name}=" in result.stderr and fragment in result.stderr, result.stderr
+
+
+def test_a_bad_sampling_flag_is_one_line_and_exit_2(checkpoint: Path) -> None:
+    result = run_cli("chat-once", str(checkpoint), "hello", "--temperature", "inf")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "temperature='inf': must be a finite number (from command line)" in result.stderr
 
 
 def test_chat_reads_turns_from_stdin_and_reset_forgets_them(checkpoint: Path) -> None:

@@ -9,24 +9,22 @@ from pathlib import Path
 
 import pytest
 
-from microgpt.errors import ConfigError
-from microgpt.train.config import (
+from microgpt.commands.train import add_config_arguments, cli_overrides, load_config_from_args
+from microgpt.config import (
     GROUPS,
     KNOB_BY_NAME,
     KNOBS,
     PRESETS,
     TrainConfig,
-    add_config_arguments,
-    cli_overrides,
-    estimate_memory_mb,
-    estimate_parameters,
+    config_from_dict,
     format_config,
     load_config,
-    load_config_from_args,
     parse_value,
     to_env,
     validate_config,
 )
+from microgpt.errors import ConfigError
+from microgpt.nn import GPT, GPTConfig
 
 REQUIRED = (
     "DATASET_PATH", "TOKENIZER", "BPE_ENCODING", "BPE_FILE", "TOKEN_VOCAB_SIZE", "N_LAYER", "N_EMBD",
@@ -70,12 +68,15 @@ def test_every_required_knob_exists_with_help_explain_and_group() -> None:
         assert 2 <= len(sentences) <= 4, knob.name
 
 
-def test_train_config_fields_match_knobs_in_order_and_type() -> None:
-    fields = dataclasses.fields(TrainConfig)
-    assert [f.name for f in fields] == [k.field for k in KNOBS]
-    for f, knob in zip(fields, KNOBS):
-        assert f.type == knob.type.__name__
-        assert f.default == knob.default
+def test_every_knob_has_one_place_in_train_config_with_its_type_and_default() -> None:
+    assert sorted(TrainConfig().to_dict()) == sorted(k.field for k in KNOBS)
+    default = TrainConfig()
+    for knob in KNOBS:
+        part, _, leaf = knob.path.rpartition(".")
+        owner = getattr(default, part) if part else default
+        annotation = {f.name: f.type for f in dataclasses.fields(owner)}[leaf]
+        assert annotation == knob.type.__name__, knob.name
+        assert getattr(owner, leaf) == knob.default == default.get(knob.field), knob.name
 
 
 def test_every_knob_default_passes_its_own_checks() -> None:
@@ -87,12 +88,13 @@ def test_every_knob_default_passes_its_own_checks() -> None:
 def test_every_preset_is_valid(name: str) -> None:
     cfg = load_config(preset=name, env={}, check_paths=False)
     for key, value in PRESETS[name].items():
-        assert getattr(cfg, key.lower()) == value
+        assert cfg.get(key.lower()) == value
 
 
 def test_seed_preset_is_the_original_profile() -> None:
     cfg = load_config(preset="seed", env={}, check_paths=False)
-    assert (cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.block_size, cfg.num_steps, cfg.batch_size) == (1, 48, 4, 96, 800, 1)
+    m = cfg.model
+    assert (m.n_layer, m.n_embd, m.n_head, m.block_size, cfg.num_steps, cfg.batch_size) == (1, 48, 4, 96, 800, 1)
 
 
 # --- precedence -----------------------------------------------------------------------------------------
@@ -105,15 +107,15 @@ def test_precedence_defaults_preset_file_env_cli(tmp_path: Path, dataset: str) -
     cfg = load_config(cli=cli, config_file=config_file, preset="seed", env=env)
     assert cfg.seed == KNOB_BY_NAME["SEED"].default  # default
     assert cfg.num_steps == 800  # preset
-    assert cfg.n_layer == 3  # file over preset
-    assert cfg.n_embd == 128  # env over file
-    assert cfg.block_size == 40  # cli over env
+    assert cfg.model.n_layer == 3  # file over preset
+    assert cfg.model.n_embd == 128  # env over file
+    assert cfg.model.block_size == 40  # cli over env
     assert cfg.dataset_path == dataset
 
 
 def test_empty_environment_variable_counts_as_unset() -> None:
     cfg = load_config(env={"N_LAYER": "  "}, check_paths=False)
-    assert cfg.n_layer == KNOB_BY_NAME["N_LAYER"].default
+    assert cfg.model.n_layer == KNOB_BY_NAME["N_LAYER"].default
 
 
 def test_values_are_typed_and_normalised() -> None:
@@ -123,7 +125,7 @@ def test_values_are_typed_and_normalised() -> None:
     )
     assert cfg.verbose is True and cfg.tokenizer == "char"
     assert cfg.num_steps == 1000 and isinstance(cfg.num_steps, int)
-    assert cfg.learning_rate == pytest.approx(0.003)
+    assert cfg.optim.lr == pytest.approx(0.003)
     for text, expected in (("1", True), ("0", False), ("true", True), ("FALSE", False), ("no", False)):
         assert parse_value("VERBOSE", text) is expected
 
@@ -134,20 +136,20 @@ def test_argparse_flags_feed_load_config(dataset: str) -> None:
     args = parser.parse_args(["--n-layer", "3", "--dataset-path", dataset, "--verbose", "--preset", "seed"])
     assert cli_overrides(args) == {"N_LAYER": "3", "DATASET_PATH": dataset, "VERBOSE": "true"}
     cfg = load_config_from_args(args, env={"N_LAYER": "5"})
-    assert (cfg.n_layer, cfg.verbose, cfg.n_embd) == (3, True, 48)
+    assert (cfg.model.n_layer, cfg.verbose, cfg.model.n_embd) == (3, True, 48)
     default = KNOB_BY_NAME["N_LAYER"].default
     assert f"--n-layer N [N_LAYER, default {default}]" in " ".join(parser.format_help().split())
 
 
 def test_round_trips_through_dict_and_env() -> None:
     cfg = load_config(cli={"N_EMBD": "64", "VERBOSE": "1"}, env={}, check_paths=False)
-    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert config_from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert load_config(env=to_env(cfg), check_paths=False) == cfg
 
 
 def test_from_dict_rejects_unknown_fields() -> None:
     with pytest.raises(ConfigError) as exc:
-        TrainConfig.from_dict({"n_layer": 2, "n_embed": 64})
+        config_from_dict({"n_layer": 2, "n_embed": 64})
     assert_one_line_error(exc, "n_embed")
 
 
@@ -159,10 +161,16 @@ def test_format_config_groups_and_marks_changes() -> None:
 
 
 def test_estimates_follow_the_architecture() -> None:
-    cfg = TrainConfig(token_vocab_size=300, n_embd=8, block_size=4, n_layer=2, n_head=2, batch_size=1)
-    assert estimate_parameters(cfg) == 300 * 8 + 4 * 8 + 300 * 8 + 2 * 12 * 8 * 8
-    small, bigger = estimate_memory_mb(cfg), estimate_memory_mb(dataclasses.replace(cfg, batch_size=8))
+    cfg = config_from_dict({"token_vocab_size": 300, "n_embd": 8, "block_size": 4, "n_layer": 2, "n_head": 2})
+    assert cfg.model.num_parameters() == 300 * 8 + 4 * 8 + 300 * 8 + 2 * 12 * 8 * 8
+    small, bigger = cfg.model.training_memory_mb(1), cfg.model.training_memory_mb(8)
     assert 0 < small < bigger
+
+
+@pytest.mark.parametrize("norm_gain", [False, True])
+def test_parameter_estimate_is_what_the_model_builds(norm_gain: bool) -> None:
+    config = GPTConfig(vocab_size=300, n_layer=3, n_embd=12, n_head=3, block_size=7, norm_gain=norm_gain)
+    assert config.num_parameters() == GPT(config, seed=0).num_parameters()
 
 
 # --- one-line errors ------------------------------------------------------------------------------------
@@ -213,7 +221,7 @@ def test_cross_field_checks(cli: dict[str, str], fragment: str) -> None:
 
 def test_validate_config_checks_configs_built_in_code() -> None:
     with pytest.raises(ConfigError) as exc:
-        validate_config(TrainConfig(n_layer=0), check_paths=False)
+        validate_config(TrainConfig(model=GPTConfig(n_layer=0)), check_paths=False)
     assert_one_line_error(exc, "N_LAYER=0")
     assert validate_config(TrainConfig(tokenizer="BPE"), check_paths=False).tokenizer == "bpe"
 

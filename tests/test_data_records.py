@@ -105,8 +105,8 @@ def test_multi_turn_chat_prompt_matches_a_messages_document():
             "missing required field 'messages[0].content'",
         ),
         (
-            {"id": "a", "record_type": "trajectory", "task": "t", "result": "r"},
-            "missing required field 'actions'",
+            {"id": "a", "record_type": "trajectory", "task": "t", "actions": None, "result": "r"},
+            "field 'actions' must be an array of strings, not null",
         ),
         (
             {"id": "a", "record_type": "trajectory", "task": "t", "actions": [1], "result": "r"},
@@ -146,3 +146,9 @@ def test_every_example_in_the_datasets_readme_renders_as_shown():
         record = json.loads(record_json)
         assert check_record(record) == []
         assert render_record(record) == rendered
+
+
+def test_a_trajectory_without_actions_is_valid_and_renders_without_an_actions_line() -> None:
+    record = {"id": "t", "record_type": "trajectory", "task": "Water the plants", "result": "Done by noon."}
+    assert check_record(record) == []
+    assert render_record(record) == "Task: Water the plants\nResult: Done by noon."

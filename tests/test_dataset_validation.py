@@ -89,6 +89,16 @@ def test_a_line_with_several_problems_is_one_entry_naming_each_field(tmp_path):
     assert all(f"'{field}'" in problem for field in ("id", "question", "answer"))
 
 
+def test_an_id_used_three_times_names_its_first_line_at_every_later_use(tmp_path):
+    path = tmp_path / "triple.jsonl"
+    texts = ["one", "two", "other", "three", "four"]
+    ids = ["x", "x", "y", "x", "x"]
+    path.write_text("".join(json.dumps({"id": i, "record_type": "knowledge", "text": t}) + "\n"
+                            for i, t in zip(ids, texts)), encoding="utf-8")
+    problems = validate_dataset(path).problems
+    assert problems == [f"{path}:{n}: duplicate id 'x' (first used on line 1)" for n in (2, 4, 5)]
+
+
 def test_problems_are_capped_but_all_counted(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text("not json\n" * 120)

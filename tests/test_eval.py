@@ -15,7 +15,7 @@ from microgpt.data.dataset import iter_dataset
 from microgpt.data.tokenizer import CharTokenizer
 from microgpt.evaluate import plan_windows, score_documents
 from microgpt.nn import GPT, GPTConfig
-from microgpt.train.checkpoint import load_checkpoint, save_checkpoint
+from microgpt.storage import load_checkpoint, save_checkpoint
 
 QA = [
     ("What is a token?", "A small piece of text the model reads as one unit."),
@@ -74,7 +74,7 @@ def reference_nll(model: GPT, seq: np.ndarray, j: int, start: int) -> float:
 # ----- a tiny trained run, shared by the tests that need one ------------------------------------------------
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from microgpt.train.config import load_config
+    from microgpt.config import load_config
     from microgpt.train.trainer import Trainer
 
     root = tmp_path_factory.mktemp("run")
@@ -109,6 +109,26 @@ def test_split_val_reproduces_the_runs_last_reported_val_loss(trained, workdir, 
     assert result["loss"] == pytest.approx(meta["val_loss"], abs=1e-6)
     assert result["loss"] == pytest.approx(last_reported, abs=1e-6)
     assert result["records"] == 4  # VAL_SPLIT 0.1 of 40 documents
+    assert result["loss"] == pytest.approx(validation_loss_by_hand(trained["checkpoint"]), rel=1e-5)
+
+
+def validation_loss_by_hand(path: Path) -> float:
+    """The run's validation loss computed apart from the trainer: its windows (evenly spaced starts over the
+    validation stream, EVAL_STEPS batches of BATCH_SIZE), an unfused forward and a float64 log-softmax."""
+    from microgpt.config import config_from_dict
+    from microgpt.train.data_pipeline import prepare_data
+
+    checkpoint = load_checkpoint(path)
+    cfg = config_from_dict(checkpoint.meta["train_config"])
+    stream = prepare_data(cfg, checkpoint.tokenizer).val_stream
+    length = min(checkpoint.model.config.block_size, len(stream) - 1)
+    starts = np.linspace(0, len(stream) - length - 1, cfg.batch_size * cfg.eval_steps).astype(np.int64)
+    windows = np.stack([stream[s:s + length + 1] for s in starts])
+    logits = checkpoint.model(windows[:, :-1]).data.astype(np.float64)
+    top = logits.max(axis=-1, keepdims=True)
+    log_probs = logits - top - np.log(np.exp(logits - top).sum(axis=-1, keepdims=True))
+    picked = np.take_along_axis(log_probs, windows[:, 1:, None], axis=-1)
+    return float(-picked.mean())
 
 
 def test_split_val_with_a_missing_dataset_is_one_line(trained, workdir, capsys):

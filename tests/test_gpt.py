@@ -160,6 +160,48 @@ def test_gpt_gradient_matches_finite_differences_for_every_weight(config):
     assert gradcheck(loss_with, [p.data for p in model.parameters()], atol=1e-9, rtol=1e-6)
 
 
+@pytest.mark.parametrize("ignore", [False, True], ids=["all-kept", "some-ignored"])
+def test_gpt_loss_matches_finite_differences_for_every_weight(ignore, monkeypatch):
+    """GPT.loss is what the trainer differentiates: its fused head must pass the same check, over several
+    row blocks of the fused loss (LOSS_BLOCK_ROWS patched down) and with ignored targets."""
+    monkeypatch.setattr(F, "LOSS_BLOCK_ROWS", 3)
+    config = GPTConfig(vocab_size=5, n_layer=1, n_embd=4, n_head=2, block_size=4, norm_gain=True)
+    model = GPT(config, dtype=np.float64, seed=3)
+    slots = owners(model)
+    x, y = random_batch(config, 2, 4, seed=4)
+    if ignore:
+        y = np.where(np.arange(y.size).reshape(y.shape) % 3 == 1, -1, y)
+
+    def loss_with(*weights: Tensor) -> Tensor:
+        for (module, attribute), w in zip(slots, weights):
+            object.__setattr__(module, attribute, w)
+        if ignore:  # GPT.loss takes no ignore_index: its own fused call, given one
+            return F.linear_cross_entropy(model.hidden(x), model.lm_head.weight, y, ignore_index=-1)
+        return model.loss(x, y)
+
+    assert gradcheck(loss_with, [p.data for p in model.parameters()], atol=1e-9, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+@pytest.mark.parametrize("block_rows", [5, 128], ids=["several-row-blocks", "one-row-block"])
+def test_gpt_loss_and_its_gradients_equal_the_unfused_path(dtype, rtol, block_rows, monkeypatch):
+    monkeypatch.setattr(F, "LOSS_BLOCK_ROWS", block_rows)
+    config = GPTConfig(vocab_size=13, n_layer=2, n_embd=8, n_head=2, block_size=7)
+    x, y = random_batch(config, 3, 7, seed=5)
+    results = []
+    for fused in (True, False):
+        model = GPT(config, dtype=dtype, seed=6)
+        loss = model.loss(x, y) if fused else F.cross_entropy(model(x), y)
+        loss.backward()
+        results.append((loss.item(), {name: p.grad for name, p in model.named_parameters()}))
+    (fused_loss, fused_grads), (plain_loss, plain_grads) = results
+    assert fused_loss == pytest.approx(plain_loss, rel=rtol)
+    for name, grad in plain_grads.items():
+        assert np.abs(grad).max() > 0, name
+        scale = np.abs(grad).max()
+        np.testing.assert_allclose(fused_grads[name], grad, rtol=rtol, atol=rtol * scale, err_msg=name)
+
+
 def test_one_layer_model_memorises_two_sequences_with_adam():
     config = GPTConfig(vocab_size=12, n_layer=1, n_embd=16, n_head=2, block_size=8)
     model = GPT(config, seed=0)

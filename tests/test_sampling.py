@@ -19,7 +19,8 @@ TINY = GPTConfig(vocab_size=13, n_layer=2, n_embd=8, n_head=2, block_size=10)
 
 def settings(**overrides) -> SamplingSettings:
     """Plain softmax sampling: every control off unless named."""
-    base = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0, "max_new_tokens": 8}
+    base = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0, "min_new_tokens": 0,
+            "max_new_tokens": 8}
     return SamplingSettings(**{**base, **overrides})
 
 

@@ -28,7 +28,7 @@ pytest.importorskip("uvicorn", reason="the serve extra installs uvicorn")
 
 from microgpt.data.tokenizer import CharTokenizer
 from microgpt.nn import GPT, GPTConfig
-from microgpt.train.checkpoint import save_checkpoint
+from microgpt.storage import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CHARS = "abcdefghijklmnopqrstuvwxyz .,?!'\nUAS:"

@@ -1,17 +1,26 @@
 """The same model, batch and optimiser in PyTorch must give the same numbers: loss and every gradient,
 an Adam trajectory, float32 logits, the KV-cached path, and the fused ops one by one.
 
-PyTorch is never a dependency: without it this whole file is skipped, with the reason shown by -rs.
+PyTorch is never a dependency of microgpt. CI installs it (.ci/run), so under CI a missing torch fails this
+file; elsewhere the file is skipped, with the reason shown by -rs.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-torch = pytest.importorskip(
-    "torch", reason="PyTorch is not installed: the parity tests compare against it (it is never a dependency)"
-)
+try:
+    import torch
+except ImportError:
+    if os.environ.get("CI"):
+        pytest.fail("CI is set but PyTorch is not installed: .ci/run installs torch==2.13.0 so that these "
+                    "parity tests run in CI", pytrace=False)
+    pytest.skip("PyTorch is not installed: the parity tests compare against it (it is never a dependency; "
+                "`pip install torch==2.13.0` to run them)", allow_module_level=True)
 TF = torch.nn.functional
 
 from microgpt.autograd import Tensor, no_grad
@@ -63,6 +72,29 @@ def test_loss_and_every_parameter_gradient_match_torch_in_float64():
         np.testing.assert_allclose(p.grad, grads[name], rtol=1e-6, atol=1e-12, err_msg=name)
 
 
+@pytest.mark.parametrize("attention_block", [2, None], ids=["attention-block-patched-to-2", "shipped-block"])
+def test_gpt_loss_and_gradients_match_torch_with_blocked_attention(attention_block, monkeypatch):
+    """GPT.loss (fused head and loss, several row blocks) at a block size where attention runs in query
+    blocks: three blocks of ATTENTION_BLOCK queries, the last one partial."""
+    if attention_block is not None:
+        monkeypatch.setattr(F, "ATTENTION_BLOCK", attention_block)
+    monkeypatch.setattr(F, "LOSS_BLOCK_ROWS", 5)
+    config = replace(CONFIG, block_size=2 * F.ATTENTION_BLOCK + 3)
+    ours = GPT(config, dtype=np.float64, seed=7)
+    theirs = TorchGPT(config, ours.state_dict(), torch.float64)
+    tokens = np.random.default_rng(8).integers(0, config.vocab_size, (2, config.block_size + 1))
+    x, y = tokens[:, :-1], tokens[:, 1:]
+    loss = ours.loss(x, y)
+    loss.backward()
+    reference = TF.cross_entropy(theirs(torch.tensor(x)).reshape(-1, config.vocab_size), torch.tensor(y).reshape(-1))
+    reference.backward()
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-10)
+    grads = theirs.named_grads()
+    for name, p in ours.named_parameters():
+        assert np.abs(grads[name]).max() > 0, name
+        np.testing.assert_allclose(p.grad, grads[name], rtol=1e-8, atol=1e-12, err_msg=name)
+
+
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
 def test_twenty_adam_steps_follow_torch_in_float64(weight_decay):
     """weight decay 0: torch.optim.Adam; otherwise torch.optim.AdamW, whose decay is decoupled like ours."""
@@ -75,7 +107,7 @@ def test_twenty_adam_steps_follow_torch_in_float64(weight_decay):
     x, y = batch()
     for _ in range(20):
         optimizer.zero_grad()
-        loss = F.cross_entropy(ours(x), y)
+        loss = ours.loss(x, y)  # the trainer's path: fused head and loss
         loss.backward()
         optimizer.step()
         torch_optimizer.zero_grad()

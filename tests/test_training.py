@@ -23,9 +23,11 @@ import numpy as np
 import pytest
 
 from microgpt.__main__ import COMMANDS
+from microgpt.config import KNOB_BY_NAME, KNOBS, config_from_dict, format_value, load_config
+from microgpt.errors import ConfigError
+from microgpt.storage import load_checkpoint
+from microgpt.storage.npz import FORMAT_VERSION
 from microgpt.train.artifacts import EVAL_COLUMNS, SYSTEM_COLUMNS
-from microgpt.train.checkpoint import FORMAT_VERSION, load_checkpoint
-from microgpt.train.config import KNOB_BY_NAME, KNOBS, format_value, load_config
 from microgpt.train.trainer import Trainer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -384,6 +386,40 @@ def test_resume_refuses_to_change_the_model_shape(finished_run, tmp_path: Path) 
     write_dataset(tmp_path)
     result = microgpt(tmp_path, "train", "--resume", str(checkpoint), "--n-embd", "32")
     assert_one_line_error(result, "N_EMBD=32", "resumed run keeps its model")
+
+
+def test_trainer_refuses_a_changed_shape_with_the_clis_error(finished_run, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule lives in Trainer, so code that builds one (a notebook) gets the same refusal as the CLI."""
+    folder, _ = finished_run
+    checkpoint = load_checkpoint(folder / "models" / "latest_checkpoint.npz")
+    write_dataset(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    changed = config_from_dict({**checkpoint.meta["train_config"], "n_embd": 32})
+    with pytest.raises(ConfigError) as exc:
+        Trainer(changed, checkpoint=checkpoint)
+    cli = microgpt(tmp_path, "train", "--resume", str(folder / "models" / "latest_checkpoint.npz"), "--n-embd", "32")
+    assert cli.stderr.strip() == f"microgpt train: error: {exc.value}"
+
+
+def test_resume_restores_adams_moments_and_takes_hyper_parameters_from_the_config(
+        finished_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, _ = finished_run
+    checkpoint = load_checkpoint(folder / "models" / "latest_checkpoint.npz")
+    write_dataset(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MICROGPT_CACHE_DIR", str(tmp_path / "cache"))
+    saved = checkpoint.optimizer_state
+    stored = config_from_dict(checkpoint.meta["train_config"])
+    resumed = Trainer(config_from_dict({**checkpoint.meta["train_config"], "weight_decay": 0.05}),
+                      checkpoint=checkpoint)
+    opt = resumed.optimizer
+    np.testing.assert_array_equal(opt.m, saved["m"])
+    np.testing.assert_array_equal(opt.v, saved["v"])
+    assert opt.t == int(saved["t"]) == checkpoint.step
+    assert opt.weight_decay == 0.05  # a flag given at resume wins over the saved value
+    assert opt.betas == (stored.optim.beta1, stored.optim.beta2) and opt.eps == stored.optim.eps
+    assert opt.lr == stored.optim.lr_at(checkpoint.step, stored.num_steps)
 
 
 def test_a_dataset_with_one_record_is_a_one_line_error(tmp_path: Path) -> None:

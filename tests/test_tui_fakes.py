@@ -71,10 +71,11 @@ def fake_trainer_command(tmp_path: Path) -> list[str]:
 
 @dataclasses.dataclass
 class FakeSettings:
-    """Same shape as microgpt.chat.DecodeSettings, for the fields the TUI sets."""
+    """Same shape as microgpt.nn.SamplingSettings, for the fields the TUI sets and checks."""
 
     temperature: float = 0.8
     top_k: int = 40
+    min_new_tokens: int = 1
     max_new_tokens: int = 96
 
 

@@ -73,6 +73,24 @@ def gelu(x: Tensor) -> Tensor:
     return x.gelu()
 
 
+def dropout(x: Tensor, p: float, rng: np.random.Generator) -> Tensor:
+    """Zero each element with probability p and scale the survivors by 1/(1-p), so the expected value is x.
+
+    A regulariser for small data: no unit can rely on one particular other unit being there. The mask is
+    drawn once and kept; dL/dx = G * mask / (1-p), the same scaled mask the forward multiplied by.
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), not {p}")
+    if p == 0.0:
+        return x
+    scaled_mask = (rng.random(x.shape) >= p).astype(x.dtype) / np.asarray(1.0 - p, dtype=x.dtype)
+
+    def backward(g: np.ndarray):
+        return (g * scaled_mask,)  # d(x * m)/dx = m
+
+    return Tensor._result(x.data * scaled_mask, (x,), backward)
+
+
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """exp(x) / sum exp(x), shifted by the maximum so exp never overflows.
 

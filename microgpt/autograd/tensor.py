@@ -3,6 +3,7 @@
 Every operation below computes its result with NumPy and, right beside it, defines `backward(g)`:
 given g = dLoss/dOut it returns dLoss/dInput for each input, in order (None where no gradient is needed).
 `Tensor.backward()` walks the graph in reverse topological order and applies those recipes.
+The module is long because it is one idea, the table of operations, each with its backward beside it.
 """
 
 from __future__ import annotations

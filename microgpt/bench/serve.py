@@ -18,6 +18,11 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from microgpt.data.tokenizer import CharTokenizer
+from microgpt.nn import GPT, GPTConfig, SamplingSettings
+from microgpt.serve.engine import Engine
+from microgpt.storage import load_checkpoint
+
 TOKENS = 48
 CLIENTS = (1, 4, 8)
 
@@ -29,15 +34,11 @@ def _free_port() -> int:
 
 
 def _model(checkpoint: str | None) -> tuple[Any, Any, str]:
-    from microgpt.data.tokenizer import CharTokenizer
-    from microgpt.nn import GPT, GPTConfig
-    from microgpt.train.checkpoint import load_checkpoint
-
     if checkpoint:
         loaded = load_checkpoint(checkpoint)
         return loaded.model, loaded.tokenizer, checkpoint
     tokenizer = CharTokenizer("".join(chr(c) for c in range(32, 127)) + "\n")
-    config = GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=4, n_embd=96, n_head=4, block_size=128)
+    config = GPTConfig(vocab_size=tokenizer.vocab_size)  # the default preset's shape
     return GPT(config, seed=0), tokenizer, f"random {config.n_layer} x {config.n_embd} model, block {config.block_size}"
 
 
@@ -62,11 +63,9 @@ def _timed(url: str, requests: list[int], clients: int) -> tuple[float, list[str
 
 def run_serve_bench(checkpoint: str | None = None, windows: int = 3) -> dict[str, Any]:
     """tokens/s for 1, 4 and 8 concurrent clients and for the same requests one at a time (median of windows)."""
-    import uvicorn  # optional dependencies: the serve extra
+    import uvicorn  # optional dependencies: the serve extra (uvicorn, and Starlette under serve.app)
 
-    from microgpt.nn.sampling import SamplingSettings
     from microgpt.serve.app import Server, build_app
-    from microgpt.serve.engine import Engine
 
     model, tokenizer, described = _model(checkpoint)
     engine = Engine(model, tokenizer, max_batch=max(CLIENTS))

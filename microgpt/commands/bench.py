@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from microgpt.bench.micro import run_micro
+from microgpt.bench.serve import format_serve_bench, run_serve_bench
+from microgpt.bench.throughput import CONFIGS, bench_config, torch_available
+from microgpt.bench.tui import run_tui_bench
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from microgpt.bench.throughput import CONFIGS
-
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS),
                         help="which configs to run (c1 = vocab 2048, 1 layer, n_embd 48, 4 heads, block 96; "
                              "c2 = vocab 8192, 4 layers, n_embd 128, 8 heads, block 256)")
@@ -28,18 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from microgpt.bench.micro import run_micro
-    from microgpt.bench.throughput import CONFIGS, bench_config, torch_available
-
     if args.serve:
-        from microgpt.bench.serve import format_serve_bench, run_serve_bench
-
         report = run_serve_bench(args.checkpoint, windows=min(args.windows, 3))
         print(json.dumps(report) if args.json else format_serve_bench(report))
         return 0
     if args.tui or args.micro:
-        from microgpt.bench.tui import run_tui_bench
-
         result = run_tui_bench() if args.tui else run_micro()
         print(json.dumps(result) if args.json else "\n".join(f"{k:<28} {v:8.3f}" for k, v in result.items()))
         return 0

@@ -1,22 +1,43 @@
-"""`python -m microgpt chat CKPT`: an interactive multi-turn chat that streams the reply as it is written."""
+"""`python -m microgpt chat CKPT`: an interactive multi-turn chat that streams the reply as it is written.
+
+The sampling flags live here and `chat-once` shares them: SamplingSettings defaults < CHAT_* environment
+variables < flags, each value checked by its knob (microgpt.config).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from microgpt.chat import ChatSession
+from microgpt.config import SAMPLING_KNOBS, format_value, sampling_from_env, sampling_from_mapping
+from microgpt.nn import SamplingSettings
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    """--temperature, --top-k, ... (one per sampling knob) and --seed, for chat-once and chat."""
+    group = parser.add_argument_group("sampling (defaults < CHAT_* environment < flags)")
+    for name, knob in SAMPLING_KNOBS.items():
+        help_text = f"[{knob.chat_env}, default {format_value(knob.default)}] {knob.help}"
+        group.add_argument("--" + name.replace("_", "-"), dest=name, metavar={int: "N", float: "X"}[knob.type],
+                           help=help_text.replace("%", "%%"))
+    group.add_argument("--seed", help=f"sampling seed: the same seed and prompt give the same reply "
+                                      f"(default {SamplingSettings.seed})")
+
+
+def sampling_from_args(args: argparse.Namespace, env: dict[str, str] | None = None) -> SamplingSettings:
+    """The settings of a reply: defaults, then CHAT_* variables (`env=None`: os.environ), then the flags given."""
+    flags = {name: value for name in (*SAMPLING_KNOBS, "seed") if (value := getattr(args, name)) is not None}
+    return sampling_from_mapping(flags, base=sampling_from_env(env), source="command line")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from microgpt.chat import add_decoding_arguments
-
     parser.add_argument("checkpoint", help="a .npz checkpoint (or the original Go project's .json)")
-    add_decoding_arguments(parser)
+    add_sampling_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from microgpt.chat import ChatSession, settings_from_args
-
-    settings = settings_from_args(args)
+    settings = sampling_from_args(args)
     session = ChatSession.from_checkpoint(args.checkpoint)
     print(f"chatting with {args.checkpoint} (temperature {settings.temperature}, up to {settings.max_new_tokens} "
           "tokens). /reset starts over, /quit or Ctrl-D leaves.")

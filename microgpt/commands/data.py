@@ -1,11 +1,17 @@
-"""`python -m microgpt data get dolly`: fetch databricks-dolly-15k into datasets/raw/, resumable and checked."""
+"""`python -m microgpt data get dolly`: fetch databricks-dolly-15k into datasets/raw/, resumable and checked.
+`python -m microgpt data import-transcripts DIR OUT.jsonl`: your own `U:`/`A:` conversations as chat records."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import sys
+from pathlib import Path
 
+from microgpt.atomic import atomic_write_text
 from microgpt.data.download import DOLLY_PATH, DOLLY_SHA256, DOLLY_URL, download
+from microgpt.data.transcripts import HISTORY_TURNS, import_transcripts
 from microgpt.errors import ConfigError
 
 
@@ -16,13 +22,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     get.add_argument("--url", default=DOLLY_URL, help="where to download from (a mirror)")
     get.add_argument("--sha256", default=DOLLY_SHA256, help="expected sha256 of the file; '' skips the check")
     get.add_argument("--out", default=str(DOLLY_PATH), help=f"where to save it (default {DOLLY_PATH})")
+    imp = actions.add_parser(
+        "import-transcripts", help="turn U:/A: text transcripts into chat records",
+        description="Read every *.txt in DIR: turns start with 'U:' (user) or 'A:' (assistant), other lines "
+        f"continue the turn above. Each reply becomes a chat record with up to {HISTORY_TURNS} earlier exchanges "
+        "as history. Problems are listed as PATH:LINE (exit 1) and nothing is written.")
+    imp.add_argument("folder", metavar="DIR", help="folder of .txt transcripts")
+    imp.add_argument("out", metavar="OUT.jsonl", help="the dataset to write (replaced atomically)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "import-transcripts":
+        return _import_transcripts(Path(args.folder), Path(args.out))
     sha256 = args.sha256.strip().lower() or None
     if sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise ConfigError(f"--sha256 {args.sha256!r} is not 64 hex digits (pass '' to skip the check)")
     path = download(args.url, args.out, sha256)
     check = "sha256 ok" if sha256 else "sha256 not checked"
     print(f"saved {path} ({path.stat().st_size / 1e6:.1f} MB, {check})")
+    return 0
+
+
+def _import_transcripts(folder: Path, out: Path) -> int:
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: not a folder; give the folder that holds your .txt transcripts")
+    if out.is_dir():
+        raise ConfigError(f"{out}: is a folder; give the .jsonl file to write")
+    records, problems = import_transcripts(folder)
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print(f"{folder}: {len(problems)} problem(s); nothing written", file=sys.stderr)
+        return 1
+    if not records:
+        raise ConfigError(f"{folder}: no .txt transcripts found")
+    atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    print(f"wrote {len(records)} chat records to {out}; check them with `python -m microgpt validate-dataset {out}`")
     return 0

@@ -6,6 +6,21 @@ import argparse
 import json
 import sys
 
+from microgpt.baseline import xz_bits_per_byte
+from microgpt.config import TrainConfig
+from microgpt.errors import ConfigError
+from microgpt.evaluate import (
+    DEFAULT_BATCH_SIZE,
+    append_results,
+    benchmark_eval,
+    evaluate_heldout,
+    evaluate_val_split,
+    format_table,
+    read_heldout,
+    results_json,
+)
+from microgpt.storage import load_checkpoint
+
 EPILOG = """\
 scoring: each record is rendered as training renders it and tokenized as [BOS] + tokens(text); every text
 token is scored once given the tokens before it (BOS is context only, no closing BOS is scored).
@@ -19,10 +34,15 @@ first window sees at least BLOCK_SIZE - STRIDE tokens of history, and none is sc
 --split val reproduces the run's reported validation loss (its config, split, windows and batches);
 DATASET then defaults to the run's dataset.
 
+--baseline xz adds the compressor anchor under the table: the bits per byte xz (LZMA preset 9e) needs for the
+same rendered texts after it has read the training data (--train-data, default the checkpoint's dataset). A
+model that generalises should beat it.
+
 Results are appended to LOG_DIR/eval/heldout_<checkpoint-stem>.csv.
 
 examples:
   python -m microgpt eval models/best_checkpoint.npz ../shared/eval/self_instruct_seed_tasks.jsonl
+  python -m microgpt eval models/best_checkpoint.npz ../shared/eval/self_instruct_seed_tasks.jsonl --baseline xz
   python -m microgpt eval models/best_checkpoint.npz --split val
   python -m microgpt eval --benchmark
 """
@@ -51,26 +71,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="windows per forward pass (default 32)")
     parser.add_argument("--stride", type=_positive, metavar="N",
                         help="tokens a window advances in long records (default BLOCK_SIZE // 2)")
+    parser.add_argument("--baseline", choices=("xz",),
+                        help="also show what xz needs per byte after reading the training data (see below)")
+    parser.add_argument("--train-data", metavar="PATH",
+                        help="training data the baseline reads first (default: the checkpoint's dataset)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    parser.add_argument("--log-dir", default="logs", metavar="DIR", help="where eval/heldout_*.csv goes (default logs)")
+    parser.add_argument("--log-dir", default=TrainConfig.log_dir, metavar="DIR",
+                        help=f"where eval/heldout_*.csv goes (default {TrainConfig.log_dir})")
     parser.add_argument("--benchmark", action="store_true",
                         help="time 175 records (../shared/eval seed tasks, else the starter set) with a c1-sized "
                         "model (vocab 2048, 1x48, block 96) and exit")
 
 
 def run(args: argparse.Namespace) -> int:
-    from microgpt.errors import ConfigError
-    from microgpt.evaluate import (
-        DEFAULT_BATCH_SIZE,
-        append_results,
-        evaluate_heldout,
-        evaluate_val_split,
-        format_table,
-        read_heldout,
-        results_json,
-    )
-    from microgpt.train.checkpoint import load_checkpoint
-
     if args.benchmark:
         return _benchmark(args)
     if args.checkpoint is None:
@@ -98,9 +111,13 @@ def run(args: argparse.Namespace) -> int:
                     print(f"  {problem}", file=sys.stderr)
         results = [evaluate_heldout(checkpoint, h, stride, args.batch_size or DEFAULT_BATCH_SIZE) for h in heldouts]
 
+    baselines = _baselines(args, checkpoint, heldouts) if args.baseline and args.split == "all" else {}
     csv_path = append_results(results, args.checkpoint, args.log_dir)
     if args.json:
-        print(results_json(results, args.checkpoint, checkpoint, stride if args.split == "all" else None))
+        report = json.loads(results_json(results, args.checkpoint, checkpoint, stride if args.split == "all" else None))
+        if baselines:
+            report["baseline"] = {"method": "xz", "train_data": baselines.pop("train_data"), "bits_per_byte": baselines}
+        print(json.dumps(report))
         print(f"results appended to {csv_path}", file=sys.stderr)
     else:
         meta = checkpoint.meta
@@ -109,13 +126,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"checkpoint {args.checkpoint} ({where}; vocab {checkpoint.model.config.vocab_size}, "
               f"block {block_size}; {scoring})")
         print(format_table(results))
+        if baselines:
+            train_data = baselines.pop("train_data")
+            for r in results:
+                xz = baselines[r.dataset]
+                print(f"xz having read {train_data}: {xz:.3f} bits/byte on {r.dataset}; "
+                      f"the model needs {r.bits_per_byte / xz:.1%} of that")
         print(f"results appended to {csv_path}")
     return 0
 
 
-def _benchmark(args: argparse.Namespace) -> int:
-    from microgpt.evaluate import benchmark_eval
+def _baselines(args: argparse.Namespace, checkpoint, heldouts) -> dict:
+    """The xz anchor for each held-out set: {dataset: bits/byte, "train_data": path}."""
+    train_data = args.train_data or checkpoint.meta.get("train_config", {}).get("dataset_path")
+    if not train_data:
+        raise ConfigError("--baseline xz: this checkpoint does not name its training data; give --train-data PATH")
+    train_texts = read_heldout(train_data).texts
+    scores = {h.path: xz_bits_per_byte(train_texts, h.texts) for h in heldouts}
+    return {**scores, "train_data": str(train_data)}
 
+
+def _benchmark(args: argparse.Namespace) -> int:
     report = benchmark_eval(records=args.max_records or 175)
     if args.json:
         print(json.dumps(report))

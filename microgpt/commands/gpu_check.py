@@ -47,18 +47,35 @@ def blas_report() -> list[str]:
         return ["unknown (this NumPy cannot report its build configuration)"]
 
 
+GPU_QUERY = ("--query-gpu=index,name,driver_version,memory.total,memory.used", "--format=csv,noheader,nounits")
+
+
+def _smi(smi: str, *args: str) -> list[str]:
+    """The non-empty output lines of one nvidia-smi call, [] if it fails or hangs."""
+    try:
+        result = subprocess.run([smi, *args], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in result.stdout.splitlines() if line.strip()] if result.returncode == 0 else []
+
+
+def _describe(row: str) -> str:
+    """One `index, name, driver, total MiB, used MiB` CSV row -> a readable line (the row itself if odd)."""
+    parts = [p.strip() for p in row.split(",")]
+    if len(parts) != 5:
+        return row
+    index, name, driver, total, used = parts
+    return f"{index}: {name}, driver {driver}, memory {total} MiB ({used} MiB used)"
+
+
 def nvidia_gpus() -> list[str]:
-    """Names of NVIDIA GPUs: `nvidia-smi -L` when it is on PATH, else the driver's /proc entries; [] when none."""
+    """One line per NVIDIA GPU with its driver and memory (as the original's gpu-check), from `nvidia-smi` when
+    it is on PATH, else the driver's /proc entries; [] when none."""
     smi = shutil.which("nvidia-smi")
     if smi:
-        try:
-            result = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10, check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            result = None
-        if result is not None and result.returncode == 0:
-            found = [line.strip() for line in result.stdout.splitlines() if line.strip()]
-            if found:
-                return found
+        found = [_describe(row) for row in _smi(smi, *GPU_QUERY)] or _smi(smi, "-L")
+        if found:
+            return found
     gpus_dir = Path("/proc/driver/nvidia/gpus")
     if gpus_dir.is_dir():
         return [f"NVIDIA GPU at PCI {entry.name} (from /proc/driver/nvidia)" for entry in sorted(gpus_dir.iterdir())]

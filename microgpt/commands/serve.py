@@ -12,9 +12,13 @@ import ipaddress
 import os
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+from microgpt.config import sampling_from_env
 from microgpt.errors import ConfigError
+from microgpt.serve.engine import Engine
+from microgpt.storage import load_checkpoint
 
 DEFAULT_CHECKPOINT = "models/best_checkpoint.npz"
 DEFAULT_PORT = 7860
@@ -67,10 +71,6 @@ def run(args: argparse.Namespace) -> int:
         from microgpt.serve.app import Server, build_app
     except ImportError as exc:
         raise ConfigError(f"serve needs the serve extra ({exc.name} is missing): pip install -e \".[serve]\"") from None
-    from microgpt.chat import DecodeSettings
-    from microgpt.nn.sampling import SamplingSettings
-    from microgpt.serve.engine import Engine
-    from microgpt.train.checkpoint import load_checkpoint
 
     port = _port(args)
     if not 1 <= args.max_batch <= 64:
@@ -78,10 +78,9 @@ def run(args: argparse.Namespace) -> int:
     api_key = args.api_key or os.environ.get("MICROGPT_API_KEY") or None
     path = args.checkpoint or os.environ.get("MODEL_PATH") or DEFAULT_CHECKPOINT
     checkpoint = load_checkpoint(path)
-    d = DecodeSettings()
-    defaults = SamplingSettings(temperature=d.temperature, top_k=d.top_k, top_p=d.top_p,
-                                repetition_penalty=d.repetition_penalty, repeat_last_n=d.repeat_last_n,
-                                min_new_tokens=d.min_new_tokens, max_new_tokens=d.max_new_tokens)
+    # The one sampling type's defaults and CHAT_* variables; a request without "seed" gets fresh randomness,
+    # as the OpenAI API does (chat-once stays reproducible with its fixed seed).
+    defaults = replace(sampling_from_env(), seed=None)
     engine = Engine(checkpoint.model, checkpoint.tokenizer, max_batch=args.max_batch)
     name = Path(path).stem
     app = build_app(Server(engine, name, defaults, api_key))

@@ -1,19 +1,56 @@
-"""`python -m microgpt train`: resolve the config, then run (or resume) a training run."""
+"""`python -m microgpt train`: resolve the config, then run (or resume) a training run.
+
+The knob flags live here: one per knob (--n-layer), plus --config and --preset; load_config layers them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
-from microgpt.errors import ConfigError, DatasetError
+from microgpt.config import GROUPS, KNOBS, PRESET_HELP, PRESETS, Knob, TrainConfig, format_value, load_config
+from microgpt.errors import DatasetError
+from microgpt.train.trainer import Trainer, resume_config
 
-# the checkpoint's model and tokenizer decide these: a resume cannot change them
-FIXED_ON_RESUME = ("N_LAYER", "N_EMBD", "N_HEAD", "BLOCK_SIZE", "TOKENIZER", "TOKEN_VOCAB_SIZE", "BPE_ENCODING",
-                   "BPE_FILE", "VAL_SPLIT", "SEED")
+
+def _metavar(knob: Knob) -> str:
+    if knob.choices:
+        return "{" + ",".join(knob.choices) + "}"
+    return {int: "N", float: "X", bool: "BOOL"}.get(knob.type, "TEXT")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add --config, --preset and one flag per knob (e.g. --n-layer); values are parsed by load_config."""
+    source = parser.add_argument_group("config sources (defaults < preset < file < env < flags)")
+    source.add_argument("--config", metavar="FILE", help="JSON object of knob names to values")
+    source.add_argument(
+        "--preset", choices=tuple(PRESETS), metavar="NAME",
+        help="start from a named profile: " + "; ".join(f"{k}: {v}" for k, v in PRESET_HELP.items()),
+    )
+    groups = {group: parser.add_argument_group(group) for group in GROUPS}
+    for knob in KNOBS:
+        help_text = f"[{knob.name}, default {format_value(knob.default) or '(empty)'}] {knob.help}"
+        extra: dict[str, Any] = {"nargs": "?", "const": "true"} if knob.type is bool else {}
+        groups[knob.group].add_argument(
+            knob.flag, dest=knob.field, default=None, type=str, metavar=_metavar(knob),
+            help=help_text.replace("%", "%%"), **extra,
+        )
+
+
+def cli_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """The knob flags that were actually given, as {KNOB_NAME: text}."""
+    return {knob.name: value for knob in KNOBS if (value := getattr(args, knob.field, None)) is not None}
+
+
+def load_config_from_args(args: argparse.Namespace, env: dict[str, str] | None = None,
+                          check_paths: bool = True) -> TrainConfig:
+    """load_config fed from a namespace built by a parser that `add_config_arguments` extended."""
+    return load_config(cli=cli_overrides(args), config_file=args.config, preset=args.preset, env=env,
+                       check_paths=check_paths)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from microgpt.train.config import add_config_arguments
-
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = "Every knob can also be set as an environment variable of the name in brackets."
     parser.add_argument("--resume", metavar="CKPT", help="continue the run saved in this checkpoint "
@@ -23,33 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
 
 
-def resume_config(checkpoint_path: str, args: argparse.Namespace):
-    """The checkpoint and its stored config, with the knob flags given on this command line applied on top."""
-    from microgpt.train.checkpoint import load_checkpoint
-    from microgpt.train.config import TrainConfig, cli_overrides, load_config
-
-    checkpoint = load_checkpoint(checkpoint_path)
-    stored = checkpoint.meta.get("train_config")
-    if stored is None:
-        from microgpt.errors import CheckpointError
-
-        raise CheckpointError(f"{checkpoint_path}: holds no training state to resume (not a training checkpoint)")
-    base = TrainConfig.from_dict(stored).to_dict()
-    resumed = load_config(cli={**{k.upper(): v for k, v in base.items()}, **cli_overrides(args)}, env={})
-    for knob in FIXED_ON_RESUME:
-        if getattr(resumed, knob.lower()) != base[knob.lower()]:
-            raise ConfigError(f"{knob}={getattr(resumed, knob.lower())}: a resumed run keeps its model and "
-                              f"tokenizer ({knob}={base[knob.lower()]}); start a new run to change it")
-    return resumed, checkpoint
-
-
 def run(args: argparse.Namespace) -> int:
-    import sys
-
-    from microgpt.train.config import load_config_from_args
-    from microgpt.train.trainer import Trainer
-
-    cfg, checkpoint = resume_config(args.resume, args) if args.resume else (load_config_from_args(args), None)
+    if args.resume:
+        cfg, checkpoint = resume_config(args.resume, cli_overrides(args))
+    else:
+        cfg, checkpoint = load_config_from_args(args), None
     try:
         trainer = Trainer(cfg, resume=args.resume, stop_after=args.stop_after, checkpoint=checkpoint)
     except DatasetError as exc:

@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from microgpt.config import KNOB_BY_NAME, TrainConfig, parse_value
 from microgpt.data.dataset import iter_documents, validate_dataset
 from microgpt.data.records import RECORD_TYPES
 from microgpt.data.tokenizer import build_tokenizer, iter_batches
 
-DEFAULT_DATASET = "datasets/starter/starter.jsonl"
+DEFAULT_DATASET = TrainConfig.dataset_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tokenizer", choices=["bpe", "char"], help="tokenizer for the statistics ($TOKENIZER)"
     )
     parser.add_argument(
-        "--vocab-size", type=int, help="local vocabulary size ($TOKEN_VOCAB_SIZE, default 2048)"
+        "--vocab-size", type=int,
+        help=f"local vocabulary size ($TOKEN_VOCAB_SIZE, default {KNOB_BY_NAME['TOKEN_VOCAB_SIZE'].default})"
     )
 
 
@@ -79,7 +81,5 @@ def run(args: argparse.Namespace) -> int:
 
 def _configured(knob: str) -> Any:
     """The knob's value from the environment, parsed and checked as training does, else its default."""
-    from microgpt.train.config import KNOB_BY_NAME, parse_value
-
     raw = os.environ.get(knob, "").strip()
     return parse_value(knob, raw) if raw else KNOB_BY_NAME[knob].default

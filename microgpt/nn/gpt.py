@@ -2,7 +2,10 @@
 
 x = wte[idx] + wpe[pos]; x = rmsnorm(x)
 for each layer:  x = x + Wo attn(rmsnorm(x));  x = x + W2 act(W1 rmsnorm(x))   (act: relu, or gelu)
-logits = lm_head(x)
+logits = lm_head(x)        (or x @ wte^T when the input and output embeddings are tied)
+
+Beyond the original, and off unless asked for: dropout on the embeddings and on each residual branch while
+training, GELU, a learnable RMSNorm gain, and tied embeddings.
 """
 
 from __future__ import annotations
@@ -13,31 +16,63 @@ import numpy as np
 
 from microgpt.autograd import Tensor
 from microgpt.autograd import functional as F
-from microgpt.nn.layers import Block, Embedding, KVCache, Linear
+from microgpt.nn.layers import Block, Dropout, Embedding, KVCache, Linear
 from microgpt.nn.module import Module, Parameter
 
 
 @dataclass
 class GPTConfig:
-    """Everything that fixes the model's shape; stored inside every checkpoint."""
+    """Everything that fixes the model's shape; stored inside every checkpoint.
+
+    These defaults are the trainer's (N_LAYER, N_EMBD, ... in microgpt.config): this is their one home.
+    """
 
     vocab_size: int = 2048
-    n_layer: int = 1
-    n_embd: int = 48
+    n_layer: int = 4
+    n_embd: int = 96
     n_head: int = 4
-    block_size: int = 96
+    block_size: int = 128
     activation: str = "relu"  # "gelu" is an option beyond the original
     norm_gain: bool = False  # a learnable RMSNorm gain, beyond the original
     init_std: float = 0.08
+    dropout: float = 0.0  # probability of zeroing an activation while training, beyond the original
+    tie_embeddings: bool = False  # lm_head reuses wte (fewer parameters to learn), beyond the original
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if self.activation not in ("relu", "gelu"):
             raise ValueError(f"activation must be 'relu' or 'gelu', not {self.activation!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def num_parameters(self) -> int:
+        """Weights in a GPT of this shape, as GPT.__init__ creates them: wte (V, C), wpe (T, C), per block
+        four C x C attention matrices and a C x 4C and 4C x C MLP (12 C^2; two C-wide gains with norm_gain),
+        and lm_head (C, V) unless it is wte itself (tie_embeddings). No biases."""
+        c = self.n_embd
+        per_block = 12 * c * c + (2 * c if self.norm_gain else 0)
+        embeddings = (1 if self.tie_embeddings else 2) * self.vocab_size * c
+        return embeddings + self.block_size * c + self.n_layer * per_block
+
+    def training_memory_mb(self, batch_size: int) -> float:
+        """Rough training memory in MiB: float32 weights, gradients and Adam's two moments, plus one batch's
+        activations: per block about 20 B*T*C numbers (projections, MLP, norms, residuals) and two B*H*T*T
+        attention maps (scores, probabilities); the output layer about 3 B*T*V (logits, softmax, gradient)."""
+        b, t, c, h, v = batch_size, self.block_size, self.n_embd, self.n_head, self.vocab_size
+        weights = 4 * self.num_parameters()
+        activations = self.n_layer * (b * t * c * 20 + b * h * t * t * 2) + b * t * v * 3
+        return (weights + activations) * 4 / 2**20
+
+
+def _entropy(seed: object) -> list[int] | None:
+    """A seed (None, an int, or a tuple of ints) as the entropy list SeedSequence takes."""
+    if seed is None:
+        return None
+    return [int(s) & 0xFFFFFFFF for s in (seed if isinstance(seed, tuple) else (seed,))]
 
 
 def _original_name(path: str) -> str:
@@ -56,14 +91,30 @@ class GPT(Module):
         C, std = config.n_embd, config.init_std
         self.wte = Embedding(config.vocab_size, C, rng=rng, std=std, dtype=dt)
         self.wpe = Embedding(config.block_size, C, rng=rng, std=std, dtype=dt)
+        self.drop = Dropout(config.dropout)
         for i in range(config.n_layer):
             setattr(self, f"layer{i}", Block(C, config.n_head, activation=config.activation,
-                                             norm_gain=config.norm_gain, rng=rng, std=std, dtype=dt))
-        self.lm_head = Linear(C, config.vocab_size, rng=rng, std=std, dtype=dt)
+                                             norm_gain=config.norm_gain, dropout=config.dropout,
+                                             rng=rng, std=std, dtype=dt))
+        if not config.tie_embeddings:
+            self.lm_head = Linear(C, config.vocab_size, rng=rng, std=std, dtype=dt)
+        self.seed_dropout(seed)
 
     @property
     def blocks(self) -> list[Block]:
         return [getattr(self, f"layer{i}") for i in range(self.config.n_layer)]
+
+    @property
+    def head_weight(self) -> Parameter:
+        """The output layer's (vocab, C) weight: lm_head's, or wte itself when the embeddings are tied."""
+        return self.wte.weight if self.config.tie_embeddings else self.lm_head.weight
+
+    def seed_dropout(self, seed: object) -> None:
+        """Give every Dropout its own generator derived from `seed` (an int, or a tuple such as (seed, step)),
+        so a resumed run draws exactly the masks the uninterrupted run would have."""
+        drops = [m for m in self.modules() if isinstance(m, Dropout)]
+        for drop, child in zip(drops, np.random.SeedSequence(_entropy(seed)).spawn(len(drops))):
+            drop.rng = np.random.default_rng(child)
 
     def named_parameters(self, prefix: str = "") -> list[tuple[str, Parameter]]:  # type: ignore[override]
         """Names exactly as in the original checkpoint `state`: wte, wpe, lm_head, layer{i}.attn_wq, ..."""
@@ -78,7 +129,7 @@ class GPT(Module):
         if T > self.config.block_size:
             raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
         pos = cache.positions(T) if cache is not None else slice(0, T)  # a slice, or (B, T) ids when rows differ
-        x = self.wte(idx) + self.wpe.weight[pos]  # (B, T, C)
+        x = self.drop(self.wte(idx) + self.wpe.weight[pos])  # (B, T, C)
         x = F.rms_norm(x)
         for i, block in enumerate(self.blocks):
             x = block(x, cache, i)
@@ -88,12 +139,12 @@ class GPT(Module):
 
     def forward(self, idx: np.ndarray, cache: KVCache | None = None) -> Tensor:
         """Token ids (B, T) -> logits (B, T, vocab). With a cache, idx holds only the new positions."""
-        return self.lm_head(self.hidden(idx, cache))  # (B, T, vocab)
+        return F.linear(self.hidden(idx, cache), self.head_weight)  # (B, T, vocab)
 
     def loss(self, idx: np.ndarray, targets: np.ndarray) -> Tensor:
         """Mean next-token cross-entropy, equal to F.cross_entropy(self(idx), targets); lm_head and the loss
         are fused (F.linear_cross_entropy), so the (B, T, vocab) logits are never stored."""
-        return F.linear_cross_entropy(self.hidden(idx), self.lm_head.weight, targets)
+        return F.linear_cross_entropy(self.hidden(idx), self.head_weight, targets)
 
     def new_cache(self, batch: int = 1) -> KVCache:
         """An empty KV cache for generating `batch` sequences at once."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from microgpt.autograd import Tensor, concatenate
+from microgpt.autograd import Tensor, concatenate, is_grad_enabled
 from microgpt.autograd import functional as F
 from microgpt.nn.module import Module, Parameter
 
@@ -50,6 +50,20 @@ class RMSNorm(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.rms_norm(x, self.weight, self.eps)
+
+
+class Dropout(Module):
+    """Randomly zero activations while training (F.dropout). It is the identity in eval() mode and whenever no
+    graph is recorded (under no_grad: validation, held-out evaluation, sampling), so no caller can forget it."""
+
+    def __init__(self, p: float, seed: int | None = None) -> None:
+        super().__init__()
+        self.p = p
+        self.rng = np.random.default_rng(seed)
+
+    def forward(self, x: Tensor) -> Tensor:
+        active = self.training and self.p > 0 and is_grad_enabled()
+        return F.dropout(x, self.p, self.rng) if active else x
 
 
 class KVCache:
@@ -133,14 +147,16 @@ class MLP(Module):
 class Block(Module):
     """One transformer layer: x + attn(norm(x)), then x + mlp(norm(x)) (pre-norm residual stream)."""
 
-    def __init__(self, n_embd: int, n_head: int, *, activation: str, norm_gain: bool,
+    def __init__(self, n_embd: int, n_head: int, *, activation: str, norm_gain: bool, dropout: float = 0.0,
                  rng: np.random.Generator, std: float = 0.08, dtype: np.dtype = np.float32) -> None:
         super().__init__()
         self.attn_norm = RMSNorm(n_embd, learnable=norm_gain, dtype=dtype)
         self.attn = CausalSelfAttention(n_embd, n_head, rng=rng, std=std, dtype=dtype)
         self.mlp_norm = RMSNorm(n_embd, learnable=norm_gain, dtype=dtype)
         self.mlp = MLP(n_embd, activation=activation, rng=rng, std=std, dtype=dtype)
+        self.attn_drop = Dropout(dropout)
+        self.mlp_drop = Dropout(dropout)
 
     def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
-        x = x + self.attn(self.attn_norm(x), cache, layer)
-        return x + self.mlp(self.mlp_norm(x))
+        x = x + self.attn_drop(self.attn(self.attn_norm(x), cache, layer))
+        return x + self.mlp_drop(self.mlp(self.mlp_norm(x)))

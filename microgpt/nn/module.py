@@ -47,6 +47,12 @@ class Module:
         for name, child in self._modules.items():
             yield from child.named_parameters(prefix + name + ".")
 
+    def modules(self) -> Iterator[Module]:
+        """This module and every module below it, depth first."""
+        yield self
+        for child in self._modules.values():
+            yield from child.modules()
+
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
 

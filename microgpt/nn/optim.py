@@ -1,13 +1,39 @@
-"""Adam, gradient clipping and learning-rate schedules."""
+"""Adam, gradient clipping, learning-rate schedules, and OptimSettings: the trainer's optimizer knobs."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from microgpt.nn.module import Parameter
+
+
+@dataclass
+class OptimSettings:
+    """How the weights move: Adam's hyper-parameters, the learning-rate schedule and gradient clipping.
+
+    These defaults are the trainer's (LEARNING_RATE, BETA1, ... in microgpt.config) and Adam's: their one home.
+    """
+
+    lr: float = 0.004  # the peak learning rate; the schedule sets each step's
+    lr_schedule: str = "linear"  # linear, cosine or constant
+    warmup_steps: int = 0
+    beta1: float = 0.85
+    beta2: float = 0.99
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # largest global gradient norm (0: off)
+
+    def lr_at(self, step: int, num_steps: int) -> float:
+        """The learning rate of 0-based `step` of a `num_steps` run."""
+        return learning_rate(self.lr_schedule, step, num_steps, self.lr, self.warmup_steps)
+
+    def adam(self, params: Iterable[Parameter], lr: float) -> Adam:
+        """An Adam with these hyper-parameters, starting at learning rate `lr`."""
+        return Adam(params, lr=lr, betas=(self.beta1, self.beta2), eps=self.eps, weight_decay=self.weight_decay)
 
 
 class Adam:
@@ -19,8 +45,9 @@ class Adam:
       p -= lr * wd * p;  p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
     """
 
-    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.85, 0.99),
-                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+    def __init__(self, params: Iterable[Parameter], lr: float = OptimSettings.lr,
+                 betas: tuple[float, float] = (OptimSettings.beta1, OptimSettings.beta2),
+                 eps: float = OptimSettings.eps, weight_decay: float = OptimSettings.weight_decay) -> None:
         self.params = list(params)
         if not self.params:
             raise ValueError("Adam got no parameters")
@@ -82,17 +109,22 @@ class Adam:
                 "lr": np.asarray(self.lr), "betas": np.asarray(self.betas), "eps": np.asarray(self.eps),
                 "weight_decay": np.asarray(self.weight_decay)}
 
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Restore moments, step count and hyper-parameters, as saved by state_dict()."""
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore exactly what `state` holds: moments and step count, and the hyper-parameters it carries
+        (a caller that keeps its own hyper-parameters passes only m, v and t)."""
         if state["m"].shape != self.m.shape:
             raise ValueError(f"optimizer state has {state['m'].size} values, the model has {self.m.size}")
         self.m[...] = state["m"]
         self.v[...] = state["v"]
         self.t = int(state["t"])
-        self.lr = float(state["lr"])
-        self.betas = tuple(float(b) for b in state["betas"])
-        self.eps = float(state["eps"])
-        self.weight_decay = float(state["weight_decay"])
+        if "lr" in state:
+            self.lr = float(state["lr"])
+        if "betas" in state:
+            self.betas = tuple(float(b) for b in state["betas"])
+        if "eps" in state:
+            self.eps = float(state["eps"])
+        if "weight_decay" in state:
+            self.weight_decay = float(state["weight_decay"])
 
 
 def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float:
@@ -106,7 +138,8 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float:
     return total
 
 
-def learning_rate(schedule: str, step: int, num_steps: int, base_lr: float, warmup_steps: int = 0) -> float:
+def learning_rate(schedule: str, step: int, num_steps: int, base_lr: float,
+                  warmup_steps: int = OptimSettings.warmup_steps) -> float:
     """The learning rate for 0-based `step`: an optional linear warmup over warmup_steps, then
 
     linear: base_lr (1 - step / num_steps), the original's decay to zero;

@@ -13,18 +13,23 @@ from microgpt.nn.gpt import GPT
 
 @dataclass
 class SamplingSettings:
-    """How to pick each next token. temperature 0 means greedy (always the most likely token)."""
+    """How to pick each next token: the one settings type of the trainer's samples, chat, the TUI and eval.
 
-    temperature: float = 0.8
+    These defaults are the only ones: the knob table (microgpt.config) reads them from here and adds the
+    limits and prose. temperature 0 means greedy (always the most likely token). The seed is fixed, as the
+    original's rand.Seed(42), so the same prompt gives the same reply until you change it.
+    """
+
+    temperature: float = 0.5
     top_k: int = 40  # keep only the k most likely tokens (0: off)
-    top_p: float = 0.95  # keep the smallest set whose probability reaches p (1.0: off)
+    top_p: float = 0.9  # keep the smallest set whose probability reaches p (1.0: off)
     repetition_penalty: float = 1.1  # divide the logit of a recently generated token by this (1.0: off)
     repeat_last_n: int = 64  # how many recent generated tokens the penalty looks at (0: none)
-    min_new_tokens: int = 0  # end-of-text is forbidden until this many tokens were generated
-    max_new_tokens: int = 96
+    min_new_tokens: int = 1  # end-of-text is forbidden until this many tokens were generated
+    max_new_tokens: int = 128
     stop_token_ids: tuple[int, ...] = ()  # e.g. the BOS / end-of-text id
     stop_sequences: list[list[int]] = field(default_factory=list)  # token sequences that end generation
-    seed: int | None = None
+    seed: int | None = 42  # None: fresh randomness every time
 
 
 def next_token_distribution(logits: np.ndarray, recent: Sequence[int], settings: SamplingSettings,

@@ -7,13 +7,14 @@ Every problem with a request becomes a `RequestError` naming the field (`param`)
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
-from microgpt.nn.sampling import SamplingSettings
+from microgpt.config import sampling_from_mapping
+from microgpt.errors import ConfigError
+from microgpt.nn import SamplingSettings
 
 MAX_STOPS = 4  # as the OpenAI API
 ROLES = ("system", "user", "assistant")
@@ -55,17 +56,35 @@ class Request:
     include_usage: bool
 
 
-def _number(body: dict, name: str, low: float, high: float, integer: bool = False,
-            low_open: bool = False) -> float | int | None:
-    if name not in body or body[name] is None:
-        return None
-    value = body[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-        raise RequestError(f"'{name}' must be {'an integer' if integer else 'a number'}, not {value!r}", name)
-    if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
-        bound = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if math.isfinite(high) else "")
-        raise RequestError(f"'{name}' must be {bound}, not {value!r}", name)
-    return value
+# OpenAI request field -> SamplingSettings field; values are range-checked by the sampling knobs' own limits
+SAMPLING_NAMES = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "max_tokens": "max_new_tokens",
+                  "min_tokens": "min_new_tokens", "repetition_penalty": "repetition_penalty", "seed": "seed"}
+INTEGERS = {"top_k", "max_tokens", "min_tokens", "seed"}
+
+
+def _sampling(body: dict, defaults: SamplingSettings) -> SamplingSettings:
+    """The request's sampling fields over the server's defaults: JSON types checked here, ranges by the knobs."""
+    values = {}
+    for name, field_name in SAMPLING_NAMES.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        integer = name in INTEGERS
+        if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+            raise RequestError(f"'{name}' must be {'an integer' if integer else 'a number'}, not {value!r}", name)
+        values[field_name] = value
+    alone = replace(defaults, min_new_tokens=0, max_new_tokens=2**62)  # no min/max clash while checking one
+    for name, field_name in SAMPLING_NAMES.items():  # one field at a time, so the error names its field
+        if field_name in values:
+            try:
+                sampling_from_mapping({field_name: values[field_name]}, alone)
+            except ConfigError as exc:
+                raise RequestError(str(exc).replace(field_name, name, 1), name) from None
+    try:
+        return sampling_from_mapping(values, defaults)
+    except ConfigError as exc:  # fields fine alone, wrong together (min_tokens > max_tokens)
+        raise RequestError(str(exc).replace("min_new_tokens", "min_tokens").replace("max_new_tokens", "max_tokens"),
+                           "min_tokens") from None
 
 
 def _stops(body: dict) -> tuple[str, ...]:
@@ -118,16 +137,7 @@ def parse_request(body: Any, defaults: SamplingSettings, chat: bool) -> Request:
     if not isinstance(body.get("stream", False), bool):
         raise RequestError("'stream' must be true or false", "stream")
     options = body.get("stream_options") or {}
-    changes = {
-        "temperature": _number(body, "temperature", 0, 2),
-        "top_p": _number(body, "top_p", 0, 1, low_open=True),
-        "top_k": _number(body, "top_k", 0, math.inf, integer=True),
-        "max_new_tokens": _number(body, "max_tokens", 1, math.inf, integer=True),
-        "min_new_tokens": _number(body, "min_tokens", 0, math.inf, integer=True),
-        "repetition_penalty": _number(body, "repetition_penalty", 0, 10, low_open=True),
-        "seed": _number(body, "seed", 0, 2**63 - 1, integer=True),
-    }
-    settings = replace(defaults, **{k: v for k, v in changes.items() if v is not None})
+    settings = _sampling(body, defaults)
     if chat:
         messages, prompt = _messages(body), None
     else:

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from microgpt.atomic import atomic_write_text
+from microgpt.config import TrainConfig
 
 EVAL_COLUMNS: tuple[str, ...] = (
     "step", "train_loss", "val_loss", "val_ppl", "gap", "best_val_loss",
@@ -60,7 +61,7 @@ def sanitize_run_name(run_name: str) -> str:
     return _UNSAFE.sub("-", run_name).strip("-.") or "run"
 
 
-def make_run_id(run_name: str, log_dir: str | os.PathLike[str] = "logs", now: datetime | None = None) -> str:
+def make_run_id(run_name: str, log_dir: str | os.PathLike[str] = TrainConfig.log_dir, now: datetime | None = None) -> str:
     """`YYYYmmdd-HHMMSS_<name>`, with a `-2`, `-3`, ... suffix when a run with that id already left files."""
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     base = f"{stamp}_{sanitize_run_name(run_name)}"
@@ -94,9 +95,9 @@ class RunArtifacts:
     def __init__(
         self,
         run_id: str,
-        log_dir: str | os.PathLike[str] = "logs",
+        log_dir: str | os.PathLike[str] = TrainConfig.log_dir,
         echo: bool = True,
-        log_level: str = "info",
+        log_level: str = TrainConfig.log_level,
     ) -> None:
         if log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}; got {log_level!r}")
@@ -227,7 +228,7 @@ def read_events(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[dic
     return events, offset + end
 
 
-def list_runs(log_dir: str | os.PathLike[str] = "logs") -> list[dict[str, Any]]:
+def list_runs(log_dir: str | os.PathLike[str] = TrainConfig.log_dir) -> list[dict[str, Any]]:
     """Every readable run manifest under `log_dir/runs`, newest first; damaged manifests are skipped.
 
     Each dict gains `manifest_path`. Run ids start with a timestamp, so they sort by start time.

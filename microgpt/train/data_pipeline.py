@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from microgpt.config import TrainConfig
 from microgpt.data.dataset import load_documents, sha256_file
 from microgpt.data.token_cache import cache_key, load_cached_tokenizer, tokenize_cached
 from microgpt.data.tokenizer import Tokenizer, build_tokenizer
 from microgpt.train.batches import join_with_bos, split_documents
-from microgpt.train.config import TrainConfig
 
 
 @dataclass
@@ -49,12 +49,12 @@ def prepare_data(cfg: TrainConfig, tokenizer: Tokenizer | None = None) -> Prepar
     train_idx, val_idx = split_documents(len(documents), cfg.val_split, cfg.seed)
     train_texts = [documents[i].text for i in train_idx]
     val_texts = [documents[i].text for i in val_idx]
-    settings = {"kind": cfg.tokenizer, "vocab_size": cfg.token_vocab_size, "encoding": cfg.bpe_encoding,
+    settings = {"kind": cfg.tokenizer, "vocab_size": cfg.model.vocab_size, "encoding": cfg.bpe_encoding,
                 "bpe_file": cfg.bpe_file, "val_split": cfg.val_split, "seed": cfg.seed}
     key = cache_key(digest, settings)
     if tokenizer is None:  # a second run finds the vocabulary in the cache instead of counting tokens again
         tokenizer = load_cached_tokenizer(cache_dir(), key) or build_tokenizer(
-            cfg.tokenizer, cfg.token_vocab_size, train_texts, cfg.bpe_encoding, cfg.bpe_file or None)
+            cfg.tokenizer, cfg.model.vocab_size, train_texts, cfg.bpe_encoding, cfg.bpe_file or None)
     tokens = tokenize_cached(tokenizer, train_texts + val_texts, cache_dir(), key)
     bos = tokenizer.bos_id
     counts = Counter(d.record_type for d in documents)

@@ -3,6 +3,11 @@ checkpoints, run artifacts and graceful signals.
 
 One `Trainer` owns one run. `run()` returns the process exit code: 0 when the run ended normally
 (finished, early-stopped or interrupted by a signal), 1 when the loss became NaN or infinite.
+
+A resumed run keeps what its checkpoint fixed (`FIXED_ON_RESUME`: model shape, tokenizer, split, seed);
+`Trainer` enforces that itself, so a notebook's `Trainer(cfg, checkpoint=...)` gets the same one-line
+refusal as `microgpt train --resume`. After construction `self.model.config` is the one truth for the
+model's shape and block size.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import platform
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,15 +29,20 @@ import numpy as np
 from microgpt import __version__
 from microgpt.autograd import no_grad
 from microgpt.autograd.parallel import set_threads
-from microgpt.chat import ChatSession, DecodeSettings
-from microgpt.nn import GPT, Adam, GPTConfig, clip_grad_norm, learning_rate
+from microgpt.chat import ChatSession
+from microgpt.config import TrainConfig, config_from_dict, format_config, format_value
+from microgpt.errors import CheckpointError, ConfigError
+from microgpt.nn import GPT, clip_grad_norm
+from microgpt.storage import Checkpoint, load_checkpoint, save_checkpoint, step_checkpoint_name
 from microgpt.train.artifacts import RunArtifacts, make_run_id
 from microgpt.train.batches import fit_block_size, random_starts, validation_batches, windows_at
-from microgpt.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, step_checkpoint_name
-from microgpt.train.config import TrainConfig, format_config
 from microgpt.train.data_pipeline import PreparedData, prepare_data
 from microgpt.train.system_monitor import SystemMonitor
 
+# the checkpoint's model, tokenizer and data split decide these: a resumed run cannot change them
+FIXED_ON_RESUME = ("N_LAYER", "N_EMBD", "N_HEAD", "BLOCK_SIZE", "TOKENIZER", "TOKEN_VOCAB_SIZE", "BPE_ENCODING",
+                   "BPE_FILE", "VAL_SPLIT", "SEED")
+OPTIMIZER_STATE = ("m", "v", "t")  # what Adam carries across a resume; its hyper-parameters are config
 SAMPLE_PROMPTS = (
     "How do I make tea?",
     "What is a good way to start studying for an exam?",
@@ -55,6 +66,31 @@ class Progress:
 def _clock(seconds: float) -> str:
     seconds = int(max(0, seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def stored_config(checkpoint: Checkpoint, where: str = "checkpoint") -> TrainConfig:
+    """The training config a checkpoint was saved with; CheckpointError if it holds none."""
+    stored = checkpoint.meta.get("train_config")
+    if stored is None:
+        raise CheckpointError(f"{where}: holds no training state to resume (not a training checkpoint)")
+    return config_from_dict(stored)
+
+
+def check_resumable(cfg: TrainConfig, checkpoint: Checkpoint, where: str = "checkpoint") -> None:
+    """ConfigError (one line) when `cfg` changes a setting the checkpoint fixed (FIXED_ON_RESUME)."""
+    before = stored_config(checkpoint, where)
+    for knob in FIXED_ON_RESUME:
+        old, new = before.get(knob.lower()), cfg.get(knob.lower())
+        if new != old:
+            raise ConfigError(f"{knob}={format_value(new)}: a resumed run keeps its model and tokenizer "
+                              f"({knob}={format_value(old)}); start a new run to change it")
+
+
+def resume_config(checkpoint_path: str, overrides: Mapping[str, str]) -> tuple[TrainConfig, Checkpoint]:
+    """The checkpoint and its stored config with `overrides` ({KNOB: text}, e.g. flags) laid on top."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    base = stored_config(checkpoint, checkpoint_path).to_dict()
+    return config_from_dict({**base, **overrides}, check_paths=True), checkpoint
 
 
 def evaluate(model: GPT, batches: list[tuple[np.ndarray, np.ndarray]]) -> float:
@@ -81,19 +117,11 @@ class Trainer:
         self._signals = 0
         if resume and checkpoint is None:
             checkpoint = load_checkpoint(resume)
+        if checkpoint:
+            check_resumable(cfg, checkpoint, str(resume or "checkpoint"))
         self.data: PreparedData = prepare_data(cfg, checkpoint.tokenizer if checkpoint else None)
         if checkpoint:
             self.model = checkpoint.model
-        else:
-            config = GPTConfig(vocab_size=self.data.tokenizer.vocab_size, n_layer=cfg.n_layer, n_embd=cfg.n_embd,
-                               n_head=cfg.n_head, block_size=cfg.block_size)
-            self.model = GPT(config, seed=cfg.seed)
-        self.optimizer = Adam(self.model.parameters(), lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2),
-                              eps=cfg.eps_adam, weight_decay=cfg.weight_decay)
-        if checkpoint:
-            self.optimizer.load_state_dict(checkpoint.optimizer_state)
-            self.optimizer.betas, self.optimizer.eps = (cfg.beta1, cfg.beta2), cfg.eps_adam  # flags given at resume
-            self.optimizer.weight_decay = cfg.weight_decay
             meta = checkpoint.meta
             self.progress = Progress(step=meta["step"], best_val_loss=meta["best_val_loss"],
                                      patience_used=meta["patience_used"], last_val_loss=meta["val_loss"],
@@ -101,14 +129,19 @@ class Trainer:
             self.rng = np.random.default_rng()
             self.rng.bit_generator.state = meta["rng_state"]
             self.run_id = meta["run_id"]
-            self.resumed_from = str(resume)
+            self.resumed_from = str(resume or "checkpoint")
         else:
+            self.model = GPT(replace(cfg.model, vocab_size=self.data.tokenizer.vocab_size), seed=cfg.seed)
             self.rng = np.random.default_rng(cfg.seed + 1)
             self.run_id = make_run_id(cfg.run_name, cfg.log_dir)
             self.resumed_from = None
-        self.block = fit_block_size(len(self.data.train_stream), cfg.block_size)
+        self.optimizer = cfg.optim.adam(self.model.parameters(), lr=self._lr())
+        if checkpoint:  # the moments and step count; the hyper-parameters are the (resumed) config's
+            self.optimizer.load_state_dict({k: checkpoint.optimizer_state[k] for k in OPTIMIZER_STATE})
+        block_size = self.model.config.block_size
+        self.block = fit_block_size(len(self.data.train_stream), block_size)
         self.val_batches = validation_batches(self.data.val_stream, fit_block_size(len(self.data.val_stream),
-                                              cfg.block_size), cfg.batch_size, cfg.eval_steps)
+                                              block_size), cfg.batch_size, cfg.eval_steps)
         self.model_dir = Path(cfg.model_dir)
         self.model_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoints: dict[str, str] = {}
@@ -174,17 +207,21 @@ class Trainer:
                      "error")
         self.stop_reason = "nan_loss"
 
+    def _lr(self) -> float:
+        """The learning rate of the next step, from the schedule."""
+        return self.cfg.optim.lr_at(self.progress.step, self.cfg.num_steps)
+
     def _train_step(self) -> float:
         cfg, p = self.cfg, self.progress
-        lr = learning_rate(cfg.lr_schedule, p.step, cfg.num_steps, cfg.learning_rate, cfg.warmup_steps)
-        self.optimizer.lr = lr
+        lr = self.optimizer.lr = self._lr()
         starts = random_starts(self.rng, len(self.data.train_stream), self.block, cfg.batch_size)
         x, y = windows_at(self.data.train_stream, starts, self.block)
         self.optimizer.zero_grad()
+        self.model.seed_dropout((cfg.seed, p.step))  # the masks depend on the step only: resume stays exact
         loss = self.model.loss(x, y)
         loss.backward()
-        if cfg.grad_clip > 0:
-            clip_grad_norm(self.optimizer.params, cfg.grad_clip)
+        if cfg.optim.grad_clip > 0:
+            clip_grad_norm(self.optimizer.params, cfg.optim.grad_clip)
         self.optimizer.step()
         p.step += 1
         p.tokens_seen += y.size
@@ -206,6 +243,9 @@ class Trainer:
                      f"{data.val_stream.size} tokens")
         self.art.log(f"tokenizer {cfg.tokenizer}: {data.tokenizer.vocab_size} ids; model {n_params:,} parameters; "
                      f"{len(self.val_batches)} validation batches of {cfg.batch_size}x{self.val_batches[0][0].shape[1]}")
+        if self.block < self.model.config.block_size:
+            self.art.log(f"the training text is only {len(data.train_stream)} tokens long: windows of {self.block} "
+                         f"tokens instead of BLOCK_SIZE={self.model.config.block_size}", "warning")
         if cfg.train_device == "gpu":
             self.art.log("TRAIN_DEVICE=gpu: microgpt computes with NumPy, so this run uses the CPU "
                          "(see `python -m microgpt gpu-check`)", "warning")
@@ -300,10 +340,7 @@ class Trainer:
         """Answer a few fixed questions the way `chat` would, so the log shows what the model can say."""
         cfg = self.cfg
         for i in range(cfg.sample_count):
-            settings = DecodeSettings(temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
-                                      repetition_penalty=cfg.repetition_penalty, repeat_last_n=cfg.repeat_last_n,
-                                      min_new_tokens=cfg.min_new_tokens, max_new_tokens=cfg.sample_max_new_tokens,
-                                      seed=cfg.seed + self.progress.step + i)
+            settings = replace(cfg.sampling, seed=cfg.seed + self.progress.step + i)
             question = SAMPLE_PROMPTS[i % len(SAMPLE_PROMPTS)]
             text = ChatSession(self.model, self.data.tokenizer).reply(question, settings)
             self.art.log(f"sample {i + 1}: {question} -> {text}")

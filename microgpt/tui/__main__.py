@@ -19,16 +19,20 @@ from microgpt.tui.persist import config_path
 from microgpt.tui.terminal import colours_wanted
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m microgpt.tui", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The dashboard's flags, shared by `python -m microgpt.tui` and `python -m microgpt tui`."""
     parser.add_argument("--no-splash", action="store_true", help="skip the start screen")
     parser.add_argument("--ascii", action="store_true", help="draw with ASCII only (no UTF-8 glyphs)")
-    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m microgpt.tui", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     """Set up the terminal (locale for UTF-8, a short ESC delay), run the dashboard, restore the terminal."""
-    args = parse_args(argv)
     if not sys.stdout.isatty() or os.environ.get("TERM", "dumb") == "dumb":
         print("python -m microgpt.tui needs a terminal that can move its cursor (TERM is unset or dumb)",
               file=sys.stderr)

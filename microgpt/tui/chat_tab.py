@@ -10,6 +10,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from microgpt.config import SAMPLING_KNOBS, sampling_from_env, sampling_from_mapping
+from microgpt.errors import MicrogptError
 from microgpt.tui.base import Context, Tab
 from microgpt.tui.chat_worker import ChatWorker
 from microgpt.tui.text import cell_width, sanitize, wrap
@@ -17,27 +19,27 @@ from microgpt.tui.textinput import LineEditor
 from microgpt.tui.widgets import Line, text_line, wrapped
 
 BROWSE, TYPING, PATH = "browse", "typing", "path"
-# key -> (setting, step, lowest, highest)
-ADJUST: dict[str, tuple[str, float, float, float]] = {
-    "[": ("temperature", -0.05, 0.05, 2.0), "]": ("temperature", 0.05, 0.05, 2.0),
-    "-": ("max_new_tokens", -16, 16, 1024), "=": ("max_new_tokens", 16, 16, 1024),
+# key -> (sampling setting, step); the limits are the setting's knob's
+ADJUST: dict[str, tuple[str, float]] = {
+    "[": ("temperature", -0.05), "]": ("temperature", 0.05), "-": ("max_new_tokens", -16), "=": ("max_new_tokens", 16),
 }
+UNAVAILABLE = (TypeError, ValueError, AttributeError, MicrogptError)  # a settings value rejected
 PREFIX = {"you": "you › ", "gpt": "gpt › ", "info": "  · ", "error": "  ✗ "}
 STYLE = {"you": "accent", "gpt": "normal", "info": "dim", "error": "bad"}
 
 
 def default_settings() -> Any:
-    """The real decoding settings at their defaults: `microgpt.chat.DecodeSettings()`."""
-    from microgpt.chat import DecodeSettings
-
-    return DecodeSettings()
+    """The sampling settings every chat entry point starts from: the defaults, then CHAT_* variables."""
+    return sampling_from_env()
 
 
 def describe(settings: Any) -> str:
-    """Every decoding setting as `name value` pairs, for the settings line."""
+    """Every sampling setting as `name value` pairs, for the settings line (stop tokens left out)."""
     fields = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else dict(vars(settings))
     parts = []
     for name, value in fields.items():
+        if isinstance(value, (tuple, list)):
+            continue
         shown = "random" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
         parts.append(f"{name.replace('_', ' ')} {shown}")
     return " · ".join(parts)
@@ -89,18 +91,22 @@ class ChatTab(Tab):
         self.remember()
 
     def settings(self) -> Any:
-        """The decoding settings a reply is generated with: the defaults plus what [ ] - = changed."""
-        return dataclasses.replace(self.make_settings(), **self.overrides)
+        """The sampling settings a reply is generated with: the defaults plus what [ ] - = changed, checked
+        by the knobs (the saved values come from a file, so they are checked too)."""
+        return sampling_from_mapping(self.overrides, base=self.make_settings(), source="TUI chat settings")
 
     def adjust(self, key: str) -> None:
-        """[ ] move the temperature, - = the reply length, within sensible limits."""
-        name, step, low, high = ADJUST[key]
+        """[ ] move the temperature, - = the reply length, within the setting's knob's limits."""
+        name, step = ADJUST[key]
+        knob = SAMPLING_KNOBS[name]
         try:
             current = getattr(self.settings(), name)
-        except (ImportError, TypeError, ValueError) as exc:
-            self.ctx.notify(f"decoding settings unavailable: {exc}", "bad")
+        except UNAVAILABLE as exc:
+            self.ctx.notify(f"sampling settings unavailable: {exc}", "bad")
             return
-        value = min(high, max(low, current + step))
+        value = current + step
+        value = value if knob.min is None else max(knob.min, value)
+        value = value if knob.max is None else min(knob.max, value)
         self.overrides[name] = round(value, 2) if isinstance(step, float) else int(value)
         self.remember()
 
@@ -116,8 +122,8 @@ class ChatTab(Tab):
             return
         try:
             settings = self.settings()
-        except (ImportError, TypeError, ValueError) as exc:  # chat module missing, or a value rejected
-            self.messages.append(("error", f"cannot build decoding settings: {exc}"))
+        except UNAVAILABLE as exc:
+            self.messages.append(("error", f"cannot build sampling settings: {exc}"))
             return
         self.messages += [("you", text), ("gpt", "")]
         self.draft.set("")
@@ -212,8 +218,8 @@ class ChatTab(Tab):
     def settings_lines(self, width: int) -> list[Line]:
         try:
             text = describe(self.settings())
-        except (ImportError, TypeError, ValueError) as exc:  # the chat module may be broken
-            text = f"decoding settings unavailable: {exc}"
+        except UNAVAILABLE as exc:
+            text = f"sampling settings unavailable: {exc}"
         return wrapped(text, width - 1, "dim", "  ")[:2]
 
     def render(self, width: int, height: int) -> list[Line]:

@@ -16,13 +16,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from microgpt.chat import ChatSession
 from microgpt.errors import MicrogptError
 
 
 def default_open_session(path: str) -> Any:
-    """The real model `microgpt.chat.ChatSession.from_checkpoint`, imported in the worker thread."""
-    from microgpt.chat import ChatSession
-
+    """The real model: `microgpt.chat.ChatSession.from_checkpoint` (called in the worker thread)."""
     return ChatSession.from_checkpoint(path)
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from microgpt.data.records import check_record, record_type_of
+from microgpt.storage import checkpoint_info
 from microgpt.train.artifacts import read_events
-from microgpt.train.checkpoint import checkpoint_info
 
 # (label, key in the manifest's "paths", where it lives under LOG_DIR when the manifest does not say)
 ARTIFACTS: tuple[tuple[str, str, str], ...] = (

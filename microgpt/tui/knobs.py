@@ -1,8 +1,8 @@
-"""The trainer's knobs as the Train tab sees them: one thin adapter over `microgpt.train.config`.
+"""The trainer's knobs as the Train tab sees them: one thin adapter over `microgpt.config`.
 
 The TUI never re-implements a rule of the trainer. Typing a value calls the trainer's own
-`parse_value`; the whole set is checked by its `validate_config`; the size shown is its
-`estimate_parameters` / `estimate_memory_mb`. Values are kept under their env-style names
+`parse_value`; the whole set is checked by its `validate_config`; the size shown is the model's own
+`GPTConfig.num_parameters` / `training_memory_mb`. Values are kept under their env-style names
 (N_EMBD, LEARNING_RATE...), the same names the trainer reads from `--config` files.
 """
 
@@ -19,7 +19,7 @@ class KnobCatalog:
     """Names, groups, defaults, presets and checks of every knob, read from the trainer's config module."""
 
     def __init__(self, module: ModuleType | Any | None = None) -> None:
-        self.module = module or importlib.import_module("microgpt.train.config")
+        self.module = module or importlib.import_module("microgpt.config")
         self.knobs = tuple(self.module.KNOBS)
         self.by_name = {knob.name: knob for knob in self.knobs}
         self.by_field = {knob.field: knob for knob in self.knobs}
@@ -62,7 +62,7 @@ class KnobCatalog:
     def to_config(self, values: dict[str, Any]) -> Any:
         """A TrainConfig built from env-style values."""
         fields = {self.by_name[name].field: value for name, value in values.items() if name in self.by_name}
-        return self.module.TrainConfig.from_dict(fields)
+        return self.module.config_from_dict(fields)
 
     def check(self, values: dict[str, Any], check_paths: bool = False) -> str | None:
         """None when the trainer accepts the whole set, else its one-line complaint."""
@@ -76,7 +76,7 @@ class KnobCatalog:
         """(parameter count, memory in MB) for these values, or None while they are not a valid config."""
         try:
             config = self.to_config(values)
-            return int(self.module.estimate_parameters(config)), float(self.module.estimate_memory_mb(config))
+            return int(config.model.num_parameters()), float(config.model.training_memory_mb(config.batch_size))
         except (MicrogptError, ValueError, TypeError, KeyError, ZeroDivisionError):
             return None
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from microgpt.config import Knob
 from microgpt.errors import MicrogptError
-from microgpt.train.config import Knob
 from microgpt.tui import disk
 from microgpt.tui.base import Context, Tab
 from microgpt.tui.knobs import is_dataset_knob
@@ -30,16 +30,6 @@ def fmt_count(n: int) -> str:
         if n >= size:
             return f"{n / size:.3g}{suffix}"
     return str(n)
-
-
-def knob_range(knob: Knob) -> str:
-    """The allowed values of a numeric knob in words: `>= 1`, `> 0 and < 1`."""
-    parts = []
-    if knob.min is not None:
-        parts.append(f"{'>' if knob.exclusive_min else '>='} {knob.min:g}")
-    if knob.max is not None:
-        parts.append(f"{'<' if knob.exclusive_max else '<='} {knob.max:g}")
-    return " and ".join(parts)
 
 
 class TrainTab(Tab):
@@ -310,7 +300,7 @@ class TrainTab(Tab):
         if knob.choices:
             lines += wrapped("choices  " + " | ".join(fmt(c) for c in knob.choices), inner, "dim", indent)
         elif knob.min is not None or knob.max is not None:
-            lines.append(text_line("range    " + knob_range(knob), "dim"))
+            lines.append(text_line("range    " + knob.limits, "dim"))
         if self.editor is not None:
             lines.append(text_line(""))
             if self.edit_error:

@@ -1,0 +1,248 @@
+"""Reading settings from outside: text or JSON values -> checked, typed values -> a TrainConfig.
+
+A training value is resolved in layers, each one overriding the last:
+
+    knob defaults  <  --preset  <  --config FILE  <  environment  <  command-line flags
+
+Every value passes through `parse_value`, which turns text into the knob's type and checks its limits;
+`validate_config` then checks what involves several knobs (N_EMBD divisible by N_HEAD, the dataset file
+exists, ...). Both raise `ConfigError` with one line that names the knob, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from microgpt.config.knobs import GROUPS, KNOB_BY_FIELD, KNOB_BY_NAME, KNOBS, Knob
+from microgpt.config.presets import PRESETS
+from microgpt.config.train_config import TrainConfig
+from microgpt.errors import ConfigError
+
+_TRUE = frozenset({"1", "true", "yes", "y", "on"})
+_FALSE = frozenset({"0", "false", "no", "n", "off"})
+
+
+def format_value(value: Any) -> str:
+    """A value as it would be written in the environment: true/false, 0.004, 1e-08, plain text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def find_knob(key: str) -> Knob:
+    """Look a knob up by env name (N_EMBD) or field name (n_embd); suggest the closest on a typo."""
+    knob = KNOB_BY_NAME.get(key) or KNOB_BY_FIELD.get(key)
+    if knob is None:
+        close = difflib.get_close_matches(key.upper(), KNOB_BY_NAME, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"{key}: unknown knob{hint}")
+    return knob
+
+
+def _convert(knob: Knob, raw: Any, label: str) -> Any:
+    """Turn `raw` (text, or an already-typed JSON value) into the knob's type; the exception says why not."""
+    example = f"e.g. {label}={format_value(knob.default)}"
+    if knob.type is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ValueError("not a boolean (use true/false, yes/no or 1/0)")
+    if knob.type is int:
+        if isinstance(raw, bool):
+            raise ValueError(f"not a whole number ({example})")
+        if isinstance(raw, int):
+            return raw
+        try:
+            return int(str(raw).strip())
+        except ValueError:
+            pass
+        try:
+            number = float(str(raw).strip())
+        except ValueError:
+            raise ValueError(f"not a whole number ({example})") from None
+        if not number.is_integer():
+            raise ValueError(f"not a whole number ({example})")
+        return int(number)
+    if knob.type is float:
+        if isinstance(raw, bool):
+            raise ValueError(f"not a number ({example})")
+        try:
+            number = float(raw if isinstance(raw, (int, float)) else str(raw).strip())
+        except ValueError:
+            raise ValueError(f"not a number ({example})") from None
+        if not math.isfinite(number):
+            raise ValueError("must be a finite number")
+        return number
+    if not isinstance(raw, str):
+        raise TypeError("must be text")
+    text = raw.strip()
+    if knob.choices is not None:
+        text = text.lower()
+        if text not in knob.choices:
+            raise ValueError(f"must be one of {', '.join(knob.choices)}")
+    if not text and not knob.allow_empty:
+        raise ValueError(f"must not be empty ({example})")
+    return text
+
+
+def _check_limits(knob: Knob, value: float) -> None:
+    """Raise ValueError naming the allowed range when `value` is outside it."""
+    low_ok = knob.min is None or (value > knob.min if knob.exclusive_min else value >= knob.min)
+    high_ok = knob.max is None or (value < knob.max if knob.exclusive_max else value <= knob.max)
+    if not (low_ok and high_ok):
+        raise ValueError(f"must be {knob.limits} (default {format_value(knob.default)})")
+
+
+def parse_value(knob_name: str, raw: Any, label: str | None = None) -> Any:
+    """Parse and check one value for the knob named `knob_name` (env or field name).
+
+    `raw` may be text (environment, command line) or a typed JSON value (config file, request). Raises
+    ConfigError like `LEARNING_RATE='abc': not a number (e.g. LEARNING_RATE=0.004)`; `label` names the value
+    in that message when it came under another name (CHAT_TEMPERATURE, a request's "temperature").
+    """
+    knob = find_knob(knob_name)
+    label = label or knob.name
+    try:
+        value = _convert(knob, raw, label)
+        if knob.type in (int, float):
+            _check_limits(knob, value)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{label}={raw!r}: {exc}") from None
+    return value
+
+
+def _check_together(values: Mapping[str, Any]) -> None:
+    """What involves several knobs; `values` maps field names to parsed values."""
+    if values["n_embd"] % values["n_head"]:
+        raise ConfigError(f"N_HEAD={values['n_head']}: N_EMBD ({values['n_embd']}) must be divisible by "
+                          f"N_HEAD ({values['n_head']})")
+    if values["warmup_steps"] >= values["num_steps"]:
+        raise ConfigError(f"WARMUP_STEPS={values['warmup_steps']}: must be smaller than NUM_STEPS "
+                          f"({values['num_steps']})")
+    if values["min_new_tokens"] > values["sample_max_new_tokens"]:
+        raise ConfigError(f"MIN_NEW_TOKENS={values['min_new_tokens']}: must not exceed SAMPLE_MAX_NEW_TOKENS "
+                          f"({values['sample_max_new_tokens']})")
+
+
+def config_from_dict(data: Mapping[str, Any], check_paths: bool = False) -> TrainConfig:
+    """A checked TrainConfig from flat names (n_embd or N_EMBD) to values; the rest take their defaults.
+
+    This is how checkpoints, the TUI and `validate_config` build one; an unknown name is an error.
+    """
+    unknown = sorted(key for key in data if key not in KNOB_BY_FIELD and key not in KNOB_BY_NAME)
+    if unknown:
+        raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
+    values = TrainConfig().to_dict()
+    values.update({find_knob(key).field: parse_value(key, value) for key, value in data.items()})
+    _check_together(values)
+    cfg = TrainConfig.from_flat(values)
+    if check_paths:
+        _check_paths(cfg)
+    return cfg
+
+
+def _check_paths(cfg: TrainConfig) -> None:
+    if not Path(cfg.dataset_path).is_file():
+        raise ConfigError(f"DATASET_PATH={cfg.dataset_path!r}: file not found (give a .jsonl path, relative to "
+                          f"{os.getcwd()})")
+    if cfg.tokenizer == "bpe" and cfg.bpe_file and not Path(cfg.bpe_file).is_file():
+        raise ConfigError(f"BPE_FILE={cfg.bpe_file!r}: file not found (leave it empty to load by name)")
+
+
+def validate_config(cfg: TrainConfig, check_paths: bool = True) -> TrainConfig:
+    """Check every field against its knob, then what involves several knobs or the file system.
+
+    A config built in code (or edited in the TUI) gets the same checks as one read by `load_config`.
+    Returns a checked copy with text values normalised (e.g. TOKENIZER "BPE" -> "bpe").
+    """
+    return config_from_dict(cfg.to_dict(), check_paths=check_paths)
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A JSON object of knob names (N_EMBD or n_embd) to values; any problem names the file."""
+    label = f"config file {os.fspath(path)!r}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{label}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{label}: must be a JSON object of knob names to values, not {type(data).__name__}")
+    for key in data:
+        try:
+            find_knob(key)
+        except ConfigError as exc:
+            raise ConfigError(f"{label}: {exc}") from None
+    return data
+
+
+def load_config(
+    cli: Mapping[str, str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    preset: str | None = None,
+    env: Mapping[str, str] | None = None,
+    check_paths: bool = True,
+) -> TrainConfig:
+    """Resolve every knob: defaults < preset < config file < environment < CLI, then validate.
+
+    `cli` and the config file may use env names or field names; the environment is read only for
+    knob names, and an empty variable counts as unset (as in the original). `env=None` reads os.environ.
+    """
+    environ = os.environ if env is None else env
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"--preset {preset!r}: unknown preset (choose from {', '.join(PRESETS)})")
+        layers.append((f"preset {preset!r}", PRESETS[preset]))
+    if config_file is not None:
+        layers.append((f"config file {os.fspath(config_file)!r}", read_config_file(config_file)))
+    layers.append(("environment", {k: v for k, v in environ.items() if k in KNOB_BY_NAME and v.strip()}))
+    layers.append(("command line", cli or {}))
+
+    values: dict[str, Any] = {}
+    for source, layer in layers:
+        for key, raw in layer.items():
+            knob = find_knob(key)
+            try:
+                values[knob.field] = parse_value(knob.name, raw)
+            except ConfigError as exc:
+                raise ConfigError(f"{exc} (from {source})") from None
+    return config_from_dict(values, check_paths=check_paths)
+
+
+def to_env(cfg: TrainConfig) -> dict[str, str]:
+    """The config as environment variables: what `KNOB=value python -m microgpt train` would need."""
+    return {knob.name: format_value(cfg.get(knob.field)) for knob in KNOBS}
+
+
+def format_config(cfg: TrainConfig) -> str:
+    """The resolved config, grouped, one `NAME  value` per line; `*` marks a value that differs from its default."""
+    width = max(len(knob.name) for knob in KNOBS)
+    lines: list[str] = []
+    for group in GROUPS:
+        lines.append(f"{group}:")
+        for knob in KNOBS:
+            if knob.group != group:
+                continue
+            value = cfg.get(knob.field)
+            mark = "*" if value != knob.default else " "
+            lines.append(f"  {mark} {knob.name:<{width}}  {format_value(value) or '(empty)'}")
+    lines.append("(* = changed from the default)")
+    return "\n".join(lines)

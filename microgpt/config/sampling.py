@@ -1,0 +1,67 @@
+"""Sampling settings from outside (CHAT_* environment variables, chat flags, a request's fields), checked
+against the sampling knobs' limits, so every way in accepts exactly what the trainer's knobs accept.
+
+    SamplingSettings() defaults  <  CHAT_* environment  <  flags (or a request's fields)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from microgpt.config.knobs import KNOB_BY_CHAT_ENV, Knob
+from microgpt.config.parse import parse_value
+from microgpt.errors import ConfigError
+from microgpt.nn import SamplingSettings
+
+# SamplingSettings field -> its knob (max_new_tokens is SAMPLE_MAX_NEW_TOKENS), for the fields a user may set
+SAMPLING_KNOBS: dict[str, Knob] = {knob.path.partition(".")[2]: knob for knob in KNOB_BY_CHAT_ENV.values()}
+SEED_KNOB = "SEED"
+
+
+def _lay_over(base: SamplingSettings | None, entries: Mapping[str, tuple[str, Any]], where: str,
+              name_of: Callable[[str], str] = str) -> SamplingSettings:
+    """`base` with each field in `entries` (field -> (label, raw value)) parsed by its knob and set;
+    `name_of(field)` names a field that was not given in the min/max message."""
+    changes: dict[str, Any] = {}
+    for key, (label, raw) in entries.items():
+        try:
+            if key == "seed":
+                changes[key] = None if raw is None else parse_value(SEED_KNOB, raw, label=label)
+            else:
+                changes[key] = parse_value(SAMPLING_KNOBS[key].name, raw, label=label)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}{where}") from None
+    settings = replace(base or SamplingSettings(), **changes)
+    if settings.min_new_tokens > settings.max_new_tokens:
+        low, high = (entries.get(k, (name_of(k), None))[0] for k in ("min_new_tokens", "max_new_tokens"))
+        raise ConfigError(f"{low}={settings.min_new_tokens}: must not exceed {high} "
+                          f"({settings.max_new_tokens}){where}")
+    return settings
+
+
+def sampling_from_mapping(values: Mapping[str, Any], base: SamplingSettings | None = None,
+                          source: str = "") -> SamplingSettings:
+    """`base` (default: SamplingSettings()) with `values` laid over it, each checked by its knob.
+
+    Keys are SamplingSettings field names: temperature, top_k, top_p, repetition_penalty, repeat_last_n,
+    min_new_tokens, max_new_tokens, and seed (None: fresh randomness). Values may be text or JSON values.
+    Raises ConfigError with one line naming the field, the value and the allowed range, followed by
+    `(from SOURCE)` when `source` is given; an unknown key is an error too.
+    """
+    where = f" (from {source})" if source else ""
+    for key in values:
+        if key != "seed" and key not in SAMPLING_KNOBS:
+            raise ConfigError(f"{key}: not a sampling setting (use {', '.join([*SAMPLING_KNOBS, 'seed'])}){where}")
+    return _lay_over(base, {key: (key, raw) for key, raw in values.items()}, where)
+
+
+def sampling_from_env(env: Mapping[str, str] | None = None, base: SamplingSettings | None = None) -> SamplingSettings:
+    """`base` (default: SamplingSettings()) with the CHAT_* environment variables laid over it (an empty one
+    counts as unset). `env=None` reads os.environ. A bad value is one ConfigError line naming the variable."""
+    environ = os.environ if env is None else env
+    entries = {knob.path.partition(".")[2]: (name, environ[name])
+               for name, knob in KNOB_BY_CHAT_ENV.items() if environ.get(name, "").strip()}
+    return _lay_over(base, entries, " (from environment)", lambda field: f"CHAT_{field.upper()}")

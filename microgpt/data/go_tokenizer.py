@@ -1,0 +1,59 @@
+"""The original Go microgpt's two vocabularies, as stored in its JSON checkpoints.
+
+They differ from ours (see tokenizer.py). BPE: local id i is cl100k token token_ids[i], then UNK = K and
+BOS = K+1; tokens outside the vocabulary become UNK. Char: local id i is vocab[i], then BOS = len(vocab);
+unknown characters are dropped. Decoding drops UNK and BOS, as the original did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from microgpt.data.tokenizer import CL100K, rank_table
+
+
+class GoBPETokenizer:
+    """The original's BPE vocabulary: a list of cl100k ids, plus UNK and BOS at the end."""
+
+    def __init__(self, token_ids: list[int], encoding: str = CL100K) -> None:
+        self._cl100k = rank_table(encoding)
+        self.token_ids = [int(t) for t in token_ids]
+        self.unk_id = len(self.token_ids)
+        self.bos_id = self.unk_id + 1
+        self.vocab_size = self.bos_id + 1
+        self._to_local = {t: i for i, t in enumerate(self.token_ids)}
+
+    def encode(self, text: str) -> list[int]:
+        ranks, _ = self._cl100k.encode([text])
+        return [self._to_local.get(int(r), self.unk_id) for r in ranks]
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        return b"".join(self._cl100k.token_bytes(self.token_ids[i]) for i in ids if 0 <= i < self.unk_id)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def to_dict(self) -> dict:
+        return {"kind": "go-bpe", "token_ids": self.token_ids}
+
+
+class GoCharTokenizer:
+    """The original's character vocabulary, BOS last, unknown characters dropped."""
+
+    def __init__(self, vocab: list[str]) -> None:
+        self.vocab = list(vocab)
+        self.bos_id = len(self.vocab)
+        self.vocab_size = self.bos_id + 1
+        self._to_local = {c: i for i, c in enumerate(self.vocab)}
+
+    def encode(self, text: str) -> list[int]:
+        return [self._to_local[c] for c in text if c in self._to_local]
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        return self.decode(ids).encode("utf-8")
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self.vocab[i] for i in ids if 0 <= i < self.bos_id)
+
+    def to_dict(self) -> dict:
+        return {"kind": "go-char", "vocab": self.vocab}

@@ -1,0 +1,83 @@
+"""Bring your own conversations: plain-text `U:` / `A:` transcripts -> `chat` records for training.
+
+A transcript file holds turns, each starting with `U:` (the user) or `A:` (the assistant); a line without a
+prefix continues the turn above it (a reply may run over several lines). Every assistant turn becomes one
+`chat` record whose input carries up to HISTORY_TURNS earlier exchanges, written with the chat template's own
+labels, so the rendered record is exactly what `chat` would show the model before that reply:
+
+    input  = "earlier question\\nAssistant: earlier reply\\nUser: new question"
+    render = "User: earlier question\\nAssistant: earlier reply\\nUser: new question\\nAssistant: reply"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from microgpt.data.templates import ASSISTANT_PREFIX, USER_PREFIX
+
+HISTORY_TURNS = 2  # earlier (user, assistant) exchanges kept in each record, as the original's helper script
+SPEAKERS = {"U:": "user", "A:": "assistant"}
+
+
+@dataclass
+class Turn:
+    speaker: str  # "user" or "assistant"
+    text: str
+    line: int  # where the turn starts, for error messages
+
+
+def read_turns(path: Path) -> tuple[list[Turn], list[str]]:
+    """The turns of one transcript, and every problem found as `PATH:LINE: message`."""
+    turns: list[Turn] = []
+    problems: list[str] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        return [], [f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"]
+    for number, raw in enumerate(lines, start=1):
+        prefix = raw[:2]
+        if prefix in SPEAKERS:
+            turns.append(Turn(SPEAKERS[prefix], raw[2:].strip(), number))
+        elif turns:
+            turns[-1].text = f"{turns[-1].text}\n{raw.rstrip()}"
+        elif raw.strip():
+            problems.append(f"{path}:{number}: text before the first turn (start each turn with 'U:' or 'A:')")
+    for previous, turn in zip([None, *turns], turns):
+        turn.text = turn.text.strip()
+        if not turn.text:
+            problems.append(f"{path}:{turn.line}: empty {turn.speaker} turn")
+        expected = "user" if previous is None or previous.speaker == "assistant" else "assistant"
+        if turn.speaker != expected:
+            what = "an assistant turn with no user turn before it" if expected == "user" else \
+                "two user turns in a row (the first has no reply)"
+            problems.append(f"{path}:{turn.line}: {what}")
+    if turns and turns[-1].speaker == "user":
+        problems.append(f"{path}:{turns[-1].line}: the last user turn has no reply")
+    if not turns and not problems:
+        problems.append(f"{path}: no turns found (start each turn with 'U:' or 'A:')")
+    return turns, problems
+
+
+def chat_records(turns: list[Turn], id_prefix: str) -> Iterator[dict]:
+    """One `chat` record per exchange, its input holding up to HISTORY_TURNS earlier exchanges."""
+    exchanges = [(turns[i].text, turns[i + 1].text) for i in range(0, len(turns) - 1, 2)]
+    for n, (question, reply) in enumerate(exchanges):
+        lines = [f"{USER_PREFIX} {user}\n{ASSISTANT_PREFIX} {answer}"
+                 for user, answer in exchanges[max(0, n - HISTORY_TURNS):n]]
+        text = "\n".join([*lines, f"{USER_PREFIX} {question}"])
+        yield {"id": f"{id_prefix}-{n + 1:04d}", "record_type": "chat",
+               "input": text.removeprefix(f"{USER_PREFIX} "), "output": reply}
+
+
+def import_transcripts(folder: Path) -> tuple[list[dict], list[str]]:
+    """Every `*.txt` transcript in `folder` (sorted by name) -> chat records, plus every problem found."""
+    records: list[dict] = []
+    problems: list[str] = []
+    for path in sorted(folder.glob("*.txt")):
+        turns, found = read_turns(path)
+        problems += found
+        if not found:
+            records += chat_records(turns, path.stem)
+    return records, problems

@@ -1,0 +1,38 @@
+"""What every checkpoint format loads into (`Checkpoint`), and how checkpoint files are named."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from microgpt.nn import GPT
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint file holds, ready to use: the model, its tokenizer, `meta` and the optimizer state."""
+
+    model: GPT
+    tokenizer: Any  # a data.tokenizer.Tokenizer, or one of data.go_tokenizer's for the original's files
+    meta: dict[str, Any]
+    optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def step(self) -> int:
+        return int(self.meta.get("step", 0))
+
+
+def step_checkpoint_name(run_id: str, step: int, val_loss: float) -> str:
+    """models/ckpt_<run>_step<NNNN>_valloss<L.LLLL>.npz"""
+    return f"ckpt_{run_id}_step{step:04d}_valloss{val_loss:.4f}.npz"
+
+
+def checkpoint_kind(name: str) -> str:
+    """latest, best, step (a named step checkpoint) or other, from a file name."""
+    if name.startswith("latest_checkpoint"):
+        return "latest"
+    if name.startswith("best_checkpoint"):
+        return "best"
+    return "step" if name.startswith("ckpt_") else "other"

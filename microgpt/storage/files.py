@@ -1,0 +1,45 @@
+"""Any checkpoint file, by path: `load_checkpoint` picks the format (ours .npz, the original's .json) and
+`checkpoint_info` reads what a listing needs without loading weights."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from microgpt.errors import CheckpointError
+from microgpt.storage.checkpoint import Checkpoint, checkpoint_kind
+from microgpt.storage.go_json import load_go_checkpoint
+from microgpt.storage.npz import META_ERRORS, load_npz_checkpoint, read_meta
+
+_NAME = re.compile(r"ckpt_(?P<run>.+)_step(?P<step>\d+)_valloss(?P<loss>[0-9.]+|nan|inf)\.npz$")
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read a checkpoint of ours (.npz) or of the original Go project (.json); one-line error if unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file (train one with `python -m microgpt train`)")
+    if path.suffix == ".json":
+        return load_go_checkpoint(path)
+    return load_npz_checkpoint(path)
+
+
+def checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Run, step, val loss, kind, size and date of a checkpoint, read cheaply (name and meta, not weights)."""
+    path = Path(path)
+    stat = path.stat()
+    info: dict[str, Any] = {"path": str(path), "run": "", "step": None, "val_loss": None,
+                            "kind": checkpoint_kind(path.name), "size_bytes": stat.st_size, "modified": stat.st_mtime}
+    named = _NAME.match(path.name)
+    if named:
+        info.update(run=named["run"], step=int(named["step"]), val_loss=float(named["loss"]))
+    if path.suffix == ".npz":
+        try:
+            meta = read_meta(path)
+            info.update(run=meta.get("run_id", info["run"]), step=meta.get("step"),
+                        val_loss=meta.get("val_loss", info["val_loss"]))
+        except META_ERRORS:
+            info["kind"] = "damaged"
+    return info

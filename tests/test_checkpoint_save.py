@@ -1,0 +1,92 @@
+"""Saving a checkpoint is atomic: the bytes go to a temporary sibling that is fsynced and then renamed over
+the target, and a save that fails half way leaves the previous checkpoint intact and loadable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from microgpt.data.tokenizer import CharTokenizer
+from microgpt.nn import GPT, GPTConfig
+from microgpt.storage import load_checkpoint, save_checkpoint
+from microgpt.storage import npz as checkpoint_module
+
+TOKENIZER = CharTokenizer("abcdefgh ")
+CONFIG = GPTConfig(vocab_size=TOKENIZER.vocab_size, n_layer=1, n_embd=8, n_head=2, block_size=8)
+
+
+def save(path: Path, seed: int, step: int) -> GPT:
+    model = GPT(CONFIG, seed=seed)
+    save_checkpoint(path, model, TOKENIZER, {"run_id": "atomic", "step": step})
+    return model
+
+
+def assert_holds(path: Path, model: GPT, step: int) -> None:
+    loaded = load_checkpoint(path)
+    assert loaded.step == step
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(loaded.model.state_dict()[name], value, err_msg=name)
+
+
+def test_bytes_go_to_a_fsynced_temp_file_that_is_renamed_over_the_target(tmp_path, monkeypatch):
+    target = tmp_path / "models" / "latest_checkpoint.npz"
+    save(target, seed=0, step=1)
+    events: list[tuple] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def spy_fsync(fd: int) -> None:
+        events.append(("fsync", os.fstat(fd).st_ino))
+        real_fsync(fd)
+
+    def spy_replace(src, dst) -> None:
+        src, dst = Path(src), Path(dst)
+        events.append(("replace", os.stat(src).st_ino, src, dst, src.stat().st_size))
+        assert load_checkpoint(dst).step == 1, "the target changed before the rename"
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", spy_fsync)
+    monkeypatch.setattr(os, "replace", spy_replace)
+    model = save(target, seed=1, step=2)
+    renames = [e for e in events if e[0] == "replace"]
+    assert len(renames) == 1, events
+    _, inode, src, dst, size = renames[0]
+    assert dst == target and src.parent == target.parent and src != target
+    assert size == target.stat().st_size > 0  # every byte was in the temp file before the rename
+    synced_before = [e for e in events[:events.index(renames[0])] if e == ("fsync", inode)]
+    assert synced_before, f"the temp file was not fsynced before its rename: {events}"
+    assert not src.exists()
+    assert_holds(target, model, step=2)
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
+
+
+def fail_in_writer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """np.savez as the checkpoint module calls it writes the start of an archive, then the disk 'fills up'."""
+    def half_written(file, *args, **kwargs):
+        file.write(b"PK\x03\x04" + b"\0" * 4096)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module.np, "savez", half_written)
+
+
+def fail_in_rename(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(src, dst) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "replace", refuse)
+
+
+@pytest.mark.parametrize("inject", [fail_in_writer, fail_in_rename], ids=["writer-fails", "rename-fails"])
+def test_a_save_that_fails_midway_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypatch, inject):
+    target = tmp_path / "latest_checkpoint.npz"
+    before = save(target, seed=0, step=5)
+    original = target.read_bytes()
+    with monkeypatch.context() as patch:
+        inject(patch)
+        with pytest.raises(OSError):
+            save(target, seed=1, step=6)
+    assert target.read_bytes() == original
+    assert_holds(target, before, step=5)
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no temp file left behind

@@ -1,0 +1,52 @@
+"""`data import-transcripts`: U:/A: conversations become chat records that render as chat prompts do."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from microgpt.__main__ import main
+from microgpt.data.records import check_record
+from microgpt.data.templates import chat_prompt, render_record
+
+TRANSCRIPT = """U: How long do eggs keep?
+A: About three to five weeks in the fridge.
+Check the date on the box.
+U: And boiled ones?
+A: About a week, in their shells.
+U: Can I freeze them?
+A: Raw ones, yes, beaten; not boiled whites.
+U: Thanks!
+A: You're welcome.
+"""
+
+
+def test_each_reply_is_a_chat_record_with_two_exchanges_of_history(tmp_path: Path, capsys) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "eggs.txt").write_text(TRANSCRIPT, encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    assert main(["data", "import-transcripts", str(tmp_path / "in"), str(out)]) == 0
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in records] == ["eggs-0001", "eggs-0002", "eggs-0003", "eggs-0004"]
+    assert all(check_record(r) == [] for r in records)
+    assert records[0]["output"] == "About three to five weeks in the fridge.\nCheck the date on the box."
+    # The fourth reply sees only the two exchanges before it, exactly as `chat` would prompt the model.
+    history = [("And boiled ones?", "About a week, in their shells."),
+               ("Can I freeze them?", "Raw ones, yes, beaten; not boiled whites.")]
+    assert render_record(records[3]) == chat_prompt(history, "Thanks!") + " You're welcome."
+
+
+def test_problems_are_reported_by_line_and_nothing_is_written(tmp_path: Path, capsys) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "bad.txt").write_text("hello\nU: one\nU: two\nA: reply\nA: again\nU: last\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    assert main(["data", "import-transcripts", str(tmp_path / "in"), str(out)]) == 1
+    err = capsys.readouterr().err
+    bad = tmp_path / "in" / "bad.txt"
+    assert f"{bad}:1: text before the first turn" in err
+    assert f"{bad}:3: two user turns in a row" in err
+    assert f"{bad}:5: an assistant turn with no user turn before it" in err
+    assert f"{bad}:6: the last user turn has no reply" in err
+    assert not out.exists()
+    assert main(["data", "import-transcripts", str(tmp_path / "nowhere"), str(out)]) == 2
+    assert "not a folder" in capsys.readouterr().err

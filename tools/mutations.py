@@ -1,0 +1,183 @@
+"""Plant known bugs one at a time and check that the test suite catches each: a test of the tests.
+
+    python tools/mutations.py              # every mutation
+    python tools/mutations.py NAME ...     # only these (see --list)
+
+The working tree is copied to a temporary folder once. For each mutation, one exact snippet of one source
+file is replaced in the copy, only the test files that guard that code run there (`python -m pytest -q -x`,
+with PYTHONPATH and CI set to the copy and to true), and the file is restored. A mutation is "caught" when
+those tests fail. The unmutated copy must first pass the same tests, or every mutation would look caught.
+
+Each mutation names its file as candidate paths or globs (code moves: list the old and new homes), and its
+snippet must occur exactly once in exactly one candidate: a snippet that is not found (the code changed) or
+that is ambiguous is reported, and, like a missed mutation, makes the exit code 1. Not part of the default
+test suite (it runs the guarded tests once per mutation: minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINT_HOMES = ("microgpt/train/checkpoint.py", "microgpt/storage/*.py")
+FUNCTIONAL = ("microgpt/autograd/functional.py",)
+ATTENTION_TESTS = ("tests/test_functional.py", "tests/test_blocked_attention.py")
+FUSED_LOSS_TESTS = ("tests/test_fused_loss.py", "tests/test_gpt.py", "tests/test_train_step.py")
+SAVE_TESTS = ("tests/test_checkpoint_save.py",)
+RUN_TIMEOUT_S = 900
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """Replace `old` (exactly once, in one of `paths`) by `new`, then run `tests`."""
+
+    name: str
+    bug: str
+    paths: tuple[str, ...]
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+MUTATIONS = [
+    Mutation("attention-scale", "the 1/sqrt(D) attention scale dropped", FUNCTIONAL,
+             "    scale = 1.0 / math.sqrt(D)\n", "    scale = 1.0\n", ATTENTION_TESTS),
+    Mutation("causal-mask-off-by-one", "each query also sees the next key", FUNCTIONAL,
+             "k=Tk - Tq + 1)", "k=Tk - Tq + 2)", ATTENTION_TESTS),
+    Mutation("sub-backward-sign", "d(a-b)/db = +1", ("microgpt/autograd/tensor.py",),
+             "(unbroadcast(-g, b.shape) if b.requires_grad else None)",
+             "(unbroadcast(g, b.shape) if b.requires_grad else None)", ("tests/test_autograd_ops.py",)),
+    Mutation("div-backward-sign", "d(a/b)/db = +a/b^2", ("microgpt/autograd/tensor.py",),
+             "gb = unbroadcast(-g * out / b.data, b.shape)", "gb = unbroadcast(g * out / b.data, b.shape)",
+             ("tests/test_autograd_ops.py",)),
+    Mutation("adam-bias-correction", "Adam's first-moment bias correction removed", ("microgpt/nn/optim.py",),
+             "tmp *= self.lr / (1.0 - b1**self.t)", "tmp *= self.lr", ("tests/test_optim.py",)),
+    Mutation("unbroadcast-wrong-axis", "leading broadcast dims summed one axis too far right",
+             ("microgpt/autograd/tensor.py",), "grad = grad.sum(axis=tuple(range(extra)))",
+             "grad = grad.sum(axis=tuple(range(1, extra + 1)))",
+             ("tests/test_autograd_engine.py", "tests/test_autograd_ops.py")),
+    Mutation("byte-fallback-drops-a-byte", "an unknown character falls back to one byte too few",
+             ("microgpt/data/tokenizer.py",), "widths = np.where(local >= 0, 1, _utf8_length(points))",
+             "widths = np.where(local >= 0, 1, np.maximum(_utf8_length(points) - 1, 1))", ("tests/test_tokenizer.py",)),
+    Mutation("duplicate-ids-unreported", "a duplicate id passes validation", ("microgpt/data/dataset.py",),
+             'problems.append(f"duplicate id {record_id!r} (first used on line {first_use[record_id]})")', "pass",
+             ("tests/test_dataset_validation.py",)),
+    Mutation("duplicate-id-first-line-overwritten", "'first used on line N' names the previous use, not the first",
+             ("microgpt/data/dataset.py",), "        elif record_id is not None:\n            first_use[record_id]",
+             "        if record_id is not None:\n            first_use[record_id]", ("tests/test_dataset_validation.py",)),
+    Mutation("fused-loss-onehot-sign", "the one-hot term of linear_cross_entropy's gradient added, not subtracted",
+             FUNCTIONAL, "] -= 1.0 / max(n, 1)", "] += 1.0 / max(n, 1)", FUSED_LOSS_TESTS),
+    Mutation("fused-loss-no-max-shift", "linear_cross_entropy's forward without its max shift", FUNCTIONAL,
+             "            top = z.max(axis=1, keepdims=True)\n", "            top = np.zeros((r1 - r0, 1), dtype=z.dtype)\n",
+             FUSED_LOSS_TESTS),
+    Mutation("fused-loss-dW-overwritten", "only the last row block's dL/dW kept", FUNCTIONAL,
+             "dW += z.T @ X[r0:r1]", "dW = z.T @ X[r0:r1]", FUSED_LOSS_TESTS),
+    Mutation("fused-loss-upstream-ignored", "linear_cross_entropy's backward ignores the upstream gradient",
+             FUNCTIONAL, "        scale = float(g)\n", "        scale = 1.0\n", FUSED_LOSS_TESTS),
+    Mutation("fused-loss-ignored-rows-train", "ignored targets still get a softmax gradient", FUNCTIONAL,
+             "z *= (valid[r0:r1] / (max(n, 1) * total))", "z *= (1.0 / (max(n, 1) * total))", FUSED_LOSS_TESTS),
+    Mutation("blocked-attention-dK", "blocked attention's dK += becomes dK =", FUNCTIONAL,
+             "dK[lo:hi, :kend] += np.matmul(", "dK[lo:hi, :kend] = np.matmul(", ATTENTION_TESTS),
+    Mutation("blocked-attention-dV", "blocked attention's dV += becomes dV =", FUNCTIONAL,
+             "dV[lo:hi, :kend] += np.matmul(", "dV[lo:hi, :kend] = np.matmul(", ATTENTION_TESTS),
+    Mutation("checkpoint-plain-open", "save_checkpoint writes with a plain open (no temp, fsync, rename)",
+             CHECKPOINT_HOMES, 'with atomic_open(path, "wb") as f:', 'with open(path, "wb") as f:', SAVE_TESTS),
+    Mutation("atomic-write-no-fsync", "the temp file is renamed without an fsync", ("microgpt/atomic.py",),
+             "            handle.flush()\n            os.fsync(handle.fileno())\n", "            handle.flush()\n",
+             SAVE_TESTS),
+    Mutation("atomic-write-leaves-temp", "a failed write leaves its temp file behind", ("microgpt/atomic.py",),
+             "            os.unlink(tmp_name)\n", "            pass\n", SAVE_TESTS),
+]
+
+
+def locate(root: Path, mutation: Mutation) -> tuple[Path | None, str]:
+    """The one file under `root` that holds the snippet exactly once, or None and why not."""
+    candidates = sorted({p for pattern in mutation.paths for p in root.glob(pattern) if p.is_file()})
+    if not candidates:
+        return None, f"pattern not found: no file matches {', '.join(mutation.paths)}"
+    hits = [(p, p.read_text(encoding="utf-8").count(mutation.old)) for p in candidates]
+    found = [(p, n) for p, n in hits if n]
+    if not found:
+        return None, f"pattern not found in {', '.join(str(p.relative_to(root)) for p in candidates)}"
+    if len(found) > 1 or found[0][1] > 1:
+        where = ", ".join(f"{p.relative_to(root)} x{n}" for p, n in found)
+        return None, f"pattern ambiguous ({where}): make the snippet longer"
+    return found[0][0], str(found[0][0].relative_to(root))
+
+
+def run_tests(root: Path, tests: tuple[str, ...]) -> tuple[int, float, str]:
+    """(exit code, seconds, first failed test and pytest's last line) of the test files in the copy; -1 on
+    timeout."""
+    env = {**os.environ, "PYTHONPATH": str(root), "CI": "true"}
+    env.pop("HYPOTHESIS_PROFILE", None)
+    started = time.perf_counter()
+    try:
+        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+                                cwd=root, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        return -1, time.perf_counter() - started, f"timed out after {RUN_TIMEOUT_S} s"
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    failed = [line.split(" - ")[0] for line in lines if line.startswith(("FAILED ", "ERROR "))]
+    summary = (failed[:1] + lines[-1:]) or [result.stderr.strip()[-200:]]
+    return result.returncode, time.perf_counter() - started, "; ".join(summary)
+
+
+def copy_tree(destination: Path) -> Path:
+    root = destination / "repo"
+    shutil.copytree(REPO_ROOT, root, ignore=shutil.ignore_patterns(
+        ".git", "__pycache__", "*.pyc", ".hypothesis", ".pytest_cache", ".ruff_cache", "logs", "models"))
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="mutations to plant (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    args = parser.parse_args(argv)
+    by_name = {m.name: m for m in MUTATIONS}
+    if args.list:
+        for m in MUTATIONS:
+            print(f"{m.name:38} {m.bug}")
+        return 0
+    unknown = [n for n in args.names if n not in by_name]
+    if unknown:
+        parser.error(f"unknown mutation(s) {', '.join(unknown)}; see --list")
+    chosen = [by_name[n] for n in args.names] or MUTATIONS
+    with tempfile.TemporaryDirectory(prefix="microgpt-mutations-") as tmp:
+        root = copy_tree(Path(tmp))
+        guarded = tuple(sorted({t for m in chosen for t in m.tests}))
+        code, seconds, last = run_tests(root, guarded)
+        print(f"baseline (no mutation): {len(guarded)} test files, exit {code}, {seconds:.0f} s: {last}", flush=True)
+        if code != 0:
+            print("the unmutated copy fails its tests: fix that first (every mutation would look caught)")
+            return 1
+        bad = 0
+        for m in chosen:
+            path, where = locate(root, m)
+            if path is None:
+                bad += 1
+                print(f"ERROR   {m.name:38} {where}", flush=True)
+                continue
+            original = path.read_text(encoding="utf-8")
+            path.write_text(original.replace(m.old, m.new), encoding="utf-8")
+            try:
+                code, seconds, last = run_tests(root, m.tests)
+            finally:
+                path.write_text(original, encoding="utf-8")
+            caught = code != 0
+            bad += not caught
+            print(f"{'caught' if caught else 'MISSED':7} {m.name:38} {where} ({seconds:.0f} s): {last}", flush=True)
+        print(f"{len(chosen) - bad} of {len(chosen)} mutations caught" + (f"; {bad} missed or not planted" if bad else ""))
+        return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
