@@ -131,7 +131,7 @@ class CausalSelfAttention(Module):
 class MLP(Module):
     """Two linear maps with a non-linearity between them, 4x wider in the middle."""
 
-    def __init__(self, n_embd: int, *, activation: str = "relu", rng: np.random.Generator, std: float = 0.08,
+    def __init__(self, n_embd: int, *, activation: str, rng: np.random.Generator, std: float = 0.08,
                  dtype: np.dtype = np.float32) -> None:
         super().__init__()
         self.activation = activation
@@ -147,7 +147,7 @@ class MLP(Module):
 class Block(Module):
     """One transformer layer: x + attn(norm(x)), then x + mlp(norm(x)) (pre-norm residual stream)."""
 
-    def __init__(self, n_embd: int, n_head: int, *, activation: str, norm_gain: bool, dropout: float = 0.0,
+    def __init__(self, n_embd: int, n_head: int, *, activation: str, norm_gain: bool, dropout: float,
                  rng: np.random.Generator, std: float = 0.08, dtype: np.dtype = np.float32) -> None:
         super().__init__()
         self.attn_norm = RMSNorm(n_embd, learnable=norm_gain, dtype=dtype)
