@@ -221,3 +221,13 @@ def test_token_ids_outside_the_rank_table_are_refused(tmp_path: Path) -> None:
     for ids in ([-1, 5, 7], [10**9, 1, 2]):
         path = write_go_checkpoint(tmp_path / "go.json", model, bpe_token_ids=ids, tokenization="bpe_cl100k")
         assert "bpe_token_ids" in one_line_error(lambda p=path: load_checkpoint(p))
+
+
+@given(name=st.sampled_from(["config.json", "tokenizer.json", "model.safetensors"]),
+       data=st.binary(max_size=512) | JSON_VALUES.map(lambda v: json.dumps(v).encode()))
+def test_random_content_in_an_export_folder_is_one_line(valid_npz, tmp_path_factory, name: str, data: bytes) -> None:
+    export = pytest.importorskip("microgpt.storage.export", reason="exports need the safetensors package")
+    folder = tmp_path_factory.mktemp("export")
+    export.save_export(load_checkpoint(valid_npz[0]), folder)
+    (folder / name).write_bytes(data)
+    assert one_line_error(lambda: load_checkpoint(folder)) is not None
