@@ -18,9 +18,9 @@ from test_training import assert_one_line_error, microgpt, write_dataset
 from microgpt.config import load_config
 from microgpt.data.tokenizer import CharTokenizer
 from microgpt.errors import CheckpointError, ConfigError, MicrogptError
-from microgpt.files import inspect_npz
 from microgpt.nn import GPT, GPTConfig, bounds
 from microgpt.nn.bounds import LIMITS, checked_model_config, parameter_shapes
+from microgpt.safe_io import inspect_npz
 from microgpt.storage import load_checkpoint, save_checkpoint
 from microgpt.train import outputs
 

@@ -21,11 +21,13 @@ from test_training import assert_one_line_error, microgpt
 from test_tui_app import make_app, press, screen
 
 from microgpt.config import read_config_file
+from microgpt.data.dataset import validate_dataset
 from microgpt.data.token_cache import cache_path, load_cached_tokenizer, tokenize_cached
 from microgpt.data.tokenizer import CharTokenizer
 from microgpt.errors import MicrogptError
 from microgpt.nn import GPT, Adam, GPTConfig
 from microgpt.storage import load_checkpoint, save_checkpoint
+from microgpt.train.artifacts import read_events
 from microgpt.tui.disk import checkpoints
 from microgpt.tui.persist import load_state
 
@@ -231,3 +233,20 @@ def test_random_content_in_an_export_folder_is_one_line(valid_npz, tmp_path_fact
     export.save_export(load_checkpoint(valid_npz[0]), folder)
     (folder / name).write_bytes(data)
     assert one_line_error(lambda: load_checkpoint(folder)) is not None
+
+
+@given(data=st.binary(max_size=1024))
+def test_random_bytes_as_a_dataset_are_reported_by_line(tmp_path_factory, data: bytes) -> None:
+    path = tmp_path_factory.mktemp("data") / "d.jsonl"
+    path.write_bytes(data)
+    report = validate_dataset(path)
+    assert all("\n" not in problem and problem.startswith(str(path)) for problem in report.problems)
+    assert report.ok or report.problem_count >= 1
+
+
+@given(data=st.binary(max_size=1024))
+def test_random_bytes_in_an_events_file_are_skipped(tmp_path_factory, data: bytes) -> None:
+    path = tmp_path_factory.mktemp("events") / "events_x.jsonl"
+    path.write_bytes(data)
+    events, offset = read_events(path)
+    assert all(isinstance(event, dict) for event in events) and 0 <= offset <= len(data)

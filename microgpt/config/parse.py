@@ -23,7 +23,7 @@ from microgpt.config.knobs import GROUPS, KNOB_BY_FIELD, KNOB_BY_NAME, KNOBS, Kn
 from microgpt.config.presets import PRESETS
 from microgpt.config.train_config import TrainConfig
 from microgpt.errors import ConfigError
-from microgpt.files import parse_json, read_capped
+from microgpt.safe_io import parse_json, read_capped
 
 MAX_CONFIG_BYTES = 1 << 20  # a config file names a few dozen knobs
 _TRUE = frozenset({"1", "true", "yes", "y", "on"})

@@ -17,7 +17,7 @@ from pathlib import Path
 from microgpt.data.records import DOLLY, RECORD_TYPES, check_record, record_type_of
 from microgpt.data.templates import render_record
 from microgpt.errors import DatasetError
-from microgpt.files import open_regular
+from microgpt.safe_io import open_regular
 
 BOM = b"\xef\xbb\xbf"
 

@@ -20,7 +20,7 @@ from typing import TextIO
 
 from microgpt.data.dataset import sha256_file
 from microgpt.errors import DatasetError
-from microgpt.files import writable_file
+from microgpt.safe_io import writable_file
 
 DOLLY_URL = (
     "https://huggingface.co/datasets/databricks/databricks-dolly-15k/resolve/main/databricks-dolly-15k.jsonl"

@@ -19,7 +19,7 @@ import psutil
 
 from microgpt.atomic import atomic_open
 from microgpt.data.tokenizer import Tokenizer, tokenizer_from_dict
-from microgpt.files import inspect_npz, parse_json
+from microgpt.safe_io import inspect_npz, parse_json
 
 
 def cache_key(dataset_sha256: str, tokenizer_settings: dict) -> str:

@@ -28,8 +28,8 @@ import numpy as np
 import tiktoken
 
 from microgpt.errors import ConfigError
-from microgpt.files import read_capped
 from microgpt.nn.gpt import GPTConfig
+from microgpt.safe_io import read_capped
 
 BOS_ID = 0
 BYTE_OFFSET = 1  # byte b -> id b + 1

@@ -23,9 +23,9 @@ from safetensors.numpy import load_file, save
 from microgpt.atomic import atomic_write_bytes, atomic_write_json
 from microgpt.data.tokenizer import tokenizer_from_dict
 from microgpt.errors import CheckpointError, ConfigError, MicrogptError
-from microgpt.files import parse_json, read_capped
 from microgpt.nn import GPT
 from microgpt.nn.bounds import checked_model_config, parameter_shapes
+from microgpt.safe_io import parse_json, read_capped
 from microgpt.storage.checkpoint import Checkpoint
 
 EXPORT_FORMAT = "microgpt-export"

@@ -14,9 +14,9 @@ import psutil
 
 from microgpt.data.go_tokenizer import GoBPETokenizer, GoCharTokenizer
 from microgpt.errors import CheckpointError
-from microgpt.files import parse_json, read_capped
 from microgpt.nn import GPT
 from microgpt.nn.bounds import checked_model_config
+from microgpt.safe_io import parse_json, read_capped
 from microgpt.storage.checkpoint import Checkpoint
 
 JSON_EXPANSION = 8  # parsed, a JSON number takes several times the bytes of its text

@@ -18,9 +18,9 @@ import psutil
 from microgpt.atomic import atomic_open
 from microgpt.data.tokenizer import Tokenizer, tokenizer_from_dict
 from microgpt.errors import CheckpointError, MicrogptError
-from microgpt.files import NpyMember, inspect_npz, parse_json
 from microgpt.nn import GPT, Adam, GPTConfig
 from microgpt.nn.bounds import checked_model_config, parameter_shapes
+from microgpt.safe_io import NpyMember, inspect_npz, parse_json
 from microgpt.storage.checkpoint import Checkpoint
 
 FORMAT_VERSION = 1
@@ -57,7 +57,7 @@ def load_npz_checkpoint(path: Path, bpe_file: str | None = None) -> Checkpoint:
     """Read one of our .npz checkpoints; CheckpointError (one line) if it is damaged or does not fit together.
 
     Nothing is believed before it is checked, and nothing big is allocated before the check that bounds
-    it: the archive's members (sizes, headers: files.inspect_npz), the metadata (size, depth), the model
+    it: the archive's members (sizes, headers: safe_io.inspect_npz), the metadata (size, depth), the model
     shape against sane limits and free memory (nn.bounds), every weight's declared shape against that
     shape; then the weights are read and must be finite. `bpe_file` is the rank file the user chose
     (BPE_FILE); the path a checkpoint stores is never opened.

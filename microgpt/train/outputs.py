@@ -16,9 +16,9 @@ import shutil
 
 from microgpt.config import TrainConfig
 from microgpt.errors import ConfigError
-from microgpt.files import writable_file, writable_folder
 from microgpt.nn import GPTConfig
 from microgpt.nn.bounds import checked_model_config
+from microgpt.safe_io import writable_file, writable_folder
 
 CHECKPOINTS_PER_RUN = 3  # latest, best and the final one may all be written before the first is replaced
 

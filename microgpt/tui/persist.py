@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from microgpt.atomic import atomic_write_json
-from microgpt.files import read_capped
+from microgpt.safe_io import read_capped
 
 ENV_VAR = "MICROGPT_TUI_CONFIG"
 
