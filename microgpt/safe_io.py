@@ -36,14 +36,15 @@ class NotRegularFileError(OSError):
 
 def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
     """Open `path` for binary reading if it is a regular file; IsADirectoryError or NotRegularFileError if not."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO opens at once instead of waiting
+    nonblocking = getattr(os, "O_NONBLOCK", 0)  # POSIX: a FIFO opens at once instead of waiting for a writer
+    fd = os.open(path, os.O_RDONLY | nonblocking)
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
             raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", os.fspath(path))
         if not stat.S_ISREG(mode):
             raise NotRegularFileError(errno.EINVAL, "not a regular file (a FIFO, device or socket)", os.fspath(path))
-        if hasattr(os, "set_blocking"):
+        if nonblocking:
             os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
