@@ -441,3 +441,33 @@ def test_chat_scrolls_long_conversations(project: Path) -> None:
     assert "line 0" in screen(app, 80, 24)
     press(app, "end")
     assert "line 99" in screen(app, 80, 24)
+
+
+def test_digits_apply_the_original_presets_on_the_train_tab_and_switch_tabs_elsewhere(project: Path) -> None:
+    app = make_app(project)
+    app.ctx.values["BATCH_SIZE"] = 5  # a knob no preset names keeps its value
+    press(app, "1")
+    assert app.tab.title == "Train" and app.ctx.state["preset"] == "fast"
+    assert (app.ctx.values["N_EMBD"], app.ctx.values["NUM_STEPS"], app.ctx.values["BATCH_SIZE"]) == (32, 400, 5)
+    assert "preset fast " in screen(app)
+    press(app, "3")
+    assert app.ctx.values["N_LAYER"] == 2 and app.ctx.values["BATCH_SIZE"] == 5
+    press(app, "2")
+    assert app.ctx.state["preset"] == "balanced" and app.ctx.values["N_EMBD"] == 48
+    press(app, "6")
+    assert app.tab.title == "Chat"
+    press(app, "2")
+    assert app.tab.title == "Monitor"  # elsewhere the digits still switch tabs
+
+
+def test_e_edits_space_cycles_and_the_picker_has_home_and_end(project: Path) -> None:
+    app = make_app(project)
+    select_knob(app, "TOKENIZER")
+    press(app, " ")
+    assert app.ctx.values["TOKENIZER"] == "char"
+    press(app, "e", "ctrl-u", *"bpe", "enter")
+    assert app.ctx.values["TOKENIZER"] == "bpe"
+    press(app, "p", "end")
+    assert app.tab.picker.selected() == list(app.ctx.catalog.preset_names())[-1]
+    press(app, "home")
+    assert app.tab.picker.selected() == "default"

@@ -165,7 +165,7 @@ def test_quit_during_a_run_asks_and_stops_the_trainer(launch) -> None:
 def test_resizing_and_a_small_terminal(launch) -> None:
     tui = launch(120, 36)
     tui.wait_for("press any key")
-    tui.keys("Enter", "2")
+    tui.keys("Enter", "Tab")
     tui.wait_for("Metric Explorer")
     tui.resize(60, 20)
     tui.wait_for("terminal too small")

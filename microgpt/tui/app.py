@@ -186,6 +186,8 @@ class App:
             self.switch(self.current + 1)
         elif key == "h":
             self.switch(self.current - 1)
+        elif key.isdigit() and self.tab.takes_digit(key):
+            self.tab.handle_key(key)
         elif key.isdigit() and 1 <= int(key) <= len(self.tabs):
             self.switch(int(key) - 1)
         elif key == "s":

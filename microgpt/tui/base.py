@@ -78,6 +78,10 @@ class Tab:
         """True while the tab is in a typing or picking mode that takes every key (hotkeys locked)."""
         return False
 
+    def takes_digit(self, key: str) -> bool:
+        """True when this tab uses a digit key itself instead of letting it switch tabs."""
+        return False
+
     def refresh(self) -> None:
         """Re-read whatever the tab lists from disk (`r`)."""
 

@@ -74,7 +74,7 @@ class TrainTab(Tab):
         self.ctx.save()
 
     def apply_preset(self, name: str) -> None:
-        """Replace every value with the preset's, and remember which preset it was."""
+        """Set the knobs the preset names (the rest keep their values), and remember which preset it was."""
         values = self.ctx.catalog.preset_values(name, self.ctx.values)
         self.ctx.values.clear()
         self.ctx.values.update(values)
@@ -136,13 +136,15 @@ class TrainTab(Tab):
         return lines
 
     def preset_detail(self, name: str) -> list[Line]:
-        """Picker detail: what the preset changes from the defaults."""
-        changes = self.ctx.catalog.overrides(self.ctx.catalog.preset_values(name))
+        """Picker detail: the knobs the preset sets (the others keep their values)."""
+        changes = self.ctx.catalog.preset_keys(name)
         about = wrapped(self.ctx.catalog.preset_help(name), 40, "dim")
-        keeps = wrapped("file locations (…_PATH, …_DIR, …_FILE) are kept", 40, "dim")
-        lines = [text_line(f"preset {name}", "title"), *about, *keeps, text_line("")]
         if not changes:
-            return [*lines, text_line("every knob at its default")]
+            keeps = wrapped("every knob back to its default; file locations (…_PATH, …_DIR, …_FILE) are kept",
+                            40, "dim")
+            return [text_line(f"preset {name}", "title"), *about, *keeps]
+        keeps = wrapped("sets only these knobs; the others keep their values", 40, "dim")
+        lines = [text_line(f"preset {name}", "title"), *about, *keeps, text_line("")]
         fmt = self.ctx.catalog.format
         return lines + [text_line(f"{key} = {fmt(value)}") for key, value in changes.items()]
 
@@ -162,6 +164,10 @@ class TrainTab(Tab):
     def captures_keys(self) -> bool:
         return self.editor is not None or self.picker is not None
 
+    def takes_digit(self, key: str) -> bool:
+        """1, 2, 3 apply the original's presets here (fast, balanced, max); other digits still switch tabs."""
+        return self.ctx.catalog.numbered_preset(key) is not None
+
     def on_hide(self) -> None:
         self.editor = self.picker = None
 
@@ -170,7 +176,9 @@ class TrainTab(Tab):
             return self.picker.keys()
         if self.editor is not None:
             return [("type", "value"), ("enter", "apply"), ("esc", "cancel"), ("", "(hotkeys locked)")]
-        hints = [("j/k ↑/↓", "move"), ("enter", "edit"), ("←/→", "choice"), ("d", "default"), ("p", "preset")]
+        numbered = "/".join(str(i + 1) for i in range(3) if self.ctx.catalog.numbered_preset(str(i + 1)))
+        hints = [("j/k ↑/↓", "move"), ("enter/e", "edit"), ("←/→ space", "choice"), ("d", "default"),
+                 ("p", "preset"), (numbered, "fast/balanced/max")]
         if is_dataset_knob(self.knob.name):
             hints.append(("f", "pick dataset"))
         return hints
@@ -187,11 +195,13 @@ class TrainTab(Tab):
             self.index = 0
         elif key == "end":
             self.index = len(self.order) - 1
-        elif key == "enter":
+        elif key in ("enter", "e"):
             self.editor = LineEditor(self.ctx.catalog.format(self.ctx.values.get(self.knob.name)))
             self.edit_error = ""
-        elif key in ("left", "right"):
-            self.cycle_choice(1 if key == "right" else -1)
+        elif key in ("left", "right", " "):
+            self.cycle_choice(-1 if key == "left" else 1)
+        elif self.takes_digit(key):
+            self.apply_preset(str(self.ctx.catalog.numbered_preset(key)))
         elif key == "d":
             self.set_value(self.knob.name, self.knob.default)
         elif key == "p":
