@@ -116,6 +116,15 @@ KNOBS: tuple[Knob, ...] = (
         allow_empty=True,
     ),
     _knob(
+        "TRAIN_DOC_SAMPLING", DATA,
+        'where training windows start: random (anywhere) or sequential (document by document)',
+        'random draws every window of a batch from anywhere in the training text, so each step sees a fresh '
+        'mix. sequential walks the training documents in order, one window per document starting at its '
+        "beginning, and starts over after the last (the original's sequential mode): every document is seen "
+        'from its first token, evenly, but batches are less varied. Validation is the same either way.',
+        choices=('random', 'sequential'),
+    ),
+    _knob(
         "TOKEN_VOCAB_SIZE", DATA,
         'vocabulary size: BOS + 256 bytes + the most used sub-words or characters',
         'How many token ids the model knows: BOS, the 256 bytes (so any text can be written), then the '
@@ -421,6 +430,14 @@ KNOBS: tuple[Knob, ...] = (
         'final checkpoint path (empty = an automatic name in MODEL_DIR)',
         'Where the final model is saved. Left empty, the trainer names it after the run id inside '
         'MODEL_DIR. Set it when a script needs the model at a fixed path.',
+        allow_empty=True,
+    ),
+    _knob(
+        "MODEL_BEST_PATH", RUNTIME,
+        'best checkpoint path (empty = best_checkpoint.npz in MODEL_DIR)',
+        'Where the checkpoint with the lowest validation loss so far is saved, replaced each time the loss '
+        'improves. Left empty it is MODEL_DIR/best_checkpoint.npz; set it to keep the best model of a run '
+        'apart from the next run, or where a script expects it.',
         allow_empty=True,
     ),
     _knob(

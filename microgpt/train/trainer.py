@@ -35,7 +35,14 @@ from microgpt.errors import CheckpointError, ConfigError
 from microgpt.nn import GPT, clip_grad_norm
 from microgpt.storage import Checkpoint, load_checkpoint, save_checkpoint, step_checkpoint_name
 from microgpt.train.artifacts import RunArtifacts, make_run_id
-from microgpt.train.batches import fit_block_size, random_starts, validation_batches, windows_at
+from microgpt.train.batches import (
+    document_starts,
+    fit_block_size,
+    random_starts,
+    sequential_starts,
+    validation_batches,
+    windows_at,
+)
 from microgpt.train.data_pipeline import PreparedData, prepare_data
 from microgpt.train.system_monitor import SystemMonitor
 
@@ -140,6 +147,7 @@ class Trainer:
             self.optimizer.load_state_dict({k: checkpoint.optimizer_state[k] for k in OPTIMIZER_STATE})
         block_size = self.model.config.block_size
         self.block = fit_block_size(len(self.data.train_stream), block_size)
+        self.doc_starts = document_starts(self.data.train_stream, self.data.tokenizer.bos_id, self.block)
         self.val_batches = validation_batches(self.data.val_stream, fit_block_size(len(self.data.val_stream),
                                               block_size), cfg.batch_size, cfg.eval_steps)
         self.model_dir = Path(cfg.model_dir)
@@ -214,7 +222,10 @@ class Trainer:
     def _train_step(self) -> float:
         cfg, p = self.cfg, self.progress
         lr = self.optimizer.lr = self._lr()
-        starts = random_starts(self.rng, len(self.data.train_stream), self.block, cfg.batch_size)
+        if cfg.train_doc_sampling == "sequential":
+            starts = sequential_starts(self.doc_starts, p.step, cfg.batch_size)
+        else:
+            starts = random_starts(self.rng, len(self.data.train_stream), self.block, cfg.batch_size)
         x, y = windows_at(self.data.train_stream, starts, self.block)
         self.optimizer.zero_grad()
         self.model.seed_dropout((cfg.seed, p.step))  # the masks depend on the step only: resume stays exact
@@ -319,6 +330,8 @@ class Trainer:
                 "saved_at": datetime.now().isoformat(timespec="seconds")}
 
     def _save(self, kind: str, path: Path | None = None) -> Path:
+        if path is None and kind == "best" and self.cfg.model_best_path:
+            path = Path(self.cfg.model_best_path)
         path = path or self.model_dir / f"{kind}_checkpoint.npz"
         save_checkpoint(path, self.model, self.data.tokenizer, self._meta(), self.optimizer)
         self.checkpoints[kind] = str(path)
