@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import io
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,7 @@ from microgpt.config import config_from_dict
 from microgpt.data.dataset import load_documents
 from microgpt.storage import load_checkpoint
 from microgpt.train.batches import document_starts, join_with_bos, sequential_starts
+from microgpt.train.progress import ERASE, ProgressLine, bar_text
 from microgpt.train.trainer import Trainer
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "go_written.jsonl"
@@ -80,3 +84,38 @@ def test_sequential_sampling_resumes_exactly(project: Path) -> None:
         np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7, err_msg=name)
 
 
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_line_rewrites_itself_and_stays_below_the_log_lines() -> None:
+    tty = FakeTerminal()
+    line = ProgressLine(tty, min_interval_s=0)
+    assert line.enabled
+    line.show(bar_text(5, 20, 2.5, 1234.0, 83.0))
+    line.write("a log line\n")
+    line.show(bar_text(20, 20, 2.0, 1234.0, 0.0))
+    line.clear()
+    out = tty.getvalue()
+    assert out.startswith(ERASE + "[#####...............] 5/20  25% | loss 2.5000 | 1,234 tok/s | eta 0:01:23")
+    assert ERASE + "a log line\n[#####" in out  # the bar is lifted for the log line and put back under it
+    assert "[####################] 20/20 100%" in out and out.endswith(ERASE)
+    plain = io.StringIO()  # not a terminal: no bar, the log lines pass through untouched
+    piped = ProgressLine(plain)
+    piped.show("bar")
+    piped.write("a log line\n")
+    assert plain.getvalue() == "a log line\n"
+
+
+def test_training_on_a_terminal_shows_the_bar_and_system_lines(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tty = FakeTerminal()
+    monkeypatch.setattr(sys, "stdout", tty)
+    assert Trainer(config_from_dict({**TINY, "DATASET_PATH": "go.jsonl"})).run() == 0
+    out = tty.getvalue()
+    assert ERASE + "[" in out and "/12 " in out and "tok/s | eta" in out
+    assert f"[system] pid {os.getpid()} run " in out and str(project / "logs" / "train") in out
+    log = next((project / "logs" / "train").glob("*.log")).read_text()
+    assert "\r" not in log and "[system] dataset " + str(project / "go.jsonl") in log

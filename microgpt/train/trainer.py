@@ -44,6 +44,7 @@ from microgpt.train.batches import (
     windows_at,
 )
 from microgpt.train.data_pipeline import PreparedData, prepare_data
+from microgpt.train.progress import ProgressLine, bar_text, clock
 from microgpt.train.system_monitor import SystemMonitor
 
 # the checkpoint's model, tokenizer and data split decide these: a resumed run cannot change them
@@ -68,11 +69,6 @@ class Progress:
     last_val_loss: float = math.nan
     recent_losses: list[float] = field(default_factory=list)  # train losses since the last evaluation
     tokens_seen: int = 0
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def stored_config(checkpoint: Checkpoint, where: str = "checkpoint") -> TrainConfig:
@@ -168,17 +164,21 @@ class Trainer:
     def run(self) -> int:
         cfg, p = self.cfg, self.progress
         print(f"run_id: {self.run_id}", flush=True)
-        self.art = RunArtifacts(self.run_id, cfg.log_dir, echo=True, log_level=cfg.log_level)
+        self.console = ProgressLine()
+        self.art = RunArtifacts(self.run_id, cfg.log_dir, echo=True, log_level=cfg.log_level, console=self.console)
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         monitor = SystemMonitor()
         try:
             self._announce()
             interval_steps, step_time, last_system = 0, 0.0, -math.inf  # the first step is sampled
+            session_start, session_steps = time.perf_counter(), 0
             while p.step < cfg.num_steps and self.stop_reason is None:
                 t0 = time.perf_counter()
                 loss = self._train_step()
                 step_time += time.perf_counter() - t0
                 interval_steps += 1
+                session_steps += 1
+                self._show_progress(loss, session_steps, time.perf_counter() - session_start)
                 if not math.isfinite(loss):
                     self._diverged(f"loss became {loss} at step {p.step}")
                     break
@@ -202,11 +202,12 @@ class Trainer:
             self._write_manifest(status="finished" if exit_code == 0 else "failed")
             self.art.event("stop", step=p.step, reason=self.stop_reason, best_val_loss=p.best_val_loss)
             self.art.log(f"stopped: {self.stop_reason} at step {p.step}/{cfg.num_steps}; best val loss "
-                         f"{p.best_val_loss:.4f}; elapsed {_clock(time.time() - self.started)}")
+                         f"{p.best_val_loss:.4f}; elapsed {clock(time.time() - self.started)}")
             return exit_code
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+            self.console.clear()
             self.art.close()
 
     def _diverged(self, what: str) -> None:
@@ -248,6 +249,11 @@ class Trainer:
         n_params = self.model.num_parameters()
         self.art.log(f"microgpt {__version__} run {self.run_id}" + (f" (resumed from {self.resumed_from} at step "
                      f"{self.progress.step})" if self.resumed_from else ""))
+        paths = self.art.paths()
+        self.art.log(f"[system] pid {os.getpid()} run {self.run_id} cwd {Path.cwd()}")
+        self.art.log(f"[system] dataset {Path(cfg.dataset_path).resolve()} models {self.model_dir.resolve()}")
+        self.art.log(f"[system] log {Path(paths['train_log']).resolve()} events {Path(paths['events']).resolve()} "
+                     f"manifest {Path(paths['manifest']).resolve()}")
         self.art.log("resolved config:\n" + format_config(cfg))
         self.art.log(f"dataset {cfg.dataset_path}: {sum(data.counts.values())} records {data.counts}; "
                      f"{data.n_train_docs} train / {data.n_val_docs} val documents; {data.train_stream.size} / "
@@ -274,9 +280,16 @@ class Trainer:
         eta = (cfg.num_steps - p.step) / steps_per_sec
         lr = self.optimizer.lr
         self.art.log(f"step {p.step}/{cfg.num_steps} | loss {loss:.4f} | lr {lr:.6f} | {tokens_per_sec:,.0f} tok/s "
-                     f"| elapsed {_clock(elapsed)} | eta {_clock(eta)}")
+                     f"| elapsed {clock(elapsed)} | eta {clock(eta)}")
         self.art.event("step", step=p.step, loss=loss, lr=lr, tokens_per_sec=tokens_per_sec,
                        steps_per_sec=steps_per_sec, elapsed_s=elapsed, eta_s=eta, total_steps=cfg.num_steps)
+
+    def _show_progress(self, loss: float, steps: int, seconds: float) -> None:
+        """The live status line on a terminal (step/total, loss, tokens/s, ETA); nothing when not a TTY."""
+        cfg, p = self.cfg, self.progress
+        per_step = seconds / max(steps, 1)
+        self.console.show(bar_text(p.step, cfg.num_steps, loss, cfg.batch_size * self.block / max(per_step, 1e-9),
+                                   (cfg.num_steps - p.step) * per_step), force=p.step == cfg.num_steps)
 
     def _report_system(self, monitor: SystemMonitor) -> None:
         sample = monitor.sample()
