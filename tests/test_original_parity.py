@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from microgpt.__main__ import main
+from microgpt.chat_log import ChatLog
 from microgpt.config import config_from_dict
 from microgpt.data.dataset import load_documents
+from microgpt.nn import SamplingSettings
 from microgpt.storage import load_checkpoint
 from microgpt.train.batches import document_starts, join_with_bos, sequential_starts
 from microgpt.train.progress import ERASE, ProgressLine, bar_text
@@ -119,3 +121,27 @@ def test_training_on_a_terminal_shows_the_bar_and_system_lines(project: Path, mo
     assert f"[system] pid {os.getpid()} run " in out and str(project / "logs" / "train") in out
     log = next((project / "logs" / "train").glob("*.log")).read_text()
     assert "\r" not in log and "[system] dataset " + str(project / "go.jsonl") in log
+
+
+def test_a_chat_log_that_cannot_be_written_warns_once_and_the_chat_goes_on(tmp_path: Path) -> None:
+    (tmp_path / "chat").write_text("a file where the folder should be")
+    warnings: list[str] = []
+    log = ChatLog(tmp_path, "tui_chat", "s1", warn=warnings.append)
+    log.turn("user", "hello")
+    log.turn("assistant", "hi")
+    assert len(warnings) == 1 and "cannot be written" in warnings[0] and log.failed
+
+
+def test_a_chat_log_appends_turns_and_a_new_session_restarts_latest(tmp_path: Path) -> None:
+    first = ChatLog(tmp_path, "tui_chat", "s1")
+    first.context("models/a.npz", SamplingSettings())
+    first.turn("user", "hello")
+    first.turn("assistant", "two\nlines")
+    first.context("models/a.npz", SamplingSettings())  # unchanged: not written again
+    second = ChatLog(tmp_path, "tui_chat", "s2")
+    second.turn("user", "again")
+    one = (tmp_path / "chat" / "tui_chat_s1.log").read_text(encoding="utf-8")
+    assert one.count("# checkpoint models/a.npz | temperature=") == 1
+    assert "] user: hello\n" in one and "] assistant: two\n    lines\n" in one
+    assert "again" in (tmp_path / "chat" / "chat_latest.log").read_text(encoding="utf-8")
+    assert "hello" not in (tmp_path / "chat" / "chat_latest.log").read_text(encoding="utf-8")

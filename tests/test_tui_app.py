@@ -471,3 +471,23 @@ def test_e_edits_space_cycles_and_the_picker_has_home_and_end(project: Path) -> 
     assert app.tab.picker.selected() == list(app.ctx.catalog.preset_names())[-1]
     press(app, "home")
     assert app.tab.picker.selected() == "default"
+
+
+def test_chat_starts_with_the_latest_checkpoint_and_logs_the_conversation(project: Path) -> None:
+    (project / "models").mkdir()
+    (project / "models" / "latest_checkpoint.npz").write_bytes(b"the fake session does not read it")
+    app = make_app(project)
+    assert wait_until(lambda: app.chat.loaded, app.tick)  # loaded at start, no key pressed
+    press(app, "6", "enter", *"hello", "enter")
+    assert wait_until(lambda: not app.chat.streaming, app.tick)
+    [session] = (project / "logs" / "chat").glob("tui_chat_*.log")
+    text = session.read_text(encoding="utf-8")
+    assert "# checkpoint models/latest_checkpoint.npz | temperature=" in text
+    assert "] user: hello\n" in text and "] assistant: echo: hello (t=" in text
+    assert text == (project / "logs" / "chat" / "chat_latest.log").read_text(encoding="utf-8")
+
+
+def test_no_checkpoint_no_load_and_no_log_until_a_turn(project: Path) -> None:
+    app = make_app(project)
+    assert not app.chat.loading and not app.chat.loaded
+    assert not (project / "logs" / "chat").exists()

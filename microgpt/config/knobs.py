@@ -116,15 +116,6 @@ KNOBS: tuple[Knob, ...] = (
         allow_empty=True,
     ),
     _knob(
-        "TRAIN_DOC_SAMPLING", DATA,
-        'where training windows start: random (anywhere) or sequential (document by document)',
-        'random draws every window of a batch from anywhere in the training text, so each step sees a fresh '
-        'mix. sequential walks the training documents in order, one window per document starting at its '
-        "beginning, and starts over after the last (the original's sequential mode): every document is seen "
-        'from its first token, evenly, but batches are less varied. Validation is the same either way.',
-        choices=('random', 'sequential'),
-    ),
-    _knob(
         "TOKEN_VOCAB_SIZE", DATA,
         'vocabulary size: BOS + 256 bytes + the most used sub-words or characters',
         'How many token ids the model knows: BOS, the 256 bytes (so any text can be written), then the '
@@ -272,6 +263,15 @@ KNOBS: tuple[Knob, ...] = (
         'before the update. That stops one unlucky batch from wrecking the weights, a common cause of '
         'sudden loss spikes or NaN. 1.0 is usual; 0 turns clipping off (as in the original).',
         min=0,
+    ),
+    _knob(
+        "TRAIN_DOC_SAMPLING", OPTIM,
+        'where training windows start: random (anywhere) or sequential (document by document)',
+        'random draws every window of a batch from anywhere in the training text, so each step sees a fresh '
+        'mix. sequential walks the training documents in order, one window per document starting at its '
+        "beginning, and starts over after the last (the original's sequential mode): every document is seen "
+        'from its first token, evenly, but batches are less varied. Validation is the same either way.',
+        choices=('random', 'sequential'),
     ),
     _knob(
         "VAL_SPLIT", VALID,
