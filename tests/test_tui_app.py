@@ -7,6 +7,8 @@ fake session, so these tests check the TUI's own logic in a few seconds.
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from test_tui_fakes import FakeSession, FakeSettings, fake_trainer_command, wait
 from microgpt.tui.app import App
 from microgpt.tui.chat_worker import ChatWorker
 from microgpt.tui.runner import TrainerRunner
+from microgpt.tui.system import SystemSampler, project_root
 from microgpt.tui.text import cell_width
 from microgpt.tui.widgets import plain
 
@@ -491,3 +494,68 @@ def test_no_checkpoint_no_load_and_no_log_until_a_turn(project: Path) -> None:
     app = make_app(project)
     assert not app.chat.loading and not app.chat.loaded
     assert not (project / "logs" / "chat").exists()
+
+
+# ---- at a glance -------------------------------------------------------------------------
+def test_train_tab_shows_the_runtime_summary_and_recent_activity(project: Path) -> None:
+    app = make_app(project)
+    app.ctx.system = SystemSampler(gpu_probe=lambda: ["0: Fake GPU, driver 1.0, memory 80 MiB (0 MiB used)"])
+    app.tick()
+    assert wait_until(lambda: "Fake GPU" in app.ctx.system.gpu)
+    text = screen(app)
+    assert "Runtime Summary" in text and "Recent Activity" in text and "no run yet" in text
+    assert re.search(r"cpu \d+%  ram \d+\.\d/\d+\.\d GB", text) and "gpu 0: Fake GPU" in text
+    start_run(app)
+    run_to_end(app)
+    press(app, "h")  # from Monitor back to Train
+    text = screen(app)
+    assert "step  100/100" in text and "finished (completed)" in text and "best val" in text
+    assert "training finished" in text  # the newest log line, in Recent Activity
+    assert "about this knob" in screen(app, 80, 24)  # a small terminal keeps the knob's explanation
+
+
+def test_monitor_header_names_the_machine_the_trainer_the_model_and_the_log(project: Path) -> None:
+    app = make_app(project)
+    start_run(app)
+    assert wait_until(lambda: app.ctx.system.latest.trainer_pid == app.ctx.runner.process.pid, app.tick)
+    text = screen(app)
+    assert f"pid {app.ctx.runner.process.pid}" in text and "rss " in text
+    run_to_end(app)
+    text = screen(app)
+    assert "log logs/train/train_20250101-120000_fake.log" in text and "model models/" in text
+
+
+def test_system_metrics_are_sampled_every_second_even_when_idle() -> None:
+    now = [0.0]
+    sampler = SystemSampler(clock=lambda: now[0], gpu_probe=list)
+    assert sampler.tick(None) and sampler.latest.ram_total_mb > 0 and sampler.latest.trainer_pid is None
+    now[0] = 0.5
+    assert not sampler.tick(None)
+    now[0] = 1.0
+    assert sampler.tick(os.getpid()) and sampler.latest.trainer_rss_mb > 0
+    assert wait_until(lambda: sampler.gpu.startswith("none found"))
+
+
+def test_runs_and_models_refresh_themselves_every_two_seconds(project: Path) -> None:
+    now = [0.0]
+    app = App(project, project / "tui.json", runner=TrainerRunner(project, fake_trainer_command(project)),
+              chat_worker=ChatWorker(FakeSession.open), make_settings=FakeSettings, splash_s=0,
+              clock=lambda: now[0])
+    press(app, "5")
+    assert "no checkpoints" in screen(app)
+    (project / "models").mkdir()
+    (project / "models" / "latest_checkpoint.npz").write_bytes(b"y")
+    app.tick()
+    assert "no checkpoints" in screen(app)  # not yet: two seconds have not passed
+    now[0] = 2.0
+    app.tick()
+    assert "latest_checkpoint.npz" in screen(app)
+
+
+def test_the_project_root_is_found_from_a_subfolder(tmp_path: Path) -> None:
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "notebooks" / "deep").mkdir(parents=True)
+    assert project_root(tmp_path / "notebooks" / "deep") == tmp_path.resolve()
+    lone = tmp_path.parent / f"{tmp_path.name}-lone"
+    lone.mkdir()
+    assert project_root(lone) == lone.resolve()  # no marker above: the folder itself
