@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("eval", "score a checkpoint on held-out datasets: loss, perplexity, bits per byte"),
     "validate-dataset": ("validate_dataset", "check a JSONL dataset and print its statistics"),
     "data": ("data", "fetch public datasets (data get dolly) or import your own transcripts"),
+    "serve": ("serve", "serve a checkpoint over an OpenAI-compatible HTTP API, with a chat page"),
+    "export": ("export", "write a checkpoint as model.safetensors + config.json + tokenizer.json"),
     "bench": ("bench", "measure training and generation throughput (against PyTorch when installed)"),
     "tui": ("tui", "the terminal dashboard: configure, train, watch, browse runs and models, chat"),
     "gpu-check": ("gpu_check", "report the compute this machine offers and what TRAIN_DEVICE=gpu does"),

@@ -7,6 +7,12 @@ traceback. Notebooks 04 and 05 keep their files under tempfile.gettempdir()/micr
 started here get a TMPDIR of their own: 05 finds the checkpoint 04 wrote in this run, never one left by an
 earlier run. Run alone (`-k 05`), notebook 05 trains its own tiny model.
 
+Exercises: a code cell whose first line is `# EXERCISE n` holds a stub the learner fills in (it raises
+NotImplementedError), and a later cell starting `# CHECK n` asserts the answer, printing "exercise n: passed",
+or "exercise n: skipped" while the stub is untouched. notebooks/solutions/<notebook>.py holds the answers, one
+chunk per `# EXERCISE n` line. Each notebook runs twice: as shipped (every check must say skipped) and with
+each exercise cell replaced by its solution chunk (every check must say passed).
+
 Without the notebook tooling (pip install -e '.[notebooks]') the execution tests are skipped, with the reason.
 """
 
@@ -31,10 +37,30 @@ KERNEL = "python3"
 CELL_TIMEOUT_S = 300
 TOOLING = ("nbclient", "nbformat", "ipykernel", "jupyter_client")
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+SOLUTIONS_DIR = NOTEBOOKS_DIR / "solutions"
+MARK = re.compile(r"# (EXERCISE|CHECK) (\d+)\b")  # on the first line of an exercise or check cell
 
 
 def read_notebook(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def marked_cells(cells: list, kind: str) -> dict[int, int]:
+    """Exercise (or check) number -> index of its cell, for cells whose first line is '# EXERCISE n'."""
+    found = {}
+    for i, cell in enumerate(cells):
+        match = MARK.match("".join(cell["source"])) if cell["cell_type"] == "code" else None
+        if match and match.group(1) == kind:
+            found[int(match.group(2))] = i
+    return found
+
+
+def solution_chunks(path: Path) -> dict[int, str]:
+    """notebooks/solutions/<stem>.py split at its '# EXERCISE n' lines: n -> that chunk's source."""
+    text = (SOLUTIONS_DIR / f"{path.stem}.py").read_text(encoding="utf-8")
+    parts = re.split(r"^(# EXERCISE \d+\b.*)$", text, flags=re.MULTILINE)
+    return {int(MARK.match(head).group(2)): (head + body).strip() + "\n"
+            for head, body in zip(parts[1::2], parts[2::2])}
 
 
 def test_every_numbered_notebook_exists() -> None:
@@ -56,11 +82,26 @@ def test_notebook_is_committed_without_outputs(path: Path) -> None:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_opens_with_goals_and_closes_with_exercises(path: Path) -> None:
     cells = read_notebook(path)["cells"]
-    first, last = "".join(cells[0]["source"]), "".join(cells[-1]["source"])
-    assert cells[0]["cell_type"] == "markdown" and "What you will learn" in first, \
+    assert cells[0]["cell_type"] == "markdown" and "What you will learn" in "".join(cells[0]["source"]), \
         f"{path.name}: the first cell should be markdown listing 'What you will learn'"
-    assert cells[-1]["cell_type"] == "markdown" and "Exercises" in last, \
-        f"{path.name}: the last cell should be markdown with the exercises"
+    headings = [i for i, cell in enumerate(cells)
+                if cell["cell_type"] == "markdown" and re.search(r"^## Exercises", "".join(cell["source"]), re.MULTILINE)]
+    assert headings, f"{path.name}: no markdown cell with an '## Exercises' heading"
+    first_exercise = min(marked_cells(cells, "EXERCISE").values(), default=len(cells))
+    assert headings[0] < first_exercise, f"{path.name}: the exercise cells should follow the '## Exercises' heading"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_exercises_come_with_checks_and_solutions(path: Path) -> None:
+    cells = read_notebook(path)["cells"]
+    exercises, checks = marked_cells(cells, "EXERCISE"), marked_cells(cells, "CHECK")
+    assert 2 <= len(exercises) <= 4, f"{path.name}: {len(exercises)} exercise cells, expected 2 to 4"
+    assert sorted(exercises) == list(range(1, len(exercises) + 1)), f"{path.name}: exercises {sorted(exercises)}"
+    assert sorted(checks) == sorted(exercises), f"{path.name}: exercises {sorted(exercises)}, checks {sorted(checks)}"
+    late = [n for n in exercises if checks[n] < exercises[n]]
+    assert not late, f"{path.name}: the check cells of exercises {late} come before the exercise"
+    assert sorted(solution_chunks(path)) == sorted(exercises), \
+        f"{path.name}: solutions/{path.stem}.py has exercises {sorted(solution_chunks(path))}"
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +129,18 @@ def kernel_env(tmp_path_factory: pytest.TempPathFactory):
         yield env
 
 
+@pytest.mark.parametrize("solved", [False, True], ids=["as-shipped", "with-solutions"])
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_top_to_bottom(path: Path, kernel_env: dict[str, str]) -> None:
+def test_notebook_runs_top_to_bottom(path: Path, solved: bool, kernel_env: dict[str, str]) -> None:
     import nbclient
     import nbformat
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     nb = nbformat.read(path, as_version=4)
+    if solved:
+        chunks = solution_chunks(path)
+        for n, i in marked_cells(nb.cells, "EXERCISE").items():
+            nb.cells[i].source = chunks[n]
     client = nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=CELL_TIMEOUT_S,
                                      resources={"metadata": {"path": str(NOTEBOOKS_DIR)}})
     started = time.perf_counter()
@@ -106,4 +152,9 @@ def test_notebook_runs_top_to_bottom(path: Path, kernel_env: dict[str, str]) -> 
     elapsed = time.perf_counter() - started
     if failure is not None:
         pytest.fail(f"{path.name} failed after {elapsed:.0f} s:\n{failure}", pytrace=False)
-    print(f"{path.name}: {elapsed:.1f} s")
+    verdict = "passed" if solved else "skipped"
+    for n, i in marked_cells(nb.cells, "CHECK").items():
+        printed = "".join(out.get("text", "") for out in nb.cells[i].outputs if out.get("output_type") == "stream")
+        assert f"exercise {n}: {verdict}" in printed, \
+            f"{path.name}: check {n} should print 'exercise {n}: {verdict}', it printed {printed!r}"
+    print(f"{path.name} ({'with solutions' if solved else 'as shipped'}): {elapsed:.1f} s")

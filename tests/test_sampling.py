@@ -250,6 +250,7 @@ def test_generate_is_an_iterator_that_does_one_step_per_token():
     next(stream)
     assert model.calls == 2  # one new position
     assert len(list(stream)) == 3
+    assert model.calls == 5  # the prompt, then one per new token but the last: its logits would go unused
 
 
 def test_repeat_last_n_zero_turns_the_penalty_off():

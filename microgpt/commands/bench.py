@@ -6,6 +6,7 @@ import argparse
 import json
 
 from microgpt.bench.micro import run_micro
+from microgpt.bench.serve import format_serve_bench, run_serve_bench
 from microgpt.bench.throughput import CONFIGS, bench_config, torch_available
 from microgpt.bench.tui import run_tui_bench
 
@@ -21,10 +22,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tui", action="store_true",
                         help="the dashboard's idle CPU, its CPU while following a run, and the run's speed "
                              "against the plain CLI (needs tmux; a few minutes)")
+    parser.add_argument("--serve", action="store_true",
+                        help="the HTTP server's tokens/s with 1, 4 and 8 clients at once against the same requests "
+                             "one at a time (needs the serve extra)")
+    parser.add_argument("--checkpoint", metavar="CKPT", help="with --serve: serve this model instead of a random one "
+                        "of the default preset's shape")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.serve:
+        report = run_serve_bench(args.checkpoint, windows=min(args.windows, 3))
+        print(json.dumps(report) if args.json else format_serve_bench(report))
+        return 0
     if args.tui or args.micro:
         result = run_tui_bench() if args.tui else run_micro()
         print(json.dumps(result) if args.json else "\n".join(f"{k:<28} {v:8.3f}" for k, v in result.items()))

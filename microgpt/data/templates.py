@@ -67,3 +67,9 @@ def chat_prompt(history: list[tuple[str, str]], user_message: str) -> str:
     for user, reply in history:
         lines += [line(USER_PREFIX, user), line(ASSISTANT_PREFIX, reply)]
     return "\n".join([*lines, line(USER_PREFIX, user_message), ASSISTANT_PREFIX])
+
+
+def messages_prompt(messages: list[tuple[str, str]]) -> str:
+    """(role, content) turns, the last one the user's -> the text the model continues: the `messages`
+    document of those turns followed by "Assistant:", as `chat_prompt` does for plain user/assistant pairs."""
+    return "\n".join([*(line(ROLE_PREFIX[role], content) for role, content in messages), ASSISTANT_PREFIX])

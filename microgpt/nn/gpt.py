@@ -126,15 +126,15 @@ class GPT(Module):
         if idx.ndim == 1:
             idx = idx[None, :]
         T = idx.shape[1]
-        start = cache.length if cache is not None else 0
-        if start + T > self.config.block_size:
-            raise ValueError(f"sequence of {start + T} tokens is longer than block_size {self.config.block_size}")
-        x = self.drop(self.wte(idx) + self.wpe.weight[start:start + T])  # (B, T, C)
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
+        pos = cache.positions(T) if cache is not None else slice(0, T)  # a slice, or (B, T) ids when rows differ
+        x = self.drop(self.wte(idx) + self.wpe.weight[pos])  # (B, T, C)
         x = F.rms_norm(x)
         for i, block in enumerate(self.blocks):
             x = block(x, cache, i)
         if cache is not None:
-            cache.length += T
+            cache.advance(T)
         return x
 
     def forward(self, idx: np.ndarray, cache: KVCache | None = None) -> Tensor:

@@ -77,12 +77,29 @@ class KVCache:
         self.values = [np.zeros(shape, dtype=dtype) for _ in range(n_layer)]
         self.length = 0  # positions already stored
 
+    def positions(self, T: int) -> slice:
+        """The positions of the next T tokens, the same for every row; ValueError past the block size."""
+        end = self.length + T
+        if end > self.keys[0].shape[2]:
+            raise ValueError(f"sequence of {end} tokens is longer than block_size {self.keys[0].shape[2]}")
+        return slice(self.length, end)
+
     def append(self, layer: int, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Store this step's k, v (B, H, T, D) after the cached ones; return everything so far."""
         end = self.length + k.shape[2]
         self.keys[layer][:, :, self.length:end] = k
         self.values[layer][:, :, self.length:end] = v
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """Causal attention of the new queries over every cached position plus the new ones."""
+        k_all, v_all = self.append(layer, k.data, v.data)
+        keys, values = Tensor(k_all, requires_grad=False), Tensor(v_all, requires_grad=False)
+        return F.scaled_dot_product_attention(q, keys, values, causal=True)
+
+    def advance(self, T: int) -> None:
+        """Count the T positions every layer has just stored."""
+        self.length += T
 
 
 class CausalSelfAttention(Module):
@@ -103,10 +120,10 @@ class CausalSelfAttention(Module):
         w_qkv = concatenate([self.wq.weight, self.wk.weight, self.wv.weight])  # (3C, C): one GEMM, not three
         qkv = F.linear(x, w_qkv).reshape(B, T, 3, H, D).transpose(2, 0, 3, 1, 4)  # (3, B, H, T, D)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        if cache is not None:
-            k_all, v_all = cache.append(layer, k.data, v.data)
-            k, v = Tensor(k_all, requires_grad=False), Tensor(v_all, requires_grad=False)
-        y = F.scaled_dot_product_attention(q, k, v, causal=True)  # (B, H, T, D)
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, causal=True)  # (B, H, T, D)
+        else:
+            y = cache.attend(layer, q, k, v)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # heads side by side again
         return self.wo(y)
 
@@ -114,7 +131,7 @@ class CausalSelfAttention(Module):
 class MLP(Module):
     """Two linear maps with a non-linearity between them, 4x wider in the middle."""
 
-    def __init__(self, n_embd: int, *, activation: str = "relu", rng: np.random.Generator, std: float = 0.08,
+    def __init__(self, n_embd: int, *, activation: str, rng: np.random.Generator, std: float = 0.08,
                  dtype: np.dtype = np.float32) -> None:
         super().__init__()
         self.activation = activation
@@ -130,7 +147,7 @@ class MLP(Module):
 class Block(Module):
     """One transformer layer: x + attn(norm(x)), then x + mlp(norm(x)) (pre-norm residual stream)."""
 
-    def __init__(self, n_embd: int, n_head: int, *, activation: str, norm_gain: bool, dropout: float = 0.0,
+    def __init__(self, n_embd: int, n_head: int, *, activation: str, norm_gain: bool, dropout: float,
                  rng: np.random.Generator, std: float = 0.08, dtype: np.dtype = np.float32) -> None:
         super().__init__()
         self.attn_norm = RMSNorm(n_embd, learnable=norm_gain, dtype=dtype)

@@ -85,6 +85,8 @@ def generate(model: GPT, prompt_ids: Sequence[int], settings: SamplingSettings) 
             yield token
             if any(len(s) and generated[-len(s):] == list(s) for s in settings.stop_sequences):
                 return
+            if len(generated) == settings.max_new_tokens:  # done: the next position's logits would go unused
+                return
             if cache.length >= block:
                 context = context[-max(1, block // 2):]
                 cache = model.new_cache(1)

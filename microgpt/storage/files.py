@@ -17,8 +17,16 @@ _NAME = re.compile(r"ckpt_(?P<run>.+)_step(?P<step>\d+)_valloss(?P<loss>[0-9.]+|
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Read a checkpoint of ours (.npz) or of the original Go project (.json); one-line error if unusable."""
+    """Read a checkpoint of ours (.npz), of the original Go project (.json), or an export folder
+    (model.safetensors + config.json + tokenizer.json); one-line error if unusable."""
     path = Path(path)
+    if path.is_dir() and (path / "model.safetensors").exists():
+        try:  # optional dependency: only exports need the safetensors package
+            from microgpt.storage.export import load_export
+        except ImportError:
+            raise CheckpointError(f"{path}: reading an export needs safetensors: pip install -e \".[serve]\"") \
+                from None
+        return load_export(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file (train one with `python -m microgpt train`)")
     if path.suffix == ".json":

@@ -1,0 +1,31 @@
+"""`python -m microgpt export CKPT OUT_DIR`: the model as model.safetensors + config.json + tokenizer.json.
+
+Needs the safetensors package (the serve extra). The folder loads back anywhere a checkpoint does (chat-once,
+chat, eval, serve), and in PyTorch with the README's snippet.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from microgpt.errors import ConfigError
+from microgpt.storage import load_checkpoint
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", metavar="CKPT", help="a .npz checkpoint (or an export folder)")
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (created if needed; its three files "
+                        "are replaced atomically)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:  # optional dependency: the serve extra
+        from microgpt.storage.export import save_export
+    except ImportError:
+        raise ConfigError("export needs the safetensors package: pip install -e \".[serve]\"") from None
+    checkpoint = load_checkpoint(args.checkpoint)
+    out = save_export(checkpoint, args.out_dir, source=args.checkpoint)
+    c = checkpoint.model.config
+    print(f"exported {args.checkpoint} to {out}/ (model.safetensors, config.json, tokenizer.json): {c.n_layer} "
+          f"layers x {c.n_embd}, vocab {c.vocab_size}, {checkpoint.model.num_parameters():,} parameters")
+    return 0

@@ -1,0 +1,115 @@
+"""`python -m microgpt serve [CKPT]`: an OpenAI-compatible HTTP server and a chat page for one checkpoint.
+
+Needs the serve extra (`pip install -e ".[serve]"`: Starlette and uvicorn). The original's MODEL_PATH and PORT
+environment variables work too; flags win over them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import os
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from microgpt.config import sampling_from_env
+from microgpt.errors import ConfigError
+from microgpt.serve.engine import Engine
+from microgpt.storage import load_checkpoint
+
+DEFAULT_CHECKPOINT = "models/best_checkpoint.npz"
+DEFAULT_PORT = 7860
+GRACEFUL_SHUTDOWN_S = 30  # SIGTERM: stop accepting, let replies in flight finish for at most this long
+
+EPILOG = """\
+endpoints: GET / (chat page), GET /health, GET /v1/models, POST /v1/chat/completions, POST /v1/completions
+examples:
+  python -m microgpt serve models/best_checkpoint.npz
+  curl http://127.0.0.1:7860/v1/chat/completions -H 'Content-Type: application/json' \\
+       -d '{"messages": [{"role": "user", "content": "How do I make tea?"}]}'
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    parser.add_argument("checkpoint", nargs="?", metavar="CKPT",
+                        help=f"checkpoint to serve (default: $MODEL_PATH, else {DEFAULT_CHECKPOINT})")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
+    parser.add_argument("--port", type=int, help=f"port (default: $PORT, else {DEFAULT_PORT})")
+    parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1/* (default: $MICROGPT_API_KEY)")
+    parser.add_argument("--max-batch", type=int, default=8, help="sequences decoded together (default 8)")
+
+
+def _port(args: argparse.Namespace) -> int:
+    raw = args.port if args.port is not None else os.environ.get("PORT", DEFAULT_PORT)
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ConfigError(f"PORT={raw!r} is not a port number (1-65535)") from None
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"port {port} is out of range: give 1-65535")
+    return port
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    try:  # optional dependencies: only `serve` needs a web stack
+        import uvicorn
+
+        from microgpt.serve.app import Server, build_app
+    except ImportError as exc:
+        raise ConfigError(f"serve needs the serve extra ({exc.name} is missing): pip install -e \".[serve]\"") from None
+
+    port = _port(args)
+    if not 1 <= args.max_batch <= 64:
+        raise ConfigError(f"--max-batch {args.max_batch}: give 1-64")
+    api_key = args.api_key or os.environ.get("MICROGPT_API_KEY") or None
+    path = args.checkpoint or os.environ.get("MODEL_PATH") or DEFAULT_CHECKPOINT
+    checkpoint = load_checkpoint(path)
+    # The one sampling type's defaults and CHAT_* variables; a request without "seed" gets fresh randomness,
+    # as the OpenAI API does (chat-once stays reproducible with its fixed seed).
+    defaults = replace(sampling_from_env(), seed=None)
+    engine = Engine(checkpoint.model, checkpoint.tokenizer, max_batch=args.max_batch)
+    name = Path(path).stem
+    app = build_app(Server(engine, name, defaults, api_key))
+    config = checkpoint.model.config
+    print(f"microgpt serve: http://{args.host}:{port}/  (model {name} from {path}: {config.n_layer} layers x "
+          f"{config.n_embd}, vocab {config.vocab_size}, context {config.block_size} tokens; OpenAI API at /v1; "
+          f"{'API key required' if api_key else 'no API key'})", flush=True)
+    if not _is_loopback(args.host) and not api_key:
+        print(f"warning: listening on {args.host} without --api-key: anyone who can reach this machine can use "
+              "the model", file=sys.stderr, flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, log_level="warning",
+                                           timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S))
+    server.capture_signals = contextlib.nullcontext  # our handlers below: a clean stop exits 0, not by the signal
+
+    def stop(signum: int, frame: object) -> None:
+        if server.should_exit:  # a second signal: stop waiting for replies in flight
+            server.force_exit = True
+        server.should_exit = True
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
+    try:
+        server.run()
+    except SystemExit as exc:  # uvicorn exits when it cannot bind the port
+        raise ConfigError(f"cannot listen on {args.host}:{port} (in use, or not an address of this machine)") \
+            from exc
+    finally:
+        engine.stop()
+    if not server.started:
+        raise ConfigError(f"cannot listen on {args.host}:{port} (in use, or not an address of this machine)")
+    print("microgpt serve: stopped", flush=True)
+    return 0

@@ -1,0 +1,92 @@
+"""Decoding many sequences at once: a KV cache whose rows are independent sequences of different lengths.
+
+A server gets requests at different times with prompts of different lengths. Each prompt is first run alone
+through a plain KVCache (the prefill); its keys and values are then copied into a free row ("slot") of a
+SlotCache, and from then on every live sequence advances by one token per step in ONE batched forward pass:
+the weight matrices are read once for all rows instead of once per sequence.
+
+Row b holds lengths[b] positions. Its new token sits at position lengths[b], and its query may see keys
+0..lengths[b] of its own row only: positions past that are masked out (they hold stale or zero keys). Live rows
+are kept at the front (0..n-1), so the batch is always a plain slice of the buffers, never a copy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from microgpt.autograd import Tensor
+from microgpt.nn.gpt import GPT
+from microgpt.nn.layers import KVCache
+
+
+class SlotCache:
+    """`slots` rows of per-layer key/value buffers (slots, H, block_size, D), the first `n` of them live."""
+
+    def __init__(self, n_layer: int, slots: int, n_head: int, block_size: int, head_dim: int,
+                 dtype: np.dtype) -> None:
+        shape = (slots, n_head, block_size, head_dim)
+        self.keys = [np.zeros(shape, dtype=dtype) for _ in range(n_layer)]
+        self.values = [np.zeros(shape, dtype=dtype) for _ in range(n_layer)]
+        self.lengths = np.zeros(slots, dtype=np.int64)
+        self.n = 0  # live rows: 0..n-1
+        self.block_size = block_size
+
+    @property
+    def free(self) -> int:
+        return len(self.lengths) - self.n
+
+    def add(self, prefilled: KVCache) -> int:
+        """Copy a one-row prefilled cache into the next free slot; returns the slot."""
+        slot, length = self.n, prefilled.length
+        for layer, (k, v) in enumerate(zip(prefilled.keys, prefilled.values)):
+            self.keys[layer][slot, :, :length] = k[0, :, :length]
+            self.values[layer][slot, :, :length] = v[0, :, :length]
+        self.lengths[slot] = length
+        self.n += 1
+        return slot
+
+    def remove(self, slot: int) -> int | None:
+        """Free `slot` by moving the last live row into it; returns the row that moved there (None if none)."""
+        last = self.n - 1
+        self.n -= 1
+        if slot == last:
+            return None
+        for buffers in (self.keys, self.values):
+            for layer_buffer in buffers:
+                layer_buffer[slot] = layer_buffer[last]
+        self.lengths[slot] = self.lengths[last]
+        return last
+
+    # ----- the interface GPT.hidden and CausalSelfAttention use (see KVCache) -----------------------------
+    def positions(self, T: int) -> np.ndarray:
+        """(n, 1) position of each live row's new token."""
+        if T != 1:
+            raise ValueError("a SlotCache advances one token per row at a time; prefill with a KVCache")
+        if self.n and self.lengths[:self.n].max() >= self.block_size:
+            raise ValueError(f"a sequence reached block_size {self.block_size}")
+        return self.lengths[:self.n, None]
+
+    def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """Each row's query over its own keys 0..lengths[b] (inference only: no graph is recorded)."""
+        n, length = self.n, self.lengths[:self.n]
+        rows = np.arange(n)
+        keys, values = self.keys[layer][:n], self.values[layer][:n]  # (n, H, block, D)
+        keys[rows, :, length] = k.data[:, :, 0]
+        values[rows, :, length] = v.data[:, :, 0]
+        scores = q.data @ keys.transpose(0, 1, 3, 2) / math.sqrt(q.shape[-1])  # (n, H, 1, block)
+        unseen = np.arange(self.block_size)[None, :] > length[:, None]  # (n, block): not this row's past
+        scores = np.where(unseen[:, None, None, :], -np.inf, scores)
+        weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        weights /= weights.sum(axis=-1, keepdims=True)
+        return Tensor(weights @ values, requires_grad=False)  # (n, H, 1, D)
+
+    def advance(self, T: int) -> None:
+        self.lengths[:self.n] += T
+
+
+def slot_cache_for(model: GPT, slots: int) -> SlotCache:
+    """An empty SlotCache shaped for `model`, with room for `slots` sequences."""
+    c = model.config
+    return SlotCache(c.n_layer, slots, c.n_head, c.block_size, c.n_embd // c.n_head, model.wte.weight.dtype)

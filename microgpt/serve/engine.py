@@ -1,0 +1,171 @@
+"""The decoding loop behind `microgpt serve`: every live request advances one token per step, together.
+
+A request is prefilled alone (its prompt through a plain KV cache), then joins the SlotCache batch; each step
+runs ONE forward pass for all live sequences and samples each row with that request's own settings and random
+generator. A sequence leaves the batch when it ends (end-of-text, a stop string, its token limit) or when its
+client goes away. Because a row's numbers never depend on the other rows, a reply is the same whether the
+request ran alone or beside seven others (same seed, same settings).
+
+The loop runs on one thread of its own; callers hand in a `Job` and receive its events through `job.emit`,
+called on that thread: ("text", piece) as soon as a piece can no longer turn into a stop string, then
+("done", finish_reason) with finish_reason "stop" or "length".
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from microgpt.autograd import no_grad
+from microgpt.nn import GPT
+from microgpt.nn.sampling import SamplingSettings, next_token_distribution
+from microgpt.nn.slots import slot_cache_for
+
+Event = tuple[str, str]
+
+
+def held_back(text: str, stops: Sequence[str]) -> int:
+    """How many trailing characters might still grow into a stop string (or finish a multi-byte character)."""
+    if text.endswith("\ufffd"):
+        return 1
+    longest = max((len(s) for s in stops), default=0)
+    for n in range(min(len(text), longest), 0, -1):
+        if any(stop.startswith(text[-n:]) for stop in stops):
+            return n
+    return 0
+
+
+@dataclass
+class Job:
+    """One request: prompt ids, sampling settings, stop strings, and where its events go."""
+
+    prompt_ids: list[int]
+    settings: SamplingSettings
+    stops: tuple[str, ...]
+    emit: Callable[[Event], None]
+    strip_leading_space: bool = False  # a chat reply starts after "Assistant:"; its first space is template
+    cancelled: bool = False
+    generated: list[int] = field(default_factory=list)
+    text: str = ""  # the reply so far, stops cut off
+    sent: int = 0  # characters of `text` already emitted
+    rng: np.random.Generator | None = None
+    logits: np.ndarray | None = None
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.generated)
+
+
+class Engine:
+    """Owns the model and the batch; `submit` is safe to call from any thread."""
+
+    def __init__(self, model: GPT, tokenizer, max_batch: int = 8) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_batch = max_batch
+        self.slots = slot_cache_for(model, max_batch)
+        self.rows: list[Job] = []  # rows[i] lives in slot i
+        self.pending: list[Job] = []
+        self.lock = threading.Condition()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._loop, name="microgpt-decoder", daemon=True)
+        self.thread.start()
+
+    def submit(self, job: Job) -> None:
+        with self.lock:
+            self.pending.append(job)
+            self.lock.notify()
+
+    def stats(self) -> dict[str, int]:
+        """Sequences decoding now and requests waiting for a free row."""
+        with self.lock:
+            return {"decoding": len(self.rows), "waiting": len(self.pending)}
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopping = True
+            self.lock.notify()
+        self.thread.join(timeout=10)
+
+    # ----- the loop -------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self.lock:
+                while not (self.pending or self.rows or self.stopping):
+                    self.lock.wait()
+                if self.stopping:
+                    return
+                admitted = self.pending[:self.slots.free]
+                del self.pending[:len(admitted)]
+            try:
+                with no_grad():
+                    for job in admitted:
+                        self._prefill(job)
+                    self._step()
+            except Exception as exc:  # noqa: BLE001 - whatever breaks, no client may be left waiting forever
+                for job in [*self.rows, *admitted]:
+                    job.emit(("error", f"{type(exc).__name__}: {exc}"))
+                self.rows.clear()
+                self.slots.n = 0
+
+    def _prefill(self, job: Job) -> None:
+        cache = self.model.new_cache(1)
+        job.logits = self.model(np.asarray([job.prompt_ids]), cache).data[0, -1]
+        job.rng = np.random.default_rng(job.settings.seed)
+        self.slots.add(cache)
+        self.rows.append(job)
+
+    def _step(self) -> None:
+        """Sample one token for every live row, retire the finished ones, run the rest one position on."""
+        finished = [slot for slot, job in enumerate(self.rows) if self._advance(job)]
+        for slot in reversed(finished):  # highest first, so each moved row comes from a slot still live
+            moved = self.slots.remove(slot)
+            if moved is None:
+                self.rows.pop(slot)
+            else:
+                self.rows[slot] = self.rows.pop(moved)
+        if self.rows:
+            tokens = np.asarray([[job.generated[-1]] for job in self.rows])
+            logits = self.model(tokens, self.slots).data[:, 0]
+            for job, row in zip(self.rows, logits):
+                job.logits = row
+
+    def _advance(self, job: Job) -> bool:
+        """Pick the job's next token and emit what became certain; True when the job is over."""
+        if job.cancelled:
+            return True
+        s = job.settings
+        p = next_token_distribution(job.logits, job.generated, s, len(job.generated))
+        token = int(np.argmax(p)) if s.temperature <= 0 else int(job.rng.choice(p.size, p=p))
+        if token in s.stop_token_ids:
+            return self._finish(job, "stop")
+        job.generated.append(token)
+        text = self.tokenizer.decode(job.generated)
+        text = text.lstrip() if job.strip_leading_space else text
+        cut = min((i for i in (text.find(stop) for stop in job.stops) if i >= 0), default=-1)
+        if cut >= 0:
+            job.text = text[:cut]
+            return self._finish(job, "stop")
+        job.text = text
+        room = self.slots.block_size - len(job.prompt_ids) - len(job.generated)
+        if len(job.generated) >= s.max_new_tokens or room <= 0:
+            return self._finish(job, "length")
+        ready = len(text) - held_back(text, job.stops)
+        if job.strip_leading_space:  # trailing spaces wait too: a finished reply is stripped
+            ready = len(text[:ready].rstrip())
+        if ready > job.sent:
+            job.emit(("text", text[job.sent:ready]))
+            job.sent = ready
+        return False
+
+    def _finish(self, job: Job, reason: str) -> bool:
+        if job.strip_leading_space:
+            job.text = job.text.rstrip()
+        if len(job.text) > job.sent:
+            job.emit(("text", job.text[job.sent:]))
+            job.sent = len(job.text)
+        job.emit(("done", reason))
+        return True

@@ -1,0 +1,80 @@
+"""`microgpt export`: a safetensors folder that loads back exactly, and into PyTorch with the README's snippet."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("safetensors", reason="the serve extra installs safetensors")
+
+from microgpt.__main__ import main
+from microgpt.autograd import no_grad
+from microgpt.data.tokenizer import CharTokenizer
+from microgpt.nn import GPT, GPTConfig
+from microgpt.storage import load_checkpoint, save_checkpoint
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+CHARS = "abcdefghijklmnopqrstuvwxyz .,?'\nUA:"
+
+
+def _checkpoint(folder: Path, **shape) -> Path:
+    tokenizer = CharTokenizer(CHARS)
+    config = GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=2, n_embd=16, n_head=2, block_size=32, **shape)
+    return save_checkpoint(folder / "model.npz", GPT(config, seed=5), tokenizer, {"run_id": "r", "step": 3})
+
+
+def _export(capsys, ckpt: Path, out: Path) -> None:
+    assert main(["export", str(ckpt), str(out)]) == 0
+    assert "exported" in capsys.readouterr().out
+
+
+def test_export_round_trip_is_exact(tmp_path: Path, capsys) -> None:
+    ckpt = _checkpoint(tmp_path)
+    _export(capsys, ckpt, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["config.json", "model.safetensors",
+                                                                    "tokenizer.json"]
+    original, exported = load_checkpoint(ckpt), load_checkpoint(tmp_path / "out")
+    for name, value in original.model.state_dict().items():
+        np.testing.assert_array_equal(exported.model.state_dict()[name], value)
+    assert exported.model.config == original.model.config
+    tokens = json.loads((tmp_path / "out" / "tokenizer.json").read_text(encoding="utf-8"))
+    assert tokens["bos_id"] == 0 and len(tokens["tokens_hex"]) == original.tokenizer.vocab_size
+    assert bytes.fromhex(tokens["tokens_hex"][ord("a") + 1]) == b"a"  # byte ids are 1 + the byte
+    replies = []
+    for source in (ckpt, tmp_path / "out"):
+        assert main(["chat-once", str(source), "hello there", "--max-new-tokens", "20"]) == 0
+        replies.append(capsys.readouterr().out)
+    assert replies[0] == replies[1] and replies[0].strip()
+
+
+def test_a_broken_export_is_one_line(tmp_path: Path, capsys) -> None:
+    _export(capsys, _checkpoint(tmp_path), tmp_path / "out")
+    (tmp_path / "out" / "model.safetensors").write_bytes(b"\x00" * 20)
+    assert main(["chat-once", str(tmp_path / "out"), "hi"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "model.safetensors" in err
+    (tmp_path / "out" / "config.json").write_text('{"format": "other"}', encoding="utf-8")
+    assert main(["chat-once", str(tmp_path / "out"), "hi"]) == 2
+    assert "not a microgpt export" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("shape", [{}, {"tie_embeddings": True, "norm_gain": True, "activation": "gelu"}])
+def test_the_readme_pytorch_snippet_reproduces_our_logits(tmp_path: Path, capsys, shape: dict) -> None:
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (CI installs the CPU build)")
+    snippet = re.search(r"<!-- export-snippet -->\n```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+    assert snippet, "README.md lost its export snippet"
+    namespace: dict = {}
+    exec(snippet.group(1), namespace)  # noqa: S102 - the README's own code, as a reader would run it
+    ckpt = _checkpoint(tmp_path, **shape)
+    _export(capsys, ckpt, tmp_path / "out")
+    cfg, weights = namespace["load_exported"](str(tmp_path / "out"))
+    idx = np.random.default_rng(0).integers(0, cfg["vocab_size"], size=(2, 11))
+    with torch.no_grad():
+        theirs = namespace["logits"](cfg, weights, torch.from_numpy(idx)).numpy()
+    with no_grad():
+        ours = load_checkpoint(ckpt).model(idx).data
+    np.testing.assert_allclose(theirs, ours, atol=2e-5)
