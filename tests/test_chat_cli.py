@@ -115,7 +115,8 @@ def test_a_bad_sampling_flag_is_one_line_and_exit_2(checkpoint: Path) -> None:
 
 
 def test_chat_reads_turns_from_stdin_and_reset_forgets_them(checkpoint: Path) -> None:
-    result = run_cli("chat", str(checkpoint), *DECODE, stdin="hello\n/reset\nhi\n/quit\n")
+    logs = checkpoint.parent.parent / "logs"
+    result = run_cli("chat", str(checkpoint), *DECODE, stdin="hello\n/reset\nhi\n/quit\n", LOG_DIR=str(logs))
     assert result.returncode == 0, result.stderr
     # After /reset, "hi" is answered as a first turn: the same reply a fresh session gives.
     first = ChatSession.from_checkpoint(str(checkpoint)).reply("hello", settings())
@@ -126,10 +127,29 @@ def test_chat_reads_turns_from_stdin_and_reset_forgets_them(checkpoint: Path) ->
                     "you> (conversation cleared)\n"
                     f"you> assistant> {fresh}\n"
                     "you> ")
+    # the conversation is in its session log and in chat_latest.log, with the checkpoint and settings
+    session = [p for p in (logs / "chat").glob("chat_*.log") if p.name != "chat_latest.log"]
+    assert len(session) == 1 and session[0].name in header
+    text = (logs / "chat" / "chat_latest.log").read_text(encoding="utf-8")
+    assert text == session[0].read_text(encoding="utf-8")
+    assert f"# checkpoint {checkpoint} | temperature=" in text and "seed=3" in text
+    assert "] user: hello\n" in text and "# conversation reset" in text and "] user: hi\n" in text
+    assert text.count("] assistant: ") == 2 and text.index("user: hello") < text.index("reset") < text.index("user: hi")
+
+
+def test_chat_no_log_and_chat_once_log(checkpoint: Path, tmp_path: Path) -> None:
+    assert run_cli("chat", str(checkpoint), "--no-log", *DECODE, stdin="hello\n", LOG_DIR=str(tmp_path)).returncode == 0
+    assert not (tmp_path / "chat").exists()
+    assert run_cli("chat-once", str(checkpoint), "hello", *DECODE, LOG_DIR=str(tmp_path)).returncode == 0
+    assert not (tmp_path / "chat").exists()  # chat-once logs only when asked
+    result = run_cli("chat-once", str(checkpoint), "hello", "--log", *DECODE, LOG_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    [log] = (tmp_path / "chat").glob("chat_once_*.log")
+    assert f"] assistant: {result.stdout.rstrip()}" in log.read_text(encoding="utf-8")
 
 
 def test_chat_ends_at_end_of_input(checkpoint: Path) -> None:
-    result = run_cli("chat", str(checkpoint), *DECODE, stdin="hello\n")
+    result = run_cli("chat", str(checkpoint), *DECODE, stdin="hello\n", LOG_DIR=str(checkpoint.parent.parent / "logs"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("assistant> ") == 1
 

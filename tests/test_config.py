@@ -14,6 +14,8 @@ from microgpt.config import (
     GROUPS,
     KNOB_BY_NAME,
     KNOBS,
+    NUMBERED,
+    PRESET_HELP,
     PRESETS,
     TrainConfig,
     config_from_dict,
@@ -257,3 +259,20 @@ def test_bad_config_file(tmp_path: Path, content: str | None, fragment: str) -> 
     with pytest.raises(ConfigError) as exc:
         load_config(config_file=str(path), env={}, check_paths=False)
     assert_one_line_error(exc, "bad.json", fragment)
+
+
+def test_the_original_presets_fast_balanced_max_are_there_with_its_values() -> None:
+    assert NUMBERED == ("fast", "balanced", "max")
+    fast, balanced, big = (load_config(preset=name, env={}, check_paths=False) for name in NUMBERED)
+    shape = [(c.model.vocab_size, c.model.n_layer, c.model.n_embd, c.model.block_size, c.num_steps)
+             for c in (fast, balanced, big)]
+    assert shape == [(1536, 1, 32, 64, 400), (2048, 1, 48, 96, 800), (3072, 2, 64, 128, 1800)]
+    assert (fast.optim.lr, balanced.optim.lr, big.optim.lr) == (0.0045, 0.004, 0.0038)
+    assert all(name in PRESET_HELP for name in PRESETS)
+
+
+def test_a_preset_sets_only_its_own_keys_over_the_layers_below() -> None:
+    cfg = load_config(preset="fast", env={"BATCH_SIZE": "3", "N_LAYER": "2"}, check_paths=False)
+    assert cfg.batch_size == 3  # not named by the preset: the environment's value
+    assert cfg.model.n_layer == 2  # the environment outranks the preset
+    assert cfg.model.n_embd == 32  # the preset's own key

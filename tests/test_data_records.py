@@ -105,8 +105,8 @@ def test_multi_turn_chat_prompt_matches_a_messages_document():
             "missing required field 'messages[0].content'",
         ),
         (
-            {"id": "a", "record_type": "trajectory", "task": "t", "actions": None, "result": "r"},
-            "field 'actions' must be an array of strings, not null",
+            {"id": "a", "record_type": "trajectory", "task": "t", "actions": {"a": 1}, "result": "r"},
+            "field 'actions' must be an array of strings, not object",
         ),
         (
             {"id": "a", "record_type": "trajectory", "task": "t", "actions": [1], "result": "r"},

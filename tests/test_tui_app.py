@@ -7,6 +7,8 @@ fake session, so these tests check the TUI's own logic in a few seconds.
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from test_tui_fakes import FakeSession, FakeSettings, fake_trainer_command, wait
 from microgpt.tui.app import App
 from microgpt.tui.chat_worker import ChatWorker
 from microgpt.tui.runner import TrainerRunner
+from microgpt.tui.system import SystemSampler, project_root
 from microgpt.tui.text import cell_width
 from microgpt.tui.widgets import plain
 
@@ -441,3 +444,118 @@ def test_chat_scrolls_long_conversations(project: Path) -> None:
     assert "line 0" in screen(app, 80, 24)
     press(app, "end")
     assert "line 99" in screen(app, 80, 24)
+
+
+def test_digits_apply_the_original_presets_on_the_train_tab_and_switch_tabs_elsewhere(project: Path) -> None:
+    app = make_app(project)
+    app.ctx.values["BATCH_SIZE"] = 5  # a knob no preset names keeps its value
+    press(app, "1")
+    assert app.tab.title == "Train" and app.ctx.state["preset"] == "fast"
+    assert (app.ctx.values["N_EMBD"], app.ctx.values["NUM_STEPS"], app.ctx.values["BATCH_SIZE"]) == (32, 400, 5)
+    assert "preset fast " in screen(app)
+    press(app, "3")
+    assert app.ctx.values["N_LAYER"] == 2 and app.ctx.values["BATCH_SIZE"] == 5
+    press(app, "2")
+    assert app.ctx.state["preset"] == "balanced" and app.ctx.values["N_EMBD"] == 48
+    press(app, "6")
+    assert app.tab.title == "Chat"
+    press(app, "2")
+    assert app.tab.title == "Monitor"  # elsewhere the digits still switch tabs
+
+
+def test_e_edits_space_cycles_and_the_picker_has_home_and_end(project: Path) -> None:
+    app = make_app(project)
+    select_knob(app, "TOKENIZER")
+    press(app, " ")
+    assert app.ctx.values["TOKENIZER"] == "char"
+    press(app, "e", "ctrl-u", *"bpe", "enter")
+    assert app.ctx.values["TOKENIZER"] == "bpe"
+    press(app, "p", "end")
+    assert app.tab.picker.selected() == list(app.ctx.catalog.preset_names())[-1]
+    press(app, "home")
+    assert app.tab.picker.selected() == "default"
+
+
+def test_chat_starts_with_the_latest_checkpoint_and_logs_the_conversation(project: Path) -> None:
+    (project / "models").mkdir()
+    (project / "models" / "latest_checkpoint.npz").write_bytes(b"the fake session does not read it")
+    app = make_app(project)
+    assert wait_until(lambda: app.chat.loaded, app.tick)  # loaded at start, no key pressed
+    press(app, "6", "enter", *"hello", "enter")
+    assert wait_until(lambda: not app.chat.streaming, app.tick)
+    [session] = (project / "logs" / "chat").glob("tui_chat_*.log")
+    text = session.read_text(encoding="utf-8")
+    assert "# checkpoint models/latest_checkpoint.npz | temperature=" in text
+    assert "] user: hello\n" in text and "] assistant: echo: hello (t=" in text
+    assert text == (project / "logs" / "chat" / "chat_latest.log").read_text(encoding="utf-8")
+
+
+def test_no_checkpoint_no_load_and_no_log_until_a_turn(project: Path) -> None:
+    app = make_app(project)
+    assert not app.chat.loading and not app.chat.loaded
+    assert not (project / "logs" / "chat").exists()
+
+
+# ---- at a glance -------------------------------------------------------------------------
+def test_train_tab_shows_the_runtime_summary_and_recent_activity(project: Path) -> None:
+    app = make_app(project)
+    app.ctx.system = SystemSampler(gpu_probe=lambda: ["0: Fake GPU, driver 1.0, memory 80 MiB (0 MiB used)"])
+    app.tick()
+    assert wait_until(lambda: "Fake GPU" in app.ctx.system.gpu)
+    text = screen(app)
+    assert "Runtime Summary" in text and "Recent Activity" in text and "no run yet" in text
+    assert re.search(r"cpu \d+%  ram \d+\.\d/\d+\.\d GB", text) and "gpu 0: Fake GPU" in text
+    start_run(app)
+    run_to_end(app)
+    press(app, "h")  # from Monitor back to Train
+    text = screen(app)
+    assert "step  100/100" in text and "finished (completed)" in text and "best val" in text
+    assert "training finished" in text  # the newest log line, in Recent Activity
+    assert "about this knob" in screen(app, 80, 24)  # a small terminal keeps the knob's explanation
+
+
+def test_monitor_header_names_the_machine_the_trainer_the_model_and_the_log(project: Path) -> None:
+    app = make_app(project)
+    start_run(app)
+    assert wait_until(lambda: app.ctx.system.latest.trainer_pid == app.ctx.runner.process.pid, app.tick)
+    text = screen(app)
+    assert f"pid {app.ctx.runner.process.pid}" in text and "rss " in text
+    run_to_end(app)
+    text = screen(app)
+    assert "log logs/train/train_20250101-120000_fake.log" in text and "model models/" in text
+
+
+def test_system_metrics_are_sampled_every_second_even_when_idle() -> None:
+    now = [0.0]
+    sampler = SystemSampler(clock=lambda: now[0], gpu_probe=list)
+    assert sampler.tick(None) and sampler.latest.ram_total_mb > 0 and sampler.latest.trainer_pid is None
+    now[0] = 0.5
+    assert not sampler.tick(None)
+    now[0] = 1.0
+    assert sampler.tick(os.getpid()) and sampler.latest.trainer_rss_mb > 0
+    assert wait_until(lambda: sampler.gpu.startswith("none found"))
+
+
+def test_runs_and_models_refresh_themselves_every_two_seconds(project: Path) -> None:
+    now = [0.0]
+    app = App(project, project / "tui.json", runner=TrainerRunner(project, fake_trainer_command(project)),
+              chat_worker=ChatWorker(FakeSession.open), make_settings=FakeSettings, splash_s=0,
+              clock=lambda: now[0])
+    press(app, "5")
+    assert "no checkpoints" in screen(app)
+    (project / "models").mkdir()
+    (project / "models" / "latest_checkpoint.npz").write_bytes(b"y")
+    app.tick()
+    assert "no checkpoints" in screen(app)  # not yet: two seconds have not passed
+    now[0] = 2.0
+    app.tick()
+    assert "latest_checkpoint.npz" in screen(app)
+
+
+def test_the_project_root_is_found_from_a_subfolder(tmp_path: Path) -> None:
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "notebooks" / "deep").mkdir(parents=True)
+    assert project_root(tmp_path / "notebooks" / "deep") == tmp_path.resolve()
+    lone = tmp_path.parent / f"{tmp_path.name}-lone"
+    lone.mkdir()
+    assert project_root(lone) == lone.resolve()  # no marker above: the folder itself

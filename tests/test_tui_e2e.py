@@ -101,6 +101,7 @@ def test_full_tour_train_monitor_stop_runs_models_chat_quit(launch, tmp_path: Pa
     assert second > first
     tui.wait_for(r"train loss\s+\d+\.\d+")
     run_id = tui.wait_for(r"run (\d{8}-\d{6}_\S+)").group(1)
+    tui.wait_for(r"trainer pid \d+  rss \d+ MB")  # the Monitor header names the trainer process
 
     # stop gracefully with x
     tui.keys("x")
@@ -133,6 +134,14 @@ def test_full_tour_train_monitor_stop_runs_models_chat_quit(launch, tmp_path: Pa
     tui.wait_for(r"gpt › \S")
     tui.wait_for(r"gpt › [^\n▌]*\n(?![^\n]*▌)", 30)
     tui.keys("Escape")
+    assert "] user: what is 3 plus one?" in (tmp_path / "logs" / "chat" / "chat_latest.log").read_text()
+
+    # back on Train: the run at a glance, and 1 applies the original's fast preset
+    tui.keys("1")
+    tui.wait_for("Runtime Summary")
+    tui.wait_for(r"\[system\] pid \d+|training finished")  # Recent Activity: the run's last lines
+    tui.keys("1")
+    tui.wait_for("preset fast")
 
     # q quits (no run is going, so there is no question)
     tui.keys("q")
@@ -165,7 +174,7 @@ def test_quit_during_a_run_asks_and_stops_the_trainer(launch) -> None:
 def test_resizing_and_a_small_terminal(launch) -> None:
     tui = launch(120, 36)
     tui.wait_for("press any key")
-    tui.keys("Enter", "2")
+    tui.keys("Enter", "Tab")
     tui.wait_for("Metric Explorer")
     tui.resize(60, 20)
     tui.wait_for("terminal too small")

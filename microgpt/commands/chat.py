@@ -1,16 +1,25 @@
 """`python -m microgpt chat CKPT`: an interactive multi-turn chat that streams the reply as it is written.
 
 The sampling flags live here and `chat-once` shares them: SamplingSettings defaults < CHAT_* environment
-variables < flags, each value checked by its knob (microgpt.config).
+variables < flags, each value checked by its knob (microgpt.config). Every conversation is written to
+LOG_DIR/chat/chat_<session>.log and LOG_DIR/chat/chat_latest.log (`--no-log` turns that off).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from microgpt.chat import ChatSession
-from microgpt.config import SAMPLING_KNOBS, format_value, sampling_from_env, sampling_from_mapping
+from microgpt.chat_log import ChatLog
+from microgpt.config import (
+    SAMPLING_KNOBS,
+    TrainConfig,
+    format_value,
+    sampling_from_env,
+    sampling_from_mapping,
+)
 from microgpt.nn import SamplingSettings
 
 
@@ -31,16 +40,26 @@ def sampling_from_args(args: argparse.Namespace, env: dict[str, str] | None = No
     return sampling_from_mapping(flags, base=sampling_from_env(env), source="command line")
 
 
+def chat_log(prefix: str) -> ChatLog:
+    """A session log under LOG_DIR/chat (the LOG_DIR variable, else the knob's default folder)."""
+    return ChatLog(os.environ.get("LOG_DIR", "").strip() or TrainConfig.log_dir, prefix)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="a .npz checkpoint (or the original Go project's .json)")
+    parser.add_argument("--no-log", action="store_true",
+                        help="do not write the conversation to LOG_DIR/chat/ (chat_<session>.log, chat_latest.log)")
     add_sampling_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     settings = sampling_from_args(args)
     session = ChatSession.from_checkpoint(args.checkpoint)
+    log = None if args.no_log else chat_log("chat")
+    if log is not None:
+        log.context(args.checkpoint, settings)
     print(f"chatting with {args.checkpoint} (temperature {settings.temperature}, up to {settings.max_new_tokens} "
-          "tokens). /reset starts over, /quit or Ctrl-D leaves.")
+          "tokens). /reset starts over, /quit or Ctrl-D leaves." + (f" Log: {log.path}" if log else ""))
     while True:
         try:
             line = input("you> ").strip()
@@ -51,12 +70,19 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if line == "/reset":
             session.reset()
+            if log is not None:
+                log.note("conversation reset")
             print("(conversation cleared)")
             continue
         if not line:
             continue
         sys.stdout.write("assistant> ")
+        pieces = []
         for piece in session.stream_reply(line, settings):
+            pieces.append(piece)
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
+        if log is not None:
+            log.turn("user", line)
+            log.turn("assistant", "".join(pieces))

@@ -22,12 +22,12 @@ from microgpt.config.parse import (
     to_env,
     validate_config,
 )
-from microgpt.config.presets import PRESET_HELP, PRESETS
+from microgpt.config.presets import NUMBERED, PRESET_HELP, PRESETS
 from microgpt.config.sampling import SAMPLING_KNOBS, sampling_from_env, sampling_from_mapping
 from microgpt.config.train_config import FLAT_PATHS, TrainConfig
 
 __all__ = [
-    "FLAT_PATHS", "GROUPS", "KNOBS", "KNOB_BY_CHAT_ENV", "KNOB_BY_FIELD", "KNOB_BY_NAME", "PRESETS", "PRESET_HELP",
+    "FLAT_PATHS", "GROUPS", "KNOBS", "KNOB_BY_CHAT_ENV", "KNOB_BY_FIELD", "KNOB_BY_NAME", "NUMBERED", "PRESETS", "PRESET_HELP",
     "SAMPLING_KNOBS", "Knob", "TrainConfig", "config_from_dict", "find_knob", "format_config", "format_value",
     "load_config", "parse_value", "read_config_file", "sampling_from_env", "sampling_from_mapping", "to_env",
     "validate_config",

@@ -266,6 +266,15 @@ KNOBS: tuple[Knob, ...] = (
         min=0,
     ),
     _knob(
+        "TRAIN_DOC_SAMPLING", OPTIM,
+        'where training windows start: random (anywhere) or sequential (document by document)',
+        'random draws every window of a batch from anywhere in the training text, so each step sees a fresh '
+        'mix. sequential walks the training documents in order, one window per document starting at its '
+        "beginning, and starts over after the last (the original's sequential mode): every document is seen "
+        'from its first token, evenly, but batches are less varied. Validation is the same either way.',
+        choices=('random', 'sequential'),
+    ),
+    _knob(
         "VAL_SPLIT", VALID,
         'share of documents held out for validation, in (0, 0.5]',
         'This share of the documents is never trained on; it measures how well the model handles text it '
@@ -422,6 +431,14 @@ KNOBS: tuple[Knob, ...] = (
         'final checkpoint path (empty = an automatic name in MODEL_DIR)',
         'Where the final model is saved. Left empty, the trainer names it after the run id inside '
         'MODEL_DIR. Set it when a script needs the model at a fixed path.',
+        allow_empty=True,
+    ),
+    _knob(
+        "MODEL_BEST_PATH", RUNTIME,
+        'best checkpoint path (empty = best_checkpoint.npz in MODEL_DIR)',
+        'Where the checkpoint with the lowest validation loss so far is saved, replaced each time the loss '
+        'improves. Left empty it is MODEL_DIR/best_checkpoint.npz; set it to keep the best model of a run '
+        'apart from the next run, or where a script expects it.',
         allow_empty=True,
     ),
     _knob(

@@ -45,6 +45,7 @@ class TrainConfig:
     bpe_encoding: str = CL100K
     bpe_file: str = ""
     val_split: float = 0.10
+    train_doc_sampling: str = "random"
     # the run
     batch_size: int = 16
     num_steps: int = 1000
@@ -61,6 +62,7 @@ class TrainConfig:
     log_level: str = "info"
     verbose: bool = False
     model_out_path: str = ""
+    model_best_path: str = ""
     model_dir: str = "models"
     log_dir: str = "logs"
 

@@ -114,9 +114,9 @@ def _check_messages(record: dict) -> list[str]:
 
 
 def _check_actions(record: dict) -> list[str]:
-    """`actions`, when present, is a list of strings; it may be empty or absent (as the original allows), and the
-    rendered document then has no Actions line."""
-    actions = record.get("actions", [])
+    """`actions`, when present, is a list of strings; it may be empty, null or absent (as the original allows), and
+    the rendered document then has no Actions line."""
+    actions = record.get("actions") or []
     if not isinstance(actions, list):
         return [f"field 'actions' must be an array of strings, not {json_type(actions)}"]
     return _present(

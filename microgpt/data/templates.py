@@ -42,7 +42,7 @@ def render_record(record: dict) -> str:
     if kind == "messages":
         return "\n".join(line(ROLE_PREFIX[m["role"]], m["content"]) for m in record["messages"])
     if kind == "trajectory":
-        actions = [a.strip() for a in record.get("actions", []) if a.strip()]
+        actions = [a.strip() for a in (record.get("actions") or []) if a.strip()]
         lines = [line("Task:", record["task"])]
         if actions:
             lines.append(line("Actions:", " | ".join(actions)))

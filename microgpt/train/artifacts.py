@@ -99,12 +99,15 @@ class RunArtifacts:
         log_dir: str | os.PathLike[str] = TrainConfig.log_dir,
         echo: bool = True,
         log_level: str = TrainConfig.log_level,
+        console: IO[str] | None = None,
     ) -> None:
+        """`console` is where `echo` prints (sys.stdout when None), e.g. a ProgressLine that keeps a status line."""
         if log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}; got {log_level!r}")
         self.run_id = run_id
         self.log_dir = Path(log_dir)
         self.echo = echo
+        self.console = console
         self.threshold = LOG_LEVELS[log_level]
         self.train_log = self.log_dir / "train" / f"train_{run_id}.log"
         self.latest_log = self.log_dir / "train_latest.log"
@@ -162,8 +165,9 @@ class RunArtifacts:
                 handle.write(text)
                 handle.flush()
             if self.echo:
-                sys.stdout.write(text)
-                sys.stdout.flush()
+                console = self.console or sys.stdout
+                console.write(text)
+                console.flush()
 
     def eval_row(self, row: dict[str, Any]) -> None:
         """Append one evaluation row; missing columns stay empty, an unknown column is a programming error."""

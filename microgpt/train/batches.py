@@ -44,6 +44,19 @@ def random_starts(rng: np.random.Generator, stream_length: int, block_size: int,
     return rng.integers(0, stream_length - block_size, size=batch_size)
 
 
+def document_starts(stream: np.ndarray, bos_id: int, block_size: int) -> np.ndarray:
+    """The start of every document in a [BOS] doc [BOS] doc ... stream (its BOS), as far as a window fits."""
+    starts = np.flatnonzero(stream[:-1] == bos_id)
+    return np.unique(np.minimum(starts, len(stream) - block_size - 1))
+
+
+def sequential_starts(doc_starts: np.ndarray, step: int, batch_size: int) -> np.ndarray:
+    """Batch `step` of a walk through the documents in order: one window per document, wrapping around.
+
+    It depends on the step alone, so a resumed run continues the walk exactly where it stopped."""
+    return doc_starts[(step * batch_size + np.arange(batch_size)) % len(doc_starts)]
+
+
 def validation_batches(stream: np.ndarray, block_size: int, batch_size: int,
                        n_batches: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """A fixed set of windows spread evenly over the validation stream, so every evaluation is comparable."""

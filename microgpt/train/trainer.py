@@ -15,6 +15,10 @@ marked "failed" with the reason.
 A resumed run keeps what its checkpoint fixed and never takes paths from it (train/resume.py); `Trainer`
 checks that itself, so a notebook's `Trainer(cfg, checkpoint=...)` gets the same one-line refusal as
 `microgpt train --resume`. After construction `self.model.config` is the one truth for the model's shape.
+
+It is long because a run's life is one story (start, step, evaluate, save, stop, report) whose parts share
+the same state; the pieces that stand alone (batches, outputs, locks, resume, progress line, artifacts) are
+modules of their own.
 """
 
 from __future__ import annotations
@@ -43,9 +47,17 @@ from microgpt.console import output_may_fail, print_error
 from microgpt.nn import GPT, clip_grad_norm
 from microgpt.storage import Checkpoint, load_checkpoint, save_checkpoint, step_checkpoint_name
 from microgpt.train.artifacts import RunArtifacts, make_run_id
-from microgpt.train.batches import fit_block_size, random_starts, validation_batches, windows_at
+from microgpt.train.batches import (
+    document_starts,
+    fit_block_size,
+    random_starts,
+    sequential_starts,
+    validation_batches,
+    windows_at,
+)
 from microgpt.train.data_pipeline import PreparedData, cache_dir, prepare_data
 from microgpt.train.outputs import preflight
+from microgpt.train.progress import ProgressLine, bar_text, clock
 from microgpt.train.resume import check_resumable, stored_paths_note
 from microgpt.train.run_lock import RunLock
 from microgpt.train.system_monitor import SystemMonitor
@@ -69,11 +81,6 @@ class Progress:
     last_val_loss: float = math.nan
     recent_losses: list[float] = field(default_factory=list)  # train losses since the last evaluation
     tokens_seen: int = 0
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def evaluate(model: GPT, batches: list[tuple[np.ndarray, np.ndarray]]) -> float:
@@ -139,6 +146,7 @@ class Trainer:
             self.optimizer.load_state_dict({k: checkpoint.optimizer_state[k] for k in OPTIMIZER_STATE})
         block_size = self.model.config.block_size
         self.block = fit_block_size(len(self.data.train_stream), block_size)
+        self.doc_starts = document_starts(self.data.train_stream, self.data.tokenizer.bos_id, self.block)
         self.val_batches = validation_batches(self.data.val_stream, fit_block_size(len(self.data.val_stream),
                                               block_size), cfg.batch_size, cfg.eval_steps)
         self.model_dir = Path(cfg.model_dir)
@@ -164,7 +172,9 @@ class Trainer:
         try:
             with output_may_fail(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 print(f"run_id: {self.run_id}", flush=True)
-                self.art = RunArtifacts(self.run_id, self.cfg.log_dir, echo=True, log_level=self.cfg.log_level)
+                self.console = ProgressLine()
+                self.art = RunArtifacts(self.run_id, self.cfg.log_dir, echo=True, log_level=self.cfg.log_level,
+                                        console=self.console)
                 return self._loop()
         except OSError as exc:  # a full disk, a folder removed or made read-only mid-run
             return self._write_failed(exc)
@@ -172,6 +182,8 @@ class Trainer:
             for s, handler in previous.items():
                 signal.signal(s, handler)
             if self.art is not None:
+                with contextlib.suppress(OSError):
+                    self.console.clear()
                 with contextlib.suppress(OSError):
                     self.art.close()
             self.lock.release()
@@ -197,11 +209,14 @@ class Trainer:
         monitor = SystemMonitor()
         self._announce()
         interval_steps, step_time, last_system = 0, 0.0, -math.inf  # the first step is sampled
+        session_start, session_steps = time.perf_counter(), 0
         while p.step < cfg.num_steps and self.stop_reason is None:
             t0 = time.perf_counter()
             loss = self._train_step()
             step_time += time.perf_counter() - t0
             interval_steps += 1
+            session_steps += 1
+            self._show_progress(loss, session_steps, time.perf_counter() - session_start)
             if not math.isfinite(loss):
                 self._diverged(f"loss became {loss} at step {p.step}")
                 break
@@ -225,7 +240,7 @@ class Trainer:
         self._write_manifest(status="finished" if exit_code == 0 else "failed")
         self.art.event("stop", step=p.step, reason=self.stop_reason, best_val_loss=p.best_val_loss)
         self.art.log(f"stopped: {self.stop_reason} at step {p.step}/{cfg.num_steps}; best val loss "
-                     f"{p.best_val_loss:.4f}; elapsed {_clock(time.time() - self.started)}")
+                     f"{p.best_val_loss:.4f}; elapsed {clock(time.time() - self.started)}")
         return exit_code
 
     def _diverged(self, what: str) -> None:
@@ -241,7 +256,10 @@ class Trainer:
     def _train_step(self) -> float:
         cfg, p = self.cfg, self.progress
         lr = self.optimizer.lr = self._lr()
-        starts = random_starts(self.rng, len(self.data.train_stream), self.block, cfg.batch_size)
+        if cfg.train_doc_sampling == "sequential":
+            starts = sequential_starts(self.doc_starts, p.step, cfg.batch_size)
+        else:
+            starts = random_starts(self.rng, len(self.data.train_stream), self.block, cfg.batch_size)
         x, y = windows_at(self.data.train_stream, starts, self.block)
         self.optimizer.zero_grad()
         self.model.seed_dropout((cfg.seed, p.step))  # the masks depend on the step only: resume stays exact
@@ -270,6 +288,11 @@ class Trainer:
         if self.dataset_changed:
             self.art.log(f"{cfg.dataset_path} changed since the checkpoint was saved (its sha256 differs): the "
                          "run continues on the new data, so it will not match an uninterrupted run", "warning")
+        paths = self.art.paths()
+        self.art.log(f"[system] pid {os.getpid()} run {self.run_id} cwd {Path.cwd()}")
+        self.art.log(f"[system] dataset {Path(cfg.dataset_path).resolve()} models {self.model_dir.resolve()}")
+        self.art.log(f"[system] log {Path(paths['train_log']).resolve()} events {Path(paths['events']).resolve()} "
+                     f"manifest {Path(paths['manifest']).resolve()}")
         self.art.log("resolved config:\n" + format_config(cfg))
         self.art.log(f"dataset {cfg.dataset_path}: {sum(data.counts.values())} records {data.counts}; "
                      f"{data.n_train_docs} train / {data.n_val_docs} val documents; {data.train_stream.size} / "
@@ -296,9 +319,16 @@ class Trainer:
         eta = (cfg.num_steps - p.step) / steps_per_sec
         lr = self.optimizer.lr
         self.art.log(f"step {p.step}/{cfg.num_steps} | loss {loss:.4f} | lr {lr:.6f} | {tokens_per_sec:,.0f} tok/s "
-                     f"| elapsed {_clock(elapsed)} | eta {_clock(eta)}")
+                     f"| elapsed {clock(elapsed)} | eta {clock(eta)}")
         self.art.event("step", step=p.step, loss=loss, lr=lr, tokens_per_sec=tokens_per_sec,
                        steps_per_sec=steps_per_sec, elapsed_s=elapsed, eta_s=eta, total_steps=cfg.num_steps)
+
+    def _show_progress(self, loss: float, steps: int, seconds: float) -> None:
+        """The live status line on a terminal (step/total, loss, tokens/s, ETA); nothing when not a TTY."""
+        cfg, p = self.cfg, self.progress
+        per_step = seconds / max(steps, 1)
+        self.console.show(bar_text(p.step, cfg.num_steps, loss, cfg.batch_size * self.block / max(per_step, 1e-9),
+                                   (cfg.num_steps - p.step) * per_step), force=p.step == cfg.num_steps)
 
     def _report_system(self, monitor: SystemMonitor) -> None:
         sample = monitor.sample()
@@ -352,6 +382,8 @@ class Trainer:
                 "saved_at": datetime.now().isoformat(timespec="seconds")}
 
     def _save(self, kind: str, path: Path | None = None) -> Path:
+        if path is None and kind == "best" and self.cfg.model_best_path:
+            path = Path(self.cfg.model_best_path)
         path = path or self.model_dir / f"{kind}_checkpoint.npz"
         save_checkpoint(path, self.model, self.data.tokenizer, self._meta(), self.optimizer)
         self.checkpoints[kind] = str(path)

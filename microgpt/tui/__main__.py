@@ -1,7 +1,8 @@
 """`python -m microgpt.tui`: the terminal dashboard (train, watch, browse runs and models, chat).
 
-Run it from the project root: relative paths (datasets/, logs/, models/) are taken from the
-current folder, as the trainer does.
+It works from the project root, the nearest folder at or above the current one that holds
+pyproject.toml or datasets/: relative paths (datasets/, logs/, models/) mean the project's folders
+wherever it was launched from, and the trainer it starts runs there too.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import curses
 import locale
 import os
 import sys
-from pathlib import Path
 
 from microgpt.errors import MicrogptError
 from microgpt.tui.app import App, main_loop
 from microgpt.tui.persist import config_path
+from microgpt.tui.system import project_root
 from microgpt.tui.terminal import colours_wanted
 
 
@@ -40,8 +41,10 @@ def run(args: argparse.Namespace) -> int:
     locale.setlocale(locale.LC_ALL, "")
     unicode = not args.ascii and "utf" in locale.getpreferredencoding(False).lower()
     os.environ.setdefault("ESCDELAY", "25")  # esc reacts in 25 ms instead of curses' default 1 s
+    root = project_root()
+    os.chdir(root)  # so that a relative path typed in any tab means the same file the trainer opens
     try:
-        app = App(Path.cwd(), config_path(), splash_s=0 if args.no_splash else 1.5, unicode=unicode)
+        app = App(root, config_path(), splash_s=0 if args.no_splash else 1.5, unicode=unicode)
     except MicrogptError as exc:
         print(f"microgpt tui: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -95,6 +95,7 @@ class App:
         self.quit_requested = False
         self.splash_until = clock() + splash_s if splash_s > 0 else 0.0
         self.splash_ended_at = -SPLASH_GRACE_S
+        self.refreshed_at = clock()
         self.tabs[self.current].on_show()
         if state_problem:
             self.notify(state_problem, "warn")
@@ -132,6 +133,11 @@ class App:
         self.chat.load(self.ctx.relative(path))
         self.switch(self.tabs.index(self.chat))
 
+    def add_log(self, lines: list[tuple[str, bool]]) -> None:
+        """Console lines (text, from_stderr) to the Logs tab and to the Train tab's Recent Activity."""
+        self.logs.add(lines)
+        self.ctx.recent.extend(text for text, _ in lines)
+
     # ---- global actions ----------------------------------------------------------------
     def start_training(self) -> None:
         """`s`: check the whole configuration (files included), then launch the trainer."""
@@ -149,7 +155,7 @@ class App:
             self.notify(f"cannot start the trainer: {exc}", "bad")
             return
         ctx.tracker = RunTracker()
-        self.logs.add([("── training started ──", False)])
+        self.add_log([("── training started ──", False)])
         self.notify("training started: x stops it (the latest checkpoint is saved)", "good")
         self.switch(1)
 
@@ -158,11 +164,11 @@ class App:
         runner, tracker = self.ctx.runner, self.ctx.tracker
         if runner.error:
             self.notify(f"training failed: {runner.error}", "bad")
-            self.logs.add([(f"── trainer failed: {runner.error} ──", True)])
+            self.add_log([(f"── trainer failed: {runner.error} ──", True)])
         else:
             reason = tracker.stop_reason or f"exit code {runner.returncode}"
             self.notify(f"training finished ({reason}): see Runs and Models", "good")
-            self.logs.add([(f"── training finished ({reason}) ──", False)])
+            self.add_log([(f"── training finished ({reason}) ──", False)])
         for tab in self.tabs:
             tab.refresh()
 
@@ -188,6 +194,8 @@ class App:
             self.switch(self.current + 1)
         elif key == "h":
             self.switch(self.current - 1)
+        elif key.isdigit() and self.tab.takes_digit(key):
+            self.tab.handle_key(key)
         elif key.isdigit() and 1 <= int(key) <= len(self.tabs):
             self.switch(int(key) - 1)
         elif key == "s":
@@ -218,12 +226,18 @@ class App:
             changed = True
         update = self.ctx.runner.poll()
         if update.lines:
-            self.logs.add(update.lines)
+            self.add_log(update.lines)
         if update.events:
             self.ctx.tracker.feed(update.events)
         if update.finished:
             self.finish_run()
         changed |= bool(update)
+        process = self.ctx.runner.process
+        changed |= self.ctx.system.tick(process.pid if process is not None and self.live else None)
+        every = self.tab.auto_refresh_s
+        if every is not None and self.clock() - self.refreshed_at >= every and not self.tab.captures_keys():
+            self.tab.refresh()
+            self.refreshed_at, changed = self.clock(), True
         for tab in self.tabs:  # every tab, so a reply keeps streaming while another tab is shown
             changed |= tab.tick()
         return changed

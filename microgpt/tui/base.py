@@ -8,6 +8,7 @@ chat reply, a refreshed list) and report whether the screen must be redrawn.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +17,16 @@ from typing import Any
 from microgpt.tui.knobs import KnobCatalog
 from microgpt.tui.metrics import RunTracker
 from microgpt.tui.runner import TrainerRunner
+from microgpt.tui.system import SystemSampler
 from microgpt.tui.widgets import Line
 
 
 @dataclass
 class Context:
-    """State that crosses tabs: the knob values, the trainer, the followed run, and a few callbacks."""
+    """State that crosses tabs: the knob values, the trainer, the followed run, and a few callbacks.
+
+    `cwd` is the project root (see tui.system.project_root): every relative path is taken from there.
+    """
 
     cwd: Path
     catalog: KnobCatalog
@@ -29,6 +34,8 @@ class Context:
     runner: TrainerRunner
     state: dict[str, Any] = field(default_factory=dict)
     tracker: RunTracker = field(default_factory=RunTracker)
+    system: SystemSampler = field(default_factory=SystemSampler)
+    recent: deque[str] = field(default_factory=lambda: deque(maxlen=8))  # the last log lines, for the Train tab
     unicode: bool = True
     notify: Callable[[str, str], None] = lambda text, level="info": None
     save: Callable[[], None] = lambda: None
@@ -57,6 +64,7 @@ class Tab:
     """Base class: a tab that shows nothing and takes no keys. Subclasses override what they need."""
 
     title = "?"
+    auto_refresh_s: float | None = None  # re-read the tab's list from disk this often while it is shown
 
     def keys(self) -> list[tuple[str, str]]:
         """(key, action) pairs for the key bar, for the tab's current mode."""
@@ -76,6 +84,10 @@ class Tab:
 
     def captures_keys(self) -> bool:
         """True while the tab is in a typing or picking mode that takes every key (hotkeys locked)."""
+        return False
+
+    def takes_digit(self, key: str) -> bool:
+        """True when this tab uses a digit key itself instead of letting it switch tabs."""
         return False
 
     def refresh(self) -> None:

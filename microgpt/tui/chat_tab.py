@@ -2,6 +2,8 @@
 
 Three modes, always named on screen: browsing (hotkeys work), typing a message, and typing a
 checkpoint path. While typing, every key goes into the text: hotkeys are locked until `esc`.
+The tab opens with the saved checkpoint (or MODEL_DIR/latest_checkpoint.npz) loaded when the file exists,
+and writes every conversation to LOG_DIR/chat/tui_chat_<session>.log and chat_latest.log.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from microgpt.chat_log import ChatLog
 from microgpt.config import SAMPLING_KNOBS, sampling_from_env, sampling_from_mapping
 from microgpt.errors import MicrogptError
 from microgpt.tui.base import Context, Tab
@@ -75,6 +78,10 @@ class ChatTab(Tab):
         self.streaming = False
         self.scroll = 0  # rows above the bottom; 0 follows the newest text
         self.page = 10
+        self.log = ChatLog(ctx.log_dir, "tui_chat", warn=lambda text: ctx.notify(text, "warn"))
+        start = ctx.cwd / self.checkpoint if self.checkpoint else ctx.model_dir / "latest_checkpoint.npz"
+        if start.is_file():
+            self.load(ctx.relative(start))
 
     # ---- actions -----------------------------------------------------------------------
     def remember(self) -> None:
@@ -126,12 +133,15 @@ class ChatTab(Tab):
             self.messages.append(("error", f"cannot build sampling settings: {exc}"))
             return
         self.messages += [("you", text), ("gpt", "")]
+        self.log.context(self.loaded, settings)
+        self.log.turn("user", text)
         self.draft.set("")
         self.streaming = True
         self.scroll = 0
         self.worker.send(text, settings)
 
     def clear(self) -> bool:
+        self.log.note("conversation cleared")
         self.messages.clear()
         self.scroll = 0
         if self.loaded:
@@ -148,9 +158,11 @@ class ChatTab(Tab):
                 self.messages[-1] = ("gpt", self.messages[-1][1] + sanitize(payload, keep_newlines=True))
             elif kind == "done":
                 self.streaming = False
+                self.log.turn("assistant", self.messages[-1][1] if self.messages else "")
             elif kind == "error":
                 self.streaming, self.loading = False, ""
                 self.messages.append(("error", payload))
+                self.log.note(f"error: {payload}")
         return bool(results)
 
     # ---- keys --------------------------------------------------------------------------

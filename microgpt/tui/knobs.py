@@ -41,19 +41,33 @@ class KnobCatalog:
         """The presets the trainer defines, in its order."""
         return list(self.module.PRESETS)
 
-    def preset_values(self, preset: str, current: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The defaults with a preset laid over them; file locations are kept from `current`.
-
-        A preset describes a model and how to train it, not where your files are, so switching
-        presets never loses DATASET_PATH, LOG_DIR and the like.
-        """
-        values = self.defaults()
-        values.update({name: value for name, value in (current or {}).items() if is_location(name)})
+    def preset_keys(self, preset: str) -> dict[str, Any]:
+        """The knobs a preset names, under their env-style names, with its values."""
+        out = {}
         for key, value in self.module.PRESETS[preset].items():
             knob = self.by_name.get(key) or self.by_field.get(key)
             if knob is not None:
-                values[knob.name] = value
+                out[knob.name] = value
+        return out
+
+    def preset_values(self, preset: str, current: dict[str, Any] | None = None) -> dict[str, Any]:
+        """`current` with the preset's own knobs laid over it; the rest keep their values, as in the original.
+
+        The preset that names no knob (`default`) means "back to the defaults": every knob but the file
+        locations (DATASET_PATH, LOG_DIR and the like, which say where your files are, not how to train).
+        """
+        own = self.preset_keys(preset)
+        if own:
+            return {**(current or self.defaults()), **own}
+        values = self.defaults()
+        values.update({name: value for name, value in (current or {}).items() if is_location(name)})
         return values
+
+    def numbered_preset(self, digit: str) -> str | None:
+        """The preset the Train tab applies for a digit key (1 fast, 2 balanced, 3 max), or None."""
+        numbered = tuple(getattr(self.module, "NUMBERED", ()))
+        index = int(digit) - 1 if digit.isdigit() else -1
+        return numbered[index] if 0 <= index < len(numbered) else None
 
     def parse(self, name: str, raw: str) -> Any:
         """The trainer's own parser: returns the typed value or raises ConfigError with a one-line reason."""

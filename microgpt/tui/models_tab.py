@@ -29,6 +29,7 @@ class ModelsTab(Tab):
     """Checkpoint files; `confirming` is True while the delete question is open."""
 
     title = "Models"
+    auto_refresh_s = 2.0
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx

@@ -1,12 +1,15 @@
 """Monitor tab: the followed run as live charts, each over its whole history, with a Metric Explorer.
 
-Top: a status header (run, step/total, elapsed, ETA, best val loss, early-stop patience used).
+Top: a status header (run, step/total, elapsed, ETA, best val loss, early-stop patience used; the
+machine's CPU/RAM, the trainer's pid and RSS, the latest model and the run's log file).
 Then the categories (All, Core, Eval, System), the metric list with a sparkline per metric and a
 larger chart of the selected one, and the Metric Explorer explaining what you are looking at.
 `enter` focuses the selected metric full-screen with axes and min / max / last.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from microgpt.tui import graphs
 from microgpt.tui.base import Context, Tab
@@ -34,7 +37,8 @@ def run_state(ctx: Context) -> tuple[str, str]:
 
 
 def status_header(ctx: Context, width: int) -> list[Line]:
-    """Two lines: progress, elapsed and ETA; then the run, best val loss, patience used and the state."""
+    """Three lines: progress, elapsed and ETA; the run, best val loss, patience used and the state; the
+    machine, the trainer process, the latest model and the log path."""
     t = ctx.tracker
     total = str(t.total_steps) if t.total_steps else "?"
     first: Line = [
@@ -43,6 +47,7 @@ def status_header(ctx: Context, width: int) -> list[Line]:
         (f" {t.progress() * 100:3.0f}%", "normal"),
         ("   elapsed ", "dim"), (fmt_duration(t.elapsed_s), "normal"),
         ("   ETA ", "dim"), (fmt_duration(t.eta_s) if ctx.runner.live else "-", "normal"),
+        ("   " + ctx.system.machine(), "dim"),
     ]
     patience = f"{t.patience_used}/{t.patience}" if t.patience is not None else "-"
     words, style = run_state(ctx)
@@ -52,7 +57,14 @@ def status_header(ctx: Context, width: int) -> list[Line]:
         ("  patience used ", "dim"), (patience, "warn" if t.patience and t.patience_used else "normal"),
         ("  ", "normal"), (words, style),
     ]
-    return [first, second]
+    run = t.run or ctx.runner.run_id
+    log = ctx.relative(ctx.log_dir / "train" / f"train_{run}.log") if run else "-"
+    third: Line = [
+        (" trainer ", "dim"), (ctx.system.trainer(), "normal"),
+        ("  model ", "dim"), (ctx.relative(Path(t.checkpoints[-1])) if t.checkpoints else "-", "accent"),
+        ("  log ", "dim"), (log, "normal"),
+    ]
+    return [first, second, third]
 
 
 class MonitorTab(Tab):
@@ -167,7 +179,7 @@ class MonitorTab(Tab):
         explorer_w = max(34, width * 2 // 5)
         left_w = width - explorer_w - 1
         metrics = self.metrics
-        list_h = min(len(metrics), max(3, body_h - 7))
+        list_h = min(len(metrics), max(3, body_h - 6))
         self.page = list_h
         self.top = scroll_top(self.index, self.top, list_h, len(metrics))
         shown = range(self.top, min(len(metrics), self.top + list_h))

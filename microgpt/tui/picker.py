@@ -53,6 +53,8 @@ class Picker:
         moves = {"j": 1, "down": 1, "k": -1, "up": -1, "pgdn": 10, "pgup": -10}
         if key in moves:
             self.index = max(0, min(count - 1, self.index + moves[key]))
+        elif key in ("home", "end"):
+            self.index = 0 if key == "home" else max(0, count - 1)
         elif key in ("backspace", "ctrl-u") or (len(key) == 1 and key.isprintable()):
             self.filter.handle_key(key)
             self.index = 0
@@ -60,7 +62,7 @@ class Picker:
 
     def keys(self) -> list[tuple[str, str]]:
         """Key-bar hints while the picker is open."""
-        return [("type", "filter"), ("j/k ↑/↓", "move"), ("enter", "choose"), ("esc", "cancel")]
+        return [("type", "filter"), ("j/k ↑/↓", "move"), ("home/end", "first/last"), ("enter", "choose"), ("esc", "cancel")]
 
     def render(self, width: int, height: int) -> list[Line]:
         """List on the left (filter line on top), the highlighted item's details on the right."""

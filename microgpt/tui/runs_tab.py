@@ -31,6 +31,7 @@ class RunsTab(Tab):
     """Manifests of past runs; `marked` is the run overlaid on the curves of the selected one."""
 
     title = "Runs"
+    auto_refresh_s = 2.0
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx

@@ -1,9 +1,10 @@
 """Train tab: every trainer knob, grouped, edited in place and checked by the trainer's own rules.
 
-Left: the knobs under their group headings. Right: the selected knob explained (what it does,
-typical values, the trade-off). Top line: the preset, the estimated size of the model, and
-whether the whole configuration is valid. Every change is saved at once, so the next launch
-starts where this one left off.
+Left: the knobs under their group headings. Right, as room allows: the Runtime Summary (state,
+step/total, loss, best val, tokens/s, ETA, CPU/RAM/RSS, the GPU), Recent Activity (the last 8 log
+lines), and the selected knob explained (what it does, typical values, the trade-off). Top line: the
+preset, the estimated size of the model, and whether the whole configuration is valid. Every change is
+saved at once, so the next launch starts where this one left off.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from microgpt.errors import MicrogptError
 from microgpt.tui import disk
 from microgpt.tui.base import Context, Tab
 from microgpt.tui.knobs import is_dataset_knob
+from microgpt.tui.monitor_tab import run_state
 from microgpt.tui.picker import CANCEL, PICK, Picker
-from microgpt.tui.text import clip, fmt_bytes, pad
+from microgpt.tui.text import clip, fmt_bytes, fmt_duration, fmt_number, pad
 from microgpt.tui.textinput import LineEditor
 from microgpt.tui.widgets import Line, hstack, panel, restyle, scroll_top, text_line, wrapped
 
 NAME_WIDTH = 22
+SUMMARY_ROWS, ACTIVITY_ROWS = 6, 8  # inside their panels (each panel adds 2 rows of border)
 
 
 def fmt_count(n: int) -> str:
@@ -74,7 +77,7 @@ class TrainTab(Tab):
         self.ctx.save()
 
     def apply_preset(self, name: str) -> None:
-        """Replace every value with the preset's, and remember which preset it was."""
+        """Set the knobs the preset names (the rest keep their values), and remember which preset it was."""
         values = self.ctx.catalog.preset_values(name, self.ctx.values)
         self.ctx.values.clear()
         self.ctx.values.update(values)
@@ -136,13 +139,15 @@ class TrainTab(Tab):
         return lines
 
     def preset_detail(self, name: str) -> list[Line]:
-        """Picker detail: what the preset changes from the defaults."""
-        changes = self.ctx.catalog.overrides(self.ctx.catalog.preset_values(name))
+        """Picker detail: the knobs the preset sets (the others keep their values)."""
+        changes = self.ctx.catalog.preset_keys(name)
         about = wrapped(self.ctx.catalog.preset_help(name), 40, "dim")
-        keeps = wrapped("file locations (…_PATH, …_DIR, …_FILE) are kept", 40, "dim")
-        lines = [text_line(f"preset {name}", "title"), *about, *keeps, text_line("")]
         if not changes:
-            return [*lines, text_line("every knob at its default")]
+            keeps = wrapped("every knob back to its default; file locations (…_PATH, …_DIR, …_FILE) are kept",
+                            40, "dim")
+            return [text_line(f"preset {name}", "title"), *about, *keeps]
+        keeps = wrapped("sets only these knobs; the others keep their values", 40, "dim")
+        lines = [text_line(f"preset {name}", "title"), *about, *keeps, text_line("")]
         fmt = self.ctx.catalog.format
         return lines + [text_line(f"{key} = {fmt(value)}") for key, value in changes.items()]
 
@@ -162,6 +167,10 @@ class TrainTab(Tab):
     def captures_keys(self) -> bool:
         return self.editor is not None or self.picker is not None
 
+    def takes_digit(self, key: str) -> bool:
+        """1, 2, 3 apply the original's presets here (fast, balanced, max); other digits still switch tabs."""
+        return self.ctx.catalog.numbered_preset(key) is not None
+
     def on_hide(self) -> None:
         self.editor = self.picker = None
 
@@ -170,7 +179,9 @@ class TrainTab(Tab):
             return self.picker.keys()
         if self.editor is not None:
             return [("type", "value"), ("enter", "apply"), ("esc", "cancel"), ("", "(hotkeys locked)")]
-        hints = [("j/k ↑/↓", "move"), ("enter", "edit"), ("←/→", "choice"), ("d", "default"), ("p", "preset")]
+        numbered = "/".join(str(i + 1) for i in range(3) if self.ctx.catalog.numbered_preset(str(i + 1)))
+        hints = [("j/k ↑/↓", "move"), ("enter/e", "edit"), ("←/→ space", "choice"), ("d", "default"),
+                 ("p", "preset"), (numbered, "fast/balanced/max")]
         if is_dataset_knob(self.knob.name):
             hints.append(("f", "pick dataset"))
         return hints
@@ -187,11 +198,13 @@ class TrainTab(Tab):
             self.index = 0
         elif key == "end":
             self.index = len(self.order) - 1
-        elif key == "enter":
+        elif key in ("enter", "e"):
             self.editor = LineEditor(self.ctx.catalog.format(self.ctx.values.get(self.knob.name)))
             self.edit_error = ""
-        elif key in ("left", "right"):
-            self.cycle_choice(1 if key == "right" else -1)
+        elif key in ("left", "right", " "):
+            self.cycle_choice(-1 if key == "left" else 1)
+        elif self.takes_digit(key):
+            self.apply_preset(str(self.ctx.catalog.numbered_preset(key)))
         elif key == "d":
             self.set_value(self.knob.name, self.knob.default)
         elif key == "p":
@@ -318,6 +331,29 @@ class TrainTab(Tab):
             lines += wrapped(hint, inner, "dim")
         return lines
 
+    def runtime_summary(self) -> list[Line]:
+        """The run at a glance: state, progress, loss, best val, speed, ETA, the machine and the GPU."""
+        ctx, t = self.ctx, self.ctx.tracker
+        words, style = run_state(ctx)
+        total = t.total_steps or "?"
+        loss = t.series["train_loss"].last()
+        speed = t.series["tokens_per_sec"].last()
+        eta = fmt_duration(t.eta_s) if ctx.runner.live else "-"
+        return [
+            [("state ", "dim"), (words, style)],
+            [("step  ", "dim"), (f"{t.step}/{total}", "accent"), ("  loss ", "dim"), (fmt_number(loss), "accent")],
+            [("best val ", "dim"), (fmt_number(t.best_val_loss), "accent"), ("  tok/s ", "dim"),
+             (fmt_number(speed), "normal")],
+            [("ETA   ", "dim"), (eta, "normal")],
+            text_line(ctx.system.summary()),
+            text_line("gpu " + ctx.system.gpu, "dim"),
+        ]
+
+    def recent_activity(self, width: int) -> list[Line]:
+        """The last log lines, newest at the bottom, one row each."""
+        lines = list(self.ctx.recent)[-ACTIVITY_ROWS:]
+        return [text_line(clip(line, width), "dim") for line in lines] or [text_line("no log lines yet", "dim")]
+
     def render(self, width: int, height: int) -> list[Line]:
         head = self.header(width)
         body_h = height - len(head)
@@ -325,7 +361,13 @@ class TrainTab(Tab):
             return [*head, *self.picker.render(width, body_h)]
         list_w = max(44, width * 11 // 20)
         detail_w = width - list_w - 1
-        knobs = self.knob_rows(list_w, body_h)
-        about = panel("about this knob", self.detail(detail_w), detail_w, body_h)
-        return [*head, *hstack([(knobs, list_w), (about, detail_w)], body_h)]
+        activity: list[Line] = []
+        if body_h >= ACTIVITY_ROWS + 2 + 20:  # under the knobs when they keep 20 rows
+            activity = panel("Recent Activity", self.recent_activity(list_w - 4), list_w, ACTIVITY_ROWS + 2)
+        knobs = self.knob_rows(list_w, body_h - len(activity)) + activity
+        right: list[Line] = []
+        if body_h >= SUMMARY_ROWS + 2 + 14:  # the summary, and room for the knob's explanation below it
+            right += panel("Runtime Summary", self.runtime_summary(), detail_w, SUMMARY_ROWS + 2)
+        right += panel("about this knob", self.detail(detail_w), detail_w, body_h - len(right))
+        return [*head, *hstack([(knobs, list_w), (right, detail_w)], body_h)]
 

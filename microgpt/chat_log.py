@@ -1,0 +1,82 @@
+"""Chat logs: every conversation written down, so a user can find what their model said.
+
+A `ChatLog` appends timestamped turns to two files under LOG_DIR/chat/: one per session
+(`tui_chat_<session>.log` for the TUI, `chat_<session>.log` for `chat`, `chat_once_<session>.log` for
+`chat-once --log`) and `chat_latest.log`, which each new session starts afresh. The first lines name the
+checkpoint and the sampling settings; a later change of either is written when the next turn is.
+
+Logs are appended and flushed turn by turn (a crash loses at most the turn being written, never what is
+already there); they are notes, not state, so they are not written atomically. A failed write never
+stops the chat: `warn` is told once and the log stays off for the rest of the session.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+LATEST = "chat_latest.log"
+
+
+def session_stamp(now: datetime | None = None) -> str:
+    """A session name that sorts by time and differs between processes: 20260226-101500_4242."""
+    return f"{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}_{os.getpid()}"
+
+
+def describe_settings(settings: Any) -> str:
+    """Sampling settings as `name=value` pairs (lists such as stop tokens left out)."""
+    fields = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else dict(vars(settings))
+    return " ".join(f"{name}={value}" for name, value in fields.items() if not isinstance(value, (list, tuple)))
+
+
+def _warn_stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+class ChatLog:
+    """One session's log; `turn` records a message, `note` anything else (a reset, a new checkpoint)."""
+
+    def __init__(self, log_dir: str | os.PathLike[str], prefix: str, session: str | None = None,
+                 warn: Callable[[str], None] = _warn_stderr) -> None:
+        self.folder = Path(log_dir) / "chat"
+        self.path = self.folder / f"{prefix}_{session or session_stamp()}.log"
+        self.latest = self.folder / LATEST
+        self.warn = warn
+        self.failed = False
+        self._started = False
+        self._context = ""  # the checkpoint and settings last written
+
+    def _write(self, text: str) -> None:
+        """Append `text` to both files (the first write of a session truncates chat_latest.log)."""
+        if self.failed:
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for path, mode in ((self.path, "a"), (self.latest, "a" if self._started else "w")):
+                with path.open(mode, encoding="utf-8") as handle:
+                    handle.write(text)
+                    handle.flush()
+            self._started = True
+        except OSError as exc:
+            self.failed = True
+            self.warn(f"chat log {self.path} cannot be written ({exc.strerror or exc}); the chat goes on unlogged")
+
+    def context(self, checkpoint: str, settings: Any) -> None:
+        """Say which checkpoint and settings the next turns use (written only when they change)."""
+        line = f"checkpoint {checkpoint} | {describe_settings(settings)}"
+        if line != self._context:
+            self._context = line
+            self.note(line)
+
+    def note(self, text: str) -> None:
+        self._write(f"[{datetime.now().isoformat(timespec='seconds')}] # {text}\n")
+
+    def turn(self, role: str, text: str) -> None:
+        """One message: `[2026-02-26T10:15:00] user: ...`; continuation lines are indented."""
+        body = text.replace("\n", "\n    ")
+        self._write(f"[{datetime.now().isoformat(timespec='seconds')}] {role}: {body}\n")
