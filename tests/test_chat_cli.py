@@ -80,6 +80,20 @@ def test_chat_once_prints_the_sessions_reply(checkpoint: Path) -> None:
     assert result.stdout == expected + "\n"
 
 
+def test_chat_once_answers_every_prompt_of_a_file_as_a_fresh_conversation(checkpoint: Path, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# a comment\nHow do I make tea?\n\nWhat is a budget?\n", encoding="utf-8")
+    both = run_cli("chat-once", str(checkpoint), "--prompts-file", str(prompts), "--max-new-tokens", "12")
+    assert both.returncode == 0, both.stderr
+    singles = [run_cli("chat-once", str(checkpoint), q, "--max-new-tokens", "12").stdout.strip()
+               for q in ("How do I make tea?", "What is a budget?")]
+    assert both.stdout == f"> How do I make tea?\n{singles[0]}\n\n> What is a budget?\n{singles[1]}\n\n"
+    for args, fragment in [((str(tmp_path / "none.txt"),), "No such file"), ((), "give a prompt or --prompts-file")]:
+        extra = ["--prompts-file", *args] if args else []
+        bad = run_cli("chat-once", str(checkpoint), *extra)
+        assert bad.returncode == 2 and fragment in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_chat_once_is_reproducible_and_chat_variables_change_it(checkpoint: Path) -> None:
     first, again = (run_cli("chat-once", str(checkpoint), "hello", "3") for _ in range(2))
     assert first.returncode == again.returncode == 0, first.stderr
