@@ -115,31 +115,47 @@ def _targets(targets: Any, logits_shape: tuple[int, ...], V: int,
     return valid, safe_t, int(valid.sum())
 
 
+EXP_SAFE = 60.0  # exp(z) for |z| <= 60, and sums of 2^40 such terms, stay finite and normal in float32
+LOSS_BLOCK_ROWS = 128  # rows of logits the losses hold at a time (fewer when a block would not fit the cache)
+_CACHE_ELEMENTS = 1 << 17  # 512 KiB of float32: a block of this size stays in the CPU's L2 cache between passes
+
+
+def _loss_block_rows(V: int) -> int:
+    """Rows per block for cross_entropy: at most LOSS_BLOCK_ROWS, and few enough to stay in the cache."""
+    return max(1, min(LOSS_BLOCK_ROWS, _CACHE_ELEMENTS // max(V, 1)))
+
+
 def cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None) -> Tensor:
     """Mean of -log softmax(logits)[target] over all positions whose target is not `ignore_index`.
 
     logits (..., V), integer targets (...). With e = exp(x - max) and s = sum(e):
-    loss_i = log s + max - x[t]; dloss_i/dx = e / s - onehot(t). The backward never materialises
-    the probabilities: it scales the saved e by g / (n s) in place and subtracts at the targets.
-    Rows are split over the CPU cores (microgpt.autograd.parallel) when the logits are big.
+    loss_i = log s + max - x[t]; dloss_i/dx = e / s - onehot(t).
+    The rows go in blocks small enough to stay in the CPU cache, so each block's max, exp and sum cost one
+    trip to memory. The backward never materialises the probabilities: it scales the saved e by g / (n s)
+    in place and subtracts at the targets. Rows are split over the cores when the logits are big.
     """
     V = logits.shape[-1]
     x = logits.data.reshape(-1, V)
     valid, safe_t, n = _targets(targets, logits.shape, V, ignore_index)
     N = x.shape[0]
-    rows = np.arange(N)
+    step = _loss_block_rows(V)
     e = np.empty_like(x)
     top = np.empty(N, dtype=x.dtype)
     s = np.empty(N, dtype=x.dtype)
 
-    def exp_shifted(lo: int, hi: int) -> None:
-        top[lo:hi] = x[lo:hi].max(axis=1)
-        np.subtract(x[lo:hi], top[lo:hi, None], out=e[lo:hi])
-        np.exp(e[lo:hi], out=e[lo:hi])
-        s[lo:hi] = e[lo:hi].sum(axis=1)
+    def exp_shifted(r0: int, r1: int) -> None:
+        """e = exp(x - max) and its sum, for rows r0:r1."""
+        top[r0:r1] = x[r0:r1].max(axis=1)
+        np.subtract(x[r0:r1], top[r0:r1, None], out=e[r0:r1])
+        np.exp(e[r0:r1], out=e[r0:r1])
+        s[r0:r1] = e[r0:r1].sum(axis=1)
 
-    run_split(exp_shifted, N, x.size)
-    per_row = np.log(s) + top - x[rows, safe_t]
+    def forward_rows(lo: int, hi: int) -> None:
+        for r0 in range(lo, hi, step):
+            exp_shifted(r0, min(r0 + step, hi))
+
+    run_split(forward_rows, N, x.size)
+    per_row = np.log(s) + top - x[np.arange(N), safe_t]
     loss = np.asarray(np.where(valid, per_row, 0).sum() / n if n else np.nan, dtype=x.dtype)
     saved = {"e": e}
 
@@ -155,13 +171,10 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None)
             dx[lo:hi] *= scale[lo:hi, None]
 
         run_split(scale_rows, N, dx.size)
-        dx[rows[valid], safe_t[valid]] -= float(g) / n
+        dx[np.flatnonzero(valid), safe_t[valid]] -= float(g) / n
         return (dx.reshape(logits.shape),)
 
     return Tensor._result(loss, (logits,), backward)
-
-
-LOSS_BLOCK_ROWS = 128  # rows of logits that linear_cross_entropy holds at a time
 
 
 def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: int | None = None) -> Tensor:
@@ -181,24 +194,33 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
     losses = np.zeros(N, dtype=X.dtype)
     dX = np.empty_like(X) if want_grad else None
     dW_parts: list[np.ndarray] = []
+    # |z_ij| <= |x_i| |w_j|: a block whose rows are short enough cannot overflow exp, so it skips the shift
+    x_norm = np.sqrt(np.einsum("ij,ij->i", X, X))
+    w_norm = math.sqrt(float(np.einsum("ij,ij->i", W, W).max(initial=0.0)))
 
     def rows(lo: int, hi: int) -> None:
+        step = LOSS_BLOCK_ROWS
         dW = np.zeros_like(W) if want_grad else None
-        for r0 in range(lo, hi, LOSS_BLOCK_ROWS):
-            r1 = min(r0 + LOSS_BLOCK_ROWS, hi)
-            z = X[r0:r1] @ W.T  # this block's logits (b, V)
+        block = np.empty((min(step, hi - lo), V), dtype=X.dtype)  # this thread's logits, reused block to block
+        part = np.empty_like(W) if want_grad else None
+        for r0 in range(lo, hi, step):
+            r1 = min(r0 + step, hi)
+            z = np.matmul(X[r0:r1], W.T, out=block[:r1 - r0])  # this block's logits (b, V)
             index = np.arange(r1 - r0)
             picked = z[index, safe_t[r0:r1]]
-            top = z.max(axis=1, keepdims=True)
-            z -= top
+            if x_norm[r0:r1].max(initial=0.0) * w_norm <= EXP_SAFE:
+                top = 0.0
+            else:
+                top = z.max(axis=1)
+                z -= top[:, None]
             np.exp(z, out=z)
             total = z.sum(axis=1)
-            losses[r0:r1] = np.where(valid[r0:r1], np.log(total) + top[:, 0] - picked, 0)
+            losses[r0:r1] = np.where(valid[r0:r1], np.log(total) + top - picked, 0)
             if want_grad:
                 z *= (valid[r0:r1] / (max(n, 1) * total)).astype(X.dtype)[:, None]  # softmax / n on counted rows
                 z[index[valid[r0:r1]], safe_t[r0:r1][valid[r0:r1]]] -= 1.0 / max(n, 1)
                 np.matmul(z, W, out=dX[r0:r1])
-                dW += z.T @ X[r0:r1]
+                dW += np.matmul(z.T, X[r0:r1], out=part)
         if want_grad:
             dW_parts.append(dW)
 
@@ -206,9 +228,12 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
     loss = np.asarray(losses.sum() / n if n else np.nan, dtype=X.dtype)
 
     def backward(g: np.ndarray):
-        scale = float(g)
-        gx = (dX * scale).reshape(x.shape) if x.requires_grad else None
-        gw = sum(dW_parts) * scale if weight.requires_grad else None
+        scale = float(g)  # 1 when this loss is what backward() started from: then no copies are needed
+        gx = (dX if scale == 1.0 else dX * scale).reshape(x.shape) if x.requires_grad else None
+        gw = None
+        if weight.requires_grad:
+            gw = dW_parts[0] if len(dW_parts) == 1 else sum(dW_parts)
+            gw = gw if scale == 1.0 else gw * scale
         return gx, gw
 
     return Tensor._result(loss, (x, weight), backward)

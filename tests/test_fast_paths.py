@@ -1,0 +1,66 @@
+"""The fast paths of the fused ops give what their plain definitions give: the fused output layer + loss
+against linear then cross_entropy (with and without the skipped softmax shift, one block and many), and
+cross_entropy in many small blocks. Gradients are checked against finite differences in float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from strategies import check_gradients
+
+from microgpt.autograd import Tensor
+from microgpt.autograd import functional as F
+
+
+def _unfused(x, w, targets, ignore_index=None):
+    return F.cross_entropy(F.linear(x, w), targets, ignore_index=ignore_index)
+
+
+@pytest.mark.parametrize("block_rows", [128, 3])
+@pytest.mark.parametrize("scale", [0.3, 30.0])  # small logits skip the shift by the max; big ones need it
+def test_linear_cross_entropy_equals_linear_then_cross_entropy(monkeypatch, block_rows, scale):
+    monkeypatch.setattr(F, "LOSS_BLOCK_ROWS", block_rows)
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.0, scale, (2, 5, 6))
+    w = rng.normal(0.0, 1.0, (9, 6))
+    targets = rng.integers(0, 9, (2, 5))
+    targets[0, 1] = -1
+    fused = [Tensor(x), Tensor(w)]
+    plain = [Tensor(x), Tensor(w)]
+    loss = F.linear_cross_entropy(*fused, targets, ignore_index=-1)
+    expected = _unfused(*plain, targets, ignore_index=-1)
+    np.testing.assert_allclose(loss.item(), expected.item(), rtol=1e-12)
+    loss.backward()
+    expected.backward()
+    for a, b in zip(fused, plain):
+        np.testing.assert_allclose(a.grad, b.grad, rtol=1e-10, atol=1e-14)
+    check_gradients(lambda xt, wt: F.linear_cross_entropy(xt, wt, targets, ignore_index=-1), [x, w])
+
+
+def test_linear_cross_entropy_with_an_upstream_gradient_scales_both_gradients():
+    rng = np.random.default_rng(1)
+    x, w = Tensor(rng.normal(size=(4, 3))), Tensor(rng.normal(size=(5, 3)))
+    targets = np.array([0, 4, 2, 1])
+    (F.linear_cross_entropy(x, w, targets) * 2.5).backward()
+    x2, w2 = Tensor(x.data), Tensor(w.data)
+    (_unfused(x2, w2, targets) * 2.5).backward()
+    np.testing.assert_allclose(x.grad, x2.grad, rtol=1e-12)
+    np.testing.assert_allclose(w.grad, w2.grad, rtol=1e-12)
+
+
+@pytest.mark.parametrize("block_rows", [1, 4])
+def test_cross_entropy_in_small_blocks_matches_one_block(monkeypatch, block_rows):
+    rng = np.random.default_rng(2)
+    logits = rng.normal(0.0, 4.0, (11, 7))
+    targets = rng.integers(0, 7, 11)
+    whole = Tensor(logits)
+    loss = F.cross_entropy(whole, targets)
+    loss.backward()
+    monkeypatch.setattr(F, "LOSS_BLOCK_ROWS", block_rows)
+    blocked = Tensor(logits)
+    loss_blocked = F.cross_entropy(blocked, targets)
+    loss_blocked.backward()
+    np.testing.assert_allclose(loss_blocked.item(), loss.item(), rtol=1e-12)
+    np.testing.assert_allclose(blocked.grad, whole.grad, rtol=1e-12, atol=1e-15)
+    check_gradients(lambda t: F.cross_entropy(t, targets), [logits])
