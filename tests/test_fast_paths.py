@@ -64,3 +64,36 @@ def test_cross_entropy_in_small_blocks_matches_one_block(monkeypatch, block_rows
     np.testing.assert_allclose(loss_blocked.item(), loss.item(), rtol=1e-12)
     np.testing.assert_allclose(blocked.grad, whole.grad, rtol=1e-12, atol=1e-15)
     check_gradients(lambda t: F.cross_entropy(t, targets), [logits])
+
+
+def _attention_plain(q, k, v):
+    """softmax(q k^T / sqrt(D) + causal mask) v written out with the generic ops, shift by the max included."""
+    tq, tk = q.shape[-2], k.shape[-2]
+    scores = (q @ k.transpose(0, 1, 3, 2)) * (1.0 / np.sqrt(q.shape[-1]))
+    future = np.triu(np.ones((tq, tk), dtype=bool), k=tk - tq + 1)
+    scores = scores.masked_fill(future, -np.inf)
+    return F.softmax(scores, axis=-1) @ v
+
+
+@pytest.mark.parametrize("chunk", [1 << 17, 1])  # many slices per cache chunk, or one
+@pytest.mark.parametrize("scale", [0.5, 12.0])  # small scores skip the softmax shift; big ones need it
+@pytest.mark.parametrize("tq", [9, 4])  # 9 queries: three blocks of 4; 4 new queries after 5 cached keys
+def test_attention_fast_paths_match_the_composed_ops(monkeypatch, chunk, scale, tq):
+    monkeypatch.setattr(F, "ATTENTION_BLOCK", 4)
+    monkeypatch.setattr(F, "ATTENTION_CHUNK", chunk)
+    rng = np.random.default_rng(3)
+    q = rng.normal(0.0, scale, (2, 3, tq, 5))
+    k, v = rng.normal(0.0, scale, (2, 3, 9, 5)), rng.normal(size=(2, 3, 9, 5))
+    assert (np.linalg.norm(q, axis=-1).max() * np.linalg.norm(k, axis=-1).max() / np.sqrt(5) > F.SOFTMAX_SAFE) == (
+        scale > 1)
+    fast = [Tensor(a) for a in (q, k, v)]
+    plain = [Tensor(a) for a in (q, k, v)]
+    out = F.scaled_dot_product_attention(*fast)
+    expected = _attention_plain(*plain)
+    np.testing.assert_allclose(out.data, expected.data, rtol=1e-10, atol=1e-12)
+    upstream = rng.normal(size=out.shape)
+    out.backward(upstream)
+    expected.backward(upstream)
+    for a, b in zip(fast, plain):
+        np.testing.assert_allclose(a.grad, b.grad, rtol=1e-8, atol=1e-10)
+    check_gradients(F.scaled_dot_product_attention, [q, k, v])

@@ -264,6 +264,13 @@ def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-5) -> Tens
 
 
 ATTENTION_BLOCK = 64  # causal queries are processed 64 at a time, each block against the keys it can see
+ATTENTION_CHUNK = 1 << 17  # scores (512 KiB of float32) that one core works through while they sit in its cache
+SOFTMAX_SAFE = 20.0  # scores within +-20: exp needs no shift, and the unshifted weights (<= e^20) stay finite
+
+
+def _max_norm(a: np.ndarray) -> float:
+    """The largest Euclidean norm of a's last-axis vectors."""
+    return math.sqrt(float(np.einsum("...i,...i->...", a, a).max(initial=0.0)))
 
 
 @functools.lru_cache(maxsize=64)
@@ -298,8 +305,11 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
       dV = E^T (G / s),  dP = G V^T,  dS = P (dP - r) with r = rowsum(G O)  (= rowsum(dP P), but cheap),
       dQ = dS K / sqrt(D),  dK = dS^T Q / sqrt(D).
     Every division by s and by sqrt(D) is applied to a small (T, D) operand instead of the (T, T) weights,
-    and causal queries go in blocks that skip the keys they cannot see. The (batch x head) slices are
-    independent and are split over the CPU cores when big.
+    and causal queries go in blocks that skip the keys they cannot see. The shift by the row max only guards
+    exp against overflow: since |S_ij| <= |q_i| |k_j| / sqrt(D), when that bound is small (SOFTMAX_SAFE) the
+    max and the shift (two passes over the scores) are skipped. The (batch x head) slices are independent:
+    they are split over the CPU cores when big, and each core takes them a few at a time (ATTENTION_CHUNK
+    scores' worth), so all the passes over one chunk's scores run while it sits in the cache.
     """
     q, k, v = _tensor(q), _tensor(k), _tensor(v)
     Q, K, Vv = q.data, k.data, v.data
@@ -310,24 +320,29 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     Kf = _flat_batch(K, batch)
     Vf = _flat_batch(Vv, batch)
     scale = 1.0 / math.sqrt(D)
-    blocks = _query_blocks(Tq, Tk, causal)
+    blocks = _query_blocks(Tq, Tk, causal)[::-1]  # the block that sees every key first (see the backward)
     masks = [_causal_mask(r1 - r0, kend, Q.dtype) if causal and r1 - r0 > 1 else None for r0, r1, kend in blocks]
     E = [np.empty((N, r1 - r0, kend), dtype=Q.dtype) for r0, r1, kend in blocks]
     row_sum = np.empty((N, Tq, 1), dtype=Q.dtype)
     out = np.empty((N, Tq, Dv), dtype=Q.dtype)
+    shift = _max_norm(Qf) * _max_norm(Kf) * scale > SOFTMAX_SAFE
+    chunk = max(1, ATTENTION_CHUNK // (Tq * Tk))
 
     def forward_part(lo: int, hi: int) -> None:
-        Qs = Qf[lo:hi] * scale
-        for (r0, r1, kend), e, mask in zip(blocks, E, masks):
-            S = e[lo:hi]
-            np.matmul(Qs[:, r0:r1], Kf[lo:hi, :kend].transpose(0, 2, 1), out=S)
-            if mask is not None:
-                S += mask  # one in-place pass; boolean indexing is 10x slower
-            S -= S.max(axis=-1, keepdims=True)
-            np.exp(S, out=S)
-            np.sum(S, axis=-1, keepdims=True, out=row_sum[lo:hi, r0:r1])
-            np.matmul(S, Vf[lo:hi, :kend], out=out[lo:hi, r0:r1])
-        out[lo:hi] /= row_sum[lo:hi]
+        for c0 in range(lo, hi, chunk):
+            c1 = min(c0 + chunk, hi)
+            Qs = Qf[c0:c1] * scale
+            for (r0, r1, kend), e, mask in zip(blocks, E, masks):
+                S = e[c0:c1]
+                np.matmul(Qs[:, r0:r1], Kf[c0:c1, :kend].transpose(0, 2, 1), out=S)
+                if mask is not None:
+                    S += mask  # one in-place pass; boolean indexing is 10x slower
+                if shift:
+                    S -= S.max(axis=-1, keepdims=True)
+                np.exp(S, out=S)
+                np.sum(S, axis=-1, keepdims=True, out=row_sum[c0:c1, r0:r1])
+                np.matmul(S, Vf[c0:c1, :kend], out=out[c0:c1, r0:r1])
+            out[c0:c1] /= row_sum[c0:c1]
 
     run_split(forward_part, N, sum(e.size for e in E))
 
@@ -336,19 +351,25 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
         dQ, dK, dV = np.empty_like(Qf), np.zeros_like(Kf), np.zeros_like(Vf)
 
         def backward_part(lo: int, hi: int) -> None:
-            Gp, inv_s = G[lo:hi], 1.0 / row_sum[lo:hi]
-            Gs = Gp * inv_s
-            r = (Gp * out[lo:hi]).sum(axis=-1, keepdims=True)
-            Qs = Qf[lo:hi] * (inv_s * scale)
-            for (r0, r1, kend), e in zip(blocks, E):
-                eb = e[lo:hi]
-                dV[lo:hi, :kend] += np.matmul(eb.transpose(0, 2, 1), Gs[:, r0:r1])
-                dP = np.matmul(Gp[:, r0:r1], Vf[lo:hi, :kend].transpose(0, 2, 1))
-                dP -= r[:, r0:r1]
-                dP *= eb  # now s * dS: the row scale 1/s is applied to the small operands
-                np.matmul(dP, Kf[lo:hi, :kend], out=dQ[lo:hi, r0:r1])
-                dK[lo:hi, :kend] += np.matmul(dP.transpose(0, 2, 1), Qs[:, r0:r1])
-            dQ[lo:hi] *= inv_s * scale
+            dP_buffer = np.empty((min(chunk, hi - lo), max(r1 - r0 for r0, r1, _ in blocks), Tk), dtype=G.dtype)
+            dK_part = np.empty((dP_buffer.shape[0], Tk, D), dtype=G.dtype)
+            dV_part = np.empty((dP_buffer.shape[0], Tk, Dv), dtype=G.dtype)
+            for c0 in range(lo, hi, chunk):
+                c1 = min(c0 + chunk, hi)
+                Gp, inv_s = G[c0:c1], 1.0 / row_sum[c0:c1]
+                Gs = Gp * inv_s
+                r = (Gp * out[c0:c1]).sum(axis=-1, keepdims=True)
+                Qs = Qf[c0:c1] * (inv_s * scale)
+                for (r0, r1, kend), e in zip(blocks, E):
+                    eb = e[c0:c1]
+                    dV[c0:c1, :kend] += np.matmul(eb.transpose(0, 2, 1), Gs[:, r0:r1], out=dV_part[:c1 - c0, :kend])
+                    dP = np.matmul(Gp[:, r0:r1], Vf[c0:c1, :kend].transpose(0, 2, 1),
+                                   out=dP_buffer[:c1 - c0, :r1 - r0, :kend])
+                    dP -= r[:, r0:r1]
+                    dP *= eb  # now s * dS: the row scale 1/s is applied to the small operands
+                    np.matmul(dP, Kf[c0:c1, :kend], out=dQ[c0:c1, r0:r1])
+                    dK[c0:c1, :kend] += np.matmul(dP.transpose(0, 2, 1), Qs[:, r0:r1], out=dK_part[:c1 - c0, :kend])
+                dQ[c0:c1] *= inv_s * scale
 
         run_split(backward_part, N, sum(e.size for e in E))
         return (unbroadcast(dQ.reshape(*batch, Tq, D), Q.shape) if q.requires_grad else None,

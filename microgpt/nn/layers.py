@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from microgpt.autograd import Tensor, concatenate
+from microgpt.autograd import Tensor
 from microgpt.autograd import functional as F
 from microgpt.nn.module import Module, Parameter
 
@@ -86,9 +86,9 @@ class CausalSelfAttention(Module):
     def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
         B, T, C = x.shape
         H, D = self.n_head, C // self.n_head
-        w_qkv = concatenate([self.wq.weight, self.wk.weight, self.wv.weight])  # (3C, C): one GEMM, not three
-        qkv = F.linear(x, w_qkv).reshape(B, T, 3, H, D).transpose(2, 0, 3, 1, 4)  # (3, B, H, T, D)
-        q, k, v = qkv[0], qkv[1], qkv[2]
+        # three products, not one (3C, C) product: slicing q, k, v out of one result costs more in the backward
+        # (a full-size zero gradient per slice, then their sum) than the bigger product saves
+        q, k, v = (lin(x).reshape(B, T, H, D).transpose(0, 2, 1, 3) for lin in (self.wq, self.wk, self.wv))
         if cache is not None:
             k_all, v_all = cache.append(layer, k.data, v.data)
             k, v = Tensor(k_all, requires_grad=False), Tensor(v_all, requires_grad=False)
