@@ -116,7 +116,7 @@ def _targets(targets: Any, logits_shape: tuple[int, ...], V: int,
 
 
 EXP_SAFE = 60.0  # exp(z) for |z| <= 60, and sums of 2^40 such terms, stay finite and normal in float32
-LOSS_BLOCK_ROWS = 128  # rows of logits the losses hold at a time (fewer when a block would not fit the cache)
+LOSS_BLOCK_ROWS = 256  # rows of logits the losses hold at a time (fewer when a block would not fit the cache)
 _CACHE_ELEMENTS = 1 << 17  # 512 KiB of float32: a block of this size stays in the CPU's L2 cache between passes
 
 
