@@ -5,6 +5,8 @@ cross_entropy in many small blocks. Gradients are checked against finite differe
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from strategies import check_gradients
@@ -97,3 +99,24 @@ def test_attention_fast_paths_match_the_composed_ops(monkeypatch, chunk, scale, 
     for a, b in zip(fast, plain):
         np.testing.assert_allclose(a.grad, b.grad, rtol=1e-8, atol=1e-10)
     check_gradients(F.scaled_dot_product_attention, [q, k, v])
+
+
+@pytest.mark.parametrize("threads, elements, parts", [
+    (8, 1 << 24, 8),  # big work: one part per thread, past 4
+    (8, 1 << 18, 2),  # each part gets at least half of MIN_PARALLEL_ELEMENTS
+    (8, 1 << 10, 1),  # small work stays on the calling thread
+    (1, 1 << 24, 1),
+])
+def test_run_split_covers_the_range_once_in_as_many_parts_as_the_work_allows(threads, elements, parts):
+    from microgpt.autograd import parallel
+
+    calls: list[tuple[int, int]] = []
+    parallel.set_threads(threads)
+    try:
+        parallel.run_split(lambda lo, hi: calls.append((lo, hi)), 1000, elements)
+    finally:
+        parallel.set_threads(0)
+    assert len(calls) == parts
+    ranges = sorted(calls)
+    assert ranges[0][0] == 0 and ranges[-1][1] == 1000
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))  # consecutive, no gap, no overlap

@@ -243,24 +243,50 @@ def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-5) -> Tens
     """y = x / sqrt(mean(x^2) + eps) over the last dim, times an optional gain.
 
     With r = (mean(x^2) + eps)^(-1/2) and y = x r: dL/dx = r (g - y mean(g y)), dL/dw = sum(g y).
+    Rows are independent: big inputs are split over the cores.
     """
     X = x.data
-    inv_c = 1.0 / X.shape[-1]
-    r = 1.0 / np.sqrt((X * X).sum(axis=-1, keepdims=True) * inv_c + eps)
-    y = X * r
+    C = X.shape[-1]
+    rows = X.reshape(-1, C)
+    inv_c = 1.0 / C
     W = None if weight is None else weight.data
-    out = y if W is None else y * W
+    r = np.empty((rows.shape[0], 1), dtype=X.dtype)
+    y = np.empty(rows.shape, dtype=np.result_type(X, r))
+    out = y if W is None else np.empty(rows.shape, dtype=np.result_type(y, W))
+    work = 4 * rows.size  # four passes: its own threshold is reached sooner than a single pass's
+
+    def forward_rows(lo: int, hi: int) -> None:
+        xs = rows[lo:hi]
+        np.sqrt(np.einsum("ij,ij->i", xs, xs)[:, None] * inv_c + eps, out=r[lo:hi])
+        np.divide(xs, r[lo:hi], out=y[lo:hi])
+        if W is not None:
+            np.multiply(y[lo:hi], W, out=out[lo:hi])
+
+    run_split(forward_rows, rows.shape[0], work)
+    np.reciprocal(r, out=r)
 
     def backward(g: np.ndarray):
-        gy = g if W is None else g * W
-        gx = r * (gy - y * ((gy * y).sum(axis=-1, keepdims=True) * inv_c)) if x.requires_grad else None
+        g_rows = g.reshape(rows.shape)
+        gy = g_rows if W is None else g_rows * W
+        gx = None
+        if x.requires_grad:
+            gx = np.empty(rows.shape, dtype=gy.dtype)
+
+            def backward_rows(lo: int, hi: int) -> None:
+                ys, gs = y[lo:hi], gy[lo:hi]
+                np.multiply(ys, np.einsum("ij,ij->i", gs, ys)[:, None] * inv_c, out=gx[lo:hi])
+                np.subtract(gs, gx[lo:hi], out=gx[lo:hi])
+                gx[lo:hi] *= r[lo:hi]
+
+            run_split(backward_rows, rows.shape[0], work)
+            gx = gx.reshape(X.shape)
         if W is None:
             return (gx,)
-        gw = unbroadcast(g * y, W.shape) if weight.requires_grad else None
+        gw = unbroadcast((g_rows * y).reshape(*X.shape[:-1], C), W.shape) if weight.requires_grad else None
         return gx, gw
 
     parents = (x,) if weight is None else (x, weight)
-    return Tensor._result(out, parents, backward)
+    return Tensor._result(out.reshape(X.shape), parents, backward)
 
 
 ATTENTION_BLOCK = 64  # causal queries are processed 64 at a time, each block against the keys it can see
