@@ -292,6 +292,7 @@ def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-5) -> Tens
 ATTENTION_BLOCK = 64  # causal queries are processed 64 at a time, each block against the keys it can see
 ATTENTION_CHUNK = 1 << 17  # scores (512 KiB of float32) that one core works through while they sit in its cache
 SOFTMAX_SAFE = 20.0  # scores within +-20: exp needs no shift, and the unshifted weights (<= e^20) stay finite
+SHIFT_BOUND_MIN = 1 << 14  # fewer scores than this (a generated token's): always shift, skip the bound
 
 
 def _max_norm(a: np.ndarray) -> float:
@@ -340,7 +341,9 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     q, k, v = _tensor(q), _tensor(k), _tensor(v)
     Q, K, Vv = q.data, k.data, v.data
     Tq, Tk, D, Dv = Q.shape[-2], K.shape[-2], Q.shape[-1], Vv.shape[-1]
-    batch = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2], Vv.shape[:-2])
+    batch = Q.shape[:-2]
+    if not batch == K.shape[:-2] == Vv.shape[:-2]:
+        batch = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2], Vv.shape[:-2])
     N = math.prod(batch)
     Qf = _flat_batch(Q, batch)  # every slice (b, h) becomes one row of N
     Kf = _flat_batch(K, batch)
@@ -351,7 +354,8 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     E = [np.empty((N, r1 - r0, kend), dtype=Q.dtype) for r0, r1, kend in blocks]
     row_sum = np.empty((N, Tq, 1), dtype=Q.dtype)
     out = np.empty((N, Tq, Dv), dtype=Q.dtype)
-    shift = _max_norm(Qf) * _max_norm(Kf) * scale > SOFTMAX_SAFE
+    # the bound costs two passes over q and k: worth it only when the scores are many times bigger
+    shift = N * Tq * Tk < SHIFT_BOUND_MIN or _max_norm(Qf) * _max_norm(Kf) * scale > SOFTMAX_SAFE
     chunk = max(1, ATTENTION_CHUNK // (Tq * Tk))
 
     def forward_part(lo: int, hi: int) -> None:
