@@ -21,6 +21,7 @@ import numpy as np
 
 from microgpt.autograd import functional as F
 from microgpt.autograd import no_grad
+from microgpt.autograd.parallel import set_threads
 from microgpt.bench.reference import ReferenceStep
 from microgpt.nn import GPT, Adam, GPTConfig, SamplingSettings, generate
 from microgpt.train.config import DEFAULT_PRESET
@@ -52,7 +53,7 @@ CONFIGS = {
     "default": BenchConfig("default", DEFAULT, int(DEFAULT_PRESET["BATCH_SIZE"]), 4),  # the shape people train
 }
 GENERATION_BATCHES = (1, 8)
-TORCH_THREADS = 2  # PyTorch's thread count in the comparison
+THREADS = 2  # threads for both sides of the comparison unless `bench --threads` says otherwise
 
 
 def torch_available() -> bool:
@@ -91,13 +92,13 @@ def reference_train_step(cfg: BenchConfig, seed: int = 0) -> Callable[[], None]:
     return lambda: step(x, y)
 
 
-def torch_train_step(cfg: BenchConfig, seed: int = 0) -> Callable[[], None]:
+def torch_train_step(cfg: BenchConfig, seed: int = 0, threads: int = THREADS) -> Callable[[], None]:
     import torch
     import torch.nn.functional as TF
 
     from microgpt.bench.torch_gpt import TorchGPT
 
-    torch.set_num_threads(TORCH_THREADS)
+    torch.set_num_threads(threads)
     model = TorchGPT(cfg.model, GPT(cfg.model, seed=seed).state_dict())
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.85, 0.99), eps=1e-8)
     x, y = (torch.tensor(a) for a in _batch(cfg, seed))
@@ -138,12 +139,12 @@ def ours_generate(cfg: BenchConfig, new_tokens: int, batch: int = 1) -> Callable
     return run_batch
 
 
-def torch_generate(cfg: BenchConfig, new_tokens: int, batch: int = 1) -> Callable[[], None]:
+def torch_generate(cfg: BenchConfig, new_tokens: int, batch: int = 1, threads: int = THREADS) -> Callable[[], None]:
     import torch
 
     from microgpt.bench.torch_gpt import TorchGPT
 
-    torch.set_num_threads(TORCH_THREADS)
+    torch.set_num_threads(threads)
     model = TorchGPT(cfg.model, GPT(cfg.model, seed=0).state_dict())
     prompt = torch.arange(1, PROMPT_TOKENS + 1).repeat(batch, 1)
 
@@ -158,8 +159,11 @@ def torch_generate(cfg: BenchConfig, new_tokens: int, batch: int = 1) -> Callabl
 
 
 def _windows(contestants: dict[str, Callable[[], None]], repeats: int, windows: int, warmup: int,
-             pause: float) -> dict[str, list[float]]:
-    """Seconds per call of each contestant, one entry per timed window, order alternating."""
+             pause: float, clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+    """Seconds per call of each contestant, one entry per timed window, order alternating.
+
+    clock: the wall clock, or time.process_time (this process's CPU time, all threads): on a machine shared
+    with other programs the CPU time of a one-thread run is far steadier than its wall time."""
     for fn in contestants.values():
         for _ in range(warmup):
             fn()
@@ -168,10 +172,10 @@ def _windows(contestants: dict[str, Callable[[], None]], repeats: int, windows: 
     for w in range(windows):
         for name in names if w % 2 == 0 else reversed(names):
             time.sleep(pause)
-            start = time.perf_counter()
+            start = clock()
             for _ in range(repeats):
                 contestants[name]()
-            seconds[name].append((time.perf_counter() - start) / repeats)
+            seconds[name].append((clock() - start) / repeats)
     return seconds
 
 
@@ -180,26 +184,35 @@ def peak_rss_mb() -> float:
 
 
 def bench_config(cfg: BenchConfig, windows: int = 7, with_torch: bool = True, gen_tokens: int = 64,
-                 pause: float = 0.3) -> dict:
+                 pause: float = 0.3, threads: int = THREADS, clock: Callable[[], float] = time.perf_counter) -> dict:
     """One row of the table: tokens/s (median over windows) of every contestant, and the ratios.
 
     train: `fused` (GPT.loss), `public` (F.cross_entropy(model(idx), targets)), `reference` (hand-written
     NumPy, no autograd) and `torch`; generate_b1 / generate_b8: ours and torch's greedy KV-cached generation.
     """
-    row: dict = {"config": cfg.name, "batch": cfg.batch, "block_size": cfg.model.block_size,
+    set_threads(threads)  # our side's split; restored to one part per core afterwards
+    try:
+        return _bench_config(cfg, windows, with_torch, gen_tokens, pause, threads, clock)
+    finally:
+        set_threads(0)
+
+
+def _bench_config(cfg: BenchConfig, windows: int, with_torch: bool, gen_tokens: int, pause: float, threads: int,
+                  clock: Callable[[], float]) -> dict:
+    row: dict = {"config": cfg.name, "batch": cfg.batch, "block_size": cfg.model.block_size, "threads": threads,
                  "parameters": GPT(cfg.model, seed=0).num_parameters()}
     train = {"fused": ours_train_step(cfg), "public": ours_train_step(cfg, fused=False),
              "reference": reference_train_step(cfg)}
     if with_torch:
-        train["torch"] = torch_train_step(cfg)
+        train["torch"] = torch_train_step(cfg, threads=threads)
     runs = [("train", train, cfg.steps_per_window, cfg.tokens_per_step)]
     for b in GENERATION_BATCHES:
         gen = {"ours": ours_generate(cfg, gen_tokens, b)}
         if with_torch:
-            gen["torch"] = torch_generate(cfg, gen_tokens, b)
+            gen["torch"] = torch_generate(cfg, gen_tokens, b, threads)
         runs.append((f"generate_b{b}", gen, 5 if b == 1 else 2, gen_tokens * b))  # one reply is too short to time
     for label, contestants, repeats, per_call in runs:
-        seconds = _windows(contestants, repeats, windows, warmup=2, pause=pause)
+        seconds = _windows(contestants, repeats, windows, warmup=2, pause=pause, clock=clock)
         for name, values in seconds.items():
             row[f"{label}_{name}_tok_s"] = per_call / float(np.median(values))
     for path in ("fused", "public"):

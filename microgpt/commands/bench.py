@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import sys
+import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", action="store_true",
                         help="the per-op time split (forward and backward) of one training step, fused and public "
                              "paths, instead of the comparison")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="threads for both microgpt's split and PyTorch (default 2; try 1, 4, 8)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time windows by the process's CPU time instead of the wall clock: steadier on a "
+                             "machine shared with other programs, and meaningful with --threads 1")
     parser.add_argument("--busy", action="store_true",
                         help="run the comparison twice: as usual, then with another CPU-bound program competing")
     parser.add_argument("--micro", action="store_true", help="only the autograd micro-benchmarks (MLP, attention)")
@@ -48,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result) if args.json else "\n".join(f"{k:<28} {v:8.3f}" for k, v in result.items()))
         return 0
     longest = min(CONFIGS[name].model.block_size for name in args.configs) - PROMPT_TOKENS
+    if not args.profile and not 1 <= args.threads <= 256:
+        print(f"bench: --threads {args.threads}: must be 1 to 256", file=sys.stderr)
+        return 2
     if not args.profile and not 1 <= args.gen_tokens <= longest:
         print(f"bench: --gen-tokens {args.gen_tokens}: must be 1 to {longest} (the block size of the chosen configs, "
               f"less the {PROMPT_TOKENS}-token prompt)", file=sys.stderr)
@@ -62,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     with_torch = not args.no_torch and torch_available()
     if not args.json:
-        print(machine)
+        print(f"{machine}; {args.threads} thread(s) each; {'CPU' if args.cpu_time else 'wall'} time")
         if not args.no_torch and not with_torch:
             print("(PyTorch is not installed: timing ours only; `pip install torch==2.13.0` adds the comparison)")
     results: dict[str, list[dict]] = {}
@@ -73,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         with competing_process() if label == "busy" else contextlib.nullcontext():
             for name in args.configs:
                 row = bench_config(CONFIGS[name], windows=args.windows, with_torch=with_torch,
-                                   gen_tokens=args.gen_tokens)
+                                   gen_tokens=args.gen_tokens, threads=args.threads,
+                                   clock=time.process_time if args.cpu_time else time.perf_counter)
                 rows.append(row)
                 if not args.json:
                     print(_format_row(row, with_torch), flush=True)
