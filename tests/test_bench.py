@@ -4,6 +4,7 @@ leaves the autograd as it found it. Speed itself is only ever printed, never ass
 from __future__ import annotations
 
 import argparse
+import time
 
 from microgpt.autograd import Tensor
 from microgpt.bench.profile import format_profile, profile_step
@@ -53,6 +54,23 @@ def bench_configs() -> dict:
 
 
 def test_bench_command_refuses_more_generated_tokens_than_the_context_holds(capsys):
-    args = argparse.Namespace(tui=False, micro=False, profile=False, configs=["c1-b1"], json=False, gen_tokens=500)
+    args = argparse.Namespace(tui=False, micro=False, profile=False, configs=["c1-b1"], json=False, gen_tokens=500,
+                              threads=2)
     assert bench.run(args) == 2
     assert "--gen-tokens 500: must be 1 to 88" in capsys.readouterr().err
+
+
+def test_bench_command_refuses_zero_threads(capsys):
+    args = argparse.Namespace(tui=False, micro=False, profile=False, configs=["c1-b1"], json=False, gen_tokens=8,
+                              threads=0)
+    assert bench.run(args) == 2
+    assert "--threads 0: must be 1 to 256" in capsys.readouterr().err
+
+
+def test_bench_row_in_cpu_time_on_one_thread_restores_the_split():
+    from microgpt.autograd import parallel
+
+    before = parallel._parts
+    row = bench_config(TINY, windows=1, with_torch=False, gen_tokens=3, pause=0.0, threads=1, clock=time.process_time)
+    assert row["threads"] == 1 and row["train_fused_tok_s"] > 0
+    assert parallel._parts == before
