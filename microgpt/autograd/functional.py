@@ -200,9 +200,8 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
 
     def rows(lo: int, hi: int) -> None:
         step = LOSS_BLOCK_ROWS
-        dW = np.zeros_like(W) if want_grad else None
+        dW = part = None  # this thread's dL/dW: the first block writes it, later blocks add theirs via `part`
         block = np.empty((min(step, hi - lo), V), dtype=X.dtype)  # this thread's logits, reused block to block
-        part = np.empty_like(W) if want_grad else None
         for r0 in range(lo, hi, step):
             r1 = min(r0 + step, hi)
             z = np.matmul(X[r0:r1], W.T, out=block[:r1 - r0])  # this block's logits (b, V)
@@ -220,8 +219,12 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
                 z *= (valid[r0:r1] / (max(n, 1) * total)).astype(X.dtype)[:, None]  # softmax / n on counted rows
                 z[index[valid[r0:r1]], safe_t[r0:r1][valid[r0:r1]]] -= 1.0 / max(n, 1)
                 np.matmul(z, W, out=dX[r0:r1])
-                dW += np.matmul(z.T, X[r0:r1], out=part)
-        if want_grad:
+                if dW is None:
+                    dW = z.T @ X[r0:r1]
+                else:
+                    part = np.matmul(z.T, X[r0:r1], out=part)
+                    dW += part
+        if dW is not None:
             dW_parts.append(dW)
 
     run_split(rows, N, N * V)
@@ -232,7 +235,7 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
         gx = (dX if scale == 1.0 else dX * scale).reshape(x.shape) if x.requires_grad else None
         gw = None
         if weight.requires_grad:
-            gw = dW_parts[0] if len(dW_parts) == 1 else sum(dW_parts)
+            gw = np.zeros_like(W) if not dW_parts else dW_parts[0] if len(dW_parts) == 1 else sum(dW_parts)
             gw = gw if scale == 1.0 else gw * scale
         return gx, gw
 
