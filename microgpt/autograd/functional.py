@@ -319,11 +319,23 @@ def _query_blocks(Tq: int, Tk: int, causal: bool) -> list[tuple[int, int, int]]:
             for r0 in range(0, Tq, ATTENTION_BLOCK)]
 
 
-def _flat_batch(a: np.ndarray, batch: tuple[int, ...]) -> np.ndarray:
-    """(..., T, D) broadcast to the batch shape, then (N, T, D) with N = prod(batch)."""
+def _flat_batch(a: np.ndarray, batch: tuple[int, ...], scale: float = 1.0, ones_column: bool = False) -> np.ndarray:
+    """(..., T, D) broadcast to the batch shape, then (N, T, D) with N = prod(batch), times `scale`, and with
+    a column of ones after the last (N, T, D + 1) if asked. A view when nothing needs changing."""
     if a.shape[:-2] != batch:
         a = np.broadcast_to(a, (*batch, *a.shape[-2:]))
-    return a.reshape(-1, *a.shape[-2:])
+    if scale == 1.0 and not ones_column and a.flags.c_contiguous:
+        return a.reshape(-1, *a.shape[-2:])
+    T, D = a.shape[-2:]
+    out = np.empty((math.prod(batch), T, D + ones_column), dtype=a.dtype)
+    target = out[..., :D].reshape(*batch, T, D)  # one pass: gather, scale and write
+    if scale == 1.0:
+        np.copyto(target, a)
+    else:
+        np.multiply(a, scale, out=target)
+    if ones_column:
+        out[..., D] = 1.0
+    return out
 
 
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True) -> Tensor:
@@ -335,10 +347,12 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
       dV = E^T (G / s),  dP = G V^T,  dS = P (dP - r) with r = rowsum(G O)  (= rowsum(dP P), but cheap),
       dQ = dS K / sqrt(D),  dK = dS^T Q / sqrt(D).
     Every division by s and by sqrt(D) is applied to a small (T, D) operand instead of the (T, T) weights,
-    and causal queries go in blocks that skip the keys they cannot see. The shift by the row max only guards
-    exp against overflow: since |S_ij| <= |q_i| |k_j| / sqrt(D), when that bound is small (SOFTMAX_SAFE) the
-    max and the shift (two passes over the scores) are skipped. The (batch x head) slices are independent:
-    they are split over the CPU cores when big, and each core takes them a few at a time (ATTENTION_CHUNK
+    and causal queries go in blocks that skip the keys they cannot see. Two passes over the weights are
+    folded into products by a column of ones after V: E [V, 1] = [E V, s] gives the row sums with the
+    output, and [G, -r] [V, 1]^T = G V^T - r gives dP already shifted. The shift by the row max only guards
+    exp against overflow: since |S_ij| <= |q_i| |k_j| / sqrt(D), when that bound is small (SOFTMAX_SAFE)
+    the max and the shift (two more passes) are skipped. The (batch x head) slices are independent: they
+    are split over the CPU cores when big, and each core takes them a few at a time (ATTENTION_CHUNK
     scores' worth), so all the passes over one chunk's scores run while it sits in the cache.
     """
     q, k, v = _tensor(q), _tensor(k), _tensor(v)
@@ -348,40 +362,40 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     if not batch == K.shape[:-2] == Vv.shape[:-2]:
         batch = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2], Vv.shape[:-2])
     N = math.prod(batch)
-    Qf = _flat_batch(Q, batch)  # every slice (b, h) becomes one row of N
-    Kf = _flat_batch(K, batch)
-    Vf = _flat_batch(Vv, batch)
     scale = 1.0 / math.sqrt(D)
+    Qs = _flat_batch(Q, batch, scale)  # every slice (b, h) becomes one row of N; q / sqrt(D)
+    Kf = _flat_batch(K, batch)
+    V1 = _flat_batch(Vv, batch, ones_column=True)  # [V, 1]
     blocks = _query_blocks(Tq, Tk, causal)[::-1]  # the block that sees every key first (see the backward)
     masks = [_causal_mask(r1 - r0, kend, Q.dtype) if causal and r1 - r0 > 1 else None for r0, r1, kend in blocks]
     E = [np.empty((N, r1 - r0, kend), dtype=Q.dtype) for r0, r1, kend in blocks]
-    row_sum = np.empty((N, Tq, 1), dtype=Q.dtype)
-    out = np.empty((N, Tq, Dv), dtype=Q.dtype)
+    out_s = np.empty((N, Tq, Dv + 1), dtype=Q.dtype)  # [E V, s]
     # the bound costs two passes over q and k: worth it only when the scores are many times bigger
-    shift = N * Tq * Tk < SHIFT_BOUND_MIN or _max_norm(Qf) * _max_norm(Kf) * scale > SOFTMAX_SAFE
+    shift = N * Tq * Tk < SHIFT_BOUND_MIN or _max_norm(Qs) * _max_norm(Kf) > SOFTMAX_SAFE
     chunk = max(1, ATTENTION_CHUNK // (Tq * Tk))
 
     def forward_part(lo: int, hi: int) -> None:
         for c0 in range(lo, hi, chunk):
             c1 = min(c0 + chunk, hi)
-            Qs = Qf[c0:c1] * scale
             for (r0, r1, kend), e, mask in zip(blocks, E, masks):
                 S = e[c0:c1]
-                np.matmul(Qs[:, r0:r1], Kf[c0:c1, :kend].transpose(0, 2, 1), out=S)
+                np.matmul(Qs[c0:c1, r0:r1], Kf[c0:c1, :kend].transpose(0, 2, 1), out=S)
                 if mask is not None:
                     S += mask  # one in-place pass; boolean indexing is 10x slower
                 if shift:
                     S -= S.max(axis=-1, keepdims=True)
                 np.exp(S, out=S)
-                np.sum(S, axis=-1, keepdims=True, out=row_sum[c0:c1, r0:r1])
-                np.matmul(S, Vf[c0:c1, :kend], out=out[c0:c1, r0:r1])
-            out[c0:c1] /= row_sum[c0:c1]
+                np.matmul(S, V1[c0:c1, :kend], out=out_s[c0:c1, r0:r1])
 
     run_split(forward_part, N, sum(e.size for e in E))
+    row_sum = out_s[..., Dv:]
+    out = out_s[..., :Dv] / row_sum
 
     def backward(g: np.ndarray):
-        G = np.ascontiguousarray(g).reshape(N, Tq, Dv)
-        dQ, dK, dV = np.empty_like(Qf), np.zeros_like(Kf), np.zeros_like(Vf)
+        G_r = _flat_batch(g.reshape(*batch, Tq, Dv), batch, ones_column=True)  # becomes [G, -r]
+        G = G_r[..., :Dv]
+        G_r[..., Dv] = -np.einsum("ntd,ntd->nt", G, out)  # r = rowsum(G O)
+        dQ, dK, dV = np.empty_like(Qs), np.empty_like(Kf), np.empty((N, Tk, Dv), dtype=Qs.dtype)
 
         def backward_part(lo: int, hi: int) -> None:
             dP_buffer = np.empty((min(chunk, hi - lo), max(r1 - r0 for r0, r1, _ in blocks), Tk), dtype=G.dtype)
@@ -389,19 +403,23 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
             dV_part = np.empty((dP_buffer.shape[0], Tk, Dv), dtype=G.dtype)
             for c0 in range(lo, hi, chunk):
                 c1 = min(c0 + chunk, hi)
-                Gp, inv_s = G[c0:c1], 1.0 / row_sum[c0:c1]
-                Gs = Gp * inv_s
-                r = (Gp * out[c0:c1]).sum(axis=-1, keepdims=True)
-                Qs = Qf[c0:c1] * (inv_s * scale)
-                for (r0, r1, kend), e in zip(blocks, E):
+                inv_s = 1.0 / row_sum[c0:c1]
+                Gs = G[c0:c1] * inv_s
+                Qi = Qs[c0:c1] * inv_s
+                for i, ((r0, r1, kend), e) in enumerate(zip(blocks, E)):
                     eb = e[c0:c1]
-                    dV[c0:c1, :kend] += np.matmul(eb.transpose(0, 2, 1), Gs[:, r0:r1], out=dV_part[:c1 - c0, :kend])
-                    dP = np.matmul(Gp[:, r0:r1], Vf[c0:c1, :kend].transpose(0, 2, 1),
-                                   out=dP_buffer[:c1 - c0, :r1 - r0, :kend])
-                    dP -= r[:, r0:r1]
+                    # the first block sees every key: it writes dV and dK, the others add to them
+                    into_v = dV[c0:c1] if i == 0 else dV_part[:c1 - c0, :kend]
+                    np.matmul(eb.transpose(0, 2, 1), Gs[:, r0:r1], out=into_v)
+                    dP = np.matmul(G_r[c0:c1, r0:r1], V1[c0:c1, :kend].transpose(0, 2, 1),
+                                   out=dP_buffer[:c1 - c0, :r1 - r0, :kend])  # G V^T - r
                     dP *= eb  # now s * dS: the row scale 1/s is applied to the small operands
                     np.matmul(dP, Kf[c0:c1, :kend], out=dQ[c0:c1, r0:r1])
-                    dK[c0:c1, :kend] += np.matmul(dP.transpose(0, 2, 1), Qs[:, r0:r1], out=dK_part[:c1 - c0, :kend])
+                    into_k = dK[c0:c1] if i == 0 else dK_part[:c1 - c0, :kend]
+                    np.matmul(dP.transpose(0, 2, 1), Qi[:, r0:r1], out=into_k)
+                    if i:
+                        dV[c0:c1, :kend] += into_v
+                        dK[c0:c1, :kend] += into_k
                 dQ[c0:c1] *= inv_s * scale
 
         run_split(backward_part, N, sum(e.size for e in E))
