@@ -41,7 +41,8 @@ def test_machine_description_names_the_cpu_and_numpy():
 
 def test_bench_command_profile_prints_one_table_per_path(capsys, monkeypatch):
     monkeypatch.setitem(bench_configs(), "tiny", TINY)
-    args = argparse.Namespace(tui=False, micro=False, profile=True, configs=["tiny"], json=False)
+    args = argparse.Namespace(tui=False, micro=False, profile=True, configs=["tiny"], json=False, threads=1,
+                              cpu_time=True)
     assert bench.run(args) == 0
     out = capsys.readouterr().out
     assert "tiny (fused path)" in out and "tiny (public path)" in out
@@ -70,7 +71,6 @@ def test_bench_command_refuses_zero_threads(capsys):
 def test_bench_row_in_cpu_time_on_one_thread_restores_the_split():
     from microgpt.autograd import parallel
 
-    before = parallel._parts
     row = bench_config(TINY, windows=1, with_torch=False, gen_tokens=3, pause=0.0, threads=1, clock=time.process_time)
     assert row["threads"] == 1 and row["train_fused_tok_s"] > 0
-    assert parallel._parts == before
+    assert parallel._parts == parallel._default_parts()

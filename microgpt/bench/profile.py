@@ -3,7 +3,8 @@
 Every op ends by wrapping its result with `Tensor._result`; while profiling, that function is swapped for one
 that charges the time since the previous op ended to this op (its forward) and wraps the op's backward in a
 timer. The step is the fused path (`GPT.loss`) or the public one (`F.cross_entropy(model(idx), targets)`);
-Adam and the graph walk are timed as a whole. Times are wall-clock: split ops include their helper threads.
+Adam and the graph walk are timed as a whole. With the wall clock, split ops include their helper threads;
+`bench --profile --threads 1 --cpu-time` uses this thread's CPU time, steady on a shared machine.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def _op_name(backward: Callable) -> str:
     return backward.__qualname__.split(".<locals>")[0]
 
 
-def profile_step(cfg: BenchConfig, fused: bool = True, steps: int = 5) -> dict:
+def profile_step(cfg: BenchConfig, fused: bool = True, steps: int = 5,
+                 clock: Callable[[], float] = time.perf_counter) -> dict:
     """Milliseconds per step: forward and backward per op, plus the totals, Adam and the graph walk."""
     model = GPT(cfg.model, seed=0)
     optimizer = Adam(model.parameters(), lr=1e-3)
@@ -36,29 +38,29 @@ def profile_step(cfg: BenchConfig, fused: bool = True, steps: int = 5) -> dict:
     plain_result = Tensor._result
 
     def timed_result(data, parents, backward_fn):
-        now = time.perf_counter()
+        now = clock()
         name = _op_name(backward_fn)
         forward[name] += now - last[0]
 
         def timed_backward(g, fn=backward_fn, name=name):
-            start = time.perf_counter()
+            start = clock()
             grads = fn(g)
-            backward[name] += time.perf_counter() - start
+            backward[name] += clock() - start
             return grads
 
         out = plain_result(data, parents, timed_backward)
-        last[0] = time.perf_counter()
+        last[0] = clock()
         return out
 
     def step() -> tuple[float, float]:
         optimizer.zero_grad()
-        last[0] = time.perf_counter()
+        last[0] = clock()
         loss = model.loss(x, y) if fused else F.cross_entropy(model(x), y)
-        start = time.perf_counter()
+        start = clock()
         loss.backward()
-        middle = time.perf_counter()
+        middle = clock()
         optimizer.step()
-        return middle - start, time.perf_counter() - middle
+        return middle - start, clock() - middle
 
     step()  # warm up
     Tensor._result = staticmethod(timed_result)

@@ -25,8 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2,
                         help="threads for both microgpt's split and PyTorch (default 2; try 1, 4, 8)")
     parser.add_argument("--cpu-time", action="store_true",
-                        help="time windows by the process's CPU time instead of the wall clock: steadier on a "
-                             "machine shared with other programs, and meaningful with --threads 1")
+                        help="time windows by the process's CPU time (--profile: the thread's) instead of the wall "
+                             "clock: steadier on a machine shared with other programs, meaningful with --threads 1")
     parser.add_argument("--busy", action="store_true",
                         help="run the comparison twice: as usual, then with another CPU-bound program competing")
     parser.add_argument("--micro", action="store_true", help="only the autograd micro-benchmarks (MLP, attention)")
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result) if args.json else "\n".join(f"{k:<28} {v:8.3f}" for k, v in result.items()))
         return 0
     longest = min(CONFIGS[name].model.block_size for name in args.configs) - PROMPT_TOKENS
-    if not args.profile and not 1 <= args.threads <= 256:
+    if not 1 <= args.threads <= 256:
         print(f"bench: --threads {args.threads}: must be 1 to 256", file=sys.stderr)
         return 2
     if not args.profile and not 1 <= args.gen_tokens <= longest:
@@ -63,9 +63,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     machine = machine_description()
     if args.profile:
+        from microgpt.autograd.parallel import set_threads
         from microgpt.bench.profile import format_profile, profile_step
 
-        profiles = [profile_step(CONFIGS[name], fused) for name in args.configs for fused in (True, False)]
+        clock = time.thread_time if args.cpu_time else time.perf_counter
+        set_threads(args.threads)
+        try:
+            profiles = [profile_step(CONFIGS[name], fused, clock=clock)
+                        for name in args.configs for fused in (True, False)]
+        finally:
+            set_threads(0)
         print(json.dumps({"machine": machine, "profiles": profiles}, indent=2) if args.json
               else "\n\n".join([machine] + [format_profile(p) for p in profiles]))
         return 0
