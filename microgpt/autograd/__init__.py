@@ -6,6 +6,7 @@ cross-entropy, RMSNorm, attention) with hand-written backward passes; `gradcheck
 
 from microgpt.autograd import functional
 from microgpt.autograd.gradcheck import GradcheckError, gradcheck
+from microgpt.autograd.memory import keep_freed_memory
 from microgpt.autograd.tensor import (
     Tensor,
     concatenate,
@@ -32,3 +33,5 @@ __all__ = [
     "unbroadcast",
     "where",
 ]
+
+keep_freed_memory()  # big arrays are reused from step to step instead of page-faulted in again

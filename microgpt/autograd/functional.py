@@ -2,7 +2,9 @@
 
 Composing these from primitives would work, but every primitive stores its own intermediate arrays
 and makes its own passes over memory. A fused op makes the fewest passes, saves only what its
-backward needs, and is numerically stable by construction (softmax shifts by the row maximum).
+backward needs, and is numerically stable by construction (softmax shifts by the row maximum, unless a
+bound proves that exp cannot overflow). It is long because every fast path stays next
+to the plain derivation it implements; tests/test_fast_paths.py checks each against the plain ops.
 """
 
 from __future__ import annotations
@@ -133,31 +135,47 @@ def _targets(targets: Any, logits_shape: tuple[int, ...], V: int,
     return valid, safe_t, int(valid.sum())
 
 
+EXP_SAFE = 60.0  # exp(z) for |z| <= 60, and sums of 2^40 such terms, stay finite and normal in float32
+LOSS_BLOCK_ROWS = 256  # rows of logits the losses hold at a time (fewer when a block would not fit the cache)
+_CACHE_ELEMENTS = 1 << 17  # 512 KiB of float32: a block of this size stays in the CPU's L2 cache between passes
+
+
+def _loss_block_rows(V: int) -> int:
+    """Rows per block for cross_entropy: at most LOSS_BLOCK_ROWS, and few enough to stay in the cache."""
+    return max(1, min(LOSS_BLOCK_ROWS, _CACHE_ELEMENTS // max(V, 1)))
+
+
 def cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None) -> Tensor:
     """Mean of -log softmax(logits)[target] over all positions whose target is not `ignore_index`.
 
     logits (..., V), integer targets (...). With e = exp(x - max) and s = sum(e):
-    loss_i = log s + max - x[t]; dloss_i/dx = e / s - onehot(t). The backward never materialises
-    the probabilities: it scales the saved e by g / (n s) in place and subtracts at the targets.
-    Rows are split over the CPU cores (microgpt.autograd.parallel) when the logits are big.
+    loss_i = log s + max - x[t]; dloss_i/dx = e / s - onehot(t).
+    The rows go in blocks small enough to stay in the CPU cache, so each block's max, exp and sum cost one
+    trip to memory. The backward never materialises the probabilities: it scales the saved e by g / (n s)
+    in place and subtracts at the targets. Rows are split over the cores when the logits are big.
     """
     V = logits.shape[-1]
     x = logits.data.reshape(-1, V)
     valid, safe_t, n = _targets(targets, logits.shape, V, ignore_index)
     N = x.shape[0]
-    rows = np.arange(N)
+    step = _loss_block_rows(V)
     e = np.empty_like(x)
     top = np.empty(N, dtype=x.dtype)
     s = np.empty(N, dtype=x.dtype)
 
-    def exp_shifted(lo: int, hi: int) -> None:
-        top[lo:hi] = x[lo:hi].max(axis=1)
-        np.subtract(x[lo:hi], top[lo:hi, None], out=e[lo:hi])
-        np.exp(e[lo:hi], out=e[lo:hi])
-        s[lo:hi] = e[lo:hi].sum(axis=1)
+    def exp_shifted(r0: int, r1: int) -> None:
+        """e = exp(x - max) and its sum, for rows r0:r1."""
+        top[r0:r1] = x[r0:r1].max(axis=1)
+        np.subtract(x[r0:r1], top[r0:r1, None], out=e[r0:r1])
+        np.exp(e[r0:r1], out=e[r0:r1])
+        s[r0:r1] = e[r0:r1].sum(axis=1)
 
-    run_split(exp_shifted, N, x.size)
-    per_row = np.log(s) + top - x[rows, safe_t]
+    def forward_rows(lo: int, hi: int) -> None:
+        for r0 in range(lo, hi, step):
+            exp_shifted(r0, min(r0 + step, hi))
+
+    run_split(forward_rows, N, x.size)
+    per_row = np.log(s) + top - x[np.arange(N), safe_t]
     loss = np.asarray(np.where(valid, per_row, 0).sum() / n if n else np.nan, dtype=x.dtype)
     saved = {"e": e}
 
@@ -173,13 +191,10 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None)
             dx[lo:hi] *= scale[lo:hi, None]
 
         run_split(scale_rows, N, dx.size)
-        dx[rows[valid], safe_t[valid]] -= float(g) / n
+        dx[np.flatnonzero(valid), safe_t[valid]] -= float(g) / n
         return (dx.reshape(logits.shape),)
 
     return Tensor._result(loss, (logits,), backward)
-
-
-LOSS_BLOCK_ROWS = 128  # rows of logits that linear_cross_entropy holds at a time
 
 
 def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: int | None = None) -> Tensor:
@@ -199,34 +214,49 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
     losses = np.zeros(N, dtype=X.dtype)
     dX = np.empty_like(X) if want_grad else None
     dW_parts: list[np.ndarray] = []
+    # |z_ij| <= |x_i| |w_j|: a block whose rows are short enough cannot overflow exp, so it skips the shift
+    x_norm = np.sqrt(np.einsum("ij,ij->i", X, X))
+    w_norm = math.sqrt(float(np.einsum("ij,ij->i", W, W).max(initial=0.0)))
 
     def rows(lo: int, hi: int) -> None:
-        dW = np.zeros_like(W) if want_grad else None
-        for r0 in range(lo, hi, LOSS_BLOCK_ROWS):
-            r1 = min(r0 + LOSS_BLOCK_ROWS, hi)
-            z = X[r0:r1] @ W.T  # this block's logits (b, V)
+        step = LOSS_BLOCK_ROWS
+        dW = part = None  # this thread's dL/dW: the first block writes it, later blocks add theirs via `part`
+        block = np.empty((min(step, hi - lo), V), dtype=X.dtype)  # this thread's logits, reused block to block
+        for r0 in range(lo, hi, step):
+            r1 = min(r0 + step, hi)
+            z = np.matmul(X[r0:r1], W.T, out=block[:r1 - r0])  # this block's logits (b, V)
             index = np.arange(r1 - r0)
             picked = z[index, safe_t[r0:r1]]
-            top = z.max(axis=1, keepdims=True)
-            z -= top
+            if x_norm[r0:r1].max(initial=0.0) * w_norm <= EXP_SAFE:
+                top = 0.0
+            else:
+                top = z.max(axis=1)
+                z -= top[:, None]
             np.exp(z, out=z)
             total = z.sum(axis=1)
-            losses[r0:r1] = np.where(valid[r0:r1], np.log(total) + top[:, 0] - picked, 0)
+            losses[r0:r1] = np.where(valid[r0:r1], np.log(total) + top - picked, 0)
             if want_grad:
                 z *= (valid[r0:r1] / (max(n, 1) * total)).astype(X.dtype)[:, None]  # softmax / n on counted rows
                 z[index[valid[r0:r1]], safe_t[r0:r1][valid[r0:r1]]] -= 1.0 / max(n, 1)
                 np.matmul(z, W, out=dX[r0:r1])
-                dW += z.T @ X[r0:r1]
-        if want_grad:
+                if dW is None:
+                    dW = z.T @ X[r0:r1]
+                else:
+                    part = np.matmul(z.T, X[r0:r1], out=part)
+                    dW += part
+        if dW is not None:
             dW_parts.append(dW)
 
     run_split(rows, N, N * V)
     loss = np.asarray(losses.sum() / n if n else np.nan, dtype=X.dtype)
 
     def backward(g: np.ndarray):
-        scale = float(g)
-        gx = (dX * scale).reshape(x.shape) if x.requires_grad else None
-        gw = sum(dW_parts) * scale if weight.requires_grad else None
+        scale = float(g)  # 1 when this loss is what backward() started from: then no copies are needed
+        gx = (dX if scale == 1.0 else dX * scale).reshape(x.shape) if x.requires_grad else None
+        gw = None
+        if weight.requires_grad:
+            gw = np.zeros_like(W) if not dW_parts else dW_parts[0] if len(dW_parts) == 1 else sum(dW_parts)
+            gw = gw if scale == 1.0 else gw * scale
         return gx, gw
 
     return Tensor._result(loss, (x, weight), backward)
@@ -236,27 +266,61 @@ def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-5) -> Tens
     """y = x / sqrt(mean(x^2) + eps) over the last dim, times an optional gain.
 
     With r = (mean(x^2) + eps)^(-1/2) and y = x r: dL/dx = r (g - y mean(g y)), dL/dw = sum(g y).
+    Rows are independent: big inputs are split over the cores.
     """
     X = x.data
-    inv_c = 1.0 / X.shape[-1]
-    r = 1.0 / np.sqrt((X * X).sum(axis=-1, keepdims=True) * inv_c + eps)
-    y = X * r
+    C = X.shape[-1]
+    rows = X.reshape(-1, C)
+    inv_c = 1.0 / C
     W = None if weight is None else weight.data
-    out = y if W is None else y * W
+    r = np.empty((rows.shape[0], 1), dtype=X.dtype)
+    y = np.empty(rows.shape, dtype=np.result_type(X, r))
+    out = y if W is None else np.empty(rows.shape, dtype=np.result_type(y, W))
+    work = 4 * rows.size  # four passes: its own threshold is reached sooner than a single pass's
+
+    def forward_rows(lo: int, hi: int) -> None:
+        xs = rows[lo:hi]
+        np.sqrt(np.einsum("ij,ij->i", xs, xs)[:, None] * inv_c + eps, out=r[lo:hi])
+        np.divide(xs, r[lo:hi], out=y[lo:hi])
+        if W is not None:
+            np.multiply(y[lo:hi], W, out=out[lo:hi])
+
+    run_split(forward_rows, rows.shape[0], work)
+    np.reciprocal(r, out=r)
 
     def backward(g: np.ndarray):
-        gy = g if W is None else g * W
-        gx = r * (gy - y * ((gy * y).sum(axis=-1, keepdims=True) * inv_c)) if x.requires_grad else None
+        g_rows = g.reshape(rows.shape)
+        gy = g_rows if W is None else g_rows * W
+        gx = None
+        if x.requires_grad:
+            gx = np.empty(rows.shape, dtype=gy.dtype)
+
+            def backward_rows(lo: int, hi: int) -> None:
+                ys, gs = y[lo:hi], gy[lo:hi]
+                np.multiply(ys, np.einsum("ij,ij->i", gs, ys)[:, None] * inv_c, out=gx[lo:hi])
+                np.subtract(gs, gx[lo:hi], out=gx[lo:hi])
+                gx[lo:hi] *= r[lo:hi]
+
+            run_split(backward_rows, rows.shape[0], work)
+            gx = gx.reshape(X.shape)
         if W is None:
             return (gx,)
-        gw = unbroadcast(g * y, W.shape) if weight.requires_grad else None
+        gw = unbroadcast((g_rows * y).reshape(*X.shape[:-1], C), W.shape) if weight.requires_grad else None
         return gx, gw
 
     parents = (x,) if weight is None else (x, weight)
-    return Tensor._result(out, parents, backward)
+    return Tensor._result(out.reshape(X.shape), parents, backward)
 
 
 ATTENTION_BLOCK = 64  # causal queries are processed 64 at a time, each block against the keys it can see
+ATTENTION_CHUNK = 1 << 17  # scores (512 KiB of float32) that one core works through while they sit in its cache
+SOFTMAX_SAFE = 20.0  # scores within +-20: exp needs no shift, and the unshifted weights (<= e^20) stay finite
+SHIFT_BOUND_MIN = 1 << 14  # fewer scores than this (a generated token's): always shift, skip the bound
+
+
+def _max_norm(a: np.ndarray) -> float:
+    """The largest Euclidean norm of a's last-axis vectors."""
+    return math.sqrt(float(np.einsum("...i,...i->...", a, a).max(initial=0.0)))
 
 
 @functools.lru_cache(maxsize=64)
@@ -275,11 +339,23 @@ def _query_blocks(Tq: int, Tk: int, causal: bool) -> list[tuple[int, int, int]]:
             for r0 in range(0, Tq, ATTENTION_BLOCK)]
 
 
-def _flat_batch(a: np.ndarray, batch: tuple[int, ...]) -> np.ndarray:
-    """(..., T, D) broadcast to the batch shape, then (N, T, D) with N = prod(batch)."""
+def _flat_batch(a: np.ndarray, batch: tuple[int, ...], scale: float = 1.0, ones_column: bool = False) -> np.ndarray:
+    """(..., T, D) broadcast to the batch shape, then (N, T, D) with N = prod(batch), times `scale`, and with
+    a column of ones after the last (N, T, D + 1) if asked. A view when nothing needs changing."""
     if a.shape[:-2] != batch:
         a = np.broadcast_to(a, (*batch, *a.shape[-2:]))
-    return a.reshape(-1, *a.shape[-2:])
+    if scale == 1.0 and not ones_column and a.flags.c_contiguous:
+        return a.reshape(-1, *a.shape[-2:])
+    T, D = a.shape[-2:]
+    out = np.empty((math.prod(batch), T, D + ones_column), dtype=a.dtype)
+    target = out[..., :D].reshape(*batch, T, D)  # one pass: gather, scale and write
+    if scale == 1.0:
+        np.copyto(target, a)
+    else:
+        np.multiply(a, scale, out=target)
+    if ones_column:
+        out[..., D] = 1.0
+    return out
 
 
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True) -> Tensor:
@@ -291,57 +367,80 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
       dV = E^T (G / s),  dP = G V^T,  dS = P (dP - r) with r = rowsum(G O)  (= rowsum(dP P), but cheap),
       dQ = dS K / sqrt(D),  dK = dS^T Q / sqrt(D).
     Every division by s and by sqrt(D) is applied to a small (T, D) operand instead of the (T, T) weights,
-    and causal queries go in blocks that skip the keys they cannot see. The (batch x head) slices are
-    independent and are split over the CPU cores when big.
+    and causal queries go in blocks that skip the keys they cannot see. Two passes over the weights are
+    folded into products by a column of ones after V: E [V, 1] = [E V, s] gives the row sums with the
+    output, and [G, -r] [V, 1]^T = G V^T - r gives dP already shifted. The shift by the row max only guards
+    exp against overflow: since |S_ij| <= |q_i| |k_j| / sqrt(D), when that bound is small (SOFTMAX_SAFE)
+    the max and the shift (two more passes) are skipped. The (batch x head) slices are independent: they
+    are split over the CPU cores when big, and each core takes them a few at a time (ATTENTION_CHUNK
+    scores' worth), so all the passes over one chunk's scores run while it sits in the cache.
     """
     q, k, v = _tensor(q), _tensor(k), _tensor(v)
     Q, K, Vv = q.data, k.data, v.data
     Tq, Tk, D, Dv = Q.shape[-2], K.shape[-2], Q.shape[-1], Vv.shape[-1]
-    batch = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2], Vv.shape[:-2])
+    batch = Q.shape[:-2]
+    if not batch == K.shape[:-2] == Vv.shape[:-2]:
+        batch = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2], Vv.shape[:-2])
     N = math.prod(batch)
-    Qf = _flat_batch(Q, batch)  # every slice (b, h) becomes one row of N
-    Kf = _flat_batch(K, batch)
-    Vf = _flat_batch(Vv, batch)
     scale = 1.0 / math.sqrt(D)
-    blocks = _query_blocks(Tq, Tk, causal)
+    Qs = _flat_batch(Q, batch, scale)  # every slice (b, h) becomes one row of N; q / sqrt(D)
+    Kf = _flat_batch(K, batch)
+    V1 = _flat_batch(Vv, batch, ones_column=True)  # [V, 1]
+    blocks = _query_blocks(Tq, Tk, causal)[::-1]  # the block that sees every key first (see the backward)
     masks = [_causal_mask(r1 - r0, kend, Q.dtype) if causal and r1 - r0 > 1 else None for r0, r1, kend in blocks]
     E = [np.empty((N, r1 - r0, kend), dtype=Q.dtype) for r0, r1, kend in blocks]
-    row_sum = np.empty((N, Tq, 1), dtype=Q.dtype)
-    out = np.empty((N, Tq, Dv), dtype=Q.dtype)
+    out_s = np.empty((N, Tq, Dv + 1), dtype=Q.dtype)  # [E V, s]
+    # the bound costs two passes over q and k: worth it only when the scores are many times bigger
+    shift = N * Tq * Tk < SHIFT_BOUND_MIN or _max_norm(Qs) * _max_norm(Kf) > SOFTMAX_SAFE
+    chunk = max(1, ATTENTION_CHUNK // (Tq * Tk))
 
     def forward_part(lo: int, hi: int) -> None:
-        Qs = Qf[lo:hi] * scale
-        for (r0, r1, kend), e, mask in zip(blocks, E, masks):
-            S = e[lo:hi]
-            np.matmul(Qs[:, r0:r1], Kf[lo:hi, :kend].transpose(0, 2, 1), out=S)
-            if mask is not None:
-                S += mask  # one in-place pass; boolean indexing is 10x slower
-            S -= S.max(axis=-1, keepdims=True)
-            np.exp(S, out=S)
-            np.sum(S, axis=-1, keepdims=True, out=row_sum[lo:hi, r0:r1])
-            np.matmul(S, Vf[lo:hi, :kend], out=out[lo:hi, r0:r1])
-        out[lo:hi] /= row_sum[lo:hi]
+        for c0 in range(lo, hi, chunk):
+            c1 = min(c0 + chunk, hi)
+            for (r0, r1, kend), e, mask in zip(blocks, E, masks):
+                S = e[c0:c1]
+                np.matmul(Qs[c0:c1, r0:r1], Kf[c0:c1, :kend].transpose(0, 2, 1), out=S)
+                if mask is not None:
+                    S += mask  # one in-place pass; boolean indexing is 10x slower
+                if shift:
+                    S -= S.max(axis=-1, keepdims=True)
+                np.exp(S, out=S)
+                np.matmul(S, V1[c0:c1, :kend], out=out_s[c0:c1, r0:r1])
 
     run_split(forward_part, N, sum(e.size for e in E))
+    row_sum = out_s[..., Dv:]
+    out = out_s[..., :Dv] / row_sum
 
     def backward(g: np.ndarray):
-        G = np.ascontiguousarray(g).reshape(N, Tq, Dv)
-        dQ, dK, dV = np.empty_like(Qf), np.zeros_like(Kf), np.zeros_like(Vf)
+        G_r = _flat_batch(g.reshape(*batch, Tq, Dv), batch, ones_column=True)  # becomes [G, -r]
+        G = G_r[..., :Dv]
+        G_r[..., Dv] = -np.einsum("ntd,ntd->nt", G, out)  # r = rowsum(G O)
+        dQ, dK, dV = np.empty_like(Qs), np.empty_like(Kf), np.empty((N, Tk, Dv), dtype=Qs.dtype)
 
         def backward_part(lo: int, hi: int) -> None:
-            Gp, inv_s = G[lo:hi], 1.0 / row_sum[lo:hi]
-            Gs = Gp * inv_s
-            r = (Gp * out[lo:hi]).sum(axis=-1, keepdims=True)
-            Qs = Qf[lo:hi] * (inv_s * scale)
-            for (r0, r1, kend), e in zip(blocks, E):
-                eb = e[lo:hi]
-                dV[lo:hi, :kend] += np.matmul(eb.transpose(0, 2, 1), Gs[:, r0:r1])
-                dP = np.matmul(Gp[:, r0:r1], Vf[lo:hi, :kend].transpose(0, 2, 1))
-                dP -= r[:, r0:r1]
-                dP *= eb  # now s * dS: the row scale 1/s is applied to the small operands
-                np.matmul(dP, Kf[lo:hi, :kend], out=dQ[lo:hi, r0:r1])
-                dK[lo:hi, :kend] += np.matmul(dP.transpose(0, 2, 1), Qs[:, r0:r1])
-            dQ[lo:hi] *= inv_s * scale
+            dP_buffer = np.empty((min(chunk, hi - lo), max(r1 - r0 for r0, r1, _ in blocks), Tk), dtype=G.dtype)
+            dK_part = np.empty((dP_buffer.shape[0], Tk, D), dtype=G.dtype)
+            dV_part = np.empty((dP_buffer.shape[0], Tk, Dv), dtype=G.dtype)
+            for c0 in range(lo, hi, chunk):
+                c1 = min(c0 + chunk, hi)
+                inv_s = 1.0 / row_sum[c0:c1]
+                Gs = G[c0:c1] * inv_s
+                Qi = Qs[c0:c1] * inv_s
+                for i, ((r0, r1, kend), e) in enumerate(zip(blocks, E)):
+                    eb = e[c0:c1]
+                    # the first block sees every key: it writes dV and dK, the others add to them
+                    into_v = dV[c0:c1] if i == 0 else dV_part[:c1 - c0, :kend]
+                    np.matmul(eb.transpose(0, 2, 1), Gs[:, r0:r1], out=into_v)
+                    dP = np.matmul(G_r[c0:c1, r0:r1], V1[c0:c1, :kend].transpose(0, 2, 1),
+                                   out=dP_buffer[:c1 - c0, :r1 - r0, :kend])  # G V^T - r
+                    dP *= eb  # now s * dS: the row scale 1/s is applied to the small operands
+                    np.matmul(dP, Kf[c0:c1, :kend], out=dQ[c0:c1, r0:r1])
+                    into_k = dK[c0:c1] if i == 0 else dK_part[:c1 - c0, :kend]
+                    np.matmul(dP.transpose(0, 2, 1), Qi[:, r0:r1], out=into_k)
+                    if i:
+                        dV[c0:c1, :kend] += into_v
+                        dK[c0:c1, :kend] += into_k
+                dQ[c0:c1] *= inv_s * scale
 
         run_split(backward_part, N, sum(e.size for e in E))
         return (unbroadcast(dQ.reshape(*batch, Tq, D), Q.shape) if q.requires_grad else None,

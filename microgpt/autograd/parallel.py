@@ -18,8 +18,8 @@ MIN_PARALLEL_ELEMENTS = 1 << 18  # below ~256k elements one thread is faster tha
 
 
 def _default_parts() -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cores, 4))
+    """One part per core this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 _parts = _default_parts()
@@ -27,7 +27,7 @@ _pool: ThreadPoolExecutor | None = None
 
 
 def set_threads(n: int) -> None:
-    """Use `n` threads for split operations (0 = one per available core, at most 4)."""
+    """Use `n` threads for split operations (0 = one per available core)."""
     global _parts, _pool
     _parts = _default_parts() if n <= 0 else n
     if _pool is not None:
@@ -39,10 +39,11 @@ def run_split(fn: Callable[[int, int], None], n: int, elements: int) -> None:
     """Call fn(lo, hi) on consecutive ranges covering [0, n): in parallel when `elements` is large.
 
     BLAS itself runs on one thread (set below, when this module is imported): the parts are the parallelism.
-    The calling thread works on the first range itself, so one hand-off per helper is all the overhead.
+    Each part gets at least half of MIN_PARALLEL_ELEMENTS, so small work stays on few cores however many
+    there are. The calling thread works on the first range itself: one hand-off per helper is the overhead.
     """
     global _pool
-    parts = min(_parts, n) if elements >= MIN_PARALLEL_ELEMENTS else 1
+    parts = min(_parts, n, elements // (MIN_PARALLEL_ELEMENTS // 2))
     if parts < 2:
         fn(0, n)
         return

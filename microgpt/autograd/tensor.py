@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from microgpt.autograd.parallel import run_split
+
 _grad_enabled = True
 
 
@@ -313,8 +315,19 @@ class Tensor:
         return Tensor._result(out, (self,), lambda g: (g * (1.0 - out * out),))  # d tanh = 1 - tanh^2
 
     def relu(self) -> Tensor:
+        """max(x, 0); its slope is 1 where x > 0 and 0 elsewhere. Big inputs are split over the cores."""
         x = self.data
-        return Tensor._result(np.maximum(x, 0), (self,), lambda g: (g * (x > 0),))  # 1 where x > 0
+        rows = x.reshape(-1, x.shape[-1]) if x.ndim > 1 else x.reshape(1, -1)  # a view for contiguous x
+        out = np.empty(rows.shape, dtype=x.dtype)
+        run_split(lambda lo, hi: np.maximum(rows[lo:hi], 0, out=out[lo:hi]), len(rows), x.size)
+
+        def backward(g: np.ndarray):  # g where x > 0
+            g_rows = g.reshape(rows.shape)
+            gx = np.empty(rows.shape, dtype=g.dtype)
+            run_split(lambda lo, hi: np.multiply(g_rows[lo:hi], rows[lo:hi] > 0, out=gx[lo:hi]), len(rows), x.size)
+            return (gx.reshape(x.shape),)
+
+        return Tensor._result(out.reshape(x.shape), (self,), backward)
 
     def gelu(self) -> Tensor:
         """GELU, tanh approximation: 0.5 x (1 + tanh(k (x + 0.044715 x^3))), k = sqrt(2/pi)."""

@@ -7,13 +7,23 @@ the order flipped every window; report the median tokens/s over the windows.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import platform
 import resource
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
+from microgpt.autograd import functional as F
+from microgpt.autograd import no_grad
+from microgpt.autograd.parallel import set_threads
+from microgpt.bench.reference import ReferenceStep
+from microgpt.config import TrainConfig
 from microgpt.nn import GPT, Adam, GPTConfig, SamplingSettings, generate
 
 
@@ -33,11 +43,15 @@ class BenchConfig:
 
 C1 = GPTConfig(vocab_size=2048, n_layer=1, n_embd=48, n_head=4, block_size=96)
 C2 = GPTConfig(vocab_size=8192, n_layer=4, n_embd=128, n_head=8, block_size=256)
+TRAINED = TrainConfig()  # what `microgpt train` trains when nothing else is said
 CONFIGS = {
     "c1-b1": BenchConfig("c1-b1", C1, 1, 100),
     "c1-b16": BenchConfig("c1-b16", C1, 16, 20),
     "c2-b8": BenchConfig("c2-b8", C2, 8, 2),
+    "default": BenchConfig("default", TRAINED.model, TRAINED.batch_size, 4),  # the shape people train
 }
+GENERATION_BATCHES = (1, 8)
+THREADS = 2  # threads for both sides of the comparison unless `bench --threads` says otherwise
 
 
 def torch_available() -> bool:
@@ -48,33 +62,44 @@ def torch_available() -> bool:
     return True
 
 
-def _ours_train_step(cfg: BenchConfig, seed: int = 0) -> Callable[[], None]:
+def _batch(cfg: BenchConfig, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    tokens = np.random.default_rng(seed).integers(0, cfg.model.vocab_size, (cfg.batch, cfg.model.block_size + 1))
+    return tokens[:, :-1], tokens[:, 1:]
+
+
+def ours_train_step(cfg: BenchConfig, fused: bool = True, seed: int = 0) -> Callable[[], None]:
+    """One Adam step. fused: `GPT.loss` (what the trainer runs: lm_head and cross-entropy fused); otherwise the
+    public path a learner writes: F.cross_entropy(model(idx), targets), backward(), step()."""
     model = GPT(cfg.model, seed=seed)
     optimizer = Adam(model.parameters(), lr=1e-3)
-    batch = np.random.default_rng(seed).integers(0, cfg.model.vocab_size, (cfg.batch, cfg.model.block_size + 1))
-    x, y = batch[:, :-1], batch[:, 1:]
+    x, y = _batch(cfg, seed)
 
     def step() -> None:
         optimizer.zero_grad()
-        loss = model.loss(x, y)  # what the trainer runs: lm_head and cross-entropy fused
+        loss = model.loss(x, y) if fused else F.cross_entropy(model(x), y)
         loss.backward()
         optimizer.step()
 
     return step
 
 
-def _torch_train_step(cfg: BenchConfig, seed: int = 0) -> Callable[[], None]:
+def reference_train_step(cfg: BenchConfig, seed: int = 0) -> Callable[[], None]:
+    """The same step in hand-written NumPy (microgpt.bench.reference): no autograd at all."""
+    step = ReferenceStep(GPT(cfg.model, seed=seed))
+    x, y = _batch(cfg, seed)
+    return lambda: step(x, y)
+
+
+def torch_train_step(cfg: BenchConfig, seed: int = 0, threads: int = THREADS) -> Callable[[], None]:
     import torch
     import torch.nn.functional as TF
 
     from microgpt.bench.torch_gpt import TorchGPT
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     model = TorchGPT(cfg.model, GPT(cfg.model, seed=seed).state_dict())
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.85, 0.99), eps=1e-8)
-    batch = torch.tensor(np.random.default_rng(seed).integers(0, cfg.model.vocab_size,
-                                                               (cfg.batch, cfg.model.block_size + 1)))
-    x, y = batch[:, :-1], batch[:, 1:]
+    x, y = (torch.tensor(a) for a in _batch(cfg, seed))
 
     def step() -> None:
         optimizer.zero_grad()
@@ -85,42 +110,58 @@ def _torch_train_step(cfg: BenchConfig, seed: int = 0) -> Callable[[], None]:
     return step
 
 
-def _ours_generate(cfg: BenchConfig, new_tokens: int) -> Callable[[], None]:
+PROMPT_TOKENS = 8
+
+
+def ours_generate(cfg: BenchConfig, new_tokens: int, batch: int = 1) -> Callable[[], None]:
+    """Greedy KV-cached generation: batch 1 through `generate` (what chat runs), a batch through the model."""
     model = GPT(cfg.model, seed=0)
-    settings = SamplingSettings(temperature=0.0, top_k=0, top_p=1.0, repetition_penalty=1.0,
-                                max_new_tokens=new_tokens)
-    prompt = list(range(1, 9))
+    prompt = np.tile(np.arange(1, PROMPT_TOKENS + 1), (batch, 1))
+    if batch == 1:
+        settings = SamplingSettings(temperature=0.0, top_k=0, top_p=1.0, repetition_penalty=1.0,
+                                    max_new_tokens=new_tokens)
 
-    def run() -> None:
-        for _ in generate(model, prompt, settings):
-            pass
+        def run_one() -> None:
+            for _ in generate(model, prompt[0].tolist(), settings):
+                pass
 
-    return run
+        return run_one
+
+    def run_batch() -> None:
+        with no_grad():
+            cache = model.new_cache(batch)
+            logits = model(prompt, cache).data
+            for _ in range(new_tokens):
+                logits = model(logits[:, -1].argmax(axis=-1)[:, None], cache).data
+
+    return run_batch
 
 
-def _torch_generate(cfg: BenchConfig, new_tokens: int) -> Callable[[], None]:
+def torch_generate(cfg: BenchConfig, new_tokens: int, batch: int = 1, threads: int = THREADS) -> Callable[[], None]:
     import torch
 
     from microgpt.bench.torch_gpt import TorchGPT
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     model = TorchGPT(cfg.model, GPT(cfg.model, seed=0).state_dict())
-    prompt = torch.arange(1, 9).reshape(1, -1)
+    prompt = torch.arange(1, PROMPT_TOKENS + 1).repeat(batch, 1)
 
     @torch.no_grad()
     def run() -> None:
         cache: list = [None] * cfg.model.n_layer
         logits = model(prompt, cache)
         for _ in range(new_tokens):
-            token = logits[0, -1].argmax().reshape(1, 1)
-            logits = model(token, cache)
+            logits = model(logits[:, -1].argmax(dim=-1, keepdim=True), cache)
 
     return run
 
 
 def _windows(contestants: dict[str, Callable[[], None]], repeats: int, windows: int, warmup: int,
-             pause: float) -> dict[str, list[float]]:
-    """Seconds per call of each contestant, one entry per timed window, order alternating."""
+             pause: float, clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+    """Seconds per call of each contestant, one entry per timed window, order alternating.
+
+    clock: the wall clock, or time.process_time (this process's CPU time, all threads): on a machine shared
+    with other programs the CPU time of a one-thread run is far steadier than its wall time."""
     for fn in contestants.values():
         for _ in range(warmup):
             fn()
@@ -129,10 +170,10 @@ def _windows(contestants: dict[str, Callable[[], None]], repeats: int, windows: 
     for w in range(windows):
         for name in names if w % 2 == 0 else reversed(names):
             time.sleep(pause)
-            start = time.perf_counter()
+            start = clock()
             for _ in range(repeats):
                 contestants[name]()
-            seconds[name].append((time.perf_counter() - start) / repeats)
+            seconds[name].append((clock() - start) / repeats)
     return seconds
 
 
@@ -141,23 +182,75 @@ def peak_rss_mb() -> float:
 
 
 def bench_config(cfg: BenchConfig, windows: int = 7, with_torch: bool = True, gen_tokens: int = 64,
-                 pause: float = 0.3) -> dict:
-    """One row of the table: training and generation tokens/s (median over windows), ours and torch's."""
-    row: dict = {"config": cfg.name, "batch": cfg.batch, "block_size": cfg.model.block_size,
+                 pause: float = 0.3, threads: int = THREADS, clock: Callable[[], float] = time.perf_counter) -> dict:
+    """One row of the table: tokens/s (median over windows) of every contestant, and the ratios.
+
+    train: `fused` (GPT.loss), `public` (F.cross_entropy(model(idx), targets)), `reference` (hand-written
+    NumPy, no autograd) and `torch`; generate_b1 / generate_b8: ours and torch's greedy KV-cached generation.
+    """
+    set_threads(threads)  # our side's split; restored to one part per core afterwards
+    try:
+        return _bench_config(cfg, windows, with_torch, gen_tokens, pause, threads, clock)
+    finally:
+        set_threads(0)
+
+
+def _bench_config(cfg: BenchConfig, windows: int, with_torch: bool, gen_tokens: int, pause: float, threads: int,
+                  clock: Callable[[], float]) -> dict:
+    row: dict = {"config": cfg.name, "batch": cfg.batch, "block_size": cfg.model.block_size, "threads": threads,
                  "parameters": GPT(cfg.model, seed=0).num_parameters()}
-    train = {"ours": _ours_train_step(cfg)}
-    gen = {"ours": _ours_generate(cfg, gen_tokens)}
+    train = {"fused": ours_train_step(cfg), "public": ours_train_step(cfg, fused=False),
+             "reference": reference_train_step(cfg)}
     if with_torch:
-        train["torch"] = _torch_train_step(cfg)
-        gen["torch"] = _torch_generate(cfg, gen_tokens)
-    for label, contestants, repeats, per_call in (
-        ("train", train, cfg.steps_per_window, cfg.tokens_per_step),
-        ("generate", gen, 5, gen_tokens),  # 5 replies per window: one is too short to time
-    ):
-        seconds = _windows(contestants, repeats, windows, warmup=2, pause=pause)
+        train["torch"] = torch_train_step(cfg, threads=threads)
+    runs = [("train", train, cfg.steps_per_window, cfg.tokens_per_step)]
+    for b in GENERATION_BATCHES:
+        gen = {"ours": ours_generate(cfg, gen_tokens, b)}
+        if with_torch:
+            gen["torch"] = torch_generate(cfg, gen_tokens, b, threads)
+        runs.append((f"generate_b{b}", gen, 5 if b == 1 else 2, gen_tokens * b))  # one reply is too short to time
+    for label, contestants, repeats, per_call in runs:
+        seconds = _windows(contestants, repeats, windows, warmup=2, pause=pause, clock=clock)
         for name, values in seconds.items():
             row[f"{label}_{name}_tok_s"] = per_call / float(np.median(values))
+    for path in ("fused", "public"):
+        row[f"train_{path}_vs_reference"] = row[f"train_{path}_tok_s"] / row["train_reference_tok_s"]
         if with_torch:
-            row[f"{label}_ratio"] = row[f"{label}_ours_tok_s"] / row[f"{label}_torch_tok_s"]
+            row[f"train_{path}_ratio"] = row[f"train_{path}_tok_s"] / row["train_torch_tok_s"]
+    if with_torch:
+        row["train_reference_ratio"] = row["train_reference_tok_s"] / row["train_torch_tok_s"]
+        for b in GENERATION_BATCHES:
+            row[f"generate_b{b}_ratio"] = row[f"generate_b{b}_ours_tok_s"] / row[f"generate_b{b}_torch_tok_s"]
     row["peak_rss_mb"] = peak_rss_mb()
     return row
+
+
+@contextlib.contextmanager
+def competing_process() -> Iterator[None]:
+    """Another program busy on one core for the duration (`bench --busy`): a Python loop that never sleeps."""
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)  # let it get going
+        yield
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+def machine_description() -> str:
+    """The CPU model, its cores, and the BLAS library and kernel NumPy uses: a ratio holds only for these."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+    except OSError:  # not Linux: platform's answer is the best there is
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:  # threadpoolctl is optional (see microgpt/autograd/blas.py)
+        from threadpoolctl import threadpool_info
+
+        blas = next((f"{i['internal_api']} {i['version']} ({i.get('architecture') or 'unknown'} kernels)"
+                     for i in threadpool_info() if i["user_api"] == "blas"), "unknown BLAS")
+    except ImportError:
+        blas = "BLAS unknown (threadpoolctl not installed)"
+    return f"{cpu}, {cores} cores; numpy {np.__version__} on {blas}"

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
+import time
 
+from microgpt.autograd.parallel import set_threads
 from microgpt.bench.micro import run_micro
+from microgpt.bench.profile import format_profile, profile_step
 from microgpt.bench.serve import format_serve_bench, run_serve_bench
-from microgpt.bench.throughput import CONFIGS, bench_config, torch_available
+from microgpt.bench.throughput import (
+    CONFIGS,
+    PROMPT_TOKENS,
+    bench_config,
+    competing_process,
+    machine_description,
+    torch_available,
+)
 from microgpt.bench.tui import run_tui_bench
 from microgpt.commands import positive_int
 
@@ -15,10 +27,21 @@ from microgpt.commands import positive_int
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS),
                         help="which configs to run (c1 = vocab 2048, 1 layer, n_embd 48, 4 heads, block 96; "
-                             "c2 = vocab 8192, 4 layers, n_embd 128, 8 heads, block 256)")
+                             "c2 = vocab 8192, 4 layers, n_embd 128, 8 heads, block 256; default = the default "
+                             "preset: vocab 2048, 4 layers, n_embd 96, 4 heads, block 128, batch 16)")
     parser.add_argument("--windows", type=positive_int, default=7, help="timed windows per contestant (median reported)")
     parser.add_argument("--gen-tokens", type=positive_int, default=64, help="tokens generated per generation window")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    parser.add_argument("--profile", action="store_true",
+                        help="the per-op time split (forward and backward) of one training step, fused and public "
+                             "paths, instead of the comparison")
+    parser.add_argument("--threads", type=positive_int, default=2,
+                        help="threads for both microgpt's split and PyTorch (default 2; try 1, 4, 8)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time windows by the process's CPU time (--profile: the thread's) instead of the wall "
+                             "clock: steadier on a machine shared with other programs, meaningful with --threads 1")
+    parser.add_argument("--busy", action="store_true",
+                        help="run the comparison twice: as usual, then with another CPU-bound program competing")
     parser.add_argument("--micro", action="store_true", help="only the autograd micro-benchmarks (MLP, attention)")
     parser.add_argument("--tui", action="store_true",
                         help="the dashboard's idle CPU, its CPU while following a run, and the run's speed "
@@ -40,24 +63,63 @@ def run(args: argparse.Namespace) -> int:
         result = run_tui_bench() if args.tui else run_micro()
         print(json.dumps(result) if args.json else "\n".join(f"{k:<28} {v:8.3f}" for k, v in result.items()))
         return 0
+    longest = min(CONFIGS[name].model.block_size for name in args.configs) - PROMPT_TOKENS
+    if not 1 <= args.threads <= 256:
+        print(f"bench: --threads {args.threads}: must be 1 to 256", file=sys.stderr)
+        return 2
+    if not args.profile and not 1 <= args.gen_tokens <= longest:
+        print(f"bench: --gen-tokens {args.gen_tokens}: must be 1 to {longest} (the block size of the chosen configs, "
+              f"less the {PROMPT_TOKENS}-token prompt)", file=sys.stderr)
+        return 2
+    machine = machine_description()
+    if args.profile:
+        clock = time.thread_time if args.cpu_time else time.perf_counter
+        set_threads(args.threads)
+        try:
+            profiles = [profile_step(CONFIGS[name], fused, clock=clock)
+                        for name in args.configs for fused in (True, False)]
+        finally:
+            set_threads(0)
+        print(json.dumps({"machine": machine, "profiles": profiles}, indent=2) if args.json
+              else "\n\n".join([machine] + [format_profile(p) for p in profiles]))
+        return 0
     with_torch = not args.no_torch and torch_available()
-    if not args.no_torch and not with_torch and not args.json:
-        print("(PyTorch is not installed: timing ours only; `pip install torch==2.13.0` adds the comparison)")
-    rows = []
-    for name in args.configs:
-        row = bench_config(CONFIGS[name], windows=args.windows, with_torch=with_torch, gen_tokens=args.gen_tokens)
-        rows.append(row)
-        if not args.json:
-            print(_format_row(row, with_torch), flush=True)
+    if not args.json:
+        print(f"{machine}; {args.threads} thread(s) each; {'CPU' if args.cpu_time else 'wall'} time")
+        if not args.no_torch and not with_torch:
+            print("(PyTorch is not installed: timing ours only; `pip install torch==2.13.0` adds the comparison)")
+    results: dict[str, list[dict]] = {}
+    for label in ("quiet", "busy") if args.busy else ("quiet",):
+        if not args.json and args.busy:
+            print(f"-- {'as usual' if label == 'quiet' else 'with another CPU-bound program running'}")
+        rows = results[label] = []
+        with competing_process() if label == "busy" else contextlib.nullcontext():
+            for name in args.configs:
+                row = bench_config(CONFIGS[name], windows=args.windows, with_torch=with_torch,
+                                   gen_tokens=args.gen_tokens, threads=args.threads,
+                                   clock=time.process_time if args.cpu_time else time.perf_counter)
+                rows.append(row)
+                if not args.json:
+                    print(_format_row(row, with_torch), flush=True)
     if args.json:
-        print(json.dumps({"torch": with_torch, "results": rows}, indent=2))
+        print(json.dumps({"machine": machine, "torch": with_torch, **results}, indent=2))
     return 0
 
 
 def _format_row(row: dict, with_torch: bool) -> str:
-    text = (f"{row['config']:<7} train {row['train_ours_tok_s']:>9,.0f} tok/s   "
-            f"generate {row['generate_ours_tok_s']:>7,.0f} tok/s   peak RSS {row['peak_rss_mb']:.0f} MB")
+    """Two lines per config: training by path (x = against PyTorch, % = against the hand-written step), then
+    generation at batch 1 and 8."""
+    def vs_torch(key: str) -> str:
+        return f" {row[key]:.2f}x" if with_torch else ""
+
+    train = "  ".join(
+        f"{path} {row[f'train_{path}_tok_s']:>8,.0f}{vs_torch(f'train_{path}_ratio')} "
+        f"{100 * row[f'train_{path}_vs_reference']:.0f}%ref" for path in ("fused", "public"))
+    train += f"  reference {row['train_reference_tok_s']:>8,.0f}{vs_torch('train_reference_ratio')}"
     if with_torch:
-        text += (f"   | torch train {row['train_torch_tok_s']:>9,.0f} ({row['train_ratio']:.2f}x)   "
-                 f"generate {row['generate_torch_tok_s']:>7,.0f} ({row['generate_ratio']:.2f}x)")
-    return text
+        train += f"  torch {row['train_torch_tok_s']:>8,.0f}"
+    gen = "  ".join(
+        f"b{b} {row[f'generate_b{b}_ours_tok_s']:>7,.0f}{vs_torch(f'generate_b{b}_ratio')}"
+        + (f" (torch {row[f'generate_b{b}_torch_tok_s']:,.0f})" if with_torch else "") for b in (1, 8))
+    return (f"{row['config']:<8} train tok/s  {train}\n"
+            f"{'':<8} generate tok/s  {gen}   peak RSS {row['peak_rss_mb']:.0f} MB")

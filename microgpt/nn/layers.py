@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from microgpt.autograd import Tensor, concatenate, is_grad_enabled
+from microgpt.autograd import Tensor, is_grad_enabled
 from microgpt.autograd import functional as F
 from microgpt.nn.module import Module, Parameter
 
@@ -76,6 +76,14 @@ class KVCache:
         self.keys = [np.zeros(shape, dtype=dtype) for _ in range(n_layer)]
         self.values = [np.zeros(shape, dtype=dtype) for _ in range(n_layer)]
         self.length = 0  # positions already stored
+        self._qkv_weights: dict[int, Tensor] = {}
+
+    def qkv_weight(self, layer: int, wq: Tensor, wk: Tensor, wv: Tensor) -> Tensor:
+        """The layer's q, k, v weights side by side (3C, C), joined on first use: one product per new token
+        instead of three. Generation runs under no_grad with the weights fixed for the cache's lifetime."""
+        if layer not in self._qkv_weights:
+            self._qkv_weights[layer] = Tensor(np.concatenate([wq.data, wk.data, wv.data]), requires_grad=False)
+        return self._qkv_weights[layer]
 
     def positions(self, T: int) -> slice:
         """The positions of the next T tokens, the same for every row; ValueError past the block size."""
@@ -117,9 +125,13 @@ class CausalSelfAttention(Module):
     def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
         B, T, C = x.shape
         H, D = self.n_head, C // self.n_head
-        w_qkv = concatenate([self.wq.weight, self.wk.weight, self.wv.weight])  # (3C, C): one GEMM, not three
-        qkv = F.linear(x, w_qkv).reshape(B, T, 3, H, D).transpose(2, 0, 3, 1, 4)  # (3, B, H, T, D)
-        q, k, v = qkv[0], qkv[1], qkv[2]
+        if cache is not None and not is_grad_enabled():  # generation: per-op overhead dominates, one product
+            qkv = F.linear(x, cache.qkv_weight(layer, self.wq.weight, self.wk.weight, self.wv.weight))
+            qkv = qkv.data.reshape(B, T, 3, H, D).transpose(2, 0, 3, 1, 4)  # (3, B, H, T, D)
+            q, k, v = (Tensor(part, requires_grad=False) for part in qkv)
+        else:  # training: three products, as slicing q, k, v out of one result costs more in the backward (a
+            # full-size zero gradient per slice, then their sum) than the bigger product saves
+            q, k, v = (lin(x).reshape(B, T, H, D).transpose(0, 2, 1, 3) for lin in (self.wq, self.wk, self.wv))
         if cache is None:
             y = F.scaled_dot_product_attention(q, k, v, causal=True)  # (B, H, T, D)
         else:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from microgpt.autograd.parallel import run_split
 from microgpt.nn.module import Parameter
 
 
@@ -83,25 +84,33 @@ class Adam:
                 p.grad = view
 
     def step(self) -> None:
+        """One update over the flat buffers; big models split it over the cores (each part is independent)."""
         self._gather_grads()
         self.t += 1
         b1, b2 = self.betas
-        g, m, v, tmp = self.flat_grad, self.m, self.v, self._tmp
-        m *= b1
-        np.multiply(g, 1.0 - b1, out=tmp)
-        m += tmp
-        v *= b2
-        np.multiply(g, g, out=tmp)
-        tmp *= 1.0 - b2
-        v += tmp
-        if self.weight_decay:
-            self.flat *= 1.0 - self.lr * self.weight_decay
-        np.divide(v, 1.0 - b2**self.t, out=tmp)
-        np.sqrt(tmp, out=tmp)
-        tmp += self.eps
-        np.divide(m, tmp, out=tmp)
-        tmp *= self.lr / (1.0 - b1**self.t)
-        self.flat -= tmp
+        decay = 1.0 - self.lr * self.weight_decay
+        v_hat = 1.0 / (1.0 - b2**self.t)
+        step_size = self.lr / (1.0 - b1**self.t)
+
+        def update(lo: int, hi: int) -> None:
+            g, m, v, tmp, p = (a[lo:hi] for a in (self.flat_grad, self.m, self.v, self._tmp, self.flat))
+            m *= b1
+            np.multiply(g, 1.0 - b1, out=tmp)
+            m += tmp
+            v *= b2
+            np.multiply(g, g, out=tmp)
+            tmp *= 1.0 - b2
+            v += tmp
+            if self.weight_decay:
+                p *= decay
+            np.multiply(v, v_hat, out=tmp)
+            np.sqrt(tmp, out=tmp)
+            tmp += self.eps
+            np.divide(m, tmp, out=tmp)
+            tmp *= step_size
+            p -= tmp
+
+        run_split(update, self.flat.size, 8 * self.flat.size)  # about eight passes over the buffers
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to resume exactly: moments, step count and hyper-parameters."""

@@ -21,14 +21,13 @@ from microgpt.nn.gpt import GPT
 from microgpt.nn.layers import KVCache
 
 
-class SlotCache:
-    """`slots` rows of per-layer key/value buffers (slots, H, block_size, D), the first `n` of them live."""
+class SlotCache(KVCache):
+    """A KVCache of `slots` rows (slots, H, block_size, D) per layer whose rows advance on their own: the first
+    `n` are live, row b holding lengths[b] positions (KVCache's shared `length` is not used)."""
 
     def __init__(self, n_layer: int, slots: int, n_head: int, block_size: int, head_dim: int,
                  dtype: np.dtype) -> None:
-        shape = (slots, n_head, block_size, head_dim)
-        self.keys = [np.zeros(shape, dtype=dtype) for _ in range(n_layer)]
-        self.values = [np.zeros(shape, dtype=dtype) for _ in range(n_layer)]
+        super().__init__(n_layer, slots, n_head, block_size, head_dim, dtype)
         self.lengths = np.zeros(slots, dtype=np.int64)
         self.n = 0  # live rows: 0..n-1
         self.block_size = block_size
@@ -59,8 +58,8 @@ class SlotCache:
         self.lengths[slot] = self.lengths[last]
         return last
 
-    # ----- the interface GPT.hidden and CausalSelfAttention use (see KVCache) -----------------------------
-    def positions(self, T: int) -> np.ndarray:
+    # ----- KVCache's interface, row by row --------------------------------------------------------------------
+    def positions(self, T: int) -> np.ndarray:  # type: ignore[override]
         """(n, 1) position of each live row's new token."""
         if T != 1:
             raise ValueError("a SlotCache advances one token per row at a time; prefill with a KVCache")

@@ -1,0 +1,76 @@
+"""`bench`'s pieces on a tiny model: every contestant runs and is reported, the profile names the ops and
+leaves the autograd as it found it. Speed itself is only ever printed, never asserted."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from microgpt.autograd import Tensor
+from microgpt.bench.profile import format_profile, profile_step
+from microgpt.bench.throughput import BenchConfig, bench_config, machine_description
+from microgpt.commands import bench
+from microgpt.nn import GPTConfig
+
+TINY = BenchConfig("tiny", GPTConfig(vocab_size=17, n_layer=1, n_embd=8, n_head=2, block_size=16), 2, 1)
+
+
+def test_bench_row_reports_every_path_and_both_generation_batches():
+    row = bench_config(TINY, windows=1, with_torch=False, gen_tokens=3, pause=0.0)
+    for key in ("train_fused_tok_s", "train_public_tok_s", "train_reference_tok_s",
+                "generate_b1_ours_tok_s", "generate_b8_ours_tok_s"):
+        assert row[key] > 0, key
+    assert row["train_fused_vs_reference"] > 0 and row["train_public_vs_reference"] > 0
+    text = bench._format_row(row, with_torch=False)
+    assert "fused" in text and "public" in text and "reference" in text and "b8" in text
+
+
+def test_profile_names_the_ops_of_both_paths_and_restores_the_autograd():
+    plain = Tensor._result
+    for fused, loss_op in ((True, "linear_cross_entropy"), (False, "cross_entropy")):
+        result = profile_step(TINY, fused=fused, steps=1)
+        assert {"linear", "scaled_dot_product_attention", "rms_norm", loss_op} <= set(result["ops"])
+        assert result["forward_ms"] > 0 and result["backward_ms"] > 0
+        assert loss_op in format_profile(result)
+    assert Tensor._result is plain
+
+
+def test_machine_description_names_the_cpu_and_numpy():
+    assert "cores; numpy" in machine_description()
+
+
+def test_bench_command_profile_prints_one_table_per_path(capsys, monkeypatch):
+    monkeypatch.setitem(bench_configs(), "tiny", TINY)
+    args = argparse.Namespace(serve=False, tui=False, micro=False, profile=True, configs=["tiny"], json=False, threads=1,
+                              cpu_time=True)
+    assert bench.run(args) == 0
+    out = capsys.readouterr().out
+    assert "tiny (fused path)" in out and "tiny (public path)" in out
+
+
+def bench_configs() -> dict:
+    from microgpt.bench.throughput import CONFIGS
+
+    return CONFIGS
+
+
+def test_bench_command_refuses_more_generated_tokens_than_the_context_holds(capsys):
+    args = argparse.Namespace(serve=False, tui=False, micro=False, profile=False, configs=["c1-b1"], json=False, gen_tokens=500,
+                              threads=2)
+    assert bench.run(args) == 2
+    assert "--gen-tokens 500: must be 1 to 88" in capsys.readouterr().err
+
+
+def test_bench_command_refuses_zero_threads(capsys):
+    args = argparse.Namespace(serve=False, tui=False, micro=False, profile=False, configs=["c1-b1"], json=False, gen_tokens=8,
+                              threads=0)
+    assert bench.run(args) == 2
+    assert "--threads 0: must be 1 to 256" in capsys.readouterr().err
+
+
+def test_bench_row_in_cpu_time_on_one_thread_restores_the_split():
+    from microgpt.autograd import parallel
+
+    row = bench_config(TINY, windows=1, with_torch=False, gen_tokens=3, pause=0.0, threads=1, clock=time.process_time)
+    assert row["threads"] == 1 and row["train_fused_tok_s"] > 0
+    assert parallel._parts == parallel._default_parts()

@@ -1,0 +1,123 @@
+"""The fast paths of the fused ops give what their plain definitions give: the fused output layer + loss
+against linear then cross_entropy (with and without the skipped softmax shift, one block and many), and
+cross_entropy in many small blocks. Gradients are checked against finite differences in float64.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from strategies import check_gradients
+
+from microgpt.autograd import Tensor
+from microgpt.autograd import functional as F
+
+
+def _unfused(x, w, targets, ignore_index=None):
+    return F.cross_entropy(F.linear(x, w), targets, ignore_index=ignore_index)
+
+
+@pytest.mark.parametrize("block_rows", [128, 3])
+@pytest.mark.parametrize("scale", [0.3, 30.0])  # small logits skip the shift by the max; big ones need it
+def test_linear_cross_entropy_equals_linear_then_cross_entropy(monkeypatch, block_rows, scale):
+    monkeypatch.setattr(F, "LOSS_BLOCK_ROWS", block_rows)
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.0, scale, (2, 5, 6))
+    w = rng.normal(0.0, 1.0, (9, 6))
+    targets = rng.integers(0, 9, (2, 5))
+    targets[0, 1] = -1
+    fused = [Tensor(x), Tensor(w)]
+    plain = [Tensor(x), Tensor(w)]
+    loss = F.linear_cross_entropy(*fused, targets, ignore_index=-1)
+    expected = _unfused(*plain, targets, ignore_index=-1)
+    np.testing.assert_allclose(loss.item(), expected.item(), rtol=1e-12)
+    loss.backward()
+    expected.backward()
+    for a, b in zip(fused, plain):
+        np.testing.assert_allclose(a.grad, b.grad, rtol=1e-10, atol=1e-14)
+    check_gradients(lambda xt, wt: F.linear_cross_entropy(xt, wt, targets, ignore_index=-1), [x, w])
+
+
+def test_linear_cross_entropy_with_an_upstream_gradient_scales_both_gradients():
+    rng = np.random.default_rng(1)
+    x, w = Tensor(rng.normal(size=(4, 3))), Tensor(rng.normal(size=(5, 3)))
+    targets = np.array([0, 4, 2, 1])
+    (F.linear_cross_entropy(x, w, targets) * 2.5).backward()
+    x2, w2 = Tensor(x.data), Tensor(w.data)
+    (_unfused(x2, w2, targets) * 2.5).backward()
+    np.testing.assert_allclose(x.grad, x2.grad, rtol=1e-12)
+    np.testing.assert_allclose(w.grad, w2.grad, rtol=1e-12)
+
+
+@pytest.mark.parametrize("block_rows", [1, 4])
+def test_cross_entropy_in_small_blocks_matches_one_block(monkeypatch, block_rows):
+    rng = np.random.default_rng(2)
+    logits = rng.normal(0.0, 4.0, (11, 7))
+    targets = rng.integers(0, 7, 11)
+    whole = Tensor(logits)
+    loss = F.cross_entropy(whole, targets)
+    loss.backward()
+    monkeypatch.setattr(F, "LOSS_BLOCK_ROWS", block_rows)
+    blocked = Tensor(logits)
+    loss_blocked = F.cross_entropy(blocked, targets)
+    loss_blocked.backward()
+    np.testing.assert_allclose(loss_blocked.item(), loss.item(), rtol=1e-12)
+    np.testing.assert_allclose(blocked.grad, whole.grad, rtol=1e-12, atol=1e-15)
+    check_gradients(lambda t: F.cross_entropy(t, targets), [logits])
+
+
+def _attention_plain(q, k, v):
+    """softmax(q k^T / sqrt(D) + causal mask) v written out with the generic ops, shift by the max included."""
+    tq, tk = q.shape[-2], k.shape[-2]
+    scores = (q @ k.transpose(0, 1, 3, 2)) * (1.0 / np.sqrt(q.shape[-1]))
+    future = np.triu(np.ones((tq, tk), dtype=bool), k=tk - tq + 1)
+    scores = scores.masked_fill(future, -np.inf)
+    return F.softmax(scores, axis=-1) @ v
+
+
+@pytest.mark.parametrize("chunk", [1 << 17, 1])  # many slices per cache chunk, or one
+@pytest.mark.parametrize("scale", [0.5, 12.0])  # small scores skip the softmax shift; big ones need it
+@pytest.mark.parametrize("tq", [9, 4])  # 9 queries: three blocks of 4; 4 new queries after 5 cached keys
+def test_attention_fast_paths_match_the_composed_ops(monkeypatch, chunk, scale, tq):
+    monkeypatch.setattr(F, "ATTENTION_BLOCK", 4)
+    monkeypatch.setattr(F, "ATTENTION_CHUNK", chunk)
+    monkeypatch.setattr(F, "SHIFT_BOUND_MIN", 0)  # these few scores would otherwise always be shifted
+    rng = np.random.default_rng(3)
+    q = rng.normal(0.0, scale, (2, 3, tq, 5))
+    k, v = rng.normal(0.0, scale, (2, 3, 9, 5)), rng.normal(size=(2, 3, 9, 5))
+    assert (np.linalg.norm(q, axis=-1).max() * np.linalg.norm(k, axis=-1).max() / np.sqrt(5) > F.SOFTMAX_SAFE) == (
+        scale > 1)
+    fast = [Tensor(a) for a in (q, k, v)]
+    plain = [Tensor(a) for a in (q, k, v)]
+    out = F.scaled_dot_product_attention(*fast)
+    expected = _attention_plain(*plain)
+    np.testing.assert_allclose(out.data, expected.data, rtol=1e-10, atol=1e-12)
+    upstream = rng.normal(size=out.shape)
+    out.backward(upstream)
+    expected.backward(upstream)
+    for a, b in zip(fast, plain):
+        np.testing.assert_allclose(a.grad, b.grad, rtol=1e-8, atol=1e-10)
+    check_gradients(F.scaled_dot_product_attention, [q, k, v])
+
+
+@pytest.mark.parametrize("threads, elements, parts", [
+    (8, 1 << 24, 8),  # big work: one part per thread, past 4
+    (8, 1 << 18, 2),  # each part gets at least half of MIN_PARALLEL_ELEMENTS
+    (8, 1 << 10, 1),  # small work stays on the calling thread
+    (1, 1 << 24, 1),
+])
+def test_run_split_covers_the_range_once_in_as_many_parts_as_the_work_allows(threads, elements, parts):
+    from microgpt.autograd import parallel
+
+    calls: list[tuple[int, int]] = []
+    parallel.set_threads(threads)
+    try:
+        parallel.run_split(lambda lo, hi: calls.append((lo, hi)), 1000, elements)
+    finally:
+        parallel.set_threads(0)
+    assert len(calls) == parts
+    ranges = sorted(calls)
+    assert ranges[0][0] == 0 and ranges[-1][1] == 1000
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))  # consecutive, no gap, no overlap
