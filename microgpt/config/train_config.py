@@ -47,9 +47,9 @@ class TrainConfig:
     val_split: float = 0.10
     train_doc_sampling: str = "random"
     # the run
-    batch_size: int = 16
-    num_steps: int = 1000
-    eval_interval: int = 50
+    batch_size: int = 32
+    num_steps: int = 1200
+    eval_interval: int = 100
     eval_steps: int = 8
     early_stop_patience: int = 8
     early_stop_min_delta: float = 0.0005

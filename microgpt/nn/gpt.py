@@ -27,11 +27,11 @@ class GPTConfig:
     These defaults are the trainer's (N_LAYER, N_EMBD, ... in microgpt.config): this is their one home.
     """
 
-    vocab_size: int = 2048
+    vocab_size: int = 8192
     n_layer: int = 4
     n_embd: int = 96
     n_head: int = 4
-    block_size: int = 128
+    block_size: int = 64
     activation: str = "relu"  # "gelu" is an option beyond the original
     norm_gain: bool = False  # a learnable RMSNorm gain, beyond the original
     init_std: float = 0.08

@@ -19,8 +19,8 @@ class OptimSettings:
     These defaults are the trainer's (LEARNING_RATE, BETA1, ... in microgpt.config) and Adam's: their one home.
     """
 
-    lr: float = 0.004  # the peak learning rate; the schedule sets each step's
-    lr_schedule: str = "linear"  # linear, cosine or constant
+    lr: float = 0.006  # the peak learning rate; the schedule sets each step's
+    lr_schedule: str = "cosine"  # linear, cosine or constant
     warmup_steps: int = 0
     beta1: float = 0.85
     beta2: float = 0.99
