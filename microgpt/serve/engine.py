@@ -98,6 +98,7 @@ class Engine:
                     self.lock.wait()
                 if self.stopping:
                     return
+                self.pending = [job for job in self.pending if not job.cancelled]  # gone before their turn
                 admitted = self.pending[:self.slots.free]
                 del self.pending[:len(admitted)]
             try:
