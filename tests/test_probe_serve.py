@@ -28,6 +28,8 @@ from hypothesis import strategies as st
 pytest.importorskip("starlette", reason="the serve extra installs Starlette")
 uvicorn = pytest.importorskip("uvicorn", reason="the serve extra installs uvicorn")
 
+from starlette.testclient import TestClient
+
 from microgpt.commands import serve as serve_command
 from microgpt.data.tokenizer import CharTokenizer
 from microgpt.nn import GPT, GPTConfig, SamplingSettings
@@ -234,6 +236,22 @@ def test_more_clients_than_rows_all_queue_and_finish(server: InProcessServer) ->
     with ThreadPoolExecutor(4 * MAX_BATCH) as pool:
         reasons = list(pool.map(ask, range(4 * MAX_BATCH)))
     assert set(reasons) <= {"stop", "length"} and len(reasons) == 4 * MAX_BATCH
+
+
+@pytest.mark.parametrize("header, ok", [("Bearer s3cret", True), ("bearer s3cret", True), ("BEARER  s3cret ", True),
+                                        ("Bearer s3cre", False), ("Bearer s3cret2", False), ("Basic s3cret", False),
+                                        ("s3cret", False), ("", False), ("Bearer \u00e9", False),
+                                        ("Bearer s3cret\u00ff", False)])
+def test_bearer_header_variants(header: str, ok: bool) -> None:
+    model, tokenizer = _model()
+    engine = Engine(model, tokenizer, max_batch=1)
+    try:
+        client = TestClient(app_module.build_app(app_module.Server(engine, "tiny", SamplingSettings(), "s3cret")))
+        headers = {"Authorization": header.encode("latin-1")} if header else {}
+        response = client.get("/v1/models", headers=headers)
+        assert response.status_code == (200 if ok else 401)
+    finally:
+        engine.stop()
 
 
 # ----- the command: keys, memory, signals ------------------------------------------------------------------

@@ -95,9 +95,10 @@ class Server:
     def authorised(self, request: HttpRequest) -> bool:
         if not self.api_key:
             return True
-        given = request.headers.get("authorization", "")
-        expected = f"Bearer {self.api_key}"
-        return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
+        scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+        # the scheme is case-insensitive (RFC 7235); the header arrives as latin-1 text, the key is ASCII
+        same = hmac.compare_digest(token.strip().encode("latin-1", "replace"), self.api_key.encode("ascii"))
+        return same and scheme.lower() == "bearer"
 
     # ----- routes ---------------------------------------------------------------------------------------
     async def page(self, request: HttpRequest) -> Response:
