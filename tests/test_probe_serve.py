@@ -227,6 +227,34 @@ def test_a_job_cancelled_while_waiting_is_never_prefilled() -> None:
         engine.stop()
 
 
+def test_a_prefill_that_fails_fails_only_its_own_request() -> None:
+    model, tokenizer = _model()
+
+    class RefusesLongPrompts:  # the model, except that a 5-token prompt "does not fit in memory"
+        def __getattr__(self, name: str) -> object:
+            return getattr(model, name)
+
+        def __call__(self, idx, cache=None):
+            if idx.shape == (1, 5):
+                raise MemoryError("attention for this prompt does not fit")
+            return model(idx, cache)
+
+    engine = Engine(RefusesLongPrompts(), tokenizer, max_batch=2)
+    events: dict[str, list] = {"ok": [], "big": []}
+    try:
+        ok = Job([0, 1, 2], replace(SamplingSettings(), max_new_tokens=40, seed=1), (), events["ok"].append)
+        big = Job([0, 1, 2, 3, 4], replace(SamplingSettings(), max_new_tokens=40, seed=1), (), events["big"].append)
+        engine.submit(ok)
+        engine.submit(big)
+        deadline = time.monotonic() + 20
+        while not (events["ok"] and events["ok"][-1][0] == "done") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert events["big"] == [("error", "MemoryError: attention for this prompt does not fit")]
+        assert events["ok"][-1] == ("done", "length") and ok.completion_tokens == 40
+    finally:
+        engine.stop()
+
+
 def test_more_clients_than_rows_all_queue_and_finish(server: InProcessServer) -> None:
     def ask(i: int) -> str:
         status, raw = server.post("/v1/chat/completions", _chat(f"q{i}", max_tokens=10, seed=i))
@@ -298,11 +326,15 @@ def test_two_signals_with_a_reply_in_flight_exit_cleanly(tmp_path: Path) -> None
         stream.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                        b"Content-Length: %d\r\n\r\n" % len(body) + body)
         stream.recv(100)  # the reply has begun
+        partial = socket.create_connection(("127.0.0.1", port), timeout=10)  # and a body still arriving
+        partial.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=40)
         stream.close()
+        partial.close()
     finally:
         if proc.poll() is None:
             proc.kill()

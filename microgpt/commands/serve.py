@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ipaddress
+import logging
 import os
 import signal
 import sys
@@ -122,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
     def stop(signum: int, frame: object) -> None:
         if server.should_exit:  # a second signal: stop waiting for replies in flight
             server.force_exit = True
+            # the replies it cuts short end in CancelledError, which uvicorn would log as tracebacks
+            logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
         server.should_exit = True
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
