@@ -80,3 +80,34 @@ def test_an_out_dir_that_cannot_be_a_folder_is_one_line_and_nothing_is_written(e
     _one_line(capsys, ["export", str(exported.parent / "m.npz"), out], "OUT_DIR")
     assert sorted(p.name for p in exported.parent.iterdir()) == before
     assert (exported.parent / "a_file").read_bytes() == b"keep me"
+
+
+def _rewrite_header(path: Path, edit) -> None:
+    raw = path.read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + size])
+    new = edit(header)
+    data = json.dumps(new).encode() if isinstance(new, dict) else new
+    path.write_bytes(len(data).to_bytes(8, "little") + data + raw[8 + size:])
+
+
+@pytest.mark.parametrize("lie", ["huge_shape", "past_the_end", "shape_vs_config", "header_length"])
+def test_a_safetensors_header_that_lies_is_one_line_before_any_allocation(exported: Path, capsys, lie: str) -> None:
+    path = exported / "model.safetensors"
+
+    def edit(header: dict) -> dict:
+        if lie == "huge_shape":
+            header["wte"]["shape"] = [10**12, 8]
+        elif lie == "past_the_end":
+            begin, _ = header["wte"]["data_offsets"]
+            header["wte"]["data_offsets"] = [begin, begin + (1 << 40)]
+        else:  # consistent offsets, but not the shape config.json implies
+            header["wte"]["shape"] = list(reversed(header["wte"]["shape"]))
+        return header
+
+    if lie == "header_length":
+        raw = path.read_bytes()
+        path.write_bytes((1 << 62).to_bytes(8, "little") + raw[8:])
+    else:
+        _rewrite_header(path, edit)
+    _one_line(capsys, ["chat-once", str(exported), "hi"], "model.safetensors")

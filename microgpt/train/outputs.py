@@ -32,7 +32,7 @@ def checkpoint_bytes(parameters: int) -> int:
 
 
 def check_output_locations(model_dir: str, log_dir: str, cache_dir: str | os.PathLike[str], model_out_path: str,
-                           parameters: int, model_best_path: str = "") -> None:
+                           parameters: int, model_best_path: str) -> None:
     """Every output location of a run, checked up front (see the module docstring)."""
     models = writable_folder("MODEL_DIR", model_dir)
     writable_folder("LOG_DIR", log_dir)
