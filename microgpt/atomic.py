@@ -13,9 +13,11 @@ A process killed mid-write cannot remove its temporary file, so each one is name
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +50,17 @@ def _final_mode(target: Path) -> int:
         return 0o644
 
 
+def _refuse_special(target: Path) -> None:
+    """A rename over a folder, device or FIFO would destroy it (run as root, /dev/full itself): OSError instead."""
+    try:
+        mode = target.stat().st_mode
+    except OSError:  # nothing there yet (or no way to look): mkstemp says what is wrong, if anything
+        return
+    if not stat.S_ISREG(mode):
+        raise OSError(errno.EINVAL, "not a regular file (a folder, device or FIFO); it is never replaced",
+                      os.fspath(target))
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary sibling of `path` for writing; it replaces `path` only if the block succeeds.
@@ -57,6 +70,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     if not mode.startswith("w"):
         raise ValueError(f"atomic_open only writes; got mode {mode!r}")
     target = Path(path)
+    _refuse_special(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     encoding = None if "b" in mode else "utf-8"

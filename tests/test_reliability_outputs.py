@@ -46,7 +46,7 @@ def test_model_dir_dev_null_is_one_line(tmp_path: Path) -> None:
 def test_too_little_free_space_for_a_checkpoint_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(outputs.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 1000})())
     with pytest.raises(ConfigError, match=r"MODEL_DIR=.*MiB free.*needs about"):
-        outputs.check_output_locations(str(tmp_path / "m"), str(tmp_path / "l"), tmp_path / "c", "", 10_000)
+        outputs.check_output_locations(str(tmp_path / "m"), str(tmp_path / "l"), tmp_path / "c", "", 10_000, "")
 
 
 def test_a_write_failing_mid_run_stops_cleanly_and_marks_the_manifest(tmp_path: Path,

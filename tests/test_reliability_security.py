@@ -16,10 +16,12 @@ import pytest
 import test_training
 from test_training import microgpt
 
+from microgpt.config import TrainConfig
 from microgpt.data.tokenizer import _rank_file, build_tokenizer
 from microgpt.errors import MicrogptError
 from microgpt.nn import GPT, GPTConfig
 from microgpt.storage import load_checkpoint, save_checkpoint
+from microgpt.train.resume import NEVER_FROM_CHECKPOINT, resume_config
 
 finished_run = test_training.finished_run  # one tiny trained run, shared (read-only) by this module
 
@@ -52,7 +54,7 @@ def test_a_crafted_checkpoint_cannot_choose_where_a_resume_writes(finished_run, 
 
     def point_outside(meta: dict) -> None:
         meta["train_config"].update(model_dir=str(outside / "models"), log_dir=str(outside / "logs"),
-                                    model_out_path=str(victim))
+                                    model_out_path=str(victim), model_best_path=str(outside / "best.npz"))
 
     crafted = rewrite_checkpoint(source / "models" / "latest_checkpoint.npz", work / "crafted.npz", point_outside)
     result = microgpt(work, "train", "--resume", "crafted.npz", NUM_STEPS="40")
@@ -61,6 +63,21 @@ def test_a_crafted_checkpoint_cannot_choose_where_a_resume_writes(finished_run, 
     assert (work / "models" / "latest_checkpoint.npz").exists() and list((work / "logs" / "runs").iterdir())
     assert "a checkpoint never chooses paths" in result.stdout  # the stored paths are shown, not used
     assert load_checkpoint(crafted).meta["train_config"]["model_dir"] == str(outside / "models")
+    cwd = os.getcwd()  # the resumed config itself, whether or not a best checkpoint was saved
+    os.chdir(work)
+    try:
+        cfg, _ = resume_config("crafted.npz", {}, env={})
+    finally:
+        os.chdir(cwd)
+    assert (cfg.model_dir, cfg.log_dir, cfg.model_out_path, cfg.model_best_path) == ("models", "logs", "", "")
+
+
+def test_every_output_path_knob_is_one_a_checkpoint_never_sets() -> None:
+    """A knob added later that names where a run writes (MODEL_BEST_PATH was one, and resumes wrote the best
+    checkpoint wherever a crafted file said) must join NEVER_FROM_CHECKPOINT."""
+    read_only = {"dataset_path"}  # read, never written: a resume reads the dataset its checkpoint names
+    paths = {name for name in TrainConfig().to_dict() if name.endswith(("_path", "_dir", "_file"))} - read_only
+    assert paths and {name.upper() for name in paths} <= set(NEVER_FROM_CHECKPOINT)
 
 
 @pytest.mark.parametrize("run_id", ["../../escaped", "/tmp/abs", ".hidden", "a/b", ""])

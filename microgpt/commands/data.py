@@ -13,6 +13,7 @@ from microgpt.atomic import atomic_write_text
 from microgpt.data.download import DOLLY_PATH, DOLLY_SHA256, DOLLY_URL, download
 from microgpt.data.transcripts import HISTORY_TURNS, import_transcripts
 from microgpt.errors import ConfigError
+from microgpt.safe_io import writable_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,8 +47,12 @@ def run(args: argparse.Namespace) -> int:
 def _import_transcripts(folder: Path, out: Path) -> int:
     if not folder.is_dir():
         raise ConfigError(f"{folder}: not a folder; give the folder that holds your .txt transcripts")
-    if out.is_dir():
-        raise ConfigError(f"{out}: is a folder; give the .jsonl file to write")
+    writable_file("OUT.jsonl", out, "chats.jsonl")  # not a folder, device or FIFO, in a folder that takes files
+    inputs = [path for path in folder.glob("*.txt") if path.exists() and out.exists() and path.samefile(out)]
+    if inputs:
+        raise ConfigError(f"OUT.jsonl={str(out)!r} is the transcript {str(inputs[0])!r}: writing it would destroy "
+                          "that input; give a file outside the transcripts, such as "
+                          f"{str(folder.parent / 'chats.jsonl')!r}")
     records, problems = import_transcripts(folder)
     if problems:
         for problem in problems:

@@ -12,6 +12,7 @@ from microgpt.config import TrainConfig
 from microgpt.errors import ConfigError
 from microgpt.evaluate import (
     DEFAULT_BATCH_SIZE,
+    HeldoutSet,
     append_results,
     benchmark_eval,
     evaluate_heldout,
@@ -83,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     if args.split == "val" and (args.max_records or args.stride or args.batch_size):
         raise ConfigError("--max-records, --stride and --batch-size do not apply to --split val (it reproduces "
                           "the run's validation windows and batches)")
+    if args.baseline and args.split == "val":
+        raise ConfigError("--baseline xz scores held-out datasets (--split all), not the run's validation split")
     if args.split == "all" and not args.datasets:
         raise ConfigError("give at least one DATASET to score (or --split val for the run's validation split)")
 
@@ -96,14 +99,15 @@ def run(args: argparse.Namespace) -> int:
         results = [evaluate_val_split(checkpoint, path) for path in (args.datasets or [None])]
     else:
         heldouts = [read_heldout(path, args.max_records) for path in args.datasets]  # every file checked first
-        for heldout in heldouts:
+        train = _baseline_train(args, checkpoint) if args.baseline else None  # so is the baseline's
+        for heldout in [*heldouts, *([train] if train else [])]:
             if heldout.skipped:
                 print(f"{heldout.path}: skipped {heldout.skipped} invalid records", file=sys.stderr)
                 for problem in heldout.problems:
                     print(f"  {problem}", file=sys.stderr)
         results = [evaluate_heldout(checkpoint, h, stride, args.batch_size or DEFAULT_BATCH_SIZE) for h in heldouts]
 
-    baselines = _baselines(args, checkpoint, heldouts) if args.baseline and args.split == "all" else {}
+    baselines = _baselines(train, heldouts) if args.split == "all" and train else {}
     csv_path = append_results(results, args.checkpoint, args.log_dir)
     if args.json:
         report = json.loads(results_json(results, args.checkpoint, checkpoint, stride if args.split == "all" else None))
@@ -128,14 +132,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _baselines(args: argparse.Namespace, checkpoint, heldouts) -> dict:
-    """The xz anchor for each held-out set: {dataset: bits/byte, "train_data": path}."""
-    train_data = args.train_data or checkpoint.meta.get("train_config", {}).get("dataset_path")
+def _baseline_train(args: argparse.Namespace, checkpoint) -> HeldoutSet:
+    """The training data xz reads first: --train-data, else the dataset the checkpoint names (read and
+    checked before any scoring, so a bad path costs no time)."""
+    config = checkpoint.meta.get("train_config")
+    stored = config.get("dataset_path") if isinstance(config, dict) else None
+    train_data = args.train_data or (stored if isinstance(stored, str) else None)
     if not train_data:
         raise ConfigError("--baseline xz: this checkpoint does not name its training data; give --train-data PATH")
-    train_texts = read_heldout(train_data).texts
-    scores = {h.path: xz_bits_per_byte(train_texts, h.texts) for h in heldouts}
-    return {**scores, "train_data": str(train_data)}
+    return read_heldout(train_data)
+
+
+def _baselines(train: HeldoutSet, heldouts) -> dict:
+    """The xz anchor for each held-out set: {dataset: bits/byte, "train_data": path}."""
+    scores = {h.path: xz_bits_per_byte(train.texts, h.texts) for h in heldouts}
+    return {**scores, "train_data": train.path}
 
 
 def _benchmark(args: argparse.Namespace) -> int:

@@ -9,14 +9,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ipaddress
+import logging
 import os
 import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+import psutil
+
 from microgpt.config import sampling_from_env
 from microgpt.errors import ConfigError
+from microgpt.nn.slots import slot_cache_bytes
 from microgpt.serve.engine import Engine
 from microgpt.storage import load_checkpoint
 
@@ -64,6 +68,25 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _api_key(args: argparse.Namespace) -> str | None:
+    """--api-key or $MICROGPT_API_KEY; it travels in an HTTP header, so printable ASCII without spaces only."""
+    key = args.api_key or os.environ.get("MICROGPT_API_KEY") or None
+    if key is not None and not (key.isascii() and key.isprintable() and " " not in key):
+        source = "--api-key" if args.api_key else "MICROGPT_API_KEY"
+        raise ConfigError(f"{source}: an API key must be printable ASCII without spaces (it is sent as "
+                          "'Authorization: Bearer KEY'); choose another key")
+    return key
+
+
+def _check_batch_memory(model: object, max_batch: int) -> None:
+    """The decoding batch's KV cache must fit in free memory, or the server would die on its first requests."""
+    needed, free = slot_cache_bytes(model, max_batch), psutil.virtual_memory().available
+    if needed > free:
+        raise ConfigError(f"--max-batch {max_batch}: the batch's KV cache for this model needs "
+                          f"{needed / 2**30:,.1f} GiB, but only {free / 2**30:,.1f} GiB of memory is free; "
+                          "give a smaller --max-batch")
+
+
 def run(args: argparse.Namespace) -> int:
     try:  # optional dependencies: only `serve` needs a web stack
         import uvicorn
@@ -75,9 +98,10 @@ def run(args: argparse.Namespace) -> int:
     port = _port(args)
     if not 1 <= args.max_batch <= 64:
         raise ConfigError(f"--max-batch {args.max_batch}: give 1-64")
-    api_key = args.api_key or os.environ.get("MICROGPT_API_KEY") or None
+    api_key = _api_key(args)
     path = args.checkpoint or os.environ.get("MODEL_PATH") or DEFAULT_CHECKPOINT
     checkpoint = load_checkpoint(path)
+    _check_batch_memory(checkpoint.model, args.max_batch)
     # The one sampling type's defaults and CHAT_* variables; a request without "seed" gets fresh randomness,
     # as the OpenAI API does (chat-once stays reproducible with its fixed seed).
     defaults = replace(sampling_from_env(), seed=None)
@@ -92,12 +116,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: listening on {args.host} without --api-key: anyone who can reach this machine can use "
               "the model", file=sys.stderr, flush=True)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, log_level="warning",
-                                           timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S))
+                                           timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+                                           lifespan="off"))  # run() stops the engine: no lifespan task to cancel
     server.capture_signals = contextlib.nullcontext  # our handlers below: a clean stop exits 0, not by the signal
 
     def stop(signum: int, frame: object) -> None:
         if server.should_exit:  # a second signal: stop waiting for replies in flight
             server.force_exit = True
+            # the replies it cuts short end in CancelledError, which uvicorn would log as tracebacks
+            logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
         server.should_exit = True
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

@@ -12,7 +12,7 @@ from typing import Any
 from microgpt.commands import positive_int
 from microgpt.config import GROUPS, KNOBS, PRESET_HELP, PRESETS, Knob, TrainConfig, format_value, load_config
 from microgpt.errors import DatasetError
-from microgpt.train.resume import resume_config
+from microgpt.train.resume import ignored_environment_note, resume_config
 from microgpt.train.trainer import Trainer
 
 
@@ -65,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.resume:
         cfg, checkpoint = resume_config(args.resume, cli_overrides(args))
+        note = ignored_environment_note(cli_overrides(args), cfg)
+        if note:
+            print(note, flush=True)
     else:
         cfg, checkpoint = load_config_from_args(args), None
     try:

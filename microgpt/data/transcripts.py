@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from microgpt.data.templates import ASSISTANT_PREFIX, USER_PREFIX
+from microgpt.safe_io import read_capped
 
 HISTORY_TURNS = 2  # earlier (user, assistant) exchanges kept in each record, as the original's helper script
 SPEAKERS = {"U:": "user", "A:": "assistant"}
+MAX_TRANSCRIPT_BYTES = 64 << 20  # one conversation; a bigger .txt is not a transcript (or not one file's worth)
 
 
 @dataclass
@@ -33,9 +35,12 @@ def read_turns(path: Path) -> tuple[list[Turn], list[str]]:
     turns: list[Turn] = []
     problems: list[str] = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = read_capped(path, MAX_TRANSCRIPT_BYTES).decode("utf-8-sig")  # Notepad starts files with a BOM
     except UnicodeDecodeError as exc:
         return [], [f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"]
+    except OSError as exc:  # a FIFO, a device, a folder, a dangling link, too big: listed like any other problem
+        return [], [f"{path}: cannot read ({exc.strerror or exc})"]
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # not str.splitlines: \f, U+2028 are text
     for number, raw in enumerate(lines, start=1):
         prefix = raw[:2]
         if prefix in SPEAKERS:

@@ -85,6 +85,12 @@ class SlotCache(KVCache):
         self.lengths[:self.n] += T
 
 
+def slot_cache_bytes(model: GPT, slots: int) -> int:
+    """What `slot_cache_for(model, slots)` allocates: keys and values for every layer, row and position."""
+    c = model.config
+    return 2 * c.n_layer * slots * c.block_size * c.n_embd * model.wte.weight.dtype.itemsize
+
+
 def slot_cache_for(model: GPT, slots: int) -> SlotCache:
     """An empty SlotCache shaped for `model`, with room for `slots` sequences."""
     c = model.config

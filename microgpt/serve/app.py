@@ -13,14 +13,16 @@ import asyncio
 import contextlib
 import hmac
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from importlib import resources
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HttpRequest
-from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from microgpt.data.templates import messages_prompt
@@ -30,25 +32,52 @@ from microgpt.serve.engine import Engine, Job
 from microgpt.serve.protocol import RequestError
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: far more than a context window of text
+BODY_TIMEOUT_S = 30.0  # a body that trickles in slower than this (a slowloris client) gets a 408
+DISCONNECT_POLL_S = 0.25  # how often a waiting non-streamed reply checks that its client is still there
 CHAT_STOPS = ("\nUser:", "\nAssistant:", "\nSystem:", "\nQuestion:", "\nPrompt:", "\nTask:", "\nContext:")
+
+
+class JSONResponse(Response):
+    """JSON as pure ASCII: a request's text echoed back in an error (a field name holding a lone surrogate,
+    say) is escaped, never an encoding error; NaN is never written."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 def _error(exc: RequestError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status)
 
 
-async def _read_json(request: HttpRequest) -> Any:
+async def _read_body(request: HttpRequest) -> bytes:
+    """The body, at most MAX_BODY_BYTES (413 past it) and within BODY_TIMEOUT_S (408 past it)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise RequestError(f"request body over {MAX_BODY_BYTES} bytes", status=413, code="body_too_large")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise RequestError(f"request body over {MAX_BODY_BYTES} bytes", status=413, code="body_too_large")
-        chunks.append(chunk)
     try:
-        return json.loads(b"".join(chunks))
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise RequestError(f"request body over {MAX_BODY_BYTES} bytes", status=413,
+                                       code="body_too_large")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestError(f"the request body did not arrive within {BODY_TIMEOUT_S:.0f} s", status=408,
+                           code="body_timeout") from None
+    except ClientDisconnect:  # nobody is left to answer; the status is for the access log only
+        raise RequestError("the client went away while sending its body", status=499,
+                           code="client_closed") from None
+    return b"".join(chunks)
+
+
+async def _read_json(request: HttpRequest) -> Any:
+    raw = await _read_body(request)
+    try:
+        return json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise RequestError(f"the body is not valid JSON ({exc})") from None
 
@@ -66,9 +95,10 @@ class Server:
     def authorised(self, request: HttpRequest) -> bool:
         if not self.api_key:
             return True
-        given = request.headers.get("authorization", "")
-        expected = f"Bearer {self.api_key}"
-        return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
+        scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+        # the scheme is case-insensitive (RFC 7235); the header arrives as latin-1 text, the key is ASCII
+        same = hmac.compare_digest(token.strip().encode("latin-1", "replace"), self.api_key.encode("ascii"))
+        return same and scheme.lower() == "bearer"
 
     # ----- routes ---------------------------------------------------------------------------------------
     async def page(self, request: HttpRequest) -> Response:
@@ -109,8 +139,12 @@ class Server:
         settings = replace(settings, stop_token_ids=(tok.bos_id,))
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
-        job = Job(ids, settings, tuple(req.stops) + (CHAT_STOPS if chat else ()),
-                  emit=lambda event: loop.call_soon_threadsafe(events.put_nowait, event),
+
+        def emit(event: tuple[str, str]) -> None:  # called on the decoder's thread
+            with contextlib.suppress(RuntimeError):  # the event loop already closed (a forced stop): drop it
+                loop.call_soon_threadsafe(events.put_nowait, event)
+
+        job = Job(ids, settings, tuple(req.stops) + (CHAT_STOPS if chat else ()), emit=emit,
                   strip_leading_space=chat)
         self.engine.submit(job)
         rid = protocol.new_id("chatcmpl" if chat else "cmpl")
@@ -119,8 +153,18 @@ class Server:
                                      media_type="text/event-stream", headers=headers)
         try:
             pieces, finish = [], "stop"
+            next_check = time.monotonic() + DISCONNECT_POLL_S
             while True:
-                kind, value = await events.get()
+                try:
+                    kind, value = await asyncio.wait_for(events.get(), DISCONNECT_POLL_S)
+                except TimeoutError:
+                    kind, value = "wait", ""
+                if time.monotonic() >= next_check:
+                    if await request.is_disconnected():  # nobody to answer: free the row (or the queue place)
+                        return Response(status_code=499)
+                    next_check = time.monotonic() + DISCONNECT_POLL_S
+                if kind == "wait":
+                    continue
                 if kind == "text":
                     pieces.append(value)
                 elif kind == "done":

@@ -98,18 +98,27 @@ class Engine:
                     self.lock.wait()
                 if self.stopping:
                     return
+                self.pending = [job for job in self.pending if not job.cancelled]  # gone before their turn
                 admitted = self.pending[:self.slots.free]
                 del self.pending[:len(admitted)]
             try:
                 with no_grad():
                     for job in admitted:
-                        self._prefill(job)
+                        self._prefill_alone(job)
                     self._step()
             except Exception as exc:  # noqa: BLE001 - whatever breaks, no client may be left waiting forever
                 for job in [*self.rows, *admitted]:
                     job.emit(("error", f"{type(exc).__name__}: {exc}"))
                 self.rows.clear()
                 self.slots.n = 0
+
+    def _prefill_alone(self, job: Job) -> None:
+        """Prefill `job`; if that fails (a prompt whose attention does not fit in memory, say), only this
+        request gets the error: the rows already decoding are not touched until the prefill succeeds."""
+        try:
+            self._prefill(job)
+        except Exception as exc:  # noqa: BLE001 - one request's failure is that request's 500, nobody else's
+            job.emit(("error", f"{type(exc).__name__}: {exc}"))
 
     def _prefill(self, job: Job) -> None:
         cache = self.model.new_cache(1)

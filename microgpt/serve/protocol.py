@@ -40,6 +40,12 @@ class RequestError(ValueError):
         return error_body(str(self), self.kind, self.param, self.code)
 
 
+def _show(value: Any, limit: int = 60) -> str:
+    """A request's value for an error message: its repr, cut short (a 1 MiB string is not echoed back)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
 def error_body(message: str, kind: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
@@ -71,7 +77,7 @@ def _sampling(body: dict, defaults: SamplingSettings) -> SamplingSettings:
             continue
         integer = name in INTEGERS
         if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
-            raise RequestError(f"'{name}' must be {'an integer' if integer else 'a number'}, not {value!r}", name)
+            raise RequestError(f"'{name}' must be {'an integer' if integer else 'a number'}, not {_show(value)}", name)
         values[field_name] = value
     alone = replace(defaults, min_new_tokens=0, max_new_tokens=2**62)  # no min/max clash while checking one
     for name, field_name in SAMPLING_NAMES.items():  # one field at a time, so the error names its field
@@ -109,7 +115,7 @@ def _messages(body: dict) -> list[tuple[str, str]]:
         if not isinstance(m, dict):
             raise RequestError(f"'{where}' must be an object with 'role' and 'content'", where)
         if m.get("role") not in ROLES:
-            raise RequestError(f"'{where}.role' must be one of {', '.join(ROLES)}, not {m.get('role')!r}",
+            raise RequestError(f"'{where}.role' must be one of {', '.join(ROLES)}, not {_show(m.get('role'))}",
                                f"{where}.role")
         content = m.get("content")
         if isinstance(content, list):  # the newer "content parts" form: keep the text parts
@@ -130,7 +136,7 @@ def parse_request(body: Any, defaults: SamplingSettings, chat: bool) -> Request:
     known = {"messages" if chat else "prompt", *SAMPLING_FIELDS, *NEUTRAL, *IGNORED}
     unknown = sorted(set(body) - known)
     if unknown:
-        raise RequestError(f"unknown field '{unknown[0]}'", unknown[0])
+        raise RequestError(f"unknown field {_show(unknown[0])}", unknown[0])
     for name, neutral in NEUTRAL.items():
         if body.get(name) not in (None, neutral) and not (name == "response_format" and body[name] == {"type": "text"}):
             raise RequestError(f"'{name}' is not supported (leave it out or set it to {neutral!r})", name)

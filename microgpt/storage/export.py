@@ -25,7 +25,7 @@ from microgpt.data.tokenizer import tokenizer_from_dict
 from microgpt.errors import CheckpointError, ConfigError, MicrogptError
 from microgpt.nn import GPT
 from microgpt.nn.bounds import checked_model_config, parameter_shapes
-from microgpt.safe_io import parse_json, read_capped
+from microgpt.safe_io import open_regular, parse_json, read_capped, writable_folder
 from microgpt.storage.checkpoint import Checkpoint
 
 EXPORT_FORMAT = "microgpt-export"
@@ -41,10 +41,7 @@ def is_export(path: Path) -> bool:
 
 def save_export(checkpoint: Checkpoint, out_dir: str | os.PathLike[str], source: str = "") -> Path:
     """Write `checkpoint`'s model and tokenizer to `out_dir` (created if needed), each file atomically."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out}: is a file; give a folder to export into")
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_folder("OUT_DIR", out_dir)  # a file, a device or an unwritable place: one line, nothing written
     model, tokenizer = checkpoint.model, checkpoint.tokenizer
     if not hasattr(tokenizer, "to_dict"):
         raise ConfigError(f"{source or 'this checkpoint'}: its tokenizer (the original Go format's) cannot be "
@@ -55,12 +52,8 @@ def save_export(checkpoint: Checkpoint, out_dir: str | os.PathLike[str], source:
         "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "model": model.config.to_dict(),
         "source": {"checkpoint": source, "run_id": checkpoint.meta.get("run_id"), "step": checkpoint.meta.get("step")},
     })
-    atomic_write_json(out / "tokenizer.json", {
-        "format": "microgpt-tokenizer", "version": EXPORT_VERSION, "kind": tokenizer.kind,
-        "bos_id": tokenizer.bos_id, "vocab_size": tokenizer.vocab_size,
-        "tokens_hex": [tokenizer.decode_bytes([i]).hex() for i in range(tokenizer.vocab_size)],
-        "state": tokenizer.to_dict(),
-    })
+    atomic_write_json(out / "tokenizer.json", {"format": "microgpt-tokenizer", "version": EXPORT_VERSION,
+                                               **_vocabulary(tokenizer), "state": tokenizer.to_dict()})
     return out
 
 
@@ -80,6 +73,7 @@ def load_export(folder: str | os.PathLike[str], bpe_file: str | None = None) -> 
     tokenizer_file = _json(folder / "tokenizer.json")
     try:  # the loader's boundary: any malformed content is one CheckpointError
         shape = checked_model_config(config.get("model"), f"{folder / 'config.json'}: model", CheckpointError)
+        open_regular(weights_path).close()  # a FIFO would block safe_open forever, a device feed it without end
         with safe_open(weights_path, "np") as f:
             declared = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118
         expected = parameter_shapes(shape)
@@ -94,6 +88,7 @@ def load_export(folder: str | os.PathLike[str], bpe_file: str | None = None) -> 
         if not isinstance(tokenizer_file, dict) or not isinstance(tokenizer_file.get("state"), dict):
             raise CheckpointError(f"{folder / 'tokenizer.json'}: no tokenizer state object")
         tokenizer = tokenizer_from_dict(tokenizer_file["state"], bpe_file)
+        _check_vocabulary(tokenizer_file, tokenizer, folder / "tokenizer.json")
         model = GPT(shape, seed=0)
         model.load_state_dict(weights)
     except CheckpointError:
@@ -110,6 +105,22 @@ def load_export(folder: str | os.PathLike[str], bpe_file: str | None = None) -> 
                               f"{model.config.vocab_size}")
     source = config.get("source")
     return Checkpoint(model, tokenizer, {"format": "export", **(source if isinstance(source, dict) else {})})
+
+
+def _vocabulary(tokenizer: Any) -> dict[str, Any]:
+    """What tokenizer.json says about the vocabulary, for readers outside microgpt."""
+    return {"kind": tokenizer.kind, "bos_id": tokenizer.bos_id, "vocab_size": tokenizer.vocab_size,
+            "tokens_hex": [tokenizer.decode_bytes([i]).hex() for i in range(tokenizer.vocab_size)]}
+
+
+def _check_vocabulary(saved: dict, tokenizer: Any, path: Path) -> None:
+    """tokenizer.json's bos_id, vocab_size and tokens_hex must be those of the tokenizer its state rebuilds:
+    a reader outside microgpt believes them, so a file whose two halves disagree is refused."""
+    for name, value in _vocabulary(tokenizer).items():
+        if saved.get(name) != value:
+            shown = "its list" if name == "tokens_hex" else repr(saved.get(name))[:40]
+            raise CheckpointError(f"{path}: {name} ({shown}) disagrees with the tokenizer its state rebuilds; "
+                                  "export the checkpoint again")
 
 
 def _json(path: Path) -> Any:

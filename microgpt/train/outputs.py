@@ -2,8 +2,10 @@
 second, not after an hour of training.
 
 `preflight` checks the model shape against free memory (nn.bounds, with the training footprint: weights,
-gradients, Adam's moments and one batch's activations), then the outputs. `check_output_locations` checks MODEL_DIR, LOG_DIR, the token cache folder and MODEL_OUT_PATH: each
-folder exists or can be created, is a folder, and accepts a new file; MODEL_OUT_PATH is not a folder;
+gradients, Adam's moments and one batch's activations), then the outputs. `check_output_locations` checks
+MODEL_DIR, LOG_DIR, the token cache folder, MODEL_OUT_PATH and MODEL_BEST_PATH: each folder exists or can be
+created, is a folder, and accepts a new file; the two paths are not folders, devices or FIFOs, and the best
+checkpoint's path is neither the final's nor the latest's (each save would overwrite the best model);
 MODEL_DIR's disk has room for the checkpoints a run writes. Every problem is one ConfigError naming the
 knob, the path and the fix.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from pathlib import Path
 
 from microgpt.config import TrainConfig
 from microgpt.errors import ConfigError
@@ -29,13 +32,21 @@ def checkpoint_bytes(parameters: int) -> int:
 
 
 def check_output_locations(model_dir: str, log_dir: str, cache_dir: str | os.PathLike[str], model_out_path: str,
-                           parameters: int) -> None:
+                           parameters: int, model_best_path: str) -> None:
     """Every output location of a run, checked up front (see the module docstring)."""
     models = writable_folder("MODEL_DIR", model_dir)
     writable_folder("LOG_DIR", log_dir)
     writable_folder("MICROGPT_CACHE_DIR", cache_dir)
     if model_out_path:
         writable_file("MODEL_OUT_PATH", model_out_path, "final.npz")
+    if model_best_path:
+        writable_file("MODEL_BEST_PATH", model_best_path, "best.npz")
+        best = Path(model_best_path).resolve()
+        for knob, other in (("MODEL_OUT_PATH", model_out_path), ("MODEL_DIR", models / "latest_checkpoint.npz")):
+            if other and Path(other).resolve() == best:
+                raise ConfigError(f"MODEL_BEST_PATH={model_best_path!r}: is also where {knob} puts "
+                                  f"{'the final' if knob == 'MODEL_OUT_PATH' else 'the latest'} checkpoint, "
+                                  "which would overwrite the best one; give another path")
     needed = CHECKPOINTS_PER_RUN * checkpoint_bytes(parameters)
     with contextlib.suppress(OSError):
         free = shutil.disk_usage(models).free
@@ -50,4 +61,5 @@ def preflight(cfg: TrainConfig, model: GPTConfig, cache_dir: str | os.PathLike[s
     checked_model_config(model, "model shape (N_LAYER, N_EMBD, N_HEAD, BLOCK_SIZE, TOKEN_VOCAB_SIZE with "
                          f"BATCH_SIZE={cfg.batch_size})", ConfigError,
                          needed_bytes=lambda shape: shape.training_memory_mb(cfg.batch_size) * 2**20)
-    check_output_locations(cfg.model_dir, cfg.log_dir, cache_dir, cfg.model_out_path, model.num_parameters())
+    check_output_locations(cfg.model_dir, cfg.log_dir, cache_dir, cfg.model_out_path, model.num_parameters(),
+                           cfg.model_best_path)

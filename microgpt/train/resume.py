@@ -1,6 +1,9 @@
 """Resuming a run: which settings a checkpoint decides, and which it never may.
 
-A resumed run keeps what its checkpoint fixed (`FIXED_ON_RESUME`: model shape, tokenizer, split, seed).
+A resumed run keeps what its checkpoint fixed (`FIXED_ON_RESUME`: the model's shape and function, i.e. its
+weights' names and sizes, the activation, tied embeddings and norm gains; the tokenizer, split and seed). DROPOUT
+is not among them: it is a training regulariser, not part of the model (the same weights, the same function at
+inference), so a resumed run may change it like the learning rate, and the trainer applies the new value.
 Where it writes and which rank file it reads (`NEVER_FROM_CHECKPOINT`) come from the command line, the
 environment or the defaults, never from the checkpoint: a checkpoint is data that anyone may have made,
 and it must not choose which files get overwritten. Its stored paths are shown in the log, never used.
@@ -15,17 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from microgpt.config import TrainConfig, config_from_dict, format_value
+from microgpt.config import KNOBS, TrainConfig, config_from_dict, format_value
 from microgpt.errors import CheckpointError, ConfigError
 from microgpt.storage import Checkpoint, load_checkpoint
 
 # the checkpoint's model, tokenizer and data split decide these: a resumed run cannot change them
-FIXED_ON_RESUME = ("N_LAYER", "N_EMBD", "N_HEAD", "BLOCK_SIZE", "TOKENIZER", "TOKEN_VOCAB_SIZE", "BPE_ENCODING",
-                   "VAL_SPLIT", "SEED")
+MODEL_KNOBS = ("N_LAYER", "N_EMBD", "N_HEAD", "BLOCK_SIZE", "ACTIVATION", "TIE_EMBEDDINGS", "NORM_GAIN")
+FIXED_ON_RESUME = (*MODEL_KNOBS, "TOKENIZER", "TOKEN_VOCAB_SIZE", "BPE_ENCODING", "VAL_SPLIT", "SEED")
 SAFE_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # a run id becomes part of file names
 # where a run writes, and which rank file it opens, come from this command line, the environment or the
 # defaults: never from a checkpoint, which may come from anyone (the rank file is checked by its sha256)
-NEVER_FROM_CHECKPOINT = ("MODEL_OUT_PATH", "MODEL_DIR", "LOG_DIR", "BPE_FILE")
+NEVER_FROM_CHECKPOINT = ("MODEL_OUT_PATH", "MODEL_BEST_PATH", "MODEL_DIR", "LOG_DIR", "BPE_FILE")
 
 
 def stored_config(checkpoint: Checkpoint, where: str = "checkpoint") -> TrainConfig:
@@ -41,6 +44,12 @@ def check_resumable(cfg: TrainConfig, checkpoint: Checkpoint, where: str = "chec
     CheckpointError when the training state a resume needs is missing or malformed (check_training_state)."""
     check_training_state(checkpoint, where)
     before = stored_config(checkpoint, where)
+    for knob in MODEL_KNOBS:  # the stored config must describe the model the file holds, or the log would lie
+        field = knob.lower()
+        if before.get(field) != getattr(checkpoint.model.config, field):
+            raise CheckpointError(f"{where}: meta.train_config says {knob}={format_value(before.get(field))} but its "
+                                  f"model has {format_value(getattr(checkpoint.model.config, field))}; resume from "
+                                  "another checkpoint")
     for knob in FIXED_ON_RESUME:
         old, new = before.get(knob.lower()), cfg.get(knob.lower())
         if new != old:
@@ -61,6 +70,28 @@ def resume_config(checkpoint_path: str, overrides: Mapping[str, str],
     base = {field: value for field, value in stored.items() if field.upper() not in NEVER_FROM_CHECKPOINT}
     fresh = {name: environ[name] for name in NEVER_FROM_CHECKPOINT if environ.get(name, "").strip()}
     return config_from_dict({**base, **fresh, **overrides}, check_paths=True), checkpoint
+
+
+def ignored_environment_note(overrides: Mapping[str, str], cfg: TrainConfig,
+                             env: Mapping[str, str] | None = None) -> str | None:
+    """One line naming the knob variables set in the environment that differ from what a resume uses: on
+    resume the checkpoint's config and the flags decide, so `NUM_STEPS=2000 train --resume ...` would
+    otherwise stop at the stored NUM_STEPS without a word."""
+    environ = os.environ if env is None else env
+
+    def differs(name: str, field: str) -> bool:
+        try:
+            return config_from_dict({name: environ[name]}).get(field) != cfg.get(field)
+        except ConfigError:  # not even a valid value: ignored all the same
+            return True
+
+    ignored = [f"{k.name}={environ[k.name].strip()!r}" for k in KNOBS
+               if k.name not in NEVER_FROM_CHECKPOINT and k.name not in overrides and environ.get(k.name, "").strip()
+               and differs(k.name, k.field)]
+    if not ignored:
+        return None
+    return (f"note: a resumed run takes its settings from the checkpoint and the flags, not the environment: "
+            f"{', '.join(ignored)} ignored (pass them as flags, e.g. --num-steps, to change them)")
 
 
 def check_training_state(checkpoint: Checkpoint, where: str) -> None:

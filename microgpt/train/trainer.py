@@ -93,6 +93,16 @@ def evaluate(model: GPT, batches: list[tuple[np.ndarray, np.ndarray]]) -> float:
     return total / count
 
 
+def _with_dropout(model: GPT, dropout: float) -> GPT:
+    """`model` with the resumed run's DROPOUT: the same weights in a model built with the new rate (dropout is
+    a regulariser a resumed run may change; the checkpoint's own rate would otherwise silently stay)."""
+    if model.config.dropout == dropout:
+        return model
+    rebuilt = GPT(replace(model.config, dropout=dropout), seed=0)
+    rebuilt.load_state_dict(model.state_dict())
+    return rebuilt
+
+
 class Trainer:
     """One training run, new or resumed."""
 
@@ -121,12 +131,12 @@ class Trainer:
 
     def _setup(self, cfg: TrainConfig, resume: str | None, checkpoint: Checkpoint | None) -> None:
         """Everything after the output folder is ours: data, model, optimizer, progress."""
-        out_parent = Path(cfg.model_out_path).parent if cfg.model_out_path else None
-        for folder in {Path(cfg.model_dir), Path(cfg.log_dir) / "runs", cache_dir(), out_parent} - {None}:
+        chosen = [Path(p).parent for p in (cfg.model_out_path, cfg.model_best_path) if p]
+        for folder in {Path(cfg.model_dir), Path(cfg.log_dir) / "runs", cache_dir(), *chosen}:
             remove_stale_temps(folder)
         self.data: PreparedData = prepare_data(cfg, checkpoint.tokenizer if checkpoint else None)
         if checkpoint:
-            self.model = checkpoint.model
+            self.model = _with_dropout(checkpoint.model, cfg.model.dropout)
             meta = checkpoint.meta
             self.progress = Progress(step=meta["step"], best_val_loss=meta["best_val_loss"],
                                      patience_used=meta["patience_used"], last_val_loss=meta["val_loss"],

@@ -1,0 +1,83 @@
+"""`eval --baseline xz` attacked: odd --train-data, a checkpoint whose stored dataset path is not a string, and
+training data far larger than xz can use. Every problem with the baseline's data must be found before the
+model scores anything (a bad path should not cost minutes of scoring first).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_eval import qa_records, save_random_checkpoint, texts_of, write_jsonl
+
+from microgpt import baseline
+from microgpt.__main__ import main
+from microgpt.commands import eval as eval_command
+from microgpt.storage import load_checkpoint, save_checkpoint
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    monkeypatch.chdir(tmp_path)
+    heldout = write_jsonl(tmp_path / "heldout.jsonl", qa_records(3))
+    return save_random_checkpoint(tmp_path / "m.npz", texts_of(heldout)), heldout
+
+
+def _train_data(tmp_path: Path, kind: str) -> str:
+    path = tmp_path / f"train_{kind}"
+    if kind == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("FIFOs are POSIX")
+        os.mkfifo(path)
+    elif kind == "invalid":
+        path.write_text('not json\n{"record_type": "qa"}\n', encoding="utf-8")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "device":
+        return "/dev/zero"
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", ["missing", "fifo", "invalid", "empty", "folder", "device"])
+def test_bad_train_data_is_one_line_before_any_scoring(setup, tmp_path: Path, capsys, kind: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    ckpt, heldout = setup
+    scored = []
+    monkeypatch.setattr(eval_command, "evaluate_heldout", lambda *a, **k: scored.append(a))
+    code = main(["eval", str(ckpt), str(heldout), "--baseline", "xz", "--train-data", _train_data(tmp_path, kind),
+                 "--log-dir", str(tmp_path / "logs")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and ("train_" in err or "/dev/zero" in err)
+    assert scored == []
+
+
+def test_baseline_with_the_validation_split_is_refused_not_ignored(setup, capsys) -> None:
+    ckpt, _ = setup
+    assert main(["eval", str(ckpt), "--split", "val", "--baseline", "xz"]) == 2
+    assert "--baseline" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stored", [["a", "list"], 42, {"nested": 1}])
+def test_a_stored_dataset_path_that_is_not_text_is_one_line(setup, tmp_path: Path, capsys, stored: object) -> None:
+    ckpt, heldout = setup
+    original = load_checkpoint(ckpt)
+    for train_config in (stored, {"dataset_path": stored}):
+        crafted = save_checkpoint(tmp_path / "crafted.npz", original.model, original.tokenizer,
+                                  {"step": 0, "train_config": train_config})
+        code = main(["eval", str(crafted), str(heldout), "--baseline", "xz", "--log-dir", str(tmp_path / "logs")])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_only_the_training_text_xz_can_look_back_at_is_compressed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(baseline, "XZ_WINDOW_BYTES", 2000)
+    rng = np.random.default_rng(0)
+    recent = ["".join(rng.choice(list("abcdefgh "), 2500))]
+    junk = ["".join(rng.choice(list("xyz0123"), 50_000))]
+    heldout = [recent[0][-400:]]
+    assert baseline.xz_bits_per_byte(junk + recent, heldout) == baseline.xz_bits_per_byte(recent, heldout)
+    assert baseline.xz_bits_per_byte(recent, heldout) < 2  # the window still holds what the held-out text repeats

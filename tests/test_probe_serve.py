@@ -1,0 +1,342 @@
+"""`microgpt serve` attacked: odd text, echoed values, slow and vanishing clients, floods, keys, memory, signals.
+
+Most cases run the real app under uvicorn in this process (a thread, a free port on 127.0.0.1), so the test can
+slow the decoder down and shorten the body deadline; the signal cases run the real command. Every request loop
+here is bounded in count and in time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+pytest.importorskip("starlette", reason="the serve extra installs Starlette")
+uvicorn = pytest.importorskip("uvicorn", reason="the serve extra installs uvicorn")
+
+from starlette.testclient import TestClient
+
+from microgpt.commands import serve as serve_command
+from microgpt.data.tokenizer import CharTokenizer
+from microgpt.nn import GPT, GPTConfig, SamplingSettings
+from microgpt.serve import app as app_module
+from microgpt.serve.engine import Engine, Job
+from microgpt.storage import save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+CHARS = "abcdefghijklmnopqrstuvwxyz .,?!'\nUAS:"
+MAX_BATCH = 2
+
+
+def _model(block_size: int = 128) -> tuple[GPT, CharTokenizer]:
+    tokenizer = CharTokenizer(CHARS)
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=16, n_head=2, block_size=block_size),
+                seed=3)
+    return model, tokenizer
+
+
+class InProcessServer:
+    """The app on uvicorn in a thread; `delay` seconds are added to every decoding step (0 by default)."""
+
+    def __init__(self) -> None:
+        model, tokenizer = _model()
+        self.engine = Engine(model, tokenizer, max_batch=MAX_BATCH)
+        self.delay = 0.0
+        step = self.engine._step
+
+        def slow_step() -> None:
+            time.sleep(self.delay)
+            step()
+
+        self.engine._step = slow_step
+        server = app_module.Server(self.engine, "tiny", replace(SamplingSettings(), seed=None), None)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.uvicorn = uvicorn.Server(uvicorn.Config(app_module.build_app(server), host="127.0.0.1", port=self.port,
+                                                     log_level="critical", lifespan="off"))
+        self.thread = threading.Thread(target=self.uvicorn.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.uvicorn.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def health(self) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as response:
+            return json.loads(response.read())
+
+    def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def wait_idle(self, seconds: float) -> dict:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            stats = self.health()
+            if stats["decoding"] == 0 and stats["waiting"] == 0:
+                break
+            time.sleep(0.05)
+        return stats
+
+    def close(self) -> None:
+        self.uvicorn.should_exit = True
+        self.thread.join(timeout=30)
+        self.engine.stop()
+
+
+@pytest.fixture(scope="module")
+def server():
+    proc = InProcessServer()
+    yield proc
+    proc.close()
+
+
+def _chat(text: str, **extra) -> bytes:
+    return json.dumps({"messages": [{"role": "user", "content": text}], **extra}).encode("utf-8", "surrogatepass")
+
+
+# ----- text that cannot be encoded, values that must not be echoed whole ----------------------------------
+def test_a_lone_surrogate_in_a_field_name_is_a_400_not_a_500(server: InProcessServer) -> None:
+    body = b'{"\\ud800": 1, "messages": [{"role": "user", "content": "hi"}]}'
+    status, raw = server.post("/v1/chat/completions", body)
+    assert status == 400
+    error = json.loads(raw)["error"]
+    assert error["param"] == "\ud800" and "unknown field" in error["message"]
+    raw.decode("ascii")  # escaped: any client can read it
+
+
+def test_a_huge_wrong_value_is_not_echoed_back(server: InProcessServer) -> None:
+    status, raw = server.post("/v1/chat/completions", _chat("hi", temperature="x" * 500_000))
+    assert status == 400 and len(raw) < 1000
+    assert json.loads(raw)["error"]["param"] == "temperature"
+
+
+TEXT = st.text(alphabet=st.characters(codec=None), max_size=40)  # surrogates, NUL, emoji and all
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(), TEXT,
+                   st.lists(TEXT, max_size=5), st.dictionaries(TEXT, TEXT, max_size=3))
+FIELDS = st.sampled_from(["temperature", "top_p", "top_k", "max_tokens", "min_tokens", "seed", "stop", "stream",
+                          "repetition_penalty", "n", "logprobs", "stream_options", "model", "user", "bogus", "\ud800"])
+
+
+@given(content=TEXT, extra=st.dictionaries(FIELDS, VALUES, max_size=4))
+def test_any_field_values_and_any_text_get_a_reply_or_a_400(server: InProcessServer, content: str,
+                                                             extra: dict) -> None:
+    extra.pop("stream", None)  # a streamed reply is another code path, tested below
+    extra["max_tokens"] = extra.get("max_tokens") if extra.get("max_tokens") != 0 else 1
+    if isinstance(extra["max_tokens"], int) and not isinstance(extra["max_tokens"], bool):
+        extra["max_tokens"] = min(max(extra["max_tokens"], 1), 8)  # keep the test fast
+    if isinstance(extra.get("min_tokens"), int):
+        extra.pop("min_tokens")
+    status, raw = server.post("/v1/chat/completions", _chat(content, **extra))
+    assert status in (200, 400), raw
+    body = json.loads(raw)
+    assert ("choices" in body) == (status == 200)
+
+
+@pytest.mark.parametrize("stop", ["\nUs", "\n", "User", ":", "\ud800", "\x00", "😀"])
+def test_stop_strings_that_are_template_prefixes_or_odd_text_end_cleanly(server: InProcessServer, stop: str) -> None:
+    for stream in (False, True):
+        status, raw = server.post("/v1/chat/completions", _chat("hi", stop=[stop], max_tokens=40, seed=1,
+                                                                stream=stream))
+        assert status == 200
+        if stream:
+            events = [line[6:] for line in raw.decode().splitlines() if line.startswith("data: ")]
+            assert events[-1] == "[DONE]"
+            text = "".join(json.loads(e)["choices"][0]["delta"].get("content") or "" for e in events[:-1])
+        else:
+            text = json.loads(raw)["choices"][0]["message"]["content"]
+        assert stop not in text
+
+
+# ----- slow, vanishing and too many clients ---------------------------------------------------------------
+def test_a_body_that_never_finishes_arriving_gets_a_408(server: InProcessServer,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app_module, "BODY_TIMEOUT_S", 1.0)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        start = time.monotonic()
+        reply = s.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 408") and time.monotonic() - start < 8
+
+
+def test_a_chunked_body_over_the_cap_is_a_413(server: InProcessServer) -> None:
+    chunk = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(20):  # 1.25 MiB, past the 1 MiB cap; the server may stop reading early
+            try:
+                s.sendall(chunk)
+            except OSError:
+                break
+        assert s.recv(4096).startswith(b"HTTP/1.1 413")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_clients_that_leave_free_their_rows_and_places_in_the_queue(server: InProcessServer, stream: bool) -> None:
+    server.delay = 0.05  # 120 tokens would take 6 s each
+    try:
+        body = json.dumps({"prompt": "a", "max_tokens": 120, "stream": stream}).encode()
+        request = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: %d\r\n\r\n" % len(body)) + body
+        sockets = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(MAX_BATCH + 3)]
+        for s in sockets:
+            s.sendall(request)
+        time.sleep(0.5)
+        assert server.health()["waiting"] > 0  # more requests than rows: some queue
+        for s in sockets:
+            s.close()
+        assert server.wait_idle(3.0) == {"status": "ok", "model": "tiny", "decoding": 0, "waiting": 0}
+    finally:
+        server.delay = 0.0
+
+
+def test_a_job_cancelled_while_waiting_is_never_prefilled() -> None:
+    model, tokenizer = _model()
+    engine = Engine(model, tokenizer, max_batch=1)
+    events: list = []
+    try:
+        with engine.lock:  # hold the loop while both jobs are queued
+            first = Job([0, 1, 2], replace(SamplingSettings(), max_new_tokens=3), (), events.append)
+            gone = Job([0, 1, 2], replace(SamplingSettings(), max_new_tokens=3), (), events.append, cancelled=True)
+            engine.pending += [gone, first]
+            engine.lock.notify()
+        deadline = time.monotonic() + 10
+        while ("done", "length") not in events and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert gone.rng is None and not gone.generated and engine.stats() == {"decoding": 0, "waiting": 0}
+    finally:
+        engine.stop()
+
+
+def test_a_prefill_that_fails_fails_only_its_own_request() -> None:
+    model, tokenizer = _model()
+
+    class RefusesLongPrompts:  # the model, except that a 5-token prompt "does not fit in memory"
+        def __getattr__(self, name: str) -> object:
+            return getattr(model, name)
+
+        def __call__(self, idx, cache=None):
+            if idx.shape == (1, 5):
+                raise MemoryError("attention for this prompt does not fit")
+            return model(idx, cache)
+
+    engine = Engine(RefusesLongPrompts(), tokenizer, max_batch=2)
+    events: dict[str, list] = {"ok": [], "big": []}
+    try:
+        ok = Job([0, 1, 2], replace(SamplingSettings(), max_new_tokens=40, seed=1), (), events["ok"].append)
+        big = Job([0, 1, 2, 3, 4], replace(SamplingSettings(), max_new_tokens=40, seed=1), (), events["big"].append)
+        engine.submit(ok)
+        engine.submit(big)
+        deadline = time.monotonic() + 20
+        while not (events["ok"] and events["ok"][-1][0] == "done") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert events["big"] == [("error", "MemoryError: attention for this prompt does not fit")]
+        assert events["ok"][-1] == ("done", "length") and ok.completion_tokens == 40
+    finally:
+        engine.stop()
+
+
+def test_more_clients_than_rows_all_queue_and_finish(server: InProcessServer) -> None:
+    def ask(i: int) -> str:
+        status, raw = server.post("/v1/chat/completions", _chat(f"q{i}", max_tokens=10, seed=i))
+        assert status == 200
+        return json.loads(raw)["choices"][0]["finish_reason"]
+
+    with ThreadPoolExecutor(4 * MAX_BATCH) as pool:
+        reasons = list(pool.map(ask, range(4 * MAX_BATCH)))
+    assert set(reasons) <= {"stop", "length"} and len(reasons) == 4 * MAX_BATCH
+
+
+@pytest.mark.parametrize("header, ok", [("Bearer s3cret", True), ("bearer s3cret", True), ("BEARER  s3cret ", True),
+                                        ("Bearer s3cre", False), ("Bearer s3cret2", False), ("Basic s3cret", False),
+                                        ("s3cret", False), ("", False), ("Bearer \u00e9", False),
+                                        ("Bearer s3cret\u00ff", False)])
+def test_bearer_header_variants(header: str, ok: bool) -> None:
+    model, tokenizer = _model()
+    engine = Engine(model, tokenizer, max_batch=1)
+    try:
+        client = TestClient(app_module.build_app(app_module.Server(engine, "tiny", SamplingSettings(), "s3cret")))
+        headers = {"Authorization": header.encode("latin-1")} if header else {}
+        response = client.get("/v1/models", headers=headers)
+        assert response.status_code == (200 if ok else 401)
+    finally:
+        engine.stop()
+
+
+# ----- the command: keys, memory, signals ------------------------------------------------------------------
+def _serve(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "microgpt", "serve", *args], check=False, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+@pytest.mark.parametrize("key", ["caf\u00e9", "two words", "tab\there"])
+def test_an_api_key_that_cannot_travel_in_a_header_is_one_line(tmp_path: Path, key: str) -> None:
+    result = _serve(str(tmp_path / "none.npz"), env={"MICROGPT_API_KEY": key})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "MICROGPT_API_KEY" in result.stderr
+
+
+def test_a_batch_that_does_not_fit_in_memory_is_refused_before_allocating(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, _ = _model(block_size=4096)
+    free = type("Free", (), {"available": 1 << 20})()
+    monkeypatch.setattr(serve_command.psutil, "virtual_memory", lambda: free)
+    with pytest.raises(serve_command.ConfigError, match="--max-batch 64: .* GiB"):
+        serve_command._check_batch_memory(model, 64)
+
+
+def test_two_signals_with_a_reply_in_flight_exit_cleanly(tmp_path: Path) -> None:
+    model, tokenizer = _model(block_size=256)
+    checkpoint = save_checkpoint(tmp_path / "tiny.npz", model, tokenizer, {"step": 0})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "microgpt", "serve", str(checkpoint), "--port", str(port)],
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        body = json.dumps({"prompt": "a", "max_tokens": 250, "stream": True}).encode()
+        stream = socket.create_connection(("127.0.0.1", port), timeout=10)
+        stream.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        stream.recv(100)  # the reply has begun
+        partial = socket.create_connection(("127.0.0.1", port), timeout=10)  # and a body still arriving
+        partial.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=40)
+        stream.close()
+        partial.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0 and "Traceback" not in out and "stopped" in out
