@@ -79,7 +79,7 @@ def _attention_plain(q, k, v):
 
 @pytest.mark.parametrize("chunk", [1 << 17, 1])  # many slices per cache chunk, or one
 @pytest.mark.parametrize("scale", [0.5, 12.0])  # small scores skip the softmax shift; big ones need it
-@pytest.mark.parametrize("tq", [9, 4])  # 9 queries: three blocks of 4; 4 new queries after 5 cached keys
+@pytest.mark.parametrize("tq", [9, 4, 1])  # 9: three blocks of 4; 4 or 1 new queries after cached keys
 def test_attention_fast_paths_match_the_composed_ops(monkeypatch, chunk, scale, tq):
     monkeypatch.setattr(F, "ATTENTION_BLOCK", 4)
     monkeypatch.setattr(F, "ATTENTION_CHUNK", chunk)

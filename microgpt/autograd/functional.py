@@ -326,8 +326,8 @@ def _flat_batch(a: np.ndarray, batch: tuple[int, ...], scale: float = 1.0, ones_
     a column of ones after the last (N, T, D + 1) if asked. A view when nothing needs changing."""
     if a.shape[:-2] != batch:
         a = np.broadcast_to(a, (*batch, *a.shape[-2:]))
-    if scale == 1.0 and not ones_column and a.flags.c_contiguous:
-        return a.reshape(-1, *a.shape[-2:])
+    if scale == 1.0 and not ones_column:
+        return a.reshape(-1, *a.shape[-2:])  # a view unless the batch axes cannot be merged
     T, D = a.shape[-2:]
     out = np.empty((math.prod(batch), T, D + ones_column), dtype=a.dtype)
     target = out[..., :D].reshape(*batch, T, D)  # one pass: gather, scale and write
@@ -367,7 +367,8 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     scale = 1.0 / math.sqrt(D)
     Qs = _flat_batch(Q, batch, scale)  # every slice (b, h) becomes one row of N; q / sqrt(D)
     Kf = _flat_batch(K, batch)
-    V1 = _flat_batch(Vv, batch, ones_column=True)  # [V, 1]
+    ones = Tq > 1  # for a generated token's one row per slice, a plain sum is cheaper than copying V
+    V1 = _flat_batch(Vv, batch, ones_column=ones)  # [V, 1], or V itself
     blocks = _query_blocks(Tq, Tk, causal)[::-1]  # the block that sees every key first (see the backward)
     masks = [_causal_mask(r1 - r0, kend, Q.dtype) if causal and r1 - r0 > 1 else None for r0, r1, kend in blocks]
     E = [np.empty((N, r1 - r0, kend), dtype=Q.dtype) for r0, r1, kend in blocks]
@@ -387,7 +388,11 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
                 if shift:
                     S -= S.max(axis=-1, keepdims=True)
                 np.exp(S, out=S)
-                np.matmul(S, V1[c0:c1, :kend], out=out_s[c0:c1, r0:r1])
+                if ones:
+                    np.matmul(S, V1[c0:c1, :kend], out=out_s[c0:c1, r0:r1])
+                else:
+                    np.matmul(S, V1[c0:c1, :kend], out=out_s[c0:c1, r0:r1, :Dv])
+                    np.sum(S, axis=-1, keepdims=True, out=out_s[c0:c1, r0:r1, Dv:])
 
     run_split(forward_part, N, sum(e.size for e in E))
     row_sum = out_s[..., Dv:]
@@ -397,6 +402,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
         G_r = _flat_batch(g.reshape(*batch, Tq, Dv), batch, ones_column=True)  # becomes [G, -r]
         G = G_r[..., :Dv]
         G_r[..., Dv] = -np.einsum("ntd,ntd->nt", G, out)  # r = rowsum(G O)
+        V1b = V1 if ones else _flat_batch(Vv, batch, ones_column=True)
         dQ, dK, dV = np.empty_like(Qs), np.empty_like(Kf), np.empty((N, Tk, Dv), dtype=Qs.dtype)
 
         def backward_part(lo: int, hi: int) -> None:
@@ -413,7 +419,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
                     # the first block sees every key: it writes dV and dK, the others add to them
                     into_v = dV[c0:c1] if i == 0 else dV_part[:c1 - c0, :kend]
                     np.matmul(eb.transpose(0, 2, 1), Gs[:, r0:r1], out=into_v)
-                    dP = np.matmul(G_r[c0:c1, r0:r1], V1[c0:c1, :kend].transpose(0, 2, 1),
+                    dP = np.matmul(G_r[c0:c1, r0:r1], V1b[c0:c1, :kend].transpose(0, 2, 1),
                                    out=dP_buffer[:c1 - c0, :r1 - r0, :kend])  # G V^T - r
                     dP *= eb  # now s * dS: the row scale 1/s is applied to the small operands
                     np.matmul(dP, Kf[c0:c1, :kend], out=dQ[c0:c1, r0:r1])
