@@ -121,3 +121,27 @@ def test_run_split_covers_the_range_once_in_as_many_parts_as_the_work_allows(thr
     ranges = sorted(calls)
     assert ranges[0][0] == 0 and ranges[-1][1] == 1000
     assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))  # consecutive, no gap, no overlap
+
+
+@pytest.mark.parametrize("block", [64, 2])
+def test_causal_self_attention_on_packed_qkv_equals_heads_through_the_plain_ops(monkeypatch, block):
+    monkeypatch.setattr(F, "ATTENTION_BLOCK", block)
+    rng = np.random.default_rng(4)
+    B, T, H, D = 2, 5, 3, 2
+    packed = rng.normal(size=(B, T, 3 * H * D))
+    fast = Tensor(packed)
+    out = F.causal_self_attention(fast, H)
+    plain = Tensor(packed)
+    q, k, v = (plain[:, :, i * H * D:(i + 1) * H * D].reshape(B, T, H, D).transpose(0, 2, 1, 3) for i in range(3))
+    expected = _attention_plain(q, k, v).transpose(0, 2, 1, 3).reshape(B, T, H * D)
+    np.testing.assert_allclose(out.data, expected.data, rtol=1e-10, atol=1e-12)
+    upstream = rng.normal(size=out.shape)
+    out.backward(upstream)
+    expected.backward(upstream)
+    np.testing.assert_allclose(fast.grad, plain.grad, rtol=1e-8, atol=1e-10)
+    check_gradients(lambda t: F.causal_self_attention(t, H), [packed])
+
+
+def test_causal_self_attention_refuses_a_width_the_heads_do_not_divide():
+    with pytest.raises(ValueError, match="not 3 x n_embd"):
+        F.causal_self_attention(Tensor(np.zeros((1, 2, 9))), 2)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -340,25 +341,10 @@ def _flat_batch(a: np.ndarray, batch: tuple[int, ...], scale: float = 1.0, ones_
     return out
 
 
-def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True) -> Tensor:
-    """softmax(q k^T / sqrt(D)) v on (B, H, T, D) tensors, masked so no query sees a later key.
-
-    q may be shorter than k (the KV-cached case): query i then sits at position Tk - Tq + i.
-    With E = exp(S - max) the unnormalised weights, s = sum(E) per row, P = E / s and O = P V, the backward
-    needs only E, s and O:
-      dV = E^T (G / s),  dP = G V^T,  dS = P (dP - r) with r = rowsum(G O)  (= rowsum(dP P), but cheap),
-      dQ = dS K / sqrt(D),  dK = dS^T Q / sqrt(D).
-    Every division by s and by sqrt(D) is applied to a small (T, D) operand instead of the (T, T) weights,
-    and causal queries go in blocks that skip the keys they cannot see. Two passes over the weights are
-    folded into products by a column of ones after V: E [V, 1] = [E V, s] gives the row sums with the
-    output, and [G, -r] [V, 1]^T = G V^T - r gives dP already shifted. The shift by the row max only guards
-    exp against overflow: since |S_ij| <= |q_i| |k_j| / sqrt(D), when that bound is small (SOFTMAX_SAFE)
-    the max and the shift (two more passes) are skipped. The (batch x head) slices are independent: they
-    are split over the CPU cores when big, and each core takes them a few at a time (ATTENTION_CHUNK
-    scores' worth), so all the passes over one chunk's scores run while it sits in the cache.
-    """
-    q, k, v = _tensor(q), _tensor(k), _tensor(v)
-    Q, K, Vv = q.data, k.data, v.data
+def _attention(Q: np.ndarray, K: np.ndarray, Vv: np.ndarray, causal: bool
+               ) -> tuple[np.ndarray, tuple[int, ...], Callable[[np.ndarray], tuple[np.ndarray, ...]]]:
+    """The arrays behind the attention ops (see scaled_dot_product_attention): the output (*batch, Tq, Dv),
+    the batch shape, and backward(G (*batch, Tq, Dv)) -> dQ, dK, dV flattened to (N, T, D)."""
     Tq, Tk, D, Dv = Q.shape[-2], K.shape[-2], Q.shape[-1], Vv.shape[-1]
     batch = Q.shape[:-2]
     if not batch == K.shape[:-2] == Vv.shape[:-2]:
@@ -398,8 +384,8 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     row_sum = out_s[..., Dv:]
     out = out_s[..., :Dv] / row_sum
 
-    def backward(g: np.ndarray):
-        G_r = _flat_batch(g.reshape(*batch, Tq, Dv), batch, ones_column=True)  # becomes [G, -r]
+    def backward(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        G_r = _flat_batch(g, batch, ones_column=True)  # becomes [G, -r]
         G = G_r[..., :Dv]
         G_r[..., Dv] = -np.einsum("ntd,ntd->nt", G, out)  # r = rowsum(G O)
         V1b = V1 if ones else _flat_batch(Vv, batch, ones_column=True)
@@ -431,8 +417,63 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
                 dQ[c0:c1] *= inv_s * scale
 
         run_split(backward_part, N, sum(e.size for e in E))
-        return (unbroadcast(dQ.reshape(*batch, Tq, D), Q.shape) if q.requires_grad else None,
-                unbroadcast(dK.reshape(*batch, Tk, D), K.shape) if k.requires_grad else None,
-                unbroadcast(dV.reshape(*batch, Tk, Dv), Vv.shape) if v.requires_grad else None)
+        return dQ, dK, dV
 
-    return Tensor._result(out.reshape(*batch, Tq, Dv), (q, k, v), backward)
+    return out.reshape(*batch, Tq, Dv), batch, backward
+
+
+def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True) -> Tensor:
+    """softmax(q k^T / sqrt(D)) v on (B, H, T, D) tensors, masked so no query sees a later key.
+
+    q may be shorter than k (the KV-cached case): query i then sits at position Tk - Tq + i.
+    With E = exp(S - max) the unnormalised weights, s = sum(E) per row, P = E / s and O = P V, the backward
+    needs only E, s and O:
+      dV = E^T (G / s),  dP = G V^T,  dS = P (dP - r) with r = rowsum(G O)  (= rowsum(dP P), but cheap),
+      dQ = dS K / sqrt(D),  dK = dS^T Q / sqrt(D).
+    Every division by s and by sqrt(D) is applied to a small (T, D) operand instead of the (T, T) weights,
+    and causal queries go in blocks that skip the keys they cannot see. Two passes over the weights are
+    folded into products by a column of ones after V: E [V, 1] = [E V, s] gives the row sums with the
+    output, and [G, -r] [V, 1]^T = G V^T - r gives dP already shifted. The shift by the row max only guards
+    exp against overflow: since |S_ij| <= |q_i| |k_j| / sqrt(D), when that bound is small (SOFTMAX_SAFE)
+    the max and the shift (two more passes) are skipped. The (batch x head) slices are independent: they
+    are split over the CPU cores when big, and each core takes them a few at a time (ATTENTION_CHUNK
+    scores' worth), so all the passes over one chunk's scores run while it sits in the cache.
+    """
+    q, k, v = _tensor(q), _tensor(k), _tensor(v)
+    Q, K, Vv = q.data, k.data, v.data
+    out, batch, grads = _attention(Q, K, Vv, causal)
+
+    def backward(g: np.ndarray):
+        dQ, dK, dV = grads(g)
+        return (unbroadcast(dQ.reshape(*batch, *Q.shape[-2:]), Q.shape) if q.requires_grad else None,
+                unbroadcast(dK.reshape(*batch, *K.shape[-2:]), K.shape) if k.requires_grad else None,
+                unbroadcast(dV.reshape(*batch, *Vv.shape[-2:]), Vv.shape) if v.requires_grad else None)
+
+    return Tensor._result(out, (q, k, v), backward)
+
+
+def causal_self_attention(qkv: Tensor, n_head: int) -> Tensor:
+    """Multi-head causal self-attention on packed projections: qkv (B, T, 3C) holds q, k and v side by side
+    (one product x [Wq; Wk; Wv]^T), the result (B, T, C) holds the heads side by side.
+
+    The same as cutting qkv into heads and calling scaled_dot_product_attention, but the gradient is written
+    straight into one (B, T, 3C) array: slicing q, k and v out of a Tensor would give each slice a
+    full-size zero gradient, then add the three up.
+    """
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    if C3 != 3 * C or C % n_head:
+        raise ValueError(f"causal_self_attention: last dim {C3} is not 3 x n_embd with n_embd divisible by "
+                         f"{n_head} heads")
+    D = C // n_head
+    heads = qkv.data.reshape(B, T, 3, n_head, D)
+    out, _, grads = _attention(*(heads[:, :, i].transpose(0, 2, 1, 3) for i in range(3)), causal=True)
+
+    def backward(g: np.ndarray):  # each head's dQ, dK, dV back into its columns of the packed gradient
+        dQKV = grads(g.reshape(B, T, n_head, D).transpose(0, 2, 1, 3))
+        packed = np.empty((B, T, 3, n_head, D), dtype=out.dtype)
+        for i, d in enumerate(dQKV):
+            packed[:, :, i] = d.reshape(B, n_head, T, D).transpose(0, 2, 1, 3)
+        return (packed.reshape(B, T, C3),)
+
+    return Tensor._result(out.transpose(0, 2, 1, 3).reshape(B, T, C), (qkv,), backward)

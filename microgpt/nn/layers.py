@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from microgpt.autograd import Tensor, is_grad_enabled
+from microgpt.autograd import Tensor, concatenate, is_grad_enabled
 from microgpt.autograd import functional as F
 from microgpt.nn.module import Module, Parameter
 
@@ -94,21 +94,19 @@ class CausalSelfAttention(Module):
     def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
         B, T, C = x.shape
         H, D = self.n_head, C // self.n_head
-        if cache is not None and not is_grad_enabled():  # generation: per-op overhead dominates, one product
+        if cache is None:  # q, k, v from one (3C, C) product, packed; the heads handled in one fused op
+            qkv = F.linear(x, concatenate([self.wq.weight, self.wk.weight, self.wv.weight]))
+            return self.wo(F.causal_self_attention(qkv, H))
+        if is_grad_enabled():  # through a cache with gradients: three products and the generic attention
+            q, k, v = (lin(x).reshape(B, T, H, D).transpose(0, 2, 1, 3) for lin in (self.wq, self.wk, self.wv))
+            k_new, v_new = k.data, v.data
+        else:  # generation: per-op overhead dominates; the cache holds the joined weights
             qkv = F.linear(x, cache.qkv_weight(layer, self.wq.weight, self.wk.weight, self.wv.weight))
             qkv = qkv.data.reshape(B, T, 3, H, D).transpose(2, 0, 3, 1, 4)  # (3, B, H, T, D)
-            q = Tensor(qkv[0], requires_grad=False)
-            k, v = qkv[1], qkv[2]
-        else:  # training: three products, as slicing q, k, v out of one result costs more in the backward (a
-            # full-size zero gradient per slice, then their sum) than the bigger product saves
-            q, k, v = (lin(x).reshape(B, T, H, D).transpose(0, 2, 1, 3) for lin in (self.wq, self.wk, self.wv))
-        if cache is not None:
-            k_all, v_all = cache.append(layer, k.data if isinstance(k, Tensor) else k,
-                                        v.data if isinstance(v, Tensor) else v)
-            k, v = Tensor(k_all, requires_grad=False), Tensor(v_all, requires_grad=False)
-        y = F.scaled_dot_product_attention(q, k, v, causal=True)  # (B, H, T, D)
-        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # heads side by side again
-        return self.wo(y)
+            q, k_new, v_new = Tensor(qkv[0], requires_grad=False), qkv[1], qkv[2]
+        k_all, v_all = cache.append(layer, k_new, v_new)
+        y = F.scaled_dot_product_attention(q, Tensor(k_all, requires_grad=False), Tensor(v_all, requires_grad=False))
+        return self.wo(y.transpose(0, 2, 1, 3).reshape(B, T, C))  # heads side by side again
 
 
 class MLP(Module):
