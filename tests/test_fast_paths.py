@@ -145,3 +145,29 @@ def test_causal_self_attention_on_packed_qkv_equals_heads_through_the_plain_ops(
 def test_causal_self_attention_refuses_a_width_the_heads_do_not_divide():
     with pytest.raises(ValueError, match="not 3 x n_embd"):
         F.causal_self_attention(Tensor(np.zeros((1, 2, 9))), 2)
+
+
+def test_relu_rms_norm_and_adam_split_over_threads_match_one_thread():
+    from microgpt.autograd import parallel
+    from microgpt.nn import Adam, Parameter
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(601, 1031))  # 619,631 elements: split unevenly over three threads
+    upstream = rng.normal(size=x.shape)
+    results = []
+    for threads in (1, 3):
+        parallel.set_threads(threads)
+        try:
+            a, b = Tensor(x), Tensor(x)
+            relu_out, norm_out = a.relu(), F.rms_norm(b, Tensor(np.linspace(0.5, 1.5, x.shape[1])))
+            relu_out.backward(upstream)
+            norm_out.backward(upstream)
+            p = Parameter(x.copy())
+            adam = Adam([p], lr=0.1)
+            p.grad = upstream.copy()
+            adam.step()
+            results.append((relu_out.data, a.grad, norm_out.data, b.grad, p.data.copy()))
+        finally:
+            parallel.set_threads(0)
+    for one, three in zip(*results):
+        np.testing.assert_array_equal(one, three)
