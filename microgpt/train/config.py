@@ -351,9 +351,9 @@ KNOBS: tuple[Knob, ...] = (
     ),
     _knob(
         "THREADS", int, 0, RUNTIME,
-        "CPU threads for training (0 = one per core, at most 4)",
+        "CPU threads for training (0 = one per core)",
         "How many threads compute a step: big matrix products, attention and the loss are split into "
-        "this many parts, each on its own thread. 0 uses every core (up to 4). A lower "
+        "this many parts, each on its own thread. 0 uses every core. A lower "
         "number leaves cores free for other work; 1 is the slowest but the gentlest on a busy laptop.",
         min=0,
     ),
