@@ -171,3 +171,35 @@ def test_relu_rms_norm_and_adam_split_over_threads_match_one_thread():
             parallel.set_threads(0)
     for one, three in zip(*results):
         np.testing.assert_array_equal(one, three)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_relu_mlp_equals_linear_relu_linear(threads):
+    from microgpt.autograd import parallel
+
+    rng = np.random.default_rng(6)
+    shape, hidden = ((2, 3, 4), 6) if threads == 1 else ((601, 64), 600)  # the big one: split over 3 threads
+    x, w1, w2 = rng.normal(size=shape), rng.normal(size=(hidden, shape[-1])), rng.normal(size=(5, hidden))
+    parallel.set_threads(threads)
+    try:
+        fused = [Tensor(a) for a in (x, w1, w2)]
+        plain = [Tensor(a) for a in (x, w1, w2)]
+        out = F.relu_mlp(*fused)
+        expected = F.linear(F.linear(plain[0], plain[1]).relu(), plain[2])
+        upstream = rng.normal(size=out.shape)
+        out.backward(upstream)
+        expected.backward(upstream)
+    finally:
+        parallel.set_threads(0)
+    np.testing.assert_allclose(out.data, expected.data, rtol=1e-12)
+    for a, b in zip(fused, plain):
+        np.testing.assert_allclose(a.grad, b.grad, rtol=1e-10, atol=1e-12)
+    if threads == 1:
+        check_gradients(F.relu_mlp, [x, w1, w2])
+
+
+def test_relu_mlp_names_mismatched_shapes():
+    with pytest.raises(ValueError, match="relu_mlp: input shape"):
+        F.relu_mlp(Tensor(np.ones((2, 3))), Tensor(np.ones((4, 5))), Tensor(np.ones((3, 4))))
+    with pytest.raises(ValueError, match="hidden width 4"):
+        F.relu_mlp(Tensor(np.ones((2, 3))), Tensor(np.ones((4, 3))), Tensor(np.ones((3, 7))))

@@ -24,48 +24,72 @@ def _tensor(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(x, requires_grad=False)
 
 
+def _matmul_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """out = a @ b, the rows of a split over the cores when the product is big (each part on one BLAS
+    thread): unlike BLAS's own threads, which spin and wait for each other, our parts slow down gracefully
+    when another program is using a core."""
+    if out is None:
+        out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+
+    def rows(lo: int, hi: int) -> None:
+        np.matmul(a[lo:hi], b, out=out[lo:hi])
+
+    run_split(rows, a.shape[0], a.shape[0] * b.shape[0] * b.shape[1] >> 5)  # multiply-adds, scaled
+    return out
+
+
+def _rows_of(x: Tensor, weight: Tensor, name: str) -> np.ndarray:
+    """x's data as (rows, in_features), checked against a weight stored (out, in)."""
+    X2 = x.data.reshape(-1, x.shape[-1])
+    if X2.shape[1] != weight.shape[1]:
+        raise ValueError(f"{name}: input shape {x.shape} does not match weight shape {weight.shape}")
+    return X2
+
+
 def linear(x: Tensor, weight: Tensor) -> Tensor:
     """y = x @ W.T with W stored (out, in), as in nn.Linear.
 
-    dL/dx = G @ W and dL/dW = G^T @ x, with every leading dim folded into one big GEMM. Big products are
-    split by rows over the cores (each part on one BLAS thread): unlike BLAS's own threads, which spin and
-    wait for each other, our parts slow down gracefully when another program is using a core.
+    dL/dx = G @ W and dL/dW = G^T @ x, with every leading dim folded into one big GEMM, split by rows over
+    the cores when big.
     """
     W = weight.data
-    X = x.data
-    X2 = X.reshape(-1, X.shape[-1])
-    if X2.shape[1] != W.shape[1]:
-        raise ValueError(f"linear: input shape {x.shape} does not match weight shape {weight.shape}")
-    M, (N, K) = X2.shape[0], W.shape
-    work = M * N * K >> 5  # multiply-adds, scaled to the element threshold of run_split
-    out = np.empty((M, N), dtype=np.result_type(X2, W))
-
-    def forward_rows(lo: int, hi: int) -> None:
-        np.matmul(X2[lo:hi], W.T, out=out[lo:hi])
-
-    run_split(forward_rows, M, work)
+    X2 = _rows_of(x, weight, "linear")
+    out = _matmul_rows(X2, W.T)
 
     def backward(g: np.ndarray):
-        g2 = g.reshape(M, N)
-        gx = gw = None
-        if x.requires_grad:
-            gx = np.empty((M, K), dtype=out.dtype)
-
-            def input_rows(lo: int, hi: int) -> None:
-                np.matmul(g2[lo:hi], W, out=gx[lo:hi])
-
-            run_split(input_rows, M, work)
-            gx = gx.reshape(X.shape)
-        if weight.requires_grad:
-            gw = np.empty((N, K), dtype=out.dtype)
-
-            def weight_rows(lo: int, hi: int) -> None:
-                np.matmul(g2[:, lo:hi].T, X2, out=gw[lo:hi])
-
-            run_split(weight_rows, N, work)
+        g2 = g.reshape(out.shape)
+        gx = _matmul_rows(g2, W).reshape(x.shape) if x.requires_grad else None
+        gw = _matmul_rows(g2.T, X2) if weight.requires_grad else None
         return gx, gw
 
-    return Tensor._result(out.reshape(*X.shape[:-1], N), (x, weight), backward)
+    return Tensor._result(out.reshape(*x.shape[:-1], W.shape[0]), (x, weight), backward)
+
+
+def relu_mlp(x: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
+    """y = relu(x W1^T) W2^T, the transformer's MLP, as one op.
+
+    With h = relu(x W1^T): dL/dW2 = G^T h, dh = (G W2) where h > 0 (relu's slope), dL/dW1 = dh^T x,
+    dL/dx = dh W1. The same as linear, relu, linear, but the hidden activations are written once and
+    masked in place, and no node sits between the two products.
+    """
+    W1, W2 = w1.data, w2.data
+    X2 = _rows_of(x, w1, "relu_mlp")
+    h = _matmul_rows(X2, W1.T)
+    run_split(lambda lo, hi: np.maximum(h[lo:hi], 0, out=h[lo:hi]), h.shape[0], h.size)
+    if h.shape[1] != W2.shape[1]:
+        raise ValueError(f"relu_mlp: hidden width {h.shape[1]} does not match w2's shape {w2.shape}")
+    out = _matmul_rows(h, W2.T)
+
+    def backward(g: np.ndarray):
+        g2 = g.reshape(out.shape)
+        gw2 = _matmul_rows(g2.T, h) if w2.requires_grad else None
+        dh = _matmul_rows(g2, W2)
+        run_split(lambda lo, hi: np.multiply(dh[lo:hi], h[lo:hi] > 0, out=dh[lo:hi]), h.shape[0], h.size)
+        gx = _matmul_rows(dh, W1).reshape(x.shape) if x.requires_grad else None
+        gw1 = _matmul_rows(dh.T, X2) if w1.requires_grad else None
+        return gx, gw1, gw2
+
+    return Tensor._result(out.reshape(*x.shape[:-1], W2.shape[0]), (x, w1, w2), backward)
 
 
 def relu(x: Tensor) -> Tensor:

@@ -120,9 +120,9 @@ class MLP(Module):
         self.fc2 = Linear(4 * n_embd, n_embd, rng=rng, std=std, dtype=dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.fc1(x)
-        h = h.gelu() if self.activation == "gelu" else h.relu()
-        return self.fc2(h)
+        if self.activation == "relu":  # one fused op: the same as fc2(fc1(x).relu()), fewer passes
+            return F.relu_mlp(x, self.fc1.weight, self.fc2.weight)
+        return self.fc2(self.fc1(x).gelu())
 
 
 class Block(Module):
