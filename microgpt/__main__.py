@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from microgpt import __version__
 from microgpt.console import OutputClosed, flush_std_streams, guard_std_streams, print_error
@@ -39,6 +44,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _ctrl_c_exits_at_once() -> Iterator[None]:
+    """While the command modules import (NumPy among them), exit 130 at once on Ctrl-C: a KeyboardInterrupt
+    raised inside an extension module's import can surface as an ImportError with a traceback instead."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse, dispatch, and turn every MicrogptError into one line on stderr plus its exit code.
 
@@ -49,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     guard_std_streams()
     command = "microgpt"
     try:
-        parser = build_parser()
+        with _ctrl_c_exits_at_once():
+            parser = build_parser()
         args = parser.parse_args(argv)
         if not getattr(args, "run", None):
             parser.print_help()

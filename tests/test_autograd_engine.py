@@ -290,3 +290,27 @@ def test_unbroadcast_sums_every_copy_back_onto_its_source(data, big):
     assert got.shape == small
     np.testing.assert_allclose(got, expected.reshape(small), rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(g, g_before)
+
+
+def test_no_grad_is_per_thread_and_interleaving_restores_it() -> None:
+    import threading
+
+    from microgpt.autograd import is_grad_enabled, no_grad
+
+    inside, release = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def decoder() -> None:  # like a server's decoding thread: under no_grad for a long time
+        with no_grad():
+            seen.append(is_grad_enabled())
+            inside.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=decoder)
+    thread.start()
+    inside.wait(5)
+    assert is_grad_enabled()  # this thread still records graphs
+    with no_grad():
+        release.set()  # the other thread leaves its block while this one is inside its own
+        thread.join(5)
+    assert seen == [False] and is_grad_enabled()

@@ -29,7 +29,7 @@ def test_profile_names_the_ops_of_both_paths_and_restores_the_autograd():
     plain = Tensor._result
     for fused, loss_op in ((True, "linear_cross_entropy"), (False, "cross_entropy")):
         result = profile_step(TINY, fused=fused, steps=1)
-        assert {"linear", "scaled_dot_product_attention", "rms_norm", loss_op} <= set(result["ops"])
+        assert {"linear", "causal_self_attention", "rms_norm", loss_op} <= set(result["ops"])
         assert result["forward_ms"] > 0 and result["backward_ms"] > 0
         assert loss_op in format_profile(result)
     assert Tensor._result is plain

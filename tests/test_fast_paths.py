@@ -79,7 +79,7 @@ def _attention_plain(q, k, v):
 
 @pytest.mark.parametrize("chunk", [1 << 17, 1])  # many slices per cache chunk, or one
 @pytest.mark.parametrize("scale", [0.5, 12.0])  # small scores skip the softmax shift; big ones need it
-@pytest.mark.parametrize("tq", [9, 4])  # 9 queries: three blocks of 4; 4 new queries after 5 cached keys
+@pytest.mark.parametrize("tq", [9, 4, 1])  # 9: three blocks of 4; 4 or 1 new queries after cached keys
 def test_attention_fast_paths_match_the_composed_ops(monkeypatch, chunk, scale, tq):
     monkeypatch.setattr(F, "ATTENTION_BLOCK", 4)
     monkeypatch.setattr(F, "ATTENTION_CHUNK", chunk)
@@ -121,3 +121,85 @@ def test_run_split_covers_the_range_once_in_as_many_parts_as_the_work_allows(thr
     ranges = sorted(calls)
     assert ranges[0][0] == 0 and ranges[-1][1] == 1000
     assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))  # consecutive, no gap, no overlap
+
+
+@pytest.mark.parametrize("block", [64, 2])
+def test_causal_self_attention_on_packed_qkv_equals_heads_through_the_plain_ops(monkeypatch, block):
+    monkeypatch.setattr(F, "ATTENTION_BLOCK", block)
+    rng = np.random.default_rng(4)
+    B, T, H, D = 2, 5, 3, 2
+    packed = rng.normal(size=(B, T, 3 * H * D))
+    fast = Tensor(packed)
+    out = F.causal_self_attention(fast, H)
+    plain = Tensor(packed)
+    q, k, v = (plain[:, :, i * H * D:(i + 1) * H * D].reshape(B, T, H, D).transpose(0, 2, 1, 3) for i in range(3))
+    expected = _attention_plain(q, k, v).transpose(0, 2, 1, 3).reshape(B, T, H * D)
+    np.testing.assert_allclose(out.data, expected.data, rtol=1e-10, atol=1e-12)
+    upstream = rng.normal(size=out.shape)
+    out.backward(upstream)
+    expected.backward(upstream)
+    np.testing.assert_allclose(fast.grad, plain.grad, rtol=1e-8, atol=1e-10)
+    check_gradients(lambda t: F.causal_self_attention(t, H), [packed])
+
+
+def test_causal_self_attention_refuses_a_width_the_heads_do_not_divide():
+    with pytest.raises(ValueError, match="not 3 x n_embd"):
+        F.causal_self_attention(Tensor(np.zeros((1, 2, 9))), 2)
+
+
+def test_relu_rms_norm_and_adam_split_over_threads_match_one_thread():
+    from microgpt.autograd import parallel
+    from microgpt.nn import Adam, Parameter
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(601, 1031))  # 619,631 elements: split unevenly over three threads
+    upstream = rng.normal(size=x.shape)
+    results = []
+    for threads in (1, 3):
+        parallel.set_threads(threads)
+        try:
+            a, b = Tensor(x), Tensor(x)
+            relu_out, norm_out = a.relu(), F.rms_norm(b, Tensor(np.linspace(0.5, 1.5, x.shape[1])))
+            relu_out.backward(upstream)
+            norm_out.backward(upstream)
+            p = Parameter(x.copy())
+            adam = Adam([p], lr=0.1)
+            p.grad = upstream.copy()
+            adam.step()
+            results.append((relu_out.data, a.grad, norm_out.data, b.grad, p.data.copy()))
+        finally:
+            parallel.set_threads(0)
+    for one, three in zip(*results):
+        np.testing.assert_array_equal(one, three)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_relu_mlp_equals_linear_relu_linear(threads):
+    from microgpt.autograd import parallel
+
+    rng = np.random.default_rng(6)
+    shape, hidden = ((2, 3, 4), 6) if threads == 1 else ((601, 64), 600)  # the big one: split over 3 threads
+    x, w1, w2 = rng.normal(size=shape), rng.normal(size=(hidden, shape[-1])), rng.normal(size=(5, hidden))
+    parallel.set_threads(threads)
+    try:
+        fused = [Tensor(a) for a in (x, w1, w2)]
+        plain = [Tensor(a) for a in (x, w1, w2)]
+        out = F.relu_mlp(*fused)
+        expected = F.linear(F.linear(plain[0], plain[1]).relu(), plain[2])
+        upstream = rng.normal(size=out.shape)
+        out.backward(upstream)
+        expected.backward(upstream)
+    finally:
+        parallel.set_threads(0)
+    np.testing.assert_allclose(out.data, expected.data, rtol=1e-12)
+    for a, b in zip(fused, plain):
+        np.testing.assert_allclose(a.grad, b.grad, rtol=1e-10, atol=1e-12)
+    if threads == 1:
+        check_gradients(F.relu_mlp, [x, w1, w2])
+
+
+def test_relu_mlp_names_mismatched_shapes():
+    with pytest.raises(ValueError, match="relu_mlp: input shape"):
+        F.relu_mlp(Tensor(np.ones((2, 3))), Tensor(np.ones((4, 5))), Tensor(np.ones((3, 4))))
+    with pytest.raises(ValueError, match="hidden width 4"):
+        F.relu_mlp(Tensor(np.ones((2, 3))), Tensor(np.ones((4, 3))), Tensor(np.ones((3, 7))))

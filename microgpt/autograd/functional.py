@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,48 +24,72 @@ def _tensor(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(x, requires_grad=False)
 
 
+def _matmul_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """out = a @ b, the rows of a split over the cores when the product is big (each part on one BLAS
+    thread): unlike BLAS's own threads, which spin and wait for each other, our parts slow down gracefully
+    when another program is using a core."""
+    if out is None:
+        out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+
+    def rows(lo: int, hi: int) -> None:
+        np.matmul(a[lo:hi], b, out=out[lo:hi])
+
+    run_split(rows, a.shape[0], a.shape[0] * b.shape[0] * b.shape[1] >> 5)  # multiply-adds, scaled
+    return out
+
+
+def _rows_of(x: Tensor, weight: Tensor, name: str) -> np.ndarray:
+    """x's data as (rows, in_features), checked against a weight stored (out, in)."""
+    X2 = x.data.reshape(-1, x.shape[-1])
+    if X2.shape[1] != weight.shape[1]:
+        raise ValueError(f"{name}: input shape {x.shape} does not match weight shape {weight.shape}")
+    return X2
+
+
 def linear(x: Tensor, weight: Tensor) -> Tensor:
     """y = x @ W.T with W stored (out, in), as in nn.Linear.
 
-    dL/dx = G @ W and dL/dW = G^T @ x, with every leading dim folded into one big GEMM. Big products are
-    split by rows over the cores (each part on one BLAS thread): unlike BLAS's own threads, which spin and
-    wait for each other, our parts slow down gracefully when another program is using a core.
+    dL/dx = G @ W and dL/dW = G^T @ x, with every leading dim folded into one big GEMM, split by rows over
+    the cores when big.
     """
     W = weight.data
-    X = x.data
-    X2 = X.reshape(-1, X.shape[-1])
-    if X2.shape[1] != W.shape[1]:
-        raise ValueError(f"linear: input shape {x.shape} does not match weight shape {weight.shape}")
-    M, (N, K) = X2.shape[0], W.shape
-    work = M * N * K >> 5  # multiply-adds, scaled to the element threshold of run_split
-    out = np.empty((M, N), dtype=np.result_type(X2, W))
-
-    def forward_rows(lo: int, hi: int) -> None:
-        np.matmul(X2[lo:hi], W.T, out=out[lo:hi])
-
-    run_split(forward_rows, M, work)
+    X2 = _rows_of(x, weight, "linear")
+    out = _matmul_rows(X2, W.T)
 
     def backward(g: np.ndarray):
-        g2 = g.reshape(M, N)
-        gx = gw = None
-        if x.requires_grad:
-            gx = np.empty((M, K), dtype=out.dtype)
-
-            def input_rows(lo: int, hi: int) -> None:
-                np.matmul(g2[lo:hi], W, out=gx[lo:hi])
-
-            run_split(input_rows, M, work)
-            gx = gx.reshape(X.shape)
-        if weight.requires_grad:
-            gw = np.empty((N, K), dtype=out.dtype)
-
-            def weight_rows(lo: int, hi: int) -> None:
-                np.matmul(g2[:, lo:hi].T, X2, out=gw[lo:hi])
-
-            run_split(weight_rows, N, work)
+        g2 = g.reshape(out.shape)
+        gx = _matmul_rows(g2, W).reshape(x.shape) if x.requires_grad else None
+        gw = _matmul_rows(g2.T, X2) if weight.requires_grad else None
         return gx, gw
 
-    return Tensor._result(out.reshape(*X.shape[:-1], N), (x, weight), backward)
+    return Tensor._result(out.reshape(*x.shape[:-1], W.shape[0]), (x, weight), backward)
+
+
+def relu_mlp(x: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
+    """y = relu(x W1^T) W2^T, the transformer's MLP, as one op.
+
+    With h = relu(x W1^T): dL/dW2 = G^T h, dh = (G W2) where h > 0 (relu's slope), dL/dW1 = dh^T x,
+    dL/dx = dh W1. The same as linear, relu, linear, but the hidden activations are written once and
+    masked in place, and no node sits between the two products.
+    """
+    W1, W2 = w1.data, w2.data
+    X2 = _rows_of(x, w1, "relu_mlp")
+    h = _matmul_rows(X2, W1.T)
+    run_split(lambda lo, hi: np.maximum(h[lo:hi], 0, out=h[lo:hi]), h.shape[0], h.size)
+    if h.shape[1] != W2.shape[1]:
+        raise ValueError(f"relu_mlp: hidden width {h.shape[1]} does not match w2's shape {w2.shape}")
+    out = _matmul_rows(h, W2.T)
+
+    def backward(g: np.ndarray):
+        g2 = g.reshape(out.shape)
+        gw2 = _matmul_rows(g2.T, h) if w2.requires_grad else None
+        dh = _matmul_rows(g2, W2)
+        run_split(lambda lo, hi: np.multiply(dh[lo:hi], h[lo:hi] > 0, out=dh[lo:hi]), h.shape[0], h.size)
+        gx = _matmul_rows(dh, W1).reshape(x.shape) if x.requires_grad else None
+        gw1 = _matmul_rows(dh.T, X2) if w1.requires_grad else None
+        return gx, gw1, gw2
+
+    return Tensor._result(out.reshape(*x.shape[:-1], W2.shape[0]), (x, w1, w2), backward)
 
 
 def relu(x: Tensor) -> Tensor:
@@ -344,8 +369,8 @@ def _flat_batch(a: np.ndarray, batch: tuple[int, ...], scale: float = 1.0, ones_
     a column of ones after the last (N, T, D + 1) if asked. A view when nothing needs changing."""
     if a.shape[:-2] != batch:
         a = np.broadcast_to(a, (*batch, *a.shape[-2:]))
-    if scale == 1.0 and not ones_column and a.flags.c_contiguous:
-        return a.reshape(-1, *a.shape[-2:])
+    if scale == 1.0 and not ones_column:
+        return a.reshape(-1, *a.shape[-2:])  # a view unless the batch axes cannot be merged
     T, D = a.shape[-2:]
     out = np.empty((math.prod(batch), T, D + ones_column), dtype=a.dtype)
     target = out[..., :D].reshape(*batch, T, D)  # one pass: gather, scale and write
@@ -356,6 +381,87 @@ def _flat_batch(a: np.ndarray, batch: tuple[int, ...], scale: float = 1.0, ones_
     if ones_column:
         out[..., D] = 1.0
     return out
+
+
+def _attention(Q: np.ndarray, K: np.ndarray, Vv: np.ndarray, causal: bool
+               ) -> tuple[np.ndarray, tuple[int, ...], Callable[[np.ndarray], tuple[np.ndarray, ...]]]:
+    """The arrays behind the attention ops (see scaled_dot_product_attention): the output (*batch, Tq, Dv),
+    the batch shape, and backward(G (*batch, Tq, Dv)) -> dQ, dK, dV flattened to (N, T, D)."""
+    Tq, Tk, D, Dv = Q.shape[-2], K.shape[-2], Q.shape[-1], Vv.shape[-1]
+    batch = Q.shape[:-2]
+    if not batch == K.shape[:-2] == Vv.shape[:-2]:
+        batch = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2], Vv.shape[:-2])
+    N = math.prod(batch)
+    scale = 1.0 / math.sqrt(D)
+    Qs = _flat_batch(Q, batch, scale)  # every slice (b, h) becomes one row of N; q / sqrt(D)
+    Kf = _flat_batch(K, batch)
+    ones = Tq > 1  # for a generated token's one row per slice, a plain sum is cheaper than copying V
+    V1 = _flat_batch(Vv, batch, ones_column=ones)  # [V, 1], or V itself
+    blocks = _query_blocks(Tq, Tk, causal)[::-1]  # the block that sees every key first (see the backward)
+    masks = [_causal_mask(r1 - r0, kend, Q.dtype) if causal and r1 - r0 > 1 else None for r0, r1, kend in blocks]
+    E = [np.empty((N, r1 - r0, kend), dtype=Q.dtype) for r0, r1, kend in blocks]
+    out_s = np.empty((N, Tq, Dv + 1), dtype=Q.dtype)  # [E V, s]
+    # the bound costs two passes over q and k: worth it only when the scores are many times bigger
+    shift = N * Tq * Tk < SHIFT_BOUND_MIN or _max_norm(Qs) * _max_norm(Kf) > SOFTMAX_SAFE
+    chunk = max(1, ATTENTION_CHUNK // (Tq * Tk))
+
+    def forward_part(lo: int, hi: int) -> None:
+        for c0 in range(lo, hi, chunk):
+            c1 = min(c0 + chunk, hi)
+            for (r0, r1, kend), e, mask in zip(blocks, E, masks):
+                S = e[c0:c1]
+                np.matmul(Qs[c0:c1, r0:r1], Kf[c0:c1, :kend].transpose(0, 2, 1), out=S)
+                if mask is not None:
+                    S += mask  # one in-place pass; boolean indexing is 10x slower
+                if shift:
+                    S -= S.max(axis=-1, keepdims=True)
+                np.exp(S, out=S)
+                if ones:
+                    np.matmul(S, V1[c0:c1, :kend], out=out_s[c0:c1, r0:r1])
+                else:
+                    np.matmul(S, V1[c0:c1, :kend], out=out_s[c0:c1, r0:r1, :Dv])
+                    np.sum(S, axis=-1, keepdims=True, out=out_s[c0:c1, r0:r1, Dv:])
+
+    run_split(forward_part, N, sum(e.size for e in E))
+    row_sum = out_s[..., Dv:]
+    out = out_s[..., :Dv] / row_sum
+
+    def backward(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        G_r = _flat_batch(g, batch, ones_column=True)  # becomes [G, -r]
+        G = G_r[..., :Dv]
+        G_r[..., Dv] = -np.einsum("ntd,ntd->nt", G, out)  # r = rowsum(G O)
+        V1b = V1 if ones else _flat_batch(Vv, batch, ones_column=True)
+        dQ, dK, dV = np.empty_like(Qs), np.empty_like(Kf), np.empty((N, Tk, Dv), dtype=Qs.dtype)
+
+        def backward_part(lo: int, hi: int) -> None:
+            dP_buffer = np.empty((min(chunk, hi - lo), max(r1 - r0 for r0, r1, _ in blocks), Tk), dtype=G.dtype)
+            dK_part = np.empty((dP_buffer.shape[0], Tk, D), dtype=G.dtype)
+            dV_part = np.empty((dP_buffer.shape[0], Tk, Dv), dtype=G.dtype)
+            for c0 in range(lo, hi, chunk):
+                c1 = min(c0 + chunk, hi)
+                inv_s = 1.0 / row_sum[c0:c1]
+                Gs = G[c0:c1] * inv_s
+                Qi = Qs[c0:c1] * inv_s
+                for i, ((r0, r1, kend), e) in enumerate(zip(blocks, E)):
+                    eb = e[c0:c1]
+                    # the first block sees every key: it writes dV and dK, the others add to them
+                    into_v = dV[c0:c1] if i == 0 else dV_part[:c1 - c0, :kend]
+                    np.matmul(eb.transpose(0, 2, 1), Gs[:, r0:r1], out=into_v)
+                    dP = np.matmul(G_r[c0:c1, r0:r1], V1b[c0:c1, :kend].transpose(0, 2, 1),
+                                   out=dP_buffer[:c1 - c0, :r1 - r0, :kend])  # G V^T - r
+                    dP *= eb  # now s * dS: the row scale 1/s is applied to the small operands
+                    np.matmul(dP, Kf[c0:c1, :kend], out=dQ[c0:c1, r0:r1])
+                    into_k = dK[c0:c1] if i == 0 else dK_part[:c1 - c0, :kend]
+                    np.matmul(dP.transpose(0, 2, 1), Qi[:, r0:r1], out=into_k)
+                    if i:
+                        dV[c0:c1, :kend] += into_v
+                        dK[c0:c1, :kend] += into_k
+                dQ[c0:c1] *= inv_s * scale
+
+        run_split(backward_part, N, sum(e.size for e in E))
+        return dQ, dK, dV
+
+    return out.reshape(*batch, Tq, Dv), batch, backward
 
 
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True) -> Tensor:
@@ -377,74 +483,39 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     """
     q, k, v = _tensor(q), _tensor(k), _tensor(v)
     Q, K, Vv = q.data, k.data, v.data
-    Tq, Tk, D, Dv = Q.shape[-2], K.shape[-2], Q.shape[-1], Vv.shape[-1]
-    batch = Q.shape[:-2]
-    if not batch == K.shape[:-2] == Vv.shape[:-2]:
-        batch = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2], Vv.shape[:-2])
-    N = math.prod(batch)
-    scale = 1.0 / math.sqrt(D)
-    Qs = _flat_batch(Q, batch, scale)  # every slice (b, h) becomes one row of N; q / sqrt(D)
-    Kf = _flat_batch(K, batch)
-    V1 = _flat_batch(Vv, batch, ones_column=True)  # [V, 1]
-    blocks = _query_blocks(Tq, Tk, causal)[::-1]  # the block that sees every key first (see the backward)
-    masks = [_causal_mask(r1 - r0, kend, Q.dtype) if causal and r1 - r0 > 1 else None for r0, r1, kend in blocks]
-    E = [np.empty((N, r1 - r0, kend), dtype=Q.dtype) for r0, r1, kend in blocks]
-    out_s = np.empty((N, Tq, Dv + 1), dtype=Q.dtype)  # [E V, s]
-    # the bound costs two passes over q and k: worth it only when the scores are many times bigger
-    shift = N * Tq * Tk < SHIFT_BOUND_MIN or _max_norm(Qs) * _max_norm(Kf) > SOFTMAX_SAFE
-    chunk = max(1, ATTENTION_CHUNK // (Tq * Tk))
-
-    def forward_part(lo: int, hi: int) -> None:
-        for c0 in range(lo, hi, chunk):
-            c1 = min(c0 + chunk, hi)
-            for (r0, r1, kend), e, mask in zip(blocks, E, masks):
-                S = e[c0:c1]
-                np.matmul(Qs[c0:c1, r0:r1], Kf[c0:c1, :kend].transpose(0, 2, 1), out=S)
-                if mask is not None:
-                    S += mask  # one in-place pass; boolean indexing is 10x slower
-                if shift:
-                    S -= S.max(axis=-1, keepdims=True)
-                np.exp(S, out=S)
-                np.matmul(S, V1[c0:c1, :kend], out=out_s[c0:c1, r0:r1])
-
-    run_split(forward_part, N, sum(e.size for e in E))
-    row_sum = out_s[..., Dv:]
-    out = out_s[..., :Dv] / row_sum
+    out, batch, grads = _attention(Q, K, Vv, causal)
 
     def backward(g: np.ndarray):
-        G_r = _flat_batch(g.reshape(*batch, Tq, Dv), batch, ones_column=True)  # becomes [G, -r]
-        G = G_r[..., :Dv]
-        G_r[..., Dv] = -np.einsum("ntd,ntd->nt", G, out)  # r = rowsum(G O)
-        dQ, dK, dV = np.empty_like(Qs), np.empty_like(Kf), np.empty((N, Tk, Dv), dtype=Qs.dtype)
+        dQ, dK, dV = grads(g)
+        return (unbroadcast(dQ.reshape(*batch, *Q.shape[-2:]), Q.shape) if q.requires_grad else None,
+                unbroadcast(dK.reshape(*batch, *K.shape[-2:]), K.shape) if k.requires_grad else None,
+                unbroadcast(dV.reshape(*batch, *Vv.shape[-2:]), Vv.shape) if v.requires_grad else None)
 
-        def backward_part(lo: int, hi: int) -> None:
-            dP_buffer = np.empty((min(chunk, hi - lo), max(r1 - r0 for r0, r1, _ in blocks), Tk), dtype=G.dtype)
-            dK_part = np.empty((dP_buffer.shape[0], Tk, D), dtype=G.dtype)
-            dV_part = np.empty((dP_buffer.shape[0], Tk, Dv), dtype=G.dtype)
-            for c0 in range(lo, hi, chunk):
-                c1 = min(c0 + chunk, hi)
-                inv_s = 1.0 / row_sum[c0:c1]
-                Gs = G[c0:c1] * inv_s
-                Qi = Qs[c0:c1] * inv_s
-                for i, ((r0, r1, kend), e) in enumerate(zip(blocks, E)):
-                    eb = e[c0:c1]
-                    # the first block sees every key: it writes dV and dK, the others add to them
-                    into_v = dV[c0:c1] if i == 0 else dV_part[:c1 - c0, :kend]
-                    np.matmul(eb.transpose(0, 2, 1), Gs[:, r0:r1], out=into_v)
-                    dP = np.matmul(G_r[c0:c1, r0:r1], V1[c0:c1, :kend].transpose(0, 2, 1),
-                                   out=dP_buffer[:c1 - c0, :r1 - r0, :kend])  # G V^T - r
-                    dP *= eb  # now s * dS: the row scale 1/s is applied to the small operands
-                    np.matmul(dP, Kf[c0:c1, :kend], out=dQ[c0:c1, r0:r1])
-                    into_k = dK[c0:c1] if i == 0 else dK_part[:c1 - c0, :kend]
-                    np.matmul(dP.transpose(0, 2, 1), Qi[:, r0:r1], out=into_k)
-                    if i:
-                        dV[c0:c1, :kend] += into_v
-                        dK[c0:c1, :kend] += into_k
-                dQ[c0:c1] *= inv_s * scale
+    return Tensor._result(out, (q, k, v), backward)
 
-        run_split(backward_part, N, sum(e.size for e in E))
-        return (unbroadcast(dQ.reshape(*batch, Tq, D), Q.shape) if q.requires_grad else None,
-                unbroadcast(dK.reshape(*batch, Tk, D), K.shape) if k.requires_grad else None,
-                unbroadcast(dV.reshape(*batch, Tk, Dv), Vv.shape) if v.requires_grad else None)
 
-    return Tensor._result(out.reshape(*batch, Tq, Dv), (q, k, v), backward)
+def causal_self_attention(qkv: Tensor, n_head: int) -> Tensor:
+    """Multi-head causal self-attention on packed projections: qkv (B, T, 3C) holds q, k and v side by side
+    (one product x [Wq; Wk; Wv]^T), the result (B, T, C) holds the heads side by side.
+
+    The same as cutting qkv into heads and calling scaled_dot_product_attention, but the gradient is written
+    straight into one (B, T, 3C) array: slicing q, k and v out of a Tensor would give each slice a
+    full-size zero gradient, then add the three up.
+    """
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    if C3 != 3 * C or C % n_head:
+        raise ValueError(f"causal_self_attention: last dim {C3} is not 3 x n_embd with n_embd divisible by "
+                         f"{n_head} heads")
+    D = C // n_head
+    heads = qkv.data.reshape(B, T, 3, n_head, D)
+    out, _, grads = _attention(*(heads[:, :, i].transpose(0, 2, 1, 3) for i in range(3)), causal=True)
+
+    def backward(g: np.ndarray):  # each head's dQ, dK, dV back into its columns of the packed gradient
+        dQKV = grads(g.reshape(B, T, n_head, D).transpose(0, 2, 1, 3))
+        packed = np.empty((B, T, 3, n_head, D), dtype=out.dtype)
+        for i, d in enumerate(dQKV):
+            packed[:, :, i] = d.reshape(B, n_head, T, D).transpose(0, 2, 1, 3)
+        return (packed.reshape(B, T, C3),)
+
+    return Tensor._result(out.transpose(0, 2, 1, 3).reshape(B, T, C), (qkv,), backward)

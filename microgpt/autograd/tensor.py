@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -17,23 +18,30 @@ import numpy as np
 
 from microgpt.autograd.parallel import run_split
 
-_grad_enabled = True
+
+class _GradMode(threading.local):
+    """Whether ops record a graph, per thread (as in PyTorch): a server's decoding thread under no_grad must
+    not switch recording off for a training loop running in another thread."""
+
+    enabled = True
+
+
+_grad_mode = _GradMode()
 
 
 @contextlib.contextmanager
 def no_grad() -> Iterator[None]:
     """Inside this block no graph is recorded: results are plain constants (inference, evaluation)."""
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, False
+    previous, _grad_mode.enabled = _grad_mode.enabled, False
     try:
         yield
     finally:
-        _grad_enabled = previous
+        _grad_mode.enabled = previous
 
 
 def is_grad_enabled() -> bool:
-    """True unless we are inside `no_grad()`."""
-    return _grad_enabled
+    """True unless this thread is inside `no_grad()`."""
+    return _grad_mode.enabled
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -89,7 +97,7 @@ class Tensor:
         out = Tensor.__new__(Tensor)
         out.data = data if isinstance(data, np.ndarray) else np.asarray(data)  # reductions give NumPy scalars
         out.grad = None
-        if _grad_enabled and any(p.requires_grad for p in parents):
+        if _grad_mode.enabled and any(p.requires_grad for p in parents):
             out.requires_grad = True
             out._parents = parents
             out._backward = backward

@@ -105,7 +105,7 @@ def report() -> list[str]:
         "TRAIN_DEVICE=gpu  is accepted, but this NumPy build trains on the CPU: the trainer prints a warning",
         "                  and falls back to cpu." + (" The GPU above stays idle." if gpus else ""),
         ("BLAS runs on one thread; microgpt splits big operations over the cores itself "
-        "(THREADS=0: one part per core, up to 4; THREADS=N: N parts)."),
+        "(THREADS=0: one part per core; THREADS=N: N parts)."),
     ]
     return lines
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from microgpt.autograd import Tensor, is_grad_enabled
+from microgpt.autograd import Tensor, concatenate, is_grad_enabled
 from microgpt.autograd import functional as F
 from microgpt.nn.module import Module, Parameter
 
@@ -125,19 +125,17 @@ class CausalSelfAttention(Module):
     def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
         B, T, C = x.shape
         H, D = self.n_head, C // self.n_head
-        if cache is not None and not is_grad_enabled():  # generation: per-op overhead dominates, one product
+        if cache is None:  # q, k, v from one (3C, C) product, packed; the heads handled in one fused op
+            qkv = F.linear(x, concatenate([self.wq.weight, self.wk.weight, self.wv.weight]))
+            return self.wo(F.causal_self_attention(qkv, H))
+        if is_grad_enabled():  # through a cache with gradients: three products and the generic attention
+            q, k, v = (lin(x).reshape(B, T, H, D).transpose(0, 2, 1, 3) for lin in (self.wq, self.wk, self.wv))
+        else:  # generation: per-op overhead dominates; the cache holds the joined weights
             qkv = F.linear(x, cache.qkv_weight(layer, self.wq.weight, self.wk.weight, self.wv.weight))
             qkv = qkv.data.reshape(B, T, 3, H, D).transpose(2, 0, 3, 1, 4)  # (3, B, H, T, D)
             q, k, v = (Tensor(part, requires_grad=False) for part in qkv)
-        else:  # training: three products, as slicing q, k, v out of one result costs more in the backward (a
-            # full-size zero gradient per slice, then their sum) than the bigger product saves
-            q, k, v = (lin(x).reshape(B, T, H, D).transpose(0, 2, 1, 3) for lin in (self.wq, self.wk, self.wv))
-        if cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, causal=True)  # (B, H, T, D)
-        else:
-            y = cache.attend(layer, q, k, v)
-        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # heads side by side again
-        return self.wo(y)
+        y = cache.attend(layer, q, k, v)  # (B, H, T, D): a KVCache, or a SlotCache whose rows differ in length
+        return self.wo(y.transpose(0, 2, 1, 3).reshape(B, T, C))  # heads side by side again
 
 
 class MLP(Module):
@@ -151,9 +149,9 @@ class MLP(Module):
         self.fc2 = Linear(4 * n_embd, n_embd, rng=rng, std=std, dtype=dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.fc1(x)
-        h = h.gelu() if self.activation == "gelu" else h.relu()
-        return self.fc2(h)
+        if self.activation == "relu":  # one fused op: the same as fc2(fc1(x).relu()), fewer passes
+            return F.relu_mlp(x, self.fc1.weight, self.fc2.weight)
+        return self.fc2(self.fc1(x).gelu())
 
 
 class Block(Module):
