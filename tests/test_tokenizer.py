@@ -169,3 +169,25 @@ def test_token_cache_stores_once_and_reuses(tmp_path, bpe, monkeypatch):
     assert load_cached_tokenizer(tmp_path, key) is None
     rebuilt = tokenize_cached(bpe, texts, tmp_path, key)
     assert [a.tolist() for a in rebuilt] == [a.tolist() for a in first]
+
+
+def test_a_rare_token_is_spelled_with_the_fewest_local_pieces_not_byte_by_byte() -> None:
+    tokenizer = build_tokenizer("bpe", vocab_size=400, texts=["the guide to the best line ever " * 20])
+    ranks = tokenizer._ranks.encode([" guideline"])[0]  # cl100k has " guideline" as one token, ours has not
+    assert len(ranks) == 1 and tokenizer._rank_to_id[ranks[0]] < 0
+    ids = tokenizer.encode(" guideline")
+    pieces = [tokenizer.decode([i]) for i in ids]
+    assert pieces[0] == " guide" and "".join(pieces) == " guideline"  # a known word first, then what is left
+    assert len(ids) < len(" guideline") - 4
+    old = tokenizer_from_dict({k: v for k, v in tokenizer.to_dict().items() if k != "fallback"})
+    assert old.fallback == "bytes" and len(old.encode(" guideline")) == len(" guideline")  # saved before: bytes
+    assert tokenizer_from_dict(tokenizer.to_dict()).encode(" guideline") == ids
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=any_text)
+def test_piece_fallback_round_trips_and_never_uses_more_ids_than_bytes(bpe, text):
+    ids = bpe.encode(text)
+    assert bpe.decode(ids) == text
+    old = tokenizer_from_dict({**bpe.to_dict(), "fallback": "bytes"})
+    assert len(ids) <= len(old.encode(text))

@@ -48,7 +48,7 @@ class TrainConfig:
     train_doc_sampling: str = "random"
     # the run
     batch_size: int = 32
-    num_steps: int = 1500
+    num_steps: int = 1400
     eval_interval: int = 100
     eval_steps: int = 8
     early_stop_patience: int = 8

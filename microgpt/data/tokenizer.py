@@ -7,9 +7,13 @@ Both kinds share one id layout:
     257 ..       local tokens, most frequent in the training texts first
 
 "bpe" splits text with OpenAI's cl100k_base (through tiktoken, built offline from a rank file on disk) and
-keeps the `vocab_size - 257` cl100k tokens the training texts use most; "char" keeps the most frequent
-characters. Anything else, a rare cl100k token or an unseen character, is written as its UTF-8 bytes, so
-nothing is ever lost to an "unknown" token: it only costs a few more ids.
+keeps the `vocab_size - 257` cl100k tokens the training texts use most, spelling any other cl100k token
+with the fewest of those (" domestic" -> " d" + "om" + "est" + "ic"); "char" keeps the most frequent
+characters. What nothing longer covers, an unseen character say, is written as its UTF-8 bytes, so nothing
+is ever lost to an "unknown" token: it only costs a few more ids.
+
+It is long because the two tokenizers, the rank table they share and the vectorised encoding helpers are
+one idea: ids <-> text, losslessly.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from microgpt.safe_io import read_capped
 
 BOS_ID = 0
 BYTE_OFFSET = 1  # byte b -> id b + 1
+TOKENIZER_VERSION = 2  # 2: out-of-vocabulary tokens spelled with the fewest local pieces (1: byte by byte)
 FIRST_TOKEN_ID = 257  # BOS + 256 bytes
 CL100K = "cl100k_base"
 CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
@@ -118,19 +123,29 @@ class Tokenizer:
 
 
 class BPETokenizer(Tokenizer):
-    """cl100k_base merges, a local vocabulary of its most used tokens, bytes for the rest.
+    """cl100k_base merges, a local vocabulary of its most used tokens, smaller pieces for the rest.
 
     `local_ranks` are the cl100k ids (ranks) of the local tokens, in local-id order: local id 257 + i is
     cl100k token local_ranks[i]. That list is all a checkpoint needs to store.
+
+    A cl100k token outside the local vocabulary is written as the fewest local tokens whose bytes spell it
+    (`fallback="pieces"`: " guideline" -> " guide" + "line"), single bytes only where nothing longer fits, so
+    a rare word costs two or three ids instead of one per letter and the model learns it from familiar parts.
+    Tokenizers saved before this existed spelled every such token byte by byte (`fallback="bytes"`); they
+    load and encode as they were trained.
     """
 
     kind = "bpe"
 
     def __init__(
-        self, local_ranks: Sequence[int], encoding: str = CL100K, bpe_file: str | None = None
+        self, local_ranks: Sequence[int], encoding: str = CL100K, bpe_file: str | None = None,
+        fallback: str = "pieces",
     ) -> None:
+        if fallback not in ("pieces", "bytes"):
+            raise ValueError(f"fallback must be 'pieces' or 'bytes', not {fallback!r}")
         self.encoding = encoding
         self.bpe_file = bpe_file
+        self.fallback = fallback
         self._ranks = rank_table(encoding, bpe_file)
         self.local_ranks = [int(r) for r in local_ranks]
         if self.local_ranks and not 0 <= min(self.local_ranks) <= max(self.local_ranks) < self._ranks.size:
@@ -140,19 +155,53 @@ class BPETokenizer(Tokenizer):
         super().__init__([self._ranks.token_bytes(r) for r in self.local_ranks])
         self._rank_to_id = np.full(self._ranks.size, -1, dtype=np.int32)
         self._rank_to_id[self.local_ranks] = np.arange(FIRST_TOKEN_ID, self.vocab_size, dtype=np.int32)
+        # rank -> its ids, filled as ranks are met: ids of rank r are _pieces[_piece_start[r]:][:_piece_len[r]]
+        self._pieces = np.arange(FIRST_TOKEN_ID, self.vocab_size, dtype=np.int32)
+        self._piece_start = np.zeros(self._ranks.size, dtype=np.int64)
+        self._piece_len = np.zeros(self._ranks.size, dtype=np.int64)  # 0: not worked out yet
+        self._piece_start[self.local_ranks] = np.arange(len(self.local_ranks))
+        self._piece_len[self.local_ranks] = 1
+        self._id_of_bytes = {token: i for i, token in enumerate(self._id_bytes) if i}  # bytes -> local id
+        self._longest = max(map(len, self._id_of_bytes), default=1)
 
     def _encode_chunk(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         ranks, rank_offsets = self._ranks.encode(texts)
-        local = self._rank_to_id[ranks]
-        widths = np.where(local >= 0, 1, self._ranks.lengths[ranks])  # ids each cl100k token becomes
-        ids = _splice_bytes(local, widths, self._ranks.starts[ranks], self._ranks.flat)
-        return ids, _offsets_after_splice(widths, rank_offsets)
+        if self.fallback == "bytes":
+            local = self._rank_to_id[ranks]
+            widths = np.where(local >= 0, 1, self._ranks.lengths[ranks])  # ids each cl100k token becomes
+            ids = _splice_bytes(local, widths, self._ranks.starts[ranks], self._ranks.flat)
+            return ids, _offsets_after_splice(widths, rank_offsets)
+        new = np.unique(ranks[self._piece_len[ranks] == 0])
+        if new.size:  # each rank is worked out once per tokenizer, then it is a table lookup
+            spelled = [self._fewest_pieces(self._ranks.token_bytes(int(r))) for r in new]
+            self._piece_start[new] = self._pieces.size + np.cumsum([0, *map(len, spelled[:-1])])
+            self._piece_len[new] = [len(p) for p in spelled]
+            self._pieces = np.concatenate([self._pieces, np.fromiter(chain.from_iterable(spelled), np.int32)])
+        widths = self._piece_len[ranks]  # ids each cl100k token becomes
+        return _gather_runs(self._pieces, self._piece_start[ranks], widths), _offsets_after_splice(widths, rank_offsets)
+
+    def _fewest_pieces(self, data: bytes) -> list[int]:
+        """The shortest list of local ids whose bytes join to `data` (dynamic programming over its prefixes;
+        single bytes always fit, so there is always an answer)."""
+        n = len(data)
+        best = [0] + [n + 1] * n  # best[i]: fewest pieces spelling data[:i]
+        choice = [0] * (n + 1)  # where the last piece of that best spelling starts
+        for i in range(1, n + 1):
+            for j in range(max(0, i - self._longest), i):
+                if best[j] + 1 < best[i] and (i - j == 1 or data[j:i] in self._id_of_bytes):
+                    best[i], choice[i] = best[j] + 1, j
+        ids: list[int] = []
+        while n:
+            j = choice[n]
+            ids.append(self._id_of_bytes.get(data[j:n], data[j] + BYTE_OFFSET if n - j == 1 else -1))
+            n = j
+        return ids[::-1]
 
     def to_dict(self) -> dict:
         d = {"kind": self.kind, "encoding": self.encoding, "rank_file_sha256": self._ranks.sha256}
         if self.encoding != CL100K:  # any verified cl100k file will do; other encodings need theirs
             d["bpe_file"] = self.bpe_file
-        return {**d, "local_ranks": self.local_ranks}
+        return {**d, "local_ranks": self.local_ranks, "fallback": self.fallback}
 
     @classmethod
     def from_dict(cls, d: dict, bpe_file: str | None = None) -> BPETokenizer:
@@ -164,7 +213,7 @@ class BPETokenizer(Tokenizer):
         if d["encoding"] != CL100K and not bpe_file:
             raise ConfigError(f"this tokenizer uses the {d['encoding']!r} encoding: set BPE_FILE to its rank file "
                               f"(sha256 {d.get('rank_file_sha256')}; it was saved as {d.get('bpe_file')!r})")
-        tokenizer = cls(d["local_ranks"], d["encoding"], bpe_file)
+        tokenizer = cls(d["local_ranks"], d["encoding"], bpe_file, d.get("fallback", "bytes"))
         if tokenizer._ranks.sha256 != d["rank_file_sha256"]:
             raise ConfigError(
                 f"the {d['encoding']} rank file here has sha256 {tokenizer._ranks.sha256}, but this tokenizer "
@@ -366,6 +415,13 @@ def _splice_bytes(local: np.ndarray, widths: np.ndarray, starts: np.ndarray, fla
         byte_values = flat[np.repeat(starts[missing], w) + within].astype(np.int32)
         out[np.repeat(begins[missing], w) + within] = byte_values + BYTE_OFFSET
     return out
+
+
+def _gather_runs(table: np.ndarray, starts: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """table[starts[u] : starts[u] + widths[u]] for every unit u, joined, in one vectorised gather."""
+    total = int(widths.sum())
+    within = np.arange(total) - np.repeat(np.cumsum(widths) - widths, widths)  # 0, 1, .. inside each unit
+    return table[np.repeat(starts, widths) + within]
 
 
 def _offsets_after_splice(widths: np.ndarray, unit_offsets: np.ndarray) -> np.ndarray:

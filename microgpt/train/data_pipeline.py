@@ -13,7 +13,7 @@ import numpy as np
 from microgpt.config import TrainConfig
 from microgpt.data.dataset import load_documents, sha256_file
 from microgpt.data.token_cache import cache_key, load_cached_tokenizer, tokenize_cached
-from microgpt.data.tokenizer import Tokenizer, build_tokenizer
+from microgpt.data.tokenizer import TOKENIZER_VERSION, Tokenizer, build_tokenizer
 from microgpt.train.batches import join_with_bos, split_documents
 
 
@@ -50,7 +50,7 @@ def prepare_data(cfg: TrainConfig, tokenizer: Tokenizer | None = None) -> Prepar
     train_texts = [documents[i].text for i in train_idx]
     val_texts = [documents[i].text for i in val_idx]
     settings = {"kind": cfg.tokenizer, "vocab_size": cfg.model.vocab_size, "encoding": cfg.bpe_encoding,
-                "bpe_file": cfg.bpe_file, "val_split": cfg.val_split, "seed": cfg.seed}
+                "bpe_file": cfg.bpe_file, "val_split": cfg.val_split, "seed": cfg.seed, "version": TOKENIZER_VERSION}
     key = cache_key(digest, settings)
     if tokenizer is None:  # a second run finds the vocabulary in the cache instead of counting tokens again
         tokenizer = load_cached_tokenizer(cache_dir(), key) or build_tokenizer(
