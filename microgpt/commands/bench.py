@@ -23,6 +23,8 @@ from microgpt.bench.throughput import (
 from microgpt.bench.tui import run_tui_bench
 from microgpt.commands import positive_int
 
+GEN_TOKENS = 64  # tokens per generation window, when the configs' block sizes leave room
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS),
@@ -30,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "c2 = vocab 8192, 4 layers, n_embd 128, 8 heads, block 256; default = the default "
                              "preset: vocab 2048, 4 layers, n_embd 96, 4 heads, block 128, batch 16)")
     parser.add_argument("--windows", type=positive_int, default=7, help="timed windows per contestant (median reported)")
-    parser.add_argument("--gen-tokens", type=positive_int, default=64, help="tokens generated per generation window")
+    parser.add_argument("--gen-tokens", type=positive_int,
+                        help="tokens generated per generation window (default: 64, or what the smallest chosen "
+                             "block leaves after the prompt)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     parser.add_argument("--profile", action="store_true",
                         help="the per-op time split (forward and backward) of one training step, fused and public "
@@ -67,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.threads <= 256:
         print(f"bench: --threads {args.threads}: must be 1 to 256", file=sys.stderr)
         return 2
+    if args.gen_tokens is None:
+        args.gen_tokens = min(GEN_TOKENS, longest)
     if not args.profile and not 1 <= args.gen_tokens <= longest:
         print(f"bench: --gen-tokens {args.gen_tokens}: must be 1 to {longest} (the block size of the chosen configs, "
               f"less the {PROMPT_TOKENS}-token prompt)", file=sys.stderr)

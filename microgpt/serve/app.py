@@ -145,7 +145,7 @@ class Server:
                 loop.call_soon_threadsafe(events.put_nowait, event)
 
         job = Job(ids, settings, tuple(req.stops) + (CHAT_STOPS if chat else ()), emit=emit,
-                  strip_leading_space=chat)
+                  strip_leading_space=chat, stream=req.stream)
         self.engine.submit(job)
         rid = protocol.new_id("chatcmpl" if chat else "cmpl")
         if req.stream:

@@ -32,9 +32,10 @@ def held_back(text: str, stops: Sequence[str]) -> int:
     if text.endswith("\ufffd"):
         return 1
     longest = max((len(s) for s in stops), default=0)
-    for n in range(min(len(text), longest), 0, -1):
-        if any(stop.startswith(text[-n:]) for stop in stops):
-            return n
+    starts = {s[0] for s in stops if s}
+    for j in range(max(0, len(text) - longest), len(text)):  # the earliest start that a stop could continue
+        if text[j] in starts and any(stop.startswith(text[j:]) for stop in stops):
+            return len(text) - j
     return 0
 
 
@@ -47,6 +48,7 @@ class Job:
     stops: tuple[str, ...]
     emit: Callable[[Event], None]
     strip_leading_space: bool = False  # a chat reply starts after "Assistant:"; its first space is template
+    stream: bool = True  # emit pieces as they become certain; False: the whole text once, at the end
     cancelled: bool = False
     generated: list[int] = field(default_factory=list)
     text: str = ""  # the reply so far, stops cut off
@@ -57,6 +59,13 @@ class Job:
     @property
     def completion_tokens(self) -> int:
         return len(self.generated)
+
+
+def _draw(p: np.ndarray, rng: np.random.Generator) -> int:
+    """One index drawn with probabilities p: what rng.choice(p.size, p=p) draws (the same cumulative sum,
+    the same one uniform number), without its argument checks, which cost more than the draw."""
+    cdf = np.cumsum(p)
+    return int(np.searchsorted(cdf / cdf[-1], rng.random(), side="right"))
 
 
 class Engine:
@@ -148,7 +157,7 @@ class Engine:
             return True
         s = job.settings
         p = next_token_distribution(job.logits, job.generated, s, len(job.generated))
-        token = int(np.argmax(p)) if s.temperature <= 0 else int(job.rng.choice(p.size, p=p))
+        token = int(np.argmax(p)) if s.temperature <= 0 else _draw(p, job.rng)
         if token in s.stop_token_ids:
             return self._finish(job, "stop")
         job.generated.append(token)
@@ -162,6 +171,8 @@ class Engine:
         room = self.slots.block_size - len(job.prompt_ids) - len(job.generated)
         if len(job.generated) >= s.max_new_tokens or room <= 0:
             return self._finish(job, "length")
+        if not job.stream:  # nobody reads pieces: waking the caller's thread every token only costs time
+            return False
         ready = len(text) - held_back(text, job.stops)
         if job.strip_leading_space:  # trailing spaces wait too: a finished reply is stripped
             ready = len(text[:ready].rstrip())
