@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.threads <= 256:
         print(f"bench: --threads {args.threads}: must be 1 to 256", file=sys.stderr)
         return 2
-    if args.gen_tokens is None:
+    if getattr(args, "gen_tokens", None) is None:
         args.gen_tokens = min(GEN_TOKENS, longest)
     if not args.profile and not 1 <= args.gen_tokens <= longest:
         print(f"bench: --gen-tokens {args.gen_tokens}: must be 1 to {longest} (the block size of the chosen configs, "
