@@ -78,3 +78,13 @@ def test_the_readme_pytorch_snippet_reproduces_our_logits(tmp_path: Path, capsys
     with no_grad():
         ours = load_checkpoint(ckpt).model(idx).data
     np.testing.assert_allclose(theirs, ours, atol=2e-5)
+
+
+def test_an_exports_source_cannot_inject_metadata(tmp_path: Path, capsys) -> None:
+    _export(capsys, _checkpoint(tmp_path), tmp_path / "out")
+    config_file = tmp_path / "out" / "config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["source"] = {"format": "npz", "step": "x", "run_id": "r1", "train_config": {"dataset_path": "/etc/passwd"}}
+    config_file.write_text(json.dumps(config), encoding="utf-8")
+    checkpoint = load_checkpoint(tmp_path / "out")
+    assert checkpoint.meta == {"run_id": "r1", "format": "export"} and checkpoint.step == 0

@@ -191,3 +191,23 @@ def test_piece_fallback_round_trips_and_never_uses_more_ids_than_bytes(bpe, text
     assert bpe.decode(ids) == text
     old = tokenizer_from_dict({**bpe.to_dict(), "fallback": "bytes"})
     assert len(ids) <= len(old.encode(text))
+
+
+def test_encoding_from_many_threads_gives_what_one_thread_gives() -> None:
+    import threading
+
+    words = [f" {w}{i}" for i, w in enumerate(["guideline", "domestic", "kedgeree", "whatsoever"] * 150)]
+    shared = build_tokenizer("bpe", vocab_size=400, texts=["the guide to the best line ever " * 20])
+    alone = tokenizer_from_dict(shared.to_dict())
+    results: dict[int, list[list[int]]] = {}
+
+    def encode(part: int) -> None:
+        results[part] = [shared.encode(w) for w in words[part::8]]
+
+    threads = [threading.Thread(target=encode, args=(part,)) for part in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for part in range(8):
+        assert results[part] == [alone.encode(w) for w in words[part::8]]

@@ -23,6 +23,7 @@ import functools
 import hashlib
 import importlib.util
 import os
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, islice, pairwise
@@ -163,6 +164,7 @@ class BPETokenizer(Tokenizer):
         self._piece_len[self.local_ranks] = 1
         self._id_of_bytes = {token: i for i, token in enumerate(self._id_bytes) if i}  # bytes -> local id
         self._longest = max(map(len, self._id_of_bytes), default=1)
+        self._learning = threading.Lock()  # encoders on several threads fill the rank table one at a time
 
     def _encode_chunk(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         ranks, rank_offsets = self._ranks.encode(texts)
@@ -171,14 +173,17 @@ class BPETokenizer(Tokenizer):
             widths = np.where(local >= 0, 1, self._ranks.lengths[ranks])  # ids each cl100k token becomes
             ids = _splice_bytes(local, widths, self._ranks.starts[ranks], self._ranks.flat)
             return ids, _offsets_after_splice(widths, rank_offsets)
-        new = np.unique(ranks[self._piece_len[ranks] == 0])
-        if new.size:  # each rank is worked out once per tokenizer, then it is a table lookup
-            spelled = [self._fewest_pieces(self._ranks.token_bytes(int(r))) for r in new]
-            self._piece_start[new] = self._pieces.size + np.cumsum([0, *map(len, spelled[:-1])])
-            self._piece_len[new] = [len(p) for p in spelled]
-            self._pieces = np.concatenate([self._pieces, np.fromiter(chain.from_iterable(spelled), np.int32)])
+        if (self._piece_len[ranks] == 0).any():
+            with self._learning:  # each rank is worked out once per tokenizer, then it is a table lookup
+                new = np.unique(ranks[self._piece_len[ranks] == 0])
+                spelled = [self._fewest_pieces(self._ranks.token_bytes(int(r))) for r in new]
+                starts = self._pieces.size + np.cumsum([0, *map(len, spelled[:-1])])
+                self._pieces = np.concatenate([self._pieces, np.fromiter(chain.from_iterable(spelled), np.int32)])
+                self._piece_start[new] = starts
+                self._piece_len[new] = [len(p) for p in spelled]  # last: a rank is visible once complete
+        pieces = self._pieces  # one snapshot: every rank whose length is set is inside it
         widths = self._piece_len[ranks]  # ids each cl100k token becomes
-        return _gather_runs(self._pieces, self._piece_start[ranks], widths), _offsets_after_splice(widths, rank_offsets)
+        return _gather_runs(pieces, self._piece_start[ranks], widths), _offsets_after_splice(widths, rank_offsets)
 
     def _fewest_pieces(self, data: bytes) -> list[int]:
         """The shortest list of local ids whose bytes join to `data` (dynamic programming over its prefixes;

@@ -49,6 +49,7 @@ class Job:
     emit: Callable[[Event], None]
     strip_leading_space: bool = False  # a chat reply starts after "Assistant:"; its first space is template
     stream: bool = True  # emit pieces as they become certain; False: the whole text once, at the end
+    ended: bool = False  # its last event ("done" or "error") was sent: nothing more is emitted
     cancelled: bool = False
     generated: list[int] = field(default_factory=list)
     text: str = ""  # the reply so far, stops cut off
@@ -105,7 +106,9 @@ class Engine:
             with self.lock:
                 while not (self.pending or self.rows or self.stopping):
                     self.lock.wait()
-                if self.stopping:
+                if self.stopping:  # nobody waits forever: what is still decoding or queued hears why it ends
+                    for job in [*self.rows, *self.pending]:
+                        self._fail(job, "the server is stopping")
                     return
                 self.pending = [job for job in self.pending if not job.cancelled]  # gone before their turn
                 admitted = self.pending[:self.slots.free]
@@ -116,8 +119,8 @@ class Engine:
                         self._prefill_alone(job)
                     self._step()
             except Exception as exc:  # noqa: BLE001 - whatever breaks, no client may be left waiting forever
-                for job in [*self.rows, *admitted]:
-                    job.emit(("error", f"{type(exc).__name__}: {exc}"))
+                for job in {id(j): j for j in [*self.rows, *admitted]}.values():
+                    self._fail(job, f"{type(exc).__name__}: {exc}")
                 self.rows.clear()
                 self.slots.n = 0
 
@@ -127,7 +130,14 @@ class Engine:
         try:
             self._prefill(job)
         except Exception as exc:  # noqa: BLE001 - one request's failure is that request's 500, nobody else's
-            job.emit(("error", f"{type(exc).__name__}: {exc}"))
+            self._fail(job, f"{type(exc).__name__}: {exc}")
+
+    @staticmethod
+    def _fail(job: Job, message: str) -> None:
+        """End `job` with an error event, unless it has already ended."""
+        if not job.ended:
+            job.ended = True
+            job.emit(("error", message))
 
     def _prefill(self, job: Job) -> None:
         cache = self.model.new_cache(1)
@@ -187,5 +197,6 @@ class Engine:
         if len(job.text) > job.sent:
             job.emit(("text", job.text[job.sent:]))
             job.sent = len(job.text)
+        job.ended = True
         job.emit(("done", reason))
         return True

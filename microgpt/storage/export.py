@@ -103,8 +103,10 @@ def load_export(folder: str | os.PathLike[str], bpe_file: str | None = None) -> 
     if tokenizer.vocab_size != model.config.vocab_size:
         raise CheckpointError(f"{folder}: tokenizer has {tokenizer.vocab_size} tokens, the model "
                               f"{model.config.vocab_size}")
-    source = config.get("source")
-    return Checkpoint(model, tokenizer, {"format": "export", **(source if isinstance(source, dict) else {})})
+    source = config.get("source") if isinstance(config.get("source"), dict) else {}
+    kept = {key: source.get(key) for key, kind in (("checkpoint", str), ("run_id", str), ("step", int))
+            if isinstance(source.get(key), kind) and not isinstance(source.get(key), bool)}
+    return Checkpoint(model, tokenizer, {**kept, "format": "export"})  # only what is shown, checked by type
 
 
 def _vocabulary(tokenizer: Any) -> dict[str, Any]:
