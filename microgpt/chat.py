@@ -9,7 +9,7 @@ starts a new turn ("\\nUser:" and the other template labels).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from microgpt.data.templates import chat_prompt
@@ -19,13 +19,16 @@ from microgpt.storage import load_checkpoint
 STOP_MARKERS = ("\nUser:", "\nAssistant:", "\nSystem:", "\nQuestion:", "\nPrompt:", "\nTask:", "\nContext:")
 
 
-def _held_back(text: str) -> int:
-    """How many trailing characters might still turn into a stop marker or finish a character."""
+def held_back(text: str, stops: Sequence[str] = STOP_MARKERS) -> int:
+    """How many trailing characters might still grow into one of `stops` (or finish a multi-byte character):
+    a streamed reply holds them back until it is sure they are text."""
     if text.endswith("\ufffd"):
         return 1
-    for n in range(min(len(text), max(map(len, STOP_MARKERS))), 0, -1):
-        if any(marker.startswith(text[-n:]) for marker in STOP_MARKERS):
-            return n
+    longest = max((len(s) for s in stops), default=0)
+    starts = {s[0] for s in stops if s}
+    for j in range(max(0, len(text) - longest), len(text)):  # the earliest start that a stop could continue
+        if text[j] in starts and any(stop.startswith(text[j:]) for stop in stops):
+            return len(text) - j
     return 0
 
 
@@ -67,7 +70,7 @@ class ChatSession:
                     text = text[:cut]
                     break
                 # trailing spaces wait too: if the reply ends here they are stripped, so the pieces add up to it
-                ready = text[:len(text) - _held_back(text)].rstrip()
+                ready = text[:len(text) - held_back(text)].rstrip()
                 if len(ready) > len(emitted):
                     yield ready[len(emitted):]
                     emitted = ready

@@ -25,6 +25,7 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from microgpt.chat import STOP_MARKERS
 from microgpt.data.templates import messages_prompt
 from microgpt.nn.sampling import SamplingSettings
 from microgpt.serve import protocol
@@ -34,7 +35,6 @@ from microgpt.serve.protocol import RequestError
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: far more than a context window of text
 BODY_TIMEOUT_S = 30.0  # a body that trickles in slower than this (a slowloris client) gets a 408
 DISCONNECT_POLL_S = 0.25  # how often a waiting non-streamed reply checks that its client is still there
-CHAT_STOPS = ("\nUser:", "\nAssistant:", "\nSystem:", "\nQuestion:", "\nPrompt:", "\nTask:", "\nContext:")
 
 
 class JSONResponse(Response):
@@ -144,7 +144,7 @@ class Server:
             with contextlib.suppress(RuntimeError):  # the event loop already closed (a forced stop): drop it
                 loop.call_soon_threadsafe(events.put_nowait, event)
 
-        job = Job(ids, settings, tuple(req.stops) + (CHAT_STOPS if chat else ()), emit=emit,
+        job = Job(ids, settings, tuple(req.stops) + (STOP_MARKERS if chat else ()), emit=emit,
                   strip_leading_space=chat, stream=req.stream)
         self.engine.submit(job)
         rid = protocol.new_id("chatcmpl" if chat else "cmpl")

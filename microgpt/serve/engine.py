@@ -14,29 +14,18 @@ called on that thread: ("text", piece) as soon as a piece can no longer turn int
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from microgpt.autograd import no_grad
+from microgpt.chat import held_back
 from microgpt.nn import GPT
 from microgpt.nn.sampling import SamplingSettings, next_token_distribution
 from microgpt.nn.slots import slot_cache_for
 
 Event = tuple[str, str]
-
-
-def held_back(text: str, stops: Sequence[str]) -> int:
-    """How many trailing characters might still grow into a stop string (or finish a multi-byte character)."""
-    if text.endswith("\ufffd"):
-        return 1
-    longest = max((len(s) for s in stops), default=0)
-    starts = {s[0] for s in stops if s}
-    for j in range(max(0, len(text) - longest), len(text)):  # the earliest start that a stop could continue
-        if text[j] in starts and any(stop.startswith(text[j:]) for stop in stops):
-            return len(text) - j
-    return 0
 
 
 @dataclass
