@@ -97,6 +97,7 @@ def test_seed_preset_is_the_original_profile() -> None:
     cfg = load_config(preset="seed", env={}, check_paths=False)
     m = cfg.model
     assert (m.n_layer, m.n_embd, m.n_head, m.block_size, cfg.num_steps, cfg.batch_size) == (1, 48, 4, 96, 800, 1)
+    assert not m.zero_init and not m.tie_embeddings and not m.norm_gain and m.activation == "relu"  # original init
 
 
 # --- precedence -----------------------------------------------------------------------------------------

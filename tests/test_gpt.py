@@ -10,7 +10,7 @@ from microgpt.autograd import Tensor, gradcheck, no_grad
 from microgpt.autograd import functional as F
 from microgpt.nn import GPT, Adam, GPTConfig, Module
 
-TINY = GPTConfig(vocab_size=11, n_layer=2, n_embd=8, n_head=2, block_size=6)
+TINY = GPTConfig(vocab_size=11, n_layer=2, n_embd=8, n_head=2, block_size=6, zero_init=False)  # random everywhere
 
 
 def random_batch(config: GPTConfig, batch: int, length: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -96,17 +96,40 @@ def test_positions_matter_and_the_future_does_not():
 
 # ----- initialisation and dtype ------------------------------------------------------------------------------
 def test_every_weight_starts_near_n_0_008():
-    model = GPT(GPTConfig(vocab_size=64, n_layer=2, n_embd=32, n_head=4, block_size=32), seed=0)
+    model = GPT(GPTConfig(vocab_size=64, n_layer=2, n_embd=32, n_head=4, block_size=32, zero_init=False), seed=0)
     for name, p in model.named_parameters():
         assert abs(p.data.std() - 0.08) < 0.008, name
         assert abs(p.data.mean()) < 0.01, name
 
 
 def test_config_init_std_sets_every_weights_spread():
-    model = GPT(GPTConfig(vocab_size=64, n_layer=2, n_embd=32, n_head=4, block_size=32, init_std=0.02), seed=0)
+    model = GPT(GPTConfig(vocab_size=64, n_layer=2, n_embd=32, n_head=4, block_size=32, init_std=0.02, zero_init=False), seed=0)
     spreads = {name: round(float(p.data.std()), 3) for name, p in model.named_parameters()}
     wrong = {name: s for name, s in spreads.items() if abs(s - 0.02) > 0.002}
     assert not wrong, f"init_std=0.02 but these weights have another std: {wrong}"
+
+
+def test_zero_init_starts_every_residual_branch_and_the_head_at_zero_and_training_grows_them():
+    config = GPTConfig(vocab_size=17, n_layer=2, n_embd=8, n_head=2, block_size=6)
+    assert config.zero_init  # the default; the seed preset turns it off (tests/test_config.py)
+    model = GPT(config, seed=0)
+    zeroed = {n for n, p in model.named_parameters() if not p.data.any()}
+    assert zeroed == {"layer0.attn_wo", "layer0.mlp_fc2", "layer1.attn_wo", "layer1.mlp_fc2", "lm_head"}
+    x, y = random_batch(config, 2, 5)
+    assert model.loss(x, y).item() == pytest.approx(np.log(17), abs=1e-6)  # uniform first prediction
+    before = {n: p.data.copy() for n, p in model.named_parameters()}
+    optimizer = Adam(model.parameters(), lr=0.01)
+    for _ in range(3):  # lm_head moves first, then the branch outputs, then (through them) every other weight
+        optimizer.zero_grad()
+        model.loss(x, y).backward()
+        optimizer.step()
+    still = [n for n, p in model.named_parameters() if np.array_equal(p.data, before[n])]
+    assert still == []
+
+
+def test_zero_init_with_tied_embeddings_keeps_the_embedding_random():
+    model = GPT(GPTConfig(vocab_size=17, n_layer=1, n_embd=8, n_head=2, block_size=6, tie_embeddings=True), seed=0)
+    assert model.wte.weight.data.std() > 0.05
 
 
 def test_the_same_seed_gives_the_same_model_and_another_seed_a_different_one():
@@ -186,7 +209,7 @@ def test_gpt_loss_matches_finite_differences_for_every_weight(ignore, monkeypatc
 @pytest.mark.parametrize("block_rows", [5, 128], ids=["several-row-blocks", "one-row-block"])
 def test_gpt_loss_and_its_gradients_equal_the_unfused_path(dtype, rtol, block_rows, monkeypatch):
     monkeypatch.setattr(F, "LOSS_BLOCK_ROWS", block_rows)
-    config = GPTConfig(vocab_size=13, n_layer=2, n_embd=8, n_head=2, block_size=7)
+    config = GPTConfig(vocab_size=13, n_layer=2, n_embd=8, n_head=2, block_size=7, zero_init=False)
     x, y = random_batch(config, 3, 7, seed=5)
     results = []
     for fused in (True, False):

@@ -28,7 +28,7 @@ from microgpt.autograd import functional as F
 from microgpt.bench.torch_gpt import TorchGPT
 from microgpt.nn import GPT, Adam, GPTConfig
 
-CONFIG = GPTConfig(vocab_size=23, n_layer=2, n_embd=16, n_head=4, block_size=8)
+CONFIG = GPTConfig(vocab_size=23, n_layer=2, n_embd=16, n_head=4, block_size=8, zero_init=False)
 
 
 @pytest.fixture(autouse=True, scope="module")

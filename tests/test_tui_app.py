@@ -101,7 +101,7 @@ def test_every_tab_fills_the_frame_exactly(project: Path, size: tuple[int, int])
 def test_train_tab_knobs_and_monitor_metric_explorer(project: Path, size: tuple[int, int]) -> None:
     app = make_app(project)
     text = screen(app, *size)
-    for knob in ("DATASET_PATH", "N_EMBD", "LEARNING_RATE", "Dataset & tokenizer", "Model shape"):
+    for knob in ("DATASET_PATH", "N_EMBD", "BATCH_SIZE", "Dataset & tokenizer", "Model shape"):
         assert knob in text
     assert "params ≈" in text and "memory ≈" in text and "config ✓ valid" in text
     assert "about this knob" in text and "JSONL training file" in text

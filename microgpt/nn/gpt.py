@@ -4,8 +4,9 @@ x = wte[idx] + wpe[pos]; x = rmsnorm(x)
 for each layer:  x = x + Wo attn(rmsnorm(x));  x = x + W2 act(W1 rmsnorm(x))   (act: relu, or gelu)
 logits = lm_head(x)        (or x @ wte^T when the input and output embeddings are tied)
 
-Beyond the original, and off unless asked for: dropout on the embeddings and on each residual branch while
-training, GELU, a learnable RMSNorm gain, and tied embeddings.
+Beyond the original: each residual branch's output projection and the output layer start at zero (on by
+default, chosen by measurement); and, off unless asked for, dropout on the embeddings and on each residual
+branch while training, GELU, a learnable RMSNorm gain, and tied embeddings.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class GPTConfig:
     activation: str = "relu"  # "gelu" is an option beyond the original
     norm_gain: bool = False  # a learnable RMSNorm gain, beyond the original
     init_std: float = 0.08
+    zero_init: bool = True  # residual outputs and lm_head start at zero, beyond the original (measured: README)
     dropout: float = 0.0  # probability of zeroing an activation while training, beyond the original
     tie_embeddings: bool = False  # lm_head reuses wte (fewer parameters to learn), beyond the original
 
@@ -98,7 +100,22 @@ class GPT(Module):
                                              rng=rng, std=std, dtype=dt))
         if not config.tie_embeddings:
             self.lm_head = Linear(C, config.vocab_size, rng=rng, std=std, dtype=dt)
+        if config.zero_init:
+            self._zero_outputs()
         self.seed_dropout(seed)
+
+    def _zero_outputs(self) -> None:
+        """Zero each block's attention output (wo) and MLP output (fc2), and lm_head unless tied.
+
+        Every block then starts as the identity (x + 0) and the first logits are all equal, so the first loss
+        is exactly ln(vocab). Learning still starts, from the output backwards: lm_head's gradient (x, the
+        error) is not zero, so it moves on step 1; the residual stream's gradient then passes through it to
+        wo and fc2 on step 2, and through those to every other weight on step 3."""
+        for block in self.blocks:
+            block.attn.wo.weight.data[...] = 0
+            block.mlp.fc2.weight.data[...] = 0
+        if not self.config.tie_embeddings:
+            self.lm_head.weight.data[...] = 0
 
     @property
     def blocks(self) -> list[Block]:
