@@ -35,32 +35,68 @@ class SamplingSettings:
 def next_token_distribution(logits: np.ndarray, recent: Sequence[int], settings: SamplingSettings,
                             n_generated: int) -> np.ndarray:
     """Probabilities over the vocabulary for one position, after every control is applied."""
-    z = logits.astype(np.float64, copy=True)
-    if settings.repetition_penalty != 1.0 and recent and settings.repeat_last_n > 0:
-        window = np.unique(np.asarray(recent[-settings.repeat_last_n:], dtype=np.intp))
-        z[window] /= settings.repetition_penalty  # as the original: the logit is divided, whatever its sign
-    if n_generated < settings.min_new_tokens:
-        z[list(settings.stop_token_ids)] = -np.inf
-    if settings.temperature <= 0:
-        p = np.zeros_like(z)
-        p[int(np.argmax(z))] = 1.0
-        return p
+    return next_token_distributions(logits[None], [recent], [settings], [n_generated])[0]
+
+
+def next_token_distributions(logits: np.ndarray, recents: Sequence[Sequence[int]],
+                             settings: Sequence[SamplingSettings], n_generated: Sequence[int]) -> np.ndarray:
+    """(rows, vocab) probabilities for a batch of sequences, each row with its own settings.
+
+    Every step works on whole rows (a row's max, sum, sort and cumulative sum are the ones it would get
+    alone), so row i is exactly what next_token_distribution gives for it alone: a reply does not depend on
+    the sequences decoded beside it.
+    """
+    z = np.array(logits, dtype=np.float64, ndmin=2)  # a copy: the caller's logits are never changed
+    vocab = z.shape[1]
+    rows, cols, penalties = [], [], []
+    for i, (s, recent) in enumerate(zip(settings, recents)):
+        if s.repetition_penalty != 1.0 and len(recent) and s.repeat_last_n > 0:
+            window = list(recent[-s.repeat_last_n:])
+            rows += [i] * len(window)
+            cols += window
+            penalties += [s.repetition_penalty] * len(window)
+    if rows:  # a token twice in the window is divided once: fancy indexing writes each place once
+        z[rows, cols] = z[rows, cols] / np.asarray(penalties)  # as the original: divided, whatever its sign
+    for i, (s, count) in enumerate(zip(settings, n_generated)):
+        if count < s.min_new_tokens and s.stop_token_ids:
+            z[i, list(s.stop_token_ids)] = -np.inf
+    temperature = np.array([s.temperature for s in settings], dtype=np.float64)
+    greedy = temperature <= 0
+    best = z.argmax(axis=1)  # a greedy row's token, taken before any shift could round two logits together
     with np.errstate(over="ignore"):  # shift first, so a tiny temperature gives -inf (never inf - inf = NaN)
-        z = (z - z.max()) / settings.temperature
-    if 0 < settings.top_k < z.size:
-        kth = np.partition(z, -settings.top_k)[-settings.top_k]
-        z[z < kth] = -np.inf
-    p = np.exp(z - z.max())
-    p /= p.sum()
-    if 0 < settings.top_p < 1.0:
-        order = np.argsort(-p)
-        cumulative = np.cumsum(p[order])
-        cut = int(np.searchsorted(cumulative, settings.top_p)) + 1  # include the token that crosses p
-        keep = np.zeros_like(p, dtype=bool)
-        keep[order[:cut]] = True
-        p = np.where(keep, p, 0.0)
-        p /= p.sum()
+        z = (z - z.max(axis=1, keepdims=True)) / np.where(greedy, 1.0, temperature)[:, None]
+    top_k = np.array([s.top_k for s in settings])
+    cut_k = (top_k > 0) & (top_k < vocab)
+    if cut_k.any():  # the k-th largest value of each row (a row's own k) is its floor
+        kth = np.sort(z[cut_k], axis=1)[np.arange(cut_k.sum()), vocab - top_k[cut_k]]
+        z[cut_k] = np.where(z[cut_k] < kth[:, None], -np.inf, z[cut_k])
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    top_p = np.array([s.top_p for s in settings], dtype=np.float64)
+    cut_p = (top_p > 0) & (top_p < 1.0) & ~greedy
+    if cut_p.any():
+        q = p[cut_p]
+        order = np.argsort(-q, axis=1)
+        cumulative = np.cumsum(np.take_along_axis(q, order, axis=1), axis=1)
+        cut = (cumulative < top_p[cut_p, None]).sum(axis=1) + 1  # include the token that crosses p
+        keep = np.zeros_like(q, dtype=bool)
+        np.put_along_axis(keep, order, np.arange(vocab)[None, :] < cut[:, None], axis=1)
+        q = np.where(keep, q, 0.0)
+        p[cut_p] = q / q.sum(axis=1, keepdims=True)
+    if greedy.any():
+        p[greedy] = 0.0
+        p[greedy, best[greedy]] = 1.0
     return p
+
+
+def draw_tokens(p: np.ndarray, rngs: Sequence[np.random.Generator | None]) -> list[int]:
+    """One token per row of p: the row's argmax where its generator is None (greedy), else drawn with one
+    uniform number from that row's own generator, exactly as rng.choice(vocab, p=row) draws it (the same
+    cumulative sum, the same number), without its argument checks, which cost more than the draw."""
+    cdf = np.cumsum(p, axis=1)
+    u = np.array([0.0 if rng is None else rng.random() for rng in rngs])
+    drawn = (cdf / cdf[:, -1:] <= u[:, None]).sum(axis=1)  # = searchsorted(row, u, side="right")
+    return [int(np.argmax(row)) if rng is None else int(token) for row, rng, token in zip(p, rngs, drawn)]
 
 
 def generate(model: GPT, prompt_ids: Sequence[int], settings: SamplingSettings) -> Iterator[int]:
@@ -78,7 +114,7 @@ def generate(model: GPT, prompt_ids: Sequence[int], settings: SamplingSettings) 
         logits = model(np.asarray([context]), cache).data[0, -1]
         for _ in range(settings.max_new_tokens):
             p = next_token_distribution(logits, generated, settings, len(generated))
-            token = int(np.argmax(p)) if settings.temperature <= 0 else int(rng.choice(p.size, p=p))
+            token = draw_tokens(p[None], [None if settings.temperature <= 0 else rng])[0]
             if token in settings.stop_token_ids:
                 return
             generated.append(token)

@@ -22,7 +22,7 @@ import numpy as np
 from microgpt.autograd import no_grad
 from microgpt.chat import held_back
 from microgpt.nn import GPT
-from microgpt.nn.sampling import SamplingSettings, next_token_distribution
+from microgpt.nn.sampling import SamplingSettings, draw_tokens, next_token_distributions
 from microgpt.nn.slots import slot_cache_for
 
 Event = tuple[str, str]
@@ -49,13 +49,6 @@ class Job:
     @property
     def completion_tokens(self) -> int:
         return len(self.generated)
-
-
-def _draw(p: np.ndarray, rng: np.random.Generator) -> int:
-    """One index drawn with probabilities p: what rng.choice(p.size, p=p) draws (the same cumulative sum,
-    the same one uniform number), without its argument checks, which cost more than the draw."""
-    cdf = np.cumsum(p)
-    return int(np.searchsorted(cdf / cdf[-1], rng.random(), side="right"))
 
 
 class Engine:
@@ -137,7 +130,9 @@ class Engine:
 
     def _step(self) -> None:
         """Sample one token for every live row, retire the finished ones, run the rest one position on."""
-        finished = [slot for slot, job in enumerate(self.rows) if self._advance(job)]
+        live = [job for job in self.rows if not job.cancelled]
+        going_on = {id(job) for job, token in zip(live, self._sample(live)) if not self._advance(job, token)}
+        finished = [slot for slot, job in enumerate(self.rows) if id(job) not in going_on]
         for slot in reversed(finished):  # highest first, so each moved row comes from a slot still live
             moved = self.slots.remove(slot)
             if moved is None:
@@ -150,13 +145,18 @@ class Engine:
             for job, row in zip(self.rows, logits):
                 job.logits = row
 
-    def _advance(self, job: Job) -> bool:
-        """Pick the job's next token and emit what became certain; True when the job is over."""
-        if job.cancelled:
-            return True
+    @staticmethod
+    def _sample(jobs: list[Job]) -> list[int]:
+        """Every row's next token at once, each with its own settings and random generator."""
+        if not jobs:
+            return []
+        p = next_token_distributions(np.stack([job.logits for job in jobs]), [job.generated for job in jobs],
+                                     [job.settings for job in jobs], [len(job.generated) for job in jobs])
+        return draw_tokens(p, [None if job.settings.temperature <= 0 else job.rng for job in jobs])
+
+    def _advance(self, job: Job, token: int) -> bool:
+        """Take the job's next token and emit what became certain; True when the job is over."""
         s = job.settings
-        p = next_token_distribution(job.logits, job.generated, s, len(job.generated))
-        token = int(np.argmax(p)) if s.temperature <= 0 else _draw(p, job.rng)
         if token in s.stop_token_ids:
             return self._finish(job, "stop")
         job.generated.append(token)
