@@ -161,6 +161,7 @@ def test_drawn_tokens_are_what_each_rows_generator_would_choose(seed, n):
     rng = np.random.default_rng(seed)
     p = rng.dirichlet(np.full(30, 0.3), size=n)
     greedy = rng.random(n) < 0.3
+    p[greedy] = np.eye(30)[rng.integers(0, 30, size=greedy.sum())]  # a greedy row: one token, probability 1
     tokens = draw_tokens(p, [None if g else np.random.default_rng(seed + i) for i, g in enumerate(greedy)])
     expected = [int(np.argmax(p[i])) if g else int(np.random.default_rng(seed + i).choice(30, p=p[i]))
                 for i, g in enumerate(greedy)]

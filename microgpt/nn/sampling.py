@@ -42,61 +42,71 @@ def next_token_distributions(logits: np.ndarray, recents: Sequence[Sequence[int]
                              settings: Sequence[SamplingSettings], n_generated: Sequence[int]) -> np.ndarray:
     """(rows, vocab) probabilities for a batch of sequences, each row with its own settings.
 
-    Every step works on whole rows (a row's max, sum, sort and cumulative sum are the ones it would get
-    alone), so row i is exactly what next_token_distribution gives for it alone: a reply does not depend on
-    the sequences decoded beside it.
+    Every step works on whole rows (a row's max, sum, k-th largest value, sort and cumulative sum are the
+    ones it would get alone), so row i is exactly what next_token_distribution gives for it alone: a reply
+    does not depend on the sequences decoded beside it.
     """
     z = np.array(logits, dtype=np.float64, ndmin=2)  # a copy: the caller's logits are never changed
-    vocab = z.shape[1]
-    rows, cols, penalties = [], [], []
-    for i, (s, recent) in enumerate(zip(settings, recents)):
+    n, vocab = z.shape
+    rows, cols, divisors, masked_rows, masked_cols = [], [], [], [], []
+    for i, (s, recent, count) in enumerate(zip(settings, recents, n_generated)):
         if s.repetition_penalty != 1.0 and len(recent) and s.repeat_last_n > 0:
             window = list(recent[-s.repeat_last_n:])
             rows += [i] * len(window)
             cols += window
-            penalties += [s.repetition_penalty] * len(window)
+            divisors += [s.repetition_penalty] * len(window)
+        if count < s.min_new_tokens:  # end-of-text is forbidden until enough tokens were generated
+            masked_rows += [i] * len(s.stop_token_ids)
+            masked_cols += s.stop_token_ids
     if rows:  # a token twice in the window is divided once: fancy indexing writes each place once
-        z[rows, cols] = z[rows, cols] / np.asarray(penalties)  # as the original: divided, whatever its sign
-    for i, (s, count) in enumerate(zip(settings, n_generated)):
-        if count < s.min_new_tokens and s.stop_token_ids:
-            z[i, list(s.stop_token_ids)] = -np.inf
-    temperature = np.array([s.temperature for s in settings], dtype=np.float64)
-    greedy = temperature <= 0
-    best = z.argmax(axis=1)  # a greedy row's token, taken before any shift could round two logits together
+        z[rows, cols] = z[rows, cols] / np.asarray(divisors)  # as the original: divided, whatever its sign
+    if masked_rows:
+        z[masked_rows, masked_cols] = -np.inf
+    greedy = [i for i, s in enumerate(settings) if s.temperature <= 0]
+    best = z[greedy].argmax(axis=1) if greedy else None  # taken before a shift could round two logits together
     with np.errstate(over="ignore"):  # shift first, so a tiny temperature gives -inf (never inf - inf = NaN)
-        z = (z - z.max(axis=1, keepdims=True)) / np.where(greedy, 1.0, temperature)[:, None]
-    top_k = np.array([s.top_k for s in settings])
-    cut_k = (top_k > 0) & (top_k < vocab)
-    if cut_k.any():  # the k-th largest value of each row (a row's own k) is its floor
-        kth = np.sort(z[cut_k], axis=1)[np.arange(cut_k.sum()), vocab - top_k[cut_k]]
-        z[cut_k] = np.where(z[cut_k] < kth[:, None], -np.inf, z[cut_k])
+        z -= z.max(axis=1, keepdims=True)
+        z /= np.array([[s.temperature if s.temperature > 0 else 1.0] for s in settings])
+    top_k = [s.top_k for s in settings]
+    for k in set(top_k) - {0}:  # usually one k for the whole batch: one partition
+        if k < vocab:
+            same = [i for i, row_k in enumerate(top_k) if row_k == k]
+            block = z if len(same) == n else z[same]
+            kth = np.partition(block, vocab - k, axis=1)[:, vocab - k, None]  # each row's k-th largest
+            block[block < kth] = -np.inf
+            if block is not z:
+                z[same] = block
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
-    top_p = np.array([s.top_p for s in settings], dtype=np.float64)
-    cut_p = (top_p > 0) & (top_p < 1.0) & ~greedy
-    if cut_p.any():
-        q = p[cut_p]
+    nucleus = [i for i, s in enumerate(settings) if 0 < s.top_p < 1.0 and s.temperature > 0]
+    if nucleus:  # keep each row's smallest most-likely set whose probability reaches its p
+        q = p if len(nucleus) == n else p[nucleus]
         order = np.argsort(-q, axis=1)
-        cumulative = np.cumsum(np.take_along_axis(q, order, axis=1), axis=1)
-        cut = (cumulative < top_p[cut_p, None]).sum(axis=1) + 1  # include the token that crosses p
-        keep = np.zeros_like(q, dtype=bool)
-        np.put_along_axis(keep, order, np.arange(vocab)[None, :] < cut[:, None], axis=1)
+        row = np.arange(len(nucleus))[:, None]
+        cumulative = np.cumsum(q[row, order], axis=1)
+        kept = (cumulative < np.array([[settings[i].top_p] for i in nucleus])).sum(axis=1, keepdims=True)
+        keep = np.empty_like(q, dtype=bool)
+        keep[row, order] = np.arange(vocab) <= kept  # the set reaching p, with the token that crosses it
         q = np.where(keep, q, 0.0)
-        p[cut_p] = q / q.sum(axis=1, keepdims=True)
-    if greedy.any():
+        q /= q.sum(axis=1, keepdims=True)
+        if len(nucleus) == n:
+            p = q
+        else:
+            p[nucleus] = q
+    if greedy:
         p[greedy] = 0.0
-        p[greedy, best[greedy]] = 1.0
+        p[greedy, best] = 1.0
     return p
 
 
 def draw_tokens(p: np.ndarray, rngs: Sequence[np.random.Generator | None]) -> list[int]:
-    """One token per row of p: the row's argmax where its generator is None (greedy), else drawn with one
-    uniform number from that row's own generator, exactly as rng.choice(vocab, p=row) draws it (the same
-    cumulative sum, the same number), without its argument checks, which cost more than the draw."""
+    """One token per row of p, drawn with one uniform number from that row's own generator, exactly as
+    rng.choice(vocab, p=row) draws it (the same cumulative sum, the same number), without its argument
+    checks, which cost more than the draw. A row without a generator takes its first token of nonzero
+    probability: a greedy row's only one."""
     cdf = np.cumsum(p, axis=1)
-    u = np.array([0.0 if rng is None else rng.random() for rng in rngs])
-    drawn = (cdf / cdf[:, -1:] <= u[:, None]).sum(axis=1)  # = searchsorted(row, u, side="right")
-    return [int(np.argmax(row)) if rng is None else int(token) for row, rng, token in zip(p, rngs, drawn)]
+    u = np.array([[0.0 if rng is None else rng.random()] for rng in rngs])
+    return (cdf / cdf[:, -1:] <= u).sum(axis=1).tolist()  # each row's searchsorted(row, u, side="right")
 
 
 def generate(model: GPT, prompt_ids: Sequence[int], settings: SamplingSettings) -> Iterator[int]:
