@@ -21,6 +21,7 @@ from typing import Any
 from microgpt.data.tokenizer import CharTokenizer
 from microgpt.nn import GPT, GPTConfig, SamplingSettings
 from microgpt.serve.engine import Engine
+from microgpt.serve.settings import ServeSettings
 from microgpt.storage import load_checkpoint
 
 TOKENS = 32  # with the short prompts below, this fits the default block of 64 tokens
@@ -65,13 +66,14 @@ def run_serve_bench(checkpoint: str | None = None, windows: int = 3) -> dict[str
     """tokens/s for 1, 4 and 8 concurrent clients and for the same requests one at a time (median of windows)."""
     import uvicorn  # optional dependencies: the serve extra (uvicorn, and Starlette under serve.app)
 
-    from microgpt.serve.app import Server, build_app
+    from microgpt.serve.app import Server, uvicorn_config
 
     model, tokenizer, described = _model(checkpoint)
-    engine = Engine(model, tokenizer, max_batch=max(CLIENTS))
+    limits = ServeSettings(max_batch=max(CLIENTS))
+    engine = Engine(model, tokenizer, max_batch=limits.max_batch, max_waiting=limits.max_waiting)
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(build_app(Server(engine, "bench", SamplingSettings(), None)),
-                                           host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn_config(Server(engine, "bench", SamplingSettings(), None, limits), "127.0.0.1",
+                                           port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:

@@ -24,6 +24,7 @@ from microgpt.chat import held_back
 from microgpt.nn import GPT
 from microgpt.nn.sampling import SamplingSettings, draw_tokens, next_token_distributions
 from microgpt.nn.slots import slot_cache_for
+from microgpt.serve.settings import ServeSettings
 
 Event = tuple[str, str]
 
@@ -51,13 +52,19 @@ class Job:
         return len(self.generated)
 
 
+class Busy(Exception):
+    """Every row is decoding and as many requests as the engine lets wait are already waiting."""
+
+
 class Engine:
     """Owns the model and the batch; `submit` is safe to call from any thread."""
 
-    def __init__(self, model: GPT, tokenizer, max_batch: int = 8) -> None:
+    def __init__(self, model: GPT, tokenizer, max_batch: int = ServeSettings.max_batch,
+                 max_waiting: int = ServeSettings.max_waiting) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch = max_batch
+        self.max_waiting = max_waiting
         self.slots = slot_cache_for(model, max_batch)
         self.rows: list[Job] = []  # rows[i] lives in slot i
         self.pending: list[Job] = []
@@ -67,7 +74,14 @@ class Engine:
         self.thread.start()
 
     def submit(self, job: Job) -> None:
+        """Queue `job` for the next step; Busy if it would wait behind `max_waiting` others for a row."""
         with self.lock:
+            if self.stopping:
+                raise Busy("the server is stopping")
+            queued = sum(not waiting.cancelled for waiting in self.pending)
+            if queued + 1 + len(self.rows) - self.max_batch > self.max_waiting:
+                raise Busy(f"{len(self.rows)} sequences decoding and {queued} queued for {self.max_batch} rows; "
+                           f"at most {self.max_waiting} may wait for a row")
             self.pending.append(job)
             self.lock.notify()
 
