@@ -8,6 +8,7 @@ here is bounded in count and in time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -35,7 +36,7 @@ from microgpt.commands import serve as serve_command
 from microgpt.data.tokenizer import CharTokenizer
 from microgpt.nn import GPT, GPTConfig, SamplingSettings
 from microgpt.serve import app as app_module
-from microgpt.serve.engine import Busy, Engine, Job
+from microgpt.serve.engine import Busy, Engine, Job, _prefill_groups
 from microgpt.serve.settings import ServeSettings
 from microgpt.storage import save_checkpoint
 
@@ -320,12 +321,12 @@ def test_a_job_cancelled_while_waiting_is_never_prefilled() -> None:
 def test_a_prefill_that_fails_fails_only_its_own_request() -> None:
     model, tokenizer = _model()
 
-    class RefusesLongPrompts:  # the model, except that a 5-token prompt "does not fit in memory"
+    class RefusesLongPrompts:  # the model, except that 5-token prompts "do not fit in memory", alone or padded
         def __getattr__(self, name: str) -> object:
             return getattr(model, name)
 
         def __call__(self, idx, cache=None):
-            if idx.shape == (1, 5):
+            if idx.shape[1] == 5:
                 raise MemoryError("attention for this prompt does not fit")
             return model(idx, cache)
 
@@ -343,6 +344,57 @@ def test_a_prefill_that_fails_fails_only_its_own_request() -> None:
         assert events["ok"][-1] == ("done", "length") and ok.completion_tokens == 40
     finally:
         engine.stop()
+
+
+def test_prompts_are_prefilled_together_only_where_padding_wastes_little() -> None:
+    def jobs(*lengths: int) -> list[Job]:
+        return [Job(list(range(n)), SamplingSettings(), (), lambda event: None) for n in lengths]
+
+    def lengths(groups: list[list[Job]]) -> list[list[int]]:
+        return [[len(job.prompt_ids) for job in group] for group in groups]
+
+    assert lengths(_prefill_groups(jobs(7, 7, 7, 7))) == [[7, 7, 7, 7]]
+    assert lengths(_prefill_groups(jobs(4, 40, 38, 5))) == [[40, 38], [5, 4]]  # never 40 tokens for a 4-token one
+    assert lengths(_prefill_groups(jobs(100, 1))) == [[100], [1]]
+    assert lengths(_prefill_groups([])) == []
+
+
+def test_prompts_prefilled_together_get_the_replies_they_get_alone() -> None:
+    model, tokenizer = _model()
+    prompts = [[0, 5, 6, 7, 8], [0, 9, 10, 11], [0, 12, 13, 14, 15], [0, 5, 6, 7, 8]]
+    settings = [replace(SamplingSettings(), max_new_tokens=12, min_new_tokens=12, seed=seed, temperature=t)
+                for seed, t in ((1, 0.8), (2, 1.0), (3, 0.0), (1, 0.8))]
+    shapes: list[tuple[int, ...]] = []
+
+    class Recording:  # the model, noting the shape of every batch it is given
+        def __getattr__(self, name: str) -> object:
+            return getattr(model, name)
+
+        def __call__(self, idx, cache=None):
+            shapes.append(idx.shape)
+            return model(idx, cache)
+
+    def replies(together: bool) -> list[list[int]]:
+        engine = Engine(Recording(), tokenizer, max_batch=4)
+        batch = [Job(prompt, s, (), lambda event: None) for prompt, s in zip(prompts, settings)]
+        try:
+            with engine.lock if together else contextlib.nullcontext():  # held: all four are admitted at once
+                for job in batch:
+                    engine.submit(job)
+                    deadline = time.monotonic() + 20
+                    while not together and not job.ended and time.monotonic() < deadline:
+                        time.sleep(0.01)
+            deadline = time.monotonic() + 20
+            while not all(job.ended for job in batch) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return [job.generated for job in batch]
+        finally:
+            engine.stop()
+
+    alone = replies(together=False)
+    assert (4, 5) not in shapes
+    assert replies(together=True) == alone and (4, 5) in shapes  # one padded pass for the four prompts
+    assert alone[0] == alone[3] and all(len(reply) == 12 for reply in alone)
 
 
 def test_more_clients_than_rows_all_queue_and_finish(server: InProcessServer) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from microgpt.autograd import no_grad
 from microgpt.chat import held_back
-from microgpt.nn import GPT
+from microgpt.nn import GPT, KVCache
 from microgpt.nn.sampling import SamplingSettings, draw_tokens, next_token_distributions
 from microgpt.nn.slots import slot_cache_for
 from microgpt.serve.settings import ServeSettings
@@ -50,6 +50,23 @@ class Job:
     @property
     def completion_tokens(self) -> int:
         return len(self.generated)
+
+
+PAD_SLACK = 1.25  # prompts prefilled together may pad to at most this many times their own tokens
+
+
+def _prefill_groups(jobs: list[Job]) -> list[list[Job]]:
+    """The jobs in groups to prefill together: longest prompts first, each group growing while padding every
+    prompt to its longest costs at most PAD_SLACK times the group's real tokens (equal lengths: one group)."""
+    groups: list[list[Job]] = []
+    for job in sorted(jobs, key=lambda job: -len(job.prompt_ids)):
+        group = groups[-1] if groups else []
+        tokens = sum(len(member.prompt_ids) for member in group) + len(job.prompt_ids)
+        if group and (len(group) + 1) * len(group[0].prompt_ids) <= PAD_SLACK * tokens:
+            group.append(job)
+        else:
+            groups.append([job])
+    return groups
 
 
 class Busy(Exception):
@@ -111,8 +128,8 @@ class Engine:
                 del self.pending[:len(admitted)]
             try:
                 with no_grad():
-                    for job in admitted:
-                        self._prefill_alone(job)
+                    for group in _prefill_groups(admitted):
+                        self._prefill_together(group)
                     self._step()
             except Exception as exc:  # noqa: BLE001 - whatever breaks, no client may be left waiting forever
                 for job in {id(j): j for j in [*self.rows, *admitted]}.values():
@@ -120,13 +137,38 @@ class Engine:
                 self.rows.clear()
                 self.slots.n = 0
 
-    def _prefill_alone(self, job: Job) -> None:
-        """Prefill `job`; if that fails (a prompt whose attention does not fit in memory, say), only this
-        request gets the error: the rows already decoding are not touched until the prefill succeeds."""
-        try:
-            self._prefill(job)
-        except Exception as exc:  # noqa: BLE001 - one request's failure is that request's 500, nobody else's
-            self._fail(job, f"{type(exc).__name__}: {exc}")
+    def _prefill_together(self, jobs: list[Job]) -> None:
+        """Prefill `jobs` in one forward pass, their prompts padded on the right to the longest (causal attention:
+        a prompt's positions never see the padding after them). If that fails (attention that does not fit in
+        memory, say), each is prefilled alone, so that only a request that fails alone gets the error and the
+        rows already decoding are not touched."""
+        if len(jobs) > 1:
+            longest = max(len(job.prompt_ids) for job in jobs)
+            ids = np.zeros((len(jobs), longest), dtype=np.int64)
+            for row, job in enumerate(jobs):
+                ids[row, :len(job.prompt_ids)] = job.prompt_ids
+            cache = self.model.new_cache(len(jobs))
+            try:
+                logits = self.model(ids, cache).data
+            except Exception:  # noqa: BLE001 - each is tried alone below, where a failure is only its own
+                logits = None
+            if logits is not None:
+                for row, job in enumerate(jobs):
+                    self._join(job, logits[row, len(job.prompt_ids) - 1], cache, row)
+                return
+        for job in jobs:
+            try:
+                cache = self.model.new_cache(1)
+                self._join(job, self.model(np.asarray([job.prompt_ids]), cache).data[0, -1], cache, 0)
+            except Exception as exc:  # noqa: BLE001 - one request's failure is that request's 500, nobody else's
+                self._fail(job, f"{type(exc).__name__}: {exc}")
+
+    def _join(self, job: Job, logits: np.ndarray, cache: KVCache, row: int) -> None:
+        """A prefilled job takes a slot: its row of the prefill cache, its last position's logits, its generator."""
+        job.logits = logits
+        job.rng = np.random.default_rng(job.settings.seed)
+        self.slots.add(cache, row, len(job.prompt_ids))
+        self.rows.append(job)
 
     @staticmethod
     def _fail(job: Job, message: str) -> None:
@@ -134,13 +176,6 @@ class Engine:
         if not job.ended:
             job.ended = True
             job.emit(("error", message))
-
-    def _prefill(self, job: Job) -> None:
-        cache = self.model.new_cache(1)
-        job.logits = self.model(np.asarray([job.prompt_ids]), cache).data[0, -1]
-        job.rng = np.random.default_rng(job.settings.seed)
-        self.slots.add(cache)
-        self.rows.append(job)
 
     def _step(self) -> None:
         """Sample one token for every live row, retire the finished ones, run the rest one position on."""
