@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -48,18 +49,19 @@ def next_token_distributions(logits: np.ndarray, recents: Sequence[Sequence[int]
     """
     z = np.array(logits, dtype=np.float64, ndmin=2)  # a copy: the caller's logits are never changed
     n, vocab = z.shape
-    rows, cols, divisors, masked_rows, masked_cols = [], [], [], [], []
-    for i, (s, recent, count) in enumerate(zip(settings, recents, n_generated)):
-        if s.repetition_penalty != 1.0 and len(recent) and s.repeat_last_n > 0:
-            window = list(recent[-s.repeat_last_n:])
-            rows += [i] * len(window)
-            cols += window
-            divisors += [s.repetition_penalty] * len(window)
+    windows = [recent[-s.repeat_last_n:] if s.repetition_penalty != 1.0 and s.repeat_last_n > 0 else ()
+               for s, recent in zip(settings, recents)]
+    counts = [len(window) for window in windows]
+    if any(counts):  # a token twice in a window is divided once: fancy indexing writes each place once
+        at = (np.repeat(np.arange(n), counts),
+              np.fromiter(itertools.chain.from_iterable(windows), dtype=np.intp, count=sum(counts)))
+        # as the original: the logit is divided, whatever its sign
+        z[at] = z[at] / np.repeat([s.repetition_penalty for s in settings], counts)
+    masked_rows, masked_cols = [], []
+    for i, (s, count) in enumerate(zip(settings, n_generated)):
         if count < s.min_new_tokens:  # end-of-text is forbidden until enough tokens were generated
             masked_rows += [i] * len(s.stop_token_ids)
             masked_cols += s.stop_token_ids
-    if rows:  # a token twice in the window is divided once: fancy indexing writes each place once
-        z[rows, cols] = z[rows, cols] / np.asarray(divisors)  # as the original: divided, whatever its sign
     if masked_rows:
         z[masked_rows, masked_cols] = -np.inf
     greedy = [i for i, s in enumerate(settings) if s.temperature <= 0]

@@ -71,14 +71,16 @@ class SlotCache(KVCache):
         return self.lengths[:self.n, None]
 
     def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """Each row's query over its own keys 0..lengths[b] (inference only: no graph is recorded)."""
+        """Each row's query over its own keys 0..lengths[b] (inference only: no graph is recorded). Only the
+        positions up to the longest row's are read: a step costs what the live sequences hold, not the block."""
         n, length = self.n, self.lengths[:self.n]
         rows = np.arange(n)
-        keys, values = self.keys[layer][:n], self.values[layer][:n]  # (n, H, block, D)
-        keys[rows, :, length] = k.data[:, :, 0]
-        values[rows, :, length] = v.data[:, :, 0]
-        scores = q.data @ keys.transpose(0, 1, 3, 2) / math.sqrt(q.shape[-1])  # (n, H, 1, block)
-        unseen = np.arange(self.block_size)[None, :] > length[:, None]  # (n, block): not this row's past
+        span = int(length.max()) + 1 if n else 0
+        self.keys[layer][rows, :, length] = k.data[:, :, 0]
+        self.values[layer][rows, :, length] = v.data[:, :, 0]
+        keys, values = self.keys[layer][:n, :, :span], self.values[layer][:n, :, :span]  # (n, H, span, D)
+        scores = q.data @ keys.transpose(0, 1, 3, 2) / math.sqrt(q.shape[-1])  # (n, H, 1, span)
+        unseen = np.arange(span)[None, :] > length[:, None]  # (n, span): not this row's past
         scores = np.where(unseen[:, None, None, :], -np.inf, scores)
         weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
         weights /= weights.sum(axis=-1, keepdims=True)
