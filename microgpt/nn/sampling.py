@@ -55,8 +55,9 @@ def next_token_distributions(logits: np.ndarray, recents: Sequence[Sequence[int]
     if any(counts):  # a token twice in a window is divided once: fancy indexing writes each place once
         at = (np.repeat(np.arange(n), counts),
               np.fromiter(itertools.chain.from_iterable(windows), dtype=np.intp, count=sum(counts)))
-        # as the original: the logit is divided, whatever its sign
-        z[at] = z[at] / np.repeat([s.repetition_penalty for s in settings], counts)
+        penalties = {s.repetition_penalty for s in settings}  # usually one for the whole batch
+        divisor = penalties.pop() if len(penalties) == 1 else np.repeat([s.repetition_penalty for s in settings], counts)
+        z[at] = z[at] / divisor  # as the original: the logit is divided, whatever its sign
     masked_rows, masked_cols = [], []
     for i, (s, count) in enumerate(zip(settings, n_generated)):
         if count < s.min_new_tokens:  # end-of-text is forbidden until enough tokens were generated
@@ -85,11 +86,11 @@ def next_token_distributions(logits: np.ndarray, recents: Sequence[Sequence[int]
         q = p if len(nucleus) == n else p[nucleus]
         order = np.argsort(-q, axis=1)
         row = np.arange(len(nucleus))[:, None]
-        cumulative = np.cumsum(q[row, order], axis=1)
-        kept = (cumulative < np.array([[settings[i].top_p] for i in nucleus])).sum(axis=1, keepdims=True)
-        keep = np.empty_like(q, dtype=bool)
-        keep[row, order] = np.arange(vocab) <= kept  # the set reaching p, with the token that crosses it
-        q = np.where(keep, q, 0.0)
+        ranked = q[row, order]  # each row, most likely first
+        kept = (np.cumsum(ranked, axis=1) < np.array([[settings[i].top_p] for i in nucleus])).sum(axis=1)
+        ranked[np.arange(vocab) > kept[:, None]] = 0.0  # the set reaching p, with the token that crosses it
+        q = np.empty_like(q)
+        q[row, order] = ranked
         q /= q.sum(axis=1, keepdims=True)
         if len(nucleus) == n:
             p = q
