@@ -1,10 +1,13 @@
 """The decoding loop behind `microgpt serve`: every live request advances one token per step, together.
 
-A request is prefilled alone (its prompt through a plain KV cache), then joins the SlotCache batch; each step
-runs ONE forward pass for all live sequences and samples each row with that request's own settings and random
-generator. A sequence leaves the batch when it ends (end-of-text, a stop string, its token limit) or when its
-client goes away. Because a row's numbers never depend on the other rows, a reply is the same whether the
-request ran alone or beside seven others (same seed, same settings).
+The requests admitted in one step are prefilled together (their prompts through a plain KV cache, padded to
+the longest where that wastes little), then join the SlotCache batch; each step runs ONE forward pass for all
+live sequences and samples all rows at once, each with that request's own settings and random generator. A
+sequence leaves the batch when it ends (end-of-text, a stop string, its token limit) or when its client goes
+away. A row's distribution is computed exactly as it is alone and its generator draws as it does alone; only
+BLAS's summation order differs with the batch (the last float32 bit of a logit), so a reply is the same
+whether the request ran alone or beside seven others (same seed, same settings), as the tests and
+`bench --serve` check.
 
 The loop runs on one thread of its own; callers hand in a `Job` and receive its events through `job.emit`,
 called on that thread: ("text", piece) as soon as a piece can no longer turn into a stop string, then
@@ -147,8 +150,8 @@ class Engine:
             ids = np.zeros((len(jobs), longest), dtype=np.int64)
             for row, job in enumerate(jobs):
                 ids[row, :len(job.prompt_ids)] = job.prompt_ids
-            cache = self.model.new_cache(len(jobs))
             try:
+                cache = self.model.new_cache(len(jobs))
                 logits = self.model(ids, cache).data
             except Exception:  # noqa: BLE001 - each is tried alone below, where a failure is only its own
                 logits = None
