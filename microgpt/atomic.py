@@ -3,7 +3,8 @@
 The recipe: write to a temporary file in the same folder (so the final rename stays on one
 filesystem), flush and fsync it, `os.replace` it over the target (atomic on POSIX and Windows),
 then fsync the folder so the rename itself survives a power cut. If anything fails on the way,
-the temporary file is removed and the old file is left untouched.
+the temporary file is removed and the old file is left untouched. `atomic_folder` does the same for a
+folder of files written together (an export).
 
 A process killed mid-write cannot remove its temporary file, so each one is named
 `.<target>.<pid>.<random>.tmp`: `remove_stale_temps` deletes those whose writer is no longer alive
@@ -17,6 +18,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -102,6 +104,39 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Replace `path` with `obj` as indented JSON (the whole document is built before the file is touched)."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary sibling folder to fill; only if the block succeeds does it become `path`, whole.
+
+    Write each file in it with the functions above (each is fsync'd). A new or empty `path` is replaced in one
+    rename. A folder with files in it cannot be swapped in one step on POSIX, so it is renamed aside, the new
+    one renamed in, and the old one deleted: a reader sees the old folder or the new one (for an instant,
+    none), never a mix. If anything fails, the temporary folder is deleted and `path` is as it was.
+    """
+    target = Path(path)
+    stem = f".{target.name}.{os.getpid()}."
+    tmp = Path(tempfile.mkdtemp(prefix=stem, suffix=".tmp", dir=target.parent))
+    aside: Path | None = None
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp's folder is private (rwx------); an export is for others to read
+        yield tmp
+        _fsync_dir(tmp)
+        if target.is_dir() and any(target.iterdir()):
+            aside = Path(tempfile.mkdtemp(prefix=stem, suffix=".old", dir=target.parent))
+            os.replace(target, aside)  # over the empty placeholder just made
+        os.replace(tmp, target)
+    except BaseException:
+        if aside is not None and not target.exists():  # the new folder never arrived: the old one goes back
+            os.replace(aside, target)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+        raise
+    _fsync_dir(target.parent)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:

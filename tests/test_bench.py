@@ -6,11 +6,15 @@ from __future__ import annotations
 import argparse
 import time
 
+import pytest
+
 from microgpt.autograd import Tensor
 from microgpt.bench.profile import format_profile, profile_step
 from microgpt.bench.throughput import BenchConfig, bench_config, machine_description
 from microgpt.commands import bench
-from microgpt.nn import GPTConfig
+from microgpt.data.tokenizer import CharTokenizer
+from microgpt.nn import GPT, GPTConfig
+from microgpt.storage import save_checkpoint
 
 TINY = BenchConfig("tiny", GPTConfig(vocab_size=17, n_layer=1, n_embd=8, n_head=2, block_size=16), 2, 1)
 
@@ -74,3 +78,18 @@ def test_bench_row_in_cpu_time_on_one_thread_restores_the_split():
     row = bench_config(TINY, windows=1, with_torch=False, gen_tokens=3, pause=0.0, threads=1, clock=time.process_time)
     assert row["threads"] == 1 and row["train_fused_tok_s"] > 0
     assert parallel._parts == parallel._default_parts()
+
+
+def test_serve_bench_sends_the_same_requests_both_ways_and_compares_every_reply(tmp_path):
+    pytest.importorskip("uvicorn", reason="the serve extra installs uvicorn")
+    from microgpt.bench.serve import CLIENTS, TOKENS, format_serve_bench, run_serve_bench
+
+    tokenizer = CharTokenizer("".join(chr(c) for c in range(32, 127)) + "\n")
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=8, n_head=2, block_size=64), seed=0)
+    report = run_serve_bench(str(save_checkpoint(tmp_path / "tiny.npz", model, tokenizer, {})), windows=1)
+    assert [row["clients"] for row in report["results"]] == list(CLIENTS)
+    for row in report["results"]:
+        assert row["identical_replies"] and row["sequential_tok_s"] > 0 and row["concurrent_tok_s"] > 0
+        assert row["speedup"] == pytest.approx(row["concurrent_tok_s"] / row["sequential_tok_s"])
+    text = format_serve_bench(report)
+    assert f"{TOKENS} tokens per request" in text and "cores; numpy" in text and text.count(" yes") == len(CLIENTS)

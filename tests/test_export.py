@@ -15,7 +15,7 @@ from microgpt.__main__ import main
 from microgpt.autograd import no_grad
 from microgpt.data.tokenizer import CharTokenizer
 from microgpt.nn import GPT, GPTConfig
-from microgpt.storage import load_checkpoint, save_checkpoint
+from microgpt.storage import export, load_checkpoint, save_checkpoint
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 CHARS = "abcdefghijklmnopqrstuvwxyz .,?'\nUA:"
@@ -88,3 +88,57 @@ def test_an_exports_source_cannot_inject_metadata(tmp_path: Path, capsys) -> Non
     config_file.write_text(json.dumps(config), encoding="utf-8")
     checkpoint = load_checkpoint(tmp_path / "out")
     assert checkpoint.meta == {"run_id": "r1", "format": "export"} and checkpoint.step == 0
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("earlier", [False, True])
+def test_a_failure_mid_export_leaves_no_half_written_folder(tmp_path: Path, capsys, monkeypatch, earlier: bool) -> None:
+    ckpt = _checkpoint(tmp_path)
+    out = tmp_path / "out"
+    if earlier:  # an earlier export, replaced with --force: it must survive the failed attempt whole
+        (tmp_path / "other").mkdir()
+        _export(capsys, _checkpoint(tmp_path / "other", tie_embeddings=True), out)
+        before = _files(out)
+    written = []
+
+    def fails_on_the_last_file(path, obj) -> None:
+        written.append(Path(path).name)
+        if Path(path).name == "tokenizer.json":
+            raise OSError(28, "No space left on device")
+        real_write_json(path, obj)
+
+    real_write_json = export.atomic_write_json
+    monkeypatch.setattr(export, "atomic_write_json", fails_on_the_last_file)
+    with pytest.raises(OSError, match="No space left"):
+        export.save_export(load_checkpoint(ckpt), out, replace=True)
+    assert written == ["config.json", "tokenizer.json"]  # it failed after two of its three files
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model.npz", *(["other", "out"] if earlier else [])])
+    if earlier:
+        assert _files(out) == before
+    monkeypatch.undo()
+    export.save_export(load_checkpoint(ckpt), out, replace=True)  # a second try succeeds, whole
+    assert load_checkpoint(out).model.config == load_checkpoint(ckpt).model.config
+
+
+def test_an_existing_out_dir_is_taken_empty_replaced_with_force_and_never_if_it_holds_other_files(
+        tmp_path: Path, capsys) -> None:
+    (tmp_path / "s").mkdir()
+    small, large = _checkpoint(tmp_path / "s", tie_embeddings=True), _checkpoint(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    _export(capsys, small, out)  # an empty folder is taken
+    first = _files(out)
+    assert main(["export", str(large), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already holds an export" in err and "--force" in err
+    assert _files(out) == first
+    assert main(["export", str(large), str(out), "--force"]) == 0
+    assert _files(out) != first and not load_checkpoint(out).model.config.tie_embeddings
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz", "out", "s"]  # nothing left beside it
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    assert main(["export", str(large), str(out), "--force"]) == 2
+    assert "holds files that are not an export's ('notes.txt'" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "mine"

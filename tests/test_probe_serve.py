@@ -7,6 +7,8 @@ here is bounded in count and in time.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
 import signal
@@ -34,12 +36,14 @@ from microgpt.commands import serve as serve_command
 from microgpt.data.tokenizer import CharTokenizer
 from microgpt.nn import GPT, GPTConfig, SamplingSettings
 from microgpt.serve import app as app_module
-from microgpt.serve.engine import Engine, Job
+from microgpt.serve.engine import Busy, Engine, Job, _prefill_groups
+from microgpt.serve.settings import ServeSettings
 from microgpt.storage import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CHARS = "abcdefghijklmnopqrstuvwxyz .,?!'\nUAS:"
 MAX_BATCH = 2
+LIMITS = ServeSettings(max_batch=MAX_BATCH, header_timeout_s=1.5, keep_alive_s=1.5)
 
 
 def _model(block_size: int = 128) -> tuple[GPT, CharTokenizer]:
@@ -52,9 +56,9 @@ def _model(block_size: int = 128) -> tuple[GPT, CharTokenizer]:
 class InProcessServer:
     """The app on uvicorn in a thread; `delay` seconds are added to every decoding step (0 by default)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: ServeSettings = LIMITS) -> None:
         model, tokenizer = _model()
-        self.engine = Engine(model, tokenizer, max_batch=MAX_BATCH)
+        self.engine = Engine(model, tokenizer, max_batch=limits.max_batch, max_waiting=limits.max_waiting)
         self.delay = 0.0
         step = self.engine._step
 
@@ -63,12 +67,12 @@ class InProcessServer:
             step()
 
         self.engine._step = slow_step
-        server = app_module.Server(self.engine, "tiny", replace(SamplingSettings(), seed=None), None)
+        self.app = app_module.Server(self.engine, "tiny", replace(SamplingSettings(), seed=None), None, limits)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.uvicorn = uvicorn.Server(uvicorn.Config(app_module.build_app(server), host="127.0.0.1", port=self.port,
-                                                     log_level="critical", lifespan="off"))
+        self.uvicorn = uvicorn.Server(app_module.uvicorn_config(self.app, "127.0.0.1", self.port,
+                                                                log_level="critical", lifespan="off"))
         self.thread = threading.Thread(target=self.uvicorn.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30
@@ -170,12 +174,99 @@ def test_stop_strings_that_are_template_prefixes_or_odd_text_end_cleanly(server:
 # ----- slow, vanishing and too many clients ---------------------------------------------------------------
 def test_a_body_that_never_finishes_arriving_gets_a_408(server: InProcessServer,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app_module, "BODY_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(server.app, "limits", replace(LIMITS, body_timeout_s=1.0))
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
         s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
         start = time.monotonic()
         reply = s.recv(4096)
     assert reply.startswith(b"HTTP/1.1 408") and time.monotonic() - start < 8
+
+
+def test_a_head_that_trickles_in_gets_a_408_and_a_silent_connection_is_closed(server: InProcessServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow, \
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as silent:
+        start = time.monotonic()
+        slow.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")  # the head never ends
+        reply = slow.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 408") and b'"code":"header_timeout"' in reply.replace(b" ", b"")
+        assert silent.recv(4096) == b""  # nothing sent, nothing said: closed
+        assert LIMITS.header_timeout_s - 0.2 < time.monotonic() - start < LIMITS.header_timeout_s + 5
+
+
+def _response(s: socket.socket) -> bytes:
+    """One whole response with a Content-Length read from a raw socket: its head and its body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(4096)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += s.recv(4096)
+    return head + b"\r\n\r\n" + body
+
+
+def test_an_idle_kept_alive_connection_is_closed_and_a_slow_next_head_gets_a_408(server: InProcessServer) -> None:
+    request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as idle, \
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
+        for s in (idle, slow):
+            s.sendall(request)
+            assert _response(s).startswith(b"HTTP/1.1 200")
+        start = time.monotonic()
+        slow.sendall(b"GET /health HTTP/1.1\r\n")  # the second request's head starts, and stops
+        assert idle.recv(4096) == b"" and time.monotonic() - start < LIMITS.keep_alive_s + 5
+        assert slow.recv(4096).startswith(b"HTTP/1.1 408")
+
+
+def test_a_head_that_arrives_in_pieces_within_the_deadline_is_served(server: InProcessServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        for piece in (b"GET /health HTTP/1.1\r\n", b"Host: x\r\n", b"\r\n"):
+            s.sendall(piece)
+            time.sleep(LIMITS.header_timeout_s / 4)
+        assert _response(s).startswith(b"HTTP/1.1 200")
+
+
+def test_requests_past_the_waiting_cap_get_a_503_with_retry_after() -> None:
+    busy = InProcessServer(replace(LIMITS, max_batch=1, max_waiting=1))
+    busy.delay = 0.05
+    try:
+        body = json.dumps({"prompt": "a", "max_tokens": 100, "min_tokens": 100}).encode()
+        with ThreadPoolExecutor(2) as pool:
+            first = [pool.submit(busy.post, "/v1/completions", body) for _ in range(2)]  # one decodes, one waits
+            deadline = time.monotonic() + 10
+            while busy.health()["waiting"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            request = urllib.request.Request(f"http://127.0.0.1:{busy.port}/v1/completions", data=body,
+                                             method="POST", headers={"Content-Type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=30)
+            assert [f.result()[0] for f in first] == [200, 200]  # those already in are served in full
+        assert refused.value.code == 503 and refused.value.headers["Retry-After"] == str(LIMITS.retry_after_s)
+        error = json.loads(refused.value.read())["error"]
+        assert error["code"] == "server_busy" and error["type"] == "server_error"
+        assert "1 sequences decoding and 1 queued for 1 rows; at most 1 may wait" in error["message"]
+    finally:
+        busy.close()
+
+
+def test_the_engine_counts_only_requests_that_really_wait() -> None:
+    model, tokenizer = _model()
+    engine = Engine(model, tokenizer, max_batch=2, max_waiting=0)
+
+    def job(**kw: bool) -> Job:
+        return Job([0, 1], replace(SamplingSettings(), max_new_tokens=3), (), lambda event: None, **kw)
+
+    try:
+        with engine.lock:  # hold the loop: nothing is admitted while the queue is filled
+            engine.submit(job())
+            engine.submit(job())  # two rows are free: neither of these waits
+            engine.pending.append(job(cancelled=True))  # a client that left does not hold a place
+        with engine.lock, pytest.raises(Busy, match="0 sequences decoding and 2 queued for 2 rows; at most 0"):
+            engine.submit(job())
+    finally:
+        engine.stop()
+    with pytest.raises(Busy, match="stopping"):
+        engine.submit(job())
 
 
 def test_a_chunked_body_over_the_cap_is_a_413(server: InProcessServer) -> None:
@@ -230,12 +321,12 @@ def test_a_job_cancelled_while_waiting_is_never_prefilled() -> None:
 def test_a_prefill_that_fails_fails_only_its_own_request() -> None:
     model, tokenizer = _model()
 
-    class RefusesLongPrompts:  # the model, except that a 5-token prompt "does not fit in memory"
+    class RefusesLongPrompts:  # the model, except that 5-token prompts "do not fit in memory", alone or padded
         def __getattr__(self, name: str) -> object:
             return getattr(model, name)
 
         def __call__(self, idx, cache=None):
-            if idx.shape == (1, 5):
+            if idx.shape[1] == 5:
                 raise MemoryError("attention for this prompt does not fit")
             return model(idx, cache)
 
@@ -253,6 +344,57 @@ def test_a_prefill_that_fails_fails_only_its_own_request() -> None:
         assert events["ok"][-1] == ("done", "length") and ok.completion_tokens == 40
     finally:
         engine.stop()
+
+
+def test_prompts_are_prefilled_together_only_where_padding_wastes_little() -> None:
+    def jobs(*lengths: int) -> list[Job]:
+        return [Job(list(range(n)), SamplingSettings(), (), lambda event: None) for n in lengths]
+
+    def lengths(groups: list[list[Job]]) -> list[list[int]]:
+        return [[len(job.prompt_ids) for job in group] for group in groups]
+
+    assert lengths(_prefill_groups(jobs(7, 7, 7, 7))) == [[7, 7, 7, 7]]
+    assert lengths(_prefill_groups(jobs(4, 40, 38, 5))) == [[40, 38], [5, 4]]  # never 40 tokens for a 4-token one
+    assert lengths(_prefill_groups(jobs(100, 1))) == [[100], [1]]
+    assert lengths(_prefill_groups([])) == []
+
+
+def test_prompts_prefilled_together_get_the_replies_they_get_alone() -> None:
+    model, tokenizer = _model()
+    prompts = [[0, 5, 6, 7, 8], [0, 9, 10, 11], [0, 12, 13, 14, 15], [0, 5, 6, 7, 8]]
+    settings = [replace(SamplingSettings(), max_new_tokens=12, min_new_tokens=12, seed=seed, temperature=t)
+                for seed, t in ((1, 0.8), (2, 1.0), (3, 0.0), (1, 0.8))]
+    shapes: list[tuple[int, ...]] = []
+
+    class Recording:  # the model, noting the shape of every batch it is given
+        def __getattr__(self, name: str) -> object:
+            return getattr(model, name)
+
+        def __call__(self, idx, cache=None):
+            shapes.append(idx.shape)
+            return model(idx, cache)
+
+    def replies(together: bool) -> list[list[int]]:
+        engine = Engine(Recording(), tokenizer, max_batch=4)
+        batch = [Job(prompt, s, (), lambda event: None) for prompt, s in zip(prompts, settings)]
+        try:
+            with engine.lock if together else contextlib.nullcontext():  # held: all four are admitted at once
+                for job in batch:
+                    engine.submit(job)
+                    deadline = time.monotonic() + 20
+                    while not together and not job.ended and time.monotonic() < deadline:
+                        time.sleep(0.01)
+            deadline = time.monotonic() + 20
+            while not all(job.ended for job in batch) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return [job.generated for job in batch]
+        finally:
+            engine.stop()
+
+    alone = replies(together=False)
+    assert (4, 5) not in shapes
+    assert replies(together=True) == alone and (4, 5) in shapes  # one padded pass for the four prompts
+    assert alone[0] == alone[3] and all(len(reply) == 12 for reply in alone)
 
 
 def test_more_clients_than_rows_all_queue_and_finish(server: InProcessServer) -> None:
@@ -294,6 +436,23 @@ def test_an_api_key_that_cannot_travel_in_a_header_is_one_line(tmp_path: Path, k
     result = _serve(str(tmp_path / "none.npz"), env={"MICROGPT_API_KEY": key})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and "MICROGPT_API_KEY" in result.stderr
+
+
+@pytest.mark.parametrize("flag, value", [("--max-waiting", "-1"), ("--max-batch", "0"), ("--keep-alive", "0"),
+                                         ("--header-timeout", "nan"), ("--header-timeout", "1e9")])
+def test_a_bad_limit_is_one_line_naming_its_flag(flag: str, value: str) -> None:
+    parser = argparse.ArgumentParser()
+    serve_command.add_arguments(parser)
+    with pytest.raises(serve_command.ConfigError, match=f"^{flag} "):
+        serve_command._limits(parser.parse_args([flag, value]))
+
+
+def test_the_limit_flags_default_to_the_serve_settings() -> None:
+    parser = argparse.ArgumentParser()
+    serve_command.add_arguments(parser)
+    assert serve_command._limits(parser.parse_args([])) == ServeSettings()
+    chosen = serve_command._limits(parser.parse_args(["--max-waiting", "0", "--keep-alive", "2.5"]))
+    assert chosen == replace(ServeSettings(), max_waiting=0, keep_alive_s=2.5)
 
 
 def test_a_batch_that_does_not_fit_in_memory_is_refused_before_allocating(monkeypatch: pytest.MonkeyPatch) -> None:

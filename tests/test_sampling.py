@@ -13,6 +13,7 @@ from strategies import seeds
 
 from microgpt.autograd import no_grad
 from microgpt.nn import GPT, GPTConfig, SamplingSettings, generate, next_token_distribution
+from microgpt.nn.sampling import draw_tokens, next_token_distributions
 
 TINY = GPTConfig(vocab_size=13, n_layer=2, n_embd=8, n_head=2, block_size=10)
 
@@ -134,6 +135,37 @@ def test_the_callers_logits_are_not_changed():
     z = np.array([1.0, 2.0, 3.0], dtype=np.float32)
     next_token_distribution(z, [2], settings(repetition_penalty=2.0, top_k=2, top_p=0.5, temperature=0.5), 0)
     np.testing.assert_array_equal(z, [1.0, 2.0, 3.0])
+
+
+# ----- a batch of rows, each with its own settings (the server's decoding loop) ----------------------------------
+row_settings = st.builds(
+    SamplingSettings, temperature=st.sampled_from([0.0, 1e-9, 0.3, 0.8, 1.0, 2.5]),
+    top_k=st.sampled_from([0, 1, 3, 19, 20, 40]), top_p=st.sampled_from([0.0, 1e-6, 0.5, 0.9, 1.0]),
+    repetition_penalty=st.sampled_from([0.7, 1.0, 1.1, 2.0]), repeat_last_n=st.sampled_from([0, 1, 5, 64]),
+    min_new_tokens=st.integers(0, 3), stop_token_ids=st.lists(st.integers(0, 19), max_size=2).map(tuple))
+
+
+@given(seed=seeds, rows=st.lists(st.tuples(row_settings, st.lists(st.integers(0, 19), max_size=12),
+                                           st.integers(0, 4)), min_size=1, max_size=8),
+       ties=st.booleans())
+def test_each_row_of_a_batch_is_exactly_what_it_gets_alone(seed, rows, ties):
+    z = np.random.default_rng(seed).standard_normal((len(rows), 20)) * 3.0
+    z = np.round(z) if ties else z  # equal logits: the sort and the top-p cut must break ties as alone
+    batch = next_token_distributions(z, [r for _, r, _ in rows], [s for s, _, _ in rows], [n for _, _, n in rows])
+    for i, (s, recent, n) in enumerate(rows):
+        np.testing.assert_array_equal(batch[i], next_token_distribution(z[i], recent, s, n))
+
+
+@given(seed=seeds, n=st.integers(1, 8))
+def test_drawn_tokens_are_what_each_rows_generator_would_choose(seed, n):
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.full(30, 0.3), size=n)
+    greedy = rng.random(n) < 0.3
+    p[greedy] = np.eye(30)[rng.integers(0, 30, size=greedy.sum())]  # a greedy row: one token, probability 1
+    tokens = draw_tokens(p, [None if g else np.random.default_rng(seed + i) for i, g in enumerate(greedy)])
+    expected = [int(np.argmax(p[i])) if g else int(np.random.default_rng(seed + i).choice(30, p=p[i]))
+                for i, g in enumerate(greedy)]
+    assert tokens == expected
 
 
 # ----- generate: against full recomputation ---------------------------------------------------------------------

@@ -1,8 +1,11 @@
 """`bench --serve`: what batching buys a server. The same requests, sent by 1, 4 and 8 clients at once, against
-the same requests sent one after another, through the real HTTP stack on this machine.
+the same requests sent one after another, through the real HTTP stack on this machine: the app on uvicorn
+exactly as `serve` builds it (`uvicorn_config`), the clients on urllib threads in the same process.
 
 Each request asks for exactly TOKENS new tokens (min_tokens = max_tokens), each with its own seed, so every
 run does the same work and every reply can be compared with the one it got alone (they must be equal).
+A window sends the requests one at a time, then all at once; the figures are the medians over the windows
+(the command's --windows, 7 by default), so one window slowed by another program does not decide them.
 The model is random, of the default preset's shape, unless a checkpoint is given: speed depends on the shape,
 not on what the weights say.
 """
@@ -18,9 +21,11 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from microgpt.bench.throughput import machine_description
 from microgpt.data.tokenizer import CharTokenizer
 from microgpt.nn import GPT, GPTConfig, SamplingSettings
 from microgpt.serve.engine import Engine
+from microgpt.serve.settings import ServeSettings
 from microgpt.storage import load_checkpoint
 
 TOKENS = 32  # with the short prompts below, this fits the default block of 64 tokens
@@ -65,13 +70,14 @@ def run_serve_bench(checkpoint: str | None = None, windows: int = 3) -> dict[str
     """tokens/s for 1, 4 and 8 concurrent clients and for the same requests one at a time (median of windows)."""
     import uvicorn  # optional dependencies: the serve extra (uvicorn, and Starlette under serve.app)
 
-    from microgpt.serve.app import Server, build_app
+    from microgpt.serve.app import Server, uvicorn_config
 
     model, tokenizer, described = _model(checkpoint)
-    engine = Engine(model, tokenizer, max_batch=max(CLIENTS))
+    limits = ServeSettings(max_batch=max(CLIENTS))
+    engine = Engine(model, tokenizer, max_batch=limits.max_batch, max_waiting=limits.max_waiting)
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(build_app(Server(engine, "bench", SamplingSettings(), None)),
-                                           host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn_config(Server(engine, "bench", SamplingSettings(), None, limits), "127.0.0.1",
+                                           port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -96,12 +102,13 @@ def run_serve_bench(checkpoint: str | None = None, windows: int = 3) -> dict[str
         server.should_exit = True
         thread.join(timeout=30)
         engine.stop()
-    return {"model": described, "tokens_per_request": TOKENS, "windows": windows, "results": rows}
+    return {"model": described, "machine": machine_description(), "tokens_per_request": TOKENS, "windows": windows,
+            "results": rows}
 
 
 def format_serve_bench(report: dict[str, Any]) -> str:
     lines = [(f"serve bench: {report['model']}; {report['tokens_per_request']} tokens per request, "
-             f"median of {report['windows']} windows"),
+             f"median of {report['windows']} windows; {report['machine']}"),
              f"{'clients':>7}  {'one at a time':>14}  {'together':>10}  {'speedup':>7}  identical replies"]
     for r in report["results"]:
         lines.append(f"{r['clients']:>7}  {r['sequential_tok_s']:>10,.0f} t/s  {r['concurrent_tok_s']:>6,.0f} t/s  "

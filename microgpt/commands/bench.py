@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.serve:
-        report = run_serve_bench(args.checkpoint, windows=min(args.windows, 3))
+        report = run_serve_bench(args.checkpoint, windows=args.windows)
         print(json.dumps(report) if args.json else format_serve_bench(report))
         return 0
     if args.tui or args.micro:

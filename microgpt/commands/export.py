@@ -14,8 +14,10 @@ from microgpt.storage import load_checkpoint
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="CKPT", help="a .npz checkpoint (or an export folder)")
-    parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (created if needed; its three files "
-                        "are replaced atomically)")
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write, whole or not at all (created if "
+                        "needed; an existing one must be empty, or hold an earlier export and --force be given)")
+    parser.add_argument("--force", action="store_true", help="replace the earlier export in OUT_DIR (atomically: "
+                        "the old one stays until the new one is complete)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise ConfigError("export needs the safetensors package: pip install -e \".[serve]\"") from None
     checkpoint = load_checkpoint(args.checkpoint)
-    out = save_export(checkpoint, args.out_dir, source=args.checkpoint)
+    out = save_export(checkpoint, args.out_dir, source=args.checkpoint, replace=args.force)
     c = checkpoint.model.config
     print(f"exported {args.checkpoint} to {out}/ (model.safetensors, config.json, tokenizer.json): {c.n_layer} "
           f"layers x {c.n_embd}, vocab {c.vocab_size}, {checkpoint.model.num_parameters():,} parameters")

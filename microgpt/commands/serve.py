@@ -22,11 +22,12 @@ from microgpt.config import sampling_from_env
 from microgpt.errors import ConfigError
 from microgpt.nn.slots import slot_cache_bytes
 from microgpt.serve.engine import Engine
+from microgpt.serve.settings import ServeSettings
 from microgpt.storage import load_checkpoint
 
 DEFAULT_CHECKPOINT = "models/best_checkpoint.npz"
 DEFAULT_PORT = 7860
-GRACEFUL_SHUTDOWN_S = 30  # SIGTERM: stop accepting, let replies in flight finish for at most this long
+LIMITS = ServeSettings()
 
 EPILOG = """\
 endpoints: GET / (chat page), GET /health, GET /v1/models, POST /v1/chat/completions, POST /v1/completions
@@ -45,7 +46,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
     parser.add_argument("--port", type=int, help=f"port (default: $PORT, else {DEFAULT_PORT})")
     parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1/* (default: $MICROGPT_API_KEY)")
-    parser.add_argument("--max-batch", type=int, default=8, help="sequences decoded together (default 8)")
+    parser.add_argument("--max-batch", type=int, default=LIMITS.max_batch,
+                        help=f"sequences decoded together (default {LIMITS.max_batch})")
+    parser.add_argument("--max-waiting", type=int, default=LIMITS.max_waiting,
+                        help="requests that may wait for a free row; more get a 503 with Retry-After "
+                             f"(default {LIMITS.max_waiting})")
+    parser.add_argument("--keep-alive", type=float, default=LIMITS.keep_alive_s, metavar="S",
+                        help=f"close a connection idle this long between requests (default {LIMITS.keep_alive_s:g})")
+    parser.add_argument("--header-timeout", type=float, default=LIMITS.header_timeout_s, metavar="S",
+                        help="a request line and headers not complete this long after they start get a 408 "
+                             f"(default {LIMITS.header_timeout_s:g})")
 
 
 def _port(args: argparse.Namespace) -> int:
@@ -78,6 +88,19 @@ def _api_key(args: argparse.Namespace) -> str | None:
     return key
 
 
+def _limits(args: argparse.Namespace) -> ServeSettings:
+    """The flags' limits, each checked: a wrong one is one line naming the flag and what to give."""
+    if not 1 <= args.max_batch <= 64:
+        raise ConfigError(f"--max-batch {args.max_batch}: give 1-64")
+    if not 0 <= args.max_waiting <= 10_000:
+        raise ConfigError(f"--max-waiting {args.max_waiting}: give 0-10000")
+    for flag, seconds in (("--keep-alive", args.keep_alive), ("--header-timeout", args.header_timeout)):
+        if not 0 < seconds <= 3600:  # also refuses nan
+            raise ConfigError(f"{flag} {seconds:g}: give a number of seconds above 0 and at most 3600")
+    return ServeSettings(max_batch=args.max_batch, max_waiting=args.max_waiting, keep_alive_s=args.keep_alive,
+                         header_timeout_s=args.header_timeout)
+
+
 def _check_batch_memory(model: object, max_batch: int) -> None:
     """The decoding batch's KV cache must fit in free memory, or the server would die on its first requests."""
     needed, free = slot_cache_bytes(model, max_batch), psutil.virtual_memory().available
@@ -91,23 +114,23 @@ def run(args: argparse.Namespace) -> int:
     try:  # optional dependencies: only `serve` needs a web stack
         import uvicorn
 
-        from microgpt.serve.app import Server, build_app
+        from microgpt.serve.app import Server, uvicorn_config
     except ImportError as exc:
         raise ConfigError(f"serve needs the serve extra ({exc.name} is missing): pip install -e \".[serve]\"") from None
 
     port = _port(args)
-    if not 1 <= args.max_batch <= 64:
-        raise ConfigError(f"--max-batch {args.max_batch}: give 1-64")
+    limits = _limits(args)
     api_key = _api_key(args)
     path = args.checkpoint or os.environ.get("MODEL_PATH") or DEFAULT_CHECKPOINT
     checkpoint = load_checkpoint(path)
-    _check_batch_memory(checkpoint.model, args.max_batch)
+    _check_batch_memory(checkpoint.model, limits.max_batch)
     # The one sampling type's defaults and CHAT_* variables; a request without "seed" gets fresh randomness,
     # as the OpenAI API does (chat-once stays reproducible with its fixed seed).
     defaults = replace(sampling_from_env(), seed=None)
-    engine = Engine(checkpoint.model, checkpoint.tokenizer, max_batch=args.max_batch)
+    engine = Engine(checkpoint.model, checkpoint.tokenizer, max_batch=limits.max_batch,
+                    max_waiting=limits.max_waiting)
     name = Path(path).stem
-    app = build_app(Server(engine, name, defaults, api_key))
+    app_server = Server(engine, name, defaults, api_key, limits)
     config = checkpoint.model.config
     print(f"microgpt serve: http://{args.host}:{port}/  (model {name} from {path}: {config.n_layer} layers x "
           f"{config.n_embd}, vocab {config.vocab_size}, context {config.block_size} tokens; OpenAI API at /v1; "
@@ -115,9 +138,8 @@ def run(args: argparse.Namespace) -> int:
     if not _is_loopback(args.host) and not api_key:
         print(f"warning: listening on {args.host} without --api-key: anyone who can reach this machine can use "
               "the model", file=sys.stderr, flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, log_level="warning",
-                                           timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-                                           lifespan="off"))  # run() stops the engine: no lifespan task to cancel
+    # run() stops the engine: no lifespan task to cancel
+    server = uvicorn.Server(uvicorn_config(app_server, args.host, port, lifespan="off"))
     server.capture_signals = contextlib.nullcontext  # our handlers below: a clean stop exits 0, not by the signal
 
     def stop(signum: int, frame: object) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -35,32 +36,80 @@ class SamplingSettings:
 def next_token_distribution(logits: np.ndarray, recent: Sequence[int], settings: SamplingSettings,
                             n_generated: int) -> np.ndarray:
     """Probabilities over the vocabulary for one position, after every control is applied."""
-    z = logits.astype(np.float64, copy=True)
-    if settings.repetition_penalty != 1.0 and recent and settings.repeat_last_n > 0:
-        window = np.unique(np.asarray(recent[-settings.repeat_last_n:], dtype=np.intp))
-        z[window] /= settings.repetition_penalty  # as the original: the logit is divided, whatever its sign
-    if n_generated < settings.min_new_tokens:
-        z[list(settings.stop_token_ids)] = -np.inf
-    if settings.temperature <= 0:
-        p = np.zeros_like(z)
-        p[int(np.argmax(z))] = 1.0
-        return p
+    return next_token_distributions(logits[None], [recent], [settings], [n_generated])[0]
+
+
+def next_token_distributions(logits: np.ndarray, recents: Sequence[Sequence[int]],
+                             settings: Sequence[SamplingSettings], n_generated: Sequence[int]) -> np.ndarray:
+    """(rows, vocab) probabilities for a batch of sequences, each row with its own settings.
+
+    Every step works on whole rows (a row's max, sum, k-th largest value, sort and cumulative sum are the
+    ones it would get alone), so row i is exactly what next_token_distribution gives for it alone: a reply
+    does not depend on the sequences decoded beside it.
+    """
+    z = np.array(logits, dtype=np.float64, ndmin=2)  # a copy: the caller's logits are never changed
+    n, vocab = z.shape
+    windows = [recent[-s.repeat_last_n:] if s.repetition_penalty != 1.0 and s.repeat_last_n > 0 else ()
+               for s, recent in zip(settings, recents)]
+    counts = [len(window) for window in windows]
+    if any(counts):  # a token twice in a window is divided once: fancy indexing writes each place once
+        at = (np.repeat(np.arange(n), counts),
+              np.fromiter(itertools.chain.from_iterable(windows), dtype=np.intp, count=sum(counts)))
+        penalties = {s.repetition_penalty for s in settings}  # usually one for the whole batch
+        divisor = penalties.pop() if len(penalties) == 1 else np.repeat([s.repetition_penalty for s in settings], counts)
+        z[at] = z[at] / divisor  # as the original: the logit is divided, whatever its sign
+    masked_rows, masked_cols = [], []
+    for i, (s, count) in enumerate(zip(settings, n_generated)):
+        if count < s.min_new_tokens:  # end-of-text is forbidden until enough tokens were generated
+            masked_rows += [i] * len(s.stop_token_ids)
+            masked_cols += s.stop_token_ids
+    if masked_rows:
+        z[masked_rows, masked_cols] = -np.inf
+    greedy = [i for i, s in enumerate(settings) if s.temperature <= 0]
+    best = z[greedy].argmax(axis=1) if greedy else None  # taken before a shift could round two logits together
     with np.errstate(over="ignore"):  # shift first, so a tiny temperature gives -inf (never inf - inf = NaN)
-        z = (z - z.max()) / settings.temperature
-    if 0 < settings.top_k < z.size:
-        kth = np.partition(z, -settings.top_k)[-settings.top_k]
-        z[z < kth] = -np.inf
-    p = np.exp(z - z.max())
-    p /= p.sum()
-    if 0 < settings.top_p < 1.0:
-        order = np.argsort(-p)
-        cumulative = np.cumsum(p[order])
-        cut = int(np.searchsorted(cumulative, settings.top_p)) + 1  # include the token that crosses p
-        keep = np.zeros_like(p, dtype=bool)
-        keep[order[:cut]] = True
-        p = np.where(keep, p, 0.0)
-        p /= p.sum()
+        z -= z.max(axis=1, keepdims=True)
+        z /= np.array([[s.temperature if s.temperature > 0 else 1.0] for s in settings])
+    top_k = [s.top_k for s in settings]
+    for k in set(top_k) - {0}:  # usually one k for the whole batch: one partition
+        if k < vocab:
+            same = [i for i, row_k in enumerate(top_k) if row_k == k]
+            block = z if len(same) == n else z[same]
+            kth = np.partition(block, vocab - k, axis=1)[:, vocab - k, None]  # each row's k-th largest
+            block[block < kth] = -np.inf
+            if block is not z:
+                z[same] = block
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    nucleus = [i for i, s in enumerate(settings) if 0 < s.top_p < 1.0 and s.temperature > 0]
+    if nucleus:  # keep each row's smallest most-likely set whose probability reaches its p
+        q = p if len(nucleus) == n else p[nucleus]
+        order = np.argsort(-q, axis=1)
+        row = np.arange(len(nucleus))[:, None]
+        ranked = q[row, order]  # each row, most likely first
+        kept = (np.cumsum(ranked, axis=1) < np.array([[settings[i].top_p] for i in nucleus])).sum(axis=1)
+        ranked[np.arange(vocab) > kept[:, None]] = 0.0  # the set reaching p, with the token that crosses it
+        q = np.empty_like(q)
+        q[row, order] = ranked
+        q /= q.sum(axis=1, keepdims=True)
+        if len(nucleus) == n:
+            p = q
+        else:
+            p[nucleus] = q
+    if greedy:
+        p[greedy] = 0.0
+        p[greedy, best] = 1.0
     return p
+
+
+def draw_tokens(p: np.ndarray, rngs: Sequence[np.random.Generator | None]) -> list[int]:
+    """One token per row of p, drawn with one uniform number from that row's own generator, exactly as
+    rng.choice(vocab, p=row) draws it (the same cumulative sum, the same number), without its argument
+    checks, which cost more than the draw. A row without a generator takes its first token of nonzero
+    probability: a greedy row's only one."""
+    cdf = np.cumsum(p, axis=1)
+    u = np.array([[0.0 if rng is None else rng.random()] for rng in rngs])
+    return (cdf / cdf[:, -1:] <= u).sum(axis=1).tolist()  # each row's searchsorted(row, u, side="right")
 
 
 def generate(model: GPT, prompt_ids: Sequence[int], settings: SamplingSettings) -> Iterator[int]:
@@ -78,7 +127,7 @@ def generate(model: GPT, prompt_ids: Sequence[int], settings: SamplingSettings) 
         logits = model(np.asarray([context]), cache).data[0, -1]
         for _ in range(settings.max_new_tokens):
             p = next_token_distribution(logits, generated, settings, len(generated))
-            token = int(np.argmax(p)) if settings.temperature <= 0 else int(rng.choice(p.size, p=p))
+            token = draw_tokens(p[None], [None if settings.temperature <= 0 else rng])[0]
             if token in settings.stop_token_ids:
                 return
             generated.append(token)

@@ -1,8 +1,8 @@
 """Decoding many sequences at once: a KV cache whose rows are independent sequences of different lengths.
 
-A server gets requests at different times with prompts of different lengths. Each prompt is first run alone
-through a plain KVCache (the prefill); its keys and values are then copied into a free row ("slot") of a
-SlotCache, and from then on every live sequence advances by one token per step in ONE batched forward pass:
+A server gets requests at different times with prompts of different lengths. Each prompt is first run
+through a plain KVCache (the prefill, alone or beside others padded to the same length); its keys and values
+are then copied into a free row ("slot") of a SlotCache, and from then on every live sequence advances by one token per step in ONE batched forward pass:
 the weight matrices are read once for all rows instead of once per sequence.
 
 Row b holds lengths[b] positions. Its new token sits at position lengths[b], and its query may see keys
@@ -36,12 +36,15 @@ class SlotCache(KVCache):
     def free(self) -> int:
         return len(self.lengths) - self.n
 
-    def add(self, prefilled: KVCache) -> int:
-        """Copy a one-row prefilled cache into the next free slot; returns the slot."""
-        slot, length = self.n, prefilled.length
+    def add(self, prefilled: KVCache, row: int = 0, length: int | None = None) -> int:
+        """Copy row `row` of a prefilled cache, its first `length` positions (default: all it holds), into
+        the next free slot; returns the slot. Several prompts prefilled together, padded on the right to the
+        longest, are added row by row, each with its own length: the padding is never copied."""
+        slot = self.n
+        length = prefilled.length if length is None else length
         for layer, (k, v) in enumerate(zip(prefilled.keys, prefilled.values)):
-            self.keys[layer][slot, :, :length] = k[0, :, :length]
-            self.values[layer][slot, :, :length] = v[0, :, :length]
+            self.keys[layer][slot, :, :length] = k[row, :, :length]
+            self.values[layer][slot, :, :length] = v[row, :, :length]
         self.lengths[slot] = length
         self.n += 1
         return slot
@@ -68,14 +71,16 @@ class SlotCache(KVCache):
         return self.lengths[:self.n, None]
 
     def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """Each row's query over its own keys 0..lengths[b] (inference only: no graph is recorded)."""
+        """Each row's query over its own keys 0..lengths[b] (inference only: no graph is recorded). Only the
+        positions up to the longest row's are read: a step costs what the live sequences hold, not the block."""
         n, length = self.n, self.lengths[:self.n]
         rows = np.arange(n)
-        keys, values = self.keys[layer][:n], self.values[layer][:n]  # (n, H, block, D)
-        keys[rows, :, length] = k.data[:, :, 0]
-        values[rows, :, length] = v.data[:, :, 0]
-        scores = q.data @ keys.transpose(0, 1, 3, 2) / math.sqrt(q.shape[-1])  # (n, H, 1, block)
-        unseen = np.arange(self.block_size)[None, :] > length[:, None]  # (n, block): not this row's past
+        span = int(length.max()) + 1 if n else 0
+        self.keys[layer][rows, :, length] = k.data[:, :, 0]
+        self.values[layer][rows, :, length] = v.data[:, :, 0]
+        keys, values = self.keys[layer][:n, :, :span], self.values[layer][:n, :, :span]  # (n, H, span, D)
+        scores = q.data @ keys.transpose(0, 1, 3, 2) / math.sqrt(q.shape[-1])  # (n, H, 1, span)
+        unseen = np.arange(span)[None, :] > length[:, None]  # (n, span): not this row's past
         scores = np.where(unseen[:, None, None, :], -np.inf, scores)
         weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
         weights /= weights.sum(axis=-1, keepdims=True)

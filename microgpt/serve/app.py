@@ -1,16 +1,19 @@
 """The HTTP side of `microgpt serve`: a Starlette app whose routes speak the OpenAI API over the Engine.
 
 Routes: GET / (the chat page), GET /health, GET /v1/models, POST /v1/chat/completions, POST /v1/completions.
-Bodies are read with a size cap (413 past it), parsed by `protocol`, and answered whole or, with
-"stream": true, as server-sent events ending in `data: [DONE]`. A client that goes away mid-stream cancels
-its sequence, which leaves the batch at the next step. With an API key, /v1/* requires
-`Authorization: Bearer KEY` (compared in constant time; 401 otherwise).
+Bodies are read with a size cap (413 past it) and a deadline (408), parsed by `protocol`, and answered whole
+or, with "stream": true, as server-sent events ending in `data: [DONE]`. A client that goes away mid-stream
+cancels its sequence, which leaves the batch at the next step; a request that would wait behind too many
+others gets a 503 with Retry-After. With an API key, /v1/* requires `Authorization: Bearer KEY` (compared in
+constant time; 401 otherwise). `uvicorn_config` puts the app on uvicorn with the limits of ServeSettings,
+including a deadline for each request's head, which uvicorn alone does not have.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import time
@@ -19,22 +22,22 @@ from dataclasses import replace
 from importlib import resources
 from typing import Any
 
+import h11
+import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HttpRequest
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from microgpt.chat import STOP_MARKERS
 from microgpt.data.templates import messages_prompt
 from microgpt.nn.sampling import SamplingSettings
 from microgpt.serve import protocol
-from microgpt.serve.engine import Engine, Job
+from microgpt.serve.engine import Busy, Engine, Job
 from microgpt.serve.protocol import RequestError
-
-MAX_BODY_BYTES = 1 << 20  # 1 MiB: far more than a context window of text
-BODY_TIMEOUT_S = 30.0  # a body that trickles in slower than this (a slowloris client) gets a 408
-DISCONNECT_POLL_S = 0.25  # how often a waiting non-streamed reply checks that its client is still there
+from microgpt.serve.settings import ServeSettings
 
 
 class JSONResponse(Response):
@@ -51,22 +54,22 @@ def _error(exc: RequestError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status)
 
 
-async def _read_body(request: HttpRequest) -> bytes:
-    """The body, at most MAX_BODY_BYTES (413 past it) and within BODY_TIMEOUT_S (408 past it)."""
+async def _read_body(request: HttpRequest, limits: ServeSettings) -> bytes:
+    """The body, at most max_body_bytes (413 past it) and within body_timeout_s (408 past it)."""
+    most = limits.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise RequestError(f"request body over {MAX_BODY_BYTES} bytes", status=413, code="body_too_large")
+    if declared is not None and declared.isdigit() and int(declared) > most:
+        raise RequestError(f"request body over {most} bytes", status=413, code="body_too_large")
     chunks, size = [], 0
     try:
-        async with asyncio.timeout(BODY_TIMEOUT_S):
+        async with asyncio.timeout(limits.body_timeout_s):
             async for chunk in request.stream():
                 size += len(chunk)
-                if size > MAX_BODY_BYTES:
-                    raise RequestError(f"request body over {MAX_BODY_BYTES} bytes", status=413,
-                                       code="body_too_large")
+                if size > most:
+                    raise RequestError(f"request body over {most} bytes", status=413, code="body_too_large")
                 chunks.append(chunk)
     except TimeoutError:
-        raise RequestError(f"the request body did not arrive within {BODY_TIMEOUT_S:.0f} s", status=408,
+        raise RequestError(f"the request body did not arrive within {limits.body_timeout_s:g} s", status=408,
                            code="body_timeout") from None
     except ClientDisconnect:  # nobody is left to answer; the status is for the access log only
         raise RequestError("the client went away while sending its body", status=499,
@@ -74,8 +77,8 @@ async def _read_body(request: HttpRequest) -> bytes:
     return b"".join(chunks)
 
 
-async def _read_json(request: HttpRequest) -> Any:
-    raw = await _read_body(request)
+async def _read_json(request: HttpRequest, limits: ServeSettings) -> Any:
+    raw = await _read_body(request, limits)
     try:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:
@@ -83,13 +86,15 @@ async def _read_json(request: HttpRequest) -> Any:
 
 
 class Server:
-    """The app's state: one model behind one Engine, its name, defaults and optional key."""
+    """The app's state: one model behind one Engine, its name, sampling defaults, optional key and limits."""
 
-    def __init__(self, engine: Engine, model_name: str, defaults: SamplingSettings, api_key: str | None) -> None:
+    def __init__(self, engine: Engine, model_name: str, defaults: SamplingSettings, api_key: str | None,
+                 limits: ServeSettings | None = None) -> None:
         self.engine = engine
         self.model_name = model_name
         self.defaults = defaults
         self.api_key = api_key
+        self.limits = limits or ServeSettings()
         self.block_size = engine.model.config.block_size
 
     def authorised(self, request: HttpRequest) -> bool:
@@ -124,7 +129,7 @@ class Server:
         try:
             if not self.authorised(request):
                 raise _unauthorised()
-            req = protocol.parse_request(await _read_json(request), self.defaults, chat)
+            req = protocol.parse_request(await _read_json(request, self.limits), self.defaults, chat)
         except RequestError as exc:
             return _error(exc)
         tok = self.engine.tokenizer
@@ -146,23 +151,29 @@ class Server:
 
         job = Job(ids, settings, tuple(req.stops) + (STOP_MARKERS if chat else ()), emit=emit,
                   strip_leading_space=chat, stream=req.stream)
-        self.engine.submit(job)
+        try:
+            self.engine.submit(job)
+        except Busy as exc:
+            return JSONResponse(protocol.error_body(f"the server is busy ({exc}); retry later", "server_error",
+                                                    code="server_busy"),
+                                status_code=503, headers={"Retry-After": str(self.limits.retry_after_s)})
         rid = protocol.new_id("chatcmpl" if chat else "cmpl")
         if req.stream:
             return StreamingResponse(self._stream(job, events, chat, rid, len(ids), req.include_usage),
                                      media_type="text/event-stream", headers=headers)
         try:
             pieces, finish = [], "stop"
-            next_check = time.monotonic() + DISCONNECT_POLL_S
+            poll = self.limits.disconnect_poll_s
+            next_check = time.monotonic() + poll
             while True:
                 try:
-                    kind, value = await asyncio.wait_for(events.get(), DISCONNECT_POLL_S)
+                    kind, value = await asyncio.wait_for(events.get(), poll)
                 except TimeoutError:
                     kind, value = "wait", ""
                 if time.monotonic() >= next_check:
                     if await request.is_disconnected():  # nobody to answer: free the row (or the queue place)
                         return Response(status_code=499)
-                    next_check = time.monotonic() + DISCONNECT_POLL_S
+                    next_check = time.monotonic() + poll
                 if kind == "wait":
                     continue
                 if kind == "text":
@@ -232,3 +243,55 @@ def build_app(server: Server) -> Starlette:
         server.engine.stop()
 
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}, lifespan=lifespan)
+
+
+class HeadDeadlineProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for each request's head (request line and headers): it must
+    be complete `header_timeout_s` after the connection opens or after its first byte arrives on a kept-alive
+    connection. Past it a client that sent part of a head gets a 408, one that sent nothing is closed quietly.
+    uvicorn alone waits forever for a head that trickles in (a slowloris client holding connections open)."""
+
+    def __init__(self, *args: Any, header_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout_s = header_timeout_s
+        self.head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.head_deadline = self.loop.call_later(self.header_timeout_s, self.head_too_slow)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        waiting_for_head = self.conn.their_state is h11.IDLE and bool(self.conn.trailing_data[0])
+        if waiting_for_head and self.head_deadline is None:
+            self.head_deadline = self.loop.call_later(self.header_timeout_s, self.head_too_slow)
+        elif not waiting_for_head and self.head_deadline is not None:
+            self.head_deadline.cancel()
+            self.head_deadline = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.head_deadline is not None:
+            self.head_deadline.cancel()
+        super().connection_lost(exc)
+
+    def head_too_slow(self) -> None:
+        self.head_deadline = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return
+        if self.conn.trailing_data[0]:  # part of a head came: say why the connection ends
+            body = json.dumps(protocol.error_body(f"the request line and headers did not arrive within "
+                                                  f"{self.header_timeout_s:g} s", "invalid_request_error",
+                                                  code="header_timeout")).encode()
+            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                                 b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        self.transport.close()
+
+
+def uvicorn_config(server: Server, host: str, port: int, **options: Any) -> uvicorn.Config:
+    """The app for `server` on uvicorn with the server's limits: keep-alive, head deadline, graceful stop."""
+    limits = server.limits
+    return uvicorn.Config(build_app(server), host=host, port=port,
+                          http=functools.partial(HeadDeadlineProtocol, header_timeout_s=limits.header_timeout_s),
+                          timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]
+                          timeout_graceful_shutdown=limits.graceful_shutdown_s,  # type: ignore[arg-type]
+                          **{"log_level": "warning", **options})

@@ -1,10 +1,13 @@
 """The decoding loop behind `microgpt serve`: every live request advances one token per step, together.
 
-A request is prefilled alone (its prompt through a plain KV cache), then joins the SlotCache batch; each step
-runs ONE forward pass for all live sequences and samples each row with that request's own settings and random
-generator. A sequence leaves the batch when it ends (end-of-text, a stop string, its token limit) or when its
-client goes away. Because a row's numbers never depend on the other rows, a reply is the same whether the
-request ran alone or beside seven others (same seed, same settings).
+The requests admitted in one step are prefilled together (their prompts through a plain KV cache, padded to
+the longest where that wastes little), then join the SlotCache batch; each step runs ONE forward pass for all
+live sequences and samples all rows at once, each with that request's own settings and random generator. A
+sequence leaves the batch when it ends (end-of-text, a stop string, its token limit) or when its client goes
+away. A row's distribution is computed exactly as it is alone and its generator draws as it does alone; only
+BLAS's summation order differs with the batch (the last float32 bit of a logit), so a reply is the same
+whether the request ran alone or beside seven others (same seed, same settings), as the tests and
+`bench --serve` check.
 
 The loop runs on one thread of its own; callers hand in a `Job` and receive its events through `job.emit`,
 called on that thread: ("text", piece) as soon as a piece can no longer turn into a stop string, then
@@ -21,9 +24,10 @@ import numpy as np
 
 from microgpt.autograd import no_grad
 from microgpt.chat import held_back
-from microgpt.nn import GPT
-from microgpt.nn.sampling import SamplingSettings, next_token_distribution
+from microgpt.nn import GPT, KVCache
+from microgpt.nn.sampling import SamplingSettings, draw_tokens, next_token_distributions
 from microgpt.nn.slots import slot_cache_for
+from microgpt.serve.settings import ServeSettings
 
 Event = tuple[str, str]
 
@@ -51,20 +55,36 @@ class Job:
         return len(self.generated)
 
 
-def _draw(p: np.ndarray, rng: np.random.Generator) -> int:
-    """One index drawn with probabilities p: what rng.choice(p.size, p=p) draws (the same cumulative sum,
-    the same one uniform number), without its argument checks, which cost more than the draw."""
-    cdf = np.cumsum(p)
-    return int(np.searchsorted(cdf / cdf[-1], rng.random(), side="right"))
+PAD_SLACK = 1.25  # prompts prefilled together may pad to at most this many times their own tokens
+
+
+def _prefill_groups(jobs: list[Job]) -> list[list[Job]]:
+    """The jobs in groups to prefill together: longest prompts first, each group growing while padding every
+    prompt to its longest costs at most PAD_SLACK times the group's real tokens (equal lengths: one group)."""
+    groups: list[list[Job]] = []
+    for job in sorted(jobs, key=lambda job: -len(job.prompt_ids)):
+        group = groups[-1] if groups else []
+        tokens = sum(len(member.prompt_ids) for member in group) + len(job.prompt_ids)
+        if group and (len(group) + 1) * len(group[0].prompt_ids) <= PAD_SLACK * tokens:
+            group.append(job)
+        else:
+            groups.append([job])
+    return groups
+
+
+class Busy(Exception):
+    """Every row is decoding and as many requests as the engine lets wait are already waiting."""
 
 
 class Engine:
     """Owns the model and the batch; `submit` is safe to call from any thread."""
 
-    def __init__(self, model: GPT, tokenizer, max_batch: int = 8) -> None:
+    def __init__(self, model: GPT, tokenizer, max_batch: int = ServeSettings.max_batch,
+                 max_waiting: int = ServeSettings.max_waiting) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch = max_batch
+        self.max_waiting = max_waiting
         self.slots = slot_cache_for(model, max_batch)
         self.rows: list[Job] = []  # rows[i] lives in slot i
         self.pending: list[Job] = []
@@ -74,7 +94,14 @@ class Engine:
         self.thread.start()
 
     def submit(self, job: Job) -> None:
+        """Queue `job` for the next step; Busy if it would wait behind `max_waiting` others for a row."""
         with self.lock:
+            if self.stopping:
+                raise Busy("the server is stopping")
+            queued = sum(not waiting.cancelled for waiting in self.pending)
+            if queued + 1 + len(self.rows) - self.max_batch > self.max_waiting:
+                raise Busy(f"{len(self.rows)} sequences decoding and {queued} queued for {self.max_batch} rows; "
+                           f"at most {self.max_waiting} may wait for a row")
             self.pending.append(job)
             self.lock.notify()
 
@@ -104,8 +131,8 @@ class Engine:
                 del self.pending[:len(admitted)]
             try:
                 with no_grad():
-                    for job in admitted:
-                        self._prefill_alone(job)
+                    for group in _prefill_groups(admitted):
+                        self._prefill_together(group)
                     self._step()
             except Exception as exc:  # noqa: BLE001 - whatever breaks, no client may be left waiting forever
                 for job in {id(j): j for j in [*self.rows, *admitted]}.values():
@@ -113,13 +140,38 @@ class Engine:
                 self.rows.clear()
                 self.slots.n = 0
 
-    def _prefill_alone(self, job: Job) -> None:
-        """Prefill `job`; if that fails (a prompt whose attention does not fit in memory, say), only this
-        request gets the error: the rows already decoding are not touched until the prefill succeeds."""
-        try:
-            self._prefill(job)
-        except Exception as exc:  # noqa: BLE001 - one request's failure is that request's 500, nobody else's
-            self._fail(job, f"{type(exc).__name__}: {exc}")
+    def _prefill_together(self, jobs: list[Job]) -> None:
+        """Prefill `jobs` in one forward pass, their prompts padded on the right to the longest (causal attention:
+        a prompt's positions never see the padding after them). If that fails (attention that does not fit in
+        memory, say), each is prefilled alone, so that only a request that fails alone gets the error and the
+        rows already decoding are not touched."""
+        if len(jobs) > 1:
+            longest = max(len(job.prompt_ids) for job in jobs)
+            ids = np.zeros((len(jobs), longest), dtype=np.int64)
+            for row, job in enumerate(jobs):
+                ids[row, :len(job.prompt_ids)] = job.prompt_ids
+            try:
+                cache = self.model.new_cache(len(jobs))
+                logits = self.model(ids, cache).data
+            except Exception:  # noqa: BLE001 - each is tried alone below, where a failure is only its own
+                logits = None
+            if logits is not None:
+                for row, job in enumerate(jobs):
+                    self._join(job, logits[row, len(job.prompt_ids) - 1], cache, row)
+                return
+        for job in jobs:
+            try:
+                cache = self.model.new_cache(1)
+                self._join(job, self.model(np.asarray([job.prompt_ids]), cache).data[0, -1], cache, 0)
+            except Exception as exc:  # noqa: BLE001 - one request's failure is that request's 500, nobody else's
+                self._fail(job, f"{type(exc).__name__}: {exc}")
+
+    def _join(self, job: Job, logits: np.ndarray, cache: KVCache, row: int) -> None:
+        """A prefilled job takes a slot: its row of the prefill cache, its last position's logits, its generator."""
+        job.logits = logits
+        job.rng = np.random.default_rng(job.settings.seed)
+        self.slots.add(cache, row, len(job.prompt_ids))
+        self.rows.append(job)
 
     @staticmethod
     def _fail(job: Job, message: str) -> None:
@@ -128,16 +180,11 @@ class Engine:
             job.ended = True
             job.emit(("error", message))
 
-    def _prefill(self, job: Job) -> None:
-        cache = self.model.new_cache(1)
-        job.logits = self.model(np.asarray([job.prompt_ids]), cache).data[0, -1]
-        job.rng = np.random.default_rng(job.settings.seed)
-        self.slots.add(cache)
-        self.rows.append(job)
-
     def _step(self) -> None:
         """Sample one token for every live row, retire the finished ones, run the rest one position on."""
-        finished = [slot for slot, job in enumerate(self.rows) if self._advance(job)]
+        live = [job for job in self.rows if not job.cancelled]
+        going_on = {id(job) for job, token in zip(live, self._sample(live)) if not self._advance(job, token)}
+        finished = [slot for slot, job in enumerate(self.rows) if id(job) not in going_on]
         for slot in reversed(finished):  # highest first, so each moved row comes from a slot still live
             moved = self.slots.remove(slot)
             if moved is None:
@@ -150,13 +197,18 @@ class Engine:
             for job, row in zip(self.rows, logits):
                 job.logits = row
 
-    def _advance(self, job: Job) -> bool:
-        """Pick the job's next token and emit what became certain; True when the job is over."""
-        if job.cancelled:
-            return True
+    @staticmethod
+    def _sample(jobs: list[Job]) -> list[int]:
+        """Every row's next token at once, each with its own settings and random generator."""
+        if not jobs:
+            return []
+        p = next_token_distributions(np.stack([job.logits for job in jobs]), [job.generated for job in jobs],
+                                     [job.settings for job in jobs], [len(job.generated) for job in jobs])
+        return draw_tokens(p, [None if job.settings.temperature <= 0 else job.rng for job in jobs])
+
+    def _advance(self, job: Job, token: int) -> bool:
+        """Take the job's next token and emit what became certain; True when the job is over."""
         s = job.settings
-        p = next_token_distribution(job.logits, job.generated, s, len(job.generated))
-        token = int(np.argmax(p)) if s.temperature <= 0 else _draw(p, job.rng)
         if token in s.stop_token_ids:
             return self._finish(job, "stop")
         job.generated.append(token)

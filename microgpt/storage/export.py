@@ -20,7 +20,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save
 
-from microgpt.atomic import atomic_write_bytes, atomic_write_json
+from microgpt.atomic import atomic_folder, atomic_write_bytes, atomic_write_json
 from microgpt.data.tokenizer import tokenizer_from_dict
 from microgpt.errors import CheckpointError, ConfigError, MicrogptError
 from microgpt.nn import GPT
@@ -39,21 +39,43 @@ def is_export(path: Path) -> bool:
     return path.is_dir() and all((path / name).is_file() for name in FILES)
 
 
-def save_export(checkpoint: Checkpoint, out_dir: str | os.PathLike[str], source: str = "") -> Path:
-    """Write `checkpoint`'s model and tokenizer to `out_dir` (created if needed), each file atomically."""
-    out = writable_folder("OUT_DIR", out_dir)  # a file, a device or an unwritable place: one line, nothing written
+def save_export(checkpoint: Checkpoint, out_dir: str | os.PathLike[str], source: str = "",
+                replace: bool = False) -> Path:
+    """Write `checkpoint`'s model and tokenizer to `out_dir` as a whole (atomic.atomic_folder): a crash or an
+    error on the way leaves no half-written folder, and an earlier export there stays as it was.
+
+    A new or empty `out_dir` is taken; one holding an earlier export is replaced only with `replace`; a folder
+    holding anything else is never touched. Each refusal is one ConfigError naming OUT_DIR.
+    """
+    out = Path(os.path.abspath(out_dir))  # "." or "exported/" too: the folder has a name and a parent
+    label = f"OUT_DIR={os.fspath(out_dir)!r}"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{label}: is not a folder; give a folder path")
+    writable_folder("OUT_DIR", out.parent, value=out_dir)  # an unwritable place: one line, nothing written
+    try:
+        held = {entry.name for entry in out.iterdir()} if out.is_dir() else set()
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot be read ({exc.strerror}); give a folder you can read") from None
+    if held - set(FILES):
+        raise ConfigError(f"{label}: holds files that are not an export's ({min(held - set(FILES))!r}, ...); "
+                          "give a new or empty folder")
+    if held and not replace:
+        raise ConfigError(f"{label}: already holds an export; add --force to replace it (atomically), or give "
+                          "another folder")
     model, tokenizer = checkpoint.model, checkpoint.tokenizer
     if not hasattr(tokenizer, "to_dict"):
         raise ConfigError(f"{source or 'this checkpoint'}: its tokenizer (the original Go format's) cannot be "
                           "exported; retrain or export a checkpoint made by microgpt")
     weights = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in model.state_dict().items()}
-    atomic_write_bytes(out / "model.safetensors", save(weights, metadata={"format": "pt"}))
-    atomic_write_json(out / "config.json", {
-        "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "model": model.config.to_dict(),
-        "source": {"checkpoint": source, "run_id": checkpoint.meta.get("run_id"), "step": checkpoint.meta.get("step")},
-    })
-    atomic_write_json(out / "tokenizer.json", {"format": "microgpt-tokenizer", "version": EXPORT_VERSION,
-                                               **_vocabulary(tokenizer), "state": tokenizer.to_dict()})
+    with atomic_folder(out) as folder:
+        atomic_write_bytes(folder / "model.safetensors", save(weights, metadata={"format": "pt"}))
+        atomic_write_json(folder / "config.json", {
+            "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "model": model.config.to_dict(),
+            "source": {"checkpoint": source, "run_id": checkpoint.meta.get("run_id"),
+                       "step": checkpoint.meta.get("step")},
+        })
+        atomic_write_json(folder / "tokenizer.json", {"format": "microgpt-tokenizer", "version": EXPORT_VERSION,
+                                                      **_vocabulary(tokenizer), "state": tokenizer.to_dict()})
     return out
 
 
