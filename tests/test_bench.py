@@ -16,7 +16,7 @@ from microgpt.data.tokenizer import CharTokenizer
 from microgpt.nn import GPT, GPTConfig
 from microgpt.storage import save_checkpoint
 
-TINY = BenchConfig("tiny", GPTConfig(vocab_size=17, n_layer=1, n_embd=8, n_head=2, block_size=16), 2, 1)
+TINY = BenchConfig("tiny", GPTConfig(zero_init=False, vocab_size=17, n_layer=1, n_embd=8, n_head=2, block_size=16), 2, 1)
 
 
 def test_bench_row_reports_every_path_and_both_generation_batches():
@@ -85,7 +85,7 @@ def test_serve_bench_sends_the_same_requests_both_ways_and_compares_every_reply(
     from microgpt.bench.serve import CLIENTS, TOKENS, format_serve_bench, run_serve_bench
 
     tokenizer = CharTokenizer("".join(chr(c) for c in range(32, 127)) + "\n")
-    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=8, n_head=2, block_size=64), seed=0)
+    model = GPT(GPTConfig(zero_init=False, vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=8, n_head=2, block_size=64), seed=0)
     report = run_serve_bench(str(save_checkpoint(tmp_path / "tiny.npz", model, tokenizer, {})), windows=1)
     assert [row["clients"] for row in report["results"]] == list(CLIENTS)
     for row in report["results"]:

@@ -12,7 +12,7 @@ from microgpt.nn import GPT, Adam, GPTConfig
 
 @pytest.mark.parametrize("n_layer", [1, 2])
 def test_reference_step_matches_the_autograd_step_in_float64(n_layer):
-    config = GPTConfig(vocab_size=29, n_layer=n_layer, n_embd=12, n_head=3, block_size=7)
+    config = GPTConfig(zero_init=False, vocab_size=29, n_layer=n_layer, n_embd=12, n_head=3, block_size=7)
     model = GPT(config, dtype=np.float64, seed=1)
     reference = ReferenceStep(model, lr=1e-2)
     optimizer = Adam(model.parameters(), lr=1e-2)
@@ -31,4 +31,4 @@ def test_reference_step_matches_the_autograd_step_in_float64(n_layer):
 
 def test_reference_step_refuses_an_architecture_it_does_not_cover():
     with pytest.raises(ValueError, match="relu"):
-        ReferenceStep(GPT(GPTConfig(vocab_size=11, n_embd=8, n_head=2, block_size=4, activation="gelu")))
+        ReferenceStep(GPT(GPTConfig(zero_init=False, vocab_size=11, n_embd=8, n_head=2, block_size=4, activation="gelu")))

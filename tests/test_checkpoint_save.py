@@ -15,7 +15,7 @@ from microgpt.storage import load_checkpoint, save_checkpoint
 from microgpt.storage import npz as checkpoint_module
 
 TOKENIZER = CharTokenizer("abcdefgh ")
-CONFIG = GPTConfig(vocab_size=TOKENIZER.vocab_size, n_layer=1, n_embd=8, n_head=2, block_size=8)
+CONFIG = GPTConfig(zero_init=False, vocab_size=TOKENIZER.vocab_size, n_layer=1, n_embd=8, n_head=2, block_size=8)
 
 
 def save(path: Path, seed: int, step: int) -> GPT:

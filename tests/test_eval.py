@@ -59,7 +59,7 @@ def save_random_checkpoint(path: Path, texts: list[str], block_size: int = 256, 
     """A random GPT with a char tokenizer that knows `chars` (default: every character of `texts`)."""
     chars = "".join(sorted(set("".join(texts)))) if chars is None else chars
     tokenizer = CharTokenizer(chars)
-    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=16, n_head=2, block_size=block_size),
+    model = GPT(GPTConfig(zero_init=False, vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=16, n_head=2, block_size=block_size),
                 seed=seed)
     return save_checkpoint(path, model, tokenizer, {"run_id": "test", "step": 0})
 
@@ -204,7 +204,7 @@ def test_plan_windows_scores_every_target_exactly_once(block_size, stride):
 def test_long_documents_match_a_position_by_position_reference():
     rng = np.random.default_rng(0)
     T, stride, bos = 12, 5, 0
-    model = GPT(GPTConfig(vocab_size=20, n_layer=1, n_embd=16, n_head=2, block_size=T), seed=3)
+    model = GPT(GPTConfig(zero_init=False, vocab_size=20, n_layer=1, n_embd=16, n_head=2, block_size=T), seed=3)
     lengths = [41, 3, 12, 13, 27]  # longer than T, shorter, exactly T, one over: padding across a batch
     docs = [rng.integers(1, 20, size=n) for n in lengths]
     ids, offsets = np.concatenate(docs), np.concatenate([[0], np.cumsum(lengths)])

@@ -23,7 +23,7 @@ CHARS = "abcdefghijklmnopqrstuvwxyz .,?'\nUA:"
 
 def _checkpoint(folder: Path, **shape) -> Path:
     tokenizer = CharTokenizer(CHARS)
-    config = GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=2, n_embd=16, n_head=2, block_size=32, **shape)
+    config = GPTConfig(zero_init=False, vocab_size=tokenizer.vocab_size, n_layer=2, n_embd=16, n_head=2, block_size=32, **shape)
     return save_checkpoint(folder / "model.npz", GPT(config, seed=5), tokenizer, {"run_id": "r", "step": 3})
 
 

@@ -31,7 +31,7 @@ def expected_shapes(c: GPTConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-@pytest.mark.parametrize("config", [TINY, GPTConfig(vocab_size=7, n_layer=3, n_embd=12, n_head=3, block_size=5)])
+@pytest.mark.parametrize("config", [TINY, GPTConfig(zero_init=False, vocab_size=7, n_layer=3, n_embd=12, n_head=3, block_size=5)])
 def test_parameter_names_and_shapes_are_the_original_checkpoints(config):
     model = GPT(config, seed=0)
     named = dict(model.named_parameters())
@@ -43,7 +43,7 @@ def test_parameter_names_and_shapes_are_the_original_checkpoints(config):
 
 
 def test_a_learnable_norm_gain_adds_named_gains_beyond_the_original():
-    config = GPTConfig(vocab_size=5, n_layer=2, n_embd=4, n_head=2, block_size=3, norm_gain=True)
+    config = GPTConfig(zero_init=False, vocab_size=5, n_layer=2, n_embd=4, n_head=2, block_size=3, norm_gain=True)
     names = {name for name, _ in GPT(config, seed=0).named_parameters()}
     assert names - set(expected_shapes(config)) == {"layer0.attn_norm", "layer0.mlp_norm", "layer1.attn_norm",
                                                     "layer1.mlp_norm"}
@@ -165,8 +165,8 @@ def owners(model: GPT) -> list[tuple[Module, str]]:
 
 
 @pytest.mark.parametrize("config", [
-    GPTConfig(vocab_size=5, n_layer=2, n_embd=4, n_head=2, block_size=4),
-    GPTConfig(vocab_size=5, n_layer=1, n_embd=4, n_head=2, block_size=4, activation="gelu", norm_gain=True),
+    GPTConfig(zero_init=False, vocab_size=5, n_layer=2, n_embd=4, n_head=2, block_size=4),
+    GPTConfig(zero_init=False, vocab_size=5, n_layer=1, n_embd=4, n_head=2, block_size=4, activation="gelu", norm_gain=True),
 ], ids=["original", "gelu-with-gain"])
 def test_gpt_gradient_matches_finite_differences_for_every_weight(config):
     """gradcheck perturbs its own copies of the weights, so the function plugs those copies into the model."""
@@ -188,7 +188,7 @@ def test_gpt_loss_matches_finite_differences_for_every_weight(ignore, monkeypatc
     """GPT.loss is what the trainer differentiates: its fused head must pass the same check, over several
     row blocks of the fused loss (LOSS_BLOCK_ROWS patched down) and with ignored targets."""
     monkeypatch.setattr(F, "LOSS_BLOCK_ROWS", 3)
-    config = GPTConfig(vocab_size=5, n_layer=1, n_embd=4, n_head=2, block_size=4, norm_gain=True)
+    config = GPTConfig(zero_init=False, vocab_size=5, n_layer=1, n_embd=4, n_head=2, block_size=4, norm_gain=True)
     model = GPT(config, dtype=np.float64, seed=3)
     slots = owners(model)
     x, y = random_batch(config, 2, 4, seed=4)
@@ -226,7 +226,7 @@ def test_gpt_loss_and_its_gradients_equal_the_unfused_path(dtype, rtol, block_ro
 
 
 def test_one_layer_model_memorises_two_sequences_with_adam():
-    config = GPTConfig(vocab_size=12, n_layer=1, n_embd=16, n_head=2, block_size=8)
+    config = GPTConfig(zero_init=False, vocab_size=12, n_layer=1, n_embd=16, n_head=2, block_size=8)
     model = GPT(config, seed=0)
     x, y = random_batch(config, 2, 8, seed=0)
     optimizer = Adam(model.parameters(), lr=1e-2)

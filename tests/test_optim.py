@@ -11,7 +11,7 @@ import pytest
 from microgpt.autograd import functional as F
 from microgpt.nn import GPT, Adam, GPTConfig, Parameter, clip_grad_norm, learning_rate
 
-TINY = GPTConfig(vocab_size=9, n_layer=1, n_embd=8, n_head=2, block_size=6)
+TINY = GPTConfig(zero_init=False, vocab_size=9, n_layer=1, n_embd=8, n_head=2, block_size=6)
 
 
 def reference_adam(params, grads_per_step, lr, betas, eps, weight_decay):

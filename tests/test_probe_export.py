@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def exported(tmp_path: Path, capsys: pytest.CaptureFixture) -> Path:
     tokenizer = CharTokenizer("abcdefgh :\n")
-    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=8, n_head=2, block_size=16), seed=1)
+    model = GPT(GPTConfig(zero_init=False, vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=8, n_head=2, block_size=16), seed=1)
     ckpt = save_checkpoint(tmp_path / "m.npz", model, tokenizer, {"step": 1})
     assert main(["export", str(ckpt), str(tmp_path / "out")]) == 0
     capsys.readouterr()

@@ -48,7 +48,7 @@ LIMITS = ServeSettings(max_batch=MAX_BATCH, header_timeout_s=1.5, keep_alive_s=1
 
 def _model(block_size: int = 128) -> tuple[GPT, CharTokenizer]:
     tokenizer = CharTokenizer(CHARS)
-    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=16, n_head=2, block_size=block_size),
+    model = GPT(GPTConfig(zero_init=False, vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=16, n_head=2, block_size=block_size),
                 seed=3)
     return model, tokenizer
 

@@ -52,7 +52,7 @@ def test_step_checkpoint_names_round_trip_through_checkpoint_info(tmp_path: Path
 
 
 def test_eval_json_is_strict_json_even_when_a_loss_is_nan() -> None:
-    model = GPT(GPTConfig(vocab_size=300, n_layer=1, n_embd=8, n_head=2, block_size=8), seed=0)
+    model = GPT(GPTConfig(zero_init=False, vocab_size=300, n_layer=1, n_embd=8, n_head=2, block_size=8), seed=0)
     results = [EvalResult("d.jsonl", "0" * 64, "all", 1, 0, 0, math.nan, math.inf)]
     text = results_json(results, "m.npz", Checkpoint(model, None, {}), stride=4)
 

@@ -95,7 +95,7 @@ def test_a_saved_tokenizer_never_makes_the_loader_open_its_rank_file_path(tmp_pa
     """The saved dict names a valid rank file (opening it would succeed, its sha256 matches): it must be
     named in the error, not opened."""
     tokenizer = build_tokenizer("bpe", 300, ["tea is hot", "the cat sat"])
-    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=8, n_head=2, block_size=8), seed=0)
+    model = GPT(GPTConfig(zero_init=False, vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=8, n_head=2, block_size=8), seed=0)
     path = save_checkpoint(tmp_path / "m.npz", model, tokenizer, {"step": 0})
     lure = tmp_path / "lure.tiktoken"
     shutil.copy(_rank_file("cl100k_base", None)[0], lure)

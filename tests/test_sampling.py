@@ -15,7 +15,7 @@ from microgpt.autograd import no_grad
 from microgpt.nn import GPT, GPTConfig, SamplingSettings, generate, next_token_distribution
 from microgpt.nn.sampling import draw_tokens, next_token_distributions
 
-TINY = GPTConfig(vocab_size=13, n_layer=2, n_embd=8, n_head=2, block_size=10)
+TINY = GPTConfig(zero_init=False, vocab_size=13, n_layer=2, n_embd=8, n_head=2, block_size=10)
 
 
 def settings(**overrides) -> SamplingSettings:
@@ -38,7 +38,7 @@ class FixedLogits(GPT):
     """A GPT (real cache, real shapes) whose logits are always the given vector: a way to steer decoding."""
 
     def __init__(self, logits, block_size: int = 16) -> None:
-        super().__init__(GPTConfig(vocab_size=len(logits), n_layer=1, n_embd=4, n_head=1, block_size=block_size),
+        super().__init__(GPTConfig(zero_init=False, vocab_size=len(logits), n_layer=1, n_embd=4, n_head=1, block_size=block_size),
                          dtype=np.float64, seed=0)
         self.fixed = np.asarray(logits, dtype=np.float64)
 
@@ -206,7 +206,7 @@ def test_generation_goes_on_past_the_window_by_re_encoding_its_last_half():
 
 
 def test_generation_goes_on_past_a_one_token_window():
-    model = GPT(GPTConfig(vocab_size=13, n_layer=1, n_embd=8, n_head=2, block_size=1), dtype=np.float64, seed=0)
+    model = GPT(GPTConfig(zero_init=False, vocab_size=13, n_layer=1, n_embd=8, n_head=2, block_size=1), dtype=np.float64, seed=0)
     tokens = list(generate(model, [5], SamplingSettings(**GREEDY, max_new_tokens=4)))
     assert tokens == reference_greedy(model, [5], 4)
 

@@ -88,8 +88,8 @@ class ServerProcess:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer = CharTokenizer(CHARS)
-    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=2, n_embd=32, n_head=4, block_size=256,
-                          zero_init=False), seed=3)  # random output weights: it says something
+    config = GPTConfig(zero_init=False, vocab_size=tokenizer.vocab_size, n_layer=2, n_embd=32, n_head=4, block_size=256)
+    model = GPT(config, seed=3)  # random output weights: it says something
     return save_checkpoint(tmp_path_factory.mktemp("serve") / "tiny.npz", model, tokenizer, {"step": 0})
 
 

@@ -108,7 +108,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> list[SamplingSettings]:
 @pytest.fixture
 def checkpoint(tmp_path: Path) -> str:
     tokenizer = build_tokenizer("char", 300, ["hello there"])
-    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=8, n_head=2, block_size=16), seed=0)
+    model = GPT(GPTConfig(zero_init=False, vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=8, n_head=2, block_size=16), seed=0)
     return str(save_checkpoint(tmp_path / "tiny.npz", model, tokenizer, {"step": 0}))
 
 

@@ -12,7 +12,7 @@ from microgpt.nn.slots import slot_cache_for
 
 @pytest.fixture(scope="module")
 def model() -> GPT:
-    return GPT(GPTConfig(vocab_size=50, n_layer=2, n_embd=16, n_head=2, block_size=24), dtype=np.float64, seed=0)
+    return GPT(GPTConfig(zero_init=False, vocab_size=50, n_layer=2, n_embd=16, n_head=2, block_size=24), dtype=np.float64, seed=0)
 
 
 def _alone(model: GPT, ids: list[int]) -> np.ndarray:

@@ -29,7 +29,7 @@ def write_go_checkpoint(path: Path, model: GPT, **vocabulary: object) -> Path:
 
 def test_a_go_char_checkpoint_loads_with_the_same_weights_and_vocabulary(tmp_path: Path) -> None:
     vocab = list("abc ")
-    model = GPT(GPTConfig(vocab_size=len(vocab) + 1, n_layer=1, n_embd=8, n_head=2, block_size=8), seed=3)
+    model = GPT(GPTConfig(zero_init=False, vocab_size=len(vocab) + 1, n_layer=1, n_embd=8, n_head=2, block_size=8), seed=3)
     checkpoint = load_checkpoint(write_go_checkpoint(tmp_path / "go.json", model, vocab=vocab))
     assert isinstance(checkpoint.tokenizer, GoCharTokenizer) and checkpoint.meta["format"] == "go-json"
     tok = checkpoint.tokenizer
@@ -51,7 +51,7 @@ def test_a_go_bpe_vocabulary_maps_cl100k_ids_and_unknowns() -> None:
 
 
 def test_a_go_checkpoint_whose_vocabulary_does_not_fit_is_one_line(tmp_path: Path) -> None:
-    model = GPT(GPTConfig(vocab_size=9, n_layer=1, n_embd=8, n_head=2, block_size=8), seed=0)
+    model = GPT(GPTConfig(zero_init=False, vocab_size=9, n_layer=1, n_embd=8, n_head=2, block_size=8), seed=0)
     path = write_go_checkpoint(tmp_path / "bad.json", model, vocab=list("ab"))
     with pytest.raises(CheckpointError) as exc:
         load_checkpoint(path)
