@@ -74,3 +74,17 @@ def test_bench_row_in_cpu_time_on_one_thread_restores_the_split():
     row = bench_config(TINY, windows=1, with_torch=False, gen_tokens=3, pause=0.0, threads=1, clock=time.process_time)
     assert row["threads"] == 1 and row["train_fused_tok_s"] > 0
     assert parallel._parts == parallel._default_parts()
+
+
+def test_default_config_is_what_train_trains_and_the_help_says_so():
+    from microgpt.bench.throughput import CONFIGS, describe
+    from microgpt.config import TrainConfig
+
+    trained, default = TrainConfig(), CONFIGS["default"]
+    assert default.model == trained.model and default.batch == trained.batch_size
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    text = " ".join(parser.format_help().split())
+    m = trained.model
+    assert f"default = vocab {m.vocab_size}, {m.n_layer} layers, n_embd {m.n_embd}" in text
+    assert f"block {m.block_size}, batch {trained.batch_size}" in describe(default)
