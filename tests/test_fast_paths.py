@@ -174,6 +174,23 @@ def test_causal_self_attention_split_over_threads_in_small_chunks_matches_one_th
         np.testing.assert_allclose(one, three, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("rows", [1, 2, 8, F.SKINNY_ROWS, F.SKINNY_ROWS + 1])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_matmul_rows_few_rows_times_a_wide_matrix_equals_the_plain_product(monkeypatch, rows, threads):
+    """Few rows through a wide weight take the transposed route, split by columns; the result is the same."""
+    from microgpt.autograd import parallel
+
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_ELEMENTS", 64)  # so that these small products split
+    rng = np.random.default_rng(rows)
+    a, w = rng.normal(size=(rows, 24)), rng.normal(size=(301, 24))  # 301 output columns split unevenly
+    parallel.set_threads(threads)
+    try:
+        np.testing.assert_allclose(F._matmul_rows(a, w.T), a @ w.T, rtol=1e-12, atol=1e-12)
+        check_gradients(lambda t, u: F.linear(t, u), [a[:, None, :], w])  # a token per sequence, through linear
+    finally:
+        parallel.set_threads(0)
+
+
 def test_causal_self_attention_refuses_a_width_the_heads_do_not_divide():
     with pytest.raises(ValueError, match="not 3 x n_embd"):
         F.causal_self_attention(Tensor(np.zeros((1, 2, 9))), 2)

@@ -24,17 +24,33 @@ def _tensor(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(x, requires_grad=False)
 
 
+SKINNY_ROWS = 16  # products with at most this many rows (generation's tokens) may take the transposed route
+
+
 def _matmul_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """out = a @ b, the rows of a split over the cores when the product is big (each part on one BLAS
     thread): unlike BLAS's own threads, which spin and wait for each other, our parts slow down gracefully
     when another program is using a core."""
     if out is None:
         out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    work = a.shape[0] * b.shape[0] * b.shape[1] >> 5  # multiply-adds, scaled
+    if 2 <= a.shape[0] <= SKINNY_ROWS and b.shape[1] >= 2 * b.shape[0]:
+        # a few rows times a wide matrix (a generated token of each sequence through a weight): OpenBLAS packs
+        # the wide operand slowly for so few rows, while (b^T a^T)^T, the same product made tall, runs ~1.5x
+        # faster even with the transposed copy. Split by b's columns: each core reads only its share of b.
+        tall = np.empty((b.shape[1], a.shape[0]), dtype=out.dtype)
+
+        def columns(lo: int, hi: int) -> None:
+            np.matmul(b.T[lo:hi], a.T, out=tall[lo:hi])
+
+        run_split(columns, b.shape[1], work)
+        np.copyto(out, tall.T)
+        return out
 
     def rows(lo: int, hi: int) -> None:
         np.matmul(a[lo:hi], b, out=out[lo:hi])
 
-    run_split(rows, a.shape[0], a.shape[0] * b.shape[0] * b.shape[1] >> 5)  # multiply-adds, scaled
+    run_split(rows, a.shape[0], work)
     return out
 
 
