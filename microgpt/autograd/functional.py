@@ -191,48 +191,62 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None)
 
     logits (..., V), integer targets (...). With e = exp(x - max) and s = sum(e):
     loss_i = log s + max - x[t]; dloss_i/dx = e / s - onehot(t).
-    The rows go in blocks small enough to stay in the CPU cache, so each block's max, exp and sum cost one
-    trip to memory. The backward never materialises the probabilities: it scales the saved e by g / (n s)
-    in place and subtracts at the targets. Rows are split over the cores when the logits are big.
+    The rows go in blocks small enough to stay in the CPU cache, and each block makes its one trip to memory
+    whole: max, exp and sum, then, while it is still in the cache, its gradient for an upstream g of 1,
+    (e / s - onehot(t)) / n, written over e. The probabilities are never stored, and the backward of a loss
+    that backward() starts from returns that array as it is (another g scales it). Rows are split over the
+    cores when the logits are big.
     """
     V = logits.shape[-1]
     x = logits.data.reshape(-1, V)
     valid, safe_t, n = _targets(targets, logits.shape, V, ignore_index)
     N = x.shape[0]
     step = _loss_block_rows(V)
-    e = np.empty_like(x)
+    want_grad = is_grad_enabled() and logits.requires_grad
     top = np.empty(N, dtype=x.dtype)
     s = np.empty(N, dtype=x.dtype)
+    inv_n = 1.0 / max(n, 1)
 
-    def exp_shifted(r0: int, r1: int) -> None:
-        """e = exp(x - max) and its sum, for rows r0:r1."""
+    def exp_rows(r0: int, r1: int, out: np.ndarray) -> None:
+        """out = exp(x - top) for rows r0:r1, top their max."""
         top[r0:r1] = x[r0:r1].max(axis=1)
-        np.subtract(x[r0:r1], top[r0:r1, None], out=e[r0:r1])
-        np.exp(e[r0:r1], out=e[r0:r1])
-        s[r0:r1] = e[r0:r1].sum(axis=1)
+        np.subtract(x[r0:r1], top[r0:r1, None], out=out)
+        np.exp(out, out=out)
+
+    def to_gradient(r0: int, r1: int, out: np.ndarray) -> None:
+        """out, holding exp(x - top) of rows r0:r1, becomes dL/dx for g = 1: (e / s - onehot(t)) / n, 0 on
+        ignored rows."""
+        out *= (valid[r0:r1] * inv_n / s[r0:r1]).astype(x.dtype)[:, None]
+        hit = np.flatnonzero(valid[r0:r1])
+        out[hit, safe_t[r0:r1][hit]] -= inv_n
+
+    grad = np.empty_like(x) if want_grad else None  # no gradient wanted: one cache-sized block per thread
 
     def forward_rows(lo: int, hi: int) -> None:
+        block = np.empty((min(step, hi - lo), V), dtype=x.dtype) if grad is None else None
         for r0 in range(lo, hi, step):
-            exp_shifted(r0, min(r0 + step, hi))
+            r1 = min(r0 + step, hi)
+            out = grad[r0:r1] if grad is not None else block[:r1 - r0]
+            exp_rows(r0, r1, out)
+            s[r0:r1] = out.sum(axis=1)
+            if grad is not None:
+                to_gradient(r0, r1, out)
 
     run_split(forward_rows, N, x.size)
     per_row = np.log(s) + top - x[np.arange(N), safe_t]
     loss = np.asarray(np.where(valid, per_row, 0).sum() / n if n else np.nan, dtype=x.dtype)
-    saved = {"e": e}
+    saved = {"grad": grad}
 
     def backward(g: np.ndarray):
         if n == 0:  # every target ignored: the loss does not depend on the logits
             return (np.zeros_like(logits.data),)
-        dx = saved.pop("e", None)  # the first backward reuses e's memory for the gradient
+        dx = saved.pop("grad", None)  # the first backward takes the gradient made in the forward
         if dx is None:  # a repeated backward over the same graph recomputes it
-            dx = np.exp(x - top[:, None])
-        scale = ((float(g) / n) * valid / s).astype(x.dtype)
-
-        def scale_rows(lo: int, hi: int) -> None:
-            dx[lo:hi] *= scale[lo:hi, None]
-
-        run_split(scale_rows, N, dx.size)
-        dx[np.flatnonzero(valid), safe_t[valid]] -= float(g) / n
+            dx = np.empty_like(x)
+            run_split(lambda lo, hi: (exp_rows(lo, hi, dx[lo:hi]), to_gradient(lo, hi, dx[lo:hi])), N, dx.size)
+        upstream = float(g)  # 1 when this loss is what backward() started from: then the array is returned as is
+        if upstream != 1.0:
+            run_split(lambda lo, hi: np.multiply(dx[lo:hi], upstream, out=dx[lo:hi]), N, dx.size)
         return (dx.reshape(logits.shape),)
 
     return Tensor._result(loss, (logits,), backward)
