@@ -191,6 +191,21 @@ def test_matmul_rows_few_rows_times_a_wide_matrix_equals_the_plain_product(monke
         parallel.set_threads(0)
 
 
+@pytest.mark.parametrize("tokens,outputs", [(301, 7), (5, 40)], ids=["tokens-split", "output-rows-split"])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_weight_gradient_summed_over_token_parts_equals_the_plain_product(monkeypatch, tokens, outputs, threads):
+    from microgpt.autograd import parallel
+
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_ELEMENTS", 64)  # so that these small products split
+    rng = np.random.default_rng(tokens)
+    g, x = rng.normal(size=(tokens, outputs)), rng.normal(size=(tokens, 6))
+    parallel.set_threads(threads)
+    try:
+        np.testing.assert_allclose(F._weight_gradient(g, x), g.T @ x, rtol=1e-12, atol=1e-12)
+    finally:
+        parallel.set_threads(0)
+
+
 def test_causal_self_attention_refuses_a_width_the_heads_do_not_divide():
     with pytest.raises(ValueError, match="not 3 x n_embd"):
         F.causal_self_attention(Tensor(np.zeros((1, 2, 9))), 2)

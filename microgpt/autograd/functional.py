@@ -54,6 +54,27 @@ def _matmul_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) ->
     return out
 
 
+def _weight_gradient(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """dL/dW = g^T x, summed over every token: g (N, out), x (N, in).
+
+    When the tokens outnumber the output rows (every layer but a big vocabulary's head), the tokens are split
+    over the cores and the parts' (out, in) sums are added: splitting the output rows instead would make every
+    core read and pack all of x. The parts are added in a fixed order, whichever thread finished first.
+    """
+    if g.shape[0] <= g.shape[1]:
+        return _matmul_rows(g.T, x)
+    parts: dict[int, np.ndarray] = {}
+
+    def tokens(lo: int, hi: int) -> None:
+        parts[lo] = g[lo:hi].T @ x[lo:hi]
+
+    run_split(tokens, g.shape[0], g.shape[0] * g.shape[1] * x.shape[1] >> 5)  # multiply-adds, scaled
+    total = parts.pop(0)  # the first range starts at token 0
+    for lo in sorted(parts):
+        total += parts[lo]
+    return total
+
+
 def _rows_of(x: Tensor, weight: Tensor, name: str) -> np.ndarray:
     """x's data as (rows, in_features), checked against a weight stored (out, in)."""
     X2 = x.data.reshape(-1, x.shape[-1])
@@ -75,7 +96,7 @@ def linear(x: Tensor, weight: Tensor) -> Tensor:
     def backward(g: np.ndarray):
         g2 = g.reshape(out.shape)
         gx = _matmul_rows(g2, W).reshape(x.shape) if x.requires_grad else None
-        gw = _matmul_rows(g2.T, X2) if weight.requires_grad else None
+        gw = _weight_gradient(g2, X2) if weight.requires_grad else None
         return gx, gw
 
     return Tensor._result(out.reshape(*x.shape[:-1], W.shape[0]), (x, weight), backward)
@@ -98,11 +119,11 @@ def relu_mlp(x: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
 
     def backward(g: np.ndarray):
         g2 = g.reshape(out.shape)
-        gw2 = _matmul_rows(g2.T, h) if w2.requires_grad else None
+        gw2 = _weight_gradient(g2, h) if w2.requires_grad else None
         dh = _matmul_rows(g2, W2)
         run_split(lambda lo, hi: np.multiply(dh[lo:hi], h[lo:hi] > 0, out=dh[lo:hi]), h.shape[0], h.size)
         gx = _matmul_rows(dh, W1).reshape(x.shape) if x.requires_grad else None
-        gw1 = _matmul_rows(dh.T, X2) if w1.requires_grad else None
+        gw1 = _weight_gradient(dh, X2) if w1.requires_grad else None
         return gx, gw1, gw2
 
     return Tensor._result(out.reshape(*x.shape[:-1], W2.shape[0]), (x, w1, w2), backward)
