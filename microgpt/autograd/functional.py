@@ -214,9 +214,9 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None)
     loss_i = log s + max - x[t]; dloss_i/dx = e / s - onehot(t).
     The rows go in blocks small enough to stay in the CPU cache, and each block makes its one trip to memory
     whole: max, exp and sum, then, while it is still in the cache, its gradient for an upstream g of 1,
-    (e / s - onehot(t)) / n, written over e. The probabilities are never stored, and the backward of a loss
-    that backward() starts from returns that array as it is (another g scales it). Rows are split over the
-    cores when the logits are big.
+    (e / s - onehot(t)) / n, written over e. That is the one (N, V) array kept (none at all when no gradient
+    is wanted), and the backward of a loss that backward() starts from returns it as it is (another g scales
+    it). Rows are split over the cores when the logits are big.
     """
     V = logits.shape[-1]
     x = logits.data.reshape(-1, V)
