@@ -93,3 +93,17 @@ def test_serve_bench_sends_the_same_requests_both_ways_and_compares_every_reply(
         assert row["speedup"] == pytest.approx(row["concurrent_tok_s"] / row["sequential_tok_s"])
     text = format_serve_bench(report)
     assert f"{TOKENS} tokens per request" in text and "cores; numpy" in text and text.count(" yes") == len(CLIENTS)
+
+
+def test_default_config_is_what_train_trains_and_the_help_says_so():
+    from microgpt.bench.throughput import CONFIGS, describe
+    from microgpt.config import TrainConfig
+
+    trained, default = TrainConfig(), CONFIGS["default"]
+    assert default.model == trained.model and default.batch == trained.batch_size
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    text = " ".join(parser.format_help().split())
+    m = trained.model
+    assert f"default = vocab {m.vocab_size}, {m.n_layer} layers, n_embd {m.n_embd}" in text
+    assert f"block {m.block_size}, batch {trained.batch_size}" in describe(default)

@@ -142,6 +142,70 @@ def test_causal_self_attention_on_packed_qkv_equals_heads_through_the_plain_ops(
     check_gradients(lambda t: F.causal_self_attention(t, H), [packed])
 
 
+def test_causal_self_attention_split_over_threads_in_small_chunks_matches_one_thread(monkeypatch):
+    """Big enough to split: 7 sequences over three threads, a few per chunk, in blocks of 8 queries; the
+    heads are read from and the gradients written into the packed arrays in place."""
+    from microgpt.autograd import parallel
+
+    monkeypatch.setattr(F, "ATTENTION_BLOCK", 8)
+    monkeypatch.setattr(F, "ATTENTION_CHUNK", 2 * 3 * 40 * 40)  # about two sequences' scores per chunk
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_ELEMENTS", 64)  # so that this small case splits
+    rng = np.random.default_rng(6)
+    B, T, H, D = 7, 40, 3, 4
+    packed = rng.normal(size=(B, T, 3 * H * D))
+    upstream = rng.normal(size=(B, T, H * D))
+    results = []
+    for threads in (1, 3):
+        parallel.set_threads(threads)
+        try:
+            t = Tensor(packed)
+            out = F.causal_self_attention(t, H)
+            out.backward(upstream)
+            results.append((out.data, t.grad))
+        finally:
+            parallel.set_threads(0)
+    plain = Tensor(packed)
+    q, k, v = (plain[:, :, i * H * D:(i + 1) * H * D].reshape(B, T, H, D).transpose(0, 2, 1, 3) for i in range(3))
+    expected = _attention_plain(q, k, v).transpose(0, 2, 1, 3).reshape(B, T, H * D)
+    expected.backward(upstream)
+    np.testing.assert_allclose(results[1][0], expected.data, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(results[1][1], plain.grad, rtol=1e-8, atol=1e-10)
+    for one, three in zip(*results):
+        np.testing.assert_allclose(one, three, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 8, F.SKINNY_ROWS, F.SKINNY_ROWS + 1])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_matmul_rows_few_rows_times_a_wide_matrix_equals_the_plain_product(monkeypatch, rows, threads):
+    """Few rows through a wide weight take the transposed route, split by columns; the result is the same."""
+    from microgpt.autograd import parallel
+
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_ELEMENTS", 64)  # so that these small products split
+    rng = np.random.default_rng(rows)
+    a, w = rng.normal(size=(rows, 24)), rng.normal(size=(301, 24))  # 301 output columns split unevenly
+    parallel.set_threads(threads)
+    try:
+        np.testing.assert_allclose(F._matmul_rows(a, w.T), a @ w.T, rtol=1e-12, atol=1e-12)
+        check_gradients(lambda t, u: F.linear(t, u), [a[:, None, :], w])  # a token per sequence, through linear
+    finally:
+        parallel.set_threads(0)
+
+
+@pytest.mark.parametrize("tokens,outputs", [(301, 7), (5, 40)], ids=["tokens-split", "output-rows-split"])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_weight_gradient_summed_over_token_parts_equals_the_plain_product(monkeypatch, tokens, outputs, threads):
+    from microgpt.autograd import parallel
+
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_ELEMENTS", 64)  # so that these small products split
+    rng = np.random.default_rng(tokens)
+    g, x = rng.normal(size=(tokens, outputs)), rng.normal(size=(tokens, 6))
+    parallel.set_threads(threads)
+    try:
+        np.testing.assert_allclose(F._weight_gradient(g, x), g.T @ x, rtol=1e-12, atol=1e-12)
+    finally:
+        parallel.set_threads(0)
+
+
 def test_causal_self_attention_refuses_a_width_the_heads_do_not_divide():
     with pytest.raises(ValueError, match="not 3 x n_embd"):
         F.causal_self_attention(Tensor(np.zeros((1, 2, 9))), 2)

@@ -85,9 +85,15 @@ MUTATIONS = [
     Mutation("fused-loss-ignored-rows-train", "ignored targets still get a softmax gradient", FUNCTIONAL,
              "z *= (valid[r0:r1] / (max(n, 1) * total))", "z *= (1.0 / (max(n, 1) * total))", FUSED_LOSS_TESTS),
     Mutation("blocked-attention-dK", "blocked attention's dK += becomes dK =", FUNCTIONAL,
-             "dK[c0:c1, :kend] += into_k", "dK[c0:c1, :kend] = into_k", ATTENTION_TESTS),
+             "dK[..., :kend, :] += into_k", "dK[..., :kend, :] = into_k", ATTENTION_TESTS),
     Mutation("blocked-attention-dV", "blocked attention's dV += becomes dV =", FUNCTIONAL,
-             "dV[c0:c1, :kend] += into_v", "dV[c0:c1, :kend] = into_v", ATTENTION_TESTS),
+             "dV[..., :kend, :] += into_v", "dV[..., :kend, :] = into_v", ATTENTION_TESTS),
+    Mutation("skinny-matmul-column-offset", "each thread's share of the transposed few-row product reads b's first "
+             "columns", FUNCTIONAL, "np.matmul(b.T[lo:hi], a.T, out=tall[lo:hi])",
+             "np.matmul(b.T[:hi - lo], a.T, out=tall[lo:hi])", ("tests/test_fast_paths.py",)),
+    Mutation("cross-entropy-target-of-first-block", "every block of cross_entropy's gradient subtracts at the first "
+             "block's targets", FUNCTIONAL, "out[hit, safe_t[r0:r1][hit]] -= inv_n", "out[hit, safe_t[hit]] -= inv_n",
+             ("tests/test_functional.py", "tests/test_fast_paths.py")),
     Mutation("checkpoint-plain-open", "save_checkpoint writes with a plain open (no temp, fsync, rename)",
              CHECKPOINT_HOMES, 'with atomic_open(path, "wb") as f:', 'with open(path, "wb") as f:', SAVE_TESTS),
     Mutation("atomic-write-no-fsync", "the temp file is renamed without an fsync", ("microgpt/atomic.py",),

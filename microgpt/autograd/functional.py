@@ -24,18 +24,55 @@ def _tensor(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(x, requires_grad=False)
 
 
+SKINNY_ROWS = 16  # products with at most this many rows (generation's tokens) may take the transposed route
+
+
 def _matmul_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """out = a @ b, the rows of a split over the cores when the product is big (each part on one BLAS
     thread): unlike BLAS's own threads, which spin and wait for each other, our parts slow down gracefully
     when another program is using a core."""
     if out is None:
         out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    work = a.shape[0] * b.shape[0] * b.shape[1] >> 5  # multiply-adds, scaled
+    if 2 <= a.shape[0] <= SKINNY_ROWS and b.shape[1] >= 2 * b.shape[0]:
+        # a few rows times a wide matrix (a generated token of each sequence through a weight): OpenBLAS packs
+        # the wide operand slowly for so few rows, while (b^T a^T)^T, the same product made tall, runs ~1.5x
+        # faster even with the transposed copy. Split by b's columns: each core reads only its share of b.
+        tall = np.empty((b.shape[1], a.shape[0]), dtype=out.dtype)
+
+        def columns(lo: int, hi: int) -> None:
+            np.matmul(b.T[lo:hi], a.T, out=tall[lo:hi])
+
+        run_split(columns, b.shape[1], work)
+        np.copyto(out, tall.T)
+        return out
 
     def rows(lo: int, hi: int) -> None:
         np.matmul(a[lo:hi], b, out=out[lo:hi])
 
-    run_split(rows, a.shape[0], a.shape[0] * b.shape[0] * b.shape[1] >> 5)  # multiply-adds, scaled
+    run_split(rows, a.shape[0], work)
     return out
+
+
+def _weight_gradient(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """dL/dW = g^T x, summed over every token: g (N, out), x (N, in).
+
+    When the tokens outnumber the output rows (every layer but a big vocabulary's head), the tokens are split
+    over the cores and the parts' (out, in) sums are added: splitting the output rows instead would make every
+    core read and pack all of x. The parts are added in a fixed order, whichever thread finished first.
+    """
+    if g.shape[0] <= g.shape[1]:
+        return _matmul_rows(g.T, x)
+    parts: dict[int, np.ndarray] = {}
+
+    def tokens(lo: int, hi: int) -> None:
+        parts[lo] = g[lo:hi].T @ x[lo:hi]
+
+    run_split(tokens, g.shape[0], g.shape[0] * g.shape[1] * x.shape[1] >> 5)  # multiply-adds, scaled
+    total = parts.pop(0)  # the first range starts at token 0
+    for lo in sorted(parts):
+        total += parts[lo]
+    return total
 
 
 def _rows_of(x: Tensor, weight: Tensor, name: str) -> np.ndarray:
@@ -59,7 +96,7 @@ def linear(x: Tensor, weight: Tensor) -> Tensor:
     def backward(g: np.ndarray):
         g2 = g.reshape(out.shape)
         gx = _matmul_rows(g2, W).reshape(x.shape) if x.requires_grad else None
-        gw = _matmul_rows(g2.T, X2) if weight.requires_grad else None
+        gw = _weight_gradient(g2, X2) if weight.requires_grad else None
         return gx, gw
 
     return Tensor._result(out.reshape(*x.shape[:-1], W.shape[0]), (x, weight), backward)
@@ -82,11 +119,11 @@ def relu_mlp(x: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
 
     def backward(g: np.ndarray):
         g2 = g.reshape(out.shape)
-        gw2 = _matmul_rows(g2.T, h) if w2.requires_grad else None
+        gw2 = _weight_gradient(g2, h) if w2.requires_grad else None
         dh = _matmul_rows(g2, W2)
         run_split(lambda lo, hi: np.multiply(dh[lo:hi], h[lo:hi] > 0, out=dh[lo:hi]), h.shape[0], h.size)
         gx = _matmul_rows(dh, W1).reshape(x.shape) if x.requires_grad else None
-        gw1 = _matmul_rows(dh.T, X2) if w1.requires_grad else None
+        gw1 = _weight_gradient(dh, X2) if w1.requires_grad else None
         return gx, gw1, gw2
 
     return Tensor._result(out.reshape(*x.shape[:-1], W2.shape[0]), (x, w1, w2), backward)
@@ -175,48 +212,62 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None)
 
     logits (..., V), integer targets (...). With e = exp(x - max) and s = sum(e):
     loss_i = log s + max - x[t]; dloss_i/dx = e / s - onehot(t).
-    The rows go in blocks small enough to stay in the CPU cache, so each block's max, exp and sum cost one
-    trip to memory. The backward never materialises the probabilities: it scales the saved e by g / (n s)
-    in place and subtracts at the targets. Rows are split over the cores when the logits are big.
+    The rows go in blocks small enough to stay in the CPU cache, and each block makes its one trip to memory
+    whole: max, exp and sum, then, while it is still in the cache, its gradient for an upstream g of 1,
+    (e / s - onehot(t)) / n, written over e. That is the one (N, V) array kept (none at all when no gradient
+    is wanted), and the backward of a loss that backward() starts from returns it as it is (another g scales
+    it). Rows are split over the cores when the logits are big.
     """
     V = logits.shape[-1]
     x = logits.data.reshape(-1, V)
     valid, safe_t, n = _targets(targets, logits.shape, V, ignore_index)
     N = x.shape[0]
     step = _loss_block_rows(V)
-    e = np.empty_like(x)
+    want_grad = is_grad_enabled() and logits.requires_grad
     top = np.empty(N, dtype=x.dtype)
     s = np.empty(N, dtype=x.dtype)
+    inv_n = 1.0 / max(n, 1)
 
-    def exp_shifted(r0: int, r1: int) -> None:
-        """e = exp(x - max) and its sum, for rows r0:r1."""
+    def exp_rows(r0: int, r1: int, out: np.ndarray) -> None:
+        """out = exp(x - top) for rows r0:r1, top their max."""
         top[r0:r1] = x[r0:r1].max(axis=1)
-        np.subtract(x[r0:r1], top[r0:r1, None], out=e[r0:r1])
-        np.exp(e[r0:r1], out=e[r0:r1])
-        s[r0:r1] = e[r0:r1].sum(axis=1)
+        np.subtract(x[r0:r1], top[r0:r1, None], out=out)
+        np.exp(out, out=out)
+
+    def to_gradient(r0: int, r1: int, out: np.ndarray) -> None:
+        """out, holding exp(x - top) of rows r0:r1, becomes dL/dx for g = 1: (e / s - onehot(t)) / n, 0 on
+        ignored rows."""
+        out *= (valid[r0:r1] * inv_n / s[r0:r1]).astype(x.dtype)[:, None]
+        hit = np.flatnonzero(valid[r0:r1])
+        out[hit, safe_t[r0:r1][hit]] -= inv_n
+
+    grad = np.empty_like(x) if want_grad else None  # no gradient wanted: one cache-sized block per thread
 
     def forward_rows(lo: int, hi: int) -> None:
+        block = np.empty((min(step, hi - lo), V), dtype=x.dtype) if grad is None else None
         for r0 in range(lo, hi, step):
-            exp_shifted(r0, min(r0 + step, hi))
+            r1 = min(r0 + step, hi)
+            out = grad[r0:r1] if grad is not None else block[:r1 - r0]
+            exp_rows(r0, r1, out)
+            s[r0:r1] = out.sum(axis=1)
+            if grad is not None:
+                to_gradient(r0, r1, out)
 
     run_split(forward_rows, N, x.size)
     per_row = np.log(s) + top - x[np.arange(N), safe_t]
     loss = np.asarray(np.where(valid, per_row, 0).sum() / n if n else np.nan, dtype=x.dtype)
-    saved = {"e": e}
+    saved = {"grad": grad}
 
     def backward(g: np.ndarray):
         if n == 0:  # every target ignored: the loss does not depend on the logits
             return (np.zeros_like(logits.data),)
-        dx = saved.pop("e", None)  # the first backward reuses e's memory for the gradient
+        dx = saved.pop("grad", None)  # the first backward takes the gradient made in the forward
         if dx is None:  # a repeated backward over the same graph recomputes it
-            dx = np.exp(x - top[:, None])
-        scale = ((float(g) / n) * valid / s).astype(x.dtype)
-
-        def scale_rows(lo: int, hi: int) -> None:
-            dx[lo:hi] *= scale[lo:hi, None]
-
-        run_split(scale_rows, N, dx.size)
-        dx[np.flatnonzero(valid), safe_t[valid]] -= float(g) / n
+            dx = np.empty_like(x)
+            run_split(lambda lo, hi: (exp_rows(lo, hi, dx[lo:hi]), to_gradient(lo, hi, dx[lo:hi])), N, dx.size)
+        upstream = float(g)  # 1 when this loss is what backward() started from: then the array is returned as is
+        if upstream != 1.0:
+            run_split(lambda lo, hi: np.multiply(dx[lo:hi], upstream, out=dx[lo:hi]), N, dx.size)
         return (dx.reshape(logits.shape),)
 
     return Tensor._result(loss, (logits,), backward)
@@ -338,7 +389,7 @@ def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-5) -> Tens
 
 
 ATTENTION_BLOCK = 64  # causal queries are processed 64 at a time, each block against the keys it can see
-ATTENTION_CHUNK = 1 << 17  # scores (512 KiB of float32) that one core works through while they sit in its cache
+ATTENTION_CHUNK = 1 << 18  # scores (1 MiB of float32) that one core works through while they sit in its cache
 SOFTMAX_SAFE = 20.0  # scores within +-20: exp needs no shift, and the unshifted weights (<= e^20) stay finite
 SHIFT_BOUND_MIN = 1 << 14  # fewer scores than this (a generated token's): always shift, skip the bound
 
@@ -364,104 +415,125 @@ def _query_blocks(Tq: int, Tk: int, causal: bool) -> list[tuple[int, int, int]]:
             for r0 in range(0, Tq, ATTENTION_BLOCK)]
 
 
-def _flat_batch(a: np.ndarray, batch: tuple[int, ...], scale: float = 1.0, ones_column: bool = False) -> np.ndarray:
-    """(..., T, D) broadcast to the batch shape, then (N, T, D) with N = prod(batch), times `scale`, and with
-    a column of ones after the last (N, T, D + 1) if asked. A view when nothing needs changing."""
-    if a.shape[:-2] != batch:
-        a = np.broadcast_to(a, (*batch, *a.shape[-2:]))
-    if scale == 1.0 and not ones_column:
-        return a.reshape(-1, *a.shape[-2:])  # a view unless the batch axes cannot be merged
-    T, D = a.shape[-2:]
-    out = np.empty((math.prod(batch), T, D + ones_column), dtype=a.dtype)
-    target = out[..., :D].reshape(*batch, T, D)  # one pass: gather, scale and write
-    if scale == 1.0:
-        np.copyto(target, a)
-    else:
-        np.multiply(a, scale, out=target)
-    if ones_column:
-        out[..., D] = 1.0
+def _work_view(a: np.ndarray, batch: tuple[int, ...]) -> np.ndarray:
+    """a (..., T, D) broadcast to the batch shape, as the view the attention splits over its first axis: leading
+    axes of length 1 are dropped (one sequence's heads are then what is split), and no batch axis becomes one."""
+    a = np.broadcast_to(a, (*batch, *a.shape[-2:])) if a.shape[:-2] != batch else a
+    while a.ndim > 3 and a.shape[0] == 1:
+        a = a[0]
+    return a if a.ndim > 2 else a[None]
+
+
+def _with_ones(a: np.ndarray) -> np.ndarray:
+    """[a, 1]: a (..., T, D) copied into (..., T, D + 1) with a column of ones after the last."""
+    out = np.empty((*a.shape[:-1], a.shape[-1] + 1), dtype=a.dtype)
+    out[..., :-1] = a
+    out[..., -1] = 1.0
     return out
 
 
-def _attention(Q: np.ndarray, K: np.ndarray, Vv: np.ndarray, causal: bool
-               ) -> tuple[np.ndarray, tuple[int, ...], Callable[[np.ndarray], tuple[np.ndarray, ...]]]:
-    """The arrays behind the attention ops (see scaled_dot_product_attention): the output (*batch, Tq, Dv),
-    the batch shape, and backward(G (*batch, Tq, Dv)) -> dQ, dK, dV flattened to (N, T, D)."""
+def _chunks(lo: int, hi: int, size: int) -> list[tuple[int, int]]:
+    """[lo, hi) cut into as few ranges of at most `size` as possible, their lengths within one of each other."""
+    count = -(-(hi - lo) // size)
+    return [(lo + (hi - lo) * i // count, lo + (hi - lo) * (i + 1) // count) for i in range(count)]
+
+
+def _attention(Q: np.ndarray, K: np.ndarray, Vv: np.ndarray, causal: bool, out: np.ndarray | None = None
+               ) -> tuple[np.ndarray, Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """The arrays behind the attention ops (see scaled_dot_product_attention).
+
+    Q (*batch, Tq, D), K (*batch, Tk, D) and V (*batch, Tk, Dv) broadcast against each other and may be any
+    strided views (heads cut out of packed projections are used in place: BLAS takes their row stride); the
+    result is written into `out` (*batch, Tq, Dv), which may be a view too. Returns out and
+    backward(G, into=None) -> dQ, dK, dV of the full batch shape, written into `into` when given.
+    All the work, copies included, is split over the cores along the first batch axis.
+    """
     Tq, Tk, D, Dv = Q.shape[-2], K.shape[-2], Q.shape[-1], Vv.shape[-1]
     batch = Q.shape[:-2]
     if not batch == K.shape[:-2] == Vv.shape[:-2]:
         batch = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2], Vv.shape[:-2])
-    N = math.prod(batch)
+    dtype = Q.dtype
+    if out is None:
+        out = np.empty((*batch, Tq, Dv), dtype=dtype)
+    Qw, Kw, Vw, Ow = (_work_view(a, batch) for a in (Q, K, Vv, out))
+    n0, lead = Qw.shape[0], Qw.shape[1:-2]  # split along n0; each unit holds prod(lead) slices
     scale = 1.0 / math.sqrt(D)
-    Qs = _flat_batch(Q, batch, scale)  # every slice (b, h) becomes one row of N; q / sqrt(D)
-    Kf = _flat_batch(K, batch)
     ones = Tq > 1  # for a generated token's one row per slice, a plain sum is cheaper than copying V
-    V1 = _flat_batch(Vv, batch, ones_column=ones)  # [V, 1], or V itself
     blocks = _query_blocks(Tq, Tk, causal)[::-1]  # the block that sees every key first (see the backward)
-    masks = [_causal_mask(r1 - r0, kend, Q.dtype) if causal and r1 - r0 > 1 else None for r0, r1, kend in blocks]
-    E = [np.empty((N, r1 - r0, kend), dtype=Q.dtype) for r0, r1, kend in blocks]
-    out_s = np.empty((N, Tq, Dv + 1), dtype=Q.dtype)  # [E V, s]
-    # the bound costs two passes over q and k: worth it only when the scores are many times bigger
-    shift = N * Tq * Tk < SHIFT_BOUND_MIN or _max_norm(Qs) * _max_norm(Kf) > SOFTMAX_SAFE
-    chunk = max(1, ATTENTION_CHUNK // (Tq * Tk))
+    masks = [_causal_mask(r1 - r0, kend, dtype) if causal and r1 - r0 > 1 else None for r0, r1, kend in blocks]
+    E = [np.empty((n0, *lead, r1 - r0, kend), dtype=dtype) for r0, r1, kend in blocks]
+    s = np.empty((n0, *lead, Tq, 1), dtype=dtype)  # the row sums of E
+    work = sum(e.size for e in E)
+    chunk = max(1, ATTENTION_CHUNK * n0 // max(work, 1))  # units per pass: their scores stay in the cache
+    always_shift = work < SHIFT_BOUND_MIN  # too few scores for the bound to pay for itself
 
     def forward_part(lo: int, hi: int) -> None:
-        for c0 in range(lo, hi, chunk):
-            c1 = min(c0 + chunk, hi)
+        for c0, c1 in _chunks(lo, hi, chunk):
+            q = np.multiply(Qw[c0:c1], scale)  # q / sqrt(D)
+            k = Kw[c0:c1]
+            v = _with_ones(Vw[c0:c1]) if ones else Vw[c0:c1]  # [V, 1], or V itself
+            out_s = np.empty((*q.shape[:-1], Dv + 1), dtype=dtype)  # [E V, s]
+            # the bound costs two passes over q and k: they are small beside the scores
+            shift = always_shift or _max_norm(q) * _max_norm(k) > SOFTMAX_SAFE
             for (r0, r1, kend), e, mask in zip(blocks, E, masks):
                 S = e[c0:c1]
-                np.matmul(Qs[c0:c1, r0:r1], Kf[c0:c1, :kend].transpose(0, 2, 1), out=S)
+                np.matmul(q[..., r0:r1, :], k[..., :kend, :].swapaxes(-1, -2), out=S)
                 if mask is not None:
                     S += mask  # one in-place pass; boolean indexing is 10x slower
                 if shift:
                     S -= S.max(axis=-1, keepdims=True)
                 np.exp(S, out=S)
                 if ones:
-                    np.matmul(S, V1[c0:c1, :kend], out=out_s[c0:c1, r0:r1])
+                    np.matmul(S, v[..., :kend, :], out=out_s[..., r0:r1, :])
                 else:
-                    np.matmul(S, V1[c0:c1, :kend], out=out_s[c0:c1, r0:r1, :Dv])
-                    np.sum(S, axis=-1, keepdims=True, out=out_s[c0:c1, r0:r1, Dv:])
+                    np.matmul(S, v[..., :kend, :], out=out_s[..., r0:r1, :Dv])
+                    np.sum(S, axis=-1, keepdims=True, out=out_s[..., r0:r1, Dv:])
+            s[c0:c1] = out_s[..., Dv:]
+            np.divide(out_s[..., :Dv], s[c0:c1], out=Ow[c0:c1])
 
-    run_split(forward_part, N, sum(e.size for e in E))
-    row_sum = out_s[..., Dv:]
-    out = out_s[..., :Dv] / row_sum
+    run_split(forward_part, n0, work)
 
-    def backward(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        G_r = _flat_batch(g, batch, ones_column=True)  # becomes [G, -r]
-        G = G_r[..., :Dv]
-        G_r[..., Dv] = -np.einsum("ntd,ntd->nt", G, out)  # r = rowsum(G O)
-        V1b = V1 if ones else _flat_batch(Vv, batch, ones_column=True)
-        dQ, dK, dV = np.empty_like(Qs), np.empty_like(Kf), np.empty((N, Tk, Dv), dtype=Qs.dtype)
+    def backward(g: np.ndarray, into: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        grads = into or (np.empty((*batch, Tq, D), dtype=dtype), np.empty((*batch, Tk, D), dtype=dtype),
+                         np.empty((*batch, Tk, Dv), dtype=dtype))
+        Gw, dQw, dKw, dVw = (_work_view(a, batch) for a in (g, *grads))
 
         def backward_part(lo: int, hi: int) -> None:
-            dP_buffer = np.empty((min(chunk, hi - lo), max(r1 - r0 for r0, r1, _ in blocks), Tk), dtype=G.dtype)
-            dK_part = np.empty((dP_buffer.shape[0], Tk, D), dtype=G.dtype)
-            dV_part = np.empty((dP_buffer.shape[0], Tk, Dv), dtype=G.dtype)
-            for c0 in range(lo, hi, chunk):
-                c1 = min(c0 + chunk, hi)
-                inv_s = 1.0 / row_sum[c0:c1]
-                Gs = G[c0:c1] * inv_s
-                Qi = Qs[c0:c1] * inv_s
+            rows = max(r1 - r0 for r0, r1, _ in blocks)
+            dP_buffer = np.empty((min(chunk, hi - lo), *lead, rows, Tk), dtype=dtype)
+            dK_part = np.empty((min(chunk, hi - lo), *lead, Tk, D), dtype=dtype)
+            dV_part = np.empty((min(chunk, hi - lo), *lead, Tk, Dv), dtype=dtype)
+            for c0, c1 in _chunks(lo, hi, chunk):
+                n = c1 - c0
+                inv_s = 1.0 / s[c0:c1]
+                G = Gw[c0:c1]
+                G_r = _with_ones(G)  # becomes [G, -r], r = rowsum(G O)
+                G_r[..., Dv] = -np.einsum("...d,...d->...", G, Ow[c0:c1])
+                Gs = G * inv_s
+                Qi = Qw[c0:c1] * (inv_s * scale)
+                k, v = Kw[c0:c1], _with_ones(Vw[c0:c1])
+                dQ, dK, dV = dQw[c0:c1], dKw[c0:c1], dVw[c0:c1]
                 for i, ((r0, r1, kend), e) in enumerate(zip(blocks, E)):
                     eb = e[c0:c1]
                     # the first block sees every key: it writes dV and dK, the others add to them
-                    into_v = dV[c0:c1] if i == 0 else dV_part[:c1 - c0, :kend]
-                    np.matmul(eb.transpose(0, 2, 1), Gs[:, r0:r1], out=into_v)
-                    dP = np.matmul(G_r[c0:c1, r0:r1], V1b[c0:c1, :kend].transpose(0, 2, 1),
-                                   out=dP_buffer[:c1 - c0, :r1 - r0, :kend])  # G V^T - r
+                    into_v = dV if i == 0 else dV_part[:n, ..., :kend, :]
+                    np.matmul(eb.swapaxes(-1, -2), Gs[..., r0:r1, :], out=into_v)
+                    dP = np.matmul(G_r[..., r0:r1, :], v[..., :kend, :].swapaxes(-1, -2),
+                                   out=dP_buffer[:n, ..., :r1 - r0, :kend])  # G V^T - r
                     dP *= eb  # now s * dS: the row scale 1/s is applied to the small operands
-                    np.matmul(dP, Kf[c0:c1, :kend], out=dQ[c0:c1, r0:r1])
-                    into_k = dK[c0:c1] if i == 0 else dK_part[:c1 - c0, :kend]
-                    np.matmul(dP.transpose(0, 2, 1), Qi[:, r0:r1], out=into_k)
+                    np.matmul(dP, k[..., :kend, :], out=dQ[..., r0:r1, :])
+                    into_k = dK if i == 0 else dK_part[:n, ..., :kend, :]
+                    np.matmul(dP.swapaxes(-1, -2), Qi[..., r0:r1, :], out=into_k)
                     if i:
-                        dV[c0:c1, :kend] += into_v
-                        dK[c0:c1, :kend] += into_k
-                dQ[c0:c1] *= inv_s * scale
+                        dV[..., :kend, :] += into_v
+                        dK[..., :kend, :] += into_k
+                dQ *= inv_s * scale
 
-        run_split(backward_part, N, sum(e.size for e in E))
-        return dQ, dK, dV
+        run_split(backward_part, n0, work)
+        return grads
 
-    return out.reshape(*batch, Tq, Dv), batch, backward
+    return out, backward
 
 
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True) -> Tensor:
@@ -477,19 +549,20 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     folded into products by a column of ones after V: E [V, 1] = [E V, s] gives the row sums with the
     output, and [G, -r] [V, 1]^T = G V^T - r gives dP already shifted. The shift by the row max only guards
     exp against overflow: since |S_ij| <= |q_i| |k_j| / sqrt(D), when that bound is small (SOFTMAX_SAFE)
-    the max and the shift (two more passes) are skipped. The (batch x head) slices are independent: they
-    are split over the CPU cores when big, and each core takes them a few at a time (ATTENTION_CHUNK
-    scores' worth), so all the passes over one chunk's scores run while it sits in the cache.
+    the max and the shift (two more passes) are skipped. The slices are independent: they are split over
+    the CPU cores along the first batch axis (the heads, when there is one sequence), and each core takes
+    them a few at a time (ATTENTION_CHUNK scores' worth), so all the passes over one chunk's scores, and the
+    small copies around them, run on that core while the chunk sits in its cache.
     """
     q, k, v = _tensor(q), _tensor(k), _tensor(v)
     Q, K, Vv = q.data, k.data, v.data
-    out, batch, grads = _attention(Q, K, Vv, causal)
+    out, grads = _attention(Q, K, Vv, causal)
 
     def backward(g: np.ndarray):
         dQ, dK, dV = grads(g)
-        return (unbroadcast(dQ.reshape(*batch, *Q.shape[-2:]), Q.shape) if q.requires_grad else None,
-                unbroadcast(dK.reshape(*batch, *K.shape[-2:]), K.shape) if k.requires_grad else None,
-                unbroadcast(dV.reshape(*batch, *Vv.shape[-2:]), Vv.shape) if v.requires_grad else None)
+        return (unbroadcast(dQ, Q.shape) if q.requires_grad else None,
+                unbroadcast(dK, K.shape) if k.requires_grad else None,
+                unbroadcast(dV, Vv.shape) if v.requires_grad else None)
 
     return Tensor._result(out, (q, k, v), backward)
 
@@ -498,9 +571,10 @@ def causal_self_attention(qkv: Tensor, n_head: int) -> Tensor:
     """Multi-head causal self-attention on packed projections: qkv (B, T, 3C) holds q, k and v side by side
     (one product x [Wq; Wk; Wv]^T), the result (B, T, C) holds the heads side by side.
 
-    The same as cutting qkv into heads and calling scaled_dot_product_attention, but the gradient is written
-    straight into one (B, T, 3C) array: slicing q, k and v out of a Tensor would give each slice a
-    full-size zero gradient, then add the three up.
+    The same as cutting qkv into heads and calling scaled_dot_product_attention, but nothing is copied: each
+    head's q, k, v are read in place from qkv, its output is written straight into its columns of the
+    result, and its dQ, dK, dV straight into its columns of one (B, T, 3C) gradient (slicing q, k and v out
+    of a Tensor would give each slice a full-size zero gradient, then add the three up).
     """
     B, T, C3 = qkv.shape
     C = C3 // 3
@@ -508,14 +582,18 @@ def causal_self_attention(qkv: Tensor, n_head: int) -> Tensor:
         raise ValueError(f"causal_self_attention: last dim {C3} is not 3 x n_embd with n_embd divisible by "
                          f"{n_head} heads")
     D = C // n_head
-    heads = qkv.data.reshape(B, T, 3, n_head, D)
-    out, _, grads = _attention(*(heads[:, :, i].transpose(0, 2, 1, 3) for i in range(3)), causal=True)
 
-    def backward(g: np.ndarray):  # each head's dQ, dK, dV back into its columns of the packed gradient
-        dQKV = grads(g.reshape(B, T, n_head, D).transpose(0, 2, 1, 3))
+    def by_head(a: np.ndarray) -> np.ndarray:
+        """(B, T, H, D) seen as (B, H, T, D), a view."""
+        return a.transpose(0, 2, 1, 3)
+
+    heads = qkv.data.reshape(B, T, 3, n_head, D)
+    out = np.empty((B, T, n_head, D), dtype=qkv.dtype)
+    _, grads = _attention(*(by_head(heads[:, :, i]) for i in range(3)), causal=True, out=by_head(out))
+
+    def backward(g: np.ndarray):  # each head's dQ, dK, dV go into its columns of the packed gradient
         packed = np.empty((B, T, 3, n_head, D), dtype=out.dtype)
-        for i, d in enumerate(dQKV):
-            packed[:, :, i] = d.reshape(B, n_head, T, D).transpose(0, 2, 1, 3)
+        grads(by_head(g.reshape(B, T, n_head, D)), into=tuple(by_head(packed[:, :, i]) for i in range(3)))
         return (packed.reshape(B, T, C3),)
 
-    return Tensor._result(out.transpose(0, 2, 1, 3).reshape(B, T, C), (qkv,), backward)
+    return Tensor._result(out.reshape(B, T, C), (qkv,), backward)

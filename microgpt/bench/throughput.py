@@ -51,6 +51,14 @@ CONFIGS = {
     "default": BenchConfig("default", TRAINED.model, TRAINED.batch_size, 4),  # the shape people train
 }
 GENERATION_BATCHES = (1, 8)
+
+
+def describe(cfg: BenchConfig) -> str:
+    """The shape in words, read from the config itself (the help text and the docs never restate it)."""
+    m = cfg.model
+    note = " (the default preset: what `microgpt train` trains)" if cfg.name == "default" else ""
+    return (f"vocab {m.vocab_size}, {m.n_layer} layer{'s' * (m.n_layer > 1)}, n_embd {m.n_embd}, "
+            f"{m.n_head} heads, block {m.block_size}, batch {cfg.batch}{note}")
 THREADS = 2  # threads for both sides of the comparison unless `bench --threads` says otherwise
 
 

@@ -17,6 +17,7 @@ from microgpt.bench.throughput import (
     PROMPT_TOKENS,
     bench_config,
     competing_process,
+    describe,
     machine_description,
     torch_available,
 )
@@ -28,9 +29,8 @@ GEN_TOKENS = 64  # tokens per generation window, when the configs' block sizes l
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS),
-                        help="which configs to run (c1 = vocab 2048, 1 layer, n_embd 48, 4 heads, block 96; "
-                             "c2 = vocab 8192, 4 layers, n_embd 128, 8 heads, block 256; default = the default "
-                             "preset: vocab 2048, 4 layers, n_embd 96, 4 heads, block 128, batch 16)")
+                        help="which configs to run: " + "; ".join(f"{name} = {describe(cfg)}"
+                                                                  for name, cfg in CONFIGS.items()))
     parser.add_argument("--windows", type=positive_int, default=7, help="timed windows per contestant (median reported)")
     parser.add_argument("--gen-tokens", type=positive_int,
                         help="tokens generated per generation window (default: 64, or what the smallest chosen "
