@@ -44,7 +44,7 @@ PRESETS: dict[str, dict[str, object]] = {
 
 PRESET_HELP: dict[str, str] = {
     "default": "microgpt's measured best for a 5-minute run on the starter data: vocab 8192, 4x96, block 64, "
-               "batch 32, 1500 steps, lr 0.006 cosine (the knob defaults)",
+               "batch 32, 1800 steps, lr 0.006 cosine, zero-initialised outputs (the knob defaults)",
     "seed": "the original Go edition's 0.0.4 defaults: 1 layer, width 48, one document per step",
     "fast": "the original 0.0.4's quick smoke run (TUI key 1): vocab 1536, 1x32, block 64, 400 steps",
     "balanced": "the original 0.0.4's laptop-safe baseline (TUI key 2): vocab 2048, 1x48, block 96, 800 steps",
