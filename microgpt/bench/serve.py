@@ -43,7 +43,7 @@ def _model(checkpoint: str | None) -> tuple[Any, Any, str]:
         loaded = load_checkpoint(checkpoint)
         return loaded.model, loaded.tokenizer, checkpoint
     tokenizer = CharTokenizer("".join(chr(c) for c in range(32, 127)) + "\n")
-    config = GPTConfig(vocab_size=tokenizer.vocab_size)  # the default preset's shape
+    config = GPTConfig(vocab_size=tokenizer.vocab_size, zero_init=False)  # the default shape, random everywhere
     return GPT(config, seed=0), tokenizer, f"random {config.n_layer} x {config.n_embd} model, block {config.block_size}"
 
 
