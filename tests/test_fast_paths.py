@@ -16,28 +16,60 @@ from microgpt.autograd import functional as F
 
 
 def _unfused(x, w, targets, ignore_index=None):
-    return F.cross_entropy(F.linear(x, w), targets, ignore_index=ignore_index)
+    """The plain ops: logits from Tensor matmul (not F.linear, whose output cross_entropy would fuse with)."""
+    return F.cross_entropy(x @ w.T, targets, ignore_index=ignore_index)
 
 
+def test_linear_logits_used_twice_get_both_gradients():
+    """The fused loss bypasses the logits node; another use of the same logits still sends its gradient."""
+    rng = np.random.default_rng(4)
+    x, w = rng.normal(size=(5, 3)), rng.normal(size=(7, 3))
+    targets = rng.integers(0, 7, 5)
+
+    def both(xt, wt):
+        logits = F.linear(xt, wt)
+        return F.cross_entropy(logits, targets) + (logits * logits).mean() * 0.1
+
+    def both_plain(xt, wt):
+        logits = xt @ wt.T
+        return F.cross_entropy(logits, targets) + (logits * logits).mean() * 0.1
+
+    fused, plain = [Tensor(x), Tensor(w)], [Tensor(x), Tensor(w)]
+    both(*fused).backward()
+    both_plain(*plain).backward()
+    for a, b in zip(fused, plain):
+        np.testing.assert_allclose(a.grad, b.grad, rtol=1e-10)
+    check_gradients(both, [x, w])
+
+
+@pytest.mark.parametrize("route", ["linear_cross_entropy", "cross_entropy of linear"])
 @pytest.mark.parametrize("block_rows", [128, 3])
 @pytest.mark.parametrize("scale", [0.3, 30.0])  # small logits skip the shift by the max; big ones need it
-def test_linear_cross_entropy_equals_linear_then_cross_entropy(monkeypatch, block_rows, scale):
+def test_fused_loss_equals_linear_then_cross_entropy(monkeypatch, route, block_rows, scale):
+    """The fused op, and cross_entropy of F.linear's logits (which takes the fused route), match the plain ops."""
     monkeypatch.setattr(F, "LOSS_BLOCK_ROWS", block_rows)
     rng = np.random.default_rng(0)
     x = rng.normal(0.0, scale, (2, 5, 6))
     w = rng.normal(0.0, 1.0, (9, 6))
     targets = rng.integers(0, 9, (2, 5))
     targets[0, 1] = -1
+
+    def loss_of(xt, wt):
+        if route == "linear_cross_entropy":
+            return F.linear_cross_entropy(xt, wt, targets, ignore_index=-1)
+        return F.cross_entropy(F.linear(xt, wt), targets, ignore_index=-1)
+
     fused = [Tensor(x), Tensor(w)]
     plain = [Tensor(x), Tensor(w)]
-    loss = F.linear_cross_entropy(*fused, targets, ignore_index=-1)
+    loss = loss_of(*fused)
+    assert loss._parents == tuple(fused)  # the gradient goes straight to x and W, past the (N, V) logits
     expected = _unfused(*plain, targets, ignore_index=-1)
     np.testing.assert_allclose(loss.item(), expected.item(), rtol=1e-12)
     loss.backward()
     expected.backward()
     for a, b in zip(fused, plain):
         np.testing.assert_allclose(a.grad, b.grad, rtol=1e-10, atol=1e-14)
-    check_gradients(lambda xt, wt: F.linear_cross_entropy(xt, wt, targets, ignore_index=-1), [x, w])
+    check_gradients(loss_of, [x, w])
 
 
 def test_linear_cross_entropy_with_an_upstream_gradient_scales_both_gradients():
@@ -102,25 +134,32 @@ def test_attention_fast_paths_match_the_composed_ops(monkeypatch, chunk, scale, 
     check_gradients(F.scaled_dot_product_attention, [q, k, v])
 
 
-@pytest.mark.parametrize("threads, elements, parts", [
+@pytest.mark.parametrize("threads, work, parts", [
     (8, 1 << 24, 8),  # big work: one part per thread, past 4
-    (8, 1 << 18, 2),  # each part gets at least half of MIN_PARALLEL_ELEMENTS
+    (8, 1 << 18, 2),  # each part gets at least MIN_PART_WORK (120 us)
     (8, 1 << 10, 1),  # small work stays on the calling thread
     (1, 1 << 24, 1),
 ])
-def test_run_split_covers_the_range_once_in_as_many_parts_as_the_work_allows(threads, elements, parts):
+def test_run_split_covers_the_range_once_in_as_many_parts_as_the_work_allows(threads, work, parts):
     from microgpt.autograd import parallel
 
     calls: list[tuple[int, int]] = []
+    again: list[tuple[int, int]] = []
     parallel.set_threads(threads)
     try:
-        parallel.run_split(lambda lo, hi: calls.append((lo, hi)), 1000, elements)
+        parallel.run_split(lambda lo, hi: calls.append((lo, hi)), 1000, work)
+        parallel.run_split(lambda lo, hi: again.append((lo, hi)), 1000, work)
     finally:
         parallel.set_threads(0)
     assert len(calls) == parts
     ranges = sorted(calls)
     assert ranges[0][0] == 0 and ranges[-1][1] == 1000
     assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))  # consecutive, no gap, no overlap
+    assert sorted(again) == ranges  # the same ranges every time: sums over parts are reproducible
+    sizes = [hi - lo for lo, hi in ranges]
+    assert sizes[0] == max(sizes)  # the calling thread starts at once: it takes the longest range
+    if parts > 1:
+        assert sizes[0] > sizes[1] and max(sizes[1:]) - min(sizes[1:]) <= 1  # helpers share the rest evenly
 
 
 @pytest.mark.parametrize("block", [64, 2])
@@ -149,7 +188,7 @@ def test_causal_self_attention_split_over_threads_in_small_chunks_matches_one_th
 
     monkeypatch.setattr(F, "ATTENTION_BLOCK", 8)
     monkeypatch.setattr(F, "ATTENTION_CHUNK", 2 * 3 * 40 * 40)  # about two sequences' scores per chunk
-    monkeypatch.setattr(parallel, "MIN_PARALLEL_ELEMENTS", 64)  # so that this small case splits
+    monkeypatch.setattr(parallel, "MIN_PART_WORK", 1)  # so that this small case splits
     rng = np.random.default_rng(6)
     B, T, H, D = 7, 40, 3, 4
     packed = rng.normal(size=(B, T, 3 * H * D))
@@ -180,7 +219,7 @@ def test_matmul_rows_few_rows_times_a_wide_matrix_equals_the_plain_product(monke
     """Few rows through a wide weight take the transposed route, split by columns; the result is the same."""
     from microgpt.autograd import parallel
 
-    monkeypatch.setattr(parallel, "MIN_PARALLEL_ELEMENTS", 64)  # so that these small products split
+    monkeypatch.setattr(parallel, "MIN_PART_WORK", 1)  # so that these small products split
     rng = np.random.default_rng(rows)
     a, w = rng.normal(size=(rows, 24)), rng.normal(size=(301, 24))  # 301 output columns split unevenly
     parallel.set_threads(threads)
@@ -196,7 +235,7 @@ def test_matmul_rows_few_rows_times_a_wide_matrix_equals_the_plain_product(monke
 def test_weight_gradient_summed_over_token_parts_equals_the_plain_product(monkeypatch, tokens, outputs, threads):
     from microgpt.autograd import parallel
 
-    monkeypatch.setattr(parallel, "MIN_PARALLEL_ELEMENTS", 64)  # so that these small products split
+    monkeypatch.setattr(parallel, "MIN_PART_WORK", 1)  # so that these small products split
     rng = np.random.default_rng(tokens)
     g, x = rng.normal(size=(tokens, outputs)), rng.normal(size=(tokens, 6))
     parallel.set_threads(threads)
@@ -249,7 +288,7 @@ def test_relu_mlp_equals_linear_relu_linear(threads):
         fused = [Tensor(a) for a in (x, w1, w2)]
         plain = [Tensor(a) for a in (x, w1, w2)]
         out = F.relu_mlp(*fused)
-        expected = F.linear(F.linear(plain[0], plain[1]).relu(), plain[2])
+        expected = ((plain[0] @ plain[1].T).relu()) @ plain[2].T  # the plain ops, not F.linear
         upstream = rng.normal(size=out.shape)
         out.backward(upstream)
         expected.backward(upstream)
@@ -260,6 +299,24 @@ def test_relu_mlp_equals_linear_relu_linear(threads):
         np.testing.assert_allclose(a.grad, b.grad, rtol=1e-10, atol=1e-12)
     if threads == 1:
         check_gradients(F.relu_mlp, [x, w1, w2])
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_relu_mlp_and_linear_gradients_when_each_thread_runs_whole_rows(monkeypatch, threads):
+    """Past SKINNY_ROWS tokens, relu_mlp's forward and both ops' backwards run every step of a token on one
+    thread (one hand-off), adding the weight gradients per thread: checked by finite differences."""
+    from microgpt.autograd import parallel
+
+    monkeypatch.setattr(parallel, "MIN_PART_WORK", 1)  # so that these small products split
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(3, F.SKINNY_ROWS // 3 + 2, 4))  # more tokens than SKINNY_ROWS
+    w1, w2 = rng.normal(size=(6, 4)), rng.normal(size=(5, 6))
+    parallel.set_threads(threads)
+    try:
+        check_gradients(F.relu_mlp, [x, w1, w2])
+        check_gradients(F.linear, [x, w1])
+    finally:
+        parallel.set_threads(0)
 
 
 def test_relu_mlp_names_mismatched_shapes():

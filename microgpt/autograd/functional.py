@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from microgpt.autograd.parallel import run_split
+from microgpt.autograd.parallel import MAC_WORK, PASS_WORK, run_split
 from microgpt.autograd.tensor import Tensor, is_grad_enabled, unbroadcast
 
 
@@ -33,7 +33,7 @@ def _matmul_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) ->
     when another program is using a core."""
     if out is None:
         out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
-    work = a.shape[0] * b.shape[0] * b.shape[1] >> 5  # multiply-adds, scaled
+    work = a.shape[0] * b.shape[0] * b.shape[1] * MAC_WORK
     if 2 <= a.shape[0] <= SKINNY_ROWS and b.shape[1] >= 2 * b.shape[0]:
         # a few rows times a wide matrix (a generated token of each sequence through a weight): OpenBLAS packs
         # the wide operand slowly for so few rows, while (b^T a^T)^T, the same product made tall, runs ~1.5x
@@ -68,11 +68,35 @@ def _weight_gradient(g: np.ndarray, x: np.ndarray) -> np.ndarray:
     def tokens(lo: int, hi: int) -> None:
         parts[lo] = g[lo:hi].T @ x[lo:hi]
 
-    run_split(tokens, g.shape[0], g.shape[0] * g.shape[1] * x.shape[1] >> 5)  # multiply-adds, scaled
-    total = parts.pop(0)  # the first range starts at token 0
-    for lo in sorted(parts):
+    run_split(tokens, g.shape[0], g.shape[0] * g.shape[1] * x.shape[1] * MAC_WORK)
+    return _sum_parts(parts)
+
+
+def _sum_parts(parts: dict[int, np.ndarray]) -> np.ndarray:
+    """Per-thread partial sums, keyed by their first token, added in token order (reproducible)."""
+    keys = sorted(parts)
+    total = parts[keys[0]]
+    for lo in keys[1:]:
         total += parts[lo]
     return total
+
+
+def _backward_by_tokens(g: np.ndarray, x: np.ndarray, steps: Callable[[int, int], np.ndarray | None],
+                        work: float, want_w: bool) -> np.ndarray | None:
+    """Run a backward's per-token work and its weight gradient g^T x in one split over the tokens.
+
+    steps(lo, hi) does the op's own work for tokens lo:hi (input gradients, masks...); each thread then adds
+    its tokens' g^T x. One hand-off covers it all, where separate products would pay one each.
+    """
+    parts: dict[int, np.ndarray] = {}
+
+    def tokens(lo: int, hi: int) -> None:
+        steps(lo, hi)
+        if want_w:
+            parts[lo] = g[lo:hi].T @ x[lo:hi]
+
+    run_split(tokens, g.shape[0], work + (g.shape[0] * g.shape[1] * x.shape[1] * MAC_WORK if want_w else 0))
+    return _sum_parts(parts) if want_w else None
 
 
 def _rows_of(x: Tensor, weight: Tensor, name: str) -> np.ndarray:
@@ -95,10 +119,19 @@ def linear(x: Tensor, weight: Tensor) -> Tensor:
 
     def backward(g: np.ndarray):
         g2 = g.reshape(out.shape)
-        gx = _matmul_rows(g2, W).reshape(x.shape) if x.requires_grad else None
-        gw = _weight_gradient(g2, X2) if weight.requires_grad else None
-        return gx, gw
+        if g2.shape[0] <= max(g2.shape[1], SKINNY_ROWS):  # few tokens, or a wide head: each product splits alone
+            gx = _matmul_rows(g2, W).reshape(x.shape) if x.requires_grad else None
+            return gx, (_weight_gradient(g2, X2) if weight.requires_grad else None)
+        gx = np.empty(X2.shape, dtype=g2.dtype) if x.requires_grad else None
 
+        def input_gradient(lo: int, hi: int) -> None:
+            if gx is not None:
+                np.matmul(g2[lo:hi], W, out=gx[lo:hi])
+
+        gw = _backward_by_tokens(g2, X2, input_gradient, g2.size * W.shape[1] * MAC_WORK, weight.requires_grad)
+        return (None if gx is None else gx.reshape(x.shape)), gw
+
+    backward.linear_inputs = (x, weight)  # lets cross_entropy fuse with this product (see there)
     return Tensor._result(out.reshape(*x.shape[:-1], W.shape[0]), (x, weight), backward)
 
 
@@ -111,20 +144,41 @@ def relu_mlp(x: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
     """
     W1, W2 = w1.data, w2.data
     X2 = _rows_of(x, w1, "relu_mlp")
-    h = _matmul_rows(X2, W1.T)
-    run_split(lambda lo, hi: np.maximum(h[lo:hi], 0, out=h[lo:hi]), h.shape[0], h.size)
-    if h.shape[1] != W2.shape[1]:
-        raise ValueError(f"relu_mlp: hidden width {h.shape[1]} does not match w2's shape {w2.shape}")
-    out = _matmul_rows(h, W2.T)
+    if W1.shape[0] != W2.shape[1]:
+        raise ValueError(f"relu_mlp: hidden width {W1.shape[0]} does not match w2's shape {w2.shape}")
+    N, hidden = X2.shape[0], W1.shape[0]
+    products = N * hidden * (X2.shape[1] + W2.shape[0]) * MAC_WORK  # x W1^T, and h W2^T (or G W2 and dh W1)
+    if N <= SKINNY_ROWS:  # a few generated tokens: each product splits its own columns
+        h = np.maximum(_matmul_rows(X2, W1.T), 0)
+        out = _matmul_rows(h, W2.T)
+    else:  # every token's row goes through both products and the relu on one thread: a single hand-off
+        h = np.empty((N, hidden), dtype=np.result_type(X2, W1))
+        out = np.empty((N, W2.shape[0]), dtype=h.dtype)
+
+        def forward_rows(lo: int, hi: int) -> None:
+            np.matmul(X2[lo:hi], W1.T, out=h[lo:hi])
+            np.maximum(h[lo:hi], 0, out=h[lo:hi])
+            np.matmul(h[lo:hi], W2.T, out=out[lo:hi])
+
+        run_split(forward_rows, N, products + h.size * PASS_WORK)
 
     def backward(g: np.ndarray):
         g2 = g.reshape(out.shape)
-        gw2 = _weight_gradient(g2, h) if w2.requires_grad else None
-        dh = _matmul_rows(g2, W2)
-        run_split(lambda lo, hi: np.multiply(dh[lo:hi], h[lo:hi] > 0, out=dh[lo:hi]), h.shape[0], h.size)
-        gx = _matmul_rows(dh, W1).reshape(x.shape) if x.requires_grad else None
-        gw1 = _weight_gradient(dh, X2) if w1.requires_grad else None
-        return gx, gw1, gw2
+        dh = np.empty_like(h)
+        gx = np.empty(X2.shape, dtype=dh.dtype) if x.requires_grad else None
+        w2_parts: dict[int, np.ndarray] = {}
+
+        def token_steps(lo: int, hi: int) -> None:  # G^T h; dh = (G W2) where h > 0; then dL/dx = dh W1
+            if w2.requires_grad:
+                w2_parts[lo] = g2[lo:hi].T @ h[lo:hi]
+            np.matmul(g2[lo:hi], W2, out=dh[lo:hi])
+            np.multiply(dh[lo:hi], h[lo:hi] > 0, out=dh[lo:hi])
+            if gx is not None:
+                np.matmul(dh[lo:hi], W1, out=gx[lo:hi])
+
+        gw1 = _backward_by_tokens(dh, X2, token_steps, 1.5 * products + 2 * h.size * PASS_WORK, w1.requires_grad)
+        gw2 = _sum_parts(w2_parts) if w2.requires_grad else None
+        return (None if gx is None else gx.reshape(x.shape)), gw1, gw2
 
     return Tensor._result(out.reshape(*x.shape[:-1], W2.shape[0]), (x, w1, w2), backward)
 
@@ -217,7 +271,14 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None)
     (e / s - onehot(t)) / n, written over e. That is the one (N, V) array kept (none at all when no gradient
     is wanted), and the backward of a loss that backward() starts from returns it as it is (another g scales
     it). Rows are split over the cores when the logits are big.
+
+    Logits that come straight out of `linear(x, W)` (a model's output layer) take the fused route instead:
+    linear_cross_entropy over those logits, whose gradient goes to x and W block by block while in the cache,
+    so the (N, V) gradient is never written. The loss's parents are then x and W, not the logits.
     """
+    inputs = getattr(logits._backward, "linear_inputs", None)
+    if inputs is not None and is_grad_enabled():
+        return linear_cross_entropy(*inputs, targets, ignore_index, logits=logits.data)
     V = logits.shape[-1]
     x = logits.data.reshape(-1, V)
     valid, safe_t, n = _targets(targets, logits.shape, V, ignore_index)
@@ -253,7 +314,7 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None)
             if grad is not None:
                 to_gradient(r0, r1, out)
 
-    run_split(forward_rows, N, x.size)
+    run_split(forward_rows, N, 6 * x.size * PASS_WORK)  # max, shift, exp (heavier), sum, scale
     per_row = np.log(s) + top - x[np.arange(N), safe_t]
     loss = np.asarray(np.where(valid, per_row, 0).sum() / n if n else np.nan, dtype=x.dtype)
     saved = {"grad": grad}
@@ -264,24 +325,28 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None)
         dx = saved.pop("grad", None)  # the first backward takes the gradient made in the forward
         if dx is None:  # a repeated backward over the same graph recomputes it
             dx = np.empty_like(x)
-            run_split(lambda lo, hi: (exp_rows(lo, hi, dx[lo:hi]), to_gradient(lo, hi, dx[lo:hi])), N, dx.size)
+            run_split(lambda lo, hi: (exp_rows(lo, hi, dx[lo:hi]), to_gradient(lo, hi, dx[lo:hi])), N,
+                      6 * dx.size * PASS_WORK)
         upstream = float(g)  # 1 when this loss is what backward() started from: then the array is returned as is
         if upstream != 1.0:
-            run_split(lambda lo, hi: np.multiply(dx[lo:hi], upstream, out=dx[lo:hi]), N, dx.size)
+            run_split(lambda lo, hi: np.multiply(dx[lo:hi], upstream, out=dx[lo:hi]), N, dx.size * PASS_WORK)
         return (dx.reshape(logits.shape),)
 
     return Tensor._result(loss, (logits,), backward)
 
 
-def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: int | None = None) -> Tensor:
+def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: int | None = None,
+                         logits: np.ndarray | None = None) -> Tensor:
     """cross_entropy(linear(x, W), targets), without ever holding the whole (N, V) logits.
 
     The output layer and the loss are computed together, LOSS_BLOCK_ROWS rows at a time: each block's logits
     z = x W^T are turned into the loss and, right away, into dL/dz = (softmax(z) - onehot(t)) / n, which gives
     dL/dx = dz W and adds dz^T x to dL/dW. The block then dies, so the big (N, V) arrays that the unfused pair
     writes and reads several times never exist. The backward only scales the stored gradients by g.
+    `logits`, if given, is x W^T already computed: each block is then read from it, not computed.
     """
     X = x.data.reshape(-1, x.shape[-1])
+    Z = None if logits is None else logits.reshape(-1, logits.shape[-1])
     W = weight.data
     V = W.shape[0]
     valid, safe_t, n = _targets(targets, (*x.shape[:-1], V), V, ignore_index)
@@ -289,7 +354,7 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
     want_grad = is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     losses = np.zeros(N, dtype=X.dtype)
     dX = np.empty_like(X) if want_grad else None
-    dW_parts: list[np.ndarray] = []
+    dW_parts: dict[int, np.ndarray] = {}  # each thread's dL/dW, by its first row: added in row order
     # |z_ij| <= |x_i| |w_j|: a block whose rows are short enough cannot overflow exp, so it skips the shift
     x_norm = np.sqrt(np.einsum("ij,ij->i", X, X))
     w_norm = math.sqrt(float(np.einsum("ij,ij->i", W, W).max(initial=0.0)))
@@ -300,15 +365,19 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
         block = np.empty((min(step, hi - lo), V), dtype=X.dtype)  # this thread's logits, reused block to block
         for r0 in range(lo, hi, step):
             r1 = min(r0 + step, hi)
-            z = np.matmul(X[r0:r1], W.T, out=block[:r1 - r0])  # this block's logits (b, V)
+            z = block[:r1 - r0]  # this block's exp(logits - top), then its gradient (b, V)
+            src = z if Z is None else Z[r0:r1]  # its logits: computed into the block, or read where they are
+            if Z is None:
+                np.matmul(X[r0:r1], W.T, out=z)
             index = np.arange(r1 - r0)
-            picked = z[index, safe_t[r0:r1]]
+            picked = src[index, safe_t[r0:r1]]
             if x_norm[r0:r1].max(initial=0.0) * w_norm <= EXP_SAFE:
                 top = 0.0
+                np.exp(src, out=z)
             else:
-                top = z.max(axis=1)
-                z -= top[:, None]
-            np.exp(z, out=z)
+                top = src.max(axis=1)
+                np.subtract(src, top[:, None], out=z)
+                np.exp(z, out=z)
             total = z.sum(axis=1)
             losses[r0:r1] = np.where(valid[r0:r1], np.log(total) + top - picked, 0)
             if want_grad:
@@ -321,9 +390,9 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
                     part = np.matmul(z.T, X[r0:r1], out=part)
                     dW += part
         if dW is not None:
-            dW_parts.append(dW)
+            dW_parts[lo] = dW
 
-    run_split(rows, N, N * V)
+    run_split(rows, N, N * V * (3 * X.shape[1] * MAC_WORK + 6 * PASS_WORK))  # three products, the softmax
     loss = np.asarray(losses.sum() / n if n else np.nan, dtype=X.dtype)
 
     def backward(g: np.ndarray):
@@ -331,7 +400,8 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
         gx = (dX if scale == 1.0 else dX * scale).reshape(x.shape) if x.requires_grad else None
         gw = None
         if weight.requires_grad:
-            gw = np.zeros_like(W) if not dW_parts else dW_parts[0] if len(dW_parts) == 1 else sum(dW_parts)
+            parts = [dW_parts[lo] for lo in sorted(dW_parts)]
+            gw = np.zeros_like(W) if not parts else parts[0] if len(parts) == 1 else sum(parts)
             gw = gw if scale == 1.0 else gw * scale
         return gx, gw
 
@@ -352,7 +422,7 @@ def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-5) -> Tens
     r = np.empty((rows.shape[0], 1), dtype=X.dtype)
     y = np.empty(rows.shape, dtype=np.result_type(X, r))
     out = y if W is None else np.empty(rows.shape, dtype=np.result_type(y, W))
-    work = 4 * rows.size  # four passes: its own threshold is reached sooner than a single pass's
+    work = 3 * rows.size * PASS_WORK  # about three simple passes' worth
 
     def forward_rows(lo: int, hi: int) -> None:
         xs = rows[lo:hi]
@@ -464,6 +534,7 @@ def _attention(Q: np.ndarray, K: np.ndarray, Vv: np.ndarray, causal: bool, out: 
     E = [np.empty((n0, *lead, r1 - r0, kend), dtype=dtype) for r0, r1, kend in blocks]
     s = np.empty((n0, *lead, Tq, 1), dtype=dtype)  # the row sums of E
     work = sum(e.size for e in E)
+    cost = 12 * work * PASS_WORK  # ns; per score: two thin products, the mask, exp and sums
     chunk = max(1, ATTENTION_CHUNK * n0 // max(work, 1))  # units per pass: their scores stay in the cache
     always_shift = work < SHIFT_BOUND_MIN  # too few scores for the bound to pay for itself
 
@@ -491,7 +562,7 @@ def _attention(Q: np.ndarray, K: np.ndarray, Vv: np.ndarray, causal: bool, out: 
             s[c0:c1] = out_s[..., Dv:]
             np.divide(out_s[..., :Dv], s[c0:c1], out=Ow[c0:c1])
 
-    run_split(forward_part, n0, work)
+    run_split(forward_part, n0, cost)
 
     def backward(g: np.ndarray, into: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -530,7 +601,7 @@ def _attention(Q: np.ndarray, K: np.ndarray, Vv: np.ndarray, causal: bool, out: 
                         dK[..., :kend, :] += into_k
                 dQ *= inv_s * scale
 
-        run_split(backward_part, n0, work)
+        run_split(backward_part, n0, cost)
         return grads
 
     return out, backward

@@ -2,8 +2,13 @@
 
 NumPy releases the GIL inside its loops and BLAS calls, so two Python threads working on two halves of an
 array really run at the same time. NumPy's own elementwise loops (exp, max, sum, ...) use one core only,
-which is why big softmaxes and attention blocks are split here. A hand-off costs tens of microseconds, so
-only work above a size threshold is split.
+which is why big softmaxes and attention blocks are split here.
+
+A hand-off is not free: waking a sleeping helper thread takes tens of microseconds, and on a virtual machine
+(a 2-core cloud VM measured 40-60 us to start a helper, as long again for the caller to wake if it ends up
+waiting) about 100. So every caller states its `work` in nanoseconds of one core (the `*_WORK` rates below
+are measured), only work worth more than a hand-off is split, and the calling thread, which starts at
+once, takes a larger first range so it finishes last and never sleeps waiting for a late helper.
 """
 
 from __future__ import annotations
@@ -14,7 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from microgpt.autograd.blas import set_blas_threads
 
-MIN_PARALLEL_ELEMENTS = 1 << 18  # below ~256k elements one thread is faster than a hand-off
+MIN_PART_WORK = 120_000  # ns: a part worth less than this is slower on its own thread than done in place
+HANDOFF = 50_000  # ns of work the calling thread does more than each helper: the helper's late start
+# Rates in ns of one core, measured on one AVX-512 core (OpenBLAS SkylakeX); estimates, not guarantees.
+MAC_WORK = 1 / 64  # one multiply-add inside a BLAS product
+PASS_WORK = 1 / 4  # one element through one simple NumPy pass (max, multiply, add...)
 
 
 def _default_parts() -> int:
@@ -35,21 +44,23 @@ def set_threads(n: int) -> None:
     _pool = None
 
 
-def run_split(fn: Callable[[int, int], None], n: int, elements: int) -> None:
-    """Call fn(lo, hi) on consecutive ranges covering [0, n): in parallel when `elements` is large.
+def run_split(fn: Callable[[int, int], None], n: int, work: float) -> None:
+    """Call fn(lo, hi) on consecutive ranges covering [0, n): in parallel when `work` (ns) is large.
 
     BLAS itself runs on one thread (set below, when this module is imported): the parts are the parallelism.
-    Each part gets at least half of MIN_PARALLEL_ELEMENTS, so small work stays on few cores however many
-    there are. The calling thread works on the first range itself: one hand-off per helper is the overhead.
+    Each part gets at least MIN_PART_WORK, so small work stays on few cores however many there are. The
+    calling thread works on the first range itself, HANDOFF longer than the others: one hand-off per helper
+    is the overhead. The ranges depend only on (n, work, threads), so results are the same run to run.
     """
     global _pool
-    parts = min(_parts, n, elements // (MIN_PARALLEL_ELEMENTS // 2))
+    parts = int(min(_parts, n, work // MIN_PART_WORK))
     if parts < 2:
         fn(0, n)
         return
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=_parts - 1, thread_name_prefix="microgpt")
-    bounds = [n * i // parts for i in range(parts + 1)]
+    first = min(n - parts + 1, round(n * (work + (parts - 1) * HANDOFF) / (parts * work)))
+    bounds = [0] + [first + (n - first) * i // (parts - 1) for i in range(parts)]
     futures = [_pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, parts)]
     fn(bounds[0], bounds[1])
     for future in futures:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from microgpt.autograd.parallel import run_split
+from microgpt.autograd.parallel import PASS_WORK, run_split
 
 
 class _GradMode(threading.local):
@@ -327,12 +327,13 @@ class Tensor:
         x = self.data
         rows = x.reshape(-1, x.shape[-1]) if x.ndim > 1 else x.reshape(1, -1)  # a view for contiguous x
         out = np.empty(rows.shape, dtype=x.dtype)
-        run_split(lambda lo, hi: np.maximum(rows[lo:hi], 0, out=out[lo:hi]), len(rows), x.size)
+        run_split(lambda lo, hi: np.maximum(rows[lo:hi], 0, out=out[lo:hi]), len(rows), x.size * PASS_WORK)
 
         def backward(g: np.ndarray):  # g where x > 0
             g_rows = g.reshape(rows.shape)
             gx = np.empty(rows.shape, dtype=g.dtype)
-            run_split(lambda lo, hi: np.multiply(g_rows[lo:hi], rows[lo:hi] > 0, out=gx[lo:hi]), len(rows), x.size)
+            run_split(lambda lo, hi: np.multiply(g_rows[lo:hi], rows[lo:hi] > 0, out=gx[lo:hi]), len(rows),
+                      2 * x.size * PASS_WORK)
             return (gx.reshape(x.shape),)
 
         return Tensor._result(out.reshape(x.shape), (self,), backward)

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from microgpt.autograd.parallel import run_split
+from microgpt.autograd.parallel import MAC_WORK, PASS_WORK, run_split
 from microgpt.nn import GPT, Adam
 
 
@@ -24,7 +24,7 @@ def _gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     def rows(lo: int, hi: int) -> None:
         np.matmul(a[lo:hi], b, out=out[lo:hi])
 
-    run_split(rows, a.shape[0], a.shape[0] * b.shape[0] * b.shape[1] >> 5)
+    run_split(rows, a.shape[0], a.shape[0] * b.shape[0] * b.shape[1] * MAC_WORK)
     return out
 
 
@@ -86,7 +86,7 @@ class ReferenceStep:
             S /= S.sum(axis=2, keepdims=True)
             np.matmul(S, v[lo:hi], out=O[lo:hi])
 
-        run_split(part, n, P.size)
+        run_split(part, n, 12 * P.size * PASS_WORK)
         return P, O
 
     @staticmethod
@@ -105,7 +105,7 @@ class ReferenceStep:
             np.matmul(dS, k[lo:hi], out=dq[lo:hi])
             np.matmul(dS.transpose(0, 2, 1), q[lo:hi], out=dk[lo:hi])
 
-        run_split(part, q.shape[0], P.size)
+        run_split(part, q.shape[0], 12 * P.size * PASS_WORK)
         return dq, dk, dv
 
     def __call__(self, idx: np.ndarray, targets: np.ndarray) -> float:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from microgpt.autograd.parallel import run_split
+from microgpt.autograd.parallel import PASS_WORK, run_split
 from microgpt.nn.module import Parameter
 
 
@@ -110,7 +110,7 @@ class Adam:
             tmp *= step_size
             p -= tmp
 
-        run_split(update, self.flat.size, 8 * self.flat.size)  # about eight passes over the buffers
+        run_split(update, self.flat.size, 16 * self.flat.size * PASS_WORK)  # sixteen passes over the buffers
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to resume exactly: moments, step count and hyper-parameters."""
