@@ -63,13 +63,7 @@ def _weight_gradient(g: np.ndarray, x: np.ndarray) -> np.ndarray:
     """
     if g.shape[0] <= g.shape[1]:
         return _matmul_rows(g.T, x)
-    parts: dict[int, np.ndarray] = {}
-
-    def tokens(lo: int, hi: int) -> None:
-        parts[lo] = g[lo:hi].T @ x[lo:hi]
-
-    run_split(tokens, g.shape[0], g.shape[0] * g.shape[1] * x.shape[1] * MAC_WORK)
-    return _sum_parts(parts)
+    return _backward_by_tokens(g, x, lambda lo, hi: None, 0.0, True)
 
 
 def _sum_parts(parts: dict[int, np.ndarray]) -> np.ndarray:
@@ -81,8 +75,8 @@ def _sum_parts(parts: dict[int, np.ndarray]) -> np.ndarray:
     return total
 
 
-def _backward_by_tokens(g: np.ndarray, x: np.ndarray, steps: Callable[[int, int], np.ndarray | None],
-                        work: float, want_w: bool) -> np.ndarray | None:
+def _backward_by_tokens(g: np.ndarray, x: np.ndarray, steps: Callable[[int, int], None], work: float,
+                        want_w: bool) -> np.ndarray | None:
     """Run a backward's per-token work and its weight gradient g^T x in one split over the tokens.
 
     steps(lo, hi) does the op's own work for tokens lo:hi (input gradients, masks...); each thread then adds

@@ -67,6 +67,10 @@ def next_token_distributions(logits: np.ndarray, recents: Sequence[Sequence[int]
         z[masked_rows, masked_cols] = -np.inf
     greedy = [i for i, s in enumerate(settings) if s.temperature <= 0]
     best = z[greedy].argmax(axis=1) if greedy else None  # taken before a shift could round two logits together
+    if len(greedy) == n:  # every row greedy: all its probability on that token, nothing else to compute
+        p = np.zeros_like(z)
+        p[np.arange(n), best] = 1.0
+        return p
     with np.errstate(over="ignore"):  # shift first, so a tiny temperature gives -inf (never inf - inf = NaN)
         z -= z.max(axis=1, keepdims=True)
         z /= np.array([[s.temperature if s.temperature > 0 else 1.0] for s in settings])
