@@ -10,10 +10,6 @@ from __future__ import annotations
 
 PRESETS: dict[str, dict[str, object]] = {
     "default": {},  # the defaults themselves
-    "long": {
-        "N_EMBD": 128, "BLOCK_SIZE": 128, "BATCH_SIZE": 16, "NUM_STEPS": 10000, "LEARNING_RATE": 0.004,
-        "EVAL_INTERVAL": 250,
-    },
     "seed": {
         "TOKEN_VOCAB_SIZE": 2048, "N_LAYER": 1, "N_EMBD": 48, "N_HEAD": 4, "BLOCK_SIZE": 96, "ZERO_INIT": False,
         "BATCH_SIZE": 1, "NUM_STEPS": 800, "LEARNING_RATE": 0.004, "LR_SCHEDULE": "linear",
@@ -44,19 +40,23 @@ PRESETS: dict[str, dict[str, object]] = {
         "BLOCK_SIZE": 128, "NUM_STEPS": 3000, "LEARNING_RATE": 0.0025, "EVAL_INTERVAL": 100,
         "EVAL_STEPS": 64, "EARLY_STOP_PATIENCE": 12, "TEMPERATURE": 0.45, "SAMPLE_COUNT": 10,
     },
+    "long": {
+        "N_EMBD": 128, "BLOCK_SIZE": 128, "BATCH_SIZE": 16, "NUM_STEPS": 10000, "LEARNING_RATE": 0.004,
+        "EVAL_INTERVAL": 250,
+    },
 }
 
 PRESET_HELP: dict[str, str] = {
     "default": "microgpt's measured best for a 5-minute run on the starter data: the knob defaults, as listed "
                "below (README: how they were chosen)",
-    "long": "the default's recipe made bigger and longer, for replies that stay on topic: 4x128, block 128, "
-            "batch 16, 10000 steps, lr 0.004 (about 36 minutes on 2 cores)",
     "seed": "the original Go edition's 0.0.4 defaults: 1 layer, width 48, one document per step",
     "fast": "the original 0.0.4's quick smoke run (TUI key 1): vocab 1536, 1x32, block 64, 400 steps",
     "balanced": "the original 0.0.4's laptop-safe baseline (TUI key 2): vocab 2048, 1x48, block 96, 800 steps",
     "max": "the original 0.0.4's stronger run (TUI key 3): vocab 3072, 2x64, block 128, 1800 steps",
     "coherent-fast": "the original guide's CPU-feasible coherence profile (vocab 3072, 2x80, 1500 steps)",
     "coherent-max": "the original guide's long CPU run (vocab 4096, 2x96, 3000 steps)",
+    "long": "the default's recipe made bigger and longer, for replies that stay on topic: 4x128, block 128, "
+            "batch 16, 10000 steps, lr 0.004 (about 36 minutes on 2 cores)",
 }
 
 # the TUI's Train tab applies these with the keys 1, 2, 3, as the original did
