@@ -388,15 +388,12 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
 
     run_split(rows, N, N * V * (3 * X.shape[1] * MAC_WORK + 6 * PASS_WORK))  # three products, the softmax
     loss = np.asarray(losses.sum() / n if n else np.nan, dtype=X.dtype)
+    dW = _sum_parts(dW_parts) if dW_parts else np.zeros_like(W)  # summed once, here: backward may run twice
 
     def backward(g: np.ndarray):
         scale = float(g)  # 1 when this loss is what backward() started from: then no copies are needed
         gx = (dX if scale == 1.0 else dX * scale).reshape(x.shape) if x.requires_grad else None
-        gw = None
-        if weight.requires_grad:
-            parts = [dW_parts[lo] for lo in sorted(dW_parts)]
-            gw = np.zeros_like(W) if not parts else parts[0] if len(parts) == 1 else sum(parts)
-            gw = gw if scale == 1.0 else gw * scale
+        gw = (dW if scale == 1.0 else dW * scale) if weight.requires_grad else None
         return gx, gw
 
     return Tensor._result(loss, (x, weight), backward)
