@@ -232,8 +232,19 @@ def test_warmup_rises_linearly_then_cosine_falls_to_zero():
     assert learning_rate("cosine", total + 20, total, base, warmup) == pytest.approx(0.0, abs=1e-15)
 
 
+def test_wsd_holds_then_falls_in_a_straight_line_to_zero():
+    base, warmup, total, fraction = 0.2, 10, 110, 0.25  # 100 steps after warmup: hold 75, decay 25
+    lrs = [learning_rate("wsd", s, total, base, warmup_steps=warmup, decay_fraction=fraction)
+           for s in range(total + 1)]
+    np.testing.assert_allclose(lrs[:warmup], base * np.arange(1, warmup + 1) / warmup, rtol=1e-12)
+    assert set(lrs[warmup:warmup + 76]) == {base}  # stable until a quarter of the steps is left
+    np.testing.assert_allclose(lrs[warmup + 75:], base * np.arange(25, -1, -1) / 25, rtol=1e-12, atol=1e-15)
+    assert learning_rate("wsd", 50, 100, base, decay_fraction=1.0) == pytest.approx(
+        learning_rate("linear", 50, 100, base))  # decaying over the whole run is the linear schedule
+
+
 def test_warmup_applies_to_every_schedule():
-    for schedule in ("linear", "cosine", "constant"):
+    for schedule in ("linear", "cosine", "wsd", "constant"):
         assert learning_rate(schedule, 0, 100, 1.0, warmup_steps=4) == 0.25
         assert learning_rate(schedule, 3, 100, 1.0, warmup_steps=4) == 1.0
 

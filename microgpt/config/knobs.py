@@ -222,11 +222,21 @@ KNOBS: tuple[Knob, ...] = (
     ),
     _knob(
         "LR_SCHEDULE", OPTIM,
-        'how the learning rate changes over the run: linear, cosine or constant',
+        'how the learning rate changes over the run: linear, cosine, wsd or constant',
         "After the warm-up, linear lowers the rate in a straight line to zero at NUM_STEPS (the original's "
-        'schedule), cosine follows half a cosine curve (high for longer, then settling gently), and '
-        'constant never lowers it. A decaying rate lets the model settle at the end of the run.',
-        choices=('linear', 'cosine', 'constant'),
+        'schedule), cosine follows half a cosine curve (high for longer, then settling gently), wsd '
+        '(warm-up, stable, decay) holds the full rate and lowers it in a straight line to zero over the last '
+        'DECAY_FRACTION of the run, and constant never lowers it. A decaying rate lets the model settle at '
+        'the end of the run; holding it high for longer lets a short run learn more first.',
+        choices=('linear', 'cosine', 'wsd', 'constant'),
+    ),
+    _knob(
+        "DECAY_FRACTION", OPTIM,
+        'share of the run over which the wsd schedule lowers the rate to zero',
+        'Only used when LR_SCHEDULE=wsd: the rate stays at LEARNING_RATE until this share of the steps '
+        '(after the warm-up) is left, then falls in a straight line to zero. 0.2-0.5 is typical; 1 is the '
+        'linear schedule.',
+        min=0, max=1, exclusive_min=True,
     ),
     _knob(
         "WARMUP_STEPS", OPTIM,

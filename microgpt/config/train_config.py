@@ -25,6 +25,7 @@ FLAT_PATHS: dict[str, str] = {
     "tie_embeddings": "model.tie_embeddings", "activation": "model.activation", "norm_gain": "model.norm_gain",
     "zero_init": "model.zero_init",
     "learning_rate": "optim.lr", "lr_schedule": "optim.lr_schedule", "warmup_steps": "optim.warmup_steps",
+    "decay_fraction": "optim.decay_fraction",
     "beta1": "optim.beta1", "beta2": "optim.beta2", "eps_adam": "optim.eps", "weight_decay": "optim.weight_decay",
     "grad_clip": "optim.grad_clip",
     "temperature": "sampling.temperature", "top_k": "sampling.top_k", "top_p": "sampling.top_p",

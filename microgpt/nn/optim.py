@@ -20,8 +20,9 @@ class OptimSettings:
     """
 
     lr: float = 0.006  # the peak learning rate; the schedule sets each step's
-    lr_schedule: str = "cosine"  # linear, cosine or constant
+    lr_schedule: str = "cosine"  # linear, cosine, wsd or constant
     warmup_steps: int = 0
+    decay_fraction: float = 0.3  # wsd only: the share of the steps (after warm-up) that decays to zero
     beta1: float = 0.85
     beta2: float = 0.99
     eps: float = 1e-8
@@ -30,7 +31,7 @@ class OptimSettings:
 
     def lr_at(self, step: int, num_steps: int) -> float:
         """The learning rate of 0-based `step` of a `num_steps` run."""
-        return learning_rate(self.lr_schedule, step, num_steps, self.lr, self.warmup_steps)
+        return learning_rate(self.lr_schedule, step, num_steps, self.lr, self.warmup_steps, self.decay_fraction)
 
     def adam(self, params: Iterable[Parameter], lr: float) -> Adam:
         """An Adam with these hyper-parameters, starting at learning rate `lr`."""
@@ -148,20 +149,25 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float:
 
 
 def learning_rate(schedule: str, step: int, num_steps: int, base_lr: float,
-                  warmup_steps: int = OptimSettings.warmup_steps) -> float:
+                  warmup_steps: int = OptimSettings.warmup_steps,
+                  decay_fraction: float = OptimSettings.decay_fraction) -> float:
     """The learning rate for 0-based `step`: an optional linear warmup over warmup_steps, then
 
     linear: base_lr (1 - step / num_steps), the original's decay to zero;
     cosine: half a cosine from base_lr down to 0 over the steps after warmup;
+    wsd (warmup, stable, decay): base_lr, then a straight line to 0 over the last decay_fraction of the
+      steps after warmup, so most of the run moves at full speed and the end still settles;
     constant: base_lr.
     """
-    if schedule not in ("constant", "linear", "cosine"):
-        raise ValueError(f"unknown learning-rate schedule {schedule!r} (linear, cosine or constant)")
+    if schedule not in ("constant", "linear", "cosine", "wsd"):
+        raise ValueError(f"unknown learning-rate schedule {schedule!r} (linear, cosine, wsd or constant)")
     if step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, num_steps - warmup_steps))
     if schedule == "linear":
         return base_lr * max(0.0, 1.0 - step / num_steps)
     if schedule == "cosine":
-        progress = (step - warmup_steps) / max(1, num_steps - warmup_steps)
-        return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "wsd":
+        return base_lr * min(1.0, (1.0 - progress) / decay_fraction) if decay_fraction > 0 else base_lr
     return base_lr
