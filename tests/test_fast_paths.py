@@ -134,6 +134,19 @@ def test_attention_fast_paths_match_the_composed_ops(monkeypatch, chunk, scale, 
     check_gradients(F.scaled_dot_product_attention, [q, k, v])
 
 
+@pytest.mark.parametrize("scale", [0.5, 40.0])  # big scores: exp would overflow without the shift
+def test_attend_newest_equals_causal_attention_of_the_last_query(scale):
+    rng = np.random.default_rng(7)
+    q, k, v = rng.normal(0.0, scale, (2, 3, 1, 5)), rng.normal(0.0, scale, (2, 3, 9, 5)), rng.normal(size=(2, 3, 9, 5))
+    expected = _attention_plain(Tensor(q), Tensor(k), Tensor(v)).data
+    np.testing.assert_allclose(F.attend_newest(q, k, v), expected, rtol=1e-10, atol=1e-12)
+    unseen = np.arange(9)[None, :] > np.array([8, 4])[:, None]  # row 1 sees only its keys 0..4
+    masked = F.attend_newest(q, k, v, unseen[:, None, None, :])
+    np.testing.assert_allclose(masked[0], expected[0], rtol=1e-10, atol=1e-12)
+    row1 = _attention_plain(Tensor(q[1:]), Tensor(k[1:, :, :5]), Tensor(v[1:, :, :5])).data
+    np.testing.assert_allclose(masked[1:], row1, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("threads, work, parts", [
     (8, 1 << 24, 8),  # big work: one part per thread, past 4
     (8, 1 << 18, 2),  # each part gets at least MIN_PART_WORK (120 us)
@@ -216,7 +229,8 @@ def test_causal_self_attention_split_over_threads_in_small_chunks_matches_one_th
 @pytest.mark.parametrize("rows", [1, 2, 8, F.SKINNY_ROWS, F.SKINNY_ROWS + 1])
 @pytest.mark.parametrize("threads", [1, 3])
 def test_matmul_rows_few_rows_times_a_wide_matrix_equals_the_plain_product(monkeypatch, rows, threads):
-    """Few rows through a wide weight take the transposed route, split by columns; the result is the same."""
+    """Few rows through a wide weight are split by columns (one row directly, more by the transposed route);
+    the result is the same."""
     from microgpt.autograd import parallel
 
     monkeypatch.setattr(parallel, "MIN_PART_WORK", 1)  # so that these small products split

@@ -34,6 +34,16 @@ def _matmul_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) ->
     if out is None:
         out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
     work = a.shape[0] * b.shape[0] * b.shape[1] * MAC_WORK
+    if a.shape[0] <= SKINNY_ROWS:  # so few rows that reading b from memory, not multiplying, sets the time
+        work = max(work, b.size * PASS_WORK)
+    if a.shape[0] == 1 and b.shape[1] >= 2 * b.shape[0]:
+        # one row times a wide matrix (one generated token through the output layer): split b's columns,
+        # so each core streams only its share of the weights from memory
+        def column_range(lo: int, hi: int) -> None:
+            np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
+
+        run_split(column_range, b.shape[1], work)
+        return out
     if 2 <= a.shape[0] <= SKINNY_ROWS and b.shape[1] >= 2 * b.shape[0]:
         # a few rows times a wide matrix (a generated token of each sequence through a weight): OpenBLAS packs
         # the wide operand slowly for so few rows, while (b^T a^T)^T, the same product made tall, runs ~1.5x
@@ -627,6 +637,22 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
                 unbroadcast(dV, Vv.shape) if v.requires_grad else None)
 
     return Tensor._result(out, (q, k, v), backward)
+
+
+def attend_newest(q: np.ndarray, keys: np.ndarray, values: np.ndarray, unseen: np.ndarray | None = None
+                  ) -> np.ndarray:
+    """softmax(q K^T / sqrt(D)) V for generation's step: one new query per (row, head), q (..., 1, D), over
+    keys and values (..., L, D). The newest token may see every key before it, so no causal mask is built;
+    `unseen` (True where a key is not this query's past, broadcast against the (..., 1, L) scores) masks the
+    rest. Inference only: plain arrays, no graph, a handful of passes over L scores."""
+    scores = q @ keys.swapaxes(-1, -2)
+    scores *= 1.0 / math.sqrt(q.shape[-1])
+    if unseen is not None:
+        scores[np.broadcast_to(unseen, scores.shape)] = -np.inf
+    scores -= scores.max(axis=-1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+    return scores @ values
 
 
 def causal_self_attention(qkv: Tensor, n_head: int) -> Tensor:

@@ -12,11 +12,10 @@ are kept at the front (0..n-1), so the batch is always a plain slice of the buff
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from microgpt.autograd import Tensor
+from microgpt.autograd import functional as F
 from microgpt.nn.gpt import GPT
 from microgpt.nn.layers import KVCache
 
@@ -79,12 +78,8 @@ class SlotCache(KVCache):
         self.keys[layer][rows, :, length] = k.data[:, :, 0]
         self.values[layer][rows, :, length] = v.data[:, :, 0]
         keys, values = self.keys[layer][:n, :, :span], self.values[layer][:n, :, :span]  # (n, H, span, D)
-        scores = q.data @ keys.transpose(0, 1, 3, 2) / math.sqrt(q.shape[-1])  # (n, H, 1, span)
         unseen = np.arange(span)[None, :] > length[:, None]  # (n, span): not this row's past
-        scores = np.where(unseen[:, None, None, :], -np.inf, scores)
-        weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
-        weights /= weights.sum(axis=-1, keepdims=True)
-        return Tensor(weights @ values, requires_grad=False)  # (n, H, 1, D)
+        return Tensor(F.attend_newest(q.data, keys, values, unseen[:, None, None, :]), requires_grad=False)
 
     def advance(self, T: int) -> None:
         self.lengths[:self.n] += T
