@@ -20,9 +20,9 @@ class OptimSettings:
     """
 
     lr: float = 0.006  # the peak learning rate; the schedule sets each step's
-    lr_schedule: str = "cosine"  # linear, cosine, wsd or constant
+    lr_schedule: str = "wsd"  # linear, cosine, wsd or constant (wsd: measured, README)
     warmup_steps: int = 0
-    decay_fraction: float = 0.3  # wsd only: the share of the steps (after warm-up) that decays to zero
+    decay_fraction: float = 0.5  # wsd only: the share of the steps (after warm-up) that decays to zero
     beta1: float = 0.85
     beta2: float = 0.99
     eps: float = 1e-8
