@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from microgpt.autograd import Tensor
+from microgpt.autograd import Tensor, is_grad_enabled
 from microgpt.autograd import functional as F
 from microgpt.nn.layers import Block, Dropout, Embedding, KVCache, Linear
 from microgpt.nn.module import Module, Parameter
@@ -146,6 +146,12 @@ class GPT(Module):
         if T > self.config.block_size:
             raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
         pos = cache.positions(T) if cache is not None else slice(0, T)  # a slice, or (B, T) ids when rows differ
+        if cache is not None and T == 1 and not is_grad_enabled():  # generation's step: Block.step, plain arrays
+            x = F.rms_norm(Tensor(self.wte.weight.data[idx] + self.wpe.weight.data[pos], requires_grad=False)).data
+            for i, block in enumerate(self.blocks):
+                x = block.step(x, cache, i)
+            cache.advance(1)
+            return Tensor(x, requires_grad=False)
         x = self.drop(self.wte(idx) + self.wpe.weight[pos])  # (B, T, C)
         x = F.rms_norm(x)
         for i, block in enumerate(self.blocks):

@@ -102,10 +102,13 @@ class KVCache:
     def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """Causal attention of the new queries over every cached position plus the new ones."""
         k_all, v_all = self.append(layer, k.data, v.data)
-        if q.shape[2] == 1 and not is_grad_enabled():  # generation's step: one new token sees every key
-            return Tensor(F.attend_newest(q.data, k_all, v_all), requires_grad=False)
         keys, values = Tensor(k_all, requires_grad=False), Tensor(v_all, requires_grad=False)
         return F.scaled_dot_product_attention(q, keys, values, causal=True)
+
+    def attend_step(self, layer: int, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """attend() for generation's step on plain arrays: one new query per row, which sees every key."""
+        k_all, v_all = self.append(layer, k, v)
+        return F.attend_newest(q, k_all, v_all)
 
     def advance(self, T: int) -> None:
         """Count the T positions every layer has just stored."""
@@ -172,3 +175,19 @@ class Block(Module):
     def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
         x = x + self.attn_drop(self.attn(self.attn_norm(x), cache, layer))
         return x + self.mlp_drop(self.mlp(self.mlp_norm(x)))
+
+    def step(self, x: np.ndarray, cache: KVCache, layer: int) -> np.ndarray:
+        """forward() for generation's step, one new token per row (B, 1, C), with no graph: the same arithmetic
+        on plain arrays, because at one token a Tensor per op costs more than the op (tests/test_gpt.py)."""
+        B, _, C = x.shape
+        attn, mlp = self.attn, self.mlp
+        H = attn.n_head
+        h = self.attn_norm(Tensor(x, requires_grad=False)).data.reshape(B, C)
+        qkv = h @ cache.qkv_weight(layer, attn.wq.weight, attn.wk.weight, attn.wv.weight).data.T  # (B, 3C)
+        q, k, v = qkv.reshape(B, 3, H, 1, C // H).transpose(1, 0, 2, 3, 4)  # each (B, H, 1, D)
+        y = cache.attend_step(layer, q, k, v).reshape(B, C)  # heads side by side again
+        x = x + (y @ attn.wo.weight.data.T)[:, None]
+        h = self.mlp_norm(Tensor(x, requires_grad=False)).data.reshape(B, C)
+        a = h @ mlp.fc1.weight.data.T
+        a = np.maximum(a, 0, out=a) if mlp.activation == "relu" else Tensor(a, requires_grad=False).gelu().data
+        return x + (a @ mlp.fc2.weight.data.T)[:, None]

@@ -70,16 +70,20 @@ class SlotCache(KVCache):
         return self.lengths[:self.n, None]
 
     def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """Each row's query over its own keys 0..lengths[b] (inference only: no graph is recorded). Only the
-        positions up to the longest row's are read: a step costs what the live sequences hold, not the block."""
+        """attend_step on Tensors (inference only: no graph is recorded)."""
+        return Tensor(self.attend_step(layer, q.data, k.data, v.data), requires_grad=False)
+
+    def attend_step(self, layer: int, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Each row's query over its own keys 0..lengths[b]. Only the positions up to the longest row's are
+        read: a step costs what the live sequences hold, not the block."""
         n, length = self.n, self.lengths[:self.n]
         rows = np.arange(n)
         span = int(length.max()) + 1 if n else 0
-        self.keys[layer][rows, :, length] = k.data[:, :, 0]
-        self.values[layer][rows, :, length] = v.data[:, :, 0]
+        self.keys[layer][rows, :, length] = k[:, :, 0]
+        self.values[layer][rows, :, length] = v[:, :, 0]
         keys, values = self.keys[layer][:n, :, :span], self.values[layer][:n, :, :span]  # (n, H, span, D)
         unseen = np.arange(span)[None, :] > length[:, None]  # (n, span): not this row's past
-        return Tensor(F.attend_newest(q.data, keys, values, unseen[:, None, None, :]), requires_grad=False)
+        return F.attend_newest(q, keys, values, unseen[:, None, None, :])
 
     def advance(self, T: int) -> None:
         self.lengths[:self.n] += T
