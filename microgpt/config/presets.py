@@ -41,7 +41,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "EVAL_STEPS": 64, "EARLY_STOP_PATIENCE": 12, "TEMPERATURE": 0.45, "SAMPLE_COUNT": 10,
     },
     "long": {
-        "N_EMBD": 128, "BLOCK_SIZE": 128, "BATCH_SIZE": 16, "NUM_STEPS": 10000, "LEARNING_RATE": 0.004,
+        "N_EMBD": 128, "BLOCK_SIZE": 128, "BATCH_SIZE": 16, "NUM_STEPS": 10000, "LEARNING_RATE": 0.003,
         "EVAL_INTERVAL": 250,
     },
 }
@@ -56,7 +56,7 @@ PRESET_HELP: dict[str, str] = {
     "coherent-fast": "the original guide's CPU-feasible coherence profile (vocab 3072, 2x80, 1500 steps)",
     "coherent-max": "the original guide's long CPU run (vocab 4096, 2x96, 3000 steps)",
     "long": "the default's recipe made bigger and longer, for replies that stay on topic: 4x128, block 128, "
-            "batch 16, 10000 steps, lr 0.004 (about 36 minutes on 2 cores)",
+            "batch 16, 10000 steps, lr 0.003 (about 36 minutes on 2 cores)",
 }
 
 # the TUI's Train tab applies these with the keys 1, 2, 3, as the original did

@@ -19,7 +19,7 @@ class OptimSettings:
     These defaults are the trainer's (LEARNING_RATE, BETA1, ... in microgpt.config) and Adam's: their one home.
     """
 
-    lr: float = 0.006  # the peak learning rate; the schedule sets each step's
+    lr: float = 0.003  # the peak learning rate; the schedule sets each step's
     lr_schedule: str = "wsd"  # linear, cosine, wsd or constant (wsd: measured, README)
     warmup_steps: int = 0
     decay_fraction: float = 0.5  # wsd only: the share of the steps (after warm-up) that decays to zero
