@@ -110,6 +110,16 @@ MUTATIONS = [
              SAVE_TESTS),
     Mutation("atomic-write-leaves-temp", "a failed write leaves its temp file behind", ("microgpt/atomic.py",),
              "            os.unlink(tmp_name)\n", "            pass\n", SAVE_TESTS),
+    Mutation("wsd-decays-too-early", "the wsd schedule starts its decay from the first step", ("microgpt/nn/optim.py",),
+             "min(1.0, (1.0 - progress) / decay_fraction)", "(1.0 - progress)", ("tests/test_optim.py",)),
+    Mutation("attend-newest-unscaled", "a generated token's attention forgets 1/sqrt(D)", FUNCTIONAL,
+             "    scores *= 1.0 / math.sqrt(q.shape[-1])\n", "", ("tests/test_fast_paths.py", "tests/test_gpt.py")),
+    Mutation("step-one-row-columns", "a single row through a wide weight writes every range into the first columns",
+             FUNCTIONAL, "np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])", "np.matmul(a, b[:, lo:hi], out=out[:, :hi - lo])",
+             ("tests/test_fast_paths.py",)),
+    Mutation("block-step-no-mlp-gain", "the generation step skips the MLP norm's learned gain", ("microgpt/nn/layers.py",),
+             "h = self.mlp_norm(Tensor(x, requires_grad=False)).data.reshape(B, C)",
+             "h = F.rms_norm(Tensor(x, requires_grad=False)).data.reshape(B, C)", ("tests/test_gpt.py",)),
 ]
 
 
