@@ -159,7 +159,8 @@ def test_chat_no_log_and_chat_once_log(checkpoint: Path, tmp_path: Path) -> None
     result = run_cli("chat-once", str(checkpoint), "hello", "--log", *DECODE, LOG_DIR=str(tmp_path))
     assert result.returncode == 0, result.stderr
     [log] = (tmp_path / "chat").glob("chat_once_*.log")
-    assert f"] assistant: {result.stdout.rstrip()}" in log.read_text(encoding="utf-8")
+    reply = result.stdout.rstrip().replace("\n", "\n    ")  # a reply's later lines are indented in the log
+    assert f"] assistant: {reply}\n" in log.read_text(encoding="utf-8")
 
 
 def test_chat_ends_at_end_of_input(checkpoint: Path) -> None:
