@@ -1,5 +1,5 @@
-"""Adam against a plain per-parameter NumPy Adam, exact resume from a saved state, gradient clipping,
-and the learning-rate schedules."""
+"""Adam against a plain per-parameter NumPy Adam, Muon against a plain per-matrix Muon, exact resume from a
+saved state, gradient clipping, and the learning-rate schedules."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from microgpt.autograd import functional as F
-from microgpt.nn import GPT, Adam, GPTConfig, Parameter, clip_grad_norm, learning_rate
+from microgpt.nn import GPT, Adam, GPTConfig, OptimSettings, Parameter, clip_grad_norm, learning_rate
+from microgpt.nn.optim import Muon, orthogonalise
 
 TINY = GPTConfig(zero_init=False, vocab_size=9, n_layer=1, n_embd=8, n_head=2, block_size=6)
 
@@ -159,6 +160,86 @@ def test_state_dict_resume_gives_exactly_the_same_trajectory():
     assert losses == straight_losses
     for name, value in straight.state_dict().items():
         np.testing.assert_array_equal(resumed.state_dict()[name], value, err_msg=name)
+
+
+# ----- Muon ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(6, 20), (20, 6), (8, 8)])
+def test_orthogonalise_sets_every_singular_value_near_one_and_keeps_the_singular_vectors(shape):
+    rng = np.random.default_rng(0)
+    u, _, vt = np.linalg.svd(rng.standard_normal(shape), full_matrices=False)
+    k = min(shape)
+    spread = np.logspace(0, -2.5, k)  # a lopsided gradient: singular values from 1 down to 0.003
+    g = (u * spread) @ vt
+    wide = g if shape[0] <= shape[1] else g.T
+    o = orthogonalise(wide[None] * 7.0)[0]  # the overall scale does not matter
+    o = o if shape[0] <= shape[1] else o.T
+    inner = u.T @ o @ vt.T  # diagonal when o has g's singular vectors
+    np.testing.assert_allclose(inner - np.diag(np.diag(inner)), 0, atol=1e-6)
+    assert np.all((np.diag(inner) > 0.6) & (np.diag(inner) < 1.25)), np.diag(inner)
+
+
+def reference_muon(matrices, others, grads_per_step, lr, weight_decay):
+    """Muon written for reading: one matrix at a time; the other parameters follow reference_adam."""
+    mats = [w.copy() for w in matrices]
+    momenta = [np.zeros_like(w) for w in mats]
+    rest = reference_adam(others, [g[len(mats):] for g in grads_per_step], lr, (0.9, 0.95), 1e-8, weight_decay)
+    history = []
+    for step, grads in enumerate(grads_per_step):
+        for i, g in enumerate(grads[:len(mats)]):
+            momenta[i] = Muon.MOMENTUM * momenta[i] + g
+            update = g + Muon.MOMENTUM * momenta[i]  # Nesterov: look one momentum step ahead
+            wide = update.shape[0] <= update.shape[1]
+            o = orthogonalise((update if wide else update.T)[None])[0]
+            o = o if wide else o.T
+            mats[i] = mats[i] * (1 - lr * weight_decay) - lr * 0.2 * math.sqrt(max(update.shape)) * o
+        history.append([w.copy() for w in mats] + rest[step])
+    return history
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_muon_matches_a_per_matrix_reference_step_by_step(weight_decay):
+    rng = np.random.default_rng(2)
+    shapes = [(4, 12), (4, 12), (12, 4), (5, 5), (7,), (3, 4)]  # the last two stay with Adam
+    params = [Parameter(rng.standard_normal(s), dtype=np.float64) for s in shapes]
+    start = [p.data.copy() for p in params]
+    grads_per_step = [[rng.standard_normal(p.shape) * 10.0**-k for p in params] for k in range(4)]
+    expected = reference_muon(start[:4], start[4:], grads_per_step, lr=0.01, weight_decay=weight_decay)
+    opt = Muon(params[4:], params[:4], lr=0.01, betas=(0.9, 0.95), eps=1e-8, weight_decay=weight_decay)
+    for step, grads in enumerate(grads_per_step):
+        for p, g in zip(params, grads):
+            p.grad = g.copy()
+        opt.step()
+        for p, e in zip(params, expected[step]):
+            np.testing.assert_allclose(p.data, e, rtol=1e-10, atol=1e-12, err_msg=f"step {step + 1}")
+
+
+def test_optim_settings_build_muon_for_the_blocks_matrices_and_adam_for_the_rest():
+    model = GPT(TINY, seed=0)
+    opt = OptimSettings(optimizer="muon").build(model.parameters(), model.hidden_matrices(), lr=0.01)
+    assert isinstance(opt, Muon) and len(opt.matrices) == 6 * TINY.n_layer
+    assert {id(p) for p in opt.matrices} == {id(p) for b in model.blocks for p in b.parameters() if p.ndim == 2}
+    assert opt.n_adam == model.wte.weight.size + model.wpe.weight.size + model.lm_head.weight.size
+    assert type(OptimSettings().build(model.parameters(), model.hidden_matrices(), lr=0.01)) is Adam
+    with pytest.raises(ValueError, match="unknown optimizer 'sgd'"):
+        OptimSettings(optimizer="sgd").build(model.parameters(), [], lr=0.01)
+
+
+def test_muon_state_dict_resume_gives_exactly_the_same_trajectory():
+    def muon(model: GPT, lr: float) -> Muon:
+        return OptimSettings(optimizer="muon").build(model.parameters(), model.hidden_matrices(), lr=lr)
+
+    straight = GPT(TINY, seed=0)
+    straight_losses = train_steps(straight, muon(straight, 3e-2), range(8))
+    first = GPT(TINY, seed=0)
+    first_opt = muon(first, 3e-2)
+    losses = train_steps(first, first_opt, range(4))
+    resumed = GPT(TINY, seed=5)
+    resumed.load_state_dict(first.state_dict())
+    resumed_opt = muon(resumed, 1.0)
+    resumed_opt.load_state_dict(first_opt.state_dict())
+    losses += train_steps(resumed, resumed_opt, range(4, 8))
+    assert losses == straight_losses
+    assert losses[-1] < losses[0]
 
 
 def test_loading_optimizer_state_of_another_size_is_refused():

@@ -26,6 +26,7 @@ from microgpt.errors import ConfigError
 from microgpt.storage import load_checkpoint
 from microgpt.storage.npz import FORMAT_VERSION
 from microgpt.train.artifacts import EVAL_COLUMNS, SYSTEM_COLUMNS
+from microgpt.train.resume import stored_config
 from microgpt.train.trainer import Trainer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -355,6 +356,21 @@ def test_resume_refuses_to_change_the_model_shape(finished_run, tmp_path: Path) 
     write_dataset(tmp_path)
     result = microgpt(tmp_path, "train", "--resume", str(checkpoint), "--n-embd", "32")
     assert_one_line_error(result, "N_EMBD=32", "resumed run keeps its model")
+
+
+def test_resume_refuses_to_change_the_optimizer_and_reads_an_old_checkpoint_as_adam(
+        finished_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adam's and Muon's moments share one layout but not one meaning: a resume keeps its optimizer. A checkpoint
+    saved before OPTIMIZER existed was trained with Adam."""
+    folder, _ = finished_run
+    checkpoint = load_checkpoint(folder / "models" / "latest_checkpoint.npz")
+    used = checkpoint.meta["train_config"]["optimizer"]
+    other = {"adam": "muon", "muon": "adam"}[used]
+    write_dataset(tmp_path)
+    result = microgpt(tmp_path, "train", "--resume", str(folder / "models" / "latest_checkpoint.npz"), "--optimizer", other)
+    assert_one_line_error(result, f"OPTIMIZER={other}", f"keeps its model, tokenizer and optimizer (OPTIMIZER={used})")
+    checkpoint.meta["train_config"].pop("optimizer")
+    assert stored_config(checkpoint).optim.optimizer == "adam"
 
 
 def test_trainer_refuses_a_changed_shape_with_the_clis_error(finished_run, tmp_path: Path,

@@ -213,8 +213,17 @@ KNOBS: tuple[Knob, ...] = (
         min=1,
     ),
     _knob(
+        "OPTIMIZER", OPTIM,
+        "how the weights are updated: adam, or muon for the blocks' matrices",
+        'adam (the original) gives every weight its own step size from running averages of its gradient. '
+        "muon updates each of the blocks' weight matrices as a whole: its step moves the matrix by the same "
+        'amount in every direction the gradient points to, so rare directions are not drowned out by common '
+        'ones; the embeddings and the output layer stay with Adam. Both use LEARNING_RATE.',
+        choices=('adam', 'muon'),
+    ),
+    _knob(
         "LEARNING_RATE", OPTIM,
-        'peak step size of the Adam optimizer',
+        'peak step size of the optimizer',
         'How far each update moves the weights. Too high and the loss jumps around or becomes NaN; too low '
         'and it falls very slowly. Small models like 0.001-0.005; lower it (e.g. 0.0025) for wider or '
         'deeper models.',

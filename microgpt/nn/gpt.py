@@ -121,6 +121,10 @@ class GPT(Module):
     def blocks(self) -> list[Block]:
         return [getattr(self, f"layer{i}") for i in range(self.config.n_layer)]
 
+    def hidden_matrices(self) -> list[Parameter]:
+        """The blocks' 2-D weights (attention and MLP projections): the matrices Muon updates."""
+        return [p for block in self.blocks for p in block.parameters() if p.ndim == 2]
+
     @property
     def head_weight(self) -> Parameter:
         """The output layer's (vocab, C) weight: lm_head's, or wte itself when the embeddings are tied."""

@@ -1,4 +1,4 @@
-"""Adam, gradient clipping, learning-rate schedules, and OptimSettings: the trainer's optimizer knobs."""
+"""Adam, Muon, gradient clipping, learning-rate schedules, and OptimSettings: the trainer's optimizer knobs."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ class OptimSettings:
     These defaults are the trainer's (LEARNING_RATE, BETA1, ... in microgpt.config) and Adam's: their one home.
     """
 
+    optimizer: str = "adam"  # adam, or muon for the blocks' matrices (Adam for the rest)
     lr: float = 0.003  # the peak learning rate; the schedule sets each step's
     lr_schedule: str = "wsd"  # linear, cosine, wsd or constant (wsd: measured, README)
     warmup_steps: int = 0
@@ -33,9 +34,17 @@ class OptimSettings:
         """The learning rate of 0-based `step` of a `num_steps` run."""
         return learning_rate(self.lr_schedule, step, num_steps, self.lr, self.warmup_steps, self.decay_fraction)
 
-    def adam(self, params: Iterable[Parameter], lr: float) -> Adam:
-        """An Adam with these hyper-parameters, starting at learning rate `lr`."""
-        return Adam(params, lr=lr, betas=(self.beta1, self.beta2), eps=self.eps, weight_decay=self.weight_decay)
+    def build(self, params: Iterable[Parameter], matrices: Iterable[Parameter], lr: float) -> Adam:
+        """The optimizer these settings name, over `params`, starting at learning rate `lr`: Adam for all of
+        them, or Muon for the hidden `matrices` among them and Adam for the rest."""
+        hyper = {"lr": lr, "betas": (self.beta1, self.beta2), "eps": self.eps, "weight_decay": self.weight_decay}
+        if self.optimizer == "adam":
+            return Adam(params, **hyper)
+        if self.optimizer == "muon":
+            chosen = {id(p) for p in matrices}
+            params = list(params)
+            return Muon([p for p in params if id(p) not in chosen], [p for p in params if id(p) in chosen], **hyper)
+        raise ValueError(f"unknown optimizer {self.optimizer!r} (adam or muon)")
 
 
 class Adam:
@@ -68,6 +77,7 @@ class Adam:
             self._grad_views.append(self.flat_grad[offset:offset + n].reshape(p.shape))
             offset += n
         self._tmp = np.empty_like(self.flat)
+        self.n_adam = self.flat.size  # Adam updates flat[:n_adam]; a subclass may own the rest
 
     def zero_grad(self) -> None:
         """Zero the flat gradient and point every .grad at its view, so backward adds in place."""
@@ -111,7 +121,7 @@ class Adam:
             tmp *= step_size
             p -= tmp
 
-        run_split(update, self.flat.size, 16 * self.flat.size * PASS_WORK)  # sixteen passes over the buffers
+        run_split(update, self.n_adam, 16 * self.n_adam * PASS_WORK)  # sixteen passes over the buffers
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to resume exactly: moments, step count and hyper-parameters."""
@@ -135,6 +145,71 @@ class Adam:
             self.eps = float(state["eps"])
         if "weight_decay" in state:
             self.weight_decay = float(state["weight_decay"])
+
+
+def orthogonalise(g: np.ndarray, steps: int = 5) -> np.ndarray:
+    """A stack of matrices (N, r, c), r <= c, pushed towards the nearest semi-orthogonal ones (every singular
+    value near 1, the singular vectors kept) by `steps` Newton-Schulz iterations; a no-SVD way to compute
+    U V^T of g = U S V^T.
+
+    After scaling g so that its singular values s are at most 1, each step maps X -> p(X X^T) X, which maps
+    every singular value s -> a s + b s^3 + c s^5 and leaves the vectors alone. These coefficients (Keller
+    Jordan's Muon) make that polynomial climb steeply from 0 and then hover in about [0.7, 1.2]: five steps
+    bring there every singular value down to about 1/300 of the norm; smaller ones stay smaller.
+    """
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g / (np.linalg.norm(g, axis=(1, 2), keepdims=True) + 1e-7)  # Frobenius norm >= largest singular value
+    for _ in range(steps):
+        gram = x @ x.transpose(0, 2, 1)  # (N, r, r): small, because r <= c
+        x = a * x + (b * gram + c * (gram @ gram)) @ x
+    return x
+
+
+class Muon(Adam):
+    """Muon for the hidden weight matrices, Adam (the parent class) for everything else.
+
+    A matrix's update is its Nesterov momentum with every singular value set to about 1 (`orthogonalise`):
+    the step moves the weights by the same amount in every direction the gradient points to, however
+    lopsided the raw gradient is, instead of letting a few large directions dominate. Scaled by
+    0.2 sqrt(max(rows, cols)), its typical entry is about Adam's, so one learning rate serves both.
+      m = mu m + g;  u = g + mu m;  W -= lr * wd * W;  W -= lr * 0.2 sqrt(max(r, c)) * orthogonalise(u)
+    The matrices sit at the end of the flat buffers; their momentum lives in Adam's `m` there (`v` stays
+    unused), so the state a checkpoint holds has Adam's layout.
+    """
+
+    MOMENTUM = 0.95
+
+    def __init__(self, params: Iterable[Parameter], matrices: Iterable[Parameter], **adam: object) -> None:
+        others, self.matrices = list(params), list(matrices)
+        if any(p.ndim != 2 for p in self.matrices):
+            raise ValueError("Muon's matrices must all be 2-D")
+        super().__init__(others + self.matrices, **adam)  # type: ignore[arg-type]
+        self.n_adam = sum(p.size for p in others)
+        self._groups: dict[tuple[int, int], list[tuple[int, Parameter]]] = {}  # same-shape matrices go together
+        offset = self.n_adam
+        for p in self.matrices:
+            self._groups.setdefault(p.shape, []).append((offset, p))
+            offset += p.size
+
+    def step(self) -> None:
+        """Adam's step for the others, then one orthogonalised step per group of same-shape matrices."""
+        super().step()
+        mu = self.MOMENTUM
+        for (rows, cols), group in self._groups.items():
+            g = np.stack([self.flat_grad[o:o + p.size].reshape(p.shape) for o, p in group])  # (N, r, c)
+            m = np.stack([self.m[o:o + p.size].reshape(p.shape) for o, p in group])
+            m *= mu
+            m += g
+            u = g + mu * m
+            wide = rows <= cols  # orthogonalise the wide way round: its Gram matrix is the smaller one
+            o = orthogonalise(u if wide else u.transpose(0, 2, 1))
+            o = o if wide else o.transpose(0, 2, 1)
+            o *= self.lr * 0.2 * math.sqrt(max(rows, cols))
+            for i, (offset, p) in enumerate(group):
+                self.m[offset:offset + p.size] = m[i].reshape(-1)
+                if self.weight_decay:
+                    p.data *= 1.0 - self.lr * self.weight_decay
+                p.data -= o[i]
 
 
 def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float:

@@ -24,7 +24,7 @@ from microgpt.storage import Checkpoint, load_checkpoint
 
 # the checkpoint's model, tokenizer and data split decide these: a resumed run cannot change them
 MODEL_KNOBS = ("N_LAYER", "N_EMBD", "N_HEAD", "BLOCK_SIZE", "ACTIVATION", "TIE_EMBEDDINGS", "NORM_GAIN")
-FIXED_ON_RESUME = (*MODEL_KNOBS, "TOKENIZER", "TOKEN_VOCAB_SIZE", "BPE_ENCODING", "VAL_SPLIT", "SEED")
+FIXED_ON_RESUME = (*MODEL_KNOBS, "TOKENIZER", "TOKEN_VOCAB_SIZE", "BPE_ENCODING", "VAL_SPLIT", "SEED", "OPTIMIZER")
 SAFE_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # a run id becomes part of file names
 # where a run writes, and which rank file it opens, come from this command line, the environment or the
 # defaults: never from a checkpoint, which may come from anyone (the rank file is checked by its sha256)
@@ -36,7 +36,7 @@ def stored_config(checkpoint: Checkpoint, where: str = "checkpoint") -> TrainCon
     stored = checkpoint.meta.get("train_config")
     if stored is None:
         raise CheckpointError(f"{where}: holds no training state to resume (not a training checkpoint)")
-    return config_from_dict(stored)
+    return config_from_dict({"optimizer": "adam", **stored})  # checkpoints from before OPTIMIZER used Adam
 
 
 def check_resumable(cfg: TrainConfig, checkpoint: Checkpoint, where: str = "checkpoint") -> None:
@@ -53,7 +53,7 @@ def check_resumable(cfg: TrainConfig, checkpoint: Checkpoint, where: str = "chec
     for knob in FIXED_ON_RESUME:
         old, new = before.get(knob.lower()), cfg.get(knob.lower())
         if new != old:
-            raise ConfigError(f"{knob}={format_value(new)}: a resumed run keeps its model and tokenizer "
+            raise ConfigError(f"{knob}={format_value(new)}: a resumed run keeps its model, tokenizer and optimizer "
                               f"({knob}={format_value(old)}); start a new run to change it")
 
 

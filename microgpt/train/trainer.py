@@ -62,7 +62,7 @@ from microgpt.train.resume import check_resumable, stored_paths_note
 from microgpt.train.run_lock import RunLock
 from microgpt.train.system_monitor import SystemMonitor
 
-OPTIMIZER_STATE = ("m", "v", "t")  # what Adam carries across a resume; its hyper-parameters are config
+OPTIMIZER_STATE = ("m", "v", "t")  # what Adam (and Muon) carry across a resume; hyper-parameters are config
 SAMPLE_PROMPTS = (
     "How do I make tea?",
     "What is a good way to start studying for an exam?",
@@ -151,7 +151,7 @@ class Trainer:
             self.rng = np.random.default_rng(cfg.seed + 1)
             self.resumed_from = None
             self.dataset_changed = False
-        self.optimizer = cfg.optim.adam(self.model.parameters(), lr=self._lr())
+        self.optimizer = cfg.optim.build(self.model.parameters(), self.model.hidden_matrices(), lr=self._lr())
         if checkpoint:  # the moments and step count; the hyper-parameters are the (resumed) config's
             self.optimizer.load_state_dict({k: checkpoint.optimizer_state[k] for k in OPTIMIZER_STATE})
         block_size = self.model.config.block_size
