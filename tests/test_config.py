@@ -98,6 +98,7 @@ def test_seed_preset_is_the_original_profile() -> None:
     m = cfg.model
     assert (m.n_layer, m.n_embd, m.n_head, m.block_size, cfg.num_steps, cfg.batch_size) == (1, 48, 4, 96, 800, 1)
     assert not m.zero_init and not m.tie_embeddings and not m.norm_gain and m.activation == "relu"  # original init
+    assert (cfg.optim.optimizer, cfg.optim.lr_schedule) == ("adam", "linear")  # the original's optimizer
 
 
 # --- precedence -----------------------------------------------------------------------------------------

@@ -173,6 +173,11 @@ def test_orthogonalise_sets_every_singular_value_near_one_and_keeps_the_singular
     wide = g if shape[0] <= shape[1] else g.T
     o = orthogonalise(wide[None] * 7.0)[0]  # the overall scale does not matter
     o = o if shape[0] <= shape[1] else o.T
+    x = wide * 7.0 / np.linalg.norm(wide * 7.0)  # the textbook iteration on X itself, for either path
+    for _ in range(5):
+        gram = x @ x.T
+        x = 3.4445 * x + (-4.7750 * gram + 2.0315 * gram @ gram) @ x
+    np.testing.assert_allclose(o, x if shape[0] <= shape[1] else x.T, rtol=0, atol=1e-6)
     inner = u.T @ o @ vt.T  # diagonal when o has g's singular vectors
     np.testing.assert_allclose(inner - np.diag(np.diag(inner)), 0, atol=1e-6)
     assert np.all((np.diag(inner) > 0.6) & (np.diag(inner) < 1.25)), np.diag(inner)
@@ -219,7 +224,7 @@ def test_optim_settings_build_muon_for_the_blocks_matrices_and_adam_for_the_rest
     assert isinstance(opt, Muon) and len(opt.matrices) == 6 * TINY.n_layer
     assert {id(p) for p in opt.matrices} == {id(p) for b in model.blocks for p in b.parameters() if p.ndim == 2}
     assert opt.n_adam == model.wte.weight.size + model.wpe.weight.size + model.lm_head.weight.size
-    assert type(OptimSettings().build(model.parameters(), model.hidden_matrices(), lr=0.01)) is Adam
+    assert type(OptimSettings(optimizer="adam").build(model.parameters(), model.hidden_matrices(), lr=0.01)) is Adam
     with pytest.raises(ValueError, match="unknown optimizer 'sgd'"):
         OptimSettings(optimizer="sgd").build(model.parameters(), [], lr=0.01)
 
