@@ -46,3 +46,15 @@ def test_no_evaluation_text_was_copied_into_the_starter_dataset() -> None:
         trained |= _spans(document.text)
     copied = [d.text[:60] for d in load_documents(HELDOUT) if _spans(d.text) & trained]
     assert not copied, f"{len(copied)} evaluation records share an {SPAN}-word run with the starter data: {copied[:3]}"
+
+
+def test_no_starter_record_holds_one_of_the_everyday_prompts() -> None:
+    """The README's ten everyday requests judge replies to questions the model has not been taught word for word."""
+    def plain(text: str) -> str:
+        return " ".join(re.sub(r"[^a-z0-9 ]+", "", re.sub(r"\s+", " ", text.lower())).split())
+
+    lines = (ROOT / "datasets" / "prompts" / "everyday.txt").read_text(encoding="utf-8").splitlines()
+    prompts = [plain(line) for line in lines if line.strip() and not line.startswith("#")]
+    assert len(prompts) == 10
+    found = [(p, d.text[:60]) for d in load_documents(STARTER) for p in prompts if p in plain(d.text)]
+    assert not found, found[:3]
