@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from microgpt.autograd import functional as F
+from microgpt.autograd.parallel import set_threads
 from microgpt.nn import GPT, Adam, GPTConfig, OptimSettings, Parameter, clip_grad_norm, learning_rate
 from microgpt.nn.optim import Muon, orthogonalise
 
@@ -201,21 +202,29 @@ def reference_muon(matrices, others, grads_per_step, lr, weight_decay):
     return history
 
 
-@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
-def test_muon_matches_a_per_matrix_reference_step_by_step(weight_decay):
+SMALL = [(4, 12), (4, 12), (12, 4), (5, 5), (7,), (3, 4)]  # the last two stay with Adam
+BIG = [(32, 128)] * 5 + [(128, 32)] * 3 + [(7,), (3, 4)]  # a stack big enough to be split over two threads
+
+
+@pytest.mark.parametrize(("weight_decay", "shapes"), [(0.0, SMALL), (0.1, SMALL), (0.0, BIG)])
+def test_muon_matches_a_per_matrix_reference_step_by_step(weight_decay, shapes):
+    set_threads(2)
     rng = np.random.default_rng(2)
-    shapes = [(4, 12), (4, 12), (12, 4), (5, 5), (7,), (3, 4)]  # the last two stay with Adam
     params = [Parameter(rng.standard_normal(s), dtype=np.float64) for s in shapes]
     start = [p.data.copy() for p in params]
     grads_per_step = [[rng.standard_normal(p.shape) * 10.0**-k for p in params] for k in range(4)]
-    expected = reference_muon(start[:4], start[4:], grads_per_step, lr=0.01, weight_decay=weight_decay)
-    opt = Muon(params[4:], params[:4], lr=0.01, betas=(0.9, 0.95), eps=1e-8, weight_decay=weight_decay)
-    for step, grads in enumerate(grads_per_step):
-        for p, g in zip(params, grads):
-            p.grad = g.copy()
-        opt.step()
-        for p, e in zip(params, expected[step]):
-            np.testing.assert_allclose(p.data, e, rtol=1e-10, atol=1e-12, err_msg=f"step {step + 1}")
+    n = len(shapes) - 2
+    expected = reference_muon(start[:n], start[n:], grads_per_step, lr=0.01, weight_decay=weight_decay)
+    opt = Muon(params[n:], params[:n], lr=0.01, betas=(0.9, 0.95), eps=1e-8, weight_decay=weight_decay)
+    try:
+        for step, grads in enumerate(grads_per_step):
+            for p, g in zip(params, grads):
+                p.grad = g.copy()
+            opt.step()
+            for p, e in zip(params, expected[step]):
+                np.testing.assert_allclose(p.data, e, rtol=1e-10, atol=1e-12, err_msg=f"step {step + 1}")
+    finally:
+        set_threads(0)
 
 
 def test_optim_settings_build_muon_for_the_blocks_matrices_and_adam_for_the_rest():

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from microgpt.autograd.parallel import PASS_WORK, run_split
+from microgpt.autograd.parallel import MAC_WORK, PASS_WORK, run_split
 from microgpt.nn.module import Parameter
 
 
@@ -209,22 +209,30 @@ class Muon(Adam):
         return values if p.shape[0] <= p.shape[1] else values.T
 
     def step(self) -> None:
-        """Adam's step for the others, then one orthogonalised step per stack of same-size matrices."""
+        """Adam's step for the others, then one orthogonalised step per stack of same-size matrices; a stack is
+        split over the cores (BLAS itself runs on one thread, see autograd.parallel)."""
         super().step()
-        mu = self.MOMENTUM
         for (rows, cols), group in self._groups.items():
-            g = np.stack([self._wide(self.flat_grad[o:o + p.size], p) for o, p in group])  # (N, r, c), r <= c
-            m = np.stack([self._wide(self.m[o:o + p.size], p) for o, p in group])
-            m *= mu
-            m += g
-            u = g + mu * m
-            update = orthogonalise(u)
-            update *= self.lr * 0.2 * math.sqrt(cols)
-            for i, (offset, p) in enumerate(group):
-                self._wide(self.m[offset:offset + p.size], p)[...] = m[i]
-                if self.weight_decay:
-                    p.data *= 1.0 - self.lr * self.weight_decay
-                self._wide(p.data, p)[...] -= update[i]
+            def update(lo: int, hi: int, part: list[tuple[int, Parameter]] = group, cols: int = cols) -> None:
+                self._update(part[lo:hi], cols)
+
+            run_split(update, len(group), 15 * len(group) * rows * rows * cols * MAC_WORK)  # ~5 x 3 r^2 c each
+
+    def _update(self, part: list[tuple[int, Parameter]], cols: int) -> None:
+        """The Muon step of some same-size matrices, seen the wide way round: (N, r, c) stacks, r <= c."""
+        mu = self.MOMENTUM
+        g = np.stack([self._wide(self.flat_grad[o:o + p.size], p) for o, p in part])
+        m = np.stack([self._wide(self.m[o:o + p.size], p) for o, p in part])
+        m *= mu
+        m += g
+        u = g + mu * m
+        update = orthogonalise(u)
+        update *= self.lr * 0.2 * math.sqrt(cols)
+        for i, (offset, p) in enumerate(part):
+            self._wide(self.m[offset:offset + p.size], p)[...] = m[i]
+            if self.weight_decay:
+                p.data *= 1.0 - self.lr * self.weight_decay
+            self._wide(p.data, p)[...] -= update[i]
 
 
 def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float:
