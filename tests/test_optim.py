@@ -56,12 +56,17 @@ def test_adam_matches_a_numpy_reference_step_by_step(weight_decay):
     expected = reference_adam(start, grads_per_step, lr=0.01, betas=(0.9, 0.95), eps=1e-8,
                               weight_decay=weight_decay)
     opt = Adam(params, lr=0.01, betas=(0.9, 0.95), eps=1e-8, weight_decay=weight_decay)
+    assert_steps_match(opt, params, grads_per_step, expected, rtol=1e-12, atol=1e-15)
+
+
+def assert_steps_match(opt: Adam, params, grads_per_step, expected, rtol: float, atol: float) -> None:
+    """Feed each step's gradients to `opt`, step, and compare every parameter with the reference's."""
     for step, grads in enumerate(grads_per_step):
         for p, g in zip(params, grads):
             p.grad = g.copy()
         opt.step()
         for p, e in zip(params, expected[step]):
-            np.testing.assert_allclose(p.data, e, rtol=1e-12, atol=1e-15, err_msg=f"step {step + 1}")
+            np.testing.assert_allclose(p.data, e, rtol=rtol, atol=atol, err_msg=f"step {step + 1}")
 
 
 def test_bias_correction_makes_the_first_step_lr_whatever_the_gradient_scale():
@@ -217,12 +222,7 @@ def test_muon_matches_a_per_matrix_reference_step_by_step(weight_decay, shapes):
     expected = reference_muon(start[:n], start[n:], grads_per_step, lr=0.01, weight_decay=weight_decay)
     opt = Muon(params[n:], params[:n], lr=0.01, betas=(0.9, 0.95), eps=1e-8, weight_decay=weight_decay)
     try:
-        for step, grads in enumerate(grads_per_step):
-            for p, g in zip(params, grads):
-                p.grad = g.copy()
-            opt.step()
-            for p, e in zip(params, expected[step]):
-                np.testing.assert_allclose(p.data, e, rtol=1e-10, atol=1e-12, err_msg=f"step {step + 1}")
+        assert_steps_match(opt, params, grads_per_step, expected, rtol=1e-10, atol=1e-12)
     finally:
         set_threads(0)
 
