@@ -11,7 +11,7 @@ import pytest
 from microgpt.autograd import functional as F
 from microgpt.autograd.parallel import set_threads
 from microgpt.nn import GPT, Adam, GPTConfig, OptimSettings, Parameter, clip_grad_norm, learning_rate
-from microgpt.nn.optim import Muon, orthogonalise
+from microgpt.nn.optim import FLUSH_EVERY, Muon, orthogonalise
 
 TINY = GPTConfig(zero_init=False, vocab_size=9, n_layer=1, n_embd=8, n_head=2, block_size=6)
 
@@ -166,6 +166,24 @@ def test_state_dict_resume_gives_exactly_the_same_trajectory():
     assert losses == straight_losses
     for name, value in straight.state_dict().items():
         np.testing.assert_array_equal(resumed.state_dict()[name], value, err_msg=name)
+
+
+def test_adam_flushes_subnormal_moments_to_zero_without_moving_any_weight():
+    """A moment below the smallest normal float is slow arithmetic on x86 and moves its weight by nothing."""
+    p = Parameter(np.full(64, 0.05, dtype=np.float32), dtype=np.float32)
+    opt = Adam([p], lr=1e-3)
+    opt.m[:32], opt.v[:32] = 1e-39, 1e-41  # subnormal: a row whose token has not come up for a while
+    opt.m[32:], opt.v[32:] = 1e-3, 1e-6
+    for _ in range(FLUSH_EVERY - 1):
+        p.grad = np.zeros(64, dtype=np.float32)
+        opt.step()
+    assert (opt.m[:32] != 0).all() and (opt.v[:32] != 0).all()  # decayed, still subnormal, not yet flushed
+    np.testing.assert_array_equal(p.data[:32], np.float32(0.05))  # a subnormal moment never moved its weight
+    p.grad = np.zeros(64, dtype=np.float32)
+    opt.step()
+    assert (opt.m[:32] == 0).all() and (opt.v[:32] == 0).all()
+    assert (opt.m[32:] != 0).all() and (opt.v[32:] != 0).all()
+    np.testing.assert_array_equal(p.data[:32], np.float32(0.05))
 
 
 # ----- Muon ---------------------------------------------------------------------------------------------------
