@@ -56,7 +56,7 @@ PRESET_HELP: dict[str, str] = {
     "coherent-fast": "the original guide's CPU-feasible coherence profile (vocab 3072, 2x80, 1500 steps)",
     "coherent-max": "the original guide's long CPU run (vocab 4096, 2x96, 3000 steps)",
     "long": "the default's recipe made bigger and longer, for replies that stay on topic: 4x128, block 128, "
-            "batch 16, 10000 steps, lr 0.003 (about 30 minutes on 2 cores)",
+            "batch 16, 10000 steps, lr 0.003 (about 35 minutes on 2 cores)",
 }
 
 # the TUI's Train tab applies these with the keys 1, 2, 3, as the original did
