@@ -1,4 +1,4 @@
-"""The training loop: batches -> loss -> backward -> clip -> Adam, with evaluation, early stopping,
+"""The training loop: batches -> loss -> backward -> clip -> optimizer step, with evaluation, early stopping,
 checkpoints, run artifacts and graceful signals.
 
 One `Trainer` owns one run. `run()` returns the process exit code: 0 when the run ended normally
