@@ -98,6 +98,7 @@ def test_seed_preset_is_the_original_profile() -> None:
     m = cfg.model
     assert (m.n_layer, m.n_embd, m.n_head, m.block_size, cfg.num_steps, cfg.batch_size) == (1, 48, 4, 96, 800, 1)
     assert not m.zero_init and not m.tie_embeddings and not m.norm_gain and m.activation == "relu"  # original init
+    assert m.positions == "learned"  # the original's position table
     assert (cfg.optim.optimizer, cfg.optim.lr_schedule) == ("adam", "linear")  # the original's optimizer
 
 
@@ -166,14 +167,17 @@ def test_format_config_groups_and_marks_changes() -> None:
 
 def test_estimates_follow_the_architecture() -> None:
     cfg = config_from_dict({"token_vocab_size": 300, "n_embd": 8, "block_size": 4, "n_layer": 2, "n_head": 2})
-    assert cfg.model.num_parameters() == 300 * 8 + 4 * 8 + 300 * 8 + 2 * 12 * 8 * 8
+    assert cfg.model.num_parameters() == 300 * 8 + 300 * 8 + 2 * 12 * 8 * 8  # rope: no position table
+    learned = config_from_dict({**cfg.to_dict(), "positions": "learned"})
+    assert learned.model.num_parameters() == cfg.model.num_parameters() + 4 * 8
     small, bigger = cfg.model.training_memory_mb(1), cfg.model.training_memory_mb(8)
     assert 0 < small < bigger
 
 
-@pytest.mark.parametrize("norm_gain", [False, True])
-def test_parameter_estimate_is_what_the_model_builds(norm_gain: bool) -> None:
-    config = GPTConfig(zero_init=False, vocab_size=300, n_layer=3, n_embd=12, n_head=3, block_size=7, norm_gain=norm_gain)
+@pytest.mark.parametrize("norm_gain,positions", [(False, "rope"), (True, "learned")])
+def test_parameter_estimate_is_what_the_model_builds(norm_gain: bool, positions: str) -> None:
+    config = GPTConfig(zero_init=False, vocab_size=300, n_layer=3, n_embd=12, n_head=3, block_size=7,
+                       norm_gain=norm_gain, positions=positions)
     assert config.num_parameters() == GPT(config, seed=0).num_parameters()
 
 

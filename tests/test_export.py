@@ -62,7 +62,8 @@ def test_a_broken_export_is_one_line(tmp_path: Path, capsys) -> None:
     assert "not a microgpt export" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("shape", [{}, {"tie_embeddings": True, "norm_gain": True, "activation": "gelu"}])
+@pytest.mark.parametrize("shape", [{}, {"tie_embeddings": True, "norm_gain": True, "activation": "gelu",
+                                          "positions": "learned"}])
 def test_the_readme_pytorch_snippet_reproduces_our_logits(tmp_path: Path, capsys, shape: dict) -> None:
     torch = pytest.importorskip("torch", reason="PyTorch is not installed (CI installs the CPU build)")
     snippet = re.search(r"<!-- export-snippet -->\n```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)

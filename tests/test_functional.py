@@ -378,3 +378,52 @@ def test_attention_split_over_threads_matches_one_thread(causal, set_threads, mo
     np.testing.assert_allclose(split_out, one_out, rtol=1e-12, atol=1e-15)
     for name, split, one in zip("qkv", split_grads, one_grads):
         np.testing.assert_allclose(split, one, rtol=1e-12, atol=1e-15, err_msg=f"gradient of {name}")
+
+
+# ----- rotary position embedding -------------------------------------------------------------------------
+def rotary_reference(qkv: np.ndarray, n_head: int, positions: np.ndarray) -> np.ndarray:
+    """RoPE written out in real arithmetic: in each head of q and k, dims (2j, 2j + 1) at position p turned by
+    the angle p * 10000^(-2j/D); v untouched."""
+    *lead, c3 = qkv.shape
+    d = c3 // 3 // n_head
+    heads = qkv.reshape(*lead, 3, n_head, d // 2, 2).copy()
+    angle = np.asarray(positions, dtype=np.float64)[..., None] * 10000.0 ** (-np.arange(0, d, 2) / d)
+    cos, sin = np.cos(angle)[..., None, None, :], np.sin(angle)[..., None, None, :]  # over (3, heads, pairs)
+    a, b = heads[..., :2, :, :, 0].copy(), heads[..., :2, :, :, 1].copy()
+    heads[..., :2, :, :, 0] = a * cos[..., 0:1, :, :] - b * sin[..., 0:1, :, :]
+    heads[..., :2, :, :, 1] = a * sin[..., 0:1, :, :] + b * cos[..., 0:1, :, :]
+    return heads.reshape(qkv.shape)
+
+
+@st.composite
+def rotary_inputs(draw):
+    """qkv (B, T, 3C) with C = heads x an even head width, and positions (T,) or per row (B, T)."""
+    b, t, heads, half = (draw(st.integers(1, n)) for n in (2, 3, 2, 2))
+    qkv = draw(arrays((b, t, 3 * heads * 2 * half), -2, 2))
+    per_row = draw(st.booleans())
+    positions = draw(hnp.arrays(np.int64, (b, t) if per_row else (t,), elements=st.integers(0, 300)))
+    return qkv, heads, positions
+
+
+@given(inputs=rotary_inputs(), seed=seeds)
+def test_rotary_turns_q_and_k_pairs_by_position_and_its_gradient_is_the_turn_back(inputs, seed):
+    qkv, heads, positions = inputs
+    turns = F.rotary_turns(positions, qkv.shape[-1] // 3 // heads, heads, qkv.dtype)
+    np.testing.assert_allclose(F.rotary(Tensor(qkv), turns).data, rotary_reference(qkv, heads, positions),
+                               rtol=1e-10, atol=1e-12)
+    check_gradients(lambda t: F.rotary(t, turns), [qkv], seed=seed)
+
+
+@given(q=arrays((1, 1, 6), -2, 2), k=arrays((1, 1, 6), -2, 2), p=st.integers(0, 200), s=st.integers(0, 200),
+       shift=st.integers(0, 200))
+def test_rotary_scores_depend_on_the_distance_between_positions_only(q, k, p, s, shift):
+    """q at p against k at s scores the same as at p + shift and s + shift: attention sees offsets."""
+
+    def score(at_q: int, at_k: int) -> float:
+        qkv_q = np.concatenate([q, np.zeros((1, 1, 6)), np.zeros((1, 1, 6))], axis=-1)
+        qkv_k = np.concatenate([np.zeros((1, 1, 6)), k, np.zeros((1, 1, 6))], axis=-1)
+        turned_q = F.turn_qk(qkv_q, F.rotary_turns(np.array([at_q]), 6, 1, np.float64))[..., :6]
+        turned_k = F.turn_qk(qkv_k, F.rotary_turns(np.array([at_k]), 6, 1, np.float64))[..., 6:12]
+        return float((turned_q * turned_k).sum())
+
+    assert score(p + shift, s + shift) == pytest.approx(score(p, s), rel=1e-9, abs=1e-9)

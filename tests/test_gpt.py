@@ -23,8 +23,10 @@ def random_batch(config: GPTConfig, batch: int, length: int, seed: int = 0) -> t
 
 # ----- names and shapes --------------------------------------------------------------------------------------
 def expected_shapes(c: GPTConfig) -> dict[str, tuple[int, ...]]:
-    """The original checkpoint's `state`: every matrix (out, in)."""
-    shapes = {"wte": (c.vocab_size, c.n_embd), "wpe": (c.block_size, c.n_embd), "lm_head": (c.vocab_size, c.n_embd)}
+    """The original checkpoint's `state`: every matrix (out, in); no wpe with rotary positions (nothing to learn)."""
+    shapes = {"wte": (c.vocab_size, c.n_embd), "lm_head": (c.vocab_size, c.n_embd)}
+    if c.positions == "learned":
+        shapes["wpe"] = (c.block_size, c.n_embd)
     for i in range(c.n_layer):
         for w in ("wq", "wk", "wv", "wo"):
             shapes[f"layer{i}.attn_{w}"] = (c.n_embd, c.n_embd)
@@ -33,7 +35,9 @@ def expected_shapes(c: GPTConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-@pytest.mark.parametrize("config", [TINY, GPTConfig(zero_init=False, vocab_size=7, n_layer=3, n_embd=12, n_head=3, block_size=5)])
+@pytest.mark.parametrize("config", [
+    replace(TINY, positions="learned"), TINY,
+    GPTConfig(zero_init=False, vocab_size=7, n_layer=3, n_embd=12, n_head=3, block_size=5, positions="learned")])
 def test_parameter_names_and_shapes_are_the_original_checkpoints(config):
     model = GPT(config, seed=0)
     named = dict(model.named_parameters())
@@ -81,10 +85,11 @@ def test_a_sequence_longer_than_block_size_is_a_clear_value_error():
     model(x[:, :TINY.block_size])  # exactly block_size is fine
 
 
-def test_positions_matter_and_the_future_does_not():
-    """Changing token t changes logits at t and later, never before (causality), and the same token at two
-    positions gives different logits (position embeddings)."""
-    model = GPT(TINY, dtype=np.float64, seed=0)
+@pytest.mark.parametrize("positions", ["learned", "rope"])
+def test_positions_matter_and_the_future_does_not(positions: str):
+    """Changing token t changes logits at t and later, never before (causality), and the same tokens in
+    another order give different logits at the last position (attention alone would not see the order)."""
+    model = GPT(replace(TINY, positions=positions), dtype=np.float64, seed=0)
     x = np.array([[3, 1, 4, 1, 5, 9]])
     base = model(x).data
     changed = x.copy()
@@ -92,8 +97,8 @@ def test_positions_matter_and_the_future_does_not():
     out = model(changed).data
     np.testing.assert_array_equal(out[:, :3], base[:, :3])
     assert np.abs(out[:, 3:] - base[:, 3:]).min() > 0
-    same_token = model(np.array([[1, 1]])).data
-    assert not np.allclose(same_token[0, 0], same_token[0, 1])
+    swapped = model(np.array([[1, 3, 4, 1, 5, 9]])).data
+    assert np.abs(swapped[0, -1] - base[0, -1]).min() > 1e-6
 
 
 # ----- initialisation and dtype ------------------------------------------------------------------------------
@@ -167,9 +172,10 @@ def owners(model: GPT) -> list[tuple[Module, str]]:
 
 
 @pytest.mark.parametrize("config", [
+    GPTConfig(zero_init=False, vocab_size=5, n_layer=2, n_embd=4, n_head=2, block_size=4, positions="learned"),
     GPTConfig(zero_init=False, vocab_size=5, n_layer=2, n_embd=4, n_head=2, block_size=4),
     GPTConfig(zero_init=False, vocab_size=5, n_layer=1, n_embd=4, n_head=2, block_size=4, activation="gelu", norm_gain=True),
-], ids=["original", "gelu-with-gain"])
+], ids=["original", "rope", "gelu-with-gain"])
 def test_gpt_gradient_matches_finite_differences_for_every_weight(config):
     """gradcheck perturbs its own copies of the weights, so the function plugs those copies into the model."""
     model = GPT(config, dtype=np.float64, seed=1)
@@ -249,10 +255,11 @@ def test_one_layer_model_memorises_two_sequences_with_adam():
 
 # ----- KV cache ----------------------------------------------------------------------------------------------
 VARIANT = replace(TINY, activation="gelu", norm_gain=True, tie_embeddings=True)
+LEARNED = replace(TINY, positions="learned")
 
 
 @pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-5), (np.float64, 1e-10)])
-@pytest.mark.parametrize("config", [TINY, VARIANT], ids=["original", "gelu-gain-tied"])
+@pytest.mark.parametrize("config", [LEARNED, TINY, VARIANT], ids=["original", "rope", "gelu-gain-tied"])
 def test_each_cached_step_gives_the_full_forwards_last_logits(dtype, tol, config):
     """A one-token step takes Block.step (plain arrays); it must give exactly what the full forward gives."""
     model = GPT(config, dtype=dtype, seed=3)
@@ -271,8 +278,9 @@ def test_each_cached_step_gives_the_full_forwards_last_logits(dtype, tol, config
             np.testing.assert_allclose(step[:, 0], full[:, -1], rtol=tol, atol=tol)
 
 
-def test_a_cache_fed_in_chunks_gives_the_full_forward_at_every_position():
-    model = GPT(TINY, dtype=np.float64, seed=3)
+@pytest.mark.parametrize("config", [LEARNED, TINY], ids=["original", "rope"])
+def test_a_cache_fed_in_chunks_gives_the_full_forward_at_every_position(config):
+    model = GPT(config, dtype=np.float64, seed=3)
     tokens, _ = random_batch(TINY, 1, TINY.block_size, seed=5)
     with no_grad():
         full = model(tokens).data

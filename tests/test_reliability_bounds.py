@@ -137,9 +137,9 @@ def test_an_npy_header_that_claims_373_gib_is_not_believed(small_checkpoint: Pat
 def test_nan_weights_are_refused_at_load(small_checkpoint: Path, tmp_path: Path) -> None:
     with np.load(small_checkpoint) as f:
         arrays = {name: f[name] for name in f.files}
-    arrays["param/wpe"] = np.full_like(arrays["param/wpe"], np.nan)
+    arrays["param/layer0.attn_wq"] = np.full_like(arrays["param/layer0.attn_wq"], np.nan)
     np.savez(tmp_path / "nan.npz", **arrays)
-    with pytest.raises(CheckpointError, match="param/wpe holds NaN"):
+    with pytest.raises(CheckpointError, match="param/layer0.attn_wq holds NaN"):
         load_checkpoint(tmp_path / "nan.npz")
 
 

@@ -147,7 +147,8 @@ def test_random_values_in_a_checkpoints_meta_are_one_line_or_load(valid_npz, tmp
 @given(document=JSON_VALUES, field=st.sampled_from(["config", "state", "vocab", "bpe_token_ids", "tokenization"]))
 def test_random_go_json_is_one_line(tmp_path_factory, document: object, field: str) -> None:
     folder = tmp_path_factory.mktemp("go")
-    model = GPT(GPTConfig(zero_init=False, vocab_size=4, n_layer=1, n_embd=8, n_head=2, block_size=8), seed=0)
+    model = GPT(GPTConfig(zero_init=False, vocab_size=4, n_layer=1, n_embd=8, n_head=2, block_size=8,
+                          positions="learned"), seed=0)
     good = json.loads(write_go_checkpoint(folder / "good.json", model, vocab=list("abc")).read_text())
     (folder / "whole.json").write_text(json.dumps(document))
     (folder / "field.json").write_text(json.dumps({**good, field: document}))
@@ -219,7 +220,8 @@ def test_a_negative_seed_is_one_line(finished_run, command: tuple[str, ...]) -> 
 
 
 def test_token_ids_outside_the_rank_table_are_refused(tmp_path: Path) -> None:
-    model = GPT(GPTConfig(zero_init=False, vocab_size=5, n_layer=1, n_embd=8, n_head=2, block_size=8), seed=0)
+    model = GPT(GPTConfig(zero_init=False, vocab_size=5, n_layer=1, n_embd=8, n_head=2, block_size=8,
+                          positions="learned"), seed=0)
     for ids in ([-1, 5, 7], [10**9, 1, 2]):
         path = write_go_checkpoint(tmp_path / "go.json", model, bpe_token_ids=ids, tokenization="bpe_cl100k")
         assert "bpe_token_ids" in one_line_error(lambda p=path: load_checkpoint(p))

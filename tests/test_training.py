@@ -226,8 +226,8 @@ def test_early_stopping_ends_the_run_when_validation_stops_improving(tmp_path: P
 
 def test_diverging_loss_exits_1_and_keeps_the_best_checkpoint(tmp_path: Path) -> None:
     write_dataset(tmp_path)
-    # The first update (at learning rate 1e30) still evaluates to a finite loss; the next ones overflow.
-    result = microgpt(tmp_path, "train", LEARNING_RATE="1e30", EVAL_INTERVAL="1", NUM_STEPS="40",
+    # The first update (at learning rate 1e10) still evaluates to a finite loss; the next ones overflow.
+    result = microgpt(tmp_path, "train", LEARNING_RATE="1e10", EVAL_INTERVAL="1", NUM_STEPS="40",
                       ZERO_INIT="false")  # random output weights: the first big step blows up
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
@@ -371,6 +371,20 @@ def test_resume_refuses_to_change_the_optimizer_and_reads_an_old_checkpoint_as_a
     assert_one_line_error(result, f"OPTIMIZER={other}", f"keeps its model, tokenizer and optimizer (OPTIMIZER={used})")
     checkpoint.meta["train_config"].pop("optimizer")
     assert stored_config(checkpoint).optim.optimizer == "adam"
+
+
+def test_resume_refuses_to_change_the_positions_and_reads_an_old_checkpoint_as_learned(
+        finished_run, tmp_path: Path) -> None:
+    """A rope model has no position table to continue with, nor a learned one any rotation: positions stay."""
+    folder, _ = finished_run
+    checkpoint = load_checkpoint(folder / "models" / "latest_checkpoint.npz")
+    assert checkpoint.meta["train_config"]["positions"] == "rope"
+    write_dataset(tmp_path)
+    result = microgpt(tmp_path, "train", "--resume", str(folder / "models" / "latest_checkpoint.npz"),
+                      "--positions", "learned")
+    assert_one_line_error(result, "POSITIONS=learned", "keeps its model, tokenizer and optimizer (POSITIONS=rope)")
+    checkpoint.meta["train_config"].pop("positions")
+    assert stored_config(checkpoint).model.positions == "learned"
 
 
 def test_trainer_refuses_a_changed_shape_with_the_clis_error(finished_run, tmp_path: Path,

@@ -66,7 +66,7 @@ def test_full_tour_train_monitor_stop_runs_models_chat_quit(launch, tmp_path: Pa
     tui.keys("Space")
     tui.wait_for(r"DATASET_PATH")
     screen = tui.screen()
-    for name in ("Train", "Monitor", "Logs", "Runs", "Models", "Chat", "N_EMBD", "LEARNING_RATE", "q quit"):
+    for name in ("Train", "Monitor", "Logs", "Runs", "Models", "Chat", "N_EMBD", "NUM_STEPS", "q quit"):
         assert name in screen
 
     # visit every tab, forwards with Tab / l and backwards with BTab / h

@@ -655,6 +655,49 @@ def attend_newest(q: np.ndarray, keys: np.ndarray, values: np.ndarray, unseen: n
     return scores @ values
 
 
+ROPE_BASE = 10000.0  # frequencies from 1 down to 1/10000 turns per position, as RoFormer and LLaMA use
+
+
+def rotary_turns(positions: Any, head_dim: int, n_head: int, dtype: np.dtype) -> np.ndarray:
+    """e^(i p f) for every position p and every pair of q's and k's columns: shape positions.shape + (C,).
+
+    Each head's D dims are D/2 pairs, and pair j turns at frequency f_j = ROPE_BASE^(-2j/D): the first pair
+    by a radian per position, the last by almost nothing, so a head can attend by short or long distance.
+    The columns of q and of k (2C floats, C pairs) are tiled in that order: head by head, q's then k's.
+    """
+    half = head_dim // 2
+    freq = ROPE_BASE ** (-np.arange(half) / half)
+    angle = np.asarray(positions, dtype=np.float64)[..., None] * np.tile(freq, 2 * n_head)
+    return np.exp(1j * angle).astype(np.result_type(dtype, np.complex64))
+
+
+def turn_qk(qkv: np.ndarray, turns: np.ndarray) -> np.ndarray:
+    """A copy of packed qkv (..., 3C) whose q and k pairs are multiplied by `turns` (..., C) and v kept.
+
+    A pair (a, b) read as the complex number a + ib turns by angle t when multiplied by e^(it): one complex
+    product per pair instead of four real ones, on a complex view of the same memory.
+    """
+    qkv = np.ascontiguousarray(qkv)
+    out = np.empty_like(qkv)
+    turns = turns.astype(np.result_type(qkv.dtype, np.complex64), copy=False)  # float32 pairs: complex64
+    c = turns.shape[-1]  # C pairs = the 2C columns of q and k
+    np.multiply(qkv.view(turns.dtype)[..., :c], turns, out=out.view(turns.dtype)[..., :c])
+    out[..., 2 * c:] = qkv[..., 2 * c:]
+    return out
+
+
+def rotary(qkv: Tensor, turns: np.ndarray) -> Tensor:
+    """Rotary position embedding (RoPE) on packed projections qkv (B, T, 3C): each head's q and k at position
+    p turned pairwise by the angles p f_j, `turns` being rotary_turns of the positions; v unchanged.
+
+    q_p . k_s then depends on the positions only through p - s (a turn by p f against a turn by s f leaves
+    the angle (p - s) f), so attention sees how far back a token is, with no position table to learn.
+    A turn is a rotation, whose transpose is the turn back: dL/dqkv = g turned by the conjugate e^(-i p f).
+    """
+    out = turn_qk(qkv.data, turns)
+    return Tensor._result(out, (qkv,), lambda g: (turn_qk(g, np.conj(turns)),))
+
+
 def causal_self_attention(qkv: Tensor, n_head: int) -> Tensor:
     """Multi-head causal self-attention on packed projections: qkv (B, T, 3C) holds q, k and v side by side
     (one product x [Wq; Wk; Wv]^T), the result (B, T, C) holds the heads side by side.

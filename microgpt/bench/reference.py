@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from microgpt.autograd.functional import turn_qk
 from microgpt.autograd.parallel import MAC_WORK, PASS_WORK, run_split
 from microgpt.nn import GPT, Adam
 
@@ -116,13 +117,16 @@ class ReferenceStep:
         self.adam.flat_grad.fill(0)
         ids = idx.reshape(-1)
         # ----- forward, keeping what the backward needs
-        x, r0 = _rms((w["wte"][idx] + w["wpe"][:T]).reshape(N, C))
+        turns = self.model.rotary_turns(slice(0, T))  # None with a learned position table
+        x, r0 = _rms((w["wte"][idx] if turns is not None else w["wte"][idx] + w["wpe"][:T]).reshape(N, C))
         embedded = x
         saved = []
         for i in range(c.n_layer):
             p = f"layer{i}."
             h1, r1 = _rms(x)
             qkv = _gemm(h1, w[p + "attn_wqkv"].T, self._buffer(f"qkv{i}", (N, 3 * C)))
+            if turns is not None:
+                qkv = turn_qk(qkv.reshape(B, T, 3 * C), turns).reshape(N, 3 * C)
             q, k, v = (np.ascontiguousarray(qkv[:, j * C:(j + 1) * C].reshape(B, T, H, D).transpose(0, 2, 1, 3))
                        .reshape(B * H, T, D) for j in range(3))
             P, O = self._attention(q, k, v, i)
@@ -162,10 +166,13 @@ class ReferenceStep:
             dq, dk, dv = self._attention_back(dO, q, k, v, P, O)
             dqkv = np.concatenate([d.reshape(B, H, T, D).transpose(0, 2, 1, 3).reshape(N, C) for d in (dq, dk, dv)],
                                   axis=1)
+            if turns is not None:  # turned back: a rotation's transpose
+                dqkv = turn_qk(dqkv.reshape(B, T, 3 * C), np.conj(turns)).reshape(N, 3 * C)
             _gemm(dqkv.T, h1, g[p + "attn_wqkv"])
             dx = dx + _rms_back(_gemm(dqkv, w[p + "attn_wqkv"], self._buffer("dh", (N, C))), h1, r1)
         dx = _rms_back(dx, embedded, r0)
         np.add.at(g["wte"].reshape(-1), (ids[:, None] * C + np.arange(C)).reshape(-1), dx.reshape(-1))
-        g["wpe"][:T] = dx.reshape(B, T, C).sum(axis=0)
+        if turns is None:
+            g["wpe"][:T] = dx.reshape(B, T, C).sum(axis=0)
         self.adam.step()
         return loss

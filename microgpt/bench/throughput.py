@@ -41,8 +41,9 @@ class BenchConfig:
         return self.batch * self.model.block_size
 
 
-C1 = GPTConfig(vocab_size=2048, n_layer=1, n_embd=48, n_head=4, block_size=96)
-C2 = GPTConfig(vocab_size=8192, n_layer=4, n_embd=128, n_head=8, block_size=256)
+# the comparison shapes, with the original's position table (the figures before RoPE stay comparable)
+C1 = GPTConfig(vocab_size=2048, n_layer=1, n_embd=48, n_head=4, block_size=96, positions="learned")
+C2 = GPTConfig(vocab_size=8192, n_layer=4, n_embd=128, n_head=8, block_size=256, positions="learned")
 TRAINED = TrainConfig()  # what `microgpt train` trains when nothing else is said
 CONFIGS = {
     "c1-b1": BenchConfig("c1-b1", C1, 1, 100),

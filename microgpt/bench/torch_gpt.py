@@ -33,16 +33,29 @@ class TorchGPT(torch.nn.Module):
     def rms_norm(x: torch.Tensor) -> torch.Tensor:
         return x * torch.rsqrt((x * x).mean(dim=-1, keepdim=True) + 1e-5)
 
+    @staticmethod
+    def rotate(x: torch.Tensor, start: int, base: float = 10000.0) -> torch.Tensor:
+        """RoPE on (B, H, T, D): dims (2j, 2j + 1) of position start + t turned by (start + t) base^(-2j/D)."""
+        T, D = x.shape[-2], x.shape[-1]
+        freq = base ** (-torch.arange(0, D, 2, dtype=torch.float64) / D)
+        angle = torch.arange(start, start + T, dtype=torch.float64)[:, None] * freq
+        cos, sin = torch.cos(angle).to(x.dtype), torch.sin(angle).to(x.dtype)
+        a, b = x[..., 0::2], x[..., 1::2]
+        return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2)
+
     def forward(self, idx: torch.Tensor, cache: list | None = None) -> torch.Tensor:
         c = self.config
         B, T = idx.shape
         H, D = c.n_head, c.n_embd // c.n_head
         start = 0 if cache is None or not cache[0] else cache[0][0].shape[2]
-        x = self.w("wte")[idx] + self.w("wpe")[start:start + T]
+        rope = c.positions == "rope"
+        x = self.w("wte")[idx] if rope else self.w("wte")[idx] + self.w("wpe")[start:start + T]
         x = self.rms_norm(x)
         for i in range(c.n_layer):
             h = self.rms_norm(x)
             q, k, v = (TF.linear(h, self.w(f"layer{i}.attn_w{n}")).view(B, T, H, D).transpose(1, 2) for n in "qkv")
+            if rope:
+                q, k = self.rotate(q, start), self.rotate(k, start)
             if cache is not None:
                 if cache[i]:
                     k = torch.cat([cache[i][0], k], dim=2)

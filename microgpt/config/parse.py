@@ -45,7 +45,8 @@ def find_knob(key: str) -> Knob:
     if knob is None:
         close = difflib.get_close_matches(key.upper(), KNOB_BY_NAME, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ConfigError(f"{key}: unknown knob{hint}")
+        shown = key if key.isprintable() else repr(key)  # a name with a newline must not break the one line
+        raise ConfigError(f"{shown}: unknown knob{hint}")
     return knob
 
 

@@ -12,6 +12,7 @@ PRESETS: dict[str, dict[str, object]] = {
     "default": {},  # the defaults themselves
     "seed": {
         "TOKEN_VOCAB_SIZE": 2048, "N_LAYER": 1, "N_EMBD": 48, "N_HEAD": 4, "BLOCK_SIZE": 96, "ZERO_INIT": False,
+        "POSITIONS": "learned",
         "BATCH_SIZE": 1, "NUM_STEPS": 800, "OPTIMIZER": "adam", "LEARNING_RATE": 0.004, "LR_SCHEDULE": "linear",
         "WARMUP_STEPS": 0, "WEIGHT_DECAY": 0.0, "GRAD_CLIP": 0.0,
         "EVAL_INTERVAL": 50, "EVAL_STEPS": 16, "EARLY_STOP_PATIENCE": 8, "EARLY_STOP_MIN_DELTA": 0.0005,

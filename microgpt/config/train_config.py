@@ -23,7 +23,7 @@ FLAT_PATHS: dict[str, str] = {
     "token_vocab_size": "model.vocab_size", "n_layer": "model.n_layer", "n_embd": "model.n_embd",
     "n_head": "model.n_head", "block_size": "model.block_size", "dropout": "model.dropout",
     "tie_embeddings": "model.tie_embeddings", "activation": "model.activation", "norm_gain": "model.norm_gain",
-    "zero_init": "model.zero_init",
+    "zero_init": "model.zero_init", "positions": "model.positions",
     "optimizer": "optim.optimizer", "learning_rate": "optim.lr", "lr_schedule": "optim.lr_schedule", "warmup_steps": "optim.warmup_steps",
     "decay_fraction": "optim.decay_fraction",
     "beta1": "optim.beta1", "beta2": "optim.beta2", "eps_adam": "optim.eps", "weight_decay": "optim.weight_decay",

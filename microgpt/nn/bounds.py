@@ -32,7 +32,9 @@ BYTES_INFERENCE = 4  # float32 weights
 def parameter_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
     """Name -> shape of every weight, named as `GPT.named_parameters` names them."""
     v, c, t = config.vocab_size, config.n_embd, config.block_size
-    shapes: dict[str, tuple[int, ...]] = {"wte": (v, c), "wpe": (t, c)}
+    shapes: dict[str, tuple[int, ...]] = {"wte": (v, c)}
+    if config.positions == "learned":
+        shapes["wpe"] = (t, c)
     for i in range(config.n_layer):
         layer = f"layer{i}"
         if config.norm_gain:
@@ -58,6 +60,7 @@ def checked_model_config(values: Mapping[str, Any] | GPTConfig, label: str,
         values = values.to_dict()
     if not isinstance(values, Mapping):
         raise error(f"{label}: the model config is {type(values).__name__}, not an object of fields")
+    values = {"positions": "learned", **values}  # a config saved before RoPE existed had a position table
     for name, (low, high) in LIMITS.items():
         value = values.get(name, getattr(GPTConfig, name))
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:

@@ -39,12 +39,18 @@ class GPTConfig:
     zero_init: bool = True  # residual outputs and lm_head start at zero, beyond the original (measured: README)
     dropout: float = 0.0  # probability of zeroing an activation while training, beyond the original
     tie_embeddings: bool = False  # lm_head reuses wte (fewer parameters to learn), beyond the original
+    positions: str = "rope"  # "learned": a table added to the input (the original's); "rope": q and k turned
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if self.activation not in ("relu", "gelu"):
             raise ValueError(f"activation must be 'relu' or 'gelu', not {self.activation!r}")
+        if self.positions not in ("learned", "rope"):
+            raise ValueError(f"positions must be 'learned' or 'rope', not {self.positions!r}")
+        if self.positions == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"positions 'rope' turns pairs of a head's dims: n_embd / n_head "
+                             f"({self.n_embd // self.n_head}) must be even")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
 
@@ -52,13 +58,14 @@ class GPTConfig:
         return asdict(self)
 
     def num_parameters(self) -> int:
-        """Weights in a GPT of this shape, as GPT.__init__ creates them: wte (V, C), wpe (T, C), per block
+        """Weights in a GPT of this shape, as GPT.__init__ creates them: wte (V, C), wpe (T, C) unless rope, per block
         four C x C attention matrices and a C x 4C and 4C x C MLP (12 C^2; two C-wide gains with norm_gain),
         and lm_head (C, V) unless it is wte itself (tie_embeddings). No biases."""
         c = self.n_embd
         per_block = 12 * c * c + (2 * c if self.norm_gain else 0)
         embeddings = (1 if self.tie_embeddings else 2) * self.vocab_size * c
-        return embeddings + self.block_size * c + self.n_layer * per_block
+        table = self.block_size * c if self.positions == "learned" else 0
+        return embeddings + table + self.n_layer * per_block
 
     def training_memory_mb(self, batch_size: int) -> float:
         """Rough training memory in MiB: float32 weights, gradients and Adam's two moments, plus one batch's
@@ -92,7 +99,8 @@ class GPT(Module):
         dt = np.dtype(dtype)
         C, std = config.n_embd, config.init_std
         self.wte = Embedding(config.vocab_size, C, rng=rng, std=std, dtype=dt)
-        self.wpe = Embedding(config.block_size, C, rng=rng, std=std, dtype=dt)
+        if config.positions == "learned":
+            self.wpe = Embedding(config.block_size, C, rng=rng, std=std, dtype=dt)
         self.drop = Dropout(config.dropout)
         for i in range(config.n_layer):
             setattr(self, f"layer{i}", Block(C, config.n_head, activation=config.activation,
@@ -150,19 +158,31 @@ class GPT(Module):
         if T > self.config.block_size:
             raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
         pos = cache.positions(T) if cache is not None else slice(0, T)  # a slice, or (B, T) ids when rows differ
+        turns = self.rotary_turns(pos)
         if cache is not None and T == 1 and not is_grad_enabled():  # generation's step: Block.step, plain arrays
-            x = F.rms_norm(Tensor(self.wte.weight.data[idx] + self.wpe.weight.data[pos], requires_grad=False)).data
+            x = self.wte.weight.data[idx]
+            if turns is None:
+                x = x + self.wpe.weight.data[pos]
+            x = F.rms_norm(Tensor(x, requires_grad=False)).data
             for i, block in enumerate(self.blocks):
-                x = block.step(x, cache, i)
+                x = block.step(x, cache, i, turns)
             cache.advance(1)
             return Tensor(x, requires_grad=False)
-        x = self.drop(self.wte(idx) + self.wpe.weight[pos])  # (B, T, C)
-        x = F.rms_norm(x)
+        x = self.wte(idx) if turns is not None else self.wte(idx) + self.wpe.weight[pos]  # (B, T, C)
+        x = F.rms_norm(self.drop(x))
         for i, block in enumerate(self.blocks):
-            x = block(x, cache, i)
+            x = block(x, cache, i, turns)
         if cache is not None:
             cache.advance(T)
         return x
+
+    def rotary_turns(self, pos: slice | np.ndarray) -> np.ndarray | None:
+        """With positions "rope", the turns of q and k at positions `pos` (a slice or ids); None with "learned"."""
+        c = self.config
+        if c.positions != "rope":
+            return None
+        ids = np.arange(pos.start, pos.stop) if isinstance(pos, slice) else pos
+        return F.rotary_turns(ids, c.n_embd // c.n_head, c.n_head, self.wte.weight.dtype)
 
     def forward(self, idx: np.ndarray, cache: KVCache | None = None) -> Tensor:
         """Token ids (B, T) -> logits (B, T, vocab). With a cache, idx holds only the new positions."""

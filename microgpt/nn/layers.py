@@ -127,18 +127,21 @@ class CausalSelfAttention(Module):
         self.wv = Linear(n_embd, n_embd, rng=rng, std=std, dtype=dtype)
         self.wo = Linear(n_embd, n_embd, rng=rng, std=std, dtype=dtype)
 
-    def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
+    def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0,
+                turns: np.ndarray | None = None) -> Tensor:
+        """x (B, T, C) -> (B, T, C); `turns` (F.rotary_turns of the positions) when the model uses RoPE."""
         B, T, C = x.shape
         H, D = self.n_head, C // self.n_head
-        if cache is None:  # q, k, v from one (3C, C) product, packed; the heads handled in one fused op
-            qkv = F.linear(x, concatenate([self.wq.weight, self.wk.weight, self.wv.weight]))
+        # q, k, v from one (3C, C) product, packed; generation's cache keeps the joined weights
+        joined = cache is None or is_grad_enabled()
+        qkv = F.linear(x, concatenate([self.wq.weight, self.wk.weight, self.wv.weight]) if joined
+                       else cache.qkv_weight(layer, self.wq.weight, self.wk.weight, self.wv.weight))
+        if turns is not None:
+            qkv = F.rotary(qkv, turns)
+        if cache is None:  # the heads handled in one fused op
             return self.wo(F.causal_self_attention(qkv, H))
-        if is_grad_enabled():  # through a cache with gradients: three products and the generic attention
-            q, k, v = (lin(x).reshape(B, T, H, D).transpose(0, 2, 1, 3) for lin in (self.wq, self.wk, self.wv))
-        else:  # generation: per-op overhead dominates; the cache holds the joined weights
-            qkv = F.linear(x, cache.qkv_weight(layer, self.wq.weight, self.wk.weight, self.wv.weight))
-            qkv = qkv.data.reshape(B, T, 3, H, D).transpose(2, 0, 3, 1, 4)  # (3, B, H, T, D)
-            q, k, v = (Tensor(part, requires_grad=False) for part in qkv)
+        heads = qkv.reshape(B, T, 3, H, D).transpose(2, 0, 3, 1, 4)  # (3, B, H, T, D)
+        q, k, v = heads[0], heads[1], heads[2]
         y = cache.attend(layer, q, k, v)  # (B, H, T, D): a KVCache, or a SlotCache whose rows differ in length
         return self.wo(y.transpose(0, 2, 1, 3).reshape(B, T, C))  # heads side by side again
 
@@ -172,11 +175,12 @@ class Block(Module):
         self.attn_drop = Dropout(dropout)
         self.mlp_drop = Dropout(dropout)
 
-    def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
-        x = x + self.attn_drop(self.attn(self.attn_norm(x), cache, layer))
+    def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0,
+                turns: np.ndarray | None = None) -> Tensor:
+        x = x + self.attn_drop(self.attn(self.attn_norm(x), cache, layer, turns))
         return x + self.mlp_drop(self.mlp(self.mlp_norm(x)))
 
-    def step(self, x: np.ndarray, cache: KVCache, layer: int) -> np.ndarray:
+    def step(self, x: np.ndarray, cache: KVCache, layer: int, turns: np.ndarray | None = None) -> np.ndarray:
         """forward() for generation's step, one new token per row (B, 1, C), with no graph: the same arithmetic
         on plain arrays, because at one token a Tensor per op costs more than the op (tests/test_gpt.py)."""
         B, _, C = x.shape
@@ -184,6 +188,8 @@ class Block(Module):
         H = attn.n_head
         h = self.attn_norm(Tensor(x, requires_grad=False)).data.reshape(B, C)
         qkv = h @ cache.qkv_weight(layer, attn.wq.weight, attn.wk.weight, attn.wv.weight).data.T  # (B, 3C)
+        if turns is not None:
+            qkv = F.turn_qk(qkv, turns.reshape(-1, turns.shape[-1]))
         q, k, v = qkv.reshape(B, 3, H, 1, C // H).transpose(1, 0, 2, 3, 4)  # each (B, H, 1, D)
         y = cache.attend_step(layer, q, k, v).reshape(B, C)  # heads side by side again
         x = x + (y @ attn.wo.weight.data.T)[:, None]

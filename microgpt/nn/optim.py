@@ -29,7 +29,7 @@ class OptimSettings:
     beta1: float = 0.85
     beta2: float = 0.99
     eps: float = 1e-8
-    weight_decay: float = 0.0
+    weight_decay: float = 0.1  # the trainer's AdamW-style decay (measured, README); a bare Adam() has none
     grad_clip: float = 1.0  # largest global gradient norm (0: off)
 
     def lr_at(self, step: int, num_steps: int) -> float:
@@ -60,7 +60,7 @@ class Adam:
 
     def __init__(self, params: Iterable[Parameter], lr: float = OptimSettings.lr,
                  betas: tuple[float, float] = (OptimSettings.beta1, OptimSettings.beta2),
-                 eps: float = OptimSettings.eps, weight_decay: float = OptimSettings.weight_decay) -> None:
+                 eps: float = OptimSettings.eps, weight_decay: float = 0.0) -> None:
         self.params = list(params)
         if not self.params:
             raise ValueError("Adam got no parameters")

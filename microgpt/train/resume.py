@@ -23,7 +23,7 @@ from microgpt.errors import CheckpointError, ConfigError
 from microgpt.storage import Checkpoint, load_checkpoint
 
 # the checkpoint's model, tokenizer and data split decide these: a resumed run cannot change them
-MODEL_KNOBS = ("N_LAYER", "N_EMBD", "N_HEAD", "BLOCK_SIZE", "ACTIVATION", "TIE_EMBEDDINGS", "NORM_GAIN")
+MODEL_KNOBS = ("N_LAYER", "N_EMBD", "N_HEAD", "BLOCK_SIZE", "ACTIVATION", "TIE_EMBEDDINGS", "NORM_GAIN", "POSITIONS")
 FIXED_ON_RESUME = (*MODEL_KNOBS, "TOKENIZER", "TOKEN_VOCAB_SIZE", "BPE_ENCODING", "VAL_SPLIT", "SEED", "OPTIMIZER")
 SAFE_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # a run id becomes part of file names
 # where a run writes, and which rank file it opens, come from this command line, the environment or the
@@ -36,7 +36,8 @@ def stored_config(checkpoint: Checkpoint, where: str = "checkpoint") -> TrainCon
     stored = checkpoint.meta.get("train_config")
     if stored is None:
         raise CheckpointError(f"{where}: holds no training state to resume (not a training checkpoint)")
-    return config_from_dict({"optimizer": "adam", **stored})  # checkpoints from before OPTIMIZER used Adam
+    # checkpoints from before OPTIMIZER used Adam, and those from before POSITIONS a learned position table
+    return config_from_dict({"optimizer": "adam", "positions": "learned", **stored})
 
 
 def check_resumable(cfg: TrainConfig, checkpoint: Checkpoint, where: str = "checkpoint") -> None:
