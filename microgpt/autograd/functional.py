@@ -681,8 +681,14 @@ def turn_qk(qkv: np.ndarray, turns: np.ndarray) -> np.ndarray:
     out = np.empty_like(qkv)
     turns = turns.astype(np.result_type(qkv.dtype, np.complex64), copy=False)  # float32 pairs: complex64
     c = turns.shape[-1]  # C pairs = the 2C columns of q and k
-    np.multiply(qkv.view(turns.dtype)[..., :c], turns, out=out.view(turns.dtype)[..., :c])
-    out[..., 2 * c:] = qkv[..., 2 * c:]
+    pairs, turned = qkv.view(turns.dtype)[..., :c], out.view(turns.dtype)[..., :c]
+    turns = np.broadcast_to(turns, pairs.shape)  # a view: rows share their positions' turns
+
+    def rows(lo: int, hi: int) -> None:
+        np.multiply(pairs[lo:hi], turns[lo:hi], out=turned[lo:hi])
+        out[lo:hi, ..., 2 * c:] = qkv[lo:hi, ..., 2 * c:]
+
+    run_split(rows, len(qkv), 3 * qkv.size * PASS_WORK)  # a complex product per pair, the copy of v
     return out
 
 

@@ -11,6 +11,7 @@ branch while training, GELU, a learnable RMSNorm gain, and tied embeddings.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -82,6 +83,14 @@ def _entropy(seed: object) -> list[int] | None:
     if seed is None:
         return None
     return [int(s) & 0xFFFFFFFF for s in (seed if isinstance(seed, tuple) else (seed,))]
+
+
+@functools.lru_cache(maxsize=16)
+def _turn_table(block_size: int, head_dim: int, n_head: int, dtype: str) -> np.ndarray:
+    """F.rotary_turns of every position 0..block_size-1, made once per shape: each step slices its rows."""
+    table = F.rotary_turns(np.arange(block_size), head_dim, n_head, np.dtype(dtype))
+    table.flags.writeable = False  # shared by every model of this shape
+    return table
 
 
 def _original_name(path: str) -> str:
@@ -181,8 +190,7 @@ class GPT(Module):
         c = self.config
         if c.positions != "rope":
             return None
-        ids = np.arange(pos.start, pos.stop) if isinstance(pos, slice) else pos
-        return F.rotary_turns(ids, c.n_embd // c.n_head, c.n_head, self.wte.weight.dtype)
+        return _turn_table(c.block_size, c.n_embd // c.n_head, c.n_head, self.wte.weight.dtype.str)[pos]
 
     def forward(self, idx: np.ndarray, cache: KVCache | None = None) -> Tensor:
         """Token ids (B, T) -> logits (B, T, vocab). With a cache, idx holds only the new positions."""
