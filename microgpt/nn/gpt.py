@@ -1,12 +1,14 @@
-"""The microgpt model: token + position embeddings, a stack of pre-norm transformer blocks, a linear head.
+"""The microgpt model: token embeddings, a stack of pre-norm transformer blocks, a linear head.
 
-x = wte[idx] + wpe[pos]; x = rmsnorm(x)
+x = wte[idx] (+ wpe[pos] with positions "learned"); x = rmsnorm(x)
 for each layer:  x = x + Wo attn(rmsnorm(x));  x = x + W2 act(W1 rmsnorm(x))   (act: relu, or gelu)
 logits = lm_head(x)        (or x @ wte^T when the input and output embeddings are tied)
 
-Beyond the original: each residual branch's output projection and the output layer start at zero (on by
-default, chosen by measurement); and, off unless asked for, dropout on the embeddings and on each residual
-branch while training, GELU, a learnable RMSNorm gain, and tied embeddings.
+With positions "rope" (the default) there is no wpe: attention turns each head's q and k by their
+positions instead (F.rotary), so it sees how far apart two tokens are. Beyond the original, also: RoPE
+and zero-initialised residual outputs and output layer (both on by default, chosen by measurement); and,
+off unless asked for, dropout on the embeddings and on each residual branch while training, GELU, a
+learnable RMSNorm gain, and tied embeddings.
 """
 
 from __future__ import annotations

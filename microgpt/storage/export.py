@@ -1,6 +1,7 @@
 """A model for use outside microgpt: one folder any safetensors reader (PyTorch, NumPy, ...) understands.
 
-    model.safetensors   every weight under the original project's names (wte, wpe, layer0.attn_wq, ..., lm_head)
+    model.safetensors   every weight under the original project's names (wte, wpe with learned positions,
+                        layer0.attn_wq, ..., lm_head)
     config.json         the model's shape (GPTConfig) and where it came from
     tokenizer.json      the local vocabulary: BOS (id 0), the 256 bytes (ids 1-256), then the cl100k ids kept
                         (or the characters, for a char tokenizer), each token's bytes in hex, and the state
