@@ -22,7 +22,7 @@ class OptimSettings:
     """
 
     optimizer: str = "muon"  # muon for the blocks' matrices (Adam for the rest), or adam for all (measured: README)
-    lr: float = 0.003  # the peak learning rate; the schedule sets each step's
+    lr: float = 0.004  # the peak learning rate (measured, README); the schedule sets each step's
     lr_schedule: str = "wsd"  # linear, cosine, wsd or constant (wsd: measured, README)
     warmup_steps: int = 0
     decay_fraction: float = 0.5  # wsd only: the share of the steps (after warm-up) that decays to zero
