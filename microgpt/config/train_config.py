@@ -50,7 +50,7 @@ class TrainConfig:
     train_doc_sampling: str = "random"
     # the run
     batch_size: int = 32
-    num_steps: int = 2100
+    num_steps: int = 2000
     eval_interval: int = 100
     eval_steps: int = 8
     early_stop_patience: int = 8
