@@ -655,7 +655,7 @@ def attend_newest(q: np.ndarray, keys: np.ndarray, values: np.ndarray, unseen: n
     return scores @ values
 
 
-ROPE_BASE = 10000.0  # frequencies from 1 down to 1/10000 turns per position, as RoFormer and LLaMA use
+ROPE_BASE = 10000.0  # angles per position from 1 radian down towards 1/10000, as RoFormer and LLaMA use
 
 
 def rotary_turns(positions: Any, head_dim: int, n_head: int, dtype: np.dtype) -> np.ndarray:
