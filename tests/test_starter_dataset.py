@@ -48,12 +48,13 @@ def test_no_evaluation_text_was_copied_into_the_starter_dataset() -> None:
     assert not copied, f"{len(copied)} evaluation records share an {SPAN}-word run with the starter data: {copied[:3]}"
 
 
-def test_no_starter_record_holds_one_of_the_everyday_prompts() -> None:
-    """The README's ten everyday requests judge replies to questions the model has not been taught word for word."""
+@pytest.mark.parametrize("name", ["everyday.txt", "everyday_check.txt"])
+def test_no_starter_record_holds_one_of_the_everyday_prompts(name: str) -> None:
+    """The README's everyday requests judge replies to questions the model has not been taught word for word."""
     def plain(text: str) -> str:
         return " ".join(re.sub(r"[^a-z0-9 ]+", "", re.sub(r"\s+", " ", text.lower())).split())
 
-    lines = (ROOT / "datasets" / "prompts" / "everyday.txt").read_text(encoding="utf-8").splitlines()
+    lines = (ROOT / "datasets" / "prompts" / name).read_text(encoding="utf-8").splitlines()
     prompts = [plain(line) for line in lines if line.strip() and not line.startswith("#")]
     assert len(prompts) == 10
     found = [(p, d.text[:60]) for d in load_documents(STARTER) for p in prompts if p in plain(d.text)]
