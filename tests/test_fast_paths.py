@@ -149,7 +149,8 @@ def test_attend_newest_equals_causal_attention_of_the_last_query(scale):
 
 @pytest.mark.parametrize("threads, work, parts", [
     (8, 1 << 24, 8),  # big work: one part per thread, past 4
-    (8, 1 << 18, 2),  # each part gets at least MIN_PART_WORK (120 us)
+    (8, 1 << 18, 2),  # a third part would save 87 us, less than its hand-off (MIN_PART_WORK, 120 us)
+    (8, 1 << 21, 4),  # 2.1 ms: a fifth part would save 105 us
     (8, 1 << 10, 1),  # small work stays on the calling thread
     (1, 1 << 24, 1),
 ])

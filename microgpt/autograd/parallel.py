@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from microgpt.autograd.blas import set_blas_threads
 
-MIN_PART_WORK = 120_000  # ns: a part worth less than this is slower on its own thread than done in place
+MIN_PART_WORK = 120_000  # ns: what one more part costs (a hand-off); it must save more than this to be worth it
 HANDOFF = 50_000  # ns of work the calling thread does more than each helper: the helper's late start
 # Rates in ns of one core, measured on one AVX-512 core (OpenBLAS SkylakeX); estimates, not guarantees.
 MAC_WORK = 1 / 64  # one multiply-add inside a BLAS product
@@ -48,12 +48,16 @@ def run_split(fn: Callable[[int, int], None], n: int, work: float) -> None:
     """Call fn(lo, hi) on consecutive ranges covering [0, n): in parallel when `work` (ns) is large.
 
     BLAS itself runs on one thread (set below, when this module is imported): the parts are the parallelism.
-    Each part gets at least MIN_PART_WORK, so small work stays on few cores however many there are. The
-    calling thread works on the first range itself, HANDOFF longer than the others: one hand-off per helper
-    is the overhead. The ranges depend only on (n, work, threads), so results are the same run to run.
+    Going from p parts to p + 1 saves work/p - work/(p + 1) = work/(p(p + 1)) of waiting and costs one more
+    hand-off, so parts are added while that saving exceeds MIN_PART_WORK: small work stays on few cores
+    however many there are (on 16 cores, 8 parts of a c1-sized step ran slower than 2). The calling thread
+    works on the first range itself, HANDOFF longer than the others. The ranges depend only on
+    (n, work, threads), so results are the same run to run.
     """
     global _pool
-    parts = int(min(_parts, n, work // MIN_PART_WORK))
+    parts, most = 1, min(_parts, n)
+    while parts < most and work > MIN_PART_WORK * parts * (parts + 1):
+        parts += 1
     if parts < 2:
         fn(0, n)
         return
