@@ -20,11 +20,12 @@ def _unfused(x, w, targets, ignore_index=None):
     return F.cross_entropy(x @ w.T, targets, ignore_index=ignore_index)
 
 
-def test_linear_logits_used_twice_get_both_gradients():
+@pytest.mark.parametrize("vocab", [7, 13])  # 13 >= WIDE_OUTPUT * 3: the logits are Deferred until read
+def test_linear_logits_used_twice_get_both_gradients(vocab):
     """The fused loss bypasses the logits node; another use of the same logits still sends its gradient."""
     rng = np.random.default_rng(4)
-    x, w = rng.normal(size=(5, 3)), rng.normal(size=(7, 3))
-    targets = rng.integers(0, 7, 5)
+    x, w = rng.normal(size=(5, 3)), rng.normal(size=(vocab, 3))
+    targets = rng.integers(0, vocab, 5)
 
     def both(xt, wt):
         logits = F.linear(xt, wt)
@@ -45,13 +46,14 @@ def test_linear_logits_used_twice_get_both_gradients():
 @pytest.mark.parametrize("route", ["linear_cross_entropy", "cross_entropy of linear"])
 @pytest.mark.parametrize("block_rows", [128, 3])
 @pytest.mark.parametrize("scale", [0.3, 30.0])  # small logits skip the shift by the max; big ones need it
-def test_fused_loss_equals_linear_then_cross_entropy(monkeypatch, route, block_rows, scale):
+@pytest.mark.parametrize("vocab", [9, 25])  # 25 >= WIDE_OUTPUT * 6: F.linear's logits are Deferred, never made
+def test_fused_loss_equals_linear_then_cross_entropy(monkeypatch, route, block_rows, scale, vocab):
     """The fused op, and cross_entropy of F.linear's logits (which takes the fused route), match the plain ops."""
     monkeypatch.setattr(F, "LOSS_BLOCK_ROWS", block_rows)
     rng = np.random.default_rng(0)
     x = rng.normal(0.0, scale, (2, 5, 6))
-    w = rng.normal(0.0, 1.0, (9, 6))
-    targets = rng.integers(0, 9, (2, 5))
+    w = rng.normal(0.0, 1.0, (vocab, 6))
+    targets = rng.integers(0, vocab, (2, 5))
     targets[0, 1] = -1
 
     def loss_of(xt, wt):
@@ -70,6 +72,28 @@ def test_fused_loss_equals_linear_then_cross_entropy(monkeypatch, route, block_r
     for a, b in zip(fused, plain):
         np.testing.assert_allclose(a.grad, b.grad, rtol=1e-10, atol=1e-14)
     check_gradients(loss_of, [x, w])
+
+
+def test_wide_logits_are_made_only_when_read_and_from_the_weights_of_their_forward():
+    """An output layer's logits wait (Deferred): the loss never makes them; a later read gets the values of
+    the forward that made them, even after an optimizer-style in-place change of W; no_grad computes at once."""
+    rng = np.random.default_rng(5)
+    x, w = Tensor(rng.normal(size=(2, 4, 3))), Tensor(rng.normal(size=(12, 3)))
+    expected = x.data @ w.data.T
+    logits = F.linear(x, w)
+    assert logits.pending and logits.shape == (2, 4, 12) and logits.dtype == x.dtype and len(logits) == 2
+    assert logits.ndim == 3 and logits.size == 96
+    loss = F.cross_entropy(logits, rng.integers(0, 12, (2, 4)))
+    assert logits.pending  # the loss went the fused way, block by block, without them
+    loss.backward()
+    w.data -= 0.5 * w.grad  # a step, in place
+    np.testing.assert_allclose(logits.data, expected, rtol=1e-6)
+    assert not logits.pending
+    from microgpt.autograd import no_grad
+    from microgpt.autograd.deferred import Deferred
+
+    with no_grad():
+        assert not isinstance(F.linear(x, w), Deferred)
 
 
 def test_linear_cross_entropy_with_an_upstream_gradient_scales_both_gradients():

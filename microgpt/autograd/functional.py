@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from microgpt.autograd.deferred import Deferred, deferred
 from microgpt.autograd.parallel import MAC_WORK, PASS_WORK, run_split
 from microgpt.autograd.tensor import Tensor, is_grad_enabled, unbroadcast
 
@@ -24,6 +25,7 @@ def _tensor(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(x, requires_grad=False)
 
 
+WIDE_OUTPUT = 4  # linear's outputs at least this many times its inputs: a vocabulary head, whose logits wait
 SKINNY_ROWS = 16  # products with at most this many rows (generation's tokens) may take the transposed route
 
 
@@ -115,14 +117,15 @@ def linear(x: Tensor, weight: Tensor) -> Tensor:
     """y = x @ W.T with W stored (out, in), as in nn.Linear.
 
     dL/dx = G @ W and dL/dW = G^T @ x, with every leading dim folded into one big GEMM, split by rows over
-    the cores when big.
+    the cores when big. A wide output (an output layer: WIDE_OUTPUT times more outputs than inputs) that
+    records a gradient is Deferred: computed when first read, never if it only goes to cross_entropy.
     """
     W = weight.data
     X2 = _rows_of(x, weight, "linear")
-    out = _matmul_rows(X2, W.T)
+    shape = (*x.shape[:-1], W.shape[0])
 
     def backward(g: np.ndarray):
-        g2 = g.reshape(out.shape)
+        g2 = g.reshape(-1, W.shape[0])
         if g2.shape[0] <= max(g2.shape[1], SKINNY_ROWS):  # few tokens, or a wide head: each product splits alone
             gx = _matmul_rows(g2, W).reshape(x.shape) if x.requires_grad else None
             return gx, (_weight_gradient(g2, X2) if weight.requires_grad else None)
@@ -136,7 +139,11 @@ def linear(x: Tensor, weight: Tensor) -> Tensor:
         return (None if gx is None else gx.reshape(x.shape)), gw
 
     backward.linear_inputs = (x, weight)  # lets cross_entropy fuse with this product (see there)
-    return Tensor._result(out.reshape(*x.shape[:-1], W.shape[0]), (x, weight), backward)
+    if W.shape[0] >= WIDE_OUTPUT * W.shape[1] and is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        W_now = W.copy()  # an optimizer step changes W in place: the logits stay those of this forward
+        return deferred(shape, np.result_type(X2, W), lambda: _matmul_rows(X2, W_now.T).reshape(shape),
+                        (x, weight), backward)
+    return Tensor._result(_matmul_rows(X2, W.T).reshape(shape), (x, weight), backward)
 
 
 def relu_mlp(x: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
@@ -277,12 +284,14 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None)
     it). Rows are split over the cores when the logits are big.
 
     Logits that come straight out of `linear(x, W)` (a model's output layer) take the fused route instead:
-    linear_cross_entropy over those logits, whose gradient goes to x and W block by block while in the cache,
-    so the (N, V) gradient is never written. The loss's parents are then x and W, not the logits.
+    linear_cross_entropy, whose gradient goes to x and W block by block while in the cache, so the (N, V)
+    gradient is never written, nor the logits themselves while nothing has read them (they are Deferred).
+    The loss's parents are then x and W, not the logits.
     """
     inputs = getattr(logits._backward, "linear_inputs", None)
     if inputs is not None and is_grad_enabled():
-        return linear_cross_entropy(*inputs, targets, ignore_index, logits=logits.data)
+        made = None if isinstance(logits, Deferred) and logits.pending else logits.data
+        return linear_cross_entropy(*inputs, targets, ignore_index, logits=made)
     V = logits.shape[-1]
     x = logits.data.reshape(-1, V)
     valid, safe_t, n = _targets(targets, logits.shape, V, ignore_index)
