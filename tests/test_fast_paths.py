@@ -20,7 +20,7 @@ def _unfused(x, w, targets, ignore_index=None):
     return F.cross_entropy(x @ w.T, targets, ignore_index=ignore_index)
 
 
-@pytest.mark.parametrize("vocab", [7, 13])  # 13 >= WIDE_OUTPUT * 3: the logits are Deferred until read
+@pytest.mark.parametrize("vocab", [7, 25])  # 25 >= WIDE_OUTPUT * 3: the logits are Deferred until read
 def test_linear_logits_used_twice_get_both_gradients(vocab):
     """The fused loss bypasses the logits node; another use of the same logits still sends its gradient."""
     rng = np.random.default_rng(4)
@@ -46,7 +46,7 @@ def test_linear_logits_used_twice_get_both_gradients(vocab):
 @pytest.mark.parametrize("route", ["linear_cross_entropy", "cross_entropy of linear"])
 @pytest.mark.parametrize("block_rows", [128, 3])
 @pytest.mark.parametrize("scale", [0.3, 30.0])  # small logits skip the shift by the max; big ones need it
-@pytest.mark.parametrize("vocab", [9, 25])  # 25 >= WIDE_OUTPUT * 6: F.linear's logits are Deferred, never made
+@pytest.mark.parametrize("vocab", [9, 50])  # 50 >= WIDE_OUTPUT * 6: F.linear's logits are Deferred, never made
 def test_fused_loss_equals_linear_then_cross_entropy(monkeypatch, route, block_rows, scale, vocab):
     """The fused op, and cross_entropy of F.linear's logits (which takes the fused route), match the plain ops."""
     monkeypatch.setattr(F, "LOSS_BLOCK_ROWS", block_rows)
@@ -75,23 +75,33 @@ def test_fused_loss_equals_linear_then_cross_entropy(monkeypatch, route, block_r
 
 
 def test_wide_logits_are_made_only_when_read_and_from_the_weights_of_their_forward():
-    """An output layer's logits wait (Deferred): the loss never makes them; a later read gets the values of
-    the forward that made them, even after an optimizer-style in-place change of W; no_grad computes at once."""
-    rng = np.random.default_rng(5)
-    x, w = Tensor(rng.normal(size=(2, 4, 3))), Tensor(rng.normal(size=(12, 3)))
-    expected = x.data @ w.data.T
-    logits = F.linear(x, w)
-    assert logits.pending and logits.shape == (2, 4, 12) and logits.dtype == x.dtype and len(logits) == 2
-    assert logits.ndim == 3 and logits.size == 96
-    loss = F.cross_entropy(logits, rng.integers(0, 12, (2, 4)))
-    assert logits.pending  # the loss went the fused way, block by block, without them
-    loss.backward()
-    w.data -= 0.5 * w.grad  # a step, in place
-    np.testing.assert_allclose(logits.data, expected, rtol=1e-6)
-    assert not logits.pending
+    """An output layer's logits wait (Deferred): the loss never makes them; a later read, and a loss taken
+    later, get the values of the forward that made them, even after in-place changes of W and x (an
+    optimizer step); no_grad computes at once."""
     from microgpt.autograd import no_grad
     from microgpt.autograd.deferred import Deferred
 
+    assert F.WIDE_OUTPUT * 3 <= 25
+    rng = np.random.default_rng(5)
+    x, w = Tensor(rng.normal(size=(2, 4, 3))), Tensor(rng.normal(size=(25, 3)))
+    targets = rng.integers(0, 25, (2, 4))
+    expected = x.data @ w.data.T
+    expected_loss = _unfused(Tensor(x.data), Tensor(w.data), targets).item()
+    logits = F.linear(x, w)
+    assert logits.pending and logits.shape == (2, 4, 25) and logits.dtype == x.dtype and len(logits) == 2
+    assert logits.ndim == 3 and logits.size == 200
+    loss = F.cross_entropy(logits, targets)
+    assert logits.pending  # the loss went the fused way, block by block, without them
+    loss.backward()
+    w.data -= 0.5 * w.grad  # a step, in place
+    x.data *= 2.0
+    later = F.cross_entropy(logits, targets)  # a loss taken after the step, from the forward's logits
+    assert logits.pending
+    np.testing.assert_allclose([loss.item(), later.item()], expected_loss, rtol=1e-6)
+    np.testing.assert_allclose(logits.data, expected, rtol=1e-6)
+    assert not logits.pending
+    logits.data = logits.data.reshape(8, 25)  # a value set by hand: shape and dtype follow it
+    assert logits.shape == (8, 25) and len(logits) == 8
     with no_grad():
         assert not isinstance(F.linear(x, w), Deferred)
 
@@ -173,8 +183,8 @@ def test_attend_newest_equals_causal_attention_of_the_last_query(scale):
 
 @pytest.mark.parametrize("threads, work, parts", [
     (8, 1 << 24, 8),  # big work: one part per thread, past 4
-    (8, 1 << 18, 2),  # a third part would save 87 us, less than its hand-off (MIN_PART_WORK, 120 us)
-    (8, 1 << 21, 4),  # 2.1 ms: a fifth part would save 105 us
+    (8, 1 << 18, 2),  # a third part would save work/6 = 44 us, less than its hand-off (MIN_PART_WORK)
+    (8, 1 << 21, 4),  # 2.1 ms: a fifth part would save work/20 = 105 us, less than 120
     (8, 1 << 10, 1),  # small work stays on the calling thread
     (1, 1 << 24, 1),
 ])
@@ -289,9 +299,11 @@ def test_causal_self_attention_refuses_a_width_the_heads_do_not_divide():
         F.causal_self_attention(Tensor(np.zeros((1, 2, 9))), 2)
 
 
-def test_relu_rms_norm_and_adam_split_over_threads_match_one_thread():
+def test_relu_rms_norm_and_adam_split_over_threads_match_one_thread(monkeypatch):
     from microgpt.autograd import parallel
     from microgpt.nn import Adam, Parameter
+
+    monkeypatch.setattr(parallel, "MIN_PART_WORK", 1)  # every op splits three ways, whatever its cost
 
     rng = np.random.default_rng(5)
     x = rng.normal(size=(601, 1031))  # 619,631 elements: split unevenly over three threads
@@ -316,8 +328,10 @@ def test_relu_rms_norm_and_adam_split_over_threads_match_one_thread():
 
 
 @pytest.mark.parametrize("threads", [1, 3])
-def test_relu_mlp_equals_linear_relu_linear(threads):
+def test_relu_mlp_equals_linear_relu_linear(monkeypatch, threads):
     from microgpt.autograd import parallel
+
+    monkeypatch.setattr(parallel, "MIN_PART_WORK", 1)  # with 3 threads, every product splits three ways
 
     rng = np.random.default_rng(6)
     shape, hidden = ((2, 3, 4), 6) if threads == 1 else ((601, 64), 600)  # the big one: split over 3 threads

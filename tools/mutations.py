@@ -96,7 +96,7 @@ MUTATIONS = [
              FUNCTIONAL, "src = z if Z is None else Z[r0:r1]", "src = z if Z is None else Z[:r1 - r0]",
              ("tests/test_fast_paths.py",)),
     Mutation("deferred-logits-share-W", "deferred logits read W as it is when read, not as it was in the forward",
-             FUNCTIONAL, "W_now = W.copy()", "W_now = W", ("tests/test_fast_paths.py",)),
+             FUNCTIONAL, "X2, W = X2.copy(), W.copy()", "X2 = X2.copy()", ("tests/test_fast_paths.py",)),
     Mutation("deferred-logits-made-by-the-loss", "cross_entropy makes the deferred logits it does not need",
              FUNCTIONAL, "made = None if isinstance(logits, Deferred) and logits.pending else logits.data",
              "made = logits.data", ("tests/test_fast_paths.py",)),

@@ -5,7 +5,8 @@ written to memory, only for `F.cross_entropy` to read it straight back. When the
 nowhere else, the loss can compute them itself, block by block, while each block is in the CPU cache
 (`F.linear_cross_entropy`). So `F.linear` returns such wide outputs as a `Deferred` tensor: its shape and
 dtype are known at once, its values only when `.data` is first read. `F.cross_entropy` asks `pending` and,
-while it is true, never makes the logits at all. Everything else that reads them gets them as usual.
+while it is true, never makes the logits at all. Everything else that reads them gets them as usual (a read
+after the loss makes them then: the product runs a second time).
 """
 
 from __future__ import annotations
@@ -26,15 +27,16 @@ class Deferred(Tensor):
 
     @property
     def data(self) -> np.ndarray:
-        if self._compute is not None:
-            _stored.__set__(self, self._compute())
-            self._compute = None  # also frees what compute() held on to
+        compute = self._compute  # read once: another thread may finish the same computation meanwhile
+        if compute is not None:
+            self.data = compute()
         return _stored.__get__(self, Deferred)
 
     @data.setter
     def data(self, value: np.ndarray) -> None:
         _stored.__set__(self, value)
-        self._compute = None
+        self._compute = None  # also frees what compute() held on to
+        self._shape, self._dtype = value.shape, value.dtype
 
     @property
     def pending(self) -> bool:

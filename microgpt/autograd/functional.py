@@ -25,7 +25,7 @@ def _tensor(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(x, requires_grad=False)
 
 
-WIDE_OUTPUT = 4  # linear's outputs at least this many times its inputs: a vocabulary head, whose logits wait
+WIDE_OUTPUT = 8  # linear's outputs at least this many times its inputs: a vocabulary head, whose logits wait
 SKINNY_ROWS = 16  # products with at most this many rows (generation's tokens) may take the transposed route
 
 
@@ -123,9 +123,12 @@ def linear(x: Tensor, weight: Tensor) -> Tensor:
     W = weight.data
     X2 = _rows_of(x, weight, "linear")
     shape = (*x.shape[:-1], W.shape[0])
+    defer = W.shape[0] >= WIDE_OUTPUT * W.shape[1] and is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    if defer:  # an optimizer step changes W in place: the logits, and a loss taken from them, stay this forward's
+        X2, W = X2.copy(), W.copy()
 
     def backward(g: np.ndarray):
-        g2 = g.reshape(-1, W.shape[0])
+        g2 = g.reshape(X2.shape[0], W.shape[0])
         if g2.shape[0] <= max(g2.shape[1], SKINNY_ROWS):  # few tokens, or a wide head: each product splits alone
             gx = _matmul_rows(g2, W).reshape(x.shape) if x.requires_grad else None
             return gx, (_weight_gradient(g2, X2) if weight.requires_grad else None)
@@ -138,10 +141,9 @@ def linear(x: Tensor, weight: Tensor) -> Tensor:
         gw = _backward_by_tokens(g2, X2, input_gradient, g2.size * W.shape[1] * MAC_WORK, weight.requires_grad)
         return (None if gx is None else gx.reshape(x.shape)), gw
 
-    backward.linear_inputs = (x, weight)  # lets cross_entropy fuse with this product (see there)
-    if W.shape[0] >= WIDE_OUTPUT * W.shape[1] and is_grad_enabled() and (x.requires_grad or weight.requires_grad):
-        W_now = W.copy()  # an optimizer step changes W in place: the logits stay those of this forward
-        return deferred(shape, np.result_type(X2, W), lambda: _matmul_rows(X2, W_now.T).reshape(shape),
+    backward.linear_inputs = (x, weight, X2, W)  # lets cross_entropy fuse with this product (see there)
+    if defer:
+        return deferred(shape, np.result_type(X2, W), lambda: _matmul_rows(X2, W.T).reshape(shape),
                         (x, weight), backward)
     return Tensor._result(_matmul_rows(X2, W.T).reshape(shape), (x, weight), backward)
 
@@ -290,8 +292,9 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None)
     """
     inputs = getattr(logits._backward, "linear_inputs", None)
     if inputs is not None and is_grad_enabled():
+        x, weight, X, W = inputs
         made = None if isinstance(logits, Deferred) and logits.pending else logits.data
-        return linear_cross_entropy(*inputs, targets, ignore_index, logits=made)
+        return linear_cross_entropy(x, weight, targets, ignore_index, logits=made, arrays=(X, W))
     V = logits.shape[-1]
     x = logits.data.reshape(-1, V)
     valid, safe_t, n = _targets(targets, logits.shape, V, ignore_index)
@@ -349,18 +352,19 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None)
 
 
 def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: int | None = None,
-                         logits: np.ndarray | None = None) -> Tensor:
+                         logits: np.ndarray | None = None,
+                         arrays: tuple[np.ndarray, np.ndarray] | None = None) -> Tensor:
     """cross_entropy(linear(x, W), targets), without ever holding the whole (N, V) logits.
 
     The output layer and the loss are computed together, LOSS_BLOCK_ROWS rows at a time: each block's logits
     z = x W^T are turned into the loss and, right away, into dL/dz = (softmax(z) - onehot(t)) / n, which gives
     dL/dx = dz W and adds dz^T x to dL/dW. The block then dies, so the big (N, V) arrays that the unfused pair
     writes and reads several times never exist. The backward only scales the stored gradients by g.
-    `logits`, if given, is x W^T already computed: each block is then read from it, not computed.
+    `logits`, if given, is x W^T already computed: each block is then read from it, not computed. `arrays`,
+    if given, are the (rows of x, W) to compute with: those that `linear` used for these logits.
     """
-    X = x.data.reshape(-1, x.shape[-1])
+    X, W = arrays if arrays is not None else (x.data.reshape(-1, x.shape[-1]), weight.data)
     Z = None if logits is None else logits.reshape(-1, logits.shape[-1])
-    W = weight.data
     V = W.shape[0]
     valid, safe_t, n = _targets(targets, (*x.shape[:-1], V), V, ignore_index)
     N = X.shape[0]

@@ -170,14 +170,14 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad (built under no_grad?)")
         if grad is None:
-            if self.data.size != 1:
+            if self.size != 1:
                 raise RuntimeError(
                     f"backward() without grad= needs a scalar, this tensor has shape {self.shape}; "
                     "pass grad= with that shape"
                 )
-            grad = np.ones_like(self.data)
+            grad = np.ones(self.shape, dtype=self.dtype)
         else:
-            grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.data.dtype)
+            grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
             if grad.shape != self.shape:
                 raise ValueError(f"grad has shape {grad.shape} but the tensor has shape {self.shape}")
         grads: dict[int, np.ndarray] = {id(self): grad}
