@@ -21,7 +21,8 @@ _stored = Tensor.__dict__["data"]  # the slot that holds every Tensor's array
 
 
 class Deferred(Tensor):
-    """A Tensor computed on first read: `compute()` runs once, then it behaves as any Tensor."""
+    """A Tensor computed on first read: `compute()` runs once, then it behaves as any Tensor. Its shape and
+    dtype are known before (ndim and size follow from the shape)."""
 
     __slots__ = ("_compute", "_dtype", "_shape")
 
@@ -48,16 +49,8 @@ class Deferred(Tensor):
         return self._shape
 
     @property
-    def ndim(self) -> int:
-        return len(self._shape)
-
-    @property
     def dtype(self) -> np.dtype:
         return self._dtype
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self._shape))
 
     def __len__(self) -> int:
         return self._shape[0]

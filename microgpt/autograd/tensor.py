@@ -119,7 +119,7 @@ class Tensor:
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return len(self.shape)
 
     @property
     def dtype(self) -> np.dtype:
@@ -127,7 +127,7 @@ class Tensor:
 
     @property
     def size(self) -> int:
-        return self.data.size
+        return math.prod(self.shape)
 
     def __len__(self) -> int:
         return len(self.data)
