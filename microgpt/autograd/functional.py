@@ -356,10 +356,14 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
                          arrays: tuple[np.ndarray, np.ndarray] | None = None) -> Tensor:
     """cross_entropy(linear(x, W), targets), without ever holding the whole (N, V) logits.
 
-    The output layer and the loss are computed together, LOSS_BLOCK_ROWS rows at a time: each block's logits
-    z = x W^T are turned into the loss and, right away, into dL/dz = (softmax(z) - onehot(t)) / n, which gives
-    dL/dx = dz W and adds dz^T x to dL/dW. The block then dies, so the big (N, V) arrays that the unfused pair
-    writes and reads several times never exist. The backward only scales the stored gradients by g.
+    The output layer and the loss are computed together, LOSS_BLOCK_ROWS tokens at a time: each block's
+    logits z = x W^T are turned into the loss and, right away, into dL/dz = (softmax(z) - onehot(t)) / n, which
+    gives dL/dx = dz W and adds dz^T x to dL/dW. The block then dies, so the big (N, V) arrays that the unfused
+    pair writes and reads several times never exist. The backward only scales the stored gradients by g.
+    A block is held transposed, (V, tokens), as W x^T: OpenBLAS makes that product and the two after it
+    faster than the untransposed ones. With e = exp(z) and s = sum(e) per token, dz = (e - s onehot(t)) / (n s):
+    the token's scale 1/(n s) is applied to the small operands (the (tokens, C) product and the rows of x)
+    instead of the (V, tokens) block, and the sums come from one matrix-vector product.
     `logits`, if given, is x W^T already computed: each block is then read from it, not computed. `arrays`,
     if given, are the (rows of x, W) to compute with: those that `linear` used for these logits.
     """
@@ -375,41 +379,43 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
     # |z_ij| <= |x_i| |w_j|: a block whose rows are short enough cannot overflow exp, so it skips the shift
     x_norm = np.sqrt(np.einsum("ij,ij->i", X, X))
     w_norm = math.sqrt(float(np.einsum("ij,ij->i", W, W).max(initial=0.0)))
+    ones = np.ones(V, dtype=X.dtype)  # ones @ e: every token's sum in one matrix-vector product
 
     def rows(lo: int, hi: int) -> None:
         step = LOSS_BLOCK_ROWS
         dW = part = None  # this thread's dL/dW: the first block writes it, later blocks add theirs via `part`
-        block = np.empty((min(step, hi - lo), V), dtype=X.dtype)  # this thread's logits, reused block to block
+        space = np.empty(V * min(step, hi - lo), dtype=X.dtype)  # this thread's block, reused block to block
         for r0 in range(lo, hi, step):
             r1 = min(r0 + step, hi)
-            z = block[:r1 - r0]  # this block's exp(logits - top), then its gradient (b, V)
-            src = z if Z is None else Z[r0:r1]  # its logits: computed into the block, or read where they are
+            index, t, counted = np.arange(r1 - r0), safe_t[r0:r1], valid[r0:r1]
+            e = space[:V * (r1 - r0)].reshape(V, r1 - r0)  # this block's exp(logits - top), one column a token
             if Z is None:
-                np.matmul(X[r0:r1], W.T, out=z)
-            index = np.arange(r1 - r0)
-            picked = src[index, safe_t[r0:r1]]
+                np.matmul(W, X[r0:r1].T, out=e)
+            else:
+                e[...] = Z[r0:r1].T
+            picked = e[t, index]
             if x_norm[r0:r1].max(initial=0.0) * w_norm <= EXP_SAFE:
                 top = 0.0
-                np.exp(src, out=z)
             else:
-                top = src.max(axis=1)
-                np.subtract(src, top[:, None], out=z)
-                np.exp(z, out=z)
-            total = z.sum(axis=1)
-            losses[r0:r1] = np.where(valid[r0:r1], np.log(total) + top - picked, 0)
+                top = e.max(axis=0)
+                e -= top
+            np.exp(e, out=e)
+            total = ones @ e
+            losses[r0:r1] = np.where(counted, np.log(total) + top - picked, 0)
             if want_grad:
-                z *= (valid[r0:r1] / (max(n, 1) * total)).astype(X.dtype)[:, None]  # softmax / n on counted rows
-                z[index[valid[r0:r1]], safe_t[r0:r1][valid[r0:r1]]] -= 1.0 / max(n, 1)
-                np.matmul(z, W, out=dX[r0:r1])
+                scale = (counted / (max(n, 1) * total)).astype(X.dtype)[:, None]  # 1/(n s), 0 on ignored tokens
+                e[t[counted], index[counted]] -= total[counted]  # e - s onehot(t)
+                np.matmul(e.T, W, out=dX[r0:r1])
+                dX[r0:r1] *= scale
                 if dW is None:
-                    dW = z.T @ X[r0:r1]
+                    dW = e @ (X[r0:r1] * scale)
                 else:
-                    part = np.matmul(z.T, X[r0:r1], out=part)
+                    part = np.matmul(e, X[r0:r1] * scale, out=part)
                     dW += part
         if dW is not None:
             dW_parts[lo] = dW
 
-    run_split(rows, N, N * V * (3 * X.shape[1] * MAC_WORK + 6 * PASS_WORK))  # three products, the softmax
+    run_split(rows, N, N * V * (3 * X.shape[1] * MAC_WORK + 3 * PASS_WORK))  # three products, exp and sum
     loss = np.asarray(losses.sum() / n if n else np.nan, dtype=X.dtype)
     dW = _sum_parts(dW_parts) if dW_parts else np.zeros_like(W)  # summed once, here: backward may run twice
 
@@ -473,7 +479,7 @@ def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-5) -> Tens
 
 
 ATTENTION_BLOCK = 64  # causal queries are processed 64 at a time, each block against the keys it can see
-ATTENTION_CHUNK = 1 << 18  # scores (1 MiB of float32) that one core works through while they sit in its cache
+ATTENTION_CHUNK = 1 << 22  # scores (16 MiB of float32) that one core takes in each NumPy call (fewer, bigger calls)
 SOFTMAX_SAFE = 20.0  # scores within +-20: exp needs no shift, and the unshifted weights (<= e^20) stay finite
 SHIFT_BOUND_MIN = 1 << 14  # fewer scores than this (a generated token's): always shift, skip the bound
 
@@ -549,20 +555,22 @@ def _attention(Q: np.ndarray, K: np.ndarray, Vv: np.ndarray, causal: bool, out: 
     s = np.empty((n0, *lead, Tq, 1), dtype=dtype)  # the row sums of E
     work = sum(e.size for e in E)
     cost = 12 * work * PASS_WORK  # ns; per score: two thin products, the mask, exp and sums
-    chunk = max(1, ATTENTION_CHUNK * n0 // max(work, 1))  # units per pass: their scores stay in the cache
+    chunk = max(1, ATTENTION_CHUNK * n0 // max(work, 1))  # units per NumPy call (bounds the temporary arrays)
     always_shift = work < SHIFT_BOUND_MIN  # too few scores for the bound to pay for itself
 
     def forward_part(lo: int, hi: int) -> None:
         for c0, c1 in _chunks(lo, hi, chunk):
-            q = np.multiply(Qw[c0:c1], scale)  # q / sqrt(D)
+            q = Qw[c0:c1]
             k = Kw[c0:c1]
+            kT = np.empty((*k.shape[:-2], D, Tk), dtype=dtype)  # k^T / sqrt(D), contiguous: a faster product
+            np.multiply(k.swapaxes(-1, -2), scale, out=kT)
             v = _with_ones(Vw[c0:c1]) if ones else Vw[c0:c1]  # [V, 1], or V itself
             out_s = np.empty((*q.shape[:-1], Dv + 1), dtype=dtype)  # [E V, s]
             # the bound costs two passes over q and k: they are small beside the scores
-            shift = always_shift or _max_norm(q) * _max_norm(k) > SOFTMAX_SAFE
+            shift = always_shift or _max_norm(q) * _max_norm(k) * scale > SOFTMAX_SAFE
             for (r0, r1, kend), e, mask in zip(blocks, E, masks):
                 S = e[c0:c1]
-                np.matmul(q[..., r0:r1, :], k[..., :kend, :].swapaxes(-1, -2), out=S)
+                np.matmul(q[..., r0:r1, :], kT[..., :kend], out=S)
                 if mask is not None:
                     S += mask  # one in-place pass; boolean indexing is 10x slower
                 if shift:
@@ -636,8 +644,9 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     exp against overflow: since |S_ij| <= |q_i| |k_j| / sqrt(D), when that bound is small (SOFTMAX_SAFE)
     the max and the shift (two more passes) are skipped. The slices are independent: they are split over
     the CPU cores along the first batch axis (the heads, when there is one sequence), and each core takes
-    them a few at a time (ATTENTION_CHUNK scores' worth), so all the passes over one chunk's scores, and the
-    small copies around them, run on that core while the chunk sits in its cache.
+    them many at a time (up to ATTENTION_CHUNK scores' worth) in each NumPy call: every call hands the
+    interpreter lock to the other threads and back, so a core running many small calls waits on the others
+    (on a 2-core VM, chunks of 1 MiB of scores made c2's attention 16% slower than 16 MiB).
     """
     q, k, v = _tensor(q), _tensor(k), _tensor(v)
     Q, K, Vv = q.data, k.data, v.data
