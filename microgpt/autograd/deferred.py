@@ -61,5 +61,5 @@ def deferred(shape: tuple[int, ...], dtype: np.dtype, compute: Callable[[], np.n
     """A graph node whose values `compute()` makes when first read (only for ops that record a gradient)."""
     out = Deferred.__new__(Deferred)
     out._compute, out._shape, out._dtype = compute, tuple(shape), np.dtype(dtype)
-    out.grad, out.requires_grad, out._parents, out._backward = None, True, parents, backward
+    out.grad, out.grad_home, out.requires_grad, out._parents, out._backward = None, None, True, parents, backward
     return out

@@ -73,7 +73,7 @@ def _float_dtype(data: Any, dtype: Any) -> np.dtype:
 class Tensor:
     """An n-dimensional array that remembers how it was computed, so it can be differentiated."""
 
-    __slots__ = ("__weakref__", "_backward", "_parents", "data", "grad", "requires_grad")
+    __slots__ = ("__weakref__", "_backward", "_parents", "data", "grad", "grad_home", "requires_grad")
     __array_ufunc__ = None  # ndarray <op> Tensor hands over to Tensor's reflected operator
     __array_priority__ = 1000
 
@@ -82,6 +82,7 @@ class Tensor:
             data = data.data
         self.data: np.ndarray = np.asarray(data, dtype=_float_dtype(data, dtype))
         self.grad: np.ndarray | None = None
+        self.grad_home: np.ndarray | None = None  # where backward writes a first gradient (an optimizer's buffer)
         self.requires_grad = requires_grad
         self._parents: tuple[Tensor, ...] = ()
         self._backward: Callable[[np.ndarray], Sequence[np.ndarray | None]] | None = None
@@ -96,7 +97,7 @@ class Tensor:
         """Wrap an op's output; record the graph edge only if some parent wants a gradient."""
         out = Tensor.__new__(Tensor)
         out.data = data if isinstance(data, np.ndarray) else np.asarray(data)  # reductions give NumPy scalars
-        out.grad = None
+        out.grad = out.grad_home = None
         if _grad_mode.enabled and any(p.requires_grad for p in parents):
             out.requires_grad = True
             out._parents = parents
@@ -186,10 +187,13 @@ class Tensor:
             if g is None:
                 continue
             if node._backward is None:  # a leaf: keep its gradient, summed over backward calls
-                if node.grad is None:
-                    node.grad = np.array(g, dtype=node.data.dtype)
-                else:
+                if node.grad is not None:
                     node.grad += g
+                elif node.grad_home is not None:  # written into its home: no zeroed buffer to add to
+                    np.copyto(node.grad_home, g)
+                    node.grad = node.grad_home
+                else:
+                    node.grad = np.array(g, dtype=node.data.dtype)
                 continue
             for parent, pg in zip(node._parents, node._backward(g)):
                 if pg is None or not parent.requires_grad:

@@ -51,9 +51,9 @@ class ReferenceStep:
         self.model = GPT(c, dtype=model.wte.weight.dtype)
         self.model.load_state_dict(model.state_dict())
         self.adam = Adam(self.model.parameters(), lr=lr, betas=betas)
-        self.adam.zero_grad()
         offset, self.w, self.g = 0, {}, {}
         for name, p in self.model.named_parameters():  # weights and gradients: views of Adam's flat buffers
+            p.grad = p.grad_home  # every step writes them all (below): Adam takes them as they are
             self.w[name], self.g[name] = p.data, p.grad
             if name.endswith("attn_wq"):  # wq, wk, wv sit one after another: one (3C, C) matrix
                 n = 3 * p.size
@@ -114,7 +114,7 @@ class ReferenceStep:
         B, T = idx.shape
         C, H, V = c.n_embd, c.n_head, c.vocab_size
         D, N = C // H, B * T
-        self.adam.flat_grad.fill(0)
+        g["wte"].fill(0)  # the only gradient added to rather than written (the others are products' outputs)
         ids = idx.reshape(-1)
         # ----- forward, keeping what the backward needs
         turns = self.model.rotary_turns(slice(0, T))  # None with a learned position table
@@ -174,5 +174,6 @@ class ReferenceStep:
         np.add.at(g["wte"].reshape(-1), (ids[:, None] * C + np.arange(C)).reshape(-1), dx.reshape(-1))
         if turns is None:
             g["wpe"][:T] = dx.reshape(B, T, C).sum(axis=0)
+            g["wpe"][T:] = 0
         self.adam.step()
         return loss

@@ -77,15 +77,16 @@ class Adam:
             n = p.size
             p.data = self.flat[offset:offset + n].reshape(p.shape)
             self._grad_views.append(self.flat_grad[offset:offset + n].reshape(p.shape))
+            p.grad_home = self._grad_views[-1]
             offset += n
         self._tmp = np.empty_like(self.flat)
         self.n_adam = self.flat.size  # Adam updates flat[:n_adam]; a subclass may own the rest
 
     def zero_grad(self) -> None:
-        """Zero the flat gradient and point every .grad at its view, so backward adds in place."""
-        self.flat_grad.fill(0)
-        for p, view in zip(self.params, self._grad_views):
-            p.grad = view
+        """Forget every gradient. The next backward writes each one straight into its view of the flat
+        gradient (its `grad_home`), later ones add to it: no pass over the buffer to zero it first."""
+        for p in self.params:
+            p.grad = None
 
     def _gather_grads(self) -> None:
         """Make sure the flat buffer holds every gradient (a .grad may have been replaced)."""
