@@ -29,10 +29,11 @@ WIDE_OUTPUT = 8  # linear's outputs at least this many times its inputs: a vocab
 SKINNY_ROWS = 16  # products with at most this many rows (generation's tokens) may take the transposed route
 
 
-def _matmul_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """out = a @ b, the rows of a split over the cores when the product is big (each part on one BLAS
-    thread): unlike BLAS's own threads, which spin and wait for each other, our parts slow down gracefully
-    when another program is using a core."""
+def matmul_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """out = a @ b for 2-D arrays, the rows of a split over the cores when the product is big (each part on
+    one BLAS thread): unlike BLAS's own threads, which spin and wait for each other, our parts slow down
+    gracefully when another program is using a core. A few rows times a wide matrix (generated tokens through
+    a weight) take a transposed route that OpenBLAS runs faster; see below."""
     if out is None:
         out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
     work = a.shape[0] * b.shape[0] * b.shape[1] * MAC_WORK
@@ -74,7 +75,7 @@ def _weight_gradient(g: np.ndarray, x: np.ndarray) -> np.ndarray:
     core read and pack all of x. The parts are added in a fixed order, whichever thread finished first.
     """
     if g.shape[0] <= g.shape[1]:
-        return _matmul_rows(g.T, x)
+        return matmul_rows(g.T, x)
     return _backward_by_tokens(g, x, lambda lo, hi: None, 0.0, True)
 
 
@@ -130,7 +131,7 @@ def linear(x: Tensor, weight: Tensor) -> Tensor:
     def backward(g: np.ndarray):
         g2 = g.reshape(X2.shape[0], W.shape[0])
         if g2.shape[0] <= max(g2.shape[1], SKINNY_ROWS):  # few tokens, or a wide head: each product splits alone
-            gx = _matmul_rows(g2, W).reshape(x.shape) if x.requires_grad else None
+            gx = matmul_rows(g2, W).reshape(x.shape) if x.requires_grad else None
             return gx, (_weight_gradient(g2, X2) if weight.requires_grad else None)
         gx = np.empty(X2.shape, dtype=g2.dtype) if x.requires_grad else None
 
@@ -143,9 +144,9 @@ def linear(x: Tensor, weight: Tensor) -> Tensor:
 
     backward.linear_inputs = (x, weight, X2, W)  # lets cross_entropy fuse with this product (see there)
     if defer:
-        return deferred(shape, np.result_type(X2, W), lambda: _matmul_rows(X2, W.T).reshape(shape),
+        return deferred(shape, np.result_type(X2, W), lambda: matmul_rows(X2, W.T).reshape(shape),
                         (x, weight), backward)
-    return Tensor._result(_matmul_rows(X2, W.T).reshape(shape), (x, weight), backward)
+    return Tensor._result(matmul_rows(X2, W.T).reshape(shape), (x, weight), backward)
 
 
 def relu_mlp(x: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
@@ -162,8 +163,8 @@ def relu_mlp(x: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
     N, hidden = X2.shape[0], W1.shape[0]
     products = N * hidden * (X2.shape[1] + W2.shape[0]) * MAC_WORK  # x W1^T, and h W2^T (or G W2 and dh W1)
     if N <= SKINNY_ROWS:  # a few generated tokens: each product splits its own columns
-        h = np.maximum(_matmul_rows(X2, W1.T), 0)
-        out = _matmul_rows(h, W2.T)
+        h = np.maximum(matmul_rows(X2, W1.T), 0)
+        out = matmul_rows(h, W2.T)
     else:  # every token's row goes through both products and the relu on one thread: a single hand-off
         h = np.empty((N, hidden), dtype=np.result_type(X2, W1))
         out = np.empty((N, W2.shape[0]), dtype=h.dtype)
