@@ -273,7 +273,7 @@ def test_matmul_rows_few_rows_times_a_wide_matrix_equals_the_plain_product(monke
     a, w = rng.normal(size=(rows, 24)), rng.normal(size=(301, 24))  # 301 output columns split unevenly
     parallel.set_threads(threads)
     try:
-        np.testing.assert_allclose(F.matmul_rows(a, w.T), a @ w.T, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(F._matmul_rows(a, w.T), a @ w.T, rtol=1e-12, atol=1e-12)
         check_gradients(lambda t, u: F.linear(t, u), [a[:, None, :], w])  # a token per sequence, through linear
     finally:
         parallel.set_threads(0)

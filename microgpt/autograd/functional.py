@@ -29,11 +29,10 @@ WIDE_OUTPUT = 8  # linear's outputs at least this many times its inputs: a vocab
 SKINNY_ROWS = 16  # products with at most this many rows (generation's tokens) may take the transposed route
 
 
-def matmul_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """out = a @ b for 2-D arrays, the rows of a split over the cores when the product is big (each part on
-    one BLAS thread): unlike BLAS's own threads, which spin and wait for each other, our parts slow down
-    gracefully when another program is using a core. A few rows times a wide matrix (generated tokens through
-    a weight) take a transposed route that OpenBLAS runs faster; see below."""
+def _matmul_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """out = a @ b, the rows of a split over the cores when the product is big (each part on one BLAS
+    thread): unlike BLAS's own threads, which spin and wait for each other, our parts slow down gracefully
+    when another program is using a core."""
     if out is None:
         out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
     work = a.shape[0] * b.shape[0] * b.shape[1] * MAC_WORK
@@ -75,7 +74,7 @@ def _weight_gradient(g: np.ndarray, x: np.ndarray) -> np.ndarray:
     core read and pack all of x. The parts are added in a fixed order, whichever thread finished first.
     """
     if g.shape[0] <= g.shape[1]:
-        return matmul_rows(g.T, x)
+        return _matmul_rows(g.T, x)
     return _backward_by_tokens(g, x, lambda lo, hi: None, 0.0, True)
 
 
@@ -131,7 +130,7 @@ def linear(x: Tensor, weight: Tensor) -> Tensor:
     def backward(g: np.ndarray):
         g2 = g.reshape(X2.shape[0], W.shape[0])
         if g2.shape[0] <= max(g2.shape[1], SKINNY_ROWS):  # few tokens, or a wide head: each product splits alone
-            gx = matmul_rows(g2, W).reshape(x.shape) if x.requires_grad else None
+            gx = _matmul_rows(g2, W).reshape(x.shape) if x.requires_grad else None
             return gx, (_weight_gradient(g2, X2) if weight.requires_grad else None)
         gx = np.empty(X2.shape, dtype=g2.dtype) if x.requires_grad else None
 
@@ -144,9 +143,9 @@ def linear(x: Tensor, weight: Tensor) -> Tensor:
 
     backward.linear_inputs = (x, weight, X2, W)  # lets cross_entropy fuse with this product (see there)
     if defer:
-        return deferred(shape, np.result_type(X2, W), lambda: matmul_rows(X2, W.T).reshape(shape),
+        return deferred(shape, np.result_type(X2, W), lambda: _matmul_rows(X2, W.T).reshape(shape),
                         (x, weight), backward)
-    return Tensor._result(matmul_rows(X2, W.T).reshape(shape), (x, weight), backward)
+    return Tensor._result(_matmul_rows(X2, W.T).reshape(shape), (x, weight), backward)
 
 
 def relu_mlp(x: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
@@ -163,8 +162,8 @@ def relu_mlp(x: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
     N, hidden = X2.shape[0], W1.shape[0]
     products = N * hidden * (X2.shape[1] + W2.shape[0]) * MAC_WORK  # x W1^T, and h W2^T (or G W2 and dh W1)
     if N <= SKINNY_ROWS:  # a few generated tokens: each product splits its own columns
-        h = np.maximum(matmul_rows(X2, W1.T), 0)
-        out = matmul_rows(h, W2.T)
+        h = np.maximum(_matmul_rows(X2, W1.T), 0)
+        out = _matmul_rows(h, W2.T)
     else:  # every token's row goes through both products and the relu on one thread: a single hand-off
         h = np.empty((N, hidden), dtype=np.result_type(X2, W1))
         out = np.empty((N, W2.shape[0]), dtype=h.dtype)
@@ -266,7 +265,7 @@ def _targets(targets: Any, logits_shape: tuple[int, ...], V: int,
 
 
 EXP_SAFE = 60.0  # exp(z) for |z| <= 60, and sums of 2^40 such terms, stay finite and normal in float32
-LOSS_BLOCK_ROWS = 256  # rows of logits the losses hold at a time (fewer when a block would not fit the cache)
+LOSS_BLOCK_ROWS = 256  # tokens (rows of logits) the losses hold at a time (cross_entropy: fewer if past the cache)
 _CACHE_ELEMENTS = 1 << 17  # 512 KiB of float32: a block of this size stays in the CPU's L2 cache between passes
 
 
@@ -480,7 +479,7 @@ def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-5) -> Tens
 
 
 ATTENTION_BLOCK = 64  # causal queries are processed 64 at a time, each block against the keys it can see
-ATTENTION_CHUNK = 1 << 22  # scores (16 MiB of float32) that one core takes in each NumPy call (fewer, bigger calls)
+ATTENTION_CHUNK = 1 << 22  # scores (16 MiB of float32) one core takes per NumPy call; bounds the backward's buffers
 SOFTMAX_SAFE = 20.0  # scores within +-20: exp needs no shift, and the unshifted weights (<= e^20) stay finite
 SHIFT_BOUND_MIN = 1 << 14  # fewer scores than this (a generated token's): always shift, skip the bound
 

@@ -167,7 +167,8 @@ class Tensor:
         return order
 
     def backward(self, grad: Any = None) -> None:
-        """Accumulate dSelf/dLeaf into `.grad` of every leaf that requires a gradient."""
+        """Accumulate dSelf/dLeaf into `.grad` of every leaf that requires a gradient (a leaf without one gets
+        a new array, or its `grad_home` written over: an optimizer's buffer)."""
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad (built under no_grad?)")
         if grad is None:

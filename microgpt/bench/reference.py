@@ -53,7 +53,8 @@ class ReferenceStep:
         self.adam = Adam(self.model.parameters(), lr=lr, betas=betas)
         offset, self.w, self.g = 0, {}, {}
         for name, p in self.model.named_parameters():  # weights and gradients: views of Adam's flat buffers
-            p.grad = p.grad_home  # every step writes them all (below): Adam takes them as they are
+            p.grad = p.grad_home  # every step writes them all (below): Adam takes them as they are (a zero_grad
+            # would make Adam zero them instead: the step never calls one)
             self.w[name], self.g[name] = p.data, p.grad
             if name.endswith("attn_wq"):  # wq, wk, wv sit one after another: one (3C, C) matrix
                 n = 3 * p.size

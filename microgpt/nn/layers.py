@@ -182,19 +182,18 @@ class Block(Module):
 
     def step(self, x: np.ndarray, cache: KVCache, layer: int, turns: np.ndarray | None = None) -> np.ndarray:
         """forward() for generation's step, one new token per row (B, 1, C), with no graph: the same arithmetic
-        on plain arrays, because at one token a Tensor per op costs more than the op (tests/test_gpt.py). The
-        products go through F.matmul_rows, which takes the faster route for a few rows times a wide weight."""
+        on plain arrays, because at one token a Tensor per op costs more than the op (tests/test_gpt.py)."""
         B, _, C = x.shape
         attn, mlp = self.attn, self.mlp
         H = attn.n_head
         h = self.attn_norm(Tensor(x, requires_grad=False)).data.reshape(B, C)
-        qkv = F.matmul_rows(h, cache.qkv_weight(layer, attn.wq.weight, attn.wk.weight, attn.wv.weight).data.T)
+        qkv = h @ cache.qkv_weight(layer, attn.wq.weight, attn.wk.weight, attn.wv.weight).data.T  # (B, 3C)
         if turns is not None:
             qkv = F.turn_qk(qkv, turns.reshape(-1, turns.shape[-1]))
         q, k, v = qkv.reshape(B, 3, H, 1, C // H).transpose(1, 0, 2, 3, 4)  # each (B, H, 1, D)
         y = cache.attend_step(layer, q, k, v).reshape(B, C)  # heads side by side again
-        x = x + F.matmul_rows(y, attn.wo.weight.data.T)[:, None]
+        x = x + (y @ attn.wo.weight.data.T)[:, None]
         h = self.mlp_norm(Tensor(x, requires_grad=False)).data.reshape(B, C)
-        a = F.matmul_rows(h, mlp.fc1.weight.data.T)
+        a = h @ mlp.fc1.weight.data.T
         a = np.maximum(a, 0, out=a) if mlp.activation == "relu" else Tensor(a, requires_grad=False).gelu().data
-        return x + F.matmul_rows(a, mlp.fc2.weight.data.T)[:, None]
+        return x + (a @ mlp.fc2.weight.data.T)[:, None]

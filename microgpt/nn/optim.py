@@ -89,7 +89,8 @@ class Adam:
             p.grad = None
 
     def _gather_grads(self) -> None:
-        """Make sure the flat buffer holds every gradient (a .grad may have been replaced)."""
+        """Make sure the flat buffer holds every gradient: zeros for a parameter backward did not reach (its
+        .grad is None), a copy of a .grad that was replaced by another array."""
         for p, view in zip(self.params, self._grad_views):
             if p.grad is None:
                 view.fill(0)
