@@ -6,6 +6,8 @@ cross_entropy in many small blocks. Gradients are checked against finite differe
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -259,6 +261,54 @@ def test_causal_self_attention_split_over_threads_in_small_chunks_matches_one_th
     np.testing.assert_allclose(results[1][1], plain.grad, rtol=1e-8, atol=1e-10)
     for one, three in zip(*results):
         np.testing.assert_allclose(one, three, rtol=1e-12, atol=1e-14)
+
+
+def test_run_split_reraises_a_helpers_error_after_every_part_is_done_and_keeps_working():
+    """A part that fails must not leave the others running on shared arrays, nor break the next split."""
+    from microgpt.autograd import parallel
+
+    finished: list[int] = []
+
+    def last_range_fails(lo: int, hi: int) -> None:
+        if hi == 1000:  # a helper's range
+            raise ValueError(f"range {lo}:{hi}")
+        time.sleep(0.05)  # the others end later: the error must wait for them
+        finished.append(lo)
+
+    parallel.set_threads(3)
+    try:
+        with pytest.raises(ValueError, match="range"):
+            parallel.run_split(last_range_fails, 1000, 1 << 24)
+        assert len(finished) == 2 and 0 in finished  # the caller's and the other helper's ranges ran to their end
+        calls: list[tuple[int, int]] = []
+        parallel.run_split(lambda lo, hi: calls.append((lo, hi)), 1000, 1 << 24)
+        assert len(calls) == 3 and sum(hi - lo for lo, hi in calls) == 1000
+    finally:
+        parallel.set_threads(0)
+
+
+def test_a_split_inside_a_split_or_beside_one_runs_whole_on_its_caller():
+    """Only one split has the helpers at a time: a nested one (from a part) and one started by another thread
+    meanwhile run on their own caller, so neither waits for helpers that are busy."""
+    from microgpt.autograd import parallel
+
+    inner: list[tuple[int, int]] = []
+    beside: list[tuple[int, int]] = []
+    other = threading.Thread(target=lambda: parallel.run_split(lambda lo, hi: beside.append((lo, hi)), 100, 1 << 24))
+
+    def outer(lo: int, hi: int) -> None:
+        if lo == 0:
+            parallel.run_split(lambda a, b: inner.append((a, b)), 100, 1 << 24)
+            other.start()
+            other.join(timeout=10)
+
+    parallel.set_threads(2)
+    try:
+        parallel.run_split(outer, 1000, 1 << 24)
+    finally:
+        parallel.set_threads(0)
+    assert not other.is_alive()
+    assert inner == [(0, 100)] and beside == [(0, 100)]
 
 
 @pytest.mark.parametrize("rows", [1, 2, 8, F.SKINNY_ROWS, F.SKINNY_ROWS + 1])
