@@ -174,7 +174,7 @@ class GPT(Module):
             x = self.wte.weight.data[idx]
             if turns is None:
                 x = x + self.wpe.weight.data[pos]
-            x = F.rms_norm(Tensor(x, requires_grad=False)).data
+            x = F.rms_rows(x)
             for i, block in enumerate(self.blocks):
                 x = block.step(x, cache, i, turns)
             cache.advance(1)

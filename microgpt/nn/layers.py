@@ -51,6 +51,10 @@ class RMSNorm(Module):
     def forward(self, x: Tensor) -> Tensor:
         return F.rms_norm(x, self.weight, self.eps)
 
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """The same on a plain array, with no graph (generation's step)."""
+        return F.rms_rows(x, None if self.weight is None else self.weight.data, self.eps)
+
 
 class Dropout(Module):
     """Randomly zero activations while training (F.dropout). It is the identity in eval() mode and whenever no
@@ -186,14 +190,14 @@ class Block(Module):
         B, _, C = x.shape
         attn, mlp = self.attn, self.mlp
         H = attn.n_head
-        h = self.attn_norm(Tensor(x, requires_grad=False)).data.reshape(B, C)
+        h = self.attn_norm.apply(x).reshape(B, C)
         qkv = h @ cache.qkv_weight(layer, attn.wq.weight, attn.wk.weight, attn.wv.weight).data.T  # (B, 3C)
         if turns is not None:
             qkv = F.turn_qk(qkv, turns.reshape(-1, turns.shape[-1]))
         q, k, v = qkv.reshape(B, 3, H, 1, C // H).transpose(1, 0, 2, 3, 4)  # each (B, H, 1, D)
         y = cache.attend_step(layer, q, k, v).reshape(B, C)  # heads side by side again
         x = x + (y @ attn.wo.weight.data.T)[:, None]
-        h = self.mlp_norm(Tensor(x, requires_grad=False)).data.reshape(B, C)
+        h = self.mlp_norm.apply(x).reshape(B, C)
         a = h @ mlp.fc1.weight.data.T
         a = np.maximum(a, 0, out=a) if mlp.activation == "relu" else Tensor(a, requires_grad=False).gelu().data
         return x + (a @ mlp.fc2.weight.data.T)[:, None]
