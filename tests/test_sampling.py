@@ -166,6 +166,8 @@ def test_drawn_tokens_are_what_each_rows_generator_would_choose(seed, n):
     expected = [int(np.argmax(p[i])) if g else int(np.random.default_rng(seed + i).choice(30, p=p[i]))
                 for i, g in enumerate(greedy)]
     assert tokens == expected
+    if greedy.any():  # a batch of greedy rows only takes a shorter way: the same tokens
+        assert draw_tokens(p[greedy], [None] * int(greedy.sum())) == [e for e, g in zip(expected, greedy) if g]
 
 
 # ----- generate: against full recomputation ---------------------------------------------------------------------

@@ -111,6 +111,8 @@ def draw_tokens(p: np.ndarray, rngs: Sequence[np.random.Generator | None]) -> li
     rng.choice(vocab, p=row) draws it (the same cumulative sum, the same number), without its argument
     checks, which cost more than the draw. A row without a generator takes its first token of nonzero
     probability: a greedy row's only one."""
+    if all(rng is None for rng in rngs):  # greedy rows only: no cumulative sum needed to find that token
+        return (p > 0).argmax(axis=1).tolist()
     cdf = np.cumsum(p, axis=1)
     u = np.array([[0.0 if rng is None else rng.random()] for rng in rngs])
     return (cdf / cdf[:, -1:] <= u).sum(axis=1).tolist()  # each row's searchsorted(row, u, side="right")
