@@ -106,6 +106,8 @@ MUTATIONS = [
     Mutation("run-split-helper-ranges", "the helpers' ranges stop short of the end", ("microgpt/autograd/parallel.py",),
              "bounds = [0] + [first + (n - first) * i // (parts - 1) for i in range(parts)]",
              "bounds = [0] + [first + (n - first) * i // parts for i in range(parts)]", ("tests/test_fast_paths.py",)),
+    Mutation("adam-eps-not-rescaled", "Adam's eps added to sqrt(v) without the bias correction taken out with it",
+             ("microgpt/nn/optim.py",), "tmp += self.eps / root_v_hat", "tmp += self.eps", ("tests/test_optim.py",)),
     Mutation("run-split-helper-error-swallowed", "an exception in a helper's range is dropped",
              ("microgpt/autograd/parallel.py",), "            if error is not None:\n                raise error\n",
              "            if error is not None:\n                pass\n", ("tests/test_fast_paths.py",)),
