@@ -428,10 +428,15 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
     return Tensor._result(loss, (x, weight), backward)
 
 
+def _root_mean_square(x: np.ndarray, eps: float, out: np.ndarray | None = None) -> np.ndarray:
+    """sqrt(mean(x^2) + eps) over the last axis, shaped (..., 1) to divide x by."""
+    return np.sqrt(np.einsum("...i,...i->...", x, x)[..., None] * (1.0 / x.shape[-1]) + eps, out=out)
+
+
 def rms_rows(x: np.ndarray, weight: np.ndarray | None = None, eps: float = 1e-5) -> np.ndarray:
     """rms_norm's forward on a plain array, with no graph: for generation's step, where a Tensor per op costs
     more than the op itself (a few rows)."""
-    y = x / np.sqrt(np.einsum("...i,...i->...", x, x)[..., None] * (1.0 / x.shape[-1]) + eps)
+    y = x / _root_mean_square(x, eps)
     return y if weight is None else y * weight
 
 
@@ -453,7 +458,7 @@ def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-5) -> Tens
 
     def forward_rows(lo: int, hi: int) -> None:
         xs = rows[lo:hi]
-        np.sqrt(np.einsum("ij,ij->i", xs, xs)[:, None] * inv_c + eps, out=r[lo:hi])
+        _root_mean_square(xs, eps, out=r[lo:hi])
         np.divide(xs, r[lo:hi], out=y[lo:hi])
         if W is not None:
             np.multiply(y[lo:hi], W, out=out[lo:hi])
