@@ -124,6 +124,13 @@ MUTATIONS = [
              "dK[..., :kend, :] += into_k", "dK[..., :kend, :] = into_k", ATTENTION_TESTS),
     Mutation("blocked-attention-dV", "blocked attention's dV += becomes dV =", FUNCTIONAL,
              "dV[..., :kend, :] += into_v", "dV[..., :kend, :] = into_v", ATTENTION_TESTS),
+    Mutation("blocked-attention-sums-not-copied", "blocked attention's summed dK is never copied into the gradient",
+             FUNCTIONAL, "dKw[c0:c1], dVw[c0:c1] = dK, dV", "dVw[c0:c1] = dV", ATTENTION_TESTS),
+    Mutation("attention-r-unscaled", "attention's backward shifts dP by rowsum(G O) without the 1/s",
+             FUNCTIONAL, "-inv_s, out=G_r[..., Dv:]", "-1.0, out=G_r[..., Dv:]", ATTENTION_TESTS),
+    Mutation("attention-dq-unscaled", "attention's dQ uses k^T without the 1/sqrt(D) the forward folded in",
+             FUNCTIONAL, "np.matmul(dS, kT[..., :kend].swapaxes(-1, -2)", "np.matmul(dS, Kw[c0:c1][..., :kend, :]",
+             ATTENTION_TESTS),
     Mutation("skinny-matmul-column-offset", "each thread's share of the transposed few-row product reads b's first "
              "columns", FUNCTIONAL, "np.matmul(b.T[lo:hi], a.T, out=tall[lo:hi])",
              "np.matmul(b.T[:hi - lo], a.T, out=tall[lo:hi])", ("tests/test_fast_paths.py",)),

@@ -526,9 +526,10 @@ def _work_view(a: np.ndarray, batch: tuple[int, ...]) -> np.ndarray:
     return a if a.ndim > 2 else a[None]
 
 
-def _with_ones(a: np.ndarray) -> np.ndarray:
+def _with_ones(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """[a, 1]: a (..., T, D) copied into (..., T, D + 1) with a column of ones after the last."""
-    out = np.empty((*a.shape[:-1], a.shape[-1] + 1), dtype=a.dtype)
+    if out is None:
+        out = np.empty((*a.shape[:-1], a.shape[-1] + 1), dtype=a.dtype)
     out[..., :-1] = a
     out[..., -1] = 1.0
     return out
@@ -565,6 +566,8 @@ def _attention(Q: np.ndarray, K: np.ndarray, Vv: np.ndarray, causal: bool, out: 
     masks = [_causal_mask(r1 - r0, kend, dtype) if causal and r1 - r0 > 1 else None for r0, r1, kend in blocks]
     E = [np.empty((n0, *lead, r1 - r0, kend), dtype=dtype) for r0, r1, kend in blocks]
     s = np.empty((n0, *lead, Tq, 1), dtype=dtype)  # the row sums of E
+    KT = np.empty((n0, *lead, D, Tk), dtype=dtype)  # k^T / sqrt(D), contiguous: a faster product; kept for dQ
+    V1 = np.empty((n0, *lead, Tk, Dv + 1), dtype=dtype) if ones else None  # [V, 1], kept for dP
     work = sum(e.size for e in E)
     cost = 12 * work * PASS_WORK  # ns; per score: two thin products, the mask, exp and sums
     chunk = max(1, ATTENTION_CHUNK * n0 // max(work, 1))  # units per NumPy call (bounds the temporary arrays)
@@ -574,9 +577,9 @@ def _attention(Q: np.ndarray, K: np.ndarray, Vv: np.ndarray, causal: bool, out: 
         for c0, c1 in _chunks(lo, hi, chunk):
             q = Qw[c0:c1]
             k = Kw[c0:c1]
-            kT = np.empty((*k.shape[:-2], D, Tk), dtype=dtype)  # k^T / sqrt(D), contiguous: a faster product
+            kT = KT[c0:c1]
             np.multiply(k.swapaxes(-1, -2), scale, out=kT)
-            v = _with_ones(Vw[c0:c1]) if ones else Vw[c0:c1]  # [V, 1], or V itself
+            v = _with_ones(Vw[c0:c1], out=V1[c0:c1]) if ones else Vw[c0:c1]  # [V, 1], or V itself
             out_s = np.empty((*q.shape[:-1], Dv + 1), dtype=dtype)  # [E V, s]
             # the bound costs two passes over q and k: they are small beside the scores
             shift = always_shift or _max_norm(q) * _max_norm(k) * scale > SOFTMAX_SAFE
@@ -605,35 +608,41 @@ def _attention(Q: np.ndarray, K: np.ndarray, Vv: np.ndarray, causal: bool, out: 
         Gw, dQw, dKw, dVw = (_work_view(a, batch) for a in (g, *grads))
 
         def backward_part(lo: int, hi: int) -> None:
-            rows = max(r1 - r0 for r0, r1, _ in blocks)
-            dP_buffer = np.empty((min(chunk, hi - lo), *lead, rows, Tk), dtype=dtype)
-            dK_part = np.empty((min(chunk, hi - lo), *lead, Tk, D), dtype=dtype)
-            dV_part = np.empty((min(chunk, hi - lo), *lead, Tk, Dv), dtype=dtype)
+            rows, size = max(r1 - r0 for r0, r1, _ in blocks), min(chunk, hi - lo)
+            dS_buffer = np.empty((size, *lead, rows, Tk), dtype=dtype)
+            summed = len(blocks) > 1  # blocks add up dK and dV in contiguous arrays, copied out once at the end
+            if summed:
+                dK_sum = np.empty((size, *lead, Tk, D), dtype=dtype)
+                dV_sum = np.empty((size, *lead, Tk, Dv), dtype=dtype)
+                dK_part, dV_part = np.empty_like(dK_sum), np.empty_like(dV_sum)
             for c0, c1 in _chunks(lo, hi, chunk):
                 n = c1 - c0
                 inv_s = 1.0 / s[c0:c1]
                 G = Gw[c0:c1]
-                G_r = _with_ones(G)  # becomes [G, -r], r = rowsum(G O)
-                G_r[..., Dv] = -np.einsum("...d,...d->...", G, Ow[c0:c1])
-                Gs = G * inv_s
-                Qi = Qw[c0:c1] * (inv_s * scale)
-                k, v = Kw[c0:c1], _with_ones(Vw[c0:c1])
-                dQ, dK, dV = dQw[c0:c1], dKw[c0:c1], dVw[c0:c1]
+                G_r = np.empty((n, *lead, Tq, Dv + 1), dtype=dtype)  # [G, -r] / s, r = rowsum(G O)
+                np.multiply(G, inv_s, out=G_r[..., :Dv])
+                np.multiply(np.einsum("...d,...d->...", G, Ow[c0:c1])[..., None], -inv_s, out=G_r[..., Dv:])
+                Gs = G_r[..., :Dv]  # G / s
+                Qs = Qw[c0:c1] * scale
+                v = V1[c0:c1] if ones else _with_ones(Vw[c0:c1])
+                kT, dQ = KT[c0:c1], dQw[c0:c1]
+                dK, dV = (dK_sum[:n], dV_sum[:n]) if summed else (dKw[c0:c1], dVw[c0:c1])
                 for i, ((r0, r1, kend), e) in enumerate(zip(blocks, E)):
                     eb = e[c0:c1]
                     # the first block sees every key: it writes dV and dK, the others add to them
                     into_v = dV if i == 0 else dV_part[:n, ..., :kend, :]
                     np.matmul(eb.swapaxes(-1, -2), Gs[..., r0:r1, :], out=into_v)
-                    dP = np.matmul(G_r[..., r0:r1, :], v[..., :kend, :].swapaxes(-1, -2),
-                                   out=dP_buffer[:n, ..., :r1 - r0, :kend])  # G V^T - r
-                    dP *= eb  # now s * dS: the row scale 1/s is applied to the small operands
-                    np.matmul(dP, k[..., :kend, :], out=dQ[..., r0:r1, :])
+                    dS = np.matmul(G_r[..., r0:r1, :], v[..., :kend, :].swapaxes(-1, -2),
+                                   out=dS_buffer[:n, ..., :r1 - r0, :kend])  # [G, -r] [V, 1]^T / s = (G V^T - r) / s
+                    dS *= eb  # E (G V^T - r) / s = P (dP - r)
+                    np.matmul(dS, kT[..., :kend].swapaxes(-1, -2), out=dQ[..., r0:r1, :])
                     into_k = dK if i == 0 else dK_part[:n, ..., :kend, :]
-                    np.matmul(dP.swapaxes(-1, -2), Qi[..., r0:r1, :], out=into_k)
+                    np.matmul(dS.swapaxes(-1, -2), Qs[..., r0:r1, :], out=into_k)
                     if i:
                         dV[..., :kend, :] += into_v
                         dK[..., :kend, :] += into_k
-                dQ *= inv_s * scale
+                if summed:
+                    dKw[c0:c1], dVw[c0:c1] = dK, dV
 
         run_split(backward_part, n0, cost)
         return grads
@@ -652,7 +661,9 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     Every division by s and by sqrt(D) is applied to a small (T, D) operand instead of the (T, T) weights,
     and causal queries go in blocks that skip the keys they cannot see. Two passes over the weights are
     folded into products by a column of ones after V: E [V, 1] = [E V, s] gives the row sums with the
-    output, and [G, -r] [V, 1]^T = G V^T - r gives dP already shifted. The shift by the row max only guards
+    output, and [G, -r] [V, 1]^T / s = (G V^T - r) / s gives dP already shifted and scaled. k^T / sqrt(D),
+    made contiguous for the forward's product, is kept for dQ; the blocks' dK and dV are summed in contiguous
+    arrays and copied into the (strided) packed gradient once. The shift by the row max only guards
     exp against overflow: since |S_ij| <= |q_i| |k_j| / sqrt(D), when that bound is small (SOFTMAX_SAFE)
     the max and the shift (two more passes) are skipped. The slices are independent: they are split over
     the CPU cores along the first batch axis (the heads, when there is one sequence), and each core takes
