@@ -77,3 +77,23 @@ def test_blocked_attention_at_the_real_block_size_matches_primitive_ops():
     t = 2 * F.ATTENTION_BLOCK + 3
     assert len(F._query_blocks(t, t, causal=True)) == 3
     assert_matches_primitive_ops(qkv(5, t, t, lead=(1, 2), d=4), seed=5)
+
+
+def test_blocked_attention_in_uneven_chunks_with_broadcast_keys(block_of_four, monkeypatch):
+    """Each NumPy call covering fewer slices than the work buffers hold (chunks of 1, 2, 2 of five slices), with
+    k and v broadcast over q's batch: the per-thread sums of dK and dV are reused from chunk to chunk and
+    copied out at each chunk's length. A second backward adds the same gradients again."""
+    scores_per_slice = sum((r1 - r0) * kend for r0, r1, kend in F._query_blocks(11, 11, causal=True))
+    monkeypatch.setattr(F, "ATTENTION_CHUNK", 2 * scores_per_slice)  # two slices per call
+    assert [hi - lo for lo, hi in F._chunks(0, 5, 2)] == [1, 2, 2]
+    rng = np.random.default_rng(7)
+    arrays_in = [rng.normal(0.0, 1.0, (*lead, 11, 3)) for lead in ((5,), (1,), (1,))]
+    assert_matches_primitive_ops(arrays_in, seed=7)
+    tensors = [Tensor(a.copy()) for a in arrays_in]
+    out = F.scaled_dot_product_attention(*tensors, causal=True)
+    upstream = rng.normal(0.0, 1.0, out.shape)
+    out.backward(upstream)
+    once = [t.grad.copy() for t in tensors]
+    out.backward(upstream)
+    for name, t, first in zip("QKV", tensors, once):
+        np.testing.assert_allclose(t.grad, 2 * first, rtol=1e-12, err_msg=f"d{name} after a second backward")

@@ -126,6 +126,8 @@ MUTATIONS = [
              "dV[..., :kend, :] += into_v", "dV[..., :kend, :] = into_v", ATTENTION_TESTS),
     Mutation("blocked-attention-sums-not-copied", "blocked attention's summed dK is never copied into the gradient",
              FUNCTIONAL, "dKw[c0:c1], dVw[c0:c1] = dK, dV", "dVw[c0:c1] = dV", ATTENTION_TESTS),
+    Mutation("blocked-attention-sums-full-length", "blocked attention's last chunk copies out the sums' full length",
+             FUNCTIONAL, "(dK_sum[:n], dV_sum[:n]) if summed", "(dK_sum, dV_sum) if summed", ATTENTION_TESTS),
     Mutation("attention-r-unscaled", "attention's backward shifts dP by rowsum(G O) without the 1/s",
              FUNCTIONAL, "-inv_s, out=G_r[..., Dv:]", "-1.0, out=G_r[..., Dv:]", ATTENTION_TESTS),
     Mutation("attention-dq-unscaled", "attention's dQ uses k^T without the 1/sqrt(D) the forward folded in",

@@ -610,7 +610,7 @@ def _attention(Q: np.ndarray, K: np.ndarray, Vv: np.ndarray, causal: bool, out: 
         def backward_part(lo: int, hi: int) -> None:
             rows, size = max(r1 - r0 for r0, r1, _ in blocks), min(chunk, hi - lo)
             dS_buffer = np.empty((size, *lead, rows, Tk), dtype=dtype)
-            summed = len(blocks) > 1  # blocks add up dK and dV in contiguous arrays, copied out once at the end
+            summed = len(blocks) > 1  # blocks add up dK and dV in contiguous arrays, copied out once per chunk
             if summed:
                 dK_sum = np.empty((size, *lead, Tk, D), dtype=dtype)
                 dV_sum = np.empty((size, *lead, Tk, Dv), dtype=dtype)
@@ -661,9 +661,10 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     Every division by s and by sqrt(D) is applied to a small (T, D) operand instead of the (T, T) weights,
     and causal queries go in blocks that skip the keys they cannot see. Two passes over the weights are
     folded into products by a column of ones after V: E [V, 1] = [E V, s] gives the row sums with the
-    output, and [G, -r] [V, 1]^T / s = (G V^T - r) / s gives dP already shifted and scaled. k^T / sqrt(D),
-    made contiguous for the forward's product, is kept for dQ; the blocks' dK and dV are summed in contiguous
-    arrays and copied into the (strided) packed gradient once. The shift by the row max only guards
+    output, and [G, -r] [V, 1]^T / s = (G V^T - r) / s gives dP already shifted and scaled. [V, 1] and
+    k^T / sqrt(D) (made contiguous for the forward's product) are kept for the backward, where the latter gives
+    dQ with no scaling pass; the blocks' dK and dV are summed in contiguous arrays, copied out once per chunk
+    (into causal_self_attention's strided packed gradient). The shift by the row max only guards
     exp against overflow: since |S_ij| <= |q_i| |k_j| / sqrt(D), when that bound is small (SOFTMAX_SAFE)
     the max and the shift (two more passes) are skipped. The slices are independent: they are split over
     the CPU cores along the first batch axis (the heads, when there is one sequence), and each core takes
