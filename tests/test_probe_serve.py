@@ -234,7 +234,10 @@ def test_requests_past_the_waiting_cap_get_a_503_with_retry_after() -> None:
         with ThreadPoolExecutor(2) as pool:
             first = [pool.submit(busy.post, "/v1/completions", body) for _ in range(2)]  # one decodes, one waits
             deadline = time.monotonic() + 10
-            while busy.health()["waiting"] < 1 and time.monotonic() < deadline:
+            while time.monotonic() < deadline:  # until one is decoding and one waiting (both may be queued first)
+                stats = busy.health()
+                if stats["decoding"] >= 1 and stats["waiting"] >= 1:
+                    break
                 time.sleep(0.02)
             request = urllib.request.Request(f"http://127.0.0.1:{busy.port}/v1/completions", data=body,
                                              method="POST", headers={"Content-Type": "application/json"})
