@@ -440,11 +440,16 @@ def rms_rows(x: np.ndarray, weight: np.ndarray | None = None, eps: float = 1e-5)
     return y if weight is None else y * weight
 
 
+RMS_BACKWARD_PASSES = 8  # what rms_norm's backward costs in a training step, in simple passes (see below)
+
+
 def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-5) -> Tensor:
     """y = x / sqrt(mean(x^2) + eps) over the last dim, times an optional gain.
 
     With r = (mean(x^2) + eps)^(-1/2) and y = x r: dL/dx = r (g - y mean(g y)), dL/dw = sum(g y).
-    Rows are independent: big inputs are split over the cores.
+    Rows are independent: big inputs are split over the cores. The backward makes four passes, two of them
+    scaling each row by its own factor (slow on short rows), over arrays that are no longer in the cache by
+    then: in a c2-b8 step it took as long as eight simple passes, so it is split where the forward is not.
     """
     X = x.data
     C = X.shape[-1]
@@ -479,7 +484,7 @@ def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-5) -> Tens
                 np.subtract(gs, gx[lo:hi], out=gx[lo:hi])
                 gx[lo:hi] *= r[lo:hi]
 
-            run_split(backward_rows, rows.shape[0], work)
+            run_split(backward_rows, rows.shape[0], RMS_BACKWARD_PASSES * rows.size * PASS_WORK)
             gx = gx.reshape(X.shape)
         if W is None:
             return (gx,)
