@@ -212,6 +212,25 @@ def test_run_split_covers_the_range_once_in_as_many_parts_as_the_work_allows(thr
         assert sizes[0] > sizes[1] and max(sizes[1:]) - min(sizes[1:]) <= 1  # helpers share the rest evenly
 
 
+@pytest.mark.parametrize("threads, n, work, parts", [
+    (8, 8, 6_000_000, 8),  # 7 parts would leave a part 2 units, as slow as 4 parts: 8 parts or none more
+    (6, 8, 1 << 26, 4),  # 5 or 6 parts still leave a part 2 units: 4 parts do as well with fewer hand-offs
+    (8, 3, 1 << 26, 3),  # never more parts than units
+])
+def test_run_split_counts_whole_units_when_there_are_few(threads, n, work, parts):
+    from microgpt.autograd import parallel
+
+    calls: list[tuple[int, int]] = []
+    parallel.set_threads(threads)
+    try:
+        parallel.run_split(lambda lo, hi: calls.append((lo, hi)), n, work)
+    finally:
+        parallel.set_threads(0)
+    assert len(calls) == parts
+    assert sorted(calls)[0][0] == 0 and sorted(calls)[-1][1] == n
+    assert max(hi - lo for lo, hi in calls) == -(-n // parts)
+
+
 @pytest.mark.parametrize("block", [64, 2])
 def test_causal_self_attention_on_packed_qkv_equals_heads_through_the_plain_ops(monkeypatch, block):
     monkeypatch.setattr(F, "ATTENTION_BLOCK", block)
