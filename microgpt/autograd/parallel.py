@@ -110,7 +110,8 @@ def run_split(fn: Callable[[int, int], None], n: int, work: float) -> None:
     (n, work, threads), so results are the same run to run. A split asked for while another is running (from
     another thread, or from inside a part) runs on its own caller, whole.
     """
-    parts = min(range(1, min(_parts, n) + 1), key=lambda p: _split_time(n, work, p))
+    small = work <= 2 * MIN_PART_WORK  # then no split beats one part: half the work plus a hand-off is more
+    parts = 1 if small else min(range(1, min(_parts, n) + 1), key=lambda p: _split_time(n, work, p))
     if parts < 2 or not _in_use.acquire(blocking=False):
         fn(0, n)
         return
