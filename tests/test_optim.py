@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
+from microgpt.autograd import Tensor, no_grad
 from microgpt.autograd import functional as F
-from microgpt.autograd import no_grad
 from microgpt.autograd.parallel import set_threads
 from microgpt.nn import GPT, Adam, GPTConfig, OptimSettings, Parameter, clip_grad_norm, learning_rate
 from microgpt.nn.optim import FLUSH_EVERY, Muon, orthogonalise
@@ -124,6 +124,59 @@ def test_zero_grad_forgets_gradients_that_backward_then_writes_into_the_flat_buf
     assert all(p.grad is None for p in model.parameters())
     F.cross_entropy(model(x), y).backward()  # written over the old values, not added to them
     np.testing.assert_allclose(opt.flat_grad, once, rtol=1e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("tie, positions", [(False, "learned"), (True, "rope")])
+def test_gradients_written_straight_into_the_optimizers_buffer_equal_those_made_without_one(
+        monkeypatch, threads, tie, positions):
+    """Ops write a weight's gradient into Adam's buffer (gradient_home) instead of handing the walk a copy to
+    make: the embedding, the fused loss, linear and the MLP, split or not; with tied embeddings two of them
+    want the same buffer. Gradients must equal a model's without an optimizer, and add up on a second pass."""
+    from microgpt.autograd import parallel
+
+    monkeypatch.setattr(parallel, "MIN_PART_WORK", 1)  # every weight gradient splits over the threads
+    config = GPTConfig(zero_init=False, vocab_size=9, n_layer=1, n_embd=8, n_head=2, block_size=6,
+                       tie_embeddings=tie, positions=positions)
+    x, y = batch()
+    set_threads(threads)
+    try:
+        for fused in (True, False):
+            plain, homed = GPT(config, seed=0), GPT(config, seed=0)
+            Adam(homed.parameters())  # its flat buffers become every parameter's grad_home
+            for model in (plain, homed):
+                for _ in range(2):  # the second pass adds to the first
+                    (model.loss(x, y) if fused else F.cross_entropy(model(x), y)).backward()
+            for (name, a), b in zip(plain.named_parameters(), homed.parameters()):
+                assert b.grad is b.grad_home, name
+                np.testing.assert_allclose(b.grad, a.grad, rtol=1e-5, atol=1e-7, err_msg=name)
+    finally:
+        set_threads(0)
+
+
+def test_gradient_home_is_handed_out_once_per_backward_and_only_during_one():
+    w = Parameter(np.zeros(3))
+    Adam([w])
+    assert w.gradient_home() is None  # no backward running
+    asked: list = []
+
+    def backward(g):
+        home, again = w.gradient_home(), w.gradient_home()
+        asked.append((home, again))
+        if home is None:
+            return (g * 2.0,)
+        np.multiply(g, 2.0, out=home)
+        return (home,)
+
+    for _ in range(2):
+        out = Tensor._result(w.data * 2.0, (w,), backward)
+        out.backward(np.ones(3))
+    (first, again), (second, _) = asked
+    assert first is w.grad_home and again is None  # once per pass
+    assert second is None  # w holds a gradient now: the next pass adds to it
+    np.testing.assert_array_equal(w.grad, [4.0, 4.0, 4.0])
+    w.zero_grad()
+    assert w.gradient_home() is None  # no backward running, though w holds no gradient
 
 
 def test_a_parameter_left_out_of_backward_after_zero_grad_steps_with_a_zero_gradient():

@@ -66,43 +66,54 @@ def _matmul_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) ->
     return out
 
 
-def _weight_gradient(g: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """dL/dW = g^T x, summed over every token: g (N, out), x (N, in).
+def _weight_gradient(g: np.ndarray, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """dL/dW = g^T x, summed over every token: g (N, out), x (N, in); written into `out` when given.
 
     When the tokens outnumber the output rows (every layer but a big vocabulary's head), the tokens are split
     over the cores and the parts' (out, in) sums are added: splitting the output rows instead would make every
     core read and pack all of x. The parts are added in a fixed order, whichever thread finished first.
     """
     if g.shape[0] <= g.shape[1]:
-        return _matmul_rows(g.T, x)
-    return _backward_by_tokens(g, x, lambda lo, hi: None, 0.0, True)
+        return _matmul_rows(g.T, x, out)
+    return _backward_by_tokens(g, x, lambda lo, hi: None, 0.0, True, out)
 
 
-def _sum_parts(parts: dict[int, np.ndarray]) -> np.ndarray:
-    """Per-thread partial sums, keyed by their first token, added in token order (reproducible)."""
+def _sum_parts(parts: dict[int, np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
+    """Per-thread partial sums, keyed by their first token, added in token order (reproducible): into `out`
+    when given (a part may already be it), else into the first part."""
     keys = sorted(parts)
-    total = parts[keys[0]]
+    first = parts[keys[0]]
+    if out is None or first is out:
+        total = first
+    elif len(keys) > 1:
+        total = np.add(first, parts[keys[1]], out=out)
+        keys = keys[1:]
+    else:
+        total = out
+        np.copyto(out, first)
     for lo in keys[1:]:
         total += parts[lo]
     return total
 
 
 def _backward_by_tokens(g: np.ndarray, x: np.ndarray, steps: Callable[[int, int], None], work: float,
-                        want_w: bool) -> np.ndarray | None:
+                        want_w: bool, out: np.ndarray | None = None) -> np.ndarray | None:
     """Run a backward's per-token work and its weight gradient g^T x in one split over the tokens.
 
     steps(lo, hi) does the op's own work for tokens lo:hi (input gradients, masks...); each thread then adds
-    its tokens' g^T x. One hand-off covers it all, where separate products would pay one each.
+    its tokens' g^T x. One hand-off covers it all, where separate products would pay one each. The sum is
+    written into `out` when given (a part that covers every token is computed there directly).
     """
     parts: dict[int, np.ndarray] = {}
 
     def tokens(lo: int, hi: int) -> None:
         steps(lo, hi)
         if want_w:
-            parts[lo] = g[lo:hi].T @ x[lo:hi]
+            whole = out is not None and lo == 0 and hi == g.shape[0]
+            parts[lo] = np.matmul(g[lo:hi].T, x[lo:hi], out=out if whole else None)
 
     run_split(tokens, g.shape[0], work + (g.shape[0] * g.shape[1] * x.shape[1] * MAC_WORK if want_w else 0))
-    return _sum_parts(parts) if want_w else None
+    return _sum_parts(parts, out) if want_w else None
 
 
 def _rows_of(x: Tensor, weight: Tensor, name: str) -> np.ndarray:
@@ -129,16 +140,18 @@ def linear(x: Tensor, weight: Tensor) -> Tensor:
 
     def backward(g: np.ndarray):
         g2 = g.reshape(X2.shape[0], W.shape[0])
+        home = weight.gradient_home()  # dL/dW straight into the optimizer's buffer, when it has one for W
         if g2.shape[0] <= max(g2.shape[1], SKINNY_ROWS):  # few tokens, or a wide head: each product splits alone
             gx = _matmul_rows(g2, W).reshape(x.shape) if x.requires_grad else None
-            return gx, (_weight_gradient(g2, X2) if weight.requires_grad else None)
+            return gx, (_weight_gradient(g2, X2, home) if weight.requires_grad else None)
         gx = np.empty(X2.shape, dtype=g2.dtype) if x.requires_grad else None
 
         def input_gradient(lo: int, hi: int) -> None:
             if gx is not None:
                 np.matmul(g2[lo:hi], W, out=gx[lo:hi])
 
-        gw = _backward_by_tokens(g2, X2, input_gradient, g2.size * W.shape[1] * MAC_WORK, weight.requires_grad)
+        gw = _backward_by_tokens(g2, X2, input_gradient, g2.size * W.shape[1] * MAC_WORK, weight.requires_grad,
+                                 home)
         return (None if gx is None else gx.reshape(x.shape)), gw
 
     backward.linear_inputs = (x, weight, X2, W)  # lets cross_entropy fuse with this product (see there)
@@ -189,8 +202,9 @@ def relu_mlp(x: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
             if gx is not None:
                 np.matmul(dh[lo:hi], W1, out=gx[lo:hi])
 
-        gw1 = _backward_by_tokens(dh, X2, token_steps, 1.5 * products + 2 * h.size * PASS_WORK, w1.requires_grad)
-        gw2 = _sum_parts(w2_parts) if w2.requires_grad else None
+        gw1 = _backward_by_tokens(dh, X2, token_steps, 1.5 * products + 2 * h.size * PASS_WORK, w1.requires_grad,
+                                  w1.gradient_home())
+        gw2 = _sum_parts(w2_parts, w2.gradient_home()) if w2.requires_grad else None
         return (None if gx is None else gx.reshape(x.shape)), gw1, gw2
 
     return Tensor._result(out.reshape(*x.shape[:-1], W2.shape[0]), (x, w1, w2), backward)
@@ -417,12 +431,16 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
 
     run_split(rows, N, N * V * (3 * X.shape[1] * MAC_WORK + 3 * PASS_WORK))  # three products, exp and sum
     loss = np.asarray(losses.sum() / n if n else np.nan, dtype=X.dtype)
-    dW = _sum_parts(dW_parts) if dW_parts else np.zeros_like(W)  # summed once, here: backward may run twice
 
     def backward(g: np.ndarray):
         scale = float(g)  # 1 when this loss is what backward() started from: then no copies are needed
         gx = (dX if scale == 1.0 else dX * scale).reshape(x.shape) if x.requires_grad else None
-        gw = (dW if scale == 1.0 else dW * scale) if weight.requires_grad else None
+        gw = None
+        if weight.requires_grad:  # the threads' parts, summed straight into the optimizer's buffer when it has one
+            home = weight.gradient_home() if scale == 1.0 else None
+            gw = _sum_parts(dW_parts, np.empty_like(W) if home is None else home) if dW_parts else np.zeros_like(W)
+            if scale != 1.0:
+                gw *= scale
         return gx, gw
 
     return Tensor._result(loss, (x, weight), backward)

@@ -9,6 +9,7 @@ The module is long because it is one idea, the table of operations, each with it
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -27,6 +28,8 @@ class _GradMode(threading.local):
 
 
 _grad_mode = _GradMode()
+_passes = itertools.count(1)  # every backward() call gets its own number: a gradient_home is handed out once per pass
+_walk = threading.local()  # this thread's running backward pass (its number)
 
 
 @contextlib.contextmanager
@@ -73,7 +76,7 @@ def _float_dtype(data: Any, dtype: Any) -> np.dtype:
 class Tensor:
     """An n-dimensional array that remembers how it was computed, so it can be differentiated."""
 
-    __slots__ = ("__weakref__", "_backward", "_parents", "data", "grad", "grad_home", "requires_grad")
+    __slots__ = ("__weakref__", "_backward", "_home_pass", "_parents", "data", "grad", "grad_home", "requires_grad")
     __array_ufunc__ = None  # ndarray <op> Tensor hands over to Tensor's reflected operator
     __array_priority__ = 1000
 
@@ -83,6 +86,7 @@ class Tensor:
         self.data: np.ndarray = np.asarray(data, dtype=_float_dtype(data, dtype))
         self.grad: np.ndarray | None = None
         self.grad_home: np.ndarray | None = None  # where backward writes a first gradient (an optimizer's buffer)
+        self._home_pass = 0  # the backward pass that last handed grad_home to an op (gradient_home)
         self.requires_grad = requires_grad
         self._parents: tuple[Tensor, ...] = ()
         self._backward: Callable[[np.ndarray], Sequence[np.ndarray | None]] | None = None
@@ -183,27 +187,44 @@ class Tensor:
             if grad.shape != self.shape:
                 raise ValueError(f"grad has shape {grad.shape} but the tensor has shape {self.shape}")
         grads: dict[int, np.ndarray] = {id(self): grad}
-        for node in reversed(self._topological_order()):
-            g = grads.pop(id(node), None)
-            if g is None:
-                continue
-            if node._backward is None:  # a leaf: keep its gradient, summed over backward calls
-                if node.grad is not None:
-                    node.grad += g
-                elif node.grad_home is not None:  # written into its home: no zeroed buffer to add to
-                    np.copyto(node.grad_home, g)
-                    node.grad = node.grad_home
-                else:
-                    node.grad = np.array(g, dtype=node.data.dtype)
-                continue
-            for parent, pg in zip(node._parents, node._backward(g)):
-                if pg is None or not parent.requires_grad:
+        _walk.pass_id = next(_passes)
+        try:
+            for node in reversed(self._topological_order()):
+                g = grads.pop(id(node), None)
+                if g is None:
                     continue
-                key = id(parent)
-                grads[key] = grads[key] + pg if key in grads else pg
+                if node._backward is None:  # a leaf: keep its gradient, summed over backward calls
+                    if node.grad is not None:
+                        node.grad += g
+                    elif node.grad_home is not None:  # written into its home: no zeroed buffer to add to
+                        if g is not node.grad_home:  # (an op that took gradient_home() has written it there)
+                            np.copyto(node.grad_home, g)
+                        node.grad = node.grad_home
+                    else:
+                        node.grad = np.array(g, dtype=node.data.dtype)
+                    continue
+                for parent, pg in zip(node._parents, node._backward(g)):
+                    if pg is None or not parent.requires_grad:
+                        continue
+                    key = id(parent)
+                    grads[key] = grads[key] + pg if key in grads else pg
+        finally:
+            _walk.pass_id = 0  # no op outside a backward pass is handed a gradient_home
 
     def zero_grad(self) -> None:
         self.grad = None
+
+    def gradient_home(self) -> np.ndarray | None:
+        """Where an op may write this leaf's gradient during the running backward: its optimizer's buffer
+        (grad_home), or None. Handed out once per backward pass, and only while the leaf holds no gradient,
+        so the op's array is the leaf's whole gradient or is summed with the others into a new one; an op
+        that writes there returns that very array, and the walk keeps it instead of copying it in."""
+        running = getattr(_walk, "pass_id", 0)
+        if (not running or self._backward is not None or not self.requires_grad or self.grad is not None
+                or self.grad_home is None or self._home_pass == running):
+            return None
+        self._home_pass = running
+        return self.grad_home
 
     # ----- elementwise arithmetic (with broadcasting) --------------------------------------------
     def _broadcast_op(self, other: Tensor, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], sym: str):
@@ -379,7 +400,11 @@ class Tensor:
         out = x[index]
 
         def backward(g: np.ndarray):  # scatter the gradient back; repeated indices add up
-            full = np.zeros_like(x)
+            full = self.gradient_home()  # the optimizer's buffer for an embedding table, if it has one
+            if full is None:
+                full = np.zeros_like(x)
+            else:
+                full.fill(0)
             if isinstance(index, np.ndarray) and index.dtype.kind in "iu" and x.ndim == 2:
                 rows = index.reshape(-1).astype(np.intp)
                 rows = np.where(rows < 0, rows + x.shape[0], rows)
