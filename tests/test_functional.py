@@ -234,6 +234,31 @@ def test_rms_norm(with_weight, data, shape, eps, seed):
         check_gradients(lambda t: F.rms_norm(t, eps=eps), [x], seed=seed)
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_rms_norm_adds_in_the_gradient_its_input_already_has(monkeypatch, threads, norm_first):
+    """x feeds rms_norm and another op (a residual stream): rms_norm's backward takes what x has received so
+    far out of the walk and adds it in its own pass. Either order of the two, split or not, gives the sum."""
+    from microgpt.autograd import parallel
+
+    monkeypatch.setattr(parallel, "MIN_PART_WORK", 1)  # the backward splits three ways
+    rng = np.random.default_rng(3)
+    data, upstream = rng.normal(size=(601, 64)), rng.normal(size=(601, 64))
+    alone = Tensor(data)
+    F.rms_norm(alone).backward(upstream)
+    expected = alone.grad + 3.0 * upstream
+    parallel.set_threads(threads)
+    try:
+        x = Tensor(data)
+        out = F.rms_norm(x) + x * 3.0 if norm_first else x * 3.0 + F.rms_norm(x)
+        out.backward(upstream)
+        np.testing.assert_allclose(x.grad, expected, rtol=1e-12, atol=1e-12)
+        out.backward(upstream)  # a second pass adds to the first
+        np.testing.assert_allclose(x.grad, 2 * expected, rtol=1e-12, atol=1e-12)
+    finally:
+        parallel.set_threads(0)
+
+
 def test_rms_norm_of_zeros_is_zero_with_a_finite_gradient():
     x = Tensor(np.zeros((2, 4)))
     out = F.rms_norm(x)

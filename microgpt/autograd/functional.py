@@ -495,12 +495,16 @@ def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-5) -> Tens
         gx = None
         if x.requires_grad:
             gx = np.empty(rows.shape, dtype=gy.dtype)
+            sent = x.take_gradient()  # what x has received so far (a residual stream's): added in here
+            sent = None if sent is None else sent.reshape(rows.shape)
 
             def backward_rows(lo: int, hi: int) -> None:
                 ys, gs = y[lo:hi], gy[lo:hi]
                 np.multiply(ys, np.einsum("ij,ij->i", gs, ys)[:, None] * inv_c, out=gx[lo:hi])
                 np.subtract(gs, gx[lo:hi], out=gx[lo:hi])
                 gx[lo:hi] *= r[lo:hi]
+                if sent is not None:
+                    gx[lo:hi] += sent[lo:hi]
 
             run_split(backward_rows, rows.shape[0], RMS_BACKWARD_PASSES * rows.size * PASS_WORK)
             gx = gx.reshape(X.shape)

@@ -29,7 +29,7 @@ class _GradMode(threading.local):
 
 _grad_mode = _GradMode()
 _passes = itertools.count(1)  # every backward() call gets its own number: a gradient_home is handed out once per pass
-_walk = threading.local()  # this thread's running backward pass (its number)
+_walk = threading.local()  # this thread's running backward pass: its number, and the gradients it has gathered
 
 
 @contextlib.contextmanager
@@ -188,6 +188,7 @@ class Tensor:
                 raise ValueError(f"grad has shape {grad.shape} but the tensor has shape {self.shape}")
         grads: dict[int, np.ndarray] = {id(self): grad}
         _walk.pass_id = next(_passes)
+        _walk.grads = grads
         try:
             for node in reversed(self._topological_order()):
                 g = grads.pop(id(node), None)
@@ -210,6 +211,7 @@ class Tensor:
                     grads[key] = grads[key] + pg if key in grads else pg
         finally:
             _walk.pass_id = 0  # no op outside a backward pass is handed a gradient_home
+            _walk.grads = None
 
     def zero_grad(self) -> None:
         self.grad = None
@@ -225,6 +227,13 @@ class Tensor:
             return None
         self._home_pass = running
         return self.grad_home
+
+    def take_gradient(self) -> np.ndarray | None:
+        """The gradient that ops have already sent this tensor in the running backward pass, taken out of the
+        walk (None if there is none, or outside a backward): an op that adds it to the gradient it sends this
+        tensor, inside a pass it makes anyway, spares the walk a pass over the sum."""
+        grads = getattr(_walk, "grads", None)
+        return None if grads is None else grads.pop(id(self), None)
 
     # ----- elementwise arithmetic (with broadcasting) --------------------------------------------
     def _broadcast_op(self, other: Tensor, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], sym: str):
