@@ -10,7 +10,7 @@ import pytest
 
 from microgpt.autograd import Tensor
 from microgpt.bench.profile import format_profile, profile_step
-from microgpt.bench.throughput import BenchConfig, bench_config, machine_description
+from microgpt.bench.throughput import BenchConfig, bench_config, machine_description, ratio_interval
 from microgpt.commands import bench
 from microgpt.data.tokenizer import CharTokenizer
 from microgpt.nn import GPT, GPTConfig
@@ -25,8 +25,21 @@ def test_bench_row_reports_every_path_and_both_generation_batches():
                 "generate_b1_ours_tok_s", "generate_b8_ours_tok_s"):
         assert row[key] > 0, key
     assert row["train_fused_vs_reference"] > 0 and row["train_public_vs_reference"] > 0
+    for path in ("fused", "public"):
+        low, high = row[f"train_{path}_vs_reference_interval"]
+        assert 0 < low <= high
     text = bench._format_row(row, with_torch=False)
     assert "fused" in text and "public" in text and "reference" in text and "b8" in text
+    assert "95% intervals" in text and "%ref" in text.splitlines()[-1]
+
+
+def test_ratio_interval_keeps_each_windows_pair_together():
+    drifting = [1.0, 1.5, 0.8, 2.0, 1.2, 0.9, 1.7]  # seconds per call, the machine's speed moving window to window
+    twice = [2 * s for s in drifting]  # a contestant exactly half as fast, timed beside each window
+    assert ratio_interval(drifting, twice) == pytest.approx((2.0, 2.0))  # paired, the drift cancels out
+    low, high = ratio_interval(drifting, twice[::-1])  # the same windows, paired wrongly: the drift shows
+    assert low < 1.6 and high > 2.4
+    assert ratio_interval(drifting, twice[::-1]) == (low, high)  # seeded: the same windows, the same interval
 
 
 def test_profile_names_the_ops_of_both_paths_and_restores_the_autograd():

@@ -186,6 +186,21 @@ def _windows(contestants: dict[str, Callable[[], None]], repeats: int, windows: 
     return seconds
 
 
+def ratio_interval(ours: list[float], other: list[float], resamples: int = 2000) -> tuple[float, float]:
+    """A 95% interval for the ratio of two contestants' speeds, from their seconds per call window by window.
+
+    The ratio printed is median(other) / median(ours). Window w of each was timed moments apart, so the pairs
+    are resampled together (a bootstrap): the middle 95% of the ratio over the resamples is how far another
+    run on this machine, in its present state, could put it. A slow drift of the machine over minutes is not
+    in it (a later run can land outside). Seeded: the same windows always give the same interval.
+    """
+    a, b = np.asarray(ours), np.asarray(other)
+    picks = np.random.default_rng(0).integers(0, len(a), (resamples, len(a)))
+    ratios = np.median(b[picks], axis=1) / np.median(a[picks], axis=1)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -218,18 +233,25 @@ def _bench_config(cfg: BenchConfig, windows: int, with_torch: bool, gen_tokens: 
         if with_torch:
             gen["torch"] = torch_generate(cfg, gen_tokens, b, threads)
         runs.append((f"generate_b{b}", gen, 5 if b == 1 else 2, gen_tokens * b))  # one reply is too short to time
+    timed: dict[str, dict[str, list[float]]] = {}
     for label, contestants, repeats, per_call in runs:
-        seconds = _windows(contestants, repeats, windows, warmup=2, pause=pause, clock=clock)
+        seconds = timed[label] = _windows(contestants, repeats, windows, warmup=2, pause=pause, clock=clock)
         for name, values in seconds.items():
             row[f"{label}_{name}_tok_s"] = per_call / float(np.median(values))
+
+    def compare(key: str, label: str, ours: str, other: str) -> None:
+        """row[key]: ours' tokens/s over other's; row[key + '_interval']: its 95% interval (ratio_interval)."""
+        row[key] = row[f"{label}_{ours}_tok_s"] / row[f"{label}_{other}_tok_s"]
+        row[f"{key}_interval"] = ratio_interval(timed[label][ours], timed[label][other])
+
     for path in ("fused", "public"):
-        row[f"train_{path}_vs_reference"] = row[f"train_{path}_tok_s"] / row["train_reference_tok_s"]
+        compare(f"train_{path}_vs_reference", "train", path, "reference")
         if with_torch:
-            row[f"train_{path}_ratio"] = row[f"train_{path}_tok_s"] / row["train_torch_tok_s"]
+            compare(f"train_{path}_ratio", "train", path, "torch")
     if with_torch:
-        row["train_reference_ratio"] = row["train_reference_tok_s"] / row["train_torch_tok_s"]
+        compare("train_reference_ratio", "train", "reference", "torch")
         for b in GENERATION_BATCHES:
-            row[f"generate_b{b}_ratio"] = row[f"generate_b{b}_ours_tok_s"] / row[f"generate_b{b}_torch_tok_s"]
+            compare(f"generate_b{b}_ratio", f"generate_b{b}", "ours", "torch")
     row["peak_rss_mb"] = peak_rss_mb()
     return row
 

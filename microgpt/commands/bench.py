@@ -113,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _format_row(row: dict, with_torch: bool) -> str:
-    """Two lines per config: training by path (x = against PyTorch, % = against the hand-written step), then
-    generation at batch 1 and 8."""
+    """Three lines per config: training by path (x = against PyTorch, % = against the hand-written step);
+    generation at batch 1 and 8; then each ratio's 95% interval over the run's windows (ratio_interval)."""
     def vs_torch(key: str) -> str:
         return f" {row[key]:.2f}x" if with_torch else ""
 
@@ -127,5 +127,14 @@ def _format_row(row: dict, with_torch: bool) -> str:
     gen = "  ".join(
         f"b{b} {row[f'generate_b{b}_ours_tok_s']:>7,.0f}{vs_torch(f'generate_b{b}_ratio')}"
         + (f" (torch {row[f'generate_b{b}_torch_tok_s']:,.0f})" if with_torch else "") for b in (1, 8))
+    def interval(key: str, percent: bool = False) -> str:
+        low, high = row[f"{key}_interval"]
+        return f"{100 * low:.0f}-{100 * high:.0f}%ref" if percent else f"{low:.2f}-{high:.2f}x"
+
+    spans = "  ".join(f"{path} " + (f"{interval(f'train_{path}_ratio')} " if with_torch else "")
+                      + interval(f"train_{path}_vs_reference", percent=True) for path in ("fused", "public"))
+    if with_torch:
+        spans += "".join(f"  generate b{b} {interval(f'generate_b{b}_ratio')}" for b in (1, 8))
     return (f"{row['config']:<8} train tok/s  {train}\n"
-            f"{'':<8} generate tok/s  {gen}   peak RSS {row['peak_rss_mb']:.0f} MB")
+            f"{'':<8} generate tok/s  {gen}   peak RSS {row['peak_rss_mb']:.0f} MB\n"
+            f"{'':<8} 95% intervals  {spans}")
