@@ -42,6 +42,18 @@ def test_ratio_interval_keeps_each_windows_pair_together():
     assert ratio_interval(drifting, twice[::-1]) == (low, high)  # seeded: the same windows, the same interval
 
 
+def test_bench_row_against_torch_prints_every_ratios_interval():
+    row = bench_config(TINY, windows=1, with_torch=False, gen_tokens=3, pause=0.0)
+    for i, key in enumerate(("train_fused_ratio", "train_public_ratio", "generate_b1_ratio", "generate_b8_ratio")):
+        row[key], row[f"{key}_interval"] = 1.0, (0.5 + i / 10, 1.5 + i / 10)  # what a run with PyTorch adds
+    for name in ("train_torch", "train_reference", "generate_b1_torch", "generate_b8_torch"):
+        row[f"{name}_tok_s"] = 1.0
+    row["train_reference_ratio"] = 1.0
+    spans = bench._format_row(row, with_torch=True).splitlines()[-1]
+    assert "fused 0.50-1.50x" in spans and "public 0.60-1.60x" in spans
+    assert "generate b1 0.70-1.70x" in spans and "generate b8 0.80-1.80x" in spans
+
+
 def test_profile_names_the_ops_of_both_paths_and_restores_the_autograd():
     plain = Tensor._result
     # the public path's cross_entropy of lm_head's logits takes the fused route too (F.cross_entropy)

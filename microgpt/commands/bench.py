@@ -127,6 +127,7 @@ def _format_row(row: dict, with_torch: bool) -> str:
     gen = "  ".join(
         f"b{b} {row[f'generate_b{b}_ours_tok_s']:>7,.0f}{vs_torch(f'generate_b{b}_ratio')}"
         + (f" (torch {row[f'generate_b{b}_torch_tok_s']:,.0f})" if with_torch else "") for b in (1, 8))
+
     def interval(key: str, percent: bool = False) -> str:
         low, high = row[f"{key}_interval"]
         return f"{100 * low:.0f}-{100 * high:.0f}%ref" if percent else f"{low:.2f}-{high:.2f}x"
