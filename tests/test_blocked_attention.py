@@ -16,13 +16,14 @@ import pytest
 from strategies import check_gradients
 
 from microgpt.autograd import Tensor, functional, matmul
+from microgpt.autograd import attention as A
 
 F = functional
 
 
 @pytest.fixture
 def block_of_four(monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(F, "ATTENTION_BLOCK", 4)
+    monkeypatch.setattr(A, "ATTENTION_BLOCK", 4)
     return 4
 
 
@@ -61,21 +62,21 @@ def assert_matches_primitive_ops(arrays_in: list[np.ndarray], seed: int) -> None
 
 @pytest.mark.parametrize("tq,tk", [(11, 11), (8, 8), (9, 11)], ids=["T11", "T8-two-full-blocks", "cached-9-of-11"])
 def test_blocked_attention_matches_primitive_ops(block_of_four, tq, tk):
-    assert len(F._query_blocks(tq, tk, causal=True)) >= 2  # the blocked path is the one under test
+    assert len(A._query_blocks(tq, tk, causal=True)) >= 2  # the blocked path is the one under test
     assert_matches_primitive_ops(qkv(tq * tk, tq, tk), seed=tq)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_blocked_attention_passes_gradcheck(block_of_four, seed):
     arrays_in = qkv(seed, 11, 11, lead=(1, 2))
-    assert len(F._query_blocks(11, 11, causal=True)) == 3
+    assert len(A._query_blocks(11, 11, causal=True)) == 3
     check_gradients(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, causal=True), arrays_in, seed=seed)
 
 
 def test_blocked_attention_at_the_real_block_size_matches_primitive_ops():
     """Unpatched: a sequence just over two blocks of the shipped ATTENTION_BLOCK, as the default BLOCK_SIZE."""
-    t = 2 * F.ATTENTION_BLOCK + 3
-    assert len(F._query_blocks(t, t, causal=True)) == 3
+    t = 2 * A.ATTENTION_BLOCK + 3
+    assert len(A._query_blocks(t, t, causal=True)) == 3
     assert_matches_primitive_ops(qkv(5, t, t, lead=(1, 2), d=4), seed=5)
 
 
@@ -83,9 +84,9 @@ def test_blocked_attention_in_uneven_chunks_with_broadcast_keys(block_of_four, m
     """Each NumPy call covering fewer slices than the work buffers hold (chunks of 1, 2, 2 of five slices), with
     k and v broadcast over q's batch: the per-thread sums of dK and dV are reused from chunk to chunk and
     copied out at each chunk's length. A second backward adds the same gradients again."""
-    scores_per_slice = sum((r1 - r0) * kend for r0, r1, kend in F._query_blocks(11, 11, causal=True))
-    monkeypatch.setattr(F, "ATTENTION_CHUNK", 2 * scores_per_slice)  # two slices per call
-    assert [hi - lo for lo, hi in F._chunks(0, 5, 2)] == [1, 2, 2]
+    scores_per_slice = sum((r1 - r0) * kend for r0, r1, kend in A._query_blocks(11, 11, causal=True))
+    monkeypatch.setattr(A, "ATTENTION_CHUNK", 2 * scores_per_slice)  # two slices per call
+    assert [hi - lo for lo, hi in A._chunks(0, 5, 2)] == [1, 2, 2]
     rng = np.random.default_rng(7)
     arrays_in = [rng.normal(0.0, 1.0, (*lead, 11, 3)) for lead in ((5,), (1,), (1,))]
     assert_matches_primitive_ops(arrays_in, seed=7)

@@ -14,6 +14,7 @@ import pytest
 from strategies import check_gradients
 
 from microgpt.autograd import Tensor
+from microgpt.autograd import attention as A
 from microgpt.autograd import functional as F
 
 
@@ -149,13 +150,13 @@ def _attention_plain(q, k, v):
 @pytest.mark.parametrize("scale", [0.5, 12.0])  # small scores skip the softmax shift; big ones need it
 @pytest.mark.parametrize("tq", [9, 4, 1])  # 9: three blocks of 4; 4 or 1 new queries after cached keys
 def test_attention_fast_paths_match_the_composed_ops(monkeypatch, chunk, scale, tq):
-    monkeypatch.setattr(F, "ATTENTION_BLOCK", 4)
-    monkeypatch.setattr(F, "ATTENTION_CHUNK", chunk)
-    monkeypatch.setattr(F, "SHIFT_BOUND_MIN", 0)  # these few scores would otherwise always be shifted
+    monkeypatch.setattr(A, "ATTENTION_BLOCK", 4)
+    monkeypatch.setattr(A, "ATTENTION_CHUNK", chunk)
+    monkeypatch.setattr(A, "SHIFT_BOUND_MIN", 0)  # these few scores would otherwise always be shifted
     rng = np.random.default_rng(3)
     q = rng.normal(0.0, scale, (2, 3, tq, 5))
     k, v = rng.normal(0.0, scale, (2, 3, 9, 5)), rng.normal(size=(2, 3, 9, 5))
-    assert (np.linalg.norm(q, axis=-1).max() * np.linalg.norm(k, axis=-1).max() / np.sqrt(5) > F.SOFTMAX_SAFE) == (
+    assert (np.linalg.norm(q, axis=-1).max() * np.linalg.norm(k, axis=-1).max() / np.sqrt(5) > A.SOFTMAX_SAFE) == (
         scale > 1)
     fast = [Tensor(a) for a in (q, k, v)]
     plain = [Tensor(a) for a in (q, k, v)]
@@ -233,7 +234,7 @@ def test_run_split_counts_whole_units_when_there_are_few(threads, n, work, parts
 
 @pytest.mark.parametrize("block", [64, 2])
 def test_causal_self_attention_on_packed_qkv_equals_heads_through_the_plain_ops(monkeypatch, block):
-    monkeypatch.setattr(F, "ATTENTION_BLOCK", block)
+    monkeypatch.setattr(A, "ATTENTION_BLOCK", block)
     rng = np.random.default_rng(4)
     B, T, H, D = 2, 5, 3, 2
     packed = rng.normal(size=(B, T, 3 * H * D))
@@ -255,8 +256,8 @@ def test_causal_self_attention_split_over_threads_in_small_chunks_matches_one_th
     heads are read from and the gradients written into the packed arrays in place."""
     from microgpt.autograd import parallel
 
-    monkeypatch.setattr(F, "ATTENTION_BLOCK", 8)
-    monkeypatch.setattr(F, "ATTENTION_CHUNK", 2 * 3 * 40 * 40)  # about two sequences' scores per chunk
+    monkeypatch.setattr(A, "ATTENTION_BLOCK", 8)
+    monkeypatch.setattr(A, "ATTENTION_CHUNK", 2 * 3 * 40 * 40)  # about two sequences' scores per chunk
     monkeypatch.setattr(parallel, "MIN_PART_WORK", 1)  # so that this small case splits
     rng = np.random.default_rng(6)
     B, T, H, D = 7, 40, 3, 4

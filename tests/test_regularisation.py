@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies import arrays, check_gradients, shapes
 
+from microgpt.autograd import Tensor, no_grad
 from microgpt.autograd import functional as F
-from microgpt.autograd import no_grad
 from microgpt.nn import GPT, GPTConfig
 from microgpt.nn.layers import Dropout
 
@@ -22,14 +22,14 @@ def test_dropout_gradient(x: np.ndarray, p: float, seed: int) -> None:
 
 def test_dropout_zeroes_about_p_and_keeps_the_mean() -> None:
     x = np.ones((200, 500))
-    y = F.dropout(F._tensor(x), 0.3, np.random.default_rng(0)).data
+    y = F.dropout(Tensor(x, requires_grad=False), 0.3, np.random.default_rng(0)).data
     assert abs((y == 0).mean() - 0.3) < 0.01
     assert abs(y.mean() - 1.0) < 0.02
     assert np.allclose(y[y != 0], 1 / 0.7)
 
 
 def test_dropout_probability_zero_is_the_identity_and_bad_p_is_refused() -> None:
-    t = F._tensor(np.arange(6.0))
+    t = Tensor(np.arange(6.0), requires_grad=False)
     assert F.dropout(t, 0.0, np.random.default_rng(0)) is t
     with pytest.raises(ValueError, match="dropout probability"):
         F.dropout(t, 1.0, np.random.default_rng(0))
@@ -37,7 +37,7 @@ def test_dropout_probability_zero_is_the_identity_and_bad_p_is_refused() -> None
 
 def test_dropout_module_is_off_in_eval_mode_and_without_a_graph() -> None:
     drop = Dropout(0.5, seed=0)
-    x = F._tensor(np.ones((4, 4)))
+    x = Tensor(np.ones((4, 4)), requires_grad=False)
     assert not np.array_equal(drop(x).data, x.data)
     with no_grad():
         assert drop(x) is x  # validation and sampling run under no_grad

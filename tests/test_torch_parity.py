@@ -24,6 +24,7 @@ except ImportError:
 TF = torch.nn.functional
 
 from microgpt.autograd import Tensor, no_grad
+from microgpt.autograd import attention as A
 from microgpt.autograd import functional as F
 from microgpt.bench.torch_gpt import TorchGPT
 from microgpt.nn import GPT, Adam, GPTConfig
@@ -77,9 +78,9 @@ def test_gpt_loss_and_gradients_match_torch_with_blocked_attention(attention_blo
     """GPT.loss (fused head and loss, several row blocks) at a block size where attention runs in query
     blocks: three blocks of ATTENTION_BLOCK queries, the last one partial."""
     if attention_block is not None:
-        monkeypatch.setattr(F, "ATTENTION_BLOCK", attention_block)
+        monkeypatch.setattr(A, "ATTENTION_BLOCK", attention_block)
     monkeypatch.setattr(F, "LOSS_BLOCK_ROWS", 5)
-    config = replace(CONFIG, block_size=2 * F.ATTENTION_BLOCK + 3)
+    config = replace(CONFIG, block_size=2 * A.ATTENTION_BLOCK + 3)
     ours = GPT(config, dtype=np.float64, seed=7)
     theirs = TorchGPT(config, ours.state_dict(), torch.float64)
     tokens = np.random.default_rng(8).integers(0, config.vocab_size, (2, config.block_size + 1))

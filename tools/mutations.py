@@ -28,7 +28,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_HOMES = ("microgpt/train/checkpoint.py", "microgpt/storage/*.py")
-FUNCTIONAL = ("microgpt/autograd/functional.py",)
+FUNCTIONAL = ("microgpt/autograd/functional.py", "microgpt/autograd/attention.py")
 ATTENTION_TESTS = ("tests/test_functional.py", "tests/test_blocked_attention.py")
 FUSED_LOSS_TESTS = ("tests/test_fused_loss.py", "tests/test_gpt.py", "tests/test_train_step.py")
 SAVE_TESTS = ("tests/test_checkpoint_save.py",)

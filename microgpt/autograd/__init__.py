@@ -1,7 +1,8 @@
 """Reverse-mode automatic differentiation on NumPy arrays.
 
 `Tensor` holds data and the recipe for its gradient; `functional` holds fused ops (softmax,
-cross-entropy, RMSNorm, attention) with hand-written backward passes; `gradcheck` verifies any of them.
+cross-entropy, RMSNorm, and attention's, which live in `attention`) with hand-written backward passes;
+`gradcheck` verifies any of them.
 """
 
 from microgpt.autograd import functional

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from microgpt.autograd.functional import turn_qk
+from microgpt.autograd.attention import turn_qk
 from microgpt.autograd.parallel import MAC_WORK, PASS_WORK, run_split
 from microgpt.nn import GPT, Adam
 
