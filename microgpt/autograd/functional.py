@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from microgpt.autograd.attention import (  # the attention ops live in their own module; F offers them too
+from microgpt.autograd.attention import (
     attend_newest,
     causal_self_attention,
     rotary,
