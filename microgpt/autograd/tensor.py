@@ -492,8 +492,10 @@ def _join(join: Callable[..., np.ndarray], tensors: Sequence[Any], axis: int) ->
 def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Join tensors along an existing axis; the gradient is split back into the pieces."""
     parts, out = _join(np.concatenate, tensors, axis)
-    cuts = np.cumsum([t.shape[axis] for t in parts])[:-1]
-    return Tensor._result(out, parts, lambda g: np.split(g, cuts, axis=axis))  # each piece gets its own slice
+    before = (slice(None),) * (axis % out.ndim)  # the axes before `axis`, taken whole
+    ends = itertools.accumulate(t.shape[axis] for t in parts)
+    pieces = [(*before, slice(end - t.shape[axis], end)) for t, end in zip(parts, ends)]
+    return Tensor._result(out, parts, lambda g: [g[piece] for piece in pieces])  # each piece gets its own slice
 
 
 def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
