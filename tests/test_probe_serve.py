@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -134,6 +135,123 @@ def test_a_huge_wrong_value_is_not_echoed_back(server: InProcessServer) -> None:
     assert json.loads(raw)["error"]["param"] == "temperature"
 
 
+def _request(server: InProcessServer, method: str, path: str, body: bytes | None = None,
+             headers: dict | None = None) -> tuple[int, dict, dict]:
+    """Any request, with the headers given (none by default): status, reply headers, the JSON body."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), json.loads(response.read() or b"null")
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x"])
+def test_a_body_not_labelled_json_is_a_415_naming_the_header(server: InProcessServer, content_type: str | None) -> None:
+    # a web page may post text/plain, form or multipart bodies to any address without the browser asking first
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    status, _, body = _request(server, "POST", "/v1/chat/completions", _chat("hi", max_tokens=2), headers)
+    assert status == 415
+    assert body["error"]["code"] == "unsupported_media_type" and "Content-Type: application/json" in body["error"]["message"]
+
+
+def test_json_with_a_charset_is_served(server: InProcessServer) -> None:
+    status, _, body = _request(server, "POST", "/v1/chat/completions", _chat("hi", max_tokens=2),
+                               {"Content-Type": "Application/JSON; charset=utf-8"})
+    assert status == 200 and body["choices"]
+
+
+def test_max_completion_tokens_is_max_tokens(server: InProcessServer) -> None:
+    replies = [json.loads(server.post("/v1/chat/completions", _chat("hi", seed=5, **{name: 3}))[1])
+               for name in ("max_tokens", "max_completion_tokens")]
+    assert replies[0]["choices"][0]["message"] == replies[1]["choices"][0]["message"]
+    assert replies[1]["usage"]["completion_tokens"] <= 3
+    status, raw = server.post("/v1/chat/completions", _chat("hi", max_tokens=3, max_completion_tokens=4))
+    assert status == 400 and json.loads(raw)["error"]["param"] == "max_completion_tokens"
+    status, raw = server.post("/v1/chat/completions", _chat("hi", max_completion_tokens="4"))
+    assert status == 400 and json.loads(raw)["error"]["param"] == "max_completion_tokens"
+
+
+def test_a_developer_message_is_a_system_message(server: InProcessServer) -> None:
+    def reply(role: str) -> dict:
+        body = {"messages": [{"role": role, "content": "Be brief."}, {"role": "user", "content": "hi"}],
+                "max_tokens": 6, "seed": 2}
+        status, raw = server.post("/v1/chat/completions", json.dumps(body).encode())
+        assert status == 200
+        return json.loads(raw)
+
+    system, developer = reply("system"), reply("developer")
+    assert developer["choices"] == system["choices"] and developer["usage"] == system["usage"]
+
+
+def test_one_model_can_be_looked_up_by_name(server: InProcessServer) -> None:
+    status, _, body = _request(server, "GET", "/v1/models/tiny")
+    assert status == 200 and body["id"] == "tiny" and body["object"] == "model"
+    status, _, body = _request(server, "GET", "/v1/models/gpt-4")
+    assert status == 404 and body["error"]["code"] == "model_not_found" and "tiny" in body["error"]["message"]
+
+
+def test_a_wrong_method_says_which_are_allowed_and_a_trailing_slash_is_not_redirected(server: InProcessServer) -> None:
+    status, headers, body = _request(server, "PUT", "/v1/chat/completions")
+    assert status == 405 and headers.get("allow") == "POST" and body["error"]
+    status, headers, body = _request(server, "POST", "/v1/chat/completions/", _chat("hi"),
+                                     {"Content-Type": "application/json", "Host": "evil.example"})
+    assert status == 404 and "location" not in headers and body["error"]["type"] == "not_found_error"
+
+
+@pytest.mark.parametrize("field, value", [("n", True), ("echo", 0), ("presence_penalty", False),
+                                          ("logprobs", False), ("model", 5), ("model", {"a": 1}),
+                                          ("stream_options", {"include_usage": "yes"}), ("stream_options", [])])
+def test_json_true_is_not_1_nor_false_0_and_types_are_checked(server: InProcessServer, field: str,
+                                                              value: object) -> None:
+    status, raw = server.post("/v1/chat/completions", _chat("hi", max_tokens=2, **{field: value}))
+    error = json.loads(raw)["error"]
+    assert status == 400 and error["param"] == field
+    assert "None" not in error["message"] and "False" not in error["message"]  # JSON spellings: null, false
+
+
+@pytest.mark.parametrize("field, value", [("n", 1), ("n", 1.0), ("presence_penalty", 0.0), ("echo", False),
+                                          ("logprobs", None), ("model", "anything")])
+def test_neutral_values_are_accepted(server: InProcessServer, field: str, value: object) -> None:
+    status, _ = server.post("/v1/chat/completions", _chat("hi", max_tokens=2, **{field: value}))
+    assert status == 200
+
+
+def test_a_prompt_past_the_context_window_is_cut_and_the_reply_says_so(server: InProcessServer) -> None:
+    block = server.engine.model.config.block_size
+    status, headers, body = _request(server, "POST", "/v1/completions",
+                                     json.dumps({"prompt": "ab " * block, "max_tokens": 1}).encode(),
+                                     {"Content-Type": "application/json"})
+    assert status == 200 and body["usage"]["prompt_tokens"] == block - 1
+    assert f"kept the last {block - 1} of {3 * block + 1} prompt tokens" in headers["x-microgpt-prompt-truncated"]
+    status, headers, _ = _request(server, "POST", "/v1/completions", json.dumps({"prompt": "ab", "max_tokens": 1}).encode(),
+                                  {"Content-Type": "application/json"})
+    assert status == 200 and "x-microgpt-prompt-truncated" not in headers
+
+
+def test_a_prompt_being_tokenized_does_not_hold_up_other_clients(server: InProcessServer,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    tokenizer = server.engine.tokenizer
+    encode, entered, released = tokenizer.encode, threading.Event(), threading.Event()
+
+    def slow_encode(text: str) -> list[int]:  # a long prompt's tokenizing, held until /health has answered
+        entered.set()
+        released.wait(30)
+        return encode(text)
+
+    monkeypatch.setattr(tokenizer, "encode", slow_encode)
+    with ThreadPoolExecutor(1) as pool:
+        reply = pool.submit(server.post, "/v1/chat/completions", _chat("hi", max_tokens=2))
+        assert entered.wait(30)
+        try:
+            assert server.health()["status"] == "ok"  # on the event loop, the tokenizing would block this
+        finally:
+            released.set()
+        assert reply.result(timeout=60)[0] == 200
+
+
 TEXT = st.text(alphabet=st.characters(codec=None), max_size=40)  # surrogates, NUL, emoji and all
 VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(), TEXT,
                    st.lists(TEXT, max_size=5), st.dictionaries(TEXT, TEXT, max_size=3))
@@ -176,7 +294,8 @@ def test_a_body_that_never_finishes_arriving_gets_a_408(server: InProcessServer,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(server.app, "limits", replace(LIMITS, body_timeout_s=1.0))
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 100\r\n\r\n{")
         start = time.monotonic()
         reply = s.recv(4096)
     assert reply.startswith(b"HTTP/1.1 408") and time.monotonic() - start < 8
@@ -275,7 +394,8 @@ def test_the_engine_counts_only_requests_that_really_wait() -> None:
 def test_a_chunked_body_over_the_cap_is_a_413(server: InProcessServer) -> None:
     chunk = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n")
         for _ in range(20):  # 1.25 MiB, past the 1 MiB cap; the server may stop reading early
             try:
                 s.sendall(chunk)
@@ -489,7 +609,8 @@ def test_two_signals_with_a_reply_in_flight_exit_cleanly(tmp_path: Path) -> None
                        b"Content-Length: %d\r\n\r\n" % len(body) + body)
         stream.recv(100)  # the reply has begun
         partial = socket.create_connection(("127.0.0.1", port), timeout=10)  # and a body still arriving
-        partial.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        partial.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 100\r\n\r\n{")
         time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.1)

@@ -1,7 +1,9 @@
 """The HTTP side of `microgpt serve`: a Starlette app whose routes speak the OpenAI API over the Engine.
 
-Routes: GET / (the chat page), GET /health, GET /v1/models, POST /v1/chat/completions, POST /v1/completions.
-Bodies are read with a size cap (413 past it) and a deadline (408), parsed by `protocol`, and answered whole
+Routes: GET / (the chat page), GET /health, GET /v1/models (and /v1/models/{id}), POST /v1/chat/completions,
+POST /v1/completions. Bodies must say they are JSON (415 otherwise: a web page cannot then post to the server
+without the browser asking first) and are read with a size cap (413 past it) and a deadline (408), parsed by
+`protocol`, tokenized off the event loop (a long prompt does not hold up other clients), and answered whole
 or, with "stream": true, as server-sent events ending in `data: [DONE]`. A client that goes away mid-stream
 cancels its sequence, which leaves the batch at the next step; a request that would wait behind too many
 others gets a 503 with Retry-After. With an API key, /v1/* requires `Authorization: Bearer KEY` (compared in
@@ -78,6 +80,11 @@ async def _read_body(request: HttpRequest, limits: ServeSettings) -> bytes:
 
 
 async def _read_json(request: HttpRequest, limits: ServeSettings) -> Any:
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise RequestError(f"send the body as JSON with 'Content-Type: application/json', not "
+                           f"{protocol.show(media_type or 'no Content-Type')}", status=415,
+                           code="unsupported_media_type")
     raw = await _read_body(request, limits)
     try:
         return json.loads(raw)
@@ -113,11 +120,22 @@ class Server:
     async def health(self, request: HttpRequest) -> Response:
         return JSONResponse({"status": "ok", "model": self.model_name, **self.engine.stats()})
 
+    def _model_card(self) -> dict[str, Any]:
+        return {"id": self.model_name, "object": "model", "created": 0, "owned_by": "microgpt"}
+
     async def models(self, request: HttpRequest) -> Response:
         if not self.authorised(request):
             return _error(_unauthorised())
-        return JSONResponse({"object": "list", "data": [
-            {"id": self.model_name, "object": "model", "created": 0, "owned_by": "microgpt"}]})
+        return JSONResponse({"object": "list", "data": [self._model_card()]})
+
+    async def model(self, request: HttpRequest) -> Response:
+        if not self.authorised(request):
+            return _error(_unauthorised())
+        name = request.path_params["name"]
+        if name != self.model_name:
+            return _error(RequestError(f"no model {protocol.show(name)} here: this server has "
+                                       f"{self.model_name!r}", "model", status=404, code="model_not_found"))
+        return JSONResponse(self._model_card())
 
     async def chat_completions(self, request: HttpRequest) -> Response:
         return await self._complete(request, chat=True)
@@ -134,10 +152,14 @@ class Server:
             return _error(exc)
         tok = self.engine.tokenizer
         text = messages_prompt(req.messages) if chat else req.prompt
-        ids = [tok.bos_id, *tok.encode(text)][-(self.block_size - 1):]  # keep room for at least one token
+        ids = [tok.bos_id, *await asyncio.to_thread(tok.encode, text)]  # a thread: the loop serves others meanwhile
+        headers = {}
+        if len(ids) >= self.block_size:  # the context window keeps the prompt's end and room for one token
+            headers["X-Microgpt-Prompt-Truncated"] = (f"kept the last {self.block_size - 1} of {len(ids)} prompt "
+                                                      f"tokens (context window {self.block_size})")
+            ids = ids[-(self.block_size - 1):]
         room = self.block_size - len(ids)
         settings = req.settings
-        headers = {}
         if settings.max_new_tokens > room:
             headers["X-Microgpt-Max-Tokens"] = f"capped to {room} (context window {self.block_size})"
             settings = replace(settings, max_new_tokens=room)
@@ -227,6 +249,7 @@ def build_app(server: Server) -> Starlette:
         Route("/", server.page, methods=["GET"]),
         Route("/health", server.health, methods=["GET"]),
         Route("/v1/models", server.models, methods=["GET"]),
+        Route("/v1/models/{name:path}", server.model, methods=["GET"]),
         Route("/v1/chat/completions", server.chat_completions, methods=["POST"]),
         Route("/v1/completions", server.completions, methods=["POST"]),
     ]
@@ -235,14 +258,17 @@ def build_app(server: Server) -> Starlette:
         status = getattr(exc, "status_code", 500)
         kind = "not_found_error" if status == 404 else "invalid_request_error" if status < 500 else "server_error"
         return JSONResponse(protocol.error_body(f"{request.method} {request.url.path}: "
-                                                f"{getattr(exc, 'detail', 'error')}", kind), status_code=status)
+                                                f"{getattr(exc, 'detail', 'error')}", kind), status_code=status,
+                            headers=getattr(exc, "headers", None))  # a 405's Allow: the methods the route takes
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         server.engine.stop()
 
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}, lifespan=lifespan)
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}, lifespan=lifespan)
+    app.router.redirect_slashes = False  # a redirect would be built from the client's Host header: a 404 instead
+    return app
 
 
 class HeadDeadlineProtocol(H11Protocol):

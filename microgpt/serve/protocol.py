@@ -7,6 +7,7 @@ Every problem with a request becomes a `RequestError` naming the field (`param`)
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -17,15 +18,16 @@ from microgpt.errors import ConfigError
 from microgpt.nn import SamplingSettings
 
 MAX_STOPS = 4  # as the OpenAI API
-ROLES = ("system", "user", "assistant")
-# Fields the OpenAI clients may send that change nothing here; accepted when they hold their neutral value.
+ROLES = ("system", "developer", "user", "assistant")  # "developer": OpenAI's newer name for "system"
+# Fields the OpenAI clients may send that change nothing here; accepted when they hold their neutral value
+# (a number equal to it for a number, the value itself otherwise: `"n": true` is not `"n": 1`).
 NEUTRAL = {"n": 1, "presence_penalty": 0, "frequency_penalty": 0, "logprobs": None, "logit_bias": None,
            "echo": False, "best_of": 1, "suffix": None, "top_logprobs": None, "response_format": None,
            "parallel_tool_calls": None, "tools": None, "tool_choice": None, "service_tier": None,
            "store": None, "metadata": None}
-IGNORED = ("user", "stream_options", "model")  # read or recorded elsewhere, never refused
-SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "max_tokens", "seed", "repetition_penalty",
-                   "min_tokens", "stop", "stream")
+IGNORED = ("user", "stream_options", "model")  # checked below for their type, never refused for their value
+SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "seed",
+                   "repetition_penalty", "min_tokens", "stop", "stream")
 
 
 class RequestError(ValueError):
@@ -40,7 +42,7 @@ class RequestError(ValueError):
         return error_body(str(self), self.kind, self.param, self.code)
 
 
-def _show(value: Any, limit: int = 60) -> str:
+def show(value: Any, limit: int = 60) -> str:
     """A request's value for an error message: its repr, cut short (a 1 MiB string is not echoed back)."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit - 3]}..."
@@ -64,8 +66,16 @@ class Request:
 
 # OpenAI request field -> SamplingSettings field; values are range-checked by the sampling knobs' own limits
 SAMPLING_NAMES = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "max_tokens": "max_new_tokens",
+                  "max_completion_tokens": "max_new_tokens",  # the chat API's newer name for max_tokens
                   "min_tokens": "min_new_tokens", "repetition_penalty": "repetition_penalty", "seed": "seed"}
-INTEGERS = {"top_k", "max_tokens", "min_tokens", "seed"}
+INTEGERS = {"top_k", "max_tokens", "max_completion_tokens", "min_tokens", "seed"}
+
+
+def _is_neutral(value: Any, neutral: Any) -> bool:
+    """Whether a NEUTRAL field's value is its neutral one: JSON's true is not 1, nor false 0."""
+    if value is None or isinstance(neutral, bool) or neutral is None:
+        return value is None or value is neutral
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value == neutral
 
 
 def _sampling(body: dict, defaults: SamplingSettings) -> SamplingSettings:
@@ -77,11 +87,13 @@ def _sampling(body: dict, defaults: SamplingSettings) -> SamplingSettings:
             continue
         integer = name in INTEGERS
         if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
-            raise RequestError(f"'{name}' must be {'an integer' if integer else 'a number'}, not {_show(value)}", name)
+            raise RequestError(f"'{name}' must be {'an integer' if integer else 'a number'}, not {show(value)}", name)
+        if values.get(field_name, value) != value:
+            raise RequestError(f"'{name}' disagrees with 'max_tokens': send one of them", name)
         values[field_name] = value
     alone = replace(defaults, min_new_tokens=0, max_new_tokens=2**62)  # no min/max clash while checking one
     for name, field_name in SAMPLING_NAMES.items():  # one field at a time, so the error names its field
-        if field_name in values:
+        if body.get(name) is not None:
             try:
                 sampling_from_mapping({field_name: values[field_name]}, alone)
             except ConfigError as exc:
@@ -115,7 +127,7 @@ def _messages(body: dict) -> list[tuple[str, str]]:
         if not isinstance(m, dict):
             raise RequestError(f"'{where}' must be an object with 'role' and 'content'", where)
         if m.get("role") not in ROLES:
-            raise RequestError(f"'{where}.role' must be one of {', '.join(ROLES)}, not {_show(m.get('role'))}",
+            raise RequestError(f"'{where}.role' must be one of {', '.join(ROLES)}, not {show(m.get('role'))}",
                                f"{where}.role")
         content = m.get("content")
         if isinstance(content, list):  # the newer "content parts" form: keep the text parts
@@ -123,7 +135,7 @@ def _messages(body: dict) -> list[tuple[str, str]]:
             content = "".join(p for p in parts if isinstance(p, str)) if parts else None
         if not isinstance(content, str) or not content.strip():
             raise RequestError(f"'{where}.content' must be a non-empty string", f"{where}.content")
-        out.append((m["role"], content))
+        out.append(("system" if m["role"] == "developer" else m["role"], content))
     if out[-1][0] != "user":
         raise RequestError("the last message must come from the user", f"messages[{len(out) - 1}].role")
     return out
@@ -136,13 +148,19 @@ def parse_request(body: Any, defaults: SamplingSettings, chat: bool) -> Request:
     known = {"messages" if chat else "prompt", *SAMPLING_FIELDS, *NEUTRAL, *IGNORED}
     unknown = sorted(set(body) - known)
     if unknown:
-        raise RequestError(f"unknown field {_show(unknown[0])}", unknown[0])
+        raise RequestError(f"unknown field {show(unknown[0])}", unknown[0])
     for name, neutral in NEUTRAL.items():
-        if body.get(name) not in (None, neutral) and not (name == "response_format" and body[name] == {"type": "text"}):
-            raise RequestError(f"'{name}' is not supported (leave it out or set it to {neutral!r})", name)
+        if not _is_neutral(body.get(name), neutral) and not (name == "response_format"
+                                                             and body[name] == {"type": "text"}):
+            raise RequestError(f"'{name}' is not supported (leave it out or set it to {json.dumps(neutral)})", name)
     if not isinstance(body.get("stream", False), bool):
         raise RequestError("'stream' must be true or false", "stream")
-    options = body.get("stream_options") or {}
+    if not isinstance(body.get("model", ""), str):
+        raise RequestError("'model' must be a string (any name: this server has one model)", "model")
+    options = {} if body.get("stream_options") is None else body["stream_options"]
+    if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
+        raise RequestError("'stream_options' must be an object whose 'include_usage' is true or false",
+                           "stream_options")
     settings = _sampling(body, defaults)
     if chat:
         messages, prompt = _messages(body), None
@@ -154,7 +172,7 @@ def parse_request(body: Any, defaults: SamplingSettings, chat: bool) -> Request:
             raise RequestError("'prompt' must be a non-empty string", "prompt")
         messages = None
     return Request(messages, prompt, settings, _stops(body), body.get("stream", False),
-                   bool(isinstance(options, dict) and options.get("include_usage")))
+                   options.get("include_usage", False))
 
 
 # ----- responses -------------------------------------------------------------------------------------------
