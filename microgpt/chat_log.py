@@ -58,7 +58,8 @@ class ChatLog:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             for path, mode in ((self.path, "a"), (self.latest, "a" if self._started else "w")):
-                with path.open(mode, encoding="utf-8") as handle:
+                # text read from a terminal that sent bytes that are not UTF-8 holds lone surrogates: escaped
+                with path.open(mode, encoding="utf-8", errors="backslashreplace") as handle:
                     handle.write(text)
                     handle.flush()
             self._started = True

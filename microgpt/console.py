@@ -17,7 +17,9 @@ import contextlib
 import errno
 import io
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any, TextIO
 
@@ -106,6 +108,30 @@ def output_may_fail() -> Iterator[None]:
         yield
     finally:
         _tolerant["on"] = before
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """Inside this block SIGTERM and SIGHUP (a closed terminal) stop the command as Ctrl-C does: a
+    KeyboardInterrupt, which the CLI turns into "interrupted" and exit code 130. For commands with nothing to
+    save (a chat): the default for those signals ends the process without a word or its cleanup."""
+    names = ("SIGTERM", "SIGHUP")
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stops = [getattr(signal, name) for name in names if hasattr(signal, name)]
+    before = {sig: signal.getsignal(sig) for sig in stops}
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    for sig in stops:
+        signal.signal(sig, interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def flush_std_streams() -> None:

@@ -82,6 +82,19 @@ def writable_folder(knob: str, folder: str | os.PathLike[str], value: str | os.P
     return path
 
 
+def creatable_folder(knob: str, folder: str | os.PathLike[str], value: str | os.PathLike[str] | None = None) -> Path:
+    """Check, creating nothing, that `folder` is a folder that takes files or could be made one: its nearest
+    existing ancestor is a folder this process may write in. ConfigError naming `knob` if not."""
+    path = Path(folder)
+    label = f"{knob}={os.fspath(folder if value is None else value)!r}"
+    existing = next(p for p in (path, *path.absolute().parents) if os.path.lexists(p))
+    if not existing.is_dir():
+        raise ConfigError(f"{label}: {os.fspath(existing)!r} is not a folder; give a folder path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{label}: cannot write in {os.fspath(existing)!r}; give a place you can write to")
+    return path
+
+
 def writable_file(knob: str, path: str | os.PathLike[str], example_name: str) -> Path:
     """A path a file can be written to: not a folder, not a device or FIFO, in a folder that takes new files."""
     target = Path(path)

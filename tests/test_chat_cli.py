@@ -169,6 +169,50 @@ def test_chat_ends_at_end_of_input(checkpoint: Path) -> None:
     assert result.stdout.count("assistant> ") == 1
 
 
+def test_input_that_is_not_utf8_is_chatted_and_logged_escaped(checkpoint: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in KNOB_BY_NAME and k not in KNOB_BY_CHAT_ENV}
+    env.update(PYTHONPATH=str(REPO_ROOT), LOG_DIR=str(tmp_path))
+    result = subprocess.run([sys.executable, "-m", "microgpt", "chat", str(checkpoint), *DECODE], env=env,
+                            input=b"caf\xe9\n", capture_output=True, timeout=300, check=False)
+    assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr
+    [log] = (tmp_path / "chat").glob("chat_2*.log")
+    assert "] user: caf\\udce9\n" in log.read_text(encoding="utf-8")  # the odd byte, escaped: still UTF-8
+
+
+def test_chat_with_its_input_closed_ends_as_at_end_of_input(checkpoint: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run([sys.executable, "-m", "microgpt", "chat", str(checkpoint), "--no-log"], env=env,
+                            stdin=subprocess.DEVNULL, capture_output=True, timeout=300, check=False,
+                            preexec_fn=lambda: os.close(0))  # no stdin at all, as `chat <&-`
+    assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("signal_name", ["SIGHUP", "SIGTERM"])
+def test_a_closed_terminal_or_sigterm_ends_chat_as_ctrl_c_does(checkpoint: Path, signal_name: str) -> None:
+    import signal as signals
+
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "microgpt", "chat", str(checkpoint), "--no-log"], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.read(len("chatting with")) == b"chatting with"  # at the prompt, waiting for a line
+        proc.send_signal(getattr(signals, signal_name))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and err.decode().strip() == "interrupted"
+
+
+def test_a_prompts_file_keeps_unicode_line_separators_and_names_a_bad_line(checkpoint: Path, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("one\u2028two\n", encoding="utf-8")
+    result = run_cli("chat-once", str(checkpoint), "--prompts-file", str(prompts), "--max-new-tokens", "2")
+    assert result.returncode == 0 and result.stdout.count("> ") == 1, result.stdout  # one prompt, not two
+    prompts.write_bytes(b"fine\nalso fine\nbad \xff\n")
+    result = run_cli("chat-once", str(checkpoint), "--prompts-file", str(prompts))
+    assert result.returncode == 2 and f"{prompts}:3: not UTF-8" in result.stderr
+
+
 # --- ChatSession with a scripted model -----------------------------------------------------------------
 
 @pytest.fixture

@@ -81,3 +81,38 @@ def test_only_the_training_text_xz_can_look_back_at_is_compressed(monkeypatch: p
     heldout = [recent[0][-400:]]
     assert baseline.xz_bits_per_byte(junk + recent, heldout) == baseline.xz_bits_per_byte(recent, heldout)
     assert baseline.xz_bits_per_byte(recent, heldout) < 2  # the window still holds what the held-out text repeats
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file", "/dev/null"])
+def test_a_log_folder_that_cannot_be_one_is_one_line_before_any_scoring(setup, tmp_path: Path, capsys, where: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    ckpt, heldout = setup
+    (tmp_path / "plain").write_text("x", encoding="utf-8")
+    log_dir = {"a file": str(tmp_path / "plain"), "under a file": str(tmp_path / "plain" / "logs"),
+               "/dev/null": "/dev/null"}[where]
+    scored = []
+    monkeypatch.setattr(eval_command, "evaluate_heldout", lambda *a, **k: scored.append(a))
+    code = main(["eval", str(ckpt), str(heldout), "--log-dir", log_dir])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and f"--log-dir={log_dir!r}" in err and "not a folder" in err
+    assert scored == []
+
+
+def test_results_go_to_the_log_dir_variable(setup, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    ckpt, heldout = setup
+    monkeypatch.setenv("LOG_DIR", str(tmp_path / "elsewhere"))
+    assert main(["eval", str(ckpt), str(heldout)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(".csv")
+    assert list((tmp_path / "elsewhere" / "eval").glob("heldout_*.csv")) and not (tmp_path / "logs").exists()
+
+
+def test_a_batch_too_big_for_memory_is_refused_before_any_scoring(setup, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    ckpt, heldout = setup
+    scored = []
+    monkeypatch.setattr(eval_command, "evaluate_heldout", lambda *a, **k: scored.append(a))
+    code = main(["eval", str(ckpt), str(heldout), "--batch-size", str(10**9)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--batch-size 1000000000" in err and "GiB" in err
+    assert scored == []
+    monkeypatch.undo()
+    assert main(["eval", str(ckpt), str(heldout), "--batch-size", "64"]) == 0  # a batch that fits is scored

@@ -8,18 +8,18 @@ LOG_DIR/chat/chat_<session>.log and LOG_DIR/chat/chat_latest.log (`--no-log` tur
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from microgpt.chat import ChatSession
 from microgpt.chat_log import ChatLog
 from microgpt.config import (
     SAMPLING_KNOBS,
-    TrainConfig,
     format_value,
+    knob_from_env,
     sampling_from_env,
     sampling_from_mapping,
 )
+from microgpt.console import stop_signals_interrupt
 from microgpt.nn import SamplingSettings
 
 
@@ -42,7 +42,7 @@ def sampling_from_args(args: argparse.Namespace, env: dict[str, str] | None = No
 
 def chat_log(prefix: str) -> ChatLog:
     """A session log under LOG_DIR/chat (the LOG_DIR variable, else the knob's default folder)."""
-    return ChatLog(os.environ.get("LOG_DIR", "").strip() or TrainConfig.log_dir, prefix)
+    return ChatLog(knob_from_env("LOG_DIR"), prefix)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with stop_signals_interrupt():  # a closed terminal ends the chat as Ctrl-C does
+        return _chat(args)
+
+
+def _chat(args: argparse.Namespace) -> int:
     settings = sampling_from_args(args)
     session = ChatSession.from_checkpoint(args.checkpoint)
     log = None if args.no_log else chat_log("chat")
@@ -63,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     while True:
         try:
             line = input("you> ").strip()
-        except EOFError:
+        except (EOFError, RuntimeError):  # Ctrl-D, or stdin or stdout closed (input() raises RuntimeError)
             print()
             return 0
         if line in ("/quit", "/exit"):

@@ -14,6 +14,7 @@ import argparse
 
 from microgpt.chat import ChatSession
 from microgpt.commands.chat import add_sampling_arguments, chat_log, sampling_from_args
+from microgpt.console import stop_signals_interrupt
 from microgpt.errors import ConfigError
 from microgpt.safe_io import read_capped
 
@@ -36,18 +37,26 @@ def _prompts(args: argparse.Namespace) -> list[str]:
     if not args.prompts_file:
         return [" ".join(args.prompt)]
     try:
-        text = read_capped(args.prompts_file, MAX_PROMPTS_BYTES).decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"--prompts-file {args.prompts_file}: not UTF-8 text") from None
+        raw = read_capped(args.prompts_file, MAX_PROMPTS_BYTES)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"--prompts-file {args.prompts_file}:{line}: not UTF-8 text; save the file as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"--prompts-file {args.prompts_file}: {exc.strerror or exc}") from None
-    prompts = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    lines = text.split("\n")  # not splitlines(): a prompt may hold U+2028 and other line separators
+    prompts = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not prompts:
         raise ConfigError(f"--prompts-file {args.prompts_file}: holds no prompts (one a line)")
     return prompts
 
 
 def run(args: argparse.Namespace) -> int:
+    with stop_signals_interrupt():  # a closed terminal ends it as Ctrl-C does
+        return _answer(args)
+
+
+def _answer(args: argparse.Namespace) -> int:
     settings = sampling_from_args(args)
     prompts = _prompts(args)
     session = ChatSession.from_checkpoint(args.checkpoint)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+
+import psutil
 
 from microgpt.baseline import xz_bits_per_byte
 from microgpt.commands import positive_int
-from microgpt.config import TrainConfig
+from microgpt.config import TrainConfig, knob_from_env
 from microgpt.errors import ConfigError
 from microgpt.evaluate import (
     DEFAULT_BATCH_SIZE,
@@ -21,6 +24,7 @@ from microgpt.evaluate import (
     read_heldout,
     results_json,
 )
+from microgpt.safe_io import creatable_folder
 from microgpt.storage import load_checkpoint
 
 EPILOG = """\
@@ -69,8 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training data the baseline reads first (default: the checkpoint's dataset)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table (strict "
                         "JSON: a loss that is NaN or infinite is null)")
-    parser.add_argument("--log-dir", default=TrainConfig.log_dir, metavar="DIR",
-                        help=f"where eval/heldout_*.csv goes (default {TrainConfig.log_dir})")
+    parser.add_argument("--log-dir", metavar="DIR",
+                        help=f"where eval/heldout_*.csv goes (default: LOG_DIR, else {TrainConfig.log_dir})")
     parser.add_argument("--benchmark", action="store_true",
                         help="time 175 records (../shared/eval seed tasks, else the starter set) with a c1-sized "
                         "model (vocab 2048, 1x48, block 96) and exit")
@@ -88,9 +92,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--baseline xz scores held-out datasets (--split all), not the run's validation split")
     if args.split == "all" and not args.datasets:
         raise ConfigError("give at least one DATASET to score (or --split val for the run's validation split)")
+    log_dir = args.log_dir or knob_from_env("LOG_DIR")
+    creatable_folder("--log-dir" if args.log_dir else "LOG_DIR", Path(log_dir) / "eval", value=log_dir)  # before any work
 
     checkpoint = load_checkpoint(args.checkpoint)
     block_size = checkpoint.model.config.block_size
+    if args.batch_size:
+        _check_batch_fits(checkpoint.model.config, args.batch_size)
     if args.stride and args.stride > block_size:
         raise ConfigError(f"--stride {args.stride}: must not exceed the checkpoint's block size {block_size}")
     stride = args.stride or max(1, block_size // 2)
@@ -108,13 +116,11 @@ def run(args: argparse.Namespace) -> int:
         results = [evaluate_heldout(checkpoint, h, stride, args.batch_size or DEFAULT_BATCH_SIZE) for h in heldouts]
 
     baselines = _baselines(train, heldouts) if args.split == "all" and train else {}
-    csv_path = append_results(results, args.checkpoint, args.log_dir)
     if args.json:
         report = json.loads(results_json(results, args.checkpoint, checkpoint, stride if args.split == "all" else None))
         if baselines:
             report["baseline"] = {"method": "xz", "train_data": baselines.pop("train_data"), "bits_per_byte": baselines}
         print(json.dumps(report))
-        print(f"results appended to {csv_path}", file=sys.stderr)
     else:
         meta = checkpoint.meta
         where = f"run {meta['run_id']}, step {meta.get('step')}" if meta.get("run_id") else meta.get("format", "")
@@ -128,8 +134,18 @@ def run(args: argparse.Namespace) -> int:
                 xz = baselines[r.dataset]
                 print(f"xz having read {train_data}: {xz:.3f} bits/byte on {r.dataset}; "
                       f"the model needs {r.bits_per_byte / xz:.1%} of that")
-        print(f"results appended to {csv_path}")
+    csv_path = append_results(results, args.checkpoint, log_dir)  # after the report: a failing disk loses no result
+    print(f"results appended to {csv_path}", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _check_batch_fits(config, batch_size: int) -> None:
+    """A --batch-size whose forward pass would not fit in free memory is refused before anything is scored."""
+    needed, available = config.inference_memory_mb(batch_size) * 2**20, psutil.virtual_memory().available
+    if needed > available:
+        raise ConfigError(f"--batch-size {batch_size}: scoring that many windows at once needs about "
+                          f"{needed / 2**30:,.1f} GiB, but only {available / 2**30:,.1f} GiB of memory is free; "
+                          f"give a smaller --batch-size (default {DEFAULT_BATCH_SIZE})")
 
 
 def _baseline_train(args: argparse.Namespace, checkpoint) -> HeldoutSet:

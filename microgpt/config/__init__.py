@@ -16,6 +16,7 @@ from microgpt.config.parse import (
     find_knob,
     format_config,
     format_value,
+    knob_from_env,
     load_config,
     parse_value,
     read_config_file,
@@ -29,6 +30,6 @@ from microgpt.config.train_config import FLAT_PATHS, TrainConfig
 __all__ = [
     "FLAT_PATHS", "GROUPS", "KNOBS", "KNOB_BY_CHAT_ENV", "KNOB_BY_FIELD", "KNOB_BY_NAME", "NUMBERED", "PRESETS", "PRESET_HELP",
     "SAMPLING_KNOBS", "Knob", "TrainConfig", "config_from_dict", "find_knob", "format_config", "format_value",
-    "load_config", "parse_value", "read_config_file", "sampling_from_env", "sampling_from_mapping", "to_env",
+    "knob_from_env", "load_config", "parse_value", "read_config_file", "sampling_from_env", "sampling_from_mapping", "to_env",
     "validate_config",
 ]

@@ -235,6 +235,13 @@ def load_config(
     return config_from_dict(values, check_paths=check_paths)
 
 
+def knob_from_env(name: str, env: Mapping[str, str] | None = None) -> Any:
+    """One knob as the environment sets it (an empty variable counts as unset), else its default: for the
+    commands that read a run's locations (LOG_DIR for chat and eval logs) without loading a whole config."""
+    raw = (os.environ if env is None else env).get(name, "")
+    return parse_value(name, raw) if raw.strip() else KNOB_BY_NAME[name].default
+
+
 def to_env(cfg: TrainConfig) -> dict[str, str]:
     """The config as environment variables: what `KNOB=value python -m microgpt train` would need."""
     return {knob.name: format_value(cfg.get(knob.field)) for knob in KNOBS}

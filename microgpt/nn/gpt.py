@@ -79,6 +79,12 @@ class GPTConfig:
         activations = self.n_layer * (b * t * c * 20 + b * h * t * t * 2) + b * t * v * 3
         return (weights + activations) * 4 / 2**20
 
+    def inference_memory_mb(self, batch_size: int) -> float:
+        """Rough memory in MiB of one forward pass without gradients: the weights, one block's activations
+        (about 12 B*T*C numbers and two B*H*T*T maps; earlier blocks' are freed) and the B*T*V logits."""
+        b, t, c, h, v = batch_size, self.block_size, self.n_embd, self.n_head, self.vocab_size
+        return (self.num_parameters() + b * t * c * 12 + b * h * t * t * 2 + b * t * v) * 4 / 2**20
+
 
 def _entropy(seed: object) -> list[int] | None:
     """A seed (None, an int, or a tuple of ints) as the entropy list SeedSequence takes."""
