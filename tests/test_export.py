@@ -124,6 +124,25 @@ def test_a_failure_mid_export_leaves_no_half_written_folder(tmp_path: Path, caps
     assert load_checkpoint(out).model.config == load_checkpoint(ckpt).model.config
 
 
+def test_an_empty_out_dir_is_filled_in_place_and_a_link_is_followed(tmp_path: Path, capsys) -> None:
+    ckpt = _checkpoint(tmp_path)
+    out = tmp_path / "volume"  # as a mount point would be: the folder itself must stay, with its mode
+    out.mkdir()
+    out.chmod(0o2770)
+    before = out.stat()
+    _export(capsys, ckpt, out)
+    after = out.stat()
+    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode) and export.is_export(out)
+    (tmp_path / "target").mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "target", target_is_directory=True)
+    _export(capsys, ckpt, link)
+    assert link.is_symlink() and export.is_export(tmp_path / "target")
+    assert main(["export", str(ckpt), str(link), "--force"]) == 0  # an earlier export behind a link: replaced
+    assert link.is_symlink() and export.is_export(tmp_path / "target")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "model.npz", "target", "volume"]
+
+
 def test_an_existing_out_dir_is_taken_empty_replaced_with_force_and_never_if_it_holds_other_files(
         tmp_path: Path, capsys) -> None:
     (tmp_path / "s").mkdir()

@@ -42,13 +42,15 @@ def is_export(path: Path) -> bool:
 
 def save_export(checkpoint: Checkpoint, out_dir: str | os.PathLike[str], source: str = "",
                 replace: bool = False) -> Path:
-    """Write `checkpoint`'s model and tokenizer to `out_dir` as a whole (atomic.atomic_folder): a crash or an
-    error on the way leaves no half-written folder, and an earlier export there stays as it was.
+    """Write `checkpoint`'s model and tokenizer to `out_dir`. A new folder, or one replacing an earlier export,
+    is swapped in whole (atomic.atomic_folder): a crash or an error on the way leaves no half-written folder and
+    the earlier export as it was. An existing empty folder is filled in place, each file written whole (temp,
+    fsync, rename), so a mount point or the folder's own permissions stay; a link is followed to its folder.
 
     A new or empty `out_dir` is taken; one holding an earlier export is replaced only with `replace`; a folder
     holding anything else is never touched. Each refusal is one ConfigError naming OUT_DIR.
     """
-    out = Path(os.path.abspath(out_dir))  # "." or "exported/" too: the folder has a name and a parent
+    out = Path(os.path.realpath(out_dir))  # "." or "exported/" too, or a link: the real folder, its real parent
     label = f"OUT_DIR={os.fspath(out_dir)!r}"
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{label}: is not a folder; give a folder path")
@@ -68,15 +70,22 @@ def save_export(checkpoint: Checkpoint, out_dir: str | os.PathLike[str], source:
         raise ConfigError(f"{source or 'this checkpoint'}: its tokenizer (the original Go format's) cannot be "
                           "exported; retrain or export a checkpoint made by microgpt")
     weights = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in model.state_dict().items()}
-    with atomic_folder(out) as folder:
+    config = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "model": model.config.to_dict(),
+              "source": {"checkpoint": source, "run_id": checkpoint.meta.get("run_id"),
+                         "step": checkpoint.meta.get("step")}}
+    vocabulary = {"format": "microgpt-tokenizer", "version": EXPORT_VERSION, **_vocabulary(tokenizer),
+                  "state": tokenizer.to_dict()}
+
+    def write_into(folder: Path) -> None:
         atomic_write_bytes(folder / "model.safetensors", save(weights, metadata={"format": "pt"}))
-        atomic_write_json(folder / "config.json", {
-            "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "model": model.config.to_dict(),
-            "source": {"checkpoint": source, "run_id": checkpoint.meta.get("run_id"),
-                       "step": checkpoint.meta.get("step")},
-        })
-        atomic_write_json(folder / "tokenizer.json", {"format": "microgpt-tokenizer", "version": EXPORT_VERSION,
-                                                      **_vocabulary(tokenizer), "state": tokenizer.to_dict()})
+        atomic_write_json(folder / "config.json", config)
+        atomic_write_json(folder / "tokenizer.json", vocabulary)
+
+    if out.is_dir() and not held:  # an empty folder (a mount point, one with its own permissions) is filled in
+        write_into(out)  # place, each file atomically: a new folder renamed over it would fail or lose them
+    else:  # a new folder, or an earlier export replaced: swapped in whole
+        with atomic_folder(out) as folder:
+            write_into(folder)
     return out
 
 
