@@ -10,6 +10,7 @@ import pytest
 
 import microgpt.__main__ as cli
 from microgpt.data.download import download
+from microgpt.errors import DatasetError
 
 PAYLOAD = b"".join(
     b'{"instruction": "q%d", "context": "", "response": "a", "category": "open_qa"}\n' % i
@@ -127,6 +128,28 @@ def test_unreachable_url_is_exit_2_with_one_line(tmp_path, data_cli, capsys):
 def test_malformed_sha256_flag_is_rejected(tmp_path, data_cli, capsys):
     assert data_cli(["data", "get", "dolly", "--sha256", "xyz", "--out", str(tmp_path / "d")]) == 2
     assert "64 hex digits" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("url", ["not a url", "", "http://[::1/x", "ftp://example.com/d.jsonl", "http://x\n/",
+                                 "http:///no-host"])
+def test_a_malformed_url_is_exit_2_with_one_line_and_nothing_written(tmp_path, data_cli, capsys, url):
+    assert data_cli(["data", "get", "dolly", "--url", url, "--out", str(tmp_path / "d.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--url" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_body_past_the_size_cap_stops_and_is_deleted(server, tmp_path, declared, monkeypatch):
+    if not declared:  # a server that sends no Content-Length (an endless body): stopped while it arrives
+        monkeypatch.setattr(RangeHandler, "send_header", lambda self, name, value: None)
+    out = tmp_path / "dolly.jsonl"
+    with pytest.raises(DatasetError, match="more than") as error:
+        download(server, out, None, max_bytes=len(PAYLOAD) // 4)
+    assert ("bytes, more than" in str(error.value)) == declared  # refused from its declared size, or cut short
+    assert list(tmp_path.iterdir()) == []
+    download(server, out, SHA256)  # the default cap takes a real file
+    assert out.read_bytes() == PAYLOAD
 
 
 def free_port() -> int:

@@ -14,12 +14,13 @@ import re
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import TextIO
 
 from microgpt.data.dataset import sha256_file
-from microgpt.errors import DatasetError
+from microgpt.errors import ConfigError, DatasetError
 from microgpt.safe_io import writable_file
 
 DOLLY_URL = (
@@ -29,15 +30,32 @@ DOLLY_URL = (
 DOLLY_SHA256 = "2df9083338b4abd6bceb5635764dab5d833b393b55759dffb0959b6fcbf794ec"
 DOLLY_PATH = Path("datasets/raw/databricks-dolly-15k.jsonl")
 CHUNK = 1 << 16
+MAX_BYTES = 1 << 30  # 1 GiB: far past any dataset trained here in minutes (Dolly is 13 MB); a body that never ends stops
+SCHEMES = ("https", "http", "file")  # file: a mirror on this machine
+
+
+def check_url(url: str) -> str:
+    """`url` if it is an http(s) or file URL; ConfigError in one line otherwise (the URL shown escaped)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:
+        raise ConfigError(f"--url {url!r}: {exc}; give a URL such as {DOLLY_URL}") from None
+    if parts.scheme not in SCHEMES or not (parts.netloc or parts.scheme == "file") or not url.isprintable() \
+            or " " in url:
+        raise ConfigError(f"--url {url!r}: not an {', '.join(SCHEMES)} URL; give one such as {DOLLY_URL}")
+    return url
 
 
 def download(
-    url: str, dest: str | Path, sha256: str | None, out: TextIO = sys.stderr, timeout: float = 30.0
+    url: str, dest: str | Path, sha256: str | None, out: TextIO = sys.stderr, timeout: float = 30.0,
+    max_bytes: int = MAX_BYTES,
 ) -> Path:
     """Download `url` to `dest`, resuming a partial `.part` file; None as sha256 skips the check.
 
-    Raises DatasetError (one line) when offline, on an HTTP error, or when the sha256 does not match.
+    Raises DatasetError (one line) when offline, on an HTTP error, past `max_bytes`, or when the sha256 does
+    not match; ConfigError for a URL that is not one.
     """
+    check_url(url)
     dest = writable_file("--out", dest, DOLLY_PATH.name)
     if dest.exists():
         if sha256 is None or sha256_file(dest) == sha256:
@@ -46,7 +64,7 @@ def download(
         print(f"{dest} does not match the expected sha256; downloading a new copy (the old file stays until "
               "the new one is complete and checked)", file=out)
     part = dest.with_name(dest.name + ".part")
-    _fetch(url, part, out, timeout)
+    _fetch(url, part, out, timeout, max_bytes)
     if sha256 is not None:
         actual = sha256_file(part)
         if actual != sha256:
@@ -59,7 +77,7 @@ def download(
     return dest
 
 
-def _fetch(url: str, part: Path, out: TextIO, timeout: float) -> None:
+def _fetch(url: str, part: Path, out: TextIO, timeout: float, max_bytes: int) -> None:
     """Bring `part` up to the whole file: ask only for the missing bytes when some are already there."""
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"User-Agent": "microgpt"})
@@ -73,12 +91,21 @@ def _fetch(url: str, part: Path, out: TextIO, timeout: float) -> None:
             else:
                 have = 0
             total = _total_size(response, have)
+            if total is not None and total > max_bytes:
+                raise DatasetError(f"cannot download {url}: it is {total:,} bytes, more than the "
+                                   f"{max_bytes / 2**20:,.0f} MiB a dataset file may be (check --url)")
             with open(part, "ab" if resumed else "wb") as f:
                 bar = ProgressBar(out, total, have)
                 while chunk := response.read(CHUNK):
                     f.write(chunk)
                     bar.update(len(chunk))
+                    if bar.done > max_bytes:
+                        break
                 bar.close()
+        if bar.done > max_bytes:
+            part.unlink()
+            raise DatasetError(f"cannot download {url}: it sent more than {max_bytes / 2**20:,.0f} MiB, far more than "
+                               "a dataset file; the download was deleted (check --url)")
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # the part file already holds every byte
             return
