@@ -33,6 +33,22 @@ def test_counts_below_one_are_refused_before_anything_runs(tmp_path: Path, args:
     assert args[1] in error and ("at least 1" in error or "whole number" in error)
 
 
+@pytest.mark.parametrize("value", ["0", "-5", "99999999999", "abc"])
+def test_a_vocab_size_outside_its_knobs_limits_is_refused_not_replaced(tmp_path: Path, value: str) -> None:
+    data = write_dataset(tmp_path)
+    result = microgpt(tmp_path, "validate-dataset", str(data), "--vocab-size", value)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and f"--vocab-size={value!r}" in result.stderr
+
+
+@pytest.mark.parametrize("args, fragment", [(("chat-once", ".", "hi"), "is a folder, not a checkpoint"),
+                                            (("chat-once", "m.npz", "  "), "the prompt is empty")])
+def test_a_folder_for_a_checkpoint_and_an_empty_prompt_are_one_line(tmp_path: Path, args: tuple[str, ...],
+                                                                    fragment: str) -> None:
+    (tmp_path / "m.npz").write_bytes(b"")
+    result = microgpt(tmp_path, *args)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and fragment in result.stderr
+
+
 def test_a_run_stopped_before_any_evaluation_names_no_loss(tmp_path: Path) -> None:
     write_dataset(tmp_path)
     result = microgpt(tmp_path, "train", "--stop-after", "3")  # EVAL_INTERVAL is 10: nothing was measured

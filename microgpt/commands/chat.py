@@ -64,7 +64,7 @@ def _chat(args: argparse.Namespace) -> int:
     if log is not None:
         log.context(args.checkpoint, settings)
     print(f"chatting with {args.checkpoint} (temperature {settings.temperature}, up to {settings.max_new_tokens} "
-          "tokens). /reset starts over, /quit or Ctrl-D leaves." + (f" Log: {log.path}" if log else ""))
+          "tokens). /reset starts over, /quit or Ctrl-D leaves." + (f" Log: {log.path}" if log and not log.failed else ""))
     while True:
         try:
             line = input("you> ").strip()

@@ -35,7 +35,10 @@ def _prompts(args: argparse.Namespace) -> list[str]:
     if bool(args.prompt) == bool(args.prompts_file):
         raise ConfigError("give a prompt or --prompts-file FILE (one of the two)")
     if not args.prompts_file:
-        return [" ".join(args.prompt)]
+        prompt = " ".join(args.prompt)
+        if not prompt.strip():
+            raise ConfigError("the prompt is empty; give some text to answer")
+        return [prompt]
     try:
         raw = read_capped(args.prompts_file, MAX_PROMPTS_BYTES)
         text = raw.decode("utf-8")

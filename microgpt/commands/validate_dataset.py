@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
 
 import numpy as np
 
 from microgpt.commands import positive_int
-from microgpt.config import KNOB_BY_NAME, TrainConfig, parse_value
+from microgpt.config import KNOB_BY_NAME, TrainConfig, knob_from_env, parse_value
 from microgpt.data.dataset import iter_documents, validate_dataset
 from microgpt.data.records import RECORD_TYPES
 from microgpt.data.tokenizer import build_tokenizer, iter_batches
@@ -32,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tokenizer", choices=["bpe", "char"], help="tokenizer for the statistics ($TOKENIZER)"
     )
     parser.add_argument(
-        "--vocab-size", type=int,
+        "--vocab-size", metavar="N",
         help=f"local vocabulary size ($TOKEN_VOCAB_SIZE, default {KNOB_BY_NAME['TOKEN_VOCAB_SIZE'].default})"
     )
 
@@ -49,11 +48,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"{path}: invalid ({report.problem_count} problems; {report.documents} valid records)")
         return 1
 
-    kind = args.tokenizer or _configured("TOKENIZER")
-    vocab_size = args.vocab_size or _configured("TOKEN_VOCAB_SIZE")
-    encoding = _configured("BPE_ENCODING")
+    kind = args.tokenizer or knob_from_env("TOKENIZER")
+    vocab_size = knob_from_env("TOKEN_VOCAB_SIZE") if args.vocab_size is None else \
+        parse_value("TOKEN_VOCAB_SIZE", args.vocab_size, "--vocab-size")
+    encoding = knob_from_env("BPE_ENCODING")
     documents = (document.text for document in iter_documents(path))
-    tokenizer = build_tokenizer(kind, vocab_size, documents, encoding, _configured("BPE_FILE") or None)
+    tokenizer = build_tokenizer(kind, vocab_size, documents, encoding, knob_from_env("BPE_FILE") or None)
 
     lengths: list[np.ndarray] = []
     fallback = 0
@@ -78,9 +78,3 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"outside the local vocabulary: {fallback / max(total, 1):.2%} of tokens are byte fallback")
     return 0
-
-
-def _configured(knob: str) -> Any:
-    """The knob's value from the environment, parsed and checked as training does, else its default."""
-    raw = os.environ.get(knob, "").strip()
-    return parse_value(knob, raw) if raw else KNOB_BY_NAME[knob].default

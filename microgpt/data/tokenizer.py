@@ -216,8 +216,9 @@ class BPETokenizer(Tokenizer):
         saved tokenizer names is shown in the error, never opened (a checkpoint may come from anyone).
         """
         if d["encoding"] != CL100K and not bpe_file:
+            saved = f"; it was saved as {d['bpe_file']!r}" if isinstance(d.get("bpe_file"), str) else ""
             raise ConfigError(f"this tokenizer uses the {d['encoding']!r} encoding: set BPE_FILE to its rank file "
-                              f"(sha256 {d.get('rank_file_sha256')}; it was saved as {d.get('bpe_file')!r})")
+                              f"(sha256 {d.get('rank_file_sha256')}{saved})")
         tokenizer = cls(d["local_ranks"], d["encoding"], bpe_file, d.get("fallback", "bytes"))
         if tokenizer._ranks.sha256 != d["rank_file_sha256"]:
             raise ConfigError(

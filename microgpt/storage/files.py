@@ -31,6 +31,9 @@ def load_checkpoint(path: str | os.PathLike[str], bpe_file: str | None = None) -
             raise CheckpointError(f"{path}: reading an export needs safetensors: pip install -e \".[serve]\"") \
                 from None
         return load_export(path, _chosen_bpe_file(bpe_file))
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint (nor an export: no model.safetensors in it); "
+                              f"give a file such as {os.fspath(path / 'best_checkpoint.npz')!r}")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file (train one with `python -m microgpt train`)")
     if path.suffix == ".json":
