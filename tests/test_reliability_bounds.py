@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -134,13 +135,16 @@ def test_an_npy_header_that_claims_373_gib_is_not_believed(small_checkpoint: Pat
         load_checkpoint(liar)
 
 
-def test_nan_weights_are_refused_at_load(small_checkpoint: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("value, fragment", [(np.nan, "holds NaN"), (1e38, "holds values as large as 1e+38"),
+                                             (-2e4, "holds values as large as 2e+04")])
+def test_nan_or_absurdly_large_weights_are_refused_at_load(small_checkpoint: Path, tmp_path: Path, value: float,
+                                                           fragment: str) -> None:
     with np.load(small_checkpoint) as f:
         arrays = {name: f[name] for name in f.files}
-    arrays["param/layer0.attn_wq"] = np.full_like(arrays["param/layer0.attn_wq"], np.nan)
-    np.savez(tmp_path / "nan.npz", **arrays)
-    with pytest.raises(CheckpointError, match="param/layer0.attn_wq holds NaN"):
-        load_checkpoint(tmp_path / "nan.npz")
+    arrays["param/layer0.attn_wq"] = np.full_like(arrays["param/layer0.attn_wq"], value)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(CheckpointError, match=re.escape(f"param/layer0.attn_wq {fragment}")):
+        load_checkpoint(tmp_path / "bad.npz")
 
 
 def test_a_go_checkpoint_declaring_ten_million_layers_is_one_line(tmp_path: Path) -> None:

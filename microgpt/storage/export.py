@@ -25,7 +25,7 @@ from microgpt.atomic import atomic_folder, atomic_write_bytes, atomic_write_json
 from microgpt.data.tokenizer import tokenizer_from_dict
 from microgpt.errors import CheckpointError, ConfigError, MicrogptError
 from microgpt.nn import GPT
-from microgpt.nn.bounds import checked_model_config, parameter_shapes
+from microgpt.nn.bounds import check_weights, checked_model_config, parameter_shapes
 from microgpt.safe_io import open_regular, parse_json, read_capped, writable_folder
 from microgpt.storage.checkpoint import Checkpoint
 
@@ -114,9 +114,7 @@ def load_export(folder: str | os.PathLike[str], bpe_file: str | None = None) -> 
                 raise CheckpointError(f"{weights_path}: {name} is {declared.get(name)}, config.json implies "
                                       f"{expected.get(name)}")
         weights = load_file(weights_path)
-        for name, value in weights.items():
-            if value.dtype.kind != "f" or not np.isfinite(value).all():
-                raise CheckpointError(f"{weights_path}: {name} is not all finite floats")
+        check_weights(weights, str(weights_path), CheckpointError)
         if not isinstance(tokenizer_file, dict) or not isinstance(tokenizer_file.get("state"), dict):
             raise CheckpointError(f"{folder / 'tokenizer.json'}: no tokenizer state object")
         tokenizer = tokenizer_from_dict(tokenizer_file["state"], bpe_file)

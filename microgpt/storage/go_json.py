@@ -15,7 +15,7 @@ import psutil
 from microgpt.data.go_tokenizer import GoBPETokenizer, GoCharTokenizer
 from microgpt.errors import CheckpointError
 from microgpt.nn import GPT
-from microgpt.nn.bounds import checked_model_config
+from microgpt.nn.bounds import check_weights, checked_model_config
 from microgpt.safe_io import parse_json, read_capped
 from microgpt.storage.checkpoint import Checkpoint
 
@@ -52,9 +52,7 @@ def load_go_checkpoint(path: Path) -> Checkpoint:
         shape = {name: cfg.get(name) for name in ("n_layer", "n_embd", "n_head", "block_size")}
         config = checked_model_config({**shape, "vocab_size": tokenizer.vocab_size}, f"{path}: config",
                                       CheckpointError)
-        for name, value in weights.items():
-            if not np.isfinite(value).all():
-                raise CheckpointError(f"{path}: state.{name} holds NaN or infinite values")
+        check_weights({f"state.{name}": value for name, value in weights.items()}, str(path), CheckpointError)
         model = GPT(config, seed=0)
         model.load_state_dict(weights)
     except CheckpointError:

@@ -19,7 +19,7 @@ from microgpt.atomic import atomic_open
 from microgpt.data.tokenizer import Tokenizer, tokenizer_from_dict
 from microgpt.errors import CheckpointError, MicrogptError
 from microgpt.nn import GPT, Adam, GPTConfig
-from microgpt.nn.bounds import checked_model_config, parameter_shapes
+from microgpt.nn.bounds import check_weights, checked_model_config, parameter_shapes
 from microgpt.safe_io import NpyMember, inspect_npz, parse_json
 from microgpt.storage.checkpoint import Checkpoint
 
@@ -79,10 +79,7 @@ def load_npz_checkpoint(path: Path, bpe_file: str | None = None) -> Checkpoint:
             _check_declared_weights(path, members, config)
             params = {k.removeprefix("param/"): f[k] for k in f.files if k.startswith("param/")}
             optim = {k.removeprefix("optim/"): f[k] for k in f.files if k.startswith("optim/")}
-        for name, value in params.items():
-            if not np.isfinite(value).all():
-                raise CheckpointError(f"{path}: weight param/{name} holds NaN or infinite values; the model "
-                                      "diverged before this was saved: use an earlier checkpoint")
+        check_weights({f"param/{name}": value for name, value in params.items()}, str(path), CheckpointError)
         if not isinstance(meta.get("tokenizer"), dict):
             raise CheckpointError(f"{path}: meta.tokenizer is missing or not an object")
         tokenizer = tokenizer_from_dict(meta["tokenizer"], bpe_file)
