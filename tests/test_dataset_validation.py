@@ -10,7 +10,13 @@ import pytest
 
 import microgpt.__main__ as cli
 from microgpt.commands import validate_dataset as command
-from microgpt.data.dataset import iter_dataset, load_documents, sha256_file, validate_dataset
+from microgpt.data.dataset import (
+    MAX_RECORD_BYTES,
+    iter_dataset,
+    load_documents,
+    sha256_file,
+    validate_dataset,
+)
 from microgpt.errors import DatasetError
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "datasets" / "examples"
@@ -134,6 +140,26 @@ def test_validation_streams_instead_of_loading_the_file(tmp_path):
     tracemalloc.stop()
     assert report.ok and report.documents == 2500
     assert peak < 1_000_000
+
+
+def test_a_record_past_the_size_cap_is_a_problem_on_its_line_and_is_never_read_whole(tmp_path):
+    path = tmp_path / "long.jsonl"
+    limit = MAX_RECORD_BYTES
+    at_limit = json.dumps({"id": "a", "record_type": "knowledge", "text": ""}).encode()
+    at_limit = at_limit[:-2] + b"y" * (limit - len(at_limit)) + b'"}'  # exactly the cap, then CRLF: fine
+    with open(path, "wb") as f:
+        f.write(at_limit + b"\r\n")
+        f.write(json.dumps({"id": "b", "record_type": "knowledge", "text": "x" * 16 * limit}).encode() + b"\n")
+        f.write(json.dumps({"id": "c", "record_type": "knowledge", "text": "after"}).encode() + b"\n")
+        f.write(b"z" * 16 * limit)  # and a last line with no newline at all
+    tracemalloc.start()
+    report = validate_dataset(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert report.documents == 2 and report.problem_count == 2
+    assert all("longer than 1,048,576 bytes" in p for p in report.problems)
+    assert [p.split(":")[1] for p in report.problems] == ["2", "4"]  # the lines after a long one keep their numbers
+    assert peak < 10 * limit  # a long line is cut as it is read, never held whole (each is 16 MiB)
 
 
 def test_shipped_examples_validate_and_the_invalid_one_shows_each_error():

@@ -1,8 +1,9 @@
 """Reading a JSONL dataset: one pass, line by line, every problem reported as `PATH:LINE: message`.
 
 The file is read in binary mode and each line decoded here, so a stray invalid UTF-8 byte spoils one line,
-not the whole file; memory holds one line plus the set of ids seen, never the file. A byte-order mark on
-line 1, CRLF endings and blank lines are accepted. Line numbers count every physical line, blank or not,
+not the whole file; memory holds one line plus the set of ids seen, never the file. A line longer than
+MAX_RECORD_BYTES is a problem on its own, never read whole (a file with no newline at all is not read into
+memory, nor tokenized for minutes). A byte-order mark on line 1, CRLF endings and blank lines are accepted. Line numbers count every physical line, blank or not,
 so they match what an editor shows.
 """
 
@@ -20,6 +21,7 @@ from microgpt.errors import DatasetError
 from microgpt.safe_io import open_regular
 
 BOM = b"\xef\xbb\xbf"
+MAX_RECORD_BYTES = 1 << 20  # 1 MiB: a long article, thousands of times a model's context window
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ def iter_dataset(path: str | Path) -> Iterator[tuple[int, Document | None, list[
         if number == 1 and raw.startswith(BOM):
             raw = raw[len(BOM) :]
         raw = raw.rstrip(b"\r\n")
+        if len(raw) > MAX_RECORD_BYTES:
+            yield number, None, [f"the record is longer than {MAX_RECORD_BYTES:,} bytes; split it into smaller records"]
+            continue
         if not raw.strip():
             continue
         try:
@@ -162,7 +167,11 @@ def _open_lines(path: str | Path) -> Iterator[bytes]:
     """The file's raw lines, or a one-line DatasetError when it cannot be opened."""
     try:
         with open_regular(path) as f:  # a FIFO or device is refused at once instead of blocking
-            yield from f
+            while line := f.readline(MAX_RECORD_BYTES + 2):  # room for CRLF: a longer one is cut here
+                yield line
+                if len(line) > MAX_RECORD_BYTES and not line.endswith(b"\n"):  # cut: skip the rest of it
+                    while (rest := f.readline(1 << 20)) and not rest.endswith(b"\n"):
+                        pass
     except FileNotFoundError:
         raise DatasetError(
             f"dataset {path} not found; pass a path, set DATASET_PATH, or see datasets/README.md"
