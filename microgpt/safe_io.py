@@ -99,6 +99,9 @@ def writable_file(knob: str, path: str | os.PathLike[str], example_name: str) ->
     """A path a file can be written to: not a folder, not a device or FIFO, in a folder that takes new files."""
     target = Path(path)
     label = f"{knob}={os.fspath(path)!r}"
+    if len(os.fsencode(target.name)) > 255:  # the longest file name the common file systems take
+        raise ConfigError(f"{label}: its file name is {len(os.fsencode(target.name))} bytes, more than 255; "
+                          "give a shorter one")
     if target.is_dir():
         raise ConfigError(f"{label}: is a folder; give a file path such as {str(target / example_name)!r}")
     if target.exists() and not target.is_file():

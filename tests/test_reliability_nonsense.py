@@ -98,3 +98,11 @@ def test_a_tiny_temperature_picks_the_likeliest_token_instead_of_nan(temperature
         warnings.simplefilter("error")  # no overflow warning either
         p = next_token_distribution(logits, [], settings, n_generated=5)
     assert np.isfinite(p).all() and p.argmax() == 1 and p[1] == pytest.approx(1.0)
+
+
+def test_a_run_name_too_long_for_a_file_name_is_cut_to_100_characters(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    result = microgpt(tmp_path, "train", "--run-name", "x" * 300, NUM_STEPS="2")
+    assert result.returncode == 0, result.stderr
+    run_id = result.stdout.splitlines()[0].removeprefix("run_id: ")
+    assert run_id.endswith("_" + "x" * 100) and (tmp_path / "logs" / "runs" / f"run_{run_id}.json").exists()

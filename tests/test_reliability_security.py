@@ -118,3 +118,75 @@ def test_bpe_file_that_never_ends_or_blocks_is_one_line(tmp_path: Path, special:
     test_training.write_dataset(tmp_path)
     result = microgpt(tmp_path, "validate-dataset", "data.jsonl", TOKENIZER="bpe", BPE_FILE=special)
     test_training.assert_one_line_error(result, "BPE_FILE", special)
+
+
+def _set_rng(value: object) -> Callable[[dict], None]:
+    return lambda meta: meta["rng_state"]["state"].update(state=value)
+
+
+def _set_config(value: object) -> Callable[[dict], None]:
+    return lambda meta: meta.update(train_config=value)
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (_set_rng(2**200), "meta.rng_state"), (_set_rng(-5), "meta.rng_state"),
+    (_set_config([1, 2]), "meta.train_config is not an object"), (_set_config("x"), "meta.train_config is not an object"),
+    (lambda meta: meta["train_config"].update(learning_rate=10**400), "meta.train_config: LEARNING_RATE="),
+    (lambda meta: meta.update(step=10**300), "meta.step"),
+    (lambda meta: meta.update(best_val_loss=float("nan")), "meta.best_val_loss"),
+    (lambda meta: meta.update(best_val_loss=float("-inf")), "meta.best_val_loss"),
+])
+def test_a_crafted_training_state_is_one_line_before_anything_runs(finished_run, tmp_path: Path, edit, fragment: str) -> None:
+    source, _ = finished_run
+    shutil.copy(source / "data.jsonl", tmp_path / "data.jsonl")
+    rewrite_checkpoint(source / "models" / "latest_checkpoint.npz", tmp_path / "c.npz", edit)
+    result = microgpt(tmp_path, "train", "--resume", "c.npz", NUM_STEPS="40")
+    test_training.assert_one_line_error(result, "c.npz", fragment)
+    assert not (tmp_path / "models").exists()
+
+
+def test_negative_second_moments_are_refused_at_resume(finished_run, tmp_path: Path) -> None:
+    source, _ = finished_run
+    shutil.copy(source / "data.jsonl", tmp_path / "data.jsonl")
+    with np.load(source / "models" / "latest_checkpoint.npz", allow_pickle=False) as f:
+        arrays = {name: f[name] for name in f.files}
+    arrays["optim/v"] = -np.abs(arrays["optim/v"]) - 1.0  # squares cannot be negative: sqrt(v) would be NaN
+    np.savez(tmp_path / "c.npz", **arrays)
+    result = microgpt(tmp_path, "train", "--resume", "c.npz", NUM_STEPS="40")
+    test_training.assert_one_line_error(result, "c.npz", "optim/v", "at least 0")
+
+
+def test_an_output_path_never_overwrites_a_file_that_is_not_a_checkpoint(finished_run, tmp_path: Path) -> None:
+    source, _ = finished_run
+    data = tmp_path / "data.jsonl"
+    shutil.copy(source / "data.jsonl", data)
+    before = data.read_bytes()
+    for knob in ("MODEL_OUT_PATH", "MODEL_BEST_PATH"):
+        result = microgpt(tmp_path, "train", NUM_STEPS="2", **{knob: "data.jsonl"})
+        test_training.assert_one_line_error(result, f"{knob}='data.jsonl'", "not a microgpt checkpoint")
+    assert data.read_bytes() == before
+    shutil.copy(source / "models" / "latest_checkpoint.npz", tmp_path / "old.npz")  # a checkpoint: replaced
+    assert microgpt(tmp_path, "train", NUM_STEPS="2", MODEL_OUT_PATH="old.npz").returncode == 0
+
+
+@pytest.mark.parametrize("args, fragment", [(("--resume", ""), "--resume: the path is empty"),
+                                            (("--resume", "c.npz", "--config", "none.json"), "--config does not apply"),
+                                            (("--resume", "c.npz", "--preset", "fast"), "--preset does not apply")])
+def test_resume_refuses_an_empty_path_and_settings_it_would_ignore(tmp_path: Path, args: tuple[str, ...],
+                                                                   fragment: str) -> None:
+    result = microgpt(tmp_path, "train", *args)
+    test_training.assert_one_line_error(result, fragment)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("config, fragment", [('{"model_out_path": "m/a\\u0000b.npz"}', "holds a NUL character"),
+                                              ('{"log_dir": "l\\u0000"}', "holds a NUL character"),
+                                              ('{"learning_rate": 1' + "0" * 400 + "}", "must be a finite number"),
+                                              ('{"model_out_path": "' + "a" * 300 + '.npz"}', "more than 255")])
+def test_a_config_file_value_no_file_system_takes_is_one_line_before_training(tmp_path: Path, config: str,
+                                                                             fragment: str) -> None:
+    test_training.write_dataset(tmp_path)
+    (tmp_path / "c.json").write_text(config, encoding="utf-8")
+    result = microgpt(tmp_path, "train", "--config", "c.json")
+    test_training.assert_one_line_error(result, fragment)
+    assert len(result.stderr) < 500 and sorted(p.name for p in files_under(tmp_path)) == ["c.json", "data.jsonl"]

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_training import events_of, microgpt, only_manifest, user_env, write_dataset
 
@@ -131,3 +132,50 @@ def test_a_new_run_removes_the_temp_files_a_killed_run_left(tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert not leftover.exists()
     assert not list((tmp_path / "models").glob(".*.tmp"))
+
+
+@POSIX
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM])
+def test_a_closed_terminal_while_the_data_is_prepared_stops_as_ctrl_c_does(tmp_path: Path, monkeypatch,
+                                                                           capsys, signum: int) -> None:
+    """The trainer's own handlers start with the loop; before it (tokenizing a big dataset can take a while) a
+    SIGHUP or SIGTERM must not kill the process without a word, nor leave the run's lock behind."""
+    import microgpt.train.trainer as trainer_module
+    from microgpt.__main__ import main
+
+    write_dataset(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for name, value in user_env(tmp_path).items():
+        monkeypatch.setenv(name, value)
+
+    def signalled_while_preparing(*args, **kwargs):
+        os.kill(os.getpid(), signum)
+        time.sleep(5)  # the handler interrupts this sleep
+        raise AssertionError("the signal did not stop the preparation")
+
+    monkeypatch.setattr(trainer_module, "prepare_data", signalled_while_preparing)
+    before = signal.getsignal(signum)
+    assert main(["train"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+    assert not list((tmp_path / "models").glob(".microgpt-run*"))  # the lock was released
+    assert signal.getsignal(signum) == before  # the command's handlers are gone with it
+
+
+def test_a_stop_asked_for_during_an_evaluation_ends_it_at_the_next_batch(tmp_path: Path) -> None:
+    from microgpt.nn import GPT, GPTConfig
+    from microgpt.train.trainer import evaluate
+
+    model = GPT(GPTConfig(vocab_size=20, n_layer=1, n_embd=8, n_head=2, block_size=4), seed=0)
+    x = np.zeros((2, 4), dtype=np.int64)
+    batches = [(x, x)] * 5
+    asked = iter([False, False, True, True, True])
+    assert evaluate(model, batches, stopped=lambda: next(asked)) is None
+    assert evaluate(model, batches) == pytest.approx(model.loss(x, x).item(), rel=1e-6)
+
+
+def test_eval_steps_that_cannot_fit_in_memory_are_one_line_before_anything_runs(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    result = microgpt(tmp_path, "train", EVAL_STEPS="1000000000")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "EVAL_STEPS=1000000000" in result.stderr
+    assert not (tmp_path / "models").exists()

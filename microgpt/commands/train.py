@@ -11,7 +11,8 @@ from typing import Any
 
 from microgpt.commands import positive_int
 from microgpt.config import GROUPS, KNOBS, PRESET_HELP, PRESETS, Knob, TrainConfig, format_value, load_config
-from microgpt.errors import DatasetError
+from microgpt.console import stop_signals_interrupt
+from microgpt.errors import ConfigError, DatasetError
 from microgpt.train.resume import ignored_environment_note, resume_config
 from microgpt.train.trainer import Trainer
 
@@ -63,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.resume is not None and not args.resume.strip():
+        raise ConfigError("--resume: the path is empty; give the checkpoint to continue, such as "
+                          "models/latest_checkpoint.npz")
+    if args.resume and (args.config or args.preset):
+        raise ConfigError(f"{'--config' if args.config else '--preset'} does not apply to --resume: a resumed run "
+                          "keeps its checkpoint's settings; change one with its flag (e.g. --num-steps)")
     if args.resume:
         cfg, checkpoint = resume_config(args.resume, cli_overrides(args))
         note = ignored_environment_note(cli_overrides(args), cfg)
@@ -71,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg, checkpoint = load_config_from_args(args), None
     try:
-        trainer = Trainer(cfg, resume=args.resume, stop_after=args.stop_after, checkpoint=checkpoint)
+        with stop_signals_interrupt():  # while the data is prepared: a closed terminal stops as Ctrl-C does
+            trainer = Trainer(cfg, resume=args.resume, stop_after=args.stop_after, checkpoint=checkpoint)
     except DatasetError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

@@ -441,7 +441,7 @@ KNOBS: tuple[Knob, ...] = (
         "label for this run's logs and checkpoints",
         'Becomes part of the run id (YYYYmmdd-HHMMSS_RUN_NAME) in every log, metrics and checkpoint file '
         'name, so choose something that tells runs apart, like wide-lr3e-3. Characters other than letters, '
-        "digits, '.', '_' and '-' are replaced.",
+        "digits, '.', '_' and '-' are replaced, and only its first 100 characters are kept.",
     ),
     _knob(
         "METRIC_INTERVAL", RUNTIME,

@@ -85,11 +85,15 @@ def _convert(knob: Knob, raw: Any, label: str) -> Any:
             number = float(raw if isinstance(raw, (int, float)) else str(raw).strip())
         except ValueError:
             raise ValueError(f"not a number ({example})") from None
+        except OverflowError:  # a JSON integer of 400 digits
+            raise ValueError("must be a finite number") from None
         if not math.isfinite(number):
             raise ValueError("must be a finite number")
         return number
     if not isinstance(raw, str):
         raise TypeError("must be text")
+    if "\x00" in raw:  # no file name holds one, and every OS call refuses it
+        raise ValueError("holds a NUL character")
     text = raw.strip()
     if knob.choices is not None:
         text = text.lower()
@@ -122,7 +126,8 @@ def parse_value(knob_name: str, raw: Any, label: str | None = None) -> Any:
         if knob.type in (int, float):
             _check_limits(knob, value)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{label}={raw!r}: {exc}") from None
+        shown = repr(raw) if len(repr(raw)) <= 80 else f"{repr(raw)[:77]}..."  # a 400-digit number is cut short
+        raise ConfigError(f"{label}={shown}: {exc}") from None
     return value
 
 

@@ -56,9 +56,13 @@ LOG_LEVELS: dict[str, int] = {"debug": 10, "info": 20, "warning": 30, "error": 4
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+MAX_RUN_NAME = 100  # characters of RUN_NAME kept in the run id: file names built from it stay under 255 bytes
+
+
 def sanitize_run_name(run_name: str) -> str:
-    """Keep only characters that are safe in a file name on every OS; anything else becomes '-'."""
-    return _UNSAFE.sub("-", run_name).strip("-.") or "run"
+    """Keep only characters that are safe in a file name on every OS (anything else becomes '-'), and at most
+    MAX_RUN_NAME of them."""
+    return _UNSAFE.sub("-", run_name)[:MAX_RUN_NAME].strip("-.") or "run"
 
 
 def make_run_id(run_name: str, log_dir: str | os.PathLike[str] = TrainConfig.log_dir, now: datetime | None = None) -> str:

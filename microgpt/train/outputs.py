@@ -6,7 +6,8 @@ gradients, Adam's moments and one batch's activations), then the outputs. `check
 MODEL_DIR, LOG_DIR, the token cache folder, MODEL_OUT_PATH and MODEL_BEST_PATH: each folder exists or can be
 created, is a folder, and accepts a new file; the two paths are not folders, devices or FIFOs, and the best
 checkpoint's path is neither the final's nor the latest's (each save would overwrite the best model);
-MODEL_DIR's disk has room for the checkpoints a run writes. Every problem is one ConfigError naming the
+MODEL_DIR's disk has room for the checkpoints a run writes; a file already at either path is a checkpoint (a
+run replaces an earlier run's model, never a dataset or a log). Every problem is one ConfigError naming the
 knob, the path and the fix.
 """
 
@@ -15,7 +16,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import zipfile
 from pathlib import Path
+
+import psutil
 
 from microgpt.config import TrainConfig
 from microgpt.errors import ConfigError
@@ -31,6 +35,21 @@ def checkpoint_bytes(parameters: int) -> int:
     return 3 * 4 * parameters + (1 << 20)
 
 
+def _only_a_checkpoint_there(knob: str, path: str) -> None:
+    """ConfigError if a file is at `path` and it is not a microgpt checkpoint (.npz with its format_version)."""
+    target = Path(path)
+    if not target.is_file():
+        return
+    try:
+        with zipfile.ZipFile(target) as archive:
+            if "format_version.npy" in archive.namelist():
+                return
+    except (OSError, zipfile.BadZipFile):
+        pass
+    raise ConfigError(f"{knob}={path!r}: already holds a file that is not a microgpt checkpoint, which the run "
+                      "would overwrite; give a new path (or move that file away first)")
+
+
 def check_output_locations(model_dir: str, log_dir: str, cache_dir: str | os.PathLike[str], model_out_path: str,
                            parameters: int, model_best_path: str) -> None:
     """Every output location of a run, checked up front (see the module docstring)."""
@@ -39,8 +58,10 @@ def check_output_locations(model_dir: str, log_dir: str, cache_dir: str | os.Pat
     writable_folder("MICROGPT_CACHE_DIR", cache_dir)
     if model_out_path:
         writable_file("MODEL_OUT_PATH", model_out_path, "final.npz")
+        _only_a_checkpoint_there("MODEL_OUT_PATH", model_out_path)
     if model_best_path:
         writable_file("MODEL_BEST_PATH", model_best_path, "best.npz")
+        _only_a_checkpoint_there("MODEL_BEST_PATH", model_best_path)
         best = Path(model_best_path).resolve()
         for knob, other in (("MODEL_OUT_PATH", model_out_path), ("MODEL_DIR", models / "latest_checkpoint.npz")):
             if other and Path(other).resolve() == best:
@@ -57,9 +78,16 @@ def check_output_locations(model_dir: str, log_dir: str, cache_dir: str | os.Pat
 
 
 def preflight(cfg: TrainConfig, model: GPTConfig, cache_dir: str | os.PathLike[str]) -> None:
-    """The model fits in memory for training with this batch size, and every output location works."""
+    """The model fits in memory for training with this batch size, so do the validation windows, and every
+    output location works."""
     checked_model_config(model, "model shape (N_LAYER, N_EMBD, N_HEAD, BLOCK_SIZE, TOKEN_VOCAB_SIZE with "
                          f"BATCH_SIZE={cfg.batch_size})", ConfigError,
                          needed_bytes=lambda shape: shape.training_memory_mb(cfg.batch_size) * 2**20)
+    windows = cfg.batch_size * cfg.eval_steps  # held for the whole run: inputs and targets, int64 each
+    needed, available = 2 * 8 * windows * (model.block_size + 1), psutil.virtual_memory().available
+    if needed > available // 2:
+        raise ConfigError(f"EVAL_STEPS={cfg.eval_steps}: its {windows:,} validation windows (with BATCH_SIZE="
+                          f"{cfg.batch_size}) need about {needed / 2**30:,.1f} GiB, more than half the "
+                          f"{available / 2**30:,.1f} GiB free; give a smaller EVAL_STEPS")
     check_output_locations(cfg.model_dir, cfg.log_dir, cache_dir, cfg.model_out_path, model.num_parameters(),
                            cfg.model_best_path)

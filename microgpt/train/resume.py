@@ -11,6 +11,7 @@ and it must not choose which files get overwritten. Its stored paths are shown i
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -36,8 +37,13 @@ def stored_config(checkpoint: Checkpoint, where: str = "checkpoint") -> TrainCon
     stored = checkpoint.meta.get("train_config")
     if stored is None:
         raise CheckpointError(f"{where}: holds no training state to resume (not a training checkpoint)")
-    # checkpoints from before OPTIMIZER used Adam, and those from before POSITIONS a learned position table
-    return config_from_dict({"optimizer": "adam", "positions": "learned", **stored})
+    if not isinstance(stored, Mapping):
+        raise CheckpointError(f"{where}: meta.train_config is not an object of settings; resume from another "
+                              "checkpoint")
+    try:  # checkpoints from before OPTIMIZER used Adam, and those from before POSITIONS a learned position table
+        return config_from_dict({"optimizer": "adam", "positions": "learned", **stored})
+    except ConfigError as exc:  # a value no run could have saved: the file's fault, not the command line's
+        raise CheckpointError(f"{where}: meta.train_config: {exc}; resume from another checkpoint") from None
 
 
 def check_resumable(cfg: TrainConfig, checkpoint: Checkpoint, where: str = "checkpoint") -> None:
@@ -100,7 +106,8 @@ def check_training_state(checkpoint: Checkpoint, where: str) -> None:
     meta, count = checkpoint.meta, checkpoint.model.num_parameters()
     checks: dict[str, Any] = {
         "run_id": lambda v: isinstance(v, str) and SAFE_RUN_ID.fullmatch(v) is not None,
-        "step": _whole, "patience_used": _whole, "tokens_seen": _whole, "best_val_loss": _number,
+        "step": _whole, "patience_used": _whole, "tokens_seen": _whole,
+        "best_val_loss": lambda v: _number(v) and (math.isfinite(v) or v == math.inf),  # inf: none measured yet
         "val_loss": _number,
         "recent_losses": lambda v: isinstance(v, list) and all(map(_number, v)),
         "rng_state": _rng_state_fits,
@@ -112,14 +119,15 @@ def check_training_state(checkpoint: Checkpoint, where: str) -> None:
     state = checkpoint.optimizer_state
     for name in ("m", "v"):
         if name not in state or state[name].shape != (count,) or state[name].dtype.kind != "f" \
-                or not np.isfinite(state[name]).all():
-            raise CheckpointError(f"{where}: optim/{name} is missing or is not {count:,} finite numbers")
+                or not np.isfinite(state[name]).all() or (name == "v" and (state[name] < 0).any()):
+            raise CheckpointError(f"{where}: optim/{name} is missing or is not {count:,} finite numbers"
+                                  f"{' (at least 0: squares)' if name == 'v' else ''}")
     if "t" not in state or state["t"].shape != () or not _whole(state["t"].item()):
         raise CheckpointError(f"{where}: optim/t (the optimizer's step count) is missing or malformed")
 
 
 def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**62  # a count any run reaches
 
 
 def _number(value: Any) -> bool:
@@ -130,7 +138,7 @@ def _rng_state_fits(value: Any) -> bool:
     """True when NumPy accepts `value` as a generator state (it checks the algorithm and the fields)."""
     try:
         np.random.default_rng().bit_generator.state = value
-    except (TypeError, ValueError, KeyError):
+    except (TypeError, ValueError, KeyError, OverflowError):
         return False
     return True
 

@@ -30,6 +30,7 @@ import platform
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -83,11 +84,15 @@ class Progress:
     tokens_seen: int = 0
 
 
-def evaluate(model: GPT, batches: list[tuple[np.ndarray, np.ndarray]]) -> float:
-    """Mean cross-entropy per token over fixed batches, without recording a graph."""
+def evaluate(model: GPT, batches: list[tuple[np.ndarray, np.ndarray]],
+             stopped: Callable[[], bool] = lambda: False) -> float | None:
+    """Mean cross-entropy per token over fixed batches, without recording a graph; None if `stopped()` turned
+    true between batches (a run asked to stop does not wait for a long evaluation)."""
     total = count = 0.0
     with no_grad():
         for x, y in batches:
+            if stopped():
+                return None
             total += model.loss(x, y).item() * y.size
             count += y.size
     return total / count
@@ -351,7 +356,9 @@ class Trainer:
     # ----- evaluation, checkpoints, samples --------------------------------------------------------
     def _evaluate_and_checkpoint(self) -> None:
         cfg, p = self.cfg, self.progress
-        val = evaluate(self.model, self.val_batches)
+        val = evaluate(self.model, self.val_batches, stopped=lambda: self.stop_reason is not None)
+        if val is None:  # stopped mid-evaluation: the loop ends and saves the latest checkpoint
+            return
         train = float(np.mean(p.recent_losses)) if p.recent_losses else math.nan
         p.recent_losses = []
         p.last_val_loss = val
@@ -415,6 +422,8 @@ class Trainer:
         """Answer a few fixed questions the way `chat` would, so the log shows what the model can say."""
         cfg = self.cfg
         for i in range(cfg.sample_count):
+            if self.stop_reason is not None:  # asked to stop: samples are only for the log
+                return
             settings = replace(cfg.sampling, seed=cfg.seed + self.progress.step + i)
             question = SAMPLE_PROMPTS[i % len(SAMPLE_PROMPTS)]
             text = ChatSession(self.model, self.data.tokenizer).reply(question, settings)
