@@ -135,10 +135,9 @@ def test_an_npy_header_that_claims_373_gib_is_not_believed(small_checkpoint: Pat
         load_checkpoint(liar)
 
 
-@pytest.mark.parametrize("value, fragment", [(np.nan, "holds NaN"), (1e38, "holds values as large as 1e+38"),
-                                             (-2e4, "holds values as large as 2e+04")])
-def test_nan_or_absurdly_large_weights_are_refused_at_load(small_checkpoint: Path, tmp_path: Path, value: float,
-                                                           fragment: str) -> None:
+@pytest.mark.parametrize("value, fragment", [(np.nan, "holds NaN"), (-np.inf, "holds NaN or infinite")])
+def test_nan_or_infinite_weights_are_refused_at_load(small_checkpoint: Path, tmp_path: Path, value: float,
+                                                     fragment: str) -> None:
     with np.load(small_checkpoint) as f:
         arrays = {name: f[name] for name in f.files}
     arrays["param/layer0.attn_wq"] = np.full_like(arrays["param/layer0.attn_wq"], value)
