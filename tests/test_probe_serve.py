@@ -324,6 +324,19 @@ def _response(s: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
+@pytest.mark.parametrize("head", [b"Content-Length: abc\r\n", b"Content-Length: -5\r\n", b"Bad Header Line\r\n"])
+def test_a_request_http_cannot_parse_gets_a_json_400(server: InProcessServer, head: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n{}")
+        reply = b""
+        while chunk := s.recv(4096):
+            reply += chunk
+    status, _, rest = reply.partition(b"\r\n")
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 400") and b"content-type: application/json" in headers.lower()
+    assert json.loads(body)["error"]["code"] == "bad_http_request"
+
+
 def test_an_idle_kept_alive_connection_is_closed_and_a_slow_next_head_gets_a_408(server: InProcessServer) -> None:
     request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as idle, \

@@ -275,7 +275,9 @@ class HeadDeadlineProtocol(H11Protocol):
     """uvicorn's HTTP/1.1 protocol with a deadline for each request's head (request line and headers): it must
     be complete `header_timeout_s` after the connection opens or after its first byte arrives on a kept-alive
     connection. Past it a client that sent part of a head gets a 408, one that sent nothing is closed quietly.
-    uvicorn alone waits forever for a head that trickles in (a slowloris client holding connections open)."""
+    uvicorn alone waits forever for a head that trickles in (a slowloris client holding connections open).
+    A request HTTP itself cannot parse (a Content-Length of "abc") gets its 400 in the API's JSON error shape,
+    where uvicorn alone answers in plain text."""
 
     def __init__(self, *args: Any, header_timeout_s: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -299,6 +301,16 @@ class HeadDeadlineProtocol(H11Protocol):
         if self.head_deadline is not None:
             self.head_deadline.cancel()
         super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        body = json.dumps(protocol.error_body(f"malformed HTTP request: {msg}", "invalid_request_error",
+                                              code="bad_http_request")).encode()
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
+                   (b"content-length", str(len(body)).encode())]
+        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body),
+                      h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
     def head_too_slow(self) -> None:
         self.head_deadline = None
