@@ -21,15 +21,20 @@ STOP_MARKERS = ("\nUser:", "\nAssistant:", "\nSystem:", "\nQuestion:", "\nPrompt
 
 def held_back(text: str, stops: Sequence[str] = STOP_MARKERS) -> int:
     """How many trailing characters might still grow into one of `stops` (or finish a multi-byte character):
-    a streamed reply holds them back until it is sure they are text."""
-    if text.endswith("\ufffd"):
-        return 1
+    a streamed reply holds them back until it is sure they are text.
+
+    A character still arriving (its bytes so far decode as U+FFFD) is held back, and so is the text before it
+    that a stop could continue with that character, whatever it turns out to be."""
+    pending = 1 if text.endswith("\ufffd") else 0
+    known = text[:len(text) - pending]
     longest = max((len(s) for s in stops), default=0)
     starts = {s[0] for s in stops if s}
-    for j in range(max(0, len(text) - longest), len(text)):  # the earliest start that a stop could continue
-        if text[j] in starts and any(stop.startswith(text[j:]) for stop in stops):
+    for j in range(max(0, len(known) - longest), len(known)):  # the earliest start that a stop could continue
+        tail = known[j:]
+        if tail[0] in starts and any(stop.startswith(tail) and len(stop) > len(tail) - 1 + pending
+                                     for stop in stops):
             return len(text) - j
-    return 0
+    return pending
 
 
 class ChatSession:

@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import microgpt.chat as chat_module
-from microgpt.chat import STOP_MARKERS, ChatSession
+from microgpt.chat import STOP_MARKERS, ChatSession, held_back
 from microgpt.config import KNOB_BY_CHAT_ENV, KNOB_BY_NAME, load_config
 from microgpt.data.templates import chat_prompt, render_record
 from microgpt.data.tokenizer import build_tokenizer
@@ -296,3 +298,34 @@ def test_the_prompt_is_the_training_template_up_to_the_reply(tokenizer) -> None:
     assert document == prompt + " fine"
     first_turn = render_record({"id": "c", "record_type": "chat", "input": "hello", "output": "hi there"})
     assert first_turn == tokenizer.decode(session_for(tokenizer).prompt_ids("hello")[1:]) + " hi there"
+
+
+def _streamed_and_final(text: str, stops: list[str]) -> tuple[list[str], str]:
+    """What a stream sends piece by piece and the reply it ends with, for `text` arriving byte by byte (a
+    byte-level tokenizer's tokens end inside characters, which decode as U+FFFD until they complete)."""
+    data, sent = text.encode("utf-8"), []
+    for k in range(1, len(data) + 1):
+        seen = data[:k].decode("utf-8", errors="replace")
+        cut = min((i for i in (seen.find(stop) for stop in stops) if i >= 0), default=-1)
+        if cut >= 0:
+            return sent, seen[:cut]
+        sent.append(seen[:len(seen) - held_back(seen, stops)])
+    return sent, text
+
+
+CHARS_SOME_WIDE = st.sampled_from(["a", "e", " ", "é", "ï", "🎉", "😀", "日"])
+
+
+@given(text=st.lists(CHARS_SOME_WIDE, max_size=12).map("".join),
+       stops=st.lists(st.lists(CHARS_SOME_WIDE, min_size=1, max_size=3).map("".join), min_size=1, max_size=3))
+def test_a_stream_never_sends_text_that_a_stop_string_later_cuts(text: str, stops: list[str]) -> None:
+    sent, final = _streamed_and_final(text, stops)
+    for piece in sent:  # everything sent so far is the start of the reply the stream ends with
+        assert final.startswith(piece), (piece, final)
+        assert "\ufffd" not in piece  # and never half a character
+
+
+def test_held_back_keeps_a_character_in_progress_and_what_a_stop_could_continue_with_it() -> None:
+    assert held_back("naïve \ufffd", ["e 🎉"]) == 3  # "e " and the emoji's first bytes
+    assert held_back("naïve \ufffd", ["xyz"]) == 1  # only the character in progress
+    assert held_back("naïve e", ["e 🎉"]) == 1 and held_back("naïve", ["xyz"]) == 0

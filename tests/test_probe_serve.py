@@ -636,3 +636,28 @@ def test_two_signals_with_a_reply_in_flight_exit_cleanly(tmp_path: Path) -> None
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0 and "Traceback" not in out and "stopped" in out
+
+
+def test_the_page_shows_a_model_name_that_holds_markup_as_text() -> None:
+    model, tokenizer = _model()
+    engine = Engine(model, tokenizer, max_batch=1)
+    try:
+        name = '<img src=x onerror="alert(1)">'  # a checkpoint's file name becomes the model's name
+        page = TestClient(app_module.build_app(app_module.Server(engine, name, SamplingSettings(), None))).get("/")
+        assert page.status_code == 200 and "<img" not in page.text
+        assert '&lt;img src=x onerror=&quot;alert(1)&quot;&gt;' in page.text
+    finally:
+        engine.stop()
+
+
+def test_an_empty_assistant_turn_is_history_but_an_empty_user_turn_is_refused(server: InProcessServer) -> None:
+    def ask(messages: list) -> tuple[int, dict]:
+        status, raw = server.post("/v1/chat/completions", json.dumps({"messages": messages, "max_tokens": 2}).encode())
+        return status, json.loads(raw)
+
+    said_nothing = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""},
+                    {"role": "user", "content": "again"}]
+    assert ask(said_nothing)[0] == 200
+    assert ask([*said_nothing[:1], {"role": "assistant", "content": None}, *said_nothing[2:]])[0] == 200
+    status, body = ask([{"role": "user", "content": "  "}])
+    assert status == 400 and body["error"]["param"] == "messages[0].content"

@@ -43,3 +43,32 @@ def test_the_page_streams_replies_and_keeps_the_conversation(checkpoint: Path) -
             browser.close()
     finally:
         server.close()
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no Chromium on PATH (Debian: apt-get install chromium)")
+def test_a_stream_that_ends_before_done_is_an_error_and_not_kept(checkpoint: Path) -> None:  # noqa: F811
+    server = ServerProcess(checkpoint)
+    cut_short = ('data: {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}\n\n'
+                 'data: {"choices": [{"index": 0, "delta": {"content": "half a rep"}}]}\n\n')  # no [DONE]
+    try:
+        with playwright_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=BROWSER, args=["--no-sandbox"])
+            page = browser.new_page()
+            sent: list[dict] = []
+            page.on("request", lambda r: sent.append(r.post_data_json) if r.method == "POST" else None)
+            page.route("**/v1/chat/completions", lambda route: route.fulfill(
+                status=200, headers={"Content-Type": "text/event-stream"}, body=cut_short))
+            page.goto(server.url + "/")
+            page.fill("#input", "hello")
+            page.press("#input", "Enter")
+            page.wait_for_function("document.getElementById('status').textContent === 'error'", timeout=30_000)
+            assert "cut off" in page.inner_text(".error")
+            page.unroute("**/v1/chat/completions")
+            page.fill("#max_tokens", "5")
+            page.fill("#input", "hello again")
+            page.press("#input", "Enter")
+            page.wait_for_function("document.getElementById('status').textContent === 'ready'", timeout=30_000)
+            browser.close()
+        assert sent[-1]["messages"] == [{"role": "user", "content": "hello again"}]  # the broken turn was dropped
+    finally:
+        server.close()

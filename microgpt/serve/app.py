@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import hmac
+import html
 import json
 import time
 from collections.abc import AsyncIterator
@@ -114,8 +115,8 @@ class Server:
 
     # ----- routes ---------------------------------------------------------------------------------------
     async def page(self, request: HttpRequest) -> Response:
-        html = resources.files("microgpt.serve").joinpath("page.html").read_text(encoding="utf-8")
-        return HTMLResponse(html.replace("{{MODEL}}", self.model_name))
+        page = resources.files("microgpt.serve").joinpath("page.html").read_text(encoding="utf-8")
+        return HTMLResponse(page.replace("{{MODEL}}", html.escape(self.model_name)))  # a file name may hold markup
 
     async def health(self, request: HttpRequest) -> Response:
         return JSONResponse({"status": "ok", "model": self.model_name, **self.engine.stats()})

@@ -133,8 +133,11 @@ def _messages(body: dict) -> list[tuple[str, str]]:
         if isinstance(content, list):  # the newer "content parts" form: keep the text parts
             parts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
             content = "".join(p for p in parts if isinstance(p, str)) if parts else None
-        if not isinstance(content, str) or not content.strip():
-            raise RequestError(f"'{where}.content' must be a non-empty string", f"{where}.content")
+        if m["role"] == "assistant" and content is None:  # a model may have said nothing (OpenAI allows it)
+            content = ""
+        if not isinstance(content, str) or (m["role"] != "assistant" and not content.strip()):
+            raise RequestError(f"'{where}.content' must be a {'' if m['role'] == 'assistant' else 'non-empty '}"
+                               "string", f"{where}.content")
         out.append(("system" if m["role"] == "developer" else m["role"], content))
     if out[-1][0] != "user":
         raise RequestError("the last message must come from the user", f"messages[{len(out) - 1}].role")
