@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_tui_fakes import FakeSession, FakeSettings, fake_trainer_command, wait_until
 
@@ -559,3 +560,78 @@ def test_the_project_root_is_found_from_a_subfolder(tmp_path: Path) -> None:
     lone = tmp_path.parent / f"{tmp_path.name}-lone"
     lone.mkdir()
     assert project_root(lone) == lone.resolve()  # no marker above: the folder itself
+
+
+# ---- pasted text and damaged files ------------------------------------------------------
+def test_a_paste_while_typing_is_text_even_where_it_holds_tabs_escapes_and_hotkeys(project: Path) -> None:
+    app = make_app(project)
+    press(app, "6", "enter")  # the Chat tab, typing a message
+    app.handle_keys([*"name", "tab", *"docs", "esc", *"[31ms", "enter", *"qx"])  # pasted: one burst
+    app.tick()
+    assert app.tab.title == "Chat" and app.chat.captures_keys() and not app.quit_requested
+    assert app.chat.draft.text == "namedocs[31ms qx" and app.ctx.runner.process is None  # no run was started
+    app.handle_keys(["esc"])  # a key alone is a key: esc leaves typing
+    app.handle_keys(["2", "l"])  # and while not typing, keys at once are hotkeys as before
+    assert app.tab.title == "Logs"
+
+
+def test_keys_waiting_takes_a_burst_at_once_and_ignores_unknown_keys() -> None:
+    import curses
+
+    from microgpt.tui.app import _keys_waiting
+
+    class Window:
+        def __init__(self, queued: list) -> None:
+            self.queued, self.modes = queued, []
+
+        def get_wch(self):
+            if not self.queued:
+                raise curses.error("no input")
+            return self.queued.pop(0)
+
+        def nodelay(self, flag: bool) -> None:
+            self.modes.append(("nodelay", flag))
+
+        def timeout(self, ms: int) -> None:
+            self.modes.append(("timeout", ms))
+
+    window = Window(["a", "\t", "\x00", "b"])
+    assert _keys_waiting(window) == ["a", "tab", "b"] and window.modes[-1][0] == "timeout"
+    assert _keys_waiting(Window([])) == []
+
+
+def test_damaged_run_files_and_checkpoints_are_shown_not_crashed_on(project: Path) -> None:
+    runs, events = project / "logs" / "runs", project / "logs" / "events"
+    runs.mkdir(parents=True)
+    events.mkdir(parents=True)
+    (runs / "run_20240101-000000-a.json").write_text(json.dumps(
+        {"run_id": "20240101-000000-a", "steps": 10, "best_val_loss": "n/a", "duration_s": [1],
+         "paths": {"train_log": None}}))
+    (runs / "run_20240101-000000-b.json").write_text("[" * 100_000)
+    (runs / "run_20240101-000000-c.json").write_text(json.dumps({"run_id": "a\u0000b"}))
+    (events / "events_20240101-000000-a.jsonl").write_text(
+        json.dumps({"type": "step", "step": 10**20, "loss": 1.0}) + "\n" + "[" * 100_000 + "\n"
+        + json.dumps({"type": "step", "step": 3, "loss": 10**400}) + "\n")
+    if hasattr(os, "mkfifo"):  # a FIFO named like a manifest must not block the listing
+        os.mkfifo(runs / "run_20240101-000000-fifo.json")
+    models = project / "models"
+    models.mkdir(exist_ok=True)
+    np.savez(models / "odd_checkpoint.npz", meta=np.frombuffer(b'{"val_loss": "n/a"}', dtype=np.uint8))
+    app = make_app(project)
+    for keys in (("4",), ("enter",), ("esc", "j", "enter"), ("esc", "5")):
+        press(app, *keys)
+        screen(app)  # renders without an exception
+    assert app.tab.title == "Models" and "odd_checkpoint" in screen(app)
+
+
+def test_a_dataset_nested_too_deep_and_unusable_paths_in_the_settings_are_messages(project: Path) -> None:
+    (project / "datasets" / "aa_broken.jsonl").write_text("[" * 100_000 + "\n")
+    (project / "tui.json").write_text(json.dumps({"chat": {"checkpoint": "a" * 300},
+                                                  "dataset_dirs": ["b" * 5000]}))
+    app = make_app(project)  # starts: the chat checkpoint named is simply not loaded
+    select_knob(app, "DATASET_PATH")
+    press(app, "f")
+    assert "aa_broken.jsonl" in screen(app)
+    for _ in range(3):
+        press(app, "j")
+        screen(app)

@@ -43,6 +43,7 @@ from typing import IO, Any
 
 from microgpt.atomic import atomic_write_text
 from microgpt.config import TrainConfig
+from microgpt.safe_io import open_regular, read_capped
 
 EVAL_COLUMNS: tuple[str, ...] = (
     "step", "train_loss", "val_loss", "val_ppl", "gap", "best_val_loss",
@@ -220,21 +221,24 @@ def read_events(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[dic
     write in progress and is left for the next call; a complete line that is not JSON is skipped.
     """
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:  # a FIFO or a device named like an events file never blocks
             handle.seek(offset)
             chunk = handle.read()
-    except FileNotFoundError:
+    except (OSError, ValueError):  # missing, not a file, or a name no file system takes (a crafted run id)
         return [], offset
     end = chunk.rfind(b"\n") + 1
     events: list[dict[str, Any]] = []
     for raw in chunk[:end].splitlines():
         try:
             record = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or arrays nested too deep to parse
             continue
         if isinstance(record, dict):
             events.append(record)
     return events, offset + end
+
+
+MAX_MANIFEST_BYTES = 16 << 20  # a manifest is a few KiB; a bigger file in runs/ is not one
 
 
 def list_runs(log_dir: str | os.PathLike[str] = TrainConfig.log_dir) -> list[dict[str, Any]]:
@@ -245,9 +249,9 @@ def list_runs(log_dir: str | os.PathLike[str] = TrainConfig.log_dir) -> list[dic
     runs: list[tuple[tuple[str, float], dict[str, Any]]] = []
     for path in Path(log_dir, "runs").glob("run_*.json"):
         try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
+            manifest = json.loads(read_capped(path, MAX_MANIFEST_BYTES).decode("utf-8"))
             mtime = path.stat().st_mtime
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # unreadable, a FIFO or device, too big, not JSON
             continue
         if not isinstance(manifest, dict):
             continue

@@ -172,6 +172,18 @@ class App:
         for tab in self.tabs:
             tab.refresh()
 
+    def handle_keys(self, keys: list[str]) -> None:
+        """Keys that arrived at once. While a tab is typing, several at once are pasted text: their characters
+        are typed (a newline as a space) and the keys that are never text (tab, esc, arrows) are dropped, so a
+        paste cannot switch tabs and run what follows as hotkeys (an `s` starting a run, a `q` quitting)."""
+        if len(keys) > 1 and self.tab.captures_keys() and not self.splash_until and not self.confirm_quit:
+            for key in keys:
+                if len(key) == 1 or key == "enter":  # key_name passes only printable single characters
+                    self.tab.handle_key(" " if key == "enter" else key)
+            return
+        for key in keys:
+            self.handle_key(key)
+
     def handle_key(self, key: str) -> None:
         """Route one key: splash, quit question, a tab that is typing, global keys, then the tab."""
         if self.splash_until:
@@ -311,6 +323,28 @@ def terminal_size(window: curses.window) -> tuple[int, int]:
     return size.lines, size.columns
 
 
+PASTE_MAX = 100_000  # keys read at once at most: a paste bigger than this goes on at the next tick
+
+
+def _keys_waiting(window: curses.window) -> list[str]:
+    """The next key (waiting up to TICK_MS for it), then every key already waiting behind it without waiting
+    again: a paste arrives as one such burst, typing as single keys."""
+    keys: list[str] = []
+    try:
+        raw = window.get_wch()
+        window.nodelay(True)
+        while len(keys) < PASTE_MAX:
+            key = key_name(raw)
+            if key is not None:
+                keys.append(key)
+            raw = window.get_wch()
+    except curses.error:  # the timeout passed, or nothing more is waiting
+        pass
+    finally:
+        window.timeout(TICK_MS)
+    return keys
+
+
 def main_loop(window: curses.window, app: App, colour: bool) -> None:
     """Wait for a key at most TICK_MS, tick, repaint when needed; resize and too-small are just repaints."""
     with contextlib.suppress(curses.error):  # some terminals (vt100) cannot hide the cursor
@@ -330,16 +364,11 @@ def main_loop(window: curses.window, app: App, colour: bool) -> None:
             height, width = window.getmaxyx()
             painter.paint(app.render(width, height))
             dirty, last_paint = False, now
-        try:
-            raw = window.get_wch()
-        except curses.error:
-            raw = None  # the timeout passed without a key
-        key = key_name(raw) if raw is not None else None
-        pressed = key is not None
-        if key == "resize":
+        keys = _keys_waiting(window)
+        pressed = bool(keys)
+        if "resize" in keys:
             window.clear()
-        elif pressed:
-            app.handle_key(key)
+        app.handle_keys([key for key in keys if key != "resize"])
         dirty |= app.tick() or pressed
     height, width = window.getmaxyx()
     painter.paint(app.render(width, height))  # says so if a run is being stopped

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from microgpt.data.records import check_record, record_type_of
+from microgpt.safe_io import open_regular
 from microgpt.storage import checkpoint_info
 from microgpt.train.artifacts import read_events
 
@@ -43,10 +44,10 @@ def artifacts(
     out = []
     for label, key, pattern in ARTIFACTS:
         standard = Path(log_dir, pattern.format(id=run_id(manifest)))
-        path = Path(root, listed[key]) if key in listed else standard
+        path = Path(root, listed[key]) if isinstance(listed.get(key), str) else standard
         try:
             size: int | None = path.stat().st_size
-        except OSError:
+        except (OSError, ValueError):  # missing, or a name no file system takes
             size = None
         out.append((label, path, size))
     return out
@@ -132,13 +133,29 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
+def is_folder(path: Path) -> bool:
+    """path.is_dir(), False for a path no file system takes (too long, a NUL) where is_dir() raises."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def is_file(path: Path) -> bool:
+    """path.is_file(), False for a path no file system takes (too long, a NUL) where is_file() raises."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def dataset_files(folders: list[str | os.PathLike[str]], base: str | os.PathLike[str] = ".") -> list[str]:
     """Every .jsonl file under the given folders (recursively), as paths relative to `base` where possible."""
     found: set[str] = set()
     root = Path(base).resolve()
     for folder in folders:
         top = Path(base, folder)
-        if not top.is_dir():
+        if not is_folder(top):
             continue
         for path in top.rglob("*.jsonl"):
             if not path.is_file():
@@ -164,15 +181,15 @@ def summarize_dataset(path: str | os.PathLike[str], max_bytes: int = 16 * 1024 *
     """Count the records of a JSONL dataset; reads at most `max_bytes`, so a huge file cannot stall the UI."""
     records = invalid = blank = 0
     by_type: dict[str, int] = {}
-    size = os.path.getsize(path)
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:  # OSError for a FIFO or a device: the picker says it cannot be read
+        size = os.fstat(handle.fileno()).st_size
         for raw in handle.read(max_bytes).splitlines():
             if not raw.strip():
                 blank += 1
                 continue
             try:
                 record = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
                 invalid += 1
                 continue
             if check_record(record):

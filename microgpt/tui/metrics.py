@@ -162,7 +162,10 @@ def _number(value: Any) -> float | None:
     """A JSON field as a float; strings, None and garbage become None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return None
 
 
 @dataclass
@@ -192,7 +195,9 @@ class RunTracker:
     def _feed_one(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         step = event.get("step")
-        if isinstance(step, int) and not isinstance(step, bool):
+        if step is not None:
+            if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step < 2**62:
+                return  # a step no run reaches (a damaged file): the event is left out
             self.step = max(self.step, step)
         if kind == "start":
             self.run = str(event.get("run", self.run))

@@ -56,7 +56,7 @@ class RunsTab(Tab):
     def tracker(self, rid: str) -> RunTracker:
         """The run's events replayed into a tracker; cached until its events file grows."""
         path = self.ctx.log_dir / "events" / f"events_{rid}.jsonl"
-        size = path.stat().st_size if path.exists() else 0
+        size = path.stat().st_size if disk.is_file(path) else 0
         if self._trackers.get(rid, (-1,))[0] != size:
             tracker = RunTracker()
             tracker.feed(disk.load_events(self.ctx.log_dir, rid))

@@ -123,7 +123,10 @@ def fmt_number(value: float | None) -> str:
     """A metric value in at most about 8 characters: 2.314, 0.4321, 3.0e-04, 12.3k, nan, or - for missing."""
     if value is None:
         return "-"
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError, OverflowError):  # a damaged file's "n/a" or list: shown, never a crash
+        return "?"
     if math.isnan(value):
         return "nan"
     if math.isinf(value):
