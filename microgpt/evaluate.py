@@ -315,6 +315,7 @@ def evaluate_val_split(checkpoint: Checkpoint, dataset_path: str | None = None) 
     block = fit_block_size(len(data.val_stream), checkpoint.model.config.block_size)
     batches = validation_batches(data.val_stream, block, cfg.batch_size, cfg.eval_steps)
     loss = evaluate(checkpoint.model, batches)
+    assert loss is not None  # None only when asked to stop, and nothing asks here
     n_bytes = sum(len(text.encode("utf-8")) for text in data.val_texts)
     bits_per_token = loss / math.log(2)
     return EvalResult(dataset=cfg.dataset_path, sha256=data.dataset_sha256, split="val", records=data.n_val_docs,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import microgpt.__main__ as cli
+import microgpt.data.dataset as dataset_module
 from microgpt.commands import validate_dataset as command
 from microgpt.data.dataset import (
     MAX_RECORD_BYTES,
@@ -142,9 +143,11 @@ def test_validation_streams_instead_of_loading_the_file(tmp_path):
     assert peak < 1_000_000
 
 
-def test_a_record_past_the_size_cap_is_a_problem_on_its_line_and_is_never_read_whole(tmp_path):
+def test_a_record_past_the_size_cap_is_a_problem_on_its_line_and_is_never_read_whole(tmp_path, monkeypatch):
+    assert MAX_RECORD_BYTES >= 4 << 20  # a long novel fits as one record
+    limit = 1 << 20  # the same cap, smaller, so the test writes megabytes, not hundreds of them
+    monkeypatch.setattr(dataset_module, "MAX_RECORD_BYTES", limit)
     path = tmp_path / "long.jsonl"
-    limit = MAX_RECORD_BYTES
     at_limit = json.dumps({"id": "a", "record_type": "knowledge", "text": ""}).encode()
     at_limit = at_limit[:-2] + b"y" * (limit - len(at_limit)) + b'"}'  # exactly the cap, then CRLF: fine
     with open(path, "wb") as f:
@@ -157,7 +160,7 @@ def test_a_record_past_the_size_cap_is_a_problem_on_its_line_and_is_never_read_w
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert report.documents == 2 and report.problem_count == 2
-    assert all("longer than 1,048,576 bytes" in p for p in report.problems)
+    assert all(f"longer than {limit:,} bytes" in p for p in report.problems)
     assert [p.split(":")[1] for p in report.problems] == ["2", "4"]  # the lines after a long one keep their numbers
     assert peak < 10 * limit  # a long line is cut as it is read, never held whole (each is 16 MiB)
 

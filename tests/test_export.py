@@ -162,3 +162,19 @@ def test_an_existing_out_dir_is_taken_empty_replaced_with_force_and_never_if_it_
     assert main(["export", str(large), str(out), "--force"]) == 2
     assert "holds files that are not an export's ('notes.txt'" in capsys.readouterr().err
     assert (out / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_an_existing_out_dir_needs_only_itself_writable_and_a_mount_point_is_replaced_in_place(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    ckpt, out = _checkpoint(tmp_path), tmp_path / "volume"
+    out.mkdir()
+    probed = []
+    real_probe = export.writable_folder
+    monkeypatch.setattr(export, "writable_folder", lambda knob, folder, value=None: probed.append(Path(folder))
+                        or real_probe(knob, folder, value))
+    _export(capsys, ckpt, out)
+    assert probed == [out]  # a mount point's parent is often not writable: it is not asked to be
+    monkeypatch.setattr(export.os.path, "ismount", lambda path: Path(path) == out)
+    inode = out.stat().st_ino
+    assert main(["export", str(ckpt), str(out), "--force"]) == 0  # no rename can replace a mount point
+    assert out.stat().st_ino == inode and export.is_export(out)

@@ -35,7 +35,7 @@ from starlette.testclient import TestClient
 
 from microgpt.commands import serve as serve_command
 from microgpt.data.tokenizer import CharTokenizer
-from microgpt.nn import GPT, GPTConfig, SamplingSettings
+from microgpt.nn import GPT, GPTConfig, SamplingSettings, bounds
 from microgpt.serve import app as app_module
 from microgpt.serve.engine import Busy, Engine, Job, _prefill_groups
 from microgpt.serve.settings import ServeSettings
@@ -172,6 +172,10 @@ def test_max_completion_tokens_is_max_tokens(server: InProcessServer) -> None:
     assert status == 400 and json.loads(raw)["error"]["param"] == "max_completion_tokens"
     status, raw = server.post("/v1/chat/completions", _chat("hi", max_completion_tokens="4"))
     assert status == 400 and json.loads(raw)["error"]["param"] == "max_completion_tokens"
+    status, raw = server.post("/v1/chat/completions", _chat("hi", max_completion_tokens=5, min_tokens=10))
+    message = json.loads(raw)["error"]["message"]
+    assert status == 400 and "max_completion_tokens" in message and "max_tokens" not in message.replace(
+        "max_completion_tokens", "")  # the field the client sent is the one named
 
 
 def test_a_developer_message_is_a_system_message(server: InProcessServer) -> None:
@@ -594,7 +598,7 @@ def test_the_limit_flags_default_to_the_serve_settings() -> None:
 def test_a_batch_that_does_not_fit_in_memory_is_refused_before_allocating(monkeypatch: pytest.MonkeyPatch) -> None:
     model, _ = _model(block_size=4096)
     free = type("Free", (), {"available": 1 << 20})()
-    monkeypatch.setattr(serve_command.psutil, "virtual_memory", lambda: free)
+    monkeypatch.setattr(bounds.psutil, "virtual_memory", lambda: free)
     with pytest.raises(serve_command.ConfigError, match="--max-batch 64: .* GiB"):
         serve_command._check_batch_memory(model, 64)
 

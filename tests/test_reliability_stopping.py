@@ -169,8 +169,12 @@ def test_a_stop_asked_for_during_an_evaluation_ends_it_at_the_next_batch(tmp_pat
     x = np.zeros((2, 4), dtype=np.int64)
     batches = [(x, x)] * 5
     asked = iter([False, False, True, True, True])
+    scored = []
+    loss = model.loss
+    model.loss = lambda *args: scored.append(args) or loss(*args)  # type: ignore[method-assign]
     assert evaluate(model, batches, stopped=lambda: next(asked)) is None
-    assert evaluate(model, batches) == pytest.approx(model.loss(x, x).item(), rel=1e-6)
+    assert len(scored) == 2  # the two batches before the stop, none after
+    assert evaluate(model, batches) == pytest.approx(loss(x, x).item(), rel=1e-6) and len(scored) == 7
 
 
 def test_eval_steps_that_cannot_fit_in_memory_are_one_line_before_anything_runs(tmp_path: Path) -> None:

@@ -575,6 +575,15 @@ def test_a_paste_while_typing_is_text_even_where_it_holds_tabs_escapes_and_hotke
     assert app.tab.title == "Logs"
 
 
+def test_keys_typed_fast_enough_to_arrive_together_still_edit_and_send(project: Path) -> None:
+    app = make_app(project)
+    press(app, "6", "L")
+    assert wait_until(lambda: app.chat.loaded, app.tick)
+    press(app, "enter")
+    app.handle_keys([*"hix", "backspace", "left", "!", "end", "enter"])  # one read: a held key, ssh, a busy loop
+    assert wait_until(lambda: "echo: h!i" in screen(app), app.tick)
+
+
 def test_keys_waiting_takes_a_burst_at_once_and_ignores_unknown_keys() -> None:
     import curses
 

@@ -7,8 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-import psutil
-
 from microgpt.baseline import xz_bits_per_byte
 from microgpt.commands import positive_int
 from microgpt.config import TrainConfig, knob_from_env
@@ -24,6 +22,8 @@ from microgpt.evaluate import (
     read_heldout,
     results_json,
 )
+from microgpt.nn import GPTConfig
+from microgpt.nn.bounds import check_free_memory
 from microgpt.safe_io import creatable_folder
 from microgpt.storage import load_checkpoint
 
@@ -139,13 +139,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_batch_fits(config, batch_size: int) -> None:
+def _check_batch_fits(config: GPTConfig, batch_size: int) -> None:
     """A --batch-size whose forward pass would not fit in free memory is refused before anything is scored."""
-    needed, available = config.inference_memory_mb(batch_size) * 2**20, psutil.virtual_memory().available
-    if needed > available:
-        raise ConfigError(f"--batch-size {batch_size}: scoring that many windows at once needs about "
-                          f"{needed / 2**30:,.1f} GiB, but only {available / 2**30:,.1f} GiB of memory is free; "
-                          f"give a smaller --batch-size (default {DEFAULT_BATCH_SIZE})")
+    check_free_memory(config.inference_memory_mb(batch_size) * 2**20,
+                      f"--batch-size {batch_size}: scoring that many windows at once",
+                      f"give a smaller --batch-size (default {DEFAULT_BATCH_SIZE})", ConfigError)
 
 
 def _baseline_train(args: argparse.Namespace, checkpoint) -> HeldoutSet:

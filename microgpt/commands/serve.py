@@ -16,10 +16,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import psutil
-
 from microgpt.config import sampling_from_env
 from microgpt.errors import ConfigError
+from microgpt.nn.bounds import check_free_memory
 from microgpt.nn.slots import slot_cache_bytes
 from microgpt.serve.engine import Engine
 from microgpt.serve.settings import ServeSettings
@@ -103,11 +102,8 @@ def _limits(args: argparse.Namespace) -> ServeSettings:
 
 def _check_batch_memory(model: object, max_batch: int) -> None:
     """The decoding batch's KV cache must fit in free memory, or the server would die on its first requests."""
-    needed, free = slot_cache_bytes(model, max_batch), psutil.virtual_memory().available
-    if needed > free:
-        raise ConfigError(f"--max-batch {max_batch}: the batch's KV cache for this model needs "
-                          f"{needed / 2**30:,.1f} GiB, but only {free / 2**30:,.1f} GiB of memory is free; "
-                          "give a smaller --max-batch")
+    check_free_memory(slot_cache_bytes(model, max_batch), f"--max-batch {max_batch}: the batch's KV cache for "
+                      "this model", "give a smaller --max-batch", ConfigError)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,6 @@ lines plus one number per document whatever the file's size.
 from __future__ import annotations
 
 import argparse
-import os
 
 import numpy as np
 
@@ -37,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = args.path or os.environ.get("DATASET_PATH") or DEFAULT_DATASET
+    path = args.path or knob_from_env("DATASET_PATH")
     report = validate_dataset(path, max_problems=args.max_problems)
     if not report.ok:
         for problem in report.problems:

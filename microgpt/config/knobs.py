@@ -85,6 +85,8 @@ def _knob(name: str, group: str, help: str, explain: str, **limits: Any) -> Knob
     return Knob(name, field, path_of(field), type(default), default, group, help, explain, **limits)
 
 
+MAX_RUN_NAME = 100  # characters of RUN_NAME kept in a run id: file names built from it stay under 255 bytes
+
 KNOBS: tuple[Knob, ...] = (
     _knob(
         "DATASET_PATH", DATA,
@@ -441,7 +443,7 @@ KNOBS: tuple[Knob, ...] = (
         "label for this run's logs and checkpoints",
         'Becomes part of the run id (YYYYmmdd-HHMMSS_RUN_NAME) in every log, metrics and checkpoint file '
         'name, so choose something that tells runs apart, like wide-lr3e-3. Characters other than letters, '
-        "digits, '.', '_' and '-' are replaced, and only its first 100 characters are kept.",
+        f"digits, '.', '_' and '-' are replaced, and only its first {MAX_RUN_NAME} characters are kept.",
     ),
     _knob(
         "METRIC_INTERVAL", RUNTIME,

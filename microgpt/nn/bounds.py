@@ -88,8 +88,15 @@ def checked_model_config(values: Mapping[str, Any] | GPTConfig, label: str,
     if not flags_ok or not isinstance(config.init_std, (int, float)) or not math.isfinite(config.init_std):
         raise error(f"{label}: init_std must be a finite number, norm_gain and tie_embeddings true or false")
     needed = needed_bytes(config) if needed_bytes else BYTES_INFERENCE * config.num_parameters()
-    available = psutil.virtual_memory().available
-    if needed > available:
-        raise error(f"{label}: a model of {config.num_parameters():,} weights needs about {needed / 2**30:,.1f} GiB, "
-                    f"but only {available / 2**30:,.1f} GiB of memory is free; choose a smaller shape")
+    check_free_memory(needed, f"{label}: a model of {config.num_parameters():,} weights", "choose a smaller shape",
+                      error)
     return config
+
+
+def check_free_memory(needed_bytes: float, what: str, fix: str, error: type[MicrogptError] = MicrogptError) -> None:
+    """`error` in one line when `needed_bytes` is more than the memory free right now (psutil), before anything
+    that size is allocated: "WHAT needs about X GiB, but only Y GiB of memory is free; FIX"."""
+    available = psutil.virtual_memory().available
+    if needed_bytes > available:
+        raise error(f"{what} needs about {needed_bytes / 2**30:,.1f} GiB, but only {available / 2**30:,.1f} GiB of "
+                    f"memory is free; {fix}")

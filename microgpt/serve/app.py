@@ -304,27 +304,24 @@ class HeadDeadlineProtocol(H11Protocol):
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
-        body = json.dumps(protocol.error_body(f"malformed HTTP request: {msg}", "invalid_request_error",
-                                              code="bad_http_request")).encode()
-        headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
-                   (b"content-length", str(len(body)).encode())]
-        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body),
-                      h11.EndOfMessage()):
-            self.transport.write(self.conn.send(event))
-        self.transport.close()
+        self._reply_and_close(b"400 Bad Request", f"malformed HTTP request: {msg}", "bad_http_request")
 
     def head_too_slow(self) -> None:
         self.head_deadline = None
         if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
             return
         if self.conn.trailing_data[0]:  # part of a head came: say why the connection ends
-            body = json.dumps(protocol.error_body(f"the request line and headers did not arrive within "
-                                                  f"{self.header_timeout_s:g} s", "invalid_request_error",
-                                                  code="header_timeout")).encode()
-            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-                                 b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+            self._reply_and_close(b"408 Request Timeout", f"the request line and headers did not arrive within "
+                                  f"{self.header_timeout_s:g} s", "header_timeout")
         self.transport.close()
 
+    def _reply_and_close(self, status: bytes, message: str, code: str) -> None:
+        """An error in the API's JSON shape, written straight to the connection, which then closes: the app
+        never saw this request, so no route answers it."""
+        body = json.dumps(protocol.error_body(message, "invalid_request_error", code=code)).encode()
+        self.transport.write(b"HTTP/1.1 %s\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                             b"content-length: %d\r\n\r\n%s" % (status, len(body), body))
+        self.transport.close()
 
 def uvicorn_config(server: Server, host: str, port: int, **options: Any) -> uvicorn.Config:
     """The app for `server` on uvicorn with the server's limits: keep-alive, head deadline, graceful stop."""

@@ -25,7 +25,7 @@ NEUTRAL = {"n": 1, "presence_penalty": 0, "frequency_penalty": 0, "logprobs": No
            "echo": False, "best_of": 1, "suffix": None, "top_logprobs": None, "response_format": None,
            "parallel_tool_calls": None, "tools": None, "tool_choice": None, "service_tier": None,
            "store": None, "metadata": None}
-IGNORED = ("user", "stream_options", "model")  # checked below for their type, never refused for their value
+IGNORED = ("user", "stream_options", "model")  # never refused for their value (the last two checked for type)
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "seed",
                    "repetition_penalty", "min_tokens", "stop", "stream")
 
@@ -101,7 +101,8 @@ def _sampling(body: dict, defaults: SamplingSettings) -> SamplingSettings:
     try:
         return sampling_from_mapping(values, defaults)
     except ConfigError as exc:  # fields fine alone, wrong together (min_tokens > max_tokens)
-        raise RequestError(str(exc).replace("min_new_tokens", "min_tokens").replace("max_new_tokens", "max_tokens"),
+        most = "max_completion_tokens" if body.get("max_tokens") is None else "max_tokens"  # the name sent
+        raise RequestError(str(exc).replace("min_new_tokens", "min_tokens").replace("max_new_tokens", most),
                            "min_tokens") from None
 
 

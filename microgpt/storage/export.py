@@ -44,8 +44,9 @@ def save_export(checkpoint: Checkpoint, out_dir: str | os.PathLike[str], source:
                 replace: bool = False) -> Path:
     """Write `checkpoint`'s model and tokenizer to `out_dir`. A new folder, or one replacing an earlier export,
     is swapped in whole (atomic.atomic_folder): a crash or an error on the way leaves no half-written folder and
-    the earlier export as it was. An existing empty folder is filled in place, each file written whole (temp,
-    fsync, rename), so a mount point or the folder's own permissions stay; a link is followed to its folder.
+    the earlier export as it was. An existing empty folder, or a mount point (which no rename can replace), is
+    filled in place, each file written whole (temp, fsync, rename), so the folder's own permissions stay and
+    only it need be writable; a link is followed to its folder.
 
     A new or empty `out_dir` is taken; one holding an earlier export is replaced only with `replace`; a folder
     holding anything else is never touched. Each refusal is one ConfigError naming OUT_DIR.
@@ -54,7 +55,8 @@ def save_export(checkpoint: Checkpoint, out_dir: str | os.PathLike[str], source:
     label = f"OUT_DIR={os.fspath(out_dir)!r}"
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{label}: is not a folder; give a folder path")
-    writable_folder("OUT_DIR", out.parent, value=out_dir)  # an unwritable place: one line, nothing written
+    # an unwritable place: one line, nothing written (an existing folder is filled itself, its parent untouched)
+    writable_folder("OUT_DIR", out if out.is_dir() else out.parent, value=out_dir)
     try:
         held = {entry.name for entry in out.iterdir()} if out.is_dir() else set()
     except OSError as exc:
@@ -81,8 +83,8 @@ def save_export(checkpoint: Checkpoint, out_dir: str | os.PathLike[str], source:
         atomic_write_json(folder / "config.json", config)
         atomic_write_json(folder / "tokenizer.json", vocabulary)
 
-    if out.is_dir() and not held:  # an empty folder (a mount point, one with its own permissions) is filled in
-        write_into(out)  # place, each file atomically: a new folder renamed over it would fail or lose them
+    if out.is_dir() and (not held or os.path.ismount(out)):  # an empty folder (one with its own permissions), or a
+        write_into(out)  # mount point, is filled in place, each file atomically: a rename over it would fail
     else:  # a new folder, or an earlier export replaced: swapped in whole
         with atomic_folder(out) as folder:
             write_into(folder)

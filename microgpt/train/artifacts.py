@@ -43,6 +43,7 @@ from typing import IO, Any
 
 from microgpt.atomic import atomic_write_text
 from microgpt.config import TrainConfig
+from microgpt.config.knobs import MAX_RUN_NAME
 from microgpt.safe_io import open_regular, read_capped
 
 EVAL_COLUMNS: tuple[str, ...] = (
@@ -55,9 +56,6 @@ SYSTEM_COLUMNS: tuple[str, ...] = (
 LOG_LEVELS: dict[str, int] = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-MAX_RUN_NAME = 100  # characters of RUN_NAME kept in the run id: file names built from it stay under 255 bytes
 
 
 def sanitize_run_name(run_name: str) -> str:

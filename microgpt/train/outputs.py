@@ -19,12 +19,10 @@ import shutil
 import zipfile
 from pathlib import Path
 
-import psutil
-
 from microgpt.config import TrainConfig
 from microgpt.errors import ConfigError
 from microgpt.nn import GPTConfig
-from microgpt.nn.bounds import checked_model_config
+from microgpt.nn.bounds import check_free_memory, checked_model_config
 from microgpt.safe_io import writable_file, writable_folder
 
 CHECKPOINTS_PER_RUN = 3  # latest, best and the final one may all be written before the first is replaced
@@ -84,10 +82,8 @@ def preflight(cfg: TrainConfig, model: GPTConfig, cache_dir: str | os.PathLike[s
                          f"BATCH_SIZE={cfg.batch_size})", ConfigError,
                          needed_bytes=lambda shape: shape.training_memory_mb(cfg.batch_size) * 2**20)
     windows = cfg.batch_size * cfg.eval_steps  # held for the whole run: inputs and targets, int64 each
-    needed, available = 2 * 8 * windows * (model.block_size + 1), psutil.virtual_memory().available
-    if needed > available // 2:
-        raise ConfigError(f"EVAL_STEPS={cfg.eval_steps}: its {windows:,} validation windows (with BATCH_SIZE="
-                          f"{cfg.batch_size}) need about {needed / 2**30:,.1f} GiB, more than half the "
-                          f"{available / 2**30:,.1f} GiB free; give a smaller EVAL_STEPS")
+    check_free_memory(2 * 8 * windows * (model.block_size + 1), f"EVAL_STEPS={cfg.eval_steps}: its {windows:,} "
+                      f"validation windows (with BATCH_SIZE={cfg.batch_size})", "give a smaller EVAL_STEPS",
+                      ConfigError)
     check_output_locations(cfg.model_dir, cfg.log_dir, cache_dir, cfg.model_out_path, model.num_parameters(),
                            cfg.model_best_path)

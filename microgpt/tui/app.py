@@ -32,6 +32,7 @@ from microgpt.tui.runner import TrainerRunner
 from microgpt.tui.runs_tab import RunsTab
 from microgpt.tui.terminal import Painter, key_name
 from microgpt.tui.text import clip
+from microgpt.tui.textinput import EDIT_KEYS
 from microgpt.tui.train_tab import TrainTab
 from microgpt.tui.widgets import Line, center_block, fill_height, fit, key_hints, text_line
 
@@ -173,13 +174,16 @@ class App:
             tab.refresh()
 
     def handle_keys(self, keys: list[str]) -> None:
-        """Keys that arrived at once. While a tab is typing, several at once are pasted text: their characters
-        are typed (a newline as a space) and the keys that are never text (tab, esc, arrows) are dropped, so a
-        paste cannot switch tabs and run what follows as hotkeys (an `s` starting a run, a `q` quitting)."""
+        """Keys that arrived at once: a paste, or fast typing. While a tab is typing, the keys that would leave
+        the text field (tab, esc) are dropped from such a burst and an enter inside it is a space (a last one
+        still sends), so pasted text cannot switch tabs and run the rest as hotkeys (an `s` starting a run, a
+        `q` quitting); characters and editing keys (backspace, arrows) act as typed."""
         if len(keys) > 1 and self.tab.captures_keys() and not self.splash_until and not self.confirm_quit:
-            for key in keys:
-                if len(key) == 1 or key == "enter":  # key_name passes only printable single characters
-                    self.tab.handle_key(" " if key == "enter" else key)
+            for i, key in enumerate(keys):
+                if key == "enter" and i < len(keys) - 1:
+                    self.tab.handle_key(" ")
+                elif len(key) == 1 or key in (*EDIT_KEYS, "enter"):  # key_name passes only printable characters
+                    self.tab.handle_key(key)
             return
         for key in keys:
             self.handle_key(key)
