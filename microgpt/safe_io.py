@@ -69,16 +69,16 @@ def writable_folder(knob: str, folder: str | os.PathLike[str], value: str | os.P
     path = Path(folder)
     label = f"{knob}={os.fspath(folder if value is None else value)!r}"
     where = "" if value is None else f"its folder {os.fspath(folder)!r} "
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{label}: {where}is not a folder; give a folder path")
     try:
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{label}: {where}is not a folder; give a folder path")
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".microgpt-probe.", dir=path)
         os.close(fd)
         os.unlink(probe)
-    except OSError as exc:
-        raise ConfigError(f"{label}: cannot write {where or 'there '}({exc.strerror}); give a place you can "
-                          "write to") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise ConfigError(f"{label}: cannot write {where or 'there '}({getattr(exc, 'strerror', None) or exc}); "
+                          "give a place you can write to") from None
     return path
 
 

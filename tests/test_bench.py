@@ -4,6 +4,9 @@ leaves the autograd as it found it. Speed itself is only ever printed, never ass
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import subprocess
 import time
 
 import pytest
@@ -133,3 +136,25 @@ def test_default_config_is_what_train_trains_and_the_help_says_so():
     m = trained.model
     assert f"default = vocab {m.vocab_size}, {m.n_layer} layers, n_embd {m.n_embd}" in text
     assert f"block {m.block_size}, batch {trained.batch_size}" in describe(default)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals")
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])
+def test_busy_rival_dies_with_bench_on_sigterm_or_a_closed_terminal(signum: str) -> None:
+    from microgpt.bench.throughput import competing_process
+    from microgpt.console import stop_signals_interrupt
+
+    rivals = []
+    real_popen = subprocess.Popen
+
+    def recorded(*args, **kwargs):
+        rivals.append(real_popen(*args, **kwargs))
+        return rivals[-1]
+
+    with pytest.raises(KeyboardInterrupt), stop_signals_interrupt(), \
+            pytest.MonkeyPatch.context() as mp:
+        mp.setattr(subprocess, "Popen", recorded)
+        with competing_process():
+            os.kill(os.getpid(), getattr(signal, signum))
+            time.sleep(10)  # the signal interrupts this
+    assert len(rivals) == 1 and rivals[0].poll() is not None  # killed, not left spinning

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import warnings
@@ -106,3 +107,16 @@ def test_a_run_name_too_long_for_a_file_name_is_cut_to_100_characters(tmp_path: 
     assert result.returncode == 0, result.stderr
     run_id = result.stdout.splitlines()[0].removeprefix("run_id: ")
     assert run_id.endswith("_" + "x" * 100) and (tmp_path / "logs" / "runs" / f"run_{run_id}.json").exists()
+
+
+@pytest.mark.parametrize("value", ["1e-310", "0.001", "1e300"])
+def test_a_repetition_penalty_that_would_overflow_the_scores_is_refused(tmp_path: Path, value: str) -> None:
+    result = microgpt(tmp_path, "chat-once", "m.npz", "hi", "--repetition-penalty", value)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "must be >= 0.01 and <= 100" in result.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_a_fifo_given_as_a_checkpoint_is_named_as_such(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.npz")
+    result = microgpt(tmp_path, "chat-once", "pipe.npz", "hi")
+    assert result.returncode == 2 and "is not a regular file (a FIFO, device or socket)" in result.stderr

@@ -258,3 +258,15 @@ def test_a_bad_port_is_one_line_and_exit_2(checkpoint: Path) -> None:
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 2
     assert out.stderr.strip() == "microgpt serve: error: PORT='http' is not a port number (1-65535)"
+
+
+def test_a_port_in_use_is_one_line_before_any_banner(checkpoint: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run([sys.executable, "-m", "microgpt", "serve", str(checkpoint), "--port", str(port)],
+                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                             timeout=60, check=False)
+    assert out.returncode == 2 and out.stdout == ""  # no banner saying it serves
+    assert out.stderr.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in out.stderr

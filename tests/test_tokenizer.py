@@ -2,6 +2,7 @@
 
 import base64
 import json
+import re
 import socket
 
 import numpy as np
@@ -211,3 +212,26 @@ def test_encoding_from_many_threads_gives_what_one_thread_gives() -> None:
         t.join()
     for part in range(8):
         assert results[part] == [alone.encode(w) for w in words[part::8]]
+
+
+def _rank_lines(pairs: list[tuple[bytes, int]]) -> bytes:
+    return b"".join(base64.b64encode(token) + b" %d\n" % rank for token, rank in pairs)
+
+
+BYTES = [(bytes([b]), b) for b in range(256)]  # a minimal valid rank file: every byte, ranks 0..255
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (_rank_lines([*BYTES, (b"ab", -5)]), "ranks are not 0 to 256"),
+    (_rank_lines([*BYTES, (b"ab", 99_999_999_999)]), "ranks are not 0 to 256"),
+    (_rank_lines([*BYTES, (b"ab", 255)]), "ranks are not 0 to 256"),  # two tokens, one rank
+    (_rank_lines([*BYTES, (b"a", 256)]), "line 257: the token is listed twice"),
+    (_rank_lines([(bytes([b]), b) for b in range(200)]), "56 single bytes (such as 0xc8) are not tokens"),
+])
+def test_a_custom_rank_file_tiktoken_would_panic_on_is_one_config_error(tmp_path, content: bytes, fragment: str) -> None:
+    path = tmp_path / "custom.tiktoken"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        tokenizer_module._load_ranks.__wrapped__(str(path), "custom")
+    path.write_bytes(_rank_lines([*BYTES, (b"ab", 256)]))
+    assert tokenizer_module._load_ranks.__wrapped__(str(path), "custom").sha256  # a whole one loads

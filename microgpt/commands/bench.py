@@ -23,6 +23,7 @@ from microgpt.bench.throughput import (
 )
 from microgpt.bench.tui import run_tui_bench
 from microgpt.commands import positive_int
+from microgpt.console import stop_signals_interrupt
 
 GEN_TOKENS = 64  # tokens per generation window, when the configs' block sizes leave room
 
@@ -59,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with stop_signals_interrupt():  # SIGTERM or a closed terminal end it as Ctrl-C does: --busy's rival is killed
+        return _bench(args)
+
+
+def _bench(args: argparse.Namespace) -> int:
     if args.serve:
         report = run_serve_bench(args.checkpoint, windows=args.windows)
         print(json.dumps(report) if args.json else format_serve_bench(report))

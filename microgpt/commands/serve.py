@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -128,7 +129,15 @@ def run(args: argparse.Namespace) -> int:
     name = Path(path).stem
     app_server = Server(engine, name, defaults, api_key, limits)
     config = checkpoint.model.config
-    print(f"microgpt serve: http://{args.host}:{port}/  (model {name} from {path}: {config.n_layer} layers x "
+    try:  # bound here, before the banner: a port in use is one line, not a banner and then uvicorn's error
+        listener = socket.create_server((args.host, port), family=socket.AF_INET6 if ":" in args.host
+                                        else socket.AF_INET)
+    except OSError as exc:
+        engine.stop()
+        raise ConfigError(f"cannot listen on {args.host}:{port} ({exc.strerror or exc}); choose another --port, or "
+                          "a --host of this machine") from None
+    shown = f"[{args.host}]" if ":" in args.host else args.host or "0.0.0.0"  # an IPv6 address in a URL: brackets
+    print(f"microgpt serve: http://{shown}:{port}/  (model {name} from {path}: {config.n_layer} layers x "
           f"{config.n_embd}, vocab {config.vocab_size}, context {config.block_size} tokens; OpenAI API at /v1; "
           f"{'API key required' if api_key else 'no API key'})", flush=True)
     if not _is_loopback(args.host) and not api_key:
@@ -148,8 +157,8 @@ def run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, stop)
     try:
-        server.run()
-    except SystemExit as exc:  # uvicorn exits when it cannot bind the port
+        server.run(sockets=[listener])
+    except SystemExit as exc:  # uvicorn exits when it cannot serve on the socket
         raise ConfigError(f"cannot listen on {args.host}:{port} (in use, or not an address of this machine)") \
             from exc
     finally:

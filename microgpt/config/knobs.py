@@ -383,8 +383,8 @@ KNOBS: tuple[Knob, ...] = (
         'discourage tokens generated recently (1 = off, below 1 encourages them)',
         'The scores of tokens among the last REPEAT_LAST_N generated ones are weakened by this factor, '
         "which breaks loops like 'the the the'. Too strong and the model avoids words it really needs "
-        'again. 1.05-1.2 is typical.',
-        min=0, exclusive_min=True,
+        'again. 1.05-1.2 is typical; 0.01 to 100 is allowed (past either, the weakened scores overflow).',
+        min=0.01, max=100,
     ),
     _knob(
         "MIN_NEW_TOKENS", GEN,

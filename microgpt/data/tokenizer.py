@@ -390,11 +390,23 @@ def _load_ranks(path: str, encoding: str) -> RankTable:
     for number, line in enumerate(data.splitlines(), start=1):
         try:
             token, rank = line.split()
-            ranks[base64.b64decode(token, validate=True)] = int(rank)
+            token_bytes = base64.b64decode(token, validate=True)
+            ranks[token_bytes] = int(rank)
         except ValueError:
             raise ConfigError(f"BPE rank file {path} line {number} is not `base64-token rank`") from None
+        if len(ranks) < number:
+            raise ConfigError(f"BPE rank file {path} line {number}: the token is listed twice")
     if not ranks:
         raise ConfigError(f"BPE rank file {path} is empty")
+    # tiktoken's encoder assumes what a real rank file guarantees (and panics otherwise): ranks 0 .. n-1, each
+    # once, and every single byte a token, so that any text can be spelled
+    if sorted(ranks.values()) != list(range(len(ranks))):
+        raise ConfigError(f"BPE rank file {path}: its ranks are not 0 to {len(ranks) - 1}, each once; "
+                          "it is damaged or not a rank file")
+    missing = [b for b in range(256) if bytes([b]) not in ranks]
+    if missing:
+        raise ConfigError(f"BPE rank file {path}: {len(missing)} single bytes (such as {missing[0]:#04x}) are not "
+                          "tokens, so some text could not be spelled; it is damaged or not a rank file")
     return RankTable(encoding, ranks, sha256)
 
 

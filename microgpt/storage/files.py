@@ -34,6 +34,8 @@ def load_checkpoint(path: str | os.PathLike[str], bpe_file: str | None = None) -
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a checkpoint (nor an export: no model.safetensors in it); "
                               f"give a file such as {os.fspath(path / 'best_checkpoint.npz')!r}")
+    if path.exists() and not path.is_file():
+        raise CheckpointError(f"{path}: is not a regular file (a FIFO, device or socket); give a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file (train one with `python -m microgpt train`)")
     if path.suffix == ".json":
