@@ -142,7 +142,6 @@ def test_default_config_is_what_train_trains_and_the_help_says_so():
 @pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])
 def test_busy_rival_dies_with_bench_on_sigterm_or_a_closed_terminal(signum: str) -> None:
     from microgpt.bench.throughput import competing_process
-    from microgpt.console import stop_signals_interrupt
 
     rivals = []
     real_popen = subprocess.Popen
@@ -151,10 +150,14 @@ def test_busy_rival_dies_with_bench_on_sigterm_or_a_closed_terminal(signum: str)
         rivals.append(real_popen(*args, **kwargs))
         return rivals[-1]
 
-    with pytest.raises(KeyboardInterrupt), stop_signals_interrupt(), \
-            pytest.MonkeyPatch.context() as mp:
-        mp.setattr(subprocess, "Popen", recorded)
+    def busy_then_signalled(args: argparse.Namespace) -> int:  # the busy half of `bench --busy`, signalled
         with competing_process():
             os.kill(os.getpid(), getattr(signal, signum))
             time.sleep(10)  # the signal interrupts this
+        return 0
+
+    with pytest.raises(KeyboardInterrupt), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(subprocess, "Popen", recorded)
+        mp.setattr(bench, "_bench", busy_then_signalled)
+        bench.run(argparse.Namespace())  # the command's own handling of the signal, not the test's
     assert len(rivals) == 1 and rivals[0].poll() is not None  # killed, not left spinning

@@ -174,6 +174,8 @@ def test_an_existing_out_dir_needs_only_itself_writable_and_a_mount_point_is_rep
                         or real_probe(knob, folder, value))
     _export(capsys, ckpt, out)
     assert probed == [out]  # a mount point's parent is often not writable: it is not asked to be
+    assert main(["export", str(ckpt), str(out), "--force"]) == 0
+    assert probed[-1] == tmp_path  # replaced whole: the new folder is made beside it, so there must be room
     monkeypatch.setattr(export.os.path, "ismount", lambda path: Path(path) == out)
     inode = out.stat().st_ino
     assert main(["export", str(ckpt), str(out), "--force"]) == 0  # no rename can replace a mount point

@@ -222,9 +222,9 @@ BYTES = [(bytes([b]), b) for b in range(256)]  # a minimal valid rank file: ever
 
 
 @pytest.mark.parametrize("content, fragment", [
-    (_rank_lines([*BYTES, (b"ab", -5)]), "ranks are not 0 to 256"),
-    (_rank_lines([*BYTES, (b"ab", 99_999_999_999)]), "ranks are not 0 to 256"),
-    (_rank_lines([*BYTES, (b"ab", 255)]), "ranks are not 0 to 256"),  # two tokens, one rank
+    (_rank_lines([*BYTES, (b"ab", -5)]), "ranks must be distinct whole numbers from 0 to"),
+    (_rank_lines([*BYTES, (b"ab", 99_999_999_999)]), "ranks must be distinct whole numbers from 0 to"),
+    (_rank_lines([*BYTES, (b"ab", 255)]), "ranks must be distinct whole numbers from 0 to"),  # two tokens, one rank
     (_rank_lines([*BYTES, (b"a", 256)]), "line 257: the token is listed twice"),
     (_rank_lines([(bytes([b]), b) for b in range(200)]), "56 single bytes (such as 0xc8) are not tokens"),
 ])
@@ -233,5 +233,7 @@ def test_a_custom_rank_file_tiktoken_would_panic_on_is_one_config_error(tmp_path
     path.write_bytes(content)
     with pytest.raises(ConfigError, match=re.escape(fragment)):
         tokenizer_module._load_ranks.__wrapped__(str(path), "custom")
-    path.write_bytes(_rank_lines([*BYTES, (b"ab", 256)]))
-    assert tokenizer_module._load_ranks.__wrapped__(str(path), "custom").sha256  # a whole one loads
+    path.write_bytes(_rank_lines([*BYTES, (b"ab", 257)]))  # a gap, as p50k_base has at 50256: it loads
+    table = tokenizer_module._load_ranks.__wrapped__(str(path), "custom")
+    ranks, offsets = table.encode(["abab"])
+    assert table.size == 258 and ranks.tolist() == [257, 257] and offsets.tolist() == [0, 2]

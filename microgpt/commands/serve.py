@@ -107,6 +107,27 @@ def _check_batch_memory(model: object, max_batch: int) -> None:
                       "this model", "give a smaller --max-batch", ConfigError)
 
 
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """A listening socket on every address `host` resolves to ("localhost": 127.0.0.1 and ::1; "": all), as
+    uvicorn would bind them; OSError if any cannot be bound (a port in use)."""
+    found = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    listeners: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(found):
+            listener = socket.socket(family, kind, proto)
+            listeners.append(listener)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # its own address only: 0.0.0.0 is bound by its own socket
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            listener.bind(address)
+            listener.listen(socket.SOMAXCONN)
+    except BaseException:
+        for listener in listeners:
+            listener.close()
+        raise
+    return listeners
+
+
 def run(args: argparse.Namespace) -> int:
     try:  # optional dependencies: only `serve` needs a web stack
         import uvicorn
@@ -130,12 +151,12 @@ def run(args: argparse.Namespace) -> int:
     app_server = Server(engine, name, defaults, api_key, limits)
     config = checkpoint.model.config
     try:  # bound here, before the banner: a port in use is one line, not a banner and then uvicorn's error
-        listener = socket.create_server((args.host, port), family=socket.AF_INET6 if ":" in args.host
-                                        else socket.AF_INET)
-    except OSError as exc:
+        listeners = _listen(args.host, port)
+    except (OSError, UnicodeError, TypeError) as exc:  # the last two: a host name IDNA cannot encode
         engine.stop()
-        raise ConfigError(f"cannot listen on {args.host}:{port} ({exc.strerror or exc}); choose another --port, or "
-                          "a --host of this machine") from None
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"cannot listen on {args.host}:{port} ({reason}); choose another --port, or a --host "
+                          "of this machine") from None
     shown = f"[{args.host}]" if ":" in args.host else args.host or "0.0.0.0"  # an IPv6 address in a URL: brackets
     print(f"microgpt serve: http://{shown}:{port}/  (model {name} from {path}: {config.n_layer} layers x "
           f"{config.n_embd}, vocab {config.vocab_size}, context {config.block_size} tokens; OpenAI API at /v1; "
@@ -157,12 +178,14 @@ def run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, stop)
     try:
-        server.run(sockets=[listener])
-    except SystemExit as exc:  # uvicorn exits when it cannot serve on the socket
+        server.run(sockets=listeners)
+    except SystemExit as exc:  # uvicorn exits when it cannot serve on the sockets
         raise ConfigError(f"cannot listen on {args.host}:{port} (in use, or not an address of this machine)") \
             from exc
     finally:
         engine.stop()
+        for listener in listeners:
+            listener.close()
     if not server.started:
         raise ConfigError(f"cannot listen on {args.host}:{port} (in use, or not an address of this machine)")
     print("microgpt serve: stopped", flush=True)

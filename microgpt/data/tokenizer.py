@@ -373,6 +373,9 @@ def _rank_file(encoding: str, bpe_file: str | None) -> tuple[str, str]:
     return str(Path(spec.origin).parent / "data" / f"{CL100K}.tiktoken"), encoding
 
 
+MAX_RANK = 1 << 22  # 4 million ids: o200k_base has 200,000; every id gets a slot in RankTable's arrays
+
+
 @functools.lru_cache(maxsize=4)
 def _load_ranks(path: str, encoding: str) -> RankTable:
     """Read and verify a tiktoken rank file (lines of `base64(token) rank`); never touches the network."""
@@ -398,10 +401,11 @@ def _load_ranks(path: str, encoding: str) -> RankTable:
             raise ConfigError(f"BPE rank file {path} line {number}: the token is listed twice")
     if not ranks:
         raise ConfigError(f"BPE rank file {path} is empty")
-    # tiktoken's encoder assumes what a real rank file guarantees (and panics otherwise): ranks 0 .. n-1, each
-    # once, and every single byte a token, so that any text can be spelled
-    if sorted(ranks.values()) != list(range(len(ranks))):
-        raise ConfigError(f"BPE rank file {path}: its ranks are not 0 to {len(ranks) - 1}, each once; "
+    # tiktoken's encoder assumes what a real rank file guarantees (and panics otherwise): each rank once, and
+    # every single byte a token, so that any text can be spelled; gaps are fine (p50k_base skips 50256)
+    values = sorted(ranks.values())
+    if values[0] < 0 or values[-1] > MAX_RANK or len(set(values)) < len(values):
+        raise ConfigError(f"BPE rank file {path}: its ranks must be distinct whole numbers from 0 to {MAX_RANK:,}; "
                           "it is damaged or not a rank file")
     missing = [b for b in range(256) if bytes([b]) not in ranks]
     if missing:

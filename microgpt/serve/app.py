@@ -323,6 +323,7 @@ class HeadDeadlineProtocol(H11Protocol):
                              b"content-length: %d\r\n\r\n%s" % (status, len(body), body))
         self.transport.close()
 
+
 def uvicorn_config(server: Server, host: str, port: int, **options: Any) -> uvicorn.Config:
     """The app for `server` on uvicorn with the server's limits: keep-alive, head deadline, graceful stop."""
     limits = server.limits

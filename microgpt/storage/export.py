@@ -55,12 +55,14 @@ def save_export(checkpoint: Checkpoint, out_dir: str | os.PathLike[str], source:
     label = f"OUT_DIR={os.fspath(out_dir)!r}"
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{label}: is not a folder; give a folder path")
-    # an unwritable place: one line, nothing written (an existing folder is filled itself, its parent untouched)
-    writable_folder("OUT_DIR", out if out.is_dir() else out.parent, value=out_dir)
     try:
         held = {entry.name for entry in out.iterdir()} if out.is_dir() else set()
     except OSError as exc:
         raise ConfigError(f"{label}: cannot be read ({exc.strerror}); give a folder you can read") from None
+    in_place = out.is_dir() and (not held or os.path.ismount(out))  # see below
+    # an unwritable place: one line, nothing written (a folder filled in place needs only itself writable; a
+    # folder swapped in whole is made beside it)
+    writable_folder("OUT_DIR", out if in_place else out.parent, value=out_dir)
     if held - set(FILES):
         raise ConfigError(f"{label}: holds files that are not an export's ({min(held - set(FILES))!r}, ...); "
                           "give a new or empty folder")
@@ -83,8 +85,8 @@ def save_export(checkpoint: Checkpoint, out_dir: str | os.PathLike[str], source:
         atomic_write_json(folder / "config.json", config)
         atomic_write_json(folder / "tokenizer.json", vocabulary)
 
-    if out.is_dir() and (not held or os.path.ismount(out)):  # an empty folder (one with its own permissions), or a
-        write_into(out)  # mount point, is filled in place, each file atomically: a rename over it would fail
+    if in_place:  # an empty folder (one with its own permissions), or a mount point, is filled in place, each
+        write_into(out)  # file atomically: a new folder renamed over it would fail or lose them
     else:  # a new folder, or an earlier export replaced: swapped in whole
         with atomic_folder(out) as folder:
             write_into(folder)

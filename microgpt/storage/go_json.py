@@ -10,12 +10,11 @@ import os
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 from microgpt.data.go_tokenizer import GoBPETokenizer, GoCharTokenizer
 from microgpt.errors import CheckpointError
 from microgpt.nn import GPT
-from microgpt.nn.bounds import check_weights, checked_model_config
+from microgpt.nn.bounds import check_free_memory, check_weights, checked_model_config
 from microgpt.safe_io import parse_json, read_capped
 from microgpt.storage.checkpoint import Checkpoint
 
@@ -31,8 +30,8 @@ def load_go_checkpoint(path: Path) -> Checkpoint:
     """
     try:
         size = os.stat(path).st_size
-        if size * JSON_EXPANSION > psutil.virtual_memory().available:
-            raise CheckpointError(f"{path}: {size:,} bytes of JSON would not fit in the memory free now")
+        check_free_memory(size * JSON_EXPANSION, f"{path}: {size:,} bytes of JSON", "use a smaller checkpoint",
+                          CheckpointError)
         raw = parse_json(read_capped(path, size), max_depth=8)
         if not isinstance(raw, dict) or not isinstance(raw.get("config"), dict) or not isinstance(
                 raw.get("state"), dict):

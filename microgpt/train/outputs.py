@@ -82,8 +82,9 @@ def preflight(cfg: TrainConfig, model: GPTConfig, cache_dir: str | os.PathLike[s
                          f"BATCH_SIZE={cfg.batch_size})", ConfigError,
                          needed_bytes=lambda shape: shape.training_memory_mb(cfg.batch_size) * 2**20)
     windows = cfg.batch_size * cfg.eval_steps  # held for the whole run: inputs and targets, int64 each
-    check_free_memory(2 * 8 * windows * (model.block_size + 1), f"EVAL_STEPS={cfg.eval_steps}: its {windows:,} "
-                      f"validation windows (with BATCH_SIZE={cfg.batch_size})", "give a smaller EVAL_STEPS",
-                      ConfigError)
+    training = model.training_memory_mb(cfg.batch_size) * 2**20
+    check_free_memory(2 * 8 * windows * (model.block_size + 1) + training, f"EVAL_STEPS={cfg.eval_steps}: its "
+                      f"{windows:,} validation windows (with BATCH_SIZE={cfg.batch_size}) beside training",
+                      "give a smaller EVAL_STEPS", ConfigError)
     check_output_locations(cfg.model_dir, cfg.log_dir, cache_dir, cfg.model_out_path, model.num_parameters(),
                            cfg.model_best_path)

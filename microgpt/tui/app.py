@@ -337,10 +337,12 @@ def _keys_waiting(window: curses.window) -> list[str]:
     try:
         raw = window.get_wch()
         window.nodelay(True)
-        while len(keys) < PASTE_MAX:
+        while True:
             key = key_name(raw)
             if key is not None:
                 keys.append(key)
+            if len(keys) >= PASTE_MAX:
+                break
             raw = window.get_wch()
     except curses.error:  # the timeout passed, or nothing more is waiting
         pass
