@@ -425,3 +425,18 @@ def test_a_dataset_with_one_record_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "one.jsonl").write_text(json.dumps({"id": "a", "record_type": "knowledge", "text": "hi"}) + "\n")
     result = microgpt(tmp_path, "train", DATASET_PATH="one.jsonl")
     assert_one_line_error(result, "at least 2")
+
+
+def test_a_sample_with_control_characters_is_logged_on_one_escaped_line(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import microgpt.train.trainer as trainer_module
+
+    write_dataset(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MICROGPT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(trainer_module.ChatSession, "reply", lambda self, *a, **k: "a\x00b\nc\x08")
+    assert Trainer(load_config(cli={**TINY, "NUM_STEPS": "10"}, env={})).run() == 0
+    log = (tmp_path / "logs" / "train_latest.log").read_text(encoding="utf-8")
+    assert "-> a\\x00b\\nc\\x08\n" in log and "\x00" not in log and "\x08" not in log
+    samples = [e for e in events_of(tmp_path) if e["type"] == "sample"]
+    assert samples and samples[0]["text"] == "a\x00b\nc\x08"  # the event keeps the text as it was

@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from microgpt.commands import positive_int
-from microgpt.config import GROUPS, KNOBS, PRESET_HELP, PRESETS, Knob, TrainConfig, format_value, load_config
+from microgpt.config import GROUPS, KNOBS, PRESET_HELP, Knob, TrainConfig, format_value, load_config
 from microgpt.console import stop_signals_interrupt
 from microgpt.errors import ConfigError, DatasetError
 from microgpt.train.resume import ignored_environment_note, resume_config
@@ -28,7 +28,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("config sources (defaults < preset < file < env < flags)")
     source.add_argument("--config", metavar="FILE", help="JSON object of knob names to values")
     source.add_argument(
-        "--preset", choices=tuple(PRESETS), metavar="NAME",
+        "--preset", metavar="NAME",  # checked by load_config: an unknown one is one line, not argparse's usage
         help="start from a named profile: " + "; ".join(f"{k}: {v}" for k, v in PRESET_HELP.items()),
     )
     groups = {group: parser.add_argument_group(group) for group in GROUPS}

@@ -427,7 +427,8 @@ class Trainer:
             settings = replace(cfg.sampling, seed=cfg.seed + self.progress.step + i)
             question = SAMPLE_PROMPTS[i % len(SAMPLE_PROMPTS)]
             text = ChatSession(self.model, self.data.tokenizer).reply(question, settings)
-            self.art.log(f"sample {i + 1}: {question} -> {text}")
+            shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)  # one line, no NUL or \b bytes
+            self.art.log(f"sample {i + 1}: {question} -> {shown}")
             self.art.event("sample", step=self.progress.step, prompt=question, text=text)
 
     def _write_manifest(self, status: str, error: str | None = None) -> None:
