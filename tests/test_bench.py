@@ -74,7 +74,7 @@ def test_machine_description_names_the_cpu_and_numpy():
 
 def test_bench_command_profile_prints_one_table_per_path(capsys, monkeypatch):
     monkeypatch.setitem(bench_configs(), "tiny", TINY)
-    args = argparse.Namespace(serve=False, tui=False, micro=False, profile=True, configs=["tiny"], json=False, threads=1,
+    args = argparse.Namespace(serve=False, tui=False, micro=False, busy=False, checkpoint=None, profile=True, configs=["tiny"], json=False, threads=1,
                               cpu_time=True)
     assert bench.run(args) == 0
     out = capsys.readouterr().out
@@ -88,14 +88,14 @@ def bench_configs() -> dict:
 
 
 def test_bench_command_refuses_more_generated_tokens_than_the_context_holds(capsys):
-    args = argparse.Namespace(serve=False, tui=False, micro=False, profile=False, configs=["c1-b1"], json=False, gen_tokens=500,
+    args = argparse.Namespace(serve=False, tui=False, micro=False, busy=False, checkpoint=None, profile=False, configs=["c1-b1"], json=False, gen_tokens=500,
                               threads=2)
     assert bench.run(args) == 2
     assert "--gen-tokens 500: must be 1 to 88" in capsys.readouterr().err
 
 
 def test_bench_command_refuses_zero_threads(capsys):
-    args = argparse.Namespace(serve=False, tui=False, micro=False, profile=False, configs=["c1-b1"], json=False, gen_tokens=8,
+    args = argparse.Namespace(serve=False, tui=False, micro=False, busy=False, checkpoint=None, profile=False, configs=["c1-b1"], json=False, gen_tokens=8,
                               threads=0)
     assert bench.run(args) == 2
     assert "--threads 0: must be 1 to 256" in capsys.readouterr().err
@@ -161,3 +161,14 @@ def test_busy_rival_dies_with_bench_on_sigterm_or_a_closed_terminal(signum: str)
         mp.setattr(bench, "_bench", busy_then_signalled)
         bench.run(argparse.Namespace())  # the command's own handling of the signal, not the test's
     assert len(rivals) == 1 and rivals[0].poll() is not None  # killed, not left spinning
+
+
+@pytest.mark.parametrize("argv, fragment", [(["--micro", "--serve"], "--micro and --serve: each measures"),
+                                            (["--profile", "--busy", "--tui"], "--profile and --busy and --tui"),
+                                            (["--micro", "--checkpoint", "m.npz"], "--checkpoint is the model --serve")])
+def test_benchmarks_that_would_silently_ignore_a_flag_are_one_line(capsys, argv: list[str], fragment: str) -> None:
+    from microgpt.__main__ import main
+
+    assert main(["bench", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err

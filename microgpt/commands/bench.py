@@ -24,6 +24,7 @@ from microgpt.bench.throughput import (
 from microgpt.bench.tui import run_tui_bench
 from microgpt.commands import positive_int
 from microgpt.console import stop_signals_interrupt
+from microgpt.errors import ConfigError
 
 GEN_TOKENS = 64  # tokens per generation window, when the configs' block sizes leave room
 
@@ -64,7 +65,16 @@ def run(args: argparse.Namespace) -> int:
         return _bench(args)
 
 
+MODES = ("profile", "busy", "micro", "tui", "serve")  # each measures something else: one at a time
+
+
 def _bench(args: argparse.Namespace) -> int:
+    chosen = [f"--{mode}" for mode in MODES if getattr(args, mode)]
+    if len(chosen) > 1:
+        raise ConfigError(f"{' and '.join(chosen)}: each measures something else; give one of them")
+    if args.checkpoint and not args.serve:
+        raise ConfigError("--checkpoint is the model --serve serves; give it with --serve (the other benchmarks "
+                          "build their own models)")
     if args.serve:
         report = run_serve_bench(args.checkpoint, windows=args.windows)
         print(json.dumps(report) if args.json else format_serve_bench(report))
