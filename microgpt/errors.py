@@ -1,6 +1,12 @@
 """The project's user-facing errors: each one becomes a single line on stderr and an exit code, never a traceback."""
 
 
+def shown(value: object, limit: int = 60) -> str:
+    """A value for an error message: its repr, cut short (a 1 MiB string or a 400-digit number is not echoed)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
 class MicrogptError(Exception):
     """Base class: the message is shown as one line; `exit_code` is what the CLI returns."""
 

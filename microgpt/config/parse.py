@@ -22,7 +22,7 @@ from typing import Any
 from microgpt.config.knobs import GROUPS, KNOB_BY_FIELD, KNOB_BY_NAME, KNOBS, Knob
 from microgpt.config.presets import PRESETS
 from microgpt.config.train_config import TrainConfig
-from microgpt.errors import ConfigError
+from microgpt.errors import ConfigError, shown
 from microgpt.safe_io import parse_json, read_capped
 
 MAX_CONFIG_BYTES = 1 << 20  # a config file names a few dozen knobs
@@ -126,8 +126,7 @@ def parse_value(knob_name: str, raw: Any, label: str | None = None) -> Any:
         if knob.type in (int, float):
             _check_limits(knob, value)
     except (ValueError, TypeError) as exc:
-        shown = repr(raw) if len(repr(raw)) <= 80 else f"{repr(raw)[:77]}..."  # a 400-digit number is cut short
-        raise ConfigError(f"{label}={shown}: {exc}") from None
+        raise ConfigError(f"{label}={shown(raw, 80)}: {exc}") from None
     return value
 
 

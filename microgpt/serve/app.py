@@ -36,6 +36,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from microgpt.chat import STOP_MARKERS
 from microgpt.data.templates import messages_prompt
+from microgpt.errors import shown
 from microgpt.nn.sampling import SamplingSettings
 from microgpt.serve import protocol
 from microgpt.serve.engine import Busy, Engine, Job
@@ -84,7 +85,7 @@ async def _read_json(request: HttpRequest, limits: ServeSettings) -> Any:
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != "application/json":
         raise RequestError(f"send the body as JSON with 'Content-Type: application/json', not "
-                           f"{protocol.show(media_type or 'no Content-Type')}", status=415,
+                           f"{shown(media_type or 'no Content-Type')}", status=415,
                            code="unsupported_media_type")
     raw = await _read_body(request, limits)
     try:
@@ -134,7 +135,7 @@ class Server:
             return _error(_unauthorised())
         name = request.path_params["name"]
         if name != self.model_name:
-            return _error(RequestError(f"no model {protocol.show(name)} here: this server has "
+            return _error(RequestError(f"no model {shown(name)} here: this server has "
                                        f"{self.model_name!r}", "model", status=404, code="model_not_found"))
         return JSONResponse(self._model_card())
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from microgpt.config import sampling_from_mapping
-from microgpt.errors import ConfigError
+from microgpt.errors import ConfigError, shown
 from microgpt.nn import SamplingSettings
 
 MAX_STOPS = 4  # as the OpenAI API
@@ -40,12 +40,6 @@ class RequestError(ValueError):
 
     def body(self) -> dict[str, Any]:
         return error_body(str(self), self.kind, self.param, self.code)
-
-
-def show(value: Any, limit: int = 60) -> str:
-    """A request's value for an error message: its repr, cut short (a 1 MiB string is not echoed back)."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit - 3]}..."
 
 
 def error_body(message: str, kind: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
@@ -87,7 +81,7 @@ def _sampling(body: dict, defaults: SamplingSettings) -> SamplingSettings:
             continue
         integer = name in INTEGERS
         if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
-            raise RequestError(f"'{name}' must be {'an integer' if integer else 'a number'}, not {show(value)}", name)
+            raise RequestError(f"'{name}' must be {'an integer' if integer else 'a number'}, not {shown(value)}", name)
         if values.get(field_name, value) != value:
             raise RequestError(f"'{name}' disagrees with 'max_tokens': send one of them", name)
         values[field_name] = value
@@ -128,7 +122,7 @@ def _messages(body: dict) -> list[tuple[str, str]]:
         if not isinstance(m, dict):
             raise RequestError(f"'{where}' must be an object with 'role' and 'content'", where)
         if m.get("role") not in ROLES:
-            raise RequestError(f"'{where}.role' must be one of {', '.join(ROLES)}, not {show(m.get('role'))}",
+            raise RequestError(f"'{where}.role' must be one of {', '.join(ROLES)}, not {shown(m.get('role'))}",
                                f"{where}.role")
         content = m.get("content")
         if isinstance(content, list):  # the newer "content parts" form: keep the text parts
@@ -152,7 +146,7 @@ def parse_request(body: Any, defaults: SamplingSettings, chat: bool) -> Request:
     known = {"messages" if chat else "prompt", *SAMPLING_FIELDS, *NEUTRAL, *IGNORED}
     unknown = sorted(set(body) - known)
     if unknown:
-        raise RequestError(f"unknown field {show(unknown[0])}", unknown[0])
+        raise RequestError(f"unknown field {shown(unknown[0])}", unknown[0])
     for name, neutral in NEUTRAL.items():
         if not _is_neutral(body.get(name), neutral) and not (name == "response_format"
                                                              and body[name] == {"type": "text"}):
