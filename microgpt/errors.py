@@ -7,6 +7,11 @@ def shown(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[:limit - 3]}..."
 
 
+def one_line(text: str) -> str:
+    """text with every unprintable character (newline, NUL, backspace...) written as its escape: it stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class MicrogptError(Exception):
     """Base class: the message is shown as one line; `exit_code` is what the CLI returns."""
 

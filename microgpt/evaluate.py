@@ -46,7 +46,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from microgpt.autograd import no_grad
-from microgpt.config import TrainConfig, config_from_dict
+from microgpt.config import TrainConfig
 from microgpt.data.dataset import iter_dataset, sha256_file
 from microgpt.data.tokenizer import build_tokenizer
 from microgpt.errors import CheckpointError, ConfigError, DatasetError
@@ -54,6 +54,7 @@ from microgpt.nn import GPT, GPTConfig
 from microgpt.storage import Checkpoint
 from microgpt.train.batches import fit_block_size, validation_batches
 from microgpt.train.data_pipeline import prepare_data
+from microgpt.train.resume import stored_config
 from microgpt.train.trainer import evaluate
 
 CSV_FIELDS = ("timestamp", "checkpoint", "dataset", "dataset_sha256", "split", "records", "tokens", "bytes",
@@ -301,7 +302,7 @@ def evaluate_val_split(checkpoint: Checkpoint, dataset_path: str | None = None) 
         raise CheckpointError("--split val needs a checkpoint saved by `microgpt train` (this one holds no "
                               "training config, so its validation split is unknown)")
     started = time.perf_counter()
-    cfg = config_from_dict(stored)
+    cfg = stored_config(checkpoint)  # checked like a resume's: the file may come from anyone
     if dataset_path is not None:
         cfg = replace(cfg, dataset_path=dataset_path)
     elif not Path(cfg.dataset_path).is_file():

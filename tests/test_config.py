@@ -214,6 +214,23 @@ def test_n_embd_must_be_divisible_by_n_head() -> None:
     assert_one_line_error(exc, "N_HEAD=5", "N_EMBD (96) must be divisible by N_HEAD (5)")
 
 
+def test_rotary_heads_must_have_an_even_width() -> None:
+    """RoPE turns pairs of a head's dims: 20 / 4 = 5 is refused in one line, and learned positions take it."""
+    with pytest.raises(ConfigError) as exc:
+        load_config(cli={"N_EMBD": "20", "N_HEAD": "4"}, env={}, check_paths=False)
+    assert_one_line_error(exc, "N_HEAD=4", "N_EMBD / N_HEAD (5) must be even", "POSITIONS=learned")
+    assert load_config(cli={"N_EMBD": "20", "N_HEAD": "4", "POSITIONS": "learned"}, env={},
+                       check_paths=False).model.n_embd == 20
+
+
+def test_unknown_fields_are_named_on_one_line_and_few() -> None:
+    """A checkpoint's config may hold any keys: they are echoed escaped and at most three of them."""
+    with pytest.raises(ConfigError) as exc:
+        config_from_dict({"a\nb": 1, "x" * 500: 2, "c": 3, "d": 4, "e": 5})
+    assert_one_line_error(exc, "unknown config field(s)", "'a\\nb'", "and 2 more")
+    assert len(str(exc.value)) < 200
+
+
 @pytest.mark.parametrize(
     ("cli", "fragment"),
     [

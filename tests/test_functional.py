@@ -200,8 +200,16 @@ def test_cross_entropy_extreme_known_values():
 
 
 def test_cross_entropy_rejects_mismatched_targets_naming_both_shapes():
-    with pytest.raises(ValueError, match=r"\(2, 3\).*\(3,\)"):
+    with pytest.raises(ValueError, match=r"\(3,\).*\(2, 3\)"):
         F.cross_entropy(Tensor(np.zeros((2, 3))), np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"\(3, 2\).*\(2, 3, 5\)"):  # as many targets, in the wrong shape
+        F.cross_entropy(Tensor(np.zeros((2, 3, 5))), np.zeros((3, 2), dtype=int))
+
+
+def test_cross_entropy_refuses_fractional_targets():
+    with pytest.raises(ValueError, match="whole numbers"):
+        F.cross_entropy(Tensor(np.zeros((1, 5))), [2.7])
+    assert np.isclose(F.cross_entropy(Tensor(np.zeros((1, 5))), [2.0]).item(), np.log(5))
 
 
 @pytest.mark.parametrize("bad", [3, -1])

@@ -357,8 +357,49 @@ def test_muon_state_dict_resume_gives_exactly_the_same_trajectory():
 def test_loading_optimizer_state_of_another_size_is_refused():
     opt = Adam(make_params())
     other = Adam([Parameter(np.zeros(3), dtype=np.float64)])
-    with pytest.raises(ValueError, match="3 values.*17"):
+    with pytest.raises(ValueError, match=r"m has shape \(3,\), the parameters \(17,\)"):
         opt.load_state_dict(other.state_dict())
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"v": None}, "lacks v"), ({"v": np.zeros(2)}, "v has shape"), ({"t": np.asarray(-5)}, "step count"),
+    ({"t": np.asarray(1.5)}, "step count"), ({"betas": np.asarray([1.0, 0.99])}, "beta1 is 1.0"),
+    ({"lr": np.asarray(np.nan)}, "lr is nan"),
+])
+def test_malformed_optimizer_state_is_refused_by_name(change: dict, message: str) -> None:
+    """A state from a file names what is wrong with it, and the optimizer is left as it was."""
+    opt = Adam(make_params())
+    state = {**opt.state_dict(), **change}
+    state = {key: value for key, value in state.items() if value is not None}
+    before = opt.state_dict()
+    with pytest.raises(ValueError, match=message):
+        opt.load_state_dict(state)
+    assert all(np.array_equal(before[key], value) for key, value in opt.state_dict().items())
+
+
+@pytest.mark.parametrize("hyper", [{"lr": -1.0}, {"lr": float("nan")}, {"eps": -1.0}, {"betas": (1.0, 0.99)},
+                                   {"betas": (0.9, 1.5)}, {"weight_decay": -0.1}, {"betas": 3}])
+def test_adam_refuses_hyper_parameters_out_of_range(hyper: dict) -> None:
+    with pytest.raises(ValueError, match="Adam's"):
+        Adam(make_params(), **hyper)
+
+
+def test_adam_refuses_arrays_and_mixed_dtypes() -> None:
+    with pytest.raises(TypeError, match="Parameters"):
+        Adam([np.ones(3)])
+    with pytest.raises(ValueError, match="float32 and float64"):
+        Adam([Parameter(np.ones(3, np.float32)), Parameter(np.ones(3))])
+
+
+def test_a_replaced_parameter_is_still_trained() -> None:
+    """p.data = ... (a PyTorch habit) after Adam was built: the new values are adopted and updated."""
+    p = Parameter(np.ones(3))
+    opt = Adam([p], lr=0.1)
+    p.data = np.full(3, 2.0)
+    (p * p).sum().backward()
+    opt.step()
+    np.testing.assert_allclose(p.data, 1.9)
+    assert np.shares_memory(p.data, opt.flat)
 
 
 def test_adam_needs_parameters():

@@ -25,9 +25,11 @@ from microgpt.data.dataset import validate_dataset
 from microgpt.data.token_cache import cache_path, load_cached_tokenizer, tokenize_cached
 from microgpt.data.tokenizer import CharTokenizer
 from microgpt.errors import MicrogptError
+from microgpt.evaluate import evaluate_val_split
 from microgpt.nn import GPT, Adam, GPTConfig
 from microgpt.storage import load_checkpoint, save_checkpoint
 from microgpt.train.artifacts import read_events
+from microgpt.train.resume import stored_config
 from microgpt.tui.disk import checkpoints
 from microgpt.tui.persist import load_state
 
@@ -142,6 +144,34 @@ def test_random_values_in_a_checkpoints_meta_are_one_line_or_load(valid_npz, tmp
     path = tmp_path_factory.mktemp("meta") / "c.npz"
     np.savez(path, **{**arrays, "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)})
     one_line_error(lambda: load_checkpoint(path))
+
+
+SETTINGS = st.dictionaries(st.sampled_from(["n_embd", "N_HEAD", "positions", "num_steps", "lr"]) | st.text(max_size=12),
+                           JSON_VALUES, max_size=4)
+
+
+@given(stored=JSON_VALUES | SETTINGS)
+def test_a_checkpoints_training_config_is_checked_by_resume_and_eval(valid_npz, tmp_path_factory,
+                                                                    stored: object) -> None:
+    """meta.train_config comes from the file: whatever it holds, resume and `eval --split val` stay one line."""
+    _, arrays = valid_npz
+    meta = {**json.loads(arrays["meta"].tobytes()), "train_config": stored}
+    folder = tmp_path_factory.mktemp("stored")
+    path = folder / "c.npz"
+    np.savez(path, **{**arrays, "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)})
+    checkpoint = load_checkpoint(path)
+    one_line_error(lambda: stored_config(checkpoint))
+    one_line_error(lambda: evaluate_val_split(checkpoint, str(folder / "no_such_dataset.jsonl")))
+
+
+def test_an_odd_rotary_head_width_in_a_checkpoint_is_one_line(valid_npz, tmp_path: Path) -> None:
+    """A config no run could save (rotary positions over heads of odd width) is the file's fault, in one line."""
+    _, arrays = valid_npz
+    meta = {**json.loads(arrays["meta"].tobytes()), "train_config": {"n_embd": 20, "n_head": 4, "positions": "rope"}}
+    path = tmp_path / "c.npz"
+    np.savez(path, **{**arrays, "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)})
+    message = one_line_error(lambda: stored_config(load_checkpoint(path)))
+    assert message is not None and "N_EMBD / N_HEAD (5) must be even" in message
 
 
 @given(document=JSON_VALUES, field=st.sampled_from(["config", "state", "vocab", "bpe_token_ids", "tokenization"]))

@@ -237,18 +237,6 @@ def test_min_new_tokens_holds_the_stop_id_back_until_reached():
     assert list(generate(model, [1], s)) == [2, 2, 2]
 
 
-def test_stop_sequences_end_generation_at_their_first_appearance():
-    model = GPT(TINY, dtype=np.float64, seed=11)
-    free = list(generate(model, [4, 2], SamplingSettings(**GREEDY, max_new_tokens=8)))
-    sequence = free[3:5]
-    first_end = next(i + 2 for i in range(len(free) - 1) if free[i:i + 2] == sequence)
-    stopped = list(generate(model, [4, 2], SamplingSettings(**GREEDY, max_new_tokens=8,
-                                                            stop_sequences=[[99, 98], sequence])))
-    assert stopped == free[:first_end]
-    never = list(generate(model, [4, 2], SamplingSettings(**GREEDY, max_new_tokens=8, stop_sequences=[[99]])))
-    assert never == free
-
-
 def test_the_penalty_counts_generated_tokens_not_the_prompt():
     model = FixedLogits([3.0, 2.9, 2.8, 1.0])
     s = settings(temperature=0.0, repetition_penalty=1.1, max_new_tokens=6)

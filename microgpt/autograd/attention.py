@@ -208,6 +208,12 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     """
     q, k, v = _tensor(q), _tensor(k), _tensor(v)
     Q, K, Vv = q.data, k.data, v.data
+    if min(Q.ndim, K.ndim, Vv.ndim) < 2 or Q.shape[-1] != K.shape[-1] or K.shape[-2] != Vv.shape[-2]:
+        raise ValueError(f"attention: q (..., Tq, D), k (..., Tk, D) and v (..., Tk, Dv) do not fit: {Q.shape}, "
+                         f"{K.shape}, {Vv.shape}")
+    if causal and Q.shape[-2] > K.shape[-2]:
+        raise ValueError(f"causal attention with {Q.shape[-2]} queries over {K.shape[-2]} keys: the queries "
+                         "are the last positions of the keys, so there cannot be more of them")
     out, grads = _attention(Q, K, Vv, causal)
 
     def backward(g: np.ndarray):

@@ -128,6 +128,11 @@ def _backward_by_tokens(g: np.ndarray, x: np.ndarray, steps: Callable[[int, int]
 
 def _rows_of(x: Tensor, weight: Tensor, name: str) -> np.ndarray:
     """x's data as (rows, in_features), checked against a weight stored (out, in)."""
+    if not (isinstance(x, Tensor) and isinstance(weight, Tensor)):
+        raise TypeError(f"{name} takes Tensors, not {type(x).__name__} and {type(weight).__name__}")
+    if x.ndim < 1 or weight.ndim != 2:
+        raise ValueError(f"{name}: the weight must be 2-D (out, in) and x at least 1-D, not {weight.shape} and "
+                         f"{x.shape}")
     X2 = x.data.reshape(-1, x.shape[-1])
     if X2.shape[1] != weight.shape[1]:
         raise ValueError(f"{name}: input shape {x.shape} does not match weight shape {weight.shape}")
@@ -277,10 +282,13 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
 def _targets(targets: Any, logits_shape: tuple[int, ...], V: int,
              ignore_index: int | None) -> tuple[np.ndarray, np.ndarray, int]:
     """Flattened targets checked against the logits: (which count, targets with ignored ones set to 0, count)."""
-    t = np.asarray(targets.data if isinstance(targets, Tensor) else targets).reshape(-1).astype(np.intp)
-    if t.shape[0] != math.prod(logits_shape[:-1]):
-        raise ValueError(f"cross_entropy: logits shape {logits_shape} does not match targets shape "
-                         f"{np.shape(targets)}")
+    given = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
+    if given.shape != tuple(logits_shape[:-1]):
+        raise ValueError(f"cross_entropy: targets of shape {given.shape} do not match logits of shape "
+                         f"{tuple(logits_shape)}: one target per row of logits, shape {tuple(logits_shape[:-1])}")
+    if given.dtype.kind not in "iu" and not np.all(np.isfinite(given) & (given == np.trunc(given))):
+        raise ValueError("cross_entropy: targets are class ids: whole numbers, not fractions")
+    t = given.reshape(-1).astype(np.intp)
     valid = np.ones(t.shape, dtype=bool) if ignore_index is None else t != ignore_index
     safe_t = np.where(valid, t, 0)
     if np.any((safe_t < 0) | (safe_t >= V)):
@@ -481,6 +489,8 @@ def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-5) -> Tens
     """
     X = x.data
     C = X.shape[-1]
+    if weight is not None and weight.shape != (C,):
+        raise ValueError(f"rms_norm: the gain has shape {weight.shape}, x's last dim needs ({C},)")
     rows = X.reshape(-1, C)
     inv_c = 1.0 / C
     W = None if weight is None else weight.data

@@ -83,6 +83,8 @@ class Tensor:
     def __init__(self, data: Any, requires_grad: bool = True, dtype: Any = None) -> None:
         if isinstance(data, Tensor):
             data = data.data
+        elif data is None:
+            raise TypeError("Tensor(None): give numbers or an array")
         self.data: np.ndarray = np.asarray(data, dtype=_float_dtype(data, dtype))
         self.grad: np.ndarray | None = None
         self.grad_home: np.ndarray | None = None  # where backward writes a first gradient (an optimizer's buffer)
@@ -133,6 +135,9 @@ class Tensor:
     @property
     def size(self) -> int:
         return math.prod(self.shape)
+
+    def __bool__(self) -> bool:
+        return bool(self.data)  # as NumPy: one element's truth, an error for several
 
     def __len__(self) -> int:
         return len(self.data)
@@ -306,6 +311,8 @@ class Tensor:
             raise TypeError("Tensor ** only takes a scalar exponent")
         p = float(exponent)
         x = self.data
+        if p == 0.0:  # x^0 = 1 everywhere: no gradient (p x^(p-1) would be 0 * inf = NaN at x = 0)
+            return Tensor._result(np.ones_like(x), (self,), lambda g: (np.zeros_like(x),))
         return Tensor._result(x**p, (self,), lambda g: (g * (p * x ** (p - 1.0)),))  # d/dx x^p = p x^(p-1)
 
     # ----- matrix product ----------------------------------------------------------------------
@@ -326,7 +333,7 @@ class Tensor:
 
     def mean(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
         total = self.sum(axis=axis, keepdims=keepdims)
-        return total * (total.data.size / max(self.data.size, 1))  # divide by the count averaged over
+        return total * (total.data.size / self.data.size if self.data.size else math.nan)  # / the count averaged
 
     def max(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
         x = self.data
@@ -394,9 +401,10 @@ class Tensor:
     def transpose(self, *axes: int) -> Tensor:
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
+        out = self.data.transpose(axes or None)  # NumPy refuses an axis out of range or given twice
         perm = tuple(a % self.ndim for a in axes) if axes else tuple(reversed(range(self.ndim)))
         inverse = tuple(sorted(range(len(perm)), key=perm.__getitem__))
-        return Tensor._result(self.data.transpose(perm), (self,), lambda g: (g.transpose(inverse),))  # undo the perm
+        return Tensor._result(out, (self,), lambda g: (g.transpose(inverse),))  # undo the perm
 
     @property
     def T(self) -> Tensor:
@@ -441,7 +449,7 @@ def _restore_axes(g: np.ndarray, axis: Any, keepdims: bool, ndim: int) -> np.nda
     """Put back the axes a reduction removed, so g broadcasts against the input."""
     if keepdims or axis is None:
         return g if keepdims or g.ndim == ndim else g.reshape((1,) * ndim)
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = (axis,) if np.ndim(axis) == 0 else tuple(axis)  # an int, a NumPy integer or a tuple of them
     return np.expand_dims(g, tuple(a % ndim for a in axes))
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from microgpt.config.knobs import GROUPS, KNOB_BY_FIELD, KNOB_BY_NAME, KNOBS, Knob
 from microgpt.config.presets import PRESETS
 from microgpt.config.train_config import TrainConfig
-from microgpt.errors import ConfigError, shown
+from microgpt.errors import ConfigError, one_line, shown
 from microgpt.safe_io import parse_json, read_capped
 
 MAX_CONFIG_BYTES = 1 << 20  # a config file names a few dozen knobs
@@ -45,8 +45,7 @@ def find_knob(key: str) -> Knob:
     if knob is None:
         close = difflib.get_close_matches(key.upper(), KNOB_BY_NAME, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        shown = key if key.isprintable() else repr(key)  # a name with a newline must not break the one line
-        raise ConfigError(f"{shown}: unknown knob{hint}")
+        raise ConfigError(f"{one_line(key)[:60]}: unknown knob{hint}")
     return knob
 
 
@@ -135,6 +134,10 @@ def _check_together(values: Mapping[str, Any]) -> None:
     if values["n_embd"] % values["n_head"]:
         raise ConfigError(f"N_HEAD={values['n_head']}: N_EMBD ({values['n_embd']}) must be divisible by "
                           f"N_HEAD ({values['n_head']})")
+    if values["positions"] == "rope" and (values["n_embd"] // values["n_head"]) % 2:
+        raise ConfigError(f"N_HEAD={values['n_head']}: POSITIONS=rope turns pairs of a head's dims, so "
+                          f"N_EMBD / N_HEAD ({values['n_embd'] // values['n_head']}) must be even; change N_EMBD "
+                          "or N_HEAD, or set POSITIONS=learned")
     if values["warmup_steps"] >= values["num_steps"]:
         raise ConfigError(f"WARMUP_STEPS={values['warmup_steps']}: must be smaller than NUM_STEPS "
                           f"({values['num_steps']})")
@@ -148,13 +151,17 @@ def config_from_dict(data: Mapping[str, Any], check_paths: bool = False) -> Trai
 
     This is how checkpoints, the TUI and `validate_config` build one; an unknown name is an error.
     """
-    unknown = sorted(key for key in data if key not in KNOB_BY_FIELD and key not in KNOB_BY_NAME)
+    unknown = sorted(str(key) for key in data if key not in KNOB_BY_FIELD and key not in KNOB_BY_NAME)
     if unknown:
-        raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        raise ConfigError(f"unknown config field(s): {', '.join(shown(key, 40) for key in unknown[:3])}{more}")
     values = TrainConfig().to_dict()
     values.update({find_knob(key).field: parse_value(key, value) for key, value in data.items()})
     _check_together(values)
-    cfg = TrainConfig.from_flat(values)
+    try:
+        cfg = TrainConfig.from_flat(values)
+    except ValueError as exc:  # what only the model's own checks catch still reads as a config error
+        raise ConfigError(str(exc)) from None
     if check_paths:
         _check_paths(cfg)
     return cfg

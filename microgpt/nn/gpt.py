@@ -20,7 +20,7 @@ import numpy as np
 
 from microgpt.autograd import Tensor, is_grad_enabled
 from microgpt.autograd import functional as F
-from microgpt.nn.layers import Block, Dropout, Embedding, KVCache, Linear
+from microgpt.nn.layers import Block, Dropout, Embedding, KVCache, Linear, check_ids
 from microgpt.nn.module import Module, Parameter
 
 
@@ -172,12 +172,14 @@ class GPT(Module):
         if idx.ndim == 1:
             idx = idx[None, :]
         T = idx.shape[1]
+        if T == 0:
+            raise ValueError("an empty sequence: give at least one token id")
         if T > self.config.block_size:
             raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
         pos = cache.positions(T) if cache is not None else slice(0, T)  # a slice, or (B, T) ids when rows differ
         turns = self.rotary_turns(pos)
         if cache is not None and T == 1 and not is_grad_enabled():  # generation's step: Block.step, plain arrays
-            x = self.wte.weight.data[idx]
+            x = self.wte.weight.data[check_ids(idx, self.config.vocab_size)]
             if turns is None:
                 x = x + self.wpe.weight.data[pos]
             x = F.rms_rows(x)

@@ -37,7 +37,19 @@ class Embedding(Module):
         self.weight = normal_init(rng, (num_embeddings, dim), std, dtype)
 
     def forward(self, idx: np.ndarray) -> Tensor:
-        return self.weight[idx]
+        return self.weight[check_ids(idx, self.weight.shape[0])]
+
+
+def check_ids(idx: np.ndarray, count: int) -> np.ndarray:
+    """idx as an integer array, every id in [0, count); ValueError naming the first that is not (NumPy would
+    read -1 as the last row without a word)."""
+    idx = np.asarray(idx)
+    if idx.dtype.kind not in "iu":
+        raise ValueError(f"token ids must be integers, not {idx.dtype}")
+    if idx.size and (idx.min() < 0 or idx.max() >= count):
+        bad = idx[(idx < 0) | (idx >= count)].flat[0]
+        raise ValueError(f"token id {bad} is outside the vocabulary [0, {count})")
+    return idx
 
 
 class RMSNorm(Module):

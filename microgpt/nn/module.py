@@ -28,11 +28,31 @@ class Module:
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, Parameter):
-            self._parameters[name] = value
+        registry = self.__dict__.get("_parameters"), self.__dict__.get("_modules")
+        parameters, modules = registry
+        if parameters is None:
+            if isinstance(value, (Parameter, Module)):
+                raise AttributeError(f"{type(self).__name__}.{name}: call super().__init__() before assigning "
+                                     "parameters or modules")
+        elif isinstance(value, Parameter):
+            modules.pop(name, None)
+            parameters[name] = value
         elif isinstance(value, Module):
-            self._modules[name] = value
+            parameters.pop(name, None)
+            modules[name] = value
+        elif value is None:  # as PyTorch: None unregisters
+            parameters.pop(name, None)
+            modules.pop(name, None)
+        elif name in parameters or name in modules:
+            kind = "a Parameter" if name in parameters else "a Module"
+            raise TypeError(f"{type(self).__name__}.{name} holds {kind}: assign {kind} or None, not "
+                            f"{type(value).__name__}")
         object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        object.__delattr__(self, name)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
@@ -41,11 +61,19 @@ class Module:
         raise NotImplementedError
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """("child.param", Parameter) pairs, depth first, in registration order."""
+        """("child.param", Parameter) pairs, depth first, in registration order; a Parameter registered
+        under two names comes once, under the first (so it is counted, saved and stepped once)."""
+        seen: set[int] = set()
+        for name, p in self._all_parameters(prefix):
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
+
+    def _all_parameters(self, prefix: str) -> Iterator[tuple[str, Parameter]]:
         for name, p in self._parameters.items():
             yield prefix + name, p
         for name, child in self._modules.items():
-            yield from child.named_parameters(prefix + name + ".")
+            yield from child._all_parameters(prefix + name + ".")
 
     def modules(self) -> Iterator[Module]:
         """This module and every module below it, depth first."""
@@ -77,6 +105,7 @@ class Module:
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
         """Copy weights in place (so optimiser views stay valid); name every mismatch in one error."""
+        state = {name: value.data if isinstance(value, Tensor) else value for name, value in state.items()}
         own = dict(self.named_parameters())
         missing = [n for n in own if n not in state]
         unexpected = [n for n in state if n not in own]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from microgpt.autograd import Tensor
 from microgpt.autograd.parallel import MAC_WORK, PASS_WORK, run_split
 from microgpt.nn.module import Parameter
 
@@ -64,18 +65,24 @@ class Adam:
         self.params = list(params)
         if not self.params:
             raise ValueError("Adam got no parameters")
-        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
-        dtype = self.params[0].dtype
-        self.flat = np.concatenate([p.data.reshape(-1) for p in self.params]).astype(dtype)
+        for p in self.params:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"Adam moves Parameters (Tensors), not {type(p).__name__}: pass model.parameters()")
+        dtypes = sorted({str(p.dtype) for p in self.params})
+        if len(dtypes) > 1:
+            raise ValueError(f"Adam keeps every parameter in one buffer of one dtype, got {' and '.join(dtypes)}")
+        self.lr, self.betas, self.eps, self.weight_decay = _checked_hyper(lr, betas, eps, weight_decay)
+        self.flat = np.concatenate([p.data.reshape(-1) for p in self.params])
         self.flat_grad = np.zeros_like(self.flat)
         self.m = np.zeros_like(self.flat)
         self.v = np.zeros_like(self.flat)
         self.t = 0
-        self._grad_views = []
+        self._grad_views, self._data_views = [], []
         offset = 0
         for p in self.params:
             n = p.size
             p.data = self.flat[offset:offset + n].reshape(p.shape)
+            self._data_views.append(p.data)
             self._grad_views.append(self.flat_grad[offset:offset + n].reshape(p.shape))
             p.grad_home = self._grad_views[-1]
             offset += n
@@ -90,7 +97,15 @@ class Adam:
 
     def _gather_grads(self) -> None:
         """Make sure the flat buffer holds every gradient: zeros for a parameter backward did not reach (its
-        .grad is None), a copy of a .grad that was replaced by another array."""
+        .grad is None), a copy of a .grad that was replaced by another array. A parameter whose .data was
+        replaced (p.data = ...) has the new values copied into its place in the buffer, which it views again."""
+        for p, home in zip(self.params, self._data_views):
+            if p.data is not home:
+                if np.shape(p.data) != home.shape:
+                    raise ValueError(f"a parameter's data was replaced by one of shape {np.shape(p.data)}, "
+                                     f"not its {home.shape}: an optimizer's parameters keep their shapes")
+                home[...] = p.data
+                p.data = home
         for p, view in zip(self.params, self._grad_views):
             if p.grad is None:
                 view.fill(0)
@@ -152,19 +167,40 @@ class Adam:
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
         """Restore exactly what `state` holds: moments and step count, and the hyper-parameters it carries
         (a caller that keeps its own hyper-parameters passes only m, v and t)."""
-        if state["m"].shape != self.m.shape:
-            raise ValueError(f"optimizer state has {state['m'].size} values, the model has {self.m.size}")
+        missing = [key for key in ("m", "v", "t") if key not in state]
+        if missing:
+            raise ValueError(f"optimizer state lacks {', '.join(missing)}")
+        for key in ("m", "v"):
+            if np.shape(state[key]) != self.m.shape:
+                raise ValueError(f"optimizer state {key} has shape {np.shape(state[key])}, the parameters "
+                                 f"{self.m.shape}")
+        t = np.asarray(state["t"])
+        if t.shape != () or t.dtype.kind not in "iu" or int(t) < 0:
+            raise ValueError(f"optimizer state t must be a step count (an integer >= 0), not {t!r}")
+        hyper = (state.get("lr", self.lr), tuple(state.get("betas", self.betas)), state.get("eps", self.eps),
+                 state.get("weight_decay", self.weight_decay))
+        self.lr, self.betas, self.eps, self.weight_decay = _checked_hyper(*hyper)
         self.m[...] = state["m"]
         self.v[...] = state["v"]
-        self.t = int(state["t"])
-        if "lr" in state:
-            self.lr = float(state["lr"])
-        if "betas" in state:
-            self.betas = tuple(float(b) for b in state["betas"])
-        if "eps" in state:
-            self.eps = float(state["eps"])
-        if "weight_decay" in state:
-            self.weight_decay = float(state["weight_decay"])
+        self.t = int(t)
+
+
+def _checked_hyper(lr: object, betas: object, eps: object,
+                   weight_decay: object) -> tuple[float, tuple[float, float], float, float]:
+    """Adam's hyper-parameters as floats; ValueError naming the first out of range (lr < 0 climbs the loss,
+    beta >= 1 never forgets and divides by zero in the bias correction)."""
+    try:
+        lr, eps, weight_decay = float(lr), float(eps), float(weight_decay)  # type: ignore[arg-type]
+        b1, b2 = (float(b) for b in betas)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ValueError(f"Adam's lr, eps and weight_decay are numbers and betas two numbers, not "
+                         f"{lr!r}, {eps!r}, {weight_decay!r}, {betas!r}") from None
+    for name, value, ok in (("lr", lr, lr >= 0), ("beta1", b1, 0 <= b1 < 1), ("beta2", b2, 0 <= b2 < 1),
+                            ("eps", eps, eps >= 0), ("weight_decay", weight_decay, weight_decay >= 0)):
+        if not (ok and math.isfinite(value)):
+            raise ValueError(f"Adam's {name} is {value}: lr, eps and weight_decay must be finite and >= 0, "
+                             "each beta in [0, 1)")
+    return lr, (b1, b2), eps, weight_decay
 
 
 def orthogonalise(g: np.ndarray, steps: int = 5) -> np.ndarray:
@@ -283,7 +319,7 @@ def learning_rate(schedule: str, step: int, num_steps: int, base_lr: float,
         return base_lr * (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, num_steps - warmup_steps))
     if schedule == "linear":
-        return base_lr * max(0.0, 1.0 - step / num_steps)
+        return base_lr * max(0.0, 1.0 - step / max(1, num_steps))
     if schedule == "cosine":
         return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
     if schedule == "wsd":

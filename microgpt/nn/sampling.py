@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from microgpt.autograd import no_grad
 from microgpt.nn.gpt import GPT
+from microgpt.nn.layers import check_ids
 
 
 @dataclass
@@ -29,8 +31,18 @@ class SamplingSettings:
     min_new_tokens: int = 1  # end-of-text is forbidden until this many tokens were generated
     max_new_tokens: int = 128
     stop_token_ids: tuple[int, ...] = ()  # e.g. the BOS / end-of-text id
-    stop_sequences: list[list[int]] = field(default_factory=list)  # token sequences that end generation
     seed: int | None = 42  # None: fresh randomness every time
+
+    def __post_init__(self) -> None:
+        """Refuse values outside each control's meaning (the knobs in microgpt.config set narrower limits)."""
+        checks = (("temperature", self.temperature >= 0), ("top_k", self.top_k >= 0), ("top_p", 0 <= self.top_p <= 1),
+                  ("repetition_penalty", self.repetition_penalty > 0), ("repeat_last_n", self.repeat_last_n >= 0),
+                  ("min_new_tokens", self.min_new_tokens >= 0), ("max_new_tokens", self.max_new_tokens >= 0))
+        for name, ok in checks:
+            value = getattr(self, name)
+            if not ok or not math.isfinite(value):
+                raise ValueError(f"SamplingSettings.{name}={value!r}: temperature, top_k, repeat_last_n and the "
+                                 "token counts must be >= 0, top_p in [0, 1], repetition_penalty > 0")
 
 
 def next_token_distribution(logits: np.ndarray, recent: Sequence[int], settings: SamplingSettings,
@@ -126,6 +138,7 @@ def generate(model: GPT, prompt_ids: Sequence[int], settings: SamplingSettings) 
     """
     rng = np.random.default_rng(settings.seed)
     block = model.config.block_size
+    check_ids(np.asarray(settings.stop_token_ids, dtype=np.intp), model.config.vocab_size)
     context = list(prompt_ids)[-block:] or list(settings.stop_token_ids[:1]) or [0]
     generated: list[int] = []
     with no_grad():
@@ -139,8 +152,6 @@ def generate(model: GPT, prompt_ids: Sequence[int], settings: SamplingSettings) 
             generated.append(token)
             context.append(token)
             yield token
-            if any(len(s) and generated[-len(s):] == list(s) for s in settings.stop_sequences):
-                return
             if len(generated) == settings.max_new_tokens:  # done: the next position's logits would go unused
                 return
             if cache.length >= block:

@@ -38,6 +38,7 @@ from microgpt.chat import STOP_MARKERS
 from microgpt.data.templates import messages_prompt
 from microgpt.errors import shown
 from microgpt.nn.sampling import SamplingSettings
+from microgpt.safe_io import parse_json
 from microgpt.serve import protocol
 from microgpt.serve.engine import Busy, Engine, Job
 from microgpt.serve.protocol import RequestError
@@ -64,15 +65,19 @@ async def _read_body(request: HttpRequest, limits: ServeSettings) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > most:
         raise RequestError(f"request body over {most} bytes", status=413, code="body_too_large")
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+
+    async def collect() -> None:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > most:
+                raise RequestError(f"request body over {most} bytes", status=413, code="body_too_large")
+            chunks.append(chunk)
+
     try:
-        async with asyncio.timeout(limits.body_timeout_s):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > most:
-                    raise RequestError(f"request body over {most} bytes", status=413, code="body_too_large")
-                chunks.append(chunk)
-    except TimeoutError:
+        await asyncio.wait_for(collect(), limits.body_timeout_s)
+    except asyncio.TimeoutError:  # not yet the builtin TimeoutError on Python 3.10
         raise RequestError(f"the request body did not arrive within {limits.body_timeout_s:g} s", status=408,
                            code="body_timeout") from None
     except ClientDisconnect:  # nobody is left to answer; the status is for the access log only
@@ -89,8 +94,8 @@ async def _read_json(request: HttpRequest, limits: ServeSettings) -> Any:
                            code="unsupported_media_type")
     raw = await _read_body(request, limits)
     try:
-        return json.loads(raw)
-    except (ValueError, RecursionError) as exc:
+        return parse_json(raw)
+    except ValueError as exc:
         raise RequestError(f"the body is not valid JSON ({exc})") from None
 
 

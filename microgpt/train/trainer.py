@@ -45,6 +45,7 @@ from microgpt.autograd.parallel import set_threads
 from microgpt.chat import ChatSession
 from microgpt.config import TrainConfig, format_config
 from microgpt.console import output_may_fail, print_error
+from microgpt.errors import one_line
 from microgpt.nn import GPT, clip_grad_norm
 from microgpt.storage import Checkpoint, load_checkpoint, save_checkpoint, step_checkpoint_name
 from microgpt.train.artifacts import RunArtifacts, make_run_id
@@ -427,8 +428,7 @@ class Trainer:
             settings = replace(cfg.sampling, seed=cfg.seed + self.progress.step + i)
             question = SAMPLE_PROMPTS[i % len(SAMPLE_PROMPTS)]
             text = ChatSession(self.model, self.data.tokenizer).reply(question, settings)
-            shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)  # one line, no NUL or \b bytes
-            self.art.log(f"sample {i + 1}: {question} -> {shown}")
+            self.art.log(f"sample {i + 1}: {question} -> {one_line(text)}")  # no NUL or \b bytes in the log
             self.art.event("sample", step=self.progress.step, prompt=question, text=text)
 
     def _write_manifest(self, status: str, error: str | None = None) -> None:

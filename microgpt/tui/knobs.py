@@ -91,7 +91,7 @@ class KnobCatalog:
         try:
             config = self.to_config(values)
             return int(config.model.num_parameters()), float(config.model.training_memory_mb(config.batch_size))
-        except (MicrogptError, ValueError, TypeError, KeyError, ZeroDivisionError):
+        except MicrogptError:
             return None
 
     def restore(self, saved: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,128 @@
+"""The learner-facing API under misuse: a wrong call gets a clear error naming what is wrong, never a silent
+wrong result or a NumPy error from deep inside (compared with what PyTorch does for the same mistake)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from microgpt.autograd import Tensor
+from microgpt.autograd import functional as F
+from microgpt.nn import GPT, Embedding, GPTConfig, Module, Parameter, SamplingSettings, generate
+
+TINY = GPTConfig(vocab_size=20, n_layer=1, n_embd=8, n_head=2, block_size=8, zero_init=False)
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean", "max"])
+def test_a_numpy_integer_axis_reduces_like_a_python_one(reduce: str) -> None:
+    data = np.arange(6.0).reshape(2, 3)
+    grads = []
+    for axis in (1, np.int64(1), np.int32(1)):
+        x = Tensor(data)
+        getattr(x, reduce)(axis=axis).sum().backward()
+        grads.append(x.grad)
+    np.testing.assert_array_equal(grads[0], grads[1])
+    np.testing.assert_array_equal(grads[0], grads[2])
+
+
+def test_the_zeroth_power_has_a_zero_gradient_at_zero() -> None:
+    x = Tensor([0.0, 2.0])
+    y = x**0
+    y.sum().backward()
+    np.testing.assert_array_equal(y.data, [1.0, 1.0])
+    np.testing.assert_array_equal(x.grad, [0.0, 0.0])
+
+
+def test_small_tensor_semantics_follow_numpy() -> None:
+    assert np.isnan(Tensor(np.zeros((0, 3))).mean().item())  # the mean of nothing is NaN, as NumPy's
+    assert not Tensor([0.0]) and Tensor([2.0])
+    with pytest.raises(ValueError):
+        bool(Tensor([1.0, 2.0]))  # ambiguous, as an array's
+    with pytest.raises(TypeError, match="None"):
+        Tensor(None)
+    with pytest.raises(np.exceptions.AxisError):
+        Tensor(np.ones((2, 3))).transpose(0, 5)
+    assert Tensor(np.ones((2, 3, 4))).transpose(-1, 0, 1).shape == (4, 2, 3)
+
+
+@pytest.mark.parametrize("idx", [[[-1, 2]], [[20, 2]]])
+def test_token_ids_outside_the_vocabulary_are_refused(idx: list) -> None:
+    model = GPT(TINY, seed=0)
+    with pytest.raises(ValueError, match=f"token id {idx[0][0]} is outside the vocabulary"):
+        model(np.array(idx))
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        Embedding(5, 3, rng=np.random.default_rng(0))(np.array([-1]))
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        list(generate(model, idx[0], SamplingSettings(max_new_tokens=2)))
+
+
+def test_odd_sequences_and_stop_ids_are_refused() -> None:
+    model = GPT(TINY, seed=0)
+    with pytest.raises(ValueError, match="empty sequence"):
+        model(np.zeros((1, 0), dtype=int))
+    with pytest.raises(ValueError, match="integers"):
+        model(np.array([[1.5]]))
+    with pytest.raises(ValueError, match="token id 100"):
+        list(generate(model, [1], SamplingSettings(stop_token_ids=(100,))))
+
+
+@pytest.mark.parametrize("setting", [{"top_k": -1}, {"temperature": float("nan")}, {"temperature": -1.0},
+                                     {"top_p": 2.0}, {"repetition_penalty": 0.0}, {"max_new_tokens": -1}])
+def test_sampling_settings_outside_their_meaning_are_refused(setting: dict) -> None:
+    name = next(iter(setting))
+    with pytest.raises(ValueError, match=f"SamplingSettings.{name}="):
+        SamplingSettings(**setting)
+
+
+class Two(Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = Parameter(np.ones(2))
+        self.same = self.w  # one weight under two names
+
+
+def test_a_parameter_under_two_names_counts_once() -> None:
+    model = Two()
+    assert model.num_parameters() == 2 and list(model.state_dict()) == ["w"]
+
+
+def test_reassigning_or_deleting_a_parameter_updates_the_registry() -> None:
+    model = Two()
+    model.w = None
+    assert list(model.state_dict()) == ["same"]
+    with pytest.raises(TypeError, match="holds a Parameter"):
+        model.same = Tensor(np.zeros(2))  # a plain Tensor would not be trained, saved or loaded
+    del model.same
+    assert model.parameters() == []
+
+
+def test_a_module_that_forgets_super_init_is_told_so() -> None:
+    class Forgetful(Module):
+        def __init__(self) -> None:
+            self.w = Parameter(np.ones(2))
+
+    with pytest.raises(AttributeError, match=r"super\(\).__init__\(\)"):
+        Forgetful()
+
+
+def test_load_state_dict_takes_tensors_too() -> None:
+    model, other = GPT(TINY, seed=0), GPT(TINY, seed=1)
+    model.load_state_dict({name: Tensor(value) for name, value in other.state_dict().items()})
+    assert all(np.array_equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
+
+
+def test_shape_mistakes_in_the_fused_ops_are_named() -> None:
+    x = Tensor(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="2-D"):
+        F.linear(x, Tensor(np.ones(3)))
+    with pytest.raises(TypeError, match="Tensors"):
+        F.linear(np.ones((2, 3)), np.ones((4, 3)))
+    with pytest.raises(ValueError, match=r"gain has shape \(4,\)"):
+        F.rms_norm(x, Tensor(np.ones(4)))
+    q = Tensor(np.ones((2, 5, 3)))
+    with pytest.raises(ValueError, match="do not fit"):
+        F.scaled_dot_product_attention(q, Tensor(np.ones((2, 5, 4))), Tensor(np.ones((2, 5, 3))))
+    with pytest.raises(ValueError, match="do not fit"):
+        F.scaled_dot_product_attention(q, q, Tensor(np.ones((2, 4, 3))))
+    with pytest.raises(ValueError, match="5 queries over 3 keys"):
+        F.scaled_dot_product_attention(q, Tensor(np.ones((2, 3, 3))), Tensor(np.ones((2, 3, 3))))
