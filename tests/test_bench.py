@@ -106,7 +106,7 @@ def test_bench_row_in_cpu_time_on_one_thread_restores_the_split():
 
     row = bench_config(TINY, windows=1, with_torch=False, gen_tokens=3, pause=0.0, threads=1, clock=time.process_time)
     assert row["threads"] == 1 and row["train_fused_tok_s"] > 0
-    assert parallel._parts == parallel._default_parts()
+    assert parallel._parts == parallel.usable_cores()
 
 
 def test_serve_bench_sends_the_same_requests_both_ways_and_compares_every_reply(tmp_path):

@@ -6,8 +6,8 @@ import os
 import stat
 from pathlib import Path
 
+from microgpt import hardware
 from microgpt.__main__ import main
-from microgpt.commands import gpu_check
 
 
 def test_tui_alias_refuses_a_non_terminal_like_the_module(capsys) -> None:
@@ -25,11 +25,11 @@ def test_gpu_check_shows_driver_and_memory_per_gpu(tmp_path: Path, monkeypatch) 
     _fake_smi(tmp_path, 'case "$1" in --query-gpu*) echo "0, NVIDIA H200, 580.159.03, 143771, 12"; '
                         'echo "1, NVIDIA H200, 580.159.03, 143771, 0";; *) exit 1;; esac')
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    assert gpu_check.nvidia_gpus() == ["0: NVIDIA H200, driver 580.159.03, memory 143771 MiB (12 MiB used)",
+    assert hardware.nvidia_gpus() == ["0: NVIDIA H200, driver 580.159.03, memory 143771 MiB (12 MiB used)",
                                        "1: NVIDIA H200, driver 580.159.03, memory 143771 MiB (0 MiB used)"]
 
 
 def test_gpu_check_falls_back_to_the_list_when_the_query_fails(tmp_path: Path, monkeypatch) -> None:
     _fake_smi(tmp_path, 'case "$1" in -L) echo "GPU 0: Tesla T4 (UUID: GPU-1)";; *) exit 9;; esac')
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    assert gpu_check.nvidia_gpus() == ["GPU 0: Tesla T4 (UUID: GPU-1)"]
+    assert hardware.nvidia_gpus() == ["GPU 0: Tesla T4 (UUID: GPU-1)"]

@@ -18,17 +18,13 @@ import threading
 from collections.abc import Callable
 
 from microgpt.autograd.blas import set_blas_threads
+from microgpt.hardware import usable_cores
 
 MIN_PART_WORK = 120_000  # ns: what one more part costs (a hand-off); it must save more than this to be worth it
 HANDOFF = 50_000  # ns of work the calling thread does more than each helper: the helper's late start
 # Rates in ns of one core, measured on one AVX-512 core (OpenBLAS SkylakeX); estimates, not guarantees.
 MAC_WORK = 1 / 64  # one multiply-add inside a BLAS product
 PASS_WORK = 1 / 4  # one element through one simple NumPy pass (max, multiply, add...)
-
-
-def _default_parts() -> int:
-    """One part per core this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class _Helper:
@@ -69,7 +65,7 @@ class _Helper:
         return error
 
 
-_parts = _default_parts()
+_parts = usable_cores()
 _helpers: list[_Helper] = []
 _in_use = threading.Lock()  # one split at a time has the helpers; a split started meanwhile runs on its caller
 
@@ -88,7 +84,7 @@ if hasattr(os, "register_at_fork"):
 def set_threads(n: int) -> None:
     """Use `n` threads for split operations (0 = one per available core)."""
     global _parts
-    _parts = _default_parts() if n <= 0 else n
+    _parts = usable_cores() if n <= 0 else n
 
 
 def _split_time(n: int, work: float, parts: int) -> float:

@@ -8,8 +8,6 @@ the order flipped every window; report the median tokens/s over the windows.
 from __future__ import annotations
 
 import contextlib
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -24,6 +22,7 @@ from microgpt.autograd import no_grad
 from microgpt.autograd.parallel import set_threads
 from microgpt.bench.reference import ReferenceStep
 from microgpt.config import TrainConfig
+from microgpt.hardware import blas_kernels, cpu_model, usable_cores
 from microgpt.nn import GPT, Adam, GPTConfig, SamplingSettings, generate
 
 
@@ -270,18 +269,4 @@ def competing_process() -> Iterator[None]:
 
 def machine_description() -> str:
     """The CPU model, its cores, and the BLAS library and kernel NumPy uses: a ratio holds only for these."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
-    except OSError:  # not Linux: platform's answer is the best there is
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    try:  # threadpoolctl is optional (see microgpt/autograd/blas.py)
-        from threadpoolctl import threadpool_info
-
-        blas = next((f"{i['internal_api']} {i['version']} ({i.get('architecture') or 'unknown'} kernels)"
-                     for i in threadpool_info() if i["user_api"] == "blas"), "unknown BLAS")
-    except ImportError:
-        blas = "BLAS unknown (threadpoolctl not installed)"
-    return f"{cpu}, {cores} cores; numpy {np.__version__} on {blas}"
+    return f"{cpu_model()}, {usable_cores()} cores; numpy {np.__version__} on {blas_kernels()}"

@@ -10,76 +10,17 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import psutil
+
+from microgpt.hardware import blas_report, nvidia_gpus
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """gpu-check takes no options; it only reads the machine."""
-
-
-def blas_report() -> list[str]:
-    """One line per BLAS library NumPy uses, from threadpoolctl (live, with thread counts) or NumPy's build info."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        threadpool_info = None
-    if threadpool_info is not None:
-        lines = [
-            f"{pool.get('internal_api', '?')} {pool.get('version') or ''} "
-            f"({pool.get('threading_layer', 'threads')}, {pool.get('num_threads', '?')} threads)".replace("  ", " ")
-            for pool in threadpool_info()
-            if pool.get("user_api") == "blas"
-        ]
-        if lines:
-            return lines
-    try:
-        config = np.show_config(mode="dicts")
-        blas = config["Build Dependencies"]["blas"]
-        return [f"{blas.get('name', '?')} {blas.get('version', '')} (from NumPy build info)".replace("  ", " ")]
-    except (TypeError, KeyError, AttributeError):
-        return ["unknown (this NumPy cannot report its build configuration)"]
-
-
-GPU_QUERY = ("--query-gpu=index,name,driver_version,memory.total,memory.used", "--format=csv,noheader,nounits")
-
-
-def _smi(smi: str, *args: str) -> list[str]:
-    """The non-empty output lines of one nvidia-smi call, [] if it fails or hangs."""
-    try:
-        result = subprocess.run([smi, *args], capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return [line.strip() for line in result.stdout.splitlines() if line.strip()] if result.returncode == 0 else []
-
-
-def _describe(row: str) -> str:
-    """One `index, name, driver, total MiB, used MiB` CSV row -> a readable line (the row itself if odd)."""
-    parts = [p.strip() for p in row.split(",")]
-    if len(parts) != 5:
-        return row
-    index, name, driver, total, used = parts
-    return f"{index}: {name}, driver {driver}, memory {total} MiB ({used} MiB used)"
-
-
-def nvidia_gpus() -> list[str]:
-    """One line per NVIDIA GPU with its driver and memory (as the original's gpu-check), from `nvidia-smi` when
-    it is on PATH, else the driver's /proc entries; [] when none."""
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        found = [_describe(row) for row in _smi(smi, *GPU_QUERY)] or _smi(smi, "-L")
-        if found:
-            return found
-    gpus_dir = Path("/proc/driver/nvidia/gpus")
-    if gpus_dir.is_dir():
-        return [f"NVIDIA GPU at PCI {entry.name} (from /proc/driver/nvidia)" for entry in sorted(gpus_dir.iterdir())]
-    return []
 
 
 def report() -> list[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from microgpt.commands.gpu_check import nvidia_gpus
+from microgpt.hardware import nvidia_gpus
 
 _MB = 1024 * 1024
 ROOT_MARKERS = ("pyproject.toml", "datasets")
