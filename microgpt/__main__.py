@@ -12,7 +12,13 @@ import threading
 from collections.abc import Iterator
 
 from microgpt import __version__
-from microgpt.console import OutputClosed, flush_std_streams, guard_std_streams, print_error
+from microgpt.console import (
+    OutputClosed,
+    flush_std_streams,
+    guard_std_streams,
+    print_error,
+    stop_signals_interrupt,
+)
 from microgpt.errors import MicrogptError
 
 # name -> (module under microgpt.commands, one-line help)
@@ -76,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 2
         command = f"microgpt {args.command}"
-        code = int(args.run(args) or 0)
+        # SIGTERM and a closed terminal (SIGHUP) stop a command as Ctrl-C does, so its cleanup runs (temporary
+        # files go, a dashboard stops its trainer); the trainer and the server (uvicorn) handle them themselves
+        with contextlib.nullcontext() if args.command == "serve" else stop_signals_interrupt():
+            code = int(args.run(args) or 0)
         flush_std_streams()
         return code
     except OutputClosed as exc:

@@ -83,9 +83,11 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if isinstance(exc, OSError) and exc.filename in (None, tmp_name):  # name the file the caller asked for
+            raise OSError(exc.errno, exc.strerror or str(exc), os.fspath(target)) from None
         raise
     _fsync_dir(target.parent)
 
@@ -137,6 +139,68 @@ def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     _fsync_dir(target.parent)
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)
+
+
+class LineFile:
+    """A file that grows by whole lines (a log, a CSV, events): each `append` is all written or not at all.
+
+    A full disk can take half of a write; the file is then cut back to where it was, so it never holds a
+    torn line that the next append would glue onto. A file left with a torn last line by a process killed
+    mid-write loses that part when it is opened again. Errors name this file, not a file descriptor.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], truncate: bool = False) -> None:
+        self.path = Path(path)
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0),
+                               0o644)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, os.fspath(self.path)) from None
+        self._guard(self._drop_torn_tail)
+
+    def _guard(self, action: Any, *args: Any) -> Any:
+        try:
+            return action(*args)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, os.fspath(self.path)) from None
+
+    def _drop_torn_tail(self) -> None:
+        end = os.fstat(self._fd).st_size
+        while end > 0:  # back from the end, 64 KiB at a time, to the last newline
+            start = max(0, end - 65536)
+            newline = os.pread(self._fd, end - start, start).rfind(b"\n")
+            if newline >= 0:
+                os.ftruncate(self._fd, start + newline + 1)
+                return
+            end = start
+        os.ftruncate(self._fd, 0)  # not one whole line in the file
+
+    @property
+    def size(self) -> int:
+        return os.fstat(self._fd).st_size
+
+    def append(self, text: str) -> None:
+        """Append `text` (whole lines, ending in a newline); on failure the file is as it was."""
+        data = memoryview(text.encode("utf-8", errors="backslashreplace"))
+        start = self.size
+        try:
+            while data:
+                data = data[os.write(self._fd, data):]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
+            raise OSError(exc.errno, exc.strerror, os.fspath(self.path)) from None
+
+    def close(self, sync: bool = True) -> None:
+        """fsync (unless told not to) and close; a second call does nothing."""
+        if self._fd < 0:
+            return
+        fd, self._fd = self._fd, -1
+        try:
+            if sync:
+                self._guard(os.fsync, fd)
+        finally:
+            os.close(fd)
 
 
 def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:

@@ -12,6 +12,7 @@ stops the chat: `warn` is told once and the log stays off for the rest of the se
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -19,6 +20,8 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from microgpt.atomic import LineFile
 
 LATEST = "chat_latest.log"
 
@@ -57,14 +60,19 @@ class ChatLog:
             return
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            for path, mode in ((self.path, "a"), (self.latest, "a" if self._started else "w")):
-                # text read from a terminal that sent bytes that are not UTF-8 holds lone surrogates: escaped
-                with path.open(mode, encoding="utf-8", errors="backslashreplace") as handle:
-                    handle.write(text)
-                    handle.flush()
+            for path, fresh in ((self.path, False), (self.latest, not self._started)):
+                log = LineFile(path, truncate=fresh)  # a turn is written whole or not at all
+                try:  # text from a terminal that sent bytes that are not UTF-8 holds lone surrogates: escaped
+                    log.append(text)
+                finally:
+                    log.close(sync=False)
             self._started = True
         except OSError as exc:
             self.failed = True
+            for path in (self.path, self.latest):  # a log the full disk left empty is not kept
+                with contextlib.suppress(OSError):
+                    if path.stat().st_size == 0:
+                        path.unlink()
             self.warn(f"chat log {self.path} cannot be written ({exc.strerror or exc}); the chat goes on unlogged")
 
     def context(self, checkpoint: str, settings: Any) -> None:

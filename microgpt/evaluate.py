@@ -33,6 +33,7 @@ same windows (`validation_batches`), same `evaluate` as the trainer.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import sys
@@ -45,6 +46,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from microgpt.atomic import LineFile
 from microgpt.autograd import no_grad
 from microgpt.config import TrainConfig
 from microgpt.data.dataset import iter_dataset, sha256_file
@@ -347,15 +349,21 @@ def append_results(results: Sequence[EvalResult], checkpoint_path: str | Path, l
     """Append one row per result to the checkpoint's CSV, writing the header when the file is new."""
     path = results_csv_path(checkpoint_path, log_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists() or path.stat().st_size == 0
     stamp = datetime.now().isoformat(timespec="seconds")
-    with open(path, "a", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        if new:
-            writer.writerow(CSV_FIELDS)
-        for r in results:
-            writer.writerow([stamp, str(checkpoint_path), r.dataset, r.sha256, r.split, r.records, r.tokens,
-                             r.bytes, f"{r.loss:.6f}", f"{r.ppl:.4f}", f"{r.bits_per_byte:.6f}"])
+    rows = io.StringIO()
+    writer = csv.writer(rows)
+    for r in results:
+        writer.writerow([stamp, str(checkpoint_path), r.dataset, r.sha256, r.split, r.records, r.tokens,
+                         r.bytes, f"{r.loss:.6f}", f"{r.ppl:.4f}", f"{r.bits_per_byte:.6f}"])
+    table = LineFile(path)
+    try:
+        if table.size == 0:  # a new file (or one whose only line was torn) starts with the header
+            header = io.StringIO()
+            csv.writer(header).writerow(CSV_FIELDS)
+            table.append(header.getvalue())
+        table.append(rows.getvalue())  # every row or none: a full disk leaves no torn row behind
+    finally:
+        table.close()
     return path
 
 

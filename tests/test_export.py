@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +182,18 @@ def test_an_existing_out_dir_needs_only_itself_writable_and_a_mount_point_is_rep
     inode = out.stat().st_ino
     assert main(["export", str(ckpt), str(out), "--force"]) == 0  # no rename can replace a mount point
     assert out.stat().st_ino == inode and export.is_export(out)
+
+
+def test_sigterm_mid_export_leaves_no_temporary_folder(tmp_path: Path, monkeypatch) -> None:
+    """SIGTERM (or a closed terminal's SIGHUP) stops an export as Ctrl-C does: exit 130, nothing left behind."""
+    ckpt = _checkpoint(tmp_path)
+
+    def terminated_on_the_last_file(path, obj) -> None:
+        if Path(path).name == "tokenizer.json":
+            os.kill(os.getpid(), signal.SIGTERM)
+        real_write_json(path, obj)
+
+    real_write_json = export.atomic_write_json
+    monkeypatch.setattr(export, "atomic_write_json", terminated_on_the_last_file)
+    assert main(["export", str(ckpt), str(tmp_path / "out")]) == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]

@@ -14,6 +14,7 @@ import pytest
 import test_download
 from test_training import assert_one_line_error, microgpt, user_env, write_dataset
 
+from microgpt.atomic import LineFile
 from microgpt.errors import ConfigError
 from microgpt.train.run_lock import LOCK_NAME, RunLock
 
@@ -112,3 +113,57 @@ def test_resume_on_the_same_dataset_does_not_warn(tmp_path: Path) -> None:
     resumed = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz", NUM_STEPS="30")
     assert resumed.returncode == 0, resumed.stderr
     assert " WARNING " not in resumed.stdout
+
+
+def half_then_full(real_write):
+    """An os.write that writes half of what it is given, then finds the disk full (as ENOSPC mid-line does)."""
+    calls = {"n": 0}
+
+    def write(fd: int, data) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_write(fd, bytes(data)[: max(1, len(data) // 2)])
+        raise OSError(28, "No space left on device")
+
+    return write
+
+
+def test_an_append_that_fills_the_disk_leaves_no_torn_line(tmp_path: Path, monkeypatch) -> None:
+    """Whole lines or nothing: the file is cut back to where it was, and the error names the file."""
+    path = tmp_path / "events.jsonl"
+    log = LineFile(path)
+    log.append('{"step": 1}\n')
+    monkeypatch.setattr(os, "write", half_then_full(os.write))
+    with pytest.raises(OSError) as failed:
+        log.append('{"step": 2, "loss": 3.5709981}\n')
+    monkeypatch.undo()
+    assert failed.value.filename == str(path) and failed.value.errno == 28
+    log.append('{"step": 3}\n')
+    log.close()
+    assert path.read_text() == '{"step": 1}\n{"step": 3}\n'
+
+
+def test_a_torn_last_line_left_by_a_killed_writer_is_dropped_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "eval.csv"
+    path.write_bytes(b"step,loss\r\n10,4.2\r\n20,3.")  # killed mid-row
+    table = LineFile(path)
+    table.append("30,3.1\r\n")
+    table.close()
+    assert path.read_bytes() == b"step,loss\r\n10,4.2\r\n30,3.1\r\n"
+    path.write_text("no newline at all")
+    LineFile(path).close()
+    assert path.read_text() == ""
+
+
+def test_evals_results_table_keeps_whole_rows_when_the_disk_fills(tmp_path: Path, monkeypatch) -> None:
+    from microgpt.evaluate import EvalResult, append_results
+
+    result = EvalResult(dataset="d.jsonl", sha256="0" * 64, split="all", records=1, tokens=10, bytes=20, loss=1.0,
+                        bits_per_byte=0.5, skipped=0, seconds=0.1)
+    path = append_results([result], "models/best.npz", tmp_path)
+    before = path.read_text()
+    monkeypatch.setattr(os, "write", half_then_full(os.write))
+    with pytest.raises(OSError):
+        append_results([result, result], "models/best.npz", tmp_path)
+    monkeypatch.undo()
+    assert path.read_text() == before

@@ -64,10 +64,25 @@ def test_a_write_failing_mid_run_stops_cleanly_and_marks_the_manifest(tmp_path: 
     assert trainer.run() == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "No space left on device" in err and "step 10" in err
+    assert "models/best_checkpoint.npz" in err and "no checkpoint was written" in err  # names it, claims none
     manifest = only_manifest(tmp_path)
     assert (manifest["status"], manifest["stop_reason"]) == ("failed", "write_failed")
     assert "No space left on device" in manifest["error"]
     assert not (tmp_path / "models" / ".microgpt-run.lock").exists()  # the folder is free again
+
+
+def test_a_failed_save_names_its_target_not_the_temporary_file(tmp_path: Path, monkeypatch) -> None:
+    """The temporary sibling is an implementation detail: the error names the file the caller asked for."""
+    from microgpt.atomic import atomic_write_bytes
+
+    def no_room(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", no_room)
+    with pytest.raises(OSError) as failed:
+        atomic_write_bytes(tmp_path / "latest_checkpoint.npz", b"x")
+    assert failed.value.filename == str(tmp_path / "latest_checkpoint.npz")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.skipif(os.name == "nt" or sys.platform == "darwin", reason="needs a file system that takes any bytes")

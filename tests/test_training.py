@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import microgpt.train.trainer as trainer_module
 from microgpt.__main__ import COMMANDS
 from microgpt.config import KNOB_BY_NAME, KNOBS, config_from_dict, format_value, load_config
 from microgpt.errors import ConfigError
-from microgpt.storage import load_checkpoint
+from microgpt.storage import load_checkpoint, step_checkpoint_name
 from microgpt.storage.npz import FORMAT_VERSION
 from microgpt.train.artifacts import EVAL_COLUMNS, SYSTEM_COLUMNS
 from microgpt.train.resume import stored_config
@@ -208,6 +210,26 @@ def test_resumed_run_matches_uninterrupted_run(finished_run, tmp_path: Path, sto
         np.testing.assert_allclose(b.optimizer_state[key], a.optimizer_state[key], rtol=0, atol=1e-6)
     manifest = only_manifest(tmp_path)
     assert manifest["stop_reason"] == "completed" and manifest["resumed_from"] == "models/latest_checkpoint.npz"
+
+
+def test_a_new_run_keeps_an_unfinished_runs_best_and_latest(finished_run, tmp_path: Path) -> None:
+    """A run stopped by kill -9 wrote no final checkpoint: a new run in its MODEL_DIR moves its best and latest
+    to the names their steps give (ckpt_<run>_step<N>...) instead of writing over its only copies."""
+    reference, _ = finished_run
+    write_dataset(tmp_path)
+    shutil.copytree(reference / "models", tmp_path / "models", ignore=shutil.ignore_patterns("ckpt_*", ".*"))
+    old_best, old_latest = (load_checkpoint(tmp_path / "models" / f"{kind}_checkpoint.npz")
+                            for kind in ("best", "latest"))
+    result = microgpt(tmp_path, "train", NUM_STEPS="10")
+    assert result.returncode == 0, result.stderr
+    run = old_latest.meta["run_id"]
+    for old in (old_best, old_latest):
+        kept = tmp_path / "models" / step_checkpoint_name(run, old.step, old.meta["val_loss"])
+        for (name, a), (_, b) in zip(old.model.state_dict().items(), load_checkpoint(kept).model.state_dict().items(),
+                                     strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    assert load_checkpoint(tmp_path / "models" / "latest_checkpoint.npz").meta["run_id"] != run
+    assert f"_checkpoint.npz of the earlier run '{run}' as" in result.stdout
 
 
 # --- ways a run ends -----------------------------------------------------------------------------------
@@ -429,8 +451,6 @@ def test_a_dataset_with_one_record_is_a_one_line_error(tmp_path: Path) -> None:
 
 def test_a_sample_with_control_characters_is_logged_on_one_escaped_line(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    import microgpt.train.trainer as trainer_module
-
     write_dataset(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MICROGPT_CACHE_DIR", str(tmp_path / "cache"))
@@ -440,3 +460,32 @@ def test_a_sample_with_control_characters_is_logged_on_one_escaped_line(tmp_path
     assert "-> a\\x00b\\nc\\x08\n" in log and "\x00" not in log and "\x08" not in log
     samples = [e for e in events_of(tmp_path) if e["type"] == "sample"]
     assert samples and samples[0]["text"] == "a\x00b\nc\x08"  # the event keeps the text as it was
+
+
+def test_a_stop_during_an_evaluation_is_made_up_on_resume(finished_run, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped mid-evaluation at step 10, a run resumes by making that evaluation first: its rows (train loss
+    averaged since the last evaluation, val loss, best) are those of the run that was never stopped."""
+    reference, _ = finished_run
+    write_dataset(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MICROGPT_CACHE_DIR", str(tmp_path / "cache"))
+    plain = trainer_module.evaluate
+
+    def stopped_midway(model, batches, stopped=lambda: False):
+        trainer.stop_reason = "interrupted"  # as the first SIGINT does
+        return plain(model, batches, stopped)
+
+    monkeypatch.setattr(trainer_module, "evaluate", stopped_midway)
+    trainer = Trainer(load_config(cli=TINY, env={}))
+    assert trainer.run() == 0 and trainer.progress.step == 10
+    monkeypatch.setattr(trainer_module, "evaluate", plain)
+    assert eval_rows(tmp_path) == []
+    assert load_checkpoint(tmp_path / "models" / "latest_checkpoint.npz").meta["eval_pending"] is True
+    resumed = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz")
+    assert resumed.returncode == 0, resumed.stderr
+
+    def evals(folder: Path) -> list[list[float]]:
+        return [[float(r[c]) for c in ("step", "train_loss", "val_loss", "best_val_loss")] for r in eval_rows(folder)]
+
+    np.testing.assert_allclose(evals(tmp_path), evals(reference), rtol=0, atol=1e-6)

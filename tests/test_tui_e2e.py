@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -169,6 +170,27 @@ def test_quit_during_a_run_asks_and_stops_the_trainer(launch) -> None:
         time.sleep(0.1)
     assert tui.dead()
     assert not trainer[0].is_running() or trainer[0].status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_closed_terminal_stops_the_trainer_as_quit_does(launch, tmp_path: Path) -> None:
+    """The terminal going away (SIGHUP to the dashboard, as closing its window sends) stops the run politely:
+    its latest checkpoint saved and its manifest finished, not an orphan trainer nobody can stop."""
+    tui = launch(80, 24, {"NUM_STEPS": 200_000, "EARLY_STOP_PATIENCE": 100_000})
+    tui.wait_for("press any key")
+    tui.keys("Enter")
+    tui.keys("s")
+    tui.wait_for(r"step \d+/200000", 30)
+    dashboard = psutil.Process(tui.pid())
+    trainer = [p for p in dashboard.children() if "microgpt" in " ".join(p.cmdline())]
+    assert trainer
+    dashboard.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while trainer[0].is_running() and trainer[0].status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not trainer[0].is_running() or trainer[0].status() == psutil.STATUS_ZOMBIE
+    manifest = json.loads(next((tmp_path / "logs" / "runs").glob("run_*.json")).read_text())
+    assert (manifest["status"], manifest["stop_reason"]) == ("finished", "interrupted")
+    assert (tmp_path / "models" / "latest_checkpoint.npz").is_file()
 
 
 def test_resizing_and_a_small_terminal(launch) -> None:

@@ -23,7 +23,6 @@ from microgpt.bench.throughput import (
 )
 from microgpt.bench.tui import run_tui_bench
 from microgpt.commands import positive_int
-from microgpt.console import stop_signals_interrupt
 from microgpt.errors import ConfigError
 
 GEN_TOKENS = 64  # tokens per generation window, when the configs' block sizes leave room
@@ -60,15 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
-def run(args: argparse.Namespace) -> int:
-    with stop_signals_interrupt():  # SIGTERM or a closed terminal end it as Ctrl-C does: --busy's rival is killed
-        return _bench(args)
-
-
 MODES = ("profile", "busy", "micro", "tui", "serve")  # each measures something else: one at a time
 
 
-def _bench(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     chosen = [f"--{mode}" for mode in MODES if getattr(args, mode)]
     if len(chosen) > 1:
         raise ConfigError(f"{' and '.join(chosen)}: each measures something else; give one of them")

@@ -19,7 +19,6 @@ from microgpt.config import (
     sampling_from_env,
     sampling_from_mapping,
 )
-from microgpt.console import stop_signals_interrupt
 from microgpt.nn import SamplingSettings
 
 
@@ -53,11 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with stop_signals_interrupt():  # a closed terminal ends the chat as Ctrl-C does
-        return _chat(args)
-
-
-def _chat(args: argparse.Namespace) -> int:
     settings = sampling_from_args(args)
     session = ChatSession.from_checkpoint(args.checkpoint)
     log = None if args.no_log else chat_log("chat")

@@ -14,7 +14,6 @@ import argparse
 
 from microgpt.chat import ChatSession
 from microgpt.commands.chat import add_sampling_arguments, chat_log, sampling_from_args
-from microgpt.console import stop_signals_interrupt
 from microgpt.errors import ConfigError
 from microgpt.safe_io import read_capped
 
@@ -55,11 +54,6 @@ def _prompts(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    with stop_signals_interrupt():  # a closed terminal ends it as Ctrl-C does
-        return _answer(args)
-
-
-def _answer(args: argparse.Namespace) -> int:
     settings = sampling_from_args(args)
     prompts = _prompts(args)
     session = ChatSession.from_checkpoint(args.checkpoint)

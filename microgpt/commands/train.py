@@ -11,7 +11,6 @@ from typing import Any
 
 from microgpt.commands import positive_int
 from microgpt.config import GROUPS, KNOBS, PRESET_HELP, Knob, TrainConfig, format_value, load_config
-from microgpt.console import stop_signals_interrupt
 from microgpt.errors import ConfigError, DatasetError
 from microgpt.train.resume import ignored_environment_note, resume_config
 from microgpt.train.trainer import Trainer
@@ -78,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg, checkpoint = load_config_from_args(args), None
     try:
-        with stop_signals_interrupt():  # while the data is prepared: a closed terminal stops as Ctrl-C does
-            trainer = Trainer(cfg, resume=args.resume, stop_after=args.stop_after, checkpoint=checkpoint)
+        trainer = Trainer(cfg, resume=args.resume, stop_after=args.stop_after, checkpoint=checkpoint)
     except DatasetError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

@@ -29,8 +29,8 @@ A loss that diverged is written as `NaN` / `Infinity`, which Python's `json` rea
 
 from __future__ import annotations
 
-import contextlib
 import csv
+import io
 import json
 import os
 import re
@@ -41,7 +41,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from microgpt.atomic import atomic_write_text
+from microgpt.atomic import LineFile, atomic_write_text
 from microgpt.config import TrainConfig
 from microgpt.config.knobs import MAX_RUN_NAME
 from microgpt.safe_io import open_regular, read_capped
@@ -123,28 +123,27 @@ class RunArtifacts:
 
         self._lock = threading.Lock()
         self._started = time.time()
-        with contextlib.ExitStack() as stack:  # if one open fails, the ones before it are closed again
-            self._log_file = stack.enter_context(self.train_log.open("a", encoding="utf-8", errors="backslashreplace"))
-            self._latest_file = stack.enter_context(self.latest_log.open("w", encoding="utf-8", errors="backslashreplace"))
-            self._events_file = stack.enter_context(self.events.open("a", encoding="utf-8", errors="backslashreplace"))
-            self._eval_file = stack.enter_context(self.eval_csv.open("a", encoding="utf-8", newline="", errors="backslashreplace"))
-            self._system_file = stack.enter_context(self.system_csv.open("a", encoding="utf-8", newline="", errors="backslashreplace"))
-            self._stack = stack.pop_all()
-        self._eval_writer = self._csv_writer(self._eval_file, EVAL_COLUMNS)
-        self._system_writer = self._csv_writer(self._system_file, SYSTEM_COLUMNS)
-        self._files: tuple[IO[str], ...] = (
-            self._log_file, self._latest_file, self._events_file, self._eval_file, self._system_file,
-        )
+        self._files: list[LineFile] = []
+        try:  # if one open fails, the ones before it are closed again
+            for path, fresh in ((self.train_log, False), (self.latest_log, True), (self.events, False),
+                                (self.eval_csv, False), (self.system_csv, False)):
+                self._files.append(LineFile(path, truncate=fresh))
+        except OSError:
+            for opened in self._files:
+                opened.close(sync=False)
+            raise
+        self._log_file, self._latest_file, self._events_file, self._eval_file, self._system_file = self._files
+        for handle, columns in ((self._eval_file, EVAL_COLUMNS), (self._system_file, SYSTEM_COLUMNS)):
+            if handle.size == 0:  # a new file gets its header at once, so it parses even before the first row
+                handle.append(self._csv_line(dict(zip(columns, columns)), columns))
         self.closed = False
 
     @staticmethod
-    def _csv_writer(handle: IO[str], columns: tuple[str, ...]) -> csv.DictWriter[str]:
-        """A new (empty) file gets its header at once, so it parses even before the first row."""
-        writer = csv.DictWriter(handle, fieldnames=columns, restval="", extrasaction="raise")
-        if handle.tell() == 0:
-            writer.writeheader()
-            handle.flush()
-        return writer
+    def _csv_line(row: dict[str, Any], columns: tuple[str, ...]) -> str:
+        """One CSV row as text (missing columns empty; an unknown column is a programming error)."""
+        text = io.StringIO()
+        csv.DictWriter(text, fieldnames=columns, restval="", extrasaction="raise").writerow(row)
+        return text.getvalue()
 
     def paths(self) -> dict[str, str]:
         """Every artifact path of this run, as strings (the manifest carries this so readers can find them)."""
@@ -165,8 +164,7 @@ class RunArtifacts:
         text = "".join(f"{stamp} {level.upper():<7} {line}\n" for line in str(message).splitlines() or [""])
         with self._lock:
             for handle in (self._log_file, self._latest_file):
-                handle.write(text)
-                handle.flush()
+                handle.append(text)
             if self.echo:
                 console = self.console or sys.stdout
                 console.write(text)
@@ -174,26 +172,25 @@ class RunArtifacts:
 
     def eval_row(self, row: dict[str, Any]) -> None:
         """Append one evaluation row; missing columns stay empty, an unknown column is a programming error."""
+        line = self._csv_line(row, EVAL_COLUMNS)
         with self._lock:
-            self._eval_writer.writerow(row)
-            self._eval_file.flush()
+            self._eval_file.append(line)
 
     def system_row(self, row: dict[str, Any]) -> None:
         """Append one system sample; `time` and `elapsed_s` are filled in when the caller leaves them out."""
         now = time.time()
         full = {"time": datetime.fromtimestamp(now).isoformat(timespec="seconds"),
                 "elapsed_s": round(now - self._started, 1), **row}
+        line = self._csv_line(full, SYSTEM_COLUMNS)
         with self._lock:
-            self._system_writer.writerow(full)
-            self._system_file.flush()
+            self._system_file.append(line)
 
     def event(self, type: str, **fields: Any) -> None:
         """Append one JSON line `{"type": type, "time": <unix seconds>, **fields}` and flush it."""
         record = {"type": type, "time": round(time.time(), 3), **fields}
         line = json.dumps(record, default=_to_json) + "\n"
         with self._lock:
-            self._events_file.write(line)
-            self._events_file.flush()
+            self._events_file.append(line)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         """Replace the manifest atomically; `run_id`, `paths` and `updated_at` are added unless given."""
@@ -205,11 +202,15 @@ class RunArtifacts:
         with self._lock:
             if self.closed:
                 return
-            for handle in self._files:
-                handle.flush()
-                os.fsync(handle.fileno())
-            self._stack.close()
             self.closed = True
+            errors = []
+            for handle in self._files:  # every file is closed, even after one fails to sync
+                try:
+                    handle.close()
+                except OSError as exc:
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
 
 
 def read_events(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[dict[str, Any]], int]:

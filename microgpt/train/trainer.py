@@ -45,9 +45,15 @@ from microgpt.autograd.parallel import set_threads
 from microgpt.chat import ChatSession
 from microgpt.config import TrainConfig, format_config
 from microgpt.console import output_may_fail, print_error
-from microgpt.errors import one_line
+from microgpt.errors import one_line, shown
 from microgpt.nn import GPT, clip_grad_norm
-from microgpt.storage import Checkpoint, load_checkpoint, save_checkpoint, step_checkpoint_name
+from microgpt.storage import (
+    Checkpoint,
+    checkpoint_info,
+    load_checkpoint,
+    save_checkpoint,
+    step_checkpoint_name,
+)
 from microgpt.train.artifacts import RunArtifacts, make_run_id
 from microgpt.train.batches import (
     document_starts,
@@ -60,7 +66,7 @@ from microgpt.train.batches import (
 from microgpt.train.data_pipeline import PreparedData, cache_dir, prepare_data
 from microgpt.train.outputs import preflight
 from microgpt.train.progress import ProgressLine, bar_text, clock
-from microgpt.train.resume import check_resumable, stored_paths_note
+from microgpt.train.resume import SAFE_RUN_ID, check_resumable, stored_paths_note
 from microgpt.train.run_lock import RunLock
 from microgpt.train.system_monitor import SystemMonitor
 
@@ -83,6 +89,7 @@ class Progress:
     last_val_loss: float = math.nan
     recent_losses: list[float] = field(default_factory=list)  # train losses since the last evaluation
     tokens_seen: int = 0
+    eval_pending: bool = False  # a stop cut this step's evaluation short: a resume runs it first
 
 
 def evaluate(model: GPT, batches: list[tuple[np.ndarray, np.ndarray]],
@@ -146,7 +153,8 @@ class Trainer:
             meta = checkpoint.meta
             self.progress = Progress(step=meta["step"], best_val_loss=meta["best_val_loss"],
                                      patience_used=meta["patience_used"], last_val_loss=meta["val_loss"],
-                                     recent_losses=meta["recent_losses"], tokens_seen=meta["tokens_seen"])
+                                     recent_losses=meta["recent_losses"], tokens_seen=meta["tokens_seen"],
+                                     eval_pending=meta.get("eval_pending") is True)
             self.rng = np.random.default_rng()
             self.rng.bit_generator.state = meta["rng_state"]
             self.resumed_from = str(resume or "checkpoint")
@@ -209,8 +217,10 @@ class Trainer:
         where = f" {exc.filename}" if exc.filename else ""
         reason = f"cannot write{where}: {exc.strerror or exc}"
         self.stop_reason = "write_failed"
-        print_error(f"microgpt train: error: {reason}; the run stopped at step {self.progress.step} (the last "
-                    "checkpoint written is complete)")
+        latest = self.checkpoints.get("latest")
+        kept = (f"{latest} from step {self.checkpoints['latest_step']} is complete: fix that, then `--resume` it"
+                if latest else "no checkpoint was written: fix that, then start it again")
+        print_error(f"microgpt train: error: {reason}; the run stopped at step {self.progress.step}; {kept}")
         if self.art is not None:
             with contextlib.suppress(OSError):
                 self.art.log(f"stopped: {reason}", "error")
@@ -226,6 +236,8 @@ class Trainer:
         self._announce()
         interval_steps, step_time, last_system = 0, 0.0, -math.inf  # the first step is sampled
         session_start, session_steps = time.perf_counter(), 0
+        if p.eval_pending:  # the evaluation a stop interrupted, as the uninterrupted run made it
+            self._evaluate_and_checkpoint()
         while p.step < cfg.num_steps and self.stop_reason is None:
             t0 = time.perf_counter()
             loss = self._train_step()
@@ -255,8 +267,9 @@ class Trainer:
             self._finish()
         self._write_manifest(status="finished" if exit_code == 0 else "failed")
         self.art.event("stop", step=p.step, reason=self.stop_reason, best_val_loss=p.best_val_loss)
-        self.art.log(f"stopped: {self.stop_reason} at step {p.step}/{cfg.num_steps}; best val loss "
-                     f"{p.best_val_loss:.4f}; elapsed {clock(time.time() - self.started)}")
+        best = f"best val loss {p.best_val_loss:.4f}" if math.isfinite(p.best_val_loss) else "no validation loss yet"
+        self.art.log(f"stopped: {self.stop_reason} at step {p.step}/{cfg.num_steps}; {best}; elapsed "
+                     f"{clock(time.time() - self.started)}")
         return exit_code
 
     def _diverged(self, what: str) -> None:
@@ -358,7 +371,8 @@ class Trainer:
     def _evaluate_and_checkpoint(self) -> None:
         cfg, p = self.cfg, self.progress
         val = evaluate(self.model, self.val_batches, stopped=lambda: self.stop_reason is not None)
-        if val is None:  # stopped mid-evaluation: the loop ends and saves the latest checkpoint
+        p.eval_pending = val is None
+        if val is None:  # stopped mid-evaluation: the loop ends and saves the latest checkpoint, which says so
             return
         train = float(np.mean(p.recent_losses)) if p.recent_losses else math.nan
         p.recent_losses = []
@@ -395,7 +409,7 @@ class Trainer:
         p = self.progress
         return {"run_id": self.run_id, "step": p.step, "train_config": self.cfg.to_dict(),
                 "val_loss": p.last_val_loss, "best_val_loss": p.best_val_loss, "patience_used": p.patience_used,
-                "recent_losses": p.recent_losses, "tokens_seen": p.tokens_seen,
+                "recent_losses": p.recent_losses, "tokens_seen": p.tokens_seen, "eval_pending": p.eval_pending,
                 "rng_state": self.rng.bit_generator.state, "dataset_sha256": self.data.dataset_sha256,
                 "saved_at": datetime.now().isoformat(timespec="seconds")}
 
@@ -403,11 +417,32 @@ class Trainer:
         if path is None and kind == "best" and self.cfg.model_best_path:
             path = Path(self.cfg.model_best_path)
         path = path or self.model_dir / f"{kind}_checkpoint.npz"
+        if kind in ("best", "latest") and kind not in self.checkpoints:
+            self._keep_earlier(path)
         save_checkpoint(path, self.model, self.data.tokenizer, self._meta(), self.optimizer)
         self.checkpoints[kind] = str(path)
         self.checkpoints[f"{kind}_step"] = self.progress.step
         self.art.event("checkpoint", step=self.progress.step, path=str(path), kind=kind)
         return path
+
+    def _keep_earlier(self, path: Path) -> None:
+        """Before a run first writes best or latest over another run's, move that file to the name its run's
+        final checkpoint has (ckpt_<run>_step<N>..., from its own meta): a run stopped by kill -9 or a second
+        signal wrote no final checkpoint, and its best model is one no other file holds. Nothing moves when
+        a file of that name exists already (a finished run's final checkpoint at the same step)."""
+        if not path.is_file():
+            return
+        info = checkpoint_info(path)
+        run, step, val = info["run"], info["step"], info["val_loss"]
+        if run == self.run_id:
+            return
+        named = isinstance(run, str) and SAFE_RUN_ID.fullmatch(run) and type(step) is int and step >= 0
+        loss = float(val) if type(val) in (int, float) else math.nan  # the meta comes from a file: checked
+        kept = path.with_name(step_checkpoint_name(run, step, loss) if named else f"{path.stem}.before_{self.run_id}.npz")
+        if kept.exists():
+            return
+        os.replace(path, kept)
+        self.art.log(f"kept {path.name} of the earlier run {shown(run)} as {kept}")
 
     def _finish(self) -> None:
         """The final checkpoint, named by run, step and val loss (or MODEL_OUT_PATH), plus latest."""
@@ -416,8 +451,8 @@ class Trainer:
             self._save("latest")
         name = step_checkpoint_name(self.run_id, p.step, p.last_val_loss)
         self._save("final", Path(self.cfg.model_out_path) if self.cfg.model_out_path else self.model_dir / name)
-        self.art.log(f"checkpoints: {self.checkpoints.get('final')} (final), {self.checkpoints.get('best')} "
-                     f"(best), {self.checkpoints.get('latest')} (latest)")
+        self.art.log("checkpoints: " + ", ".join(f"{self.checkpoints[kind]} ({kind})" for kind in ("final", "best", "latest")
+                                                 if kind in self.checkpoints))
 
     def _samples(self) -> None:
         """Answer a few fixed questions the way `chat` would, so the log shows what the model can say."""
@@ -434,7 +469,7 @@ class Trainer:
     def _write_manifest(self, status: str, error: str | None = None) -> None:
         p, cfg = self.progress, self.cfg
         self.art.write_manifest({
-            "run": self.run_id, "status": status, "stop_reason": self.stop_reason,
+            "run": self.run_id, "status": status, "stop_reason": self.stop_reason, "pid": os.getpid(),
             "dataset": {"path": cfg.dataset_path, **self.data.summary()},
             "config": cfg.to_dict(), "parameters": self.model.num_parameters(),
             "tokenizer": {"kind": cfg.tokenizer, "vocab_size": self.data.tokenizer.vocab_size},

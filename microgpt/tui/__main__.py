@@ -13,6 +13,7 @@ import locale
 import os
 import sys
 
+from microgpt.console import stop_signals_interrupt
 from microgpt.errors import MicrogptError
 from microgpt.tui.app import App, main_loop
 from microgpt.tui.persist import config_path
@@ -49,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"microgpt tui: error: {exc}", file=sys.stderr)
         return exc.exit_code
     try:
-        curses.wrapper(main_loop, app, colours_wanted())
+        with stop_signals_interrupt():  # a closed terminal quits as `q` does: a running trainer is stopped, saved
+            curses.wrapper(main_loop, app, colours_wanted())
     except KeyboardInterrupt:
         app.shutdown()
     except curses.error as exc:  # TERM names no known terminal, or the terminal has no size at all

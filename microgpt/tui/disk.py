@@ -12,6 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from microgpt.data.records import check_record, record_type_of
 from microgpt.safe_io import open_regular
 from microgpt.storage import checkpoint_info
@@ -51,6 +53,16 @@ def artifacts(
             size = None
         out.append((label, path, size))
     return out
+
+
+def run_state(manifest: dict[str, Any]) -> str:
+    """How a run ended (its stop reason), or "running"; a run whose manifest still says running but whose
+    process is gone was killed (kill -9, a second signal, a power cut) and says so."""
+    state = str(manifest.get("stop_reason") or manifest.get("status") or "-")
+    pid = manifest.get("pid")
+    if manifest.get("status") == "running" and type(pid) is int and pid > 0 and not psutil.pid_exists(pid):
+        return "killed"
+    return state
 
 
 def _timestamp(value: Any) -> float | None:

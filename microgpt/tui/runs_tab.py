@@ -100,7 +100,7 @@ class RunsTab(Tab):
         mark = "*" if rid == self.marked else " "
         texts = (cursor + mark + rid, str(manifest.get("steps", "-")),
                  fmt_number(manifest.get("best_val_loss")), fmt_duration(disk.duration_s(manifest)),
-                 str(manifest.get("stop_reason") or manifest.get("status") or "-"))
+                 disk.run_state(manifest))
         line = table_row([(text, w, align) for text, (_, w, align) in zip(texts, columns(width))])
         return restyle(line, "sel") if i == self.index else line
 
@@ -120,7 +120,7 @@ class RunsTab(Tab):
             text_line(f"steps     {steps}"),
             text_line(f"best val  {fmt_number(manifest.get('best_val_loss'))}"),
             text_line(f"duration  {fmt_duration(disk.duration_s(manifest))}"),
-            text_line(f"stopped   {manifest.get('stop_reason') or manifest.get('status') or '-'}"),
+            text_line(f"stopped   {disk.run_state(manifest)}"),
         ]
         if isinstance(manifest.get("parameters"), int):
             figures.append(text_line(f"params    {manifest['parameters']:,}"))
