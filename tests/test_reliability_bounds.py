@@ -154,3 +154,30 @@ def test_a_go_checkpoint_declaring_ten_million_layers_is_one_line(tmp_path: Path
     path.write_text(json.dumps(go))
     with pytest.raises(MicrogptError, match="n_layer=10000000"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("shape, batch", [
+    (dict(vocab_size=4096, n_layer=1, n_embd=32, n_head=2, block_size=64), 16),  # the output layer dominates
+    (dict(vocab_size=256, n_layer=2, n_embd=32, n_head=4, block_size=256), 8),  # the attention maps dominate
+])
+def test_the_training_memory_estimate_is_near_what_a_step_takes(shape: dict, batch: int) -> None:
+    """The estimate that refuses runs too big for memory is within 0.7-1.5x of a real step's peak (tracemalloc
+    sees NumPy's arrays): neither refusing runs that fit nor waving through ones that do not."""
+    import tracemalloc
+
+    from microgpt.nn import GPT, Adam, GPTConfig
+
+    config = GPTConfig(**shape)
+    tokens = np.random.default_rng(0).integers(0, config.vocab_size, (batch, config.block_size + 1))
+    tracemalloc.start()
+    try:
+        model = GPT(config, seed=0)
+        optimizer = Adam(model.parameters())
+        for _ in range(2):
+            optimizer.zero_grad()
+            model.loss(tokens[:, :-1], tokens[:, 1:]).backward()
+            optimizer.step()
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+    assert 0.7 * peak <= config.training_memory_mb(batch) <= 1.5 * peak

@@ -87,6 +87,11 @@ def set_threads(n: int) -> None:
     _parts = usable_cores() if n <= 0 else n
 
 
+def threads() -> int:
+    """How many parts a big operation is split into at most (set_threads; one per core by default)."""
+    return _parts
+
+
 def _split_time(n: int, work: float, parts: int) -> float:
     """Estimated ns until `parts` parts are done: the longest part's units, plus a hand-off per helper.
 

@@ -20,6 +20,8 @@ import numpy as np
 
 from microgpt.autograd import Tensor, is_grad_enabled
 from microgpt.autograd import functional as F
+from microgpt.autograd.functional import LOSS_BLOCK_ROWS
+from microgpt.autograd.parallel import threads
 from microgpt.nn.layers import Block, Dropout, Embedding, KVCache, Linear, check_ids
 from microgpt.nn.module import Module, Parameter
 
@@ -71,12 +73,14 @@ class GPTConfig:
         return embeddings + table + self.n_layer * per_block
 
     def training_memory_mb(self, batch_size: int) -> float:
-        """Rough training memory in MiB: float32 weights, gradients and Adam's two moments, plus one batch's
-        activations: per block about 20 B*T*C numbers (projections, MLP, norms, residuals) and two B*H*T*T
-        attention maps (scores, probabilities); the output layer about 3 B*T*V (logits, softmax, gradient)."""
+        """Rough training memory in MiB: float32 weights, gradients, Adam's two moments and its scratch buffer,
+        plus one batch's activations: per block about 20 B*T*C numbers (projections, MLP, norms, residuals) and
+        one B*H*T*T attention map (the weights the backward reuses); the output layer with its loss, fused
+        (F.linear_cross_entropy), holds no (B*T, V) logits, only each thread's (V, tokens) block and dL/dW."""
         b, t, c, h, v = batch_size, self.block_size, self.n_embd, self.n_head, self.vocab_size
-        weights = 4 * self.num_parameters()
-        activations = self.n_layer * (b * t * c * 20 + b * h * t * t * 2) + b * t * v * 3
+        weights = 5 * self.num_parameters()
+        output = threads() * v * (min(b * t, LOSS_BLOCK_ROWS) + c) + 2 * b * t * c
+        activations = self.n_layer * (b * t * c * 20 + b * h * t * t) + output
         return (weights + activations) * 4 / 2**20
 
     def inference_memory_mb(self, batch_size: int) -> float:
