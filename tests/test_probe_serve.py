@@ -201,12 +201,13 @@ def test_a_wrong_method_says_which_are_allowed_and_a_trailing_slash_is_not_redir
     status, headers, body = _request(server, "PUT", "/v1/chat/completions")
     assert status == 405 and headers.get("allow") == "POST" and body["error"]
     status, headers, body = _request(server, "POST", "/v1/chat/completions/", _chat("hi"),
-                                     {"Content-Type": "application/json", "Host": "evil.example"})
-    assert status == 404 and "location" not in headers and body["error"]["type"] == "not_found_error"
+                                     {"Content-Type": "application/json"})
+    assert status == 404 and "location" not in headers and body["error"]["type"] == "invalid_request_error"
 
 
 @pytest.mark.parametrize("field, value", [("n", True), ("echo", 0), ("presence_penalty", False),
-                                          ("logprobs", False), ("model", 5), ("model", {"a": 1}),
+                                          ("logprobs", 0), ("store", True), ("tools", [{}]), ("model", 5),
+                                          ("model", {"a": 1}),
                                           ("stream_options", {"include_usage": "yes"}), ("stream_options", [])])
 def test_json_true_is_not_1_nor_false_0_and_types_are_checked(server: InProcessServer, field: str,
                                                               value: object) -> None:
@@ -217,10 +218,46 @@ def test_json_true_is_not_1_nor_false_0_and_types_are_checked(server: InProcessS
 
 
 @pytest.mark.parametrize("field, value", [("n", 1), ("n", 1.0), ("presence_penalty", 0.0), ("echo", False),
-                                          ("logprobs", None), ("model", "anything")])
+                                          ("logprobs", None), ("model", "anything"), ("logprobs", False),
+                                          ("store", False), ("tools", []), ("logit_bias", {}), ("tool_choice", "none"),
+                                          ("metadata", {}), ("response_format", {"type": "text"})])
 def test_neutral_values_are_accepted(server: InProcessServer, field: str, value: object) -> None:
     status, _ = server.post("/v1/chat/completions", _chat("hi", max_tokens=2, **{field: value}))
     assert status == 200
+
+
+@pytest.mark.parametrize("field", ["temperature", "top_p", "repetition_penalty"])
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_and_infinity_are_refused_as_not_finite(server: InProcessServer, field: str, literal: bytes) -> None:
+    # Python's JSON reads these literals; NaN once tripped the max_tokens conflict check (NaN != NaN)
+    body = b'{"messages": [{"role": "user", "content": "hi"}], "%s": %s}' % (field.encode(), literal)
+    status, raw = server.post("/v1/chat/completions", body)
+    error = json.loads(raw)["error"]
+    assert status == 400 and error["param"] == field and "must be a finite number" in error["message"]
+
+
+def test_min_tokens_may_equal_a_huge_max_tokens_and_errors_name_the_fields_sent(server: InProcessServer) -> None:
+    huge = 5 * 10**18
+    status, raw = server.post("/v1/completions", json.dumps({"prompt": "hi", "min_tokens": huge,
+                                                             "max_tokens": huge}).encode())
+    assert status == 200 and json.loads(raw)["choices"][0]["finish_reason"] == "length"  # capped to the context
+    status, raw = server.post("/v1/completions", json.dumps({"prompt": "hi", "min_tokens": huge}).encode())
+    error = json.loads(raw)["error"]
+    assert status == 400 and error["param"] == "min_tokens"
+    assert f"default max_tokens ({SamplingSettings().max_new_tokens})" in error["message"]
+    assert "new_tokens" not in error["message"] and str(2**62) not in error["message"]  # no internal name or value
+
+
+def test_stream_options_need_a_stream_and_the_usage_chunk_is_a_whole_chunk(server: InProcessServer) -> None:
+    for stream in ({}, {"stream": False}):
+        status, raw = server.post("/v1/chat/completions", _chat("hi", stream_options={"include_usage": True}, **stream))
+        assert status == 400 and json.loads(raw)["error"]["param"] == "stream_options"
+    status, raw = server.post("/v1/chat/completions", _chat("hi", max_tokens=3, stream=True,
+                                                            stream_options={"include_usage": True}))
+    events = [json.loads(line[6:]) for line in raw.decode().splitlines()
+              if line.startswith("data: ") and line != "data: [DONE]"]
+    assert status == 200 and events[-1]["choices"] == [] and events[-1]["usage"]["completion_tokens"] <= 3
+    assert {key for key in events[0] if key != "choices"} <= set(events[-1])  # id, object, created, model
 
 
 def test_a_prompt_past_the_context_window_is_cut_and_the_reply_says_so(server: InProcessServer) -> None:
@@ -298,7 +335,7 @@ def test_a_body_that_never_finishes_arriving_gets_a_408(server: InProcessServer,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(server.app, "limits", replace(LIMITS, body_timeout_s=1.0))
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                   b"Content-Length: 100\r\n\r\n{")
         start = time.monotonic()
         reply = s.recv(4096)
@@ -309,7 +346,7 @@ def test_a_head_that_trickles_in_gets_a_408_and_a_silent_connection_is_closed(se
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow, \
             socket.create_connection(("127.0.0.1", server.port), timeout=10) as silent:
         start = time.monotonic()
-        slow.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")  # the head never ends
+        slow.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n")  # the head never ends
         reply = slow.recv(4096)
         assert reply.startswith(b"HTTP/1.1 408") and b'"code":"header_timeout"' in reply.replace(b" ", b"")
         assert silent.recv(4096) == b""  # nothing sent, nothing said: closed
@@ -328,10 +365,83 @@ def _response(s: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
+def _closed_while_trickling(s: socket.socket, most: int = 12) -> bool:
+    """Whether the server closes `s` while the client sends it one byte a third of the keep-alive apart (each
+    would restart the keep-alive timer), at most `most` bytes."""
+    s.settimeout(LIMITS.keep_alive_s / 3)
+    for _ in range(most):
+        try:
+            if s.recv(4096) == b"":
+                return True
+        except TimeoutError:
+            pass
+        except ConnectionResetError:
+            return True
+        try:
+            s.sendall(b" ")
+        except OSError:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("case, head", [
+    ("415", b"POST /v1/chat/completions HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: 1000000000\r\n"),
+    ("413", b"POST /v1/completions HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n"),
+    ("401", b"POST /v1/completions HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n"),
+    ("408", b"POST /v1/completions HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n"),
+    ("404", b"POST /nowhere HTTP/1.1\r\nContent-Length: 1000000000\r\n"),
+])
+def test_a_reply_that_leaves_the_body_unread_closes_the_connection(server: InProcessServer, case: str, head: bytes,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # left open, a client trickling the rest of the body would hold the connection forever
+    monkeypatch.setattr(server.app, "api_key", "s3cret" if case == "401" else None)
+    monkeypatch.setattr(server.app, "limits", replace(LIMITS, body_timeout_s=1.0))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(head + b"Host: localhost\r\n\r\n{")
+        reply = _response(s)
+        assert reply.startswith(b"HTTP/1.1 " + case.encode()) and b"\r\nconnection: close\r\n" in reply.lower()
+        assert _closed_while_trickling(s)
+
+
+def test_a_connection_whose_body_was_read_stays_open(server: InProcessServer) -> None:
+    body = _chat("hi", max_tokens=1)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        for _ in range(2):  # a good request, then a bad field (its body read whole): neither closes the connection
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            reply = _response(s)
+            assert b"connection: close" not in reply.lower()
+            body = _chat("hi", max_tokens=1, n=2)
+        assert reply.startswith(b"HTTP/1.1 400")
+
+
+@pytest.mark.parametrize("host, served", [("localhost", True), ("LOCALHOST:7860", True), ("127.0.0.1", True),
+                                          ("127.8.9.10:80", True), ("[::1]:7860", True), ("[::1]", True),
+                                          ("evil.example", False), ("evil.example:7860", False),
+                                          ("localhost.evil.example", False), ("127.0.0.1.evil.example", False),
+                                          ("10.0.0.1", False), ("[::2]", False), ("::1", False), ("", False)])
+def test_on_loopback_only_loopback_host_headers_are_served(server: InProcessServer, host: str, served: bool) -> None:
+    # a web page whose name its DNS re-points at 127.0.0.1 (DNS rebinding) sends its own name as Host
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"GET /v1/models HTTP/1.1\r\nHost: %s\r\n\r\n" % host.encode())
+        head, _, body = _response(s).partition(b"\r\n\r\n")
+    if served:
+        assert head.startswith(b"HTTP/1.1 200")
+    else:
+        assert head.startswith(b"HTTP/1.1 400") and json.loads(body)["error"]["code"] == "invalid_host"
+
+
+def test_a_request_without_host_is_served_on_loopback(server: InProcessServer) -> None:
+    # only HTTP/1.0 may leave Host out (HTTP/1.1 without it is a 400), and no browser does
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"GET /v1/models HTTP/1.0\r\n\r\n")
+        assert _response(s).startswith(b"HTTP/1.1 200")
+
+
 @pytest.mark.parametrize("head", [b"Content-Length: abc\r\n", b"Content-Length: -5\r\n", b"Bad Header Line\r\n"])
 def test_a_request_http_cannot_parse_gets_a_json_400(server: InProcessServer, head: bytes) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n{}")
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n" + head + b"\r\n{}")
         reply = b""
         while chunk := s.recv(4096):
             reply += chunk
@@ -342,7 +452,7 @@ def test_a_request_http_cannot_parse_gets_a_json_400(server: InProcessServer, he
 
 
 def test_an_idle_kept_alive_connection_is_closed_and_a_slow_next_head_gets_a_408(server: InProcessServer) -> None:
-    request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    request = b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n"
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as idle, \
             socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
         for s in (idle, slow):
@@ -356,7 +466,7 @@ def test_an_idle_kept_alive_connection_is_closed_and_a_slow_next_head_gets_a_408
 
 def test_a_head_that_arrives_in_pieces_within_the_deadline_is_served(server: InProcessServer) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-        for piece in (b"GET /health HTTP/1.1\r\n", b"Host: x\r\n", b"\r\n"):
+        for piece in (b"GET /health HTTP/1.1\r\n", b"Host: localhost\r\n", b"\r\n"):
             s.sendall(piece)
             time.sleep(LIMITS.header_timeout_s / 4)
         assert _response(s).startswith(b"HTTP/1.1 200")
@@ -388,6 +498,26 @@ def test_requests_past_the_waiting_cap_get_a_503_with_retry_after() -> None:
         busy.close()
 
 
+def test_a_forced_stop_answers_the_requests_it_cuts_short_in_the_api_shape() -> None:
+    stopping = InProcessServer()
+    stopping.delay = 0.05  # 120 tokens would take 6 s
+    try:
+        body = json.dumps({"prompt": "a", "max_tokens": 120, "min_tokens": 120}).encode()
+        with ThreadPoolExecutor(1) as pool:
+            reply = pool.submit(stopping.post, "/v1/completions", body)
+            deadline = time.monotonic() + 10
+            while not stopping.health()["decoding"] and time.monotonic() < deadline:
+                time.sleep(0.02)
+            stopping.uvicorn.force_exit = True  # as a second signal: replies in flight are cut short
+            stopping.uvicorn.should_exit = True
+            status, raw = reply.result(timeout=30)
+    finally:
+        stopping.close()
+    assert status == 503  # uvicorn alone: a plain-text 500
+    error = json.loads(raw)["error"]
+    assert error["code"] == "server_stopping" and error["type"] == "server_error"
+
+
 def test_the_engine_counts_only_requests_that_really_wait() -> None:
     model, tokenizer = _model()
     engine = Engine(model, tokenizer, max_batch=2, max_waiting=0)
@@ -411,7 +541,7 @@ def test_the_engine_counts_only_requests_that_really_wait() -> None:
 def test_a_chunked_body_over_the_cap_is_a_413(server: InProcessServer) -> None:
     chunk = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                   b"Transfer-Encoding: chunked\r\n\r\n")
         for _ in range(20):  # 1.25 MiB, past the 1 MiB cap; the server may stop reading early
             try:
@@ -426,7 +556,7 @@ def test_clients_that_leave_free_their_rows_and_places_in_the_queue(server: InPr
     server.delay = 0.05  # 120 tokens would take 6 s each
     try:
         body = json.dumps({"prompt": "a", "max_tokens": 120, "stream": stream}).encode()
-        request = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        request = (b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                    b"Content-Length: %d\r\n\r\n" % len(body)) + body
         sockets = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(MAX_BATCH + 3)]
         for s in sockets:
@@ -560,6 +690,9 @@ def test_bearer_header_variants(header: str, ok: bool) -> None:
         headers = {"Authorization": header.encode("latin-1")} if header else {}
         response = client.get("/v1/models", headers=headers)
         assert response.status_code == (200 if ok else 401)
+        if not ok:  # as OpenAI's
+            assert response.json()["error"]["type"] == "invalid_request_error"
+            assert response.json()["error"]["code"] == "invalid_api_key"
     finally:
         engine.stop()
 
@@ -576,6 +709,13 @@ def test_an_api_key_that_cannot_travel_in_a_header_is_one_line(tmp_path: Path, k
     result = _serve(str(tmp_path / "none.npz"), env={"MICROGPT_API_KEY": key})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and "MICROGPT_API_KEY" in result.stderr
+
+
+@pytest.mark.parametrize("args, env", [(["--api-key", ""], {}), ([], {"MICROGPT_API_KEY": ""})])
+def test_an_empty_api_key_is_refused_not_taken_as_no_key(tmp_path: Path, args: list, env: dict) -> None:
+    # `--api-key "$KEY"` with KEY unset must not quietly serve without authentication
+    result = _serve(str(tmp_path / "none.npz"), *args, env=env)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "is empty" in result.stderr
 
 
 @pytest.mark.parametrize("flag, value", [("--max-waiting", "-1"), ("--max-batch", "0"), ("--keep-alive", "0"),
@@ -622,11 +762,11 @@ def test_two_signals_with_a_reply_in_flight_exit_cleanly(tmp_path: Path) -> None
                 time.sleep(0.1)
         body = json.dumps({"prompt": "a", "max_tokens": 250, "stream": True}).encode()
         stream = socket.create_connection(("127.0.0.1", port), timeout=10)
-        stream.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        stream.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                        b"Content-Length: %d\r\n\r\n" % len(body) + body)
         stream.recv(100)  # the reply has begun
         partial = socket.create_connection(("127.0.0.1", port), timeout=10)  # and a body still arriving
-        partial.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        partial.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                         b"Content-Length: 100\r\n\r\n{")
         time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)

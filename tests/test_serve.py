@@ -246,10 +246,11 @@ def test_sigterm_finishes_the_reply_in_flight_and_exits_0(checkpoint: Path) -> N
     assert "stopped" in out and "Traceback" not in out
 
 
-def test_warns_when_listening_beyond_this_machine_without_a_key(checkpoint: Path) -> None:
-    proc = ServerProcess(checkpoint, "--host", "0.0.0.0")
+@pytest.mark.parametrize("host", ["0.0.0.0", ""])  # "": every address, which the banner shows as 0.0.0.0
+def test_warns_when_listening_beyond_this_machine_without_a_key(checkpoint: Path, host: str) -> None:
+    proc = ServerProcess(checkpoint, "--host", host)
     out = proc.close()
-    assert "warning: listening on 0.0.0.0 without --api-key" in out
+    assert f"http://0.0.0.0:{proc.port}/" in out and "warning: listening on 0.0.0.0 without --api-key" in out
 
 
 def test_a_bad_port_is_one_line_and_exit_2(checkpoint: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import logging
 import os
 import signal
@@ -69,20 +68,15 @@ def _port(args: argparse.Namespace) -> int:
     return port
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _api_key(args: argparse.Namespace) -> str | None:
-    """--api-key or $MICROGPT_API_KEY; it travels in an HTTP header, so printable ASCII without spaces only."""
-    key = args.api_key or os.environ.get("MICROGPT_API_KEY") or None
+    """--api-key or $MICROGPT_API_KEY; it travels in an HTTP header, so printable ASCII without spaces only.
+    An empty one is refused: a key from an unset variable (`--api-key "$KEY"`) must not leave the server open."""
+    source = "--api-key" if args.api_key is not None else "MICROGPT_API_KEY"
+    key = args.api_key if args.api_key is not None else os.environ.get("MICROGPT_API_KEY")
+    if key == "":
+        raise ConfigError(f"{source} is empty, which would turn authentication off; give a key, or leave "
+                          f"{source} out to serve without one")
     if key is not None and not (key.isascii() and key.isprintable() and " " not in key):
-        source = "--api-key" if args.api_key else "MICROGPT_API_KEY"
         raise ConfigError(f"{source}: an API key must be printable ASCII without spaces (it is sent as "
                           "'Authorization: Bearer KEY'); choose another key")
     return key
@@ -133,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from microgpt.serve.app import Server, uvicorn_config
+        from microgpt.serve.http import is_loopback
     except ImportError as exc:
         raise ConfigError(f"serve needs the serve extra ({exc.name} is missing): pip install -e \".[serve]\"") from None
 
@@ -161,8 +156,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"microgpt serve: http://{shown}:{port}/  (model {name} from {path}: {config.n_layer} layers x "
           f"{config.n_embd}, vocab {config.vocab_size}, context {config.block_size} tokens; OpenAI API at /v1; "
           f"{'API key required' if api_key else 'no API key'})", flush=True)
-    if not _is_loopback(args.host) and not api_key:
-        print(f"warning: listening on {args.host} without --api-key: anyone who can reach this machine can use "
+    if not is_loopback(args.host) and not api_key:
+        print(f"warning: listening on {shown} without --api-key: anyone who can reach this machine can use "
               "the model", file=sys.stderr, flush=True)
     # run() stops the engine: no lifespan task to cancel
     server = uvicorn.Server(uvicorn_config(app_server, args.host, port, lifespan="off"))

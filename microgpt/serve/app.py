@@ -7,8 +7,10 @@ without the browser asking first) and are read with a size cap (413 past it) and
 or, with "stream": true, as server-sent events ending in `data: [DONE]`. A client that goes away mid-stream
 cancels its sequence, which leaves the batch at the next step; a request that would wait behind too many
 others gets a 503 with Retry-After. With an API key, /v1/* requires `Authorization: Bearer KEY` (compared in
-constant time; 401 otherwise). `uvicorn_config` puts the app on uvicorn with the limits of ServeSettings,
-including a deadline for each request's head, which uvicorn alone does not have.
+constant time; 401 otherwise). A `Guard` in front of the routes closes a connection whose body was left unread,
+refuses Host headers that are not loopback when the server listens on loopback, and answers a request a forced
+stop cuts short. `uvicorn_config` puts the app on uvicorn with the limits of ServeSettings, including a deadline
+for each request's head, which uvicorn alone does not have.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 import h11
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HttpRequest
 from starlette.responses import HTMLResponse, Response, StreamingResponse
@@ -41,22 +44,9 @@ from microgpt.nn.sampling import SamplingSettings
 from microgpt.safe_io import parse_json
 from microgpt.serve import protocol
 from microgpt.serve.engine import Busy, Engine, Job
+from microgpt.serve.http import Guard, JSONResponse, error_response, is_loopback
 from microgpt.serve.protocol import RequestError
 from microgpt.serve.settings import ServeSettings
-
-
-class JSONResponse(Response):
-    """JSON as pure ASCII: a request's text echoed back in an error (a field name holding a lone surrogate,
-    say) is escaped, never an encoding error; NaN is never written."""
-
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
-
-
-def _error(exc: RequestError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status)
 
 
 async def _read_body(request: HttpRequest, limits: ServeSettings) -> bytes:
@@ -132,15 +122,15 @@ class Server:
 
     async def models(self, request: HttpRequest) -> Response:
         if not self.authorised(request):
-            return _error(_unauthorised())
+            return error_response(_unauthorised())
         return JSONResponse({"object": "list", "data": [self._model_card()]})
 
     async def model(self, request: HttpRequest) -> Response:
         if not self.authorised(request):
-            return _error(_unauthorised())
+            return error_response(_unauthorised())
         name = request.path_params["name"]
         if name != self.model_name:
-            return _error(RequestError(f"no model {shown(name)} here: this server has "
+            return error_response(RequestError(f"no model {shown(name)} here: this server has "
                                        f"{self.model_name!r}", "model", status=404, code="model_not_found"))
         return JSONResponse(self._model_card())
 
@@ -156,7 +146,7 @@ class Server:
                 raise _unauthorised()
             req = protocol.parse_request(await _read_json(request, self.limits), self.defaults, chat)
         except RequestError as exc:
-            return _error(exc)
+            return error_response(exc)
         tok = self.engine.tokenizer
         text = messages_prompt(req.messages) if chat else req.prompt
         ids = [tok.bos_id, *await asyncio.to_thread(tok.encode, text)]  # a thread: the loop serves others meanwhile
@@ -237,9 +227,8 @@ class Server:
                     yield sse(protocol.error_body(value, "server_error"))
                     break
             if include_usage:
-                yield sse({"id": rid, "object": "chat.completion.chunk" if chat else "text_completion",
-                           "model": self.model_name, "choices": [],
-                           "usage": protocol.usage(prompt_tokens, job.completion_tokens)})
+                yield sse(protocol.usage_chunk(chat, rid, self.model_name,
+                                               protocol.usage(prompt_tokens, job.completion_tokens)))
             yield "data: [DONE]\n\n"
         finally:
             job.cancelled = True  # the client went away (or the reply ended): the row leaves the batch
@@ -247,11 +236,12 @@ class Server:
 
 def _unauthorised() -> RequestError:
     return RequestError("missing or wrong API key: send 'Authorization: Bearer KEY'", status=401,
-                        kind="authentication_error", code="invalid_api_key")
+                        code="invalid_api_key")
 
 
-def build_app(server: Server) -> Starlette:
-    """The Starlette app for one Server; the engine stops when the app shuts down."""
+def build_app(server: Server, loopback_only: bool = False) -> Starlette:
+    """The Starlette app for one Server, behind a Guard (loopback_only: refuse Host headers that are not
+    loopback); the engine stops when the app shuts down."""
     routes = [
         Route("/", server.page, methods=["GET"]),
         Route("/health", server.health, methods=["GET"]),
@@ -261,11 +251,10 @@ def build_app(server: Server) -> Starlette:
         Route("/v1/completions", server.completions, methods=["POST"]),
     ]
 
-    async def not_found(request: HttpRequest, exc: Exception) -> Response:
-        status = getattr(exc, "status_code", 500)
-        kind = "not_found_error" if status == 404 else "invalid_request_error" if status < 500 else "server_error"
+    async def not_found(request: HttpRequest, exc: Exception) -> Response:  # a 404 or a 405, as OpenAI words them
         return JSONResponse(protocol.error_body(f"{request.method} {request.url.path}: "
-                                                f"{getattr(exc, 'detail', 'error')}", kind), status_code=status,
+                                                f"{getattr(exc, 'detail', 'error')}", "invalid_request_error"),
+                            status_code=getattr(exc, "status_code", 404),
                             headers=getattr(exc, "headers", None))  # a 405's Allow: the methods the route takes
 
     @contextlib.asynccontextmanager
@@ -273,7 +262,8 @@ def build_app(server: Server) -> Starlette:
         yield
         server.engine.stop()
 
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}, lifespan=lifespan)
+    app = Starlette(routes=routes, middleware=[Middleware(Guard, loopback_only=loopback_only)],
+                    exception_handlers={404: not_found, 405: not_found}, lifespan=lifespan)
     app.router.redirect_slashes = False  # a redirect would be built from the client's Host header: a 404 instead
     return app
 
@@ -331,9 +321,10 @@ class HeadDeadlineProtocol(H11Protocol):
 
 
 def uvicorn_config(server: Server, host: str, port: int, **options: Any) -> uvicorn.Config:
-    """The app for `server` on uvicorn with the server's limits: keep-alive, head deadline, graceful stop."""
+    """The app for `server` on uvicorn with the server's limits: keep-alive, head deadline, graceful stop; on a
+    loopback `host`, only loopback Host headers are served."""
     limits = server.limits
-    return uvicorn.Config(build_app(server), host=host, port=port,
+    return uvicorn.Config(build_app(server, loopback_only=is_loopback(host)), host=host, port=port,
                           http=functools.partial(HeadDeadlineProtocol, header_timeout_s=limits.header_timeout_s),
                           timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]
                           timeout_graceful_shutdown=limits.graceful_shutdown_s,  # type: ignore[arg-type]

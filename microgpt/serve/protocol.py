@@ -8,6 +8,7 @@ Every problem with a request becomes a `RequestError` naming the field (`param`)
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -19,13 +20,13 @@ from microgpt.nn import SamplingSettings
 
 MAX_STOPS = 4  # as the OpenAI API
 ROLES = ("system", "developer", "user", "assistant")  # "developer": OpenAI's newer name for "system"
-# Fields the OpenAI clients may send that change nothing here; accepted when they hold their neutral value
-# (a number equal to it for a number, the value itself otherwise: `"n": true` is not `"n": 1`).
-NEUTRAL = {"n": 1, "presence_penalty": 0, "frequency_penalty": 0, "logprobs": None, "logit_bias": None,
-           "echo": False, "best_of": 1, "suffix": None, "top_logprobs": None, "response_format": None,
-           "parallel_tool_calls": None, "tools": None, "tool_choice": None, "service_tier": None,
-           "store": None, "metadata": None}
-IGNORED = ("user", "stream_options", "model")  # never refused for their value (the last two checked for type)
+# Fields the OpenAI clients may send that change nothing here; accepted when null or their neutral value (a
+# number equal to it for a number, the value itself otherwise: `"n": true` is not `"n": 1`, `"logprobs": 0` not false).
+NEUTRAL = {"n": 1, "presence_penalty": 0, "frequency_penalty": 0, "logprobs": False, "logit_bias": {},
+           "echo": False, "best_of": 1, "suffix": None, "top_logprobs": 0, "response_format": {"type": "text"},
+           "parallel_tool_calls": None, "tools": [], "tool_choice": "none", "service_tier": None, "store": False,
+           "metadata": {}}
+OTHER_FIELDS = ("user", "model", "stream_options")  # the model is any string; stream_options needs "stream": true
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "seed",
                    "repetition_penalty", "min_tokens", "stop", "stream")
 
@@ -66,10 +67,14 @@ INTEGERS = {"top_k", "max_tokens", "max_completion_tokens", "min_tokens", "seed"
 
 
 def _is_neutral(value: Any, neutral: Any) -> bool:
-    """Whether a NEUTRAL field's value is its neutral one: JSON's true is not 1, nor false 0."""
-    if value is None or isinstance(neutral, bool) or neutral is None:
-        return value is None or value is neutral
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and value == neutral
+    """Whether a NEUTRAL field's value is null or its neutral one: JSON's true is not 1, nor false 0."""
+    if value is None or value is neutral:
+        return True
+    if isinstance(value, bool) or isinstance(neutral, bool):
+        return False
+    if isinstance(neutral, (int, float)):
+        return isinstance(value, (int, float)) and value == neutral
+    return value == neutral  # a string, list or object: the same one
 
 
 def _sampling(body: dict, defaults: SamplingSettings) -> SamplingSettings:
@@ -82,22 +87,30 @@ def _sampling(body: dict, defaults: SamplingSettings) -> SamplingSettings:
         integer = name in INTEGERS
         if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
             raise RequestError(f"'{name}' must be {'an integer' if integer else 'a number'}, not {shown(value)}", name)
+        if not math.isfinite(value):  # Python's JSON reads NaN and Infinity, which no setting can mean
+            raise RequestError(f"'{name}' must be a finite number, not {shown(value)}", name)
         if values.get(field_name, value) != value:
             raise RequestError(f"'{name}' disagrees with 'max_tokens': send one of them", name)
         values[field_name] = value
-    alone = replace(defaults, min_new_tokens=0, max_new_tokens=2**62)  # no min/max clash while checking one
+    unbounded = replace(defaults, min_new_tokens=0)  # max_tokens alone cannot clash with the default min_tokens
     for name, field_name in SAMPLING_NAMES.items():  # one field at a time, so the error names its field
         if body.get(name) is not None:
+            alone = {field_name: values[field_name]}
+            if field_name == "min_new_tokens":  # with a max it cannot exceed: only its own limits are checked
+                alone["max_new_tokens"] = max(values[field_name], 1)
             try:
-                sampling_from_mapping({field_name: values[field_name]}, alone)
+                sampling_from_mapping(alone, unbounded)
             except ConfigError as exc:
                 raise RequestError(str(exc).replace(field_name, name, 1), name) from None
-    try:
-        return sampling_from_mapping(values, defaults)
-    except ConfigError as exc:  # fields fine alone, wrong together (min_tokens > max_tokens)
+    low = values.get("min_new_tokens", defaults.min_new_tokens)
+    high = values.get("max_new_tokens", defaults.max_new_tokens)
+    if low > high:  # each fine alone, wrong together; a limit the request did not send is the server's default
         most = "max_completion_tokens" if body.get("max_tokens") is None else "max_tokens"  # the name sent
-        raise RequestError(str(exc).replace("min_new_tokens", "min_tokens").replace("max_new_tokens", most),
-                           "min_tokens") from None
+        if "min_new_tokens" not in values:
+            raise RequestError(f"'{most}' ({high}) must be at least the server's default min_tokens ({low})", most)
+        limit = f"'{most}' ({high})" if "max_new_tokens" in values else f"the server's default max_tokens ({high})"
+        raise RequestError(f"'min_tokens' ({low}) must not exceed {limit}", "min_tokens")
+    return sampling_from_mapping(values, defaults)
 
 
 def _stops(body: dict) -> tuple[str, ...]:
@@ -143,13 +156,12 @@ def parse_request(body: Any, defaults: SamplingSettings, chat: bool) -> Request:
     """A decoded JSON body -> a checked Request; RequestError for anything wrong, naming the field."""
     if not isinstance(body, dict):
         raise RequestError("the request body must be a JSON object")
-    known = {"messages" if chat else "prompt", *SAMPLING_FIELDS, *NEUTRAL, *IGNORED}
+    known = {"messages" if chat else "prompt", *SAMPLING_FIELDS, *NEUTRAL, *OTHER_FIELDS}
     unknown = sorted(set(body) - known)
     if unknown:
         raise RequestError(f"unknown field {shown(unknown[0])}", unknown[0])
     for name, neutral in NEUTRAL.items():
-        if not _is_neutral(body.get(name), neutral) and not (name == "response_format"
-                                                             and body[name] == {"type": "text"}):
+        if not _is_neutral(body.get(name), neutral):
             raise RequestError(f"'{name}' is not supported (leave it out or set it to {json.dumps(neutral)})", name)
     if not isinstance(body.get("stream", False), bool):
         raise RequestError("'stream' must be true or false", "stream")
@@ -159,6 +171,8 @@ def parse_request(body: Any, defaults: SamplingSettings, chat: bool) -> Request:
     if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
         raise RequestError("'stream_options' must be an object whose 'include_usage' is true or false",
                            "stream_options")
+    if body.get("stream_options") is not None and not body.get("stream"):  # as OpenAI: no stream, no options
+        raise RequestError("'stream_options' is only allowed with \"stream\": true", "stream_options")
     settings = _sampling(body, defaults)
     if chat:
         messages, prompt = _messages(body), None
@@ -206,3 +220,9 @@ def chunk_body(chat: bool, rid: str, model: str, text: str | None, finish: str |
         choice = {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
     return {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion",
             "created": int(time.time()), "model": model, "choices": [choice]}
+
+
+def usage_chunk(chat: bool, rid: str, model: str, use: dict) -> dict[str, Any]:
+    """The last event of a stream that asked for usage (`stream_options.include_usage`): no choices, the counts."""
+    return {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion", "created": int(time.time()),
+            "model": model, "choices": [], "usage": use}
