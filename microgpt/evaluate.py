@@ -50,12 +50,12 @@ from microgpt.atomic import LineFile
 from microgpt.autograd import no_grad
 from microgpt.config import TrainConfig
 from microgpt.data.dataset import iter_dataset, sha256_file
-from microgpt.data.tokenizer import build_tokenizer
 from microgpt.errors import CheckpointError, ConfigError, DatasetError
-from microgpt.nn import GPT, GPTConfig
+from microgpt.nn import GPT
 from microgpt.storage import Checkpoint
 from microgpt.train.batches import fit_block_size, validation_batches
 from microgpt.train.data_pipeline import prepare_data
+from microgpt.train.progress import ProgressLine
 from microgpt.train.resume import stored_config
 from microgpt.train.trainer import evaluate
 
@@ -238,17 +238,15 @@ class EvalResult:
                 "ppl": self.ppl, "bits_per_byte": self.bits_per_byte, "seconds": round(self.seconds, 3)}
 
 
-class ProgressLine:
-    """Records done, tokens/s and ETA on one stderr line: redrawn in place on a terminal (at most 5 times
-    a second), otherwise printed every 10 s and once at the end."""
+class EvalProgress:
+    """Records done, tokens/s and ETA while a held-out set is scored: a run's status line (ProgressLine) on a
+    terminal, else a plain line every 10 s (a log keeps a record of a long evaluation), and the last at the end."""
 
     def __init__(self, label: str, records: int, tokens: int, stream: TextIO | None = None) -> None:
         self.label, self.records, self.tokens = label, records, tokens
-        self.stream = stream or sys.stderr
-        self.live = self.stream.isatty()
-        self.started = self.last = time.perf_counter()
+        self.line = ProgressLine(stream or sys.stderr, min_interval_s=0.2)
+        self.started = self.printed = time.perf_counter()
         self.text = ""
-        self.width = 0
 
     def update(self, records_done: int, tokens_done: int) -> None:
         now = time.perf_counter()
@@ -256,20 +254,17 @@ class ProgressLine:
         eta = (self.tokens - tokens_done) / rate if rate else 0.0
         self.text = (f"{self.label}: {records_done:,}/{self.records:,} records | {tokens_done:,}/{self.tokens:,} "
                      f"tokens | {rate:,.0f} tok/s | eta {eta:.0f}s")
-        if now - self.last >= (0.2 if self.live else 10.0):
-            self._show(end="" if self.live else "\n")
-            self.last = now
+        if self.line.enabled:
+            self.line.show(self.text)
+        elif now - self.printed >= 10.0:
+            self.line.write(self.text + "\n")
+            self.printed = now
 
     def close(self) -> None:
         if self.text:
-            self._show(end="\n")
-
-    def _show(self, end: str) -> None:
-        if self.live:  # back to the line's start; pad so a shorter line covers the one it redraws
-            print("\r" + self.text.ljust(self.width), end=end, file=self.stream, flush=True)
-            self.width = len(self.text)
-        else:
-            print(self.text, end=end, file=self.stream, flush=True)
+            self.line.clear()
+            self.line.write(self.text + "\n")
+            self.line.flush()
 
 
 def evaluate_heldout(checkpoint: Checkpoint, heldout: HeldoutSet, stride: int | None = None,
@@ -280,7 +275,7 @@ def evaluate_heldout(checkpoint: Checkpoint, heldout: HeldoutSet, stride: int | 
     ids, offsets = encode_documents(tokenizer, heldout.texts)
     if offsets[-1] == 0:
         raise DatasetError(f"dataset {heldout.path}: its records give no tokens to score with this tokenizer")
-    line = ProgressLine(Path(heldout.path).name, len(heldout.texts), int(offsets[-1])) if progress else None
+    line = EvalProgress(Path(heldout.path).name, len(heldout.texts), int(offsets[-1])) if progress else None
     scores = score_documents(checkpoint.model, ids, offsets, tokenizer.bos_id, stride, batch_size,
                              on_batch=line.update if line else None)
     if line:
@@ -381,28 +376,3 @@ def results_json(results: Sequence[EvalResult], checkpoint_path: str | Path, che
         "step": checkpoint.meta.get("step"), "block_size": config.block_size, "stride": stride,
         "vocab_size": config.vocab_size, "results": rows,
     }, allow_nan=False)
-
-
-
-# ----- speed --------------------------------------------------------------------------------------
-def benchmark_eval(dataset: str | Path | None = None, records: int = 175, repeats: int = 3) -> dict[str, Any]:
-    """Time held-out evaluation of `records` records with a c1-sized model (BPE vocab 2048, 1 layer,
-    n_embd 48, 4 heads, block 96; random weights: the speed does not depend on them).
-
-    Tokenizing and scoring are both timed; the best of `repeats` runs is reported.
-    """
-    if dataset is None:
-        here = Path(__file__).resolve().parent.parent
-        seed_tasks = here.parent / "shared" / "eval" / "self_instruct_seed_tasks.jsonl"
-        dataset = seed_tasks if seed_tasks.is_file() else here / "datasets" / "starter" / "starter.jsonl"
-    heldout = read_heldout(dataset, max_records=records)
-    tokenizer = build_tokenizer("bpe", 2048, heldout.texts)
-    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=48, n_head=4, block_size=96), seed=0)
-    checkpoint = Checkpoint(model, tokenizer, {})
-    timings = []
-    for _ in range(repeats):
-        result = evaluate_heldout(checkpoint, heldout, progress=False)
-        timings.append(result.seconds)
-    best = min(timings)
-    return {"dataset": str(dataset), "records": result.records, "tokens": result.tokens, "seconds": best,
-            "tokens_per_s": result.tokens / best, "runs_s": [round(t, 3) for t in timings]}

@@ -157,8 +157,8 @@ def test_a_go_checkpoint_declaring_ten_million_layers_is_one_line(tmp_path: Path
 
 
 @pytest.mark.parametrize("shape, batch", [
-    (dict(vocab_size=4096, n_layer=1, n_embd=32, n_head=2, block_size=64), 16),  # the output layer dominates
-    (dict(vocab_size=256, n_layer=2, n_embd=32, n_head=4, block_size=256), 8),  # the attention maps dominate
+    ({"vocab_size": 4096, "n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 64}, 16),  # output layer dominates
+    ({"vocab_size": 256, "n_layer": 2, "n_embd": 32, "n_head": 4, "block_size": 256}, 8),  # attention maps dominate
 ])
 def test_the_training_memory_estimate_is_near_what_a_step_takes(shape: dict, batch: int) -> None:
     """The estimate that refuses runs too big for memory is within 0.7-1.5x of a real step's peak (tracemalloc

@@ -53,12 +53,18 @@ CONFIGS = {
 GENERATION_BATCHES = (1, 8)
 
 
-def describe(cfg: BenchConfig) -> str:
-    """The shape in words, read from the config itself (the help text and the docs never restate it)."""
-    m = cfg.model
-    note = " (the default preset: what `microgpt train` trains)" if cfg.name == "default" else ""
+def describe_model(m: GPTConfig) -> str:
+    """A model's shape in words, read from the config itself (the help text and the docs never restate it)."""
     return (f"vocab {m.vocab_size}, {m.n_layer} layer{'s' * (m.n_layer > 1)}, n_embd {m.n_embd}, "
-            f"{m.n_head} heads, block {m.block_size}, batch {cfg.batch}{note}")
+            f"{m.n_head} heads, block {m.block_size}")
+
+
+def describe(cfg: BenchConfig) -> str:
+    """A benchmark config in words: the model's shape and the batch."""
+    note = " (the default preset: what `microgpt train` trains)" if cfg.name == "default" else ""
+    return f"{describe_model(cfg.model)}, batch {cfg.batch}{note}"
+
+
 THREADS = 2  # threads for both sides of the comparison unless `bench --threads` says otherwise
 
 

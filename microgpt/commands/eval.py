@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from microgpt.baseline import xz_bits_per_byte
+from microgpt.bench.eval_speed import SEED_TASKS, benchmark_eval
+from microgpt.bench.throughput import C1, describe_model
 from microgpt.commands import positive_int
 from microgpt.config import TrainConfig, knob_from_env
 from microgpt.errors import ConfigError
@@ -15,7 +17,6 @@ from microgpt.evaluate import (
     DEFAULT_BATCH_SIZE,
     HeldoutSet,
     append_results,
-    benchmark_eval,
     evaluate_heldout,
     evaluate_val_split,
     format_table,
@@ -76,8 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-dir", metavar="DIR",
                         help=f"where eval/heldout_*.csv goes (default: LOG_DIR, else {TrainConfig.log_dir})")
     parser.add_argument("--benchmark", action="store_true",
-                        help="time 175 records (../shared/eval seed tasks, else the starter set) with a c1-sized "
-                        "model (vocab 2048, 1x48, block 96) and exit")
+                        help=f"time {SEED_TASKS} records (../shared/eval seed tasks, else the starter set) with a "
+                        f"c1-sized model ({describe_model(C1)}) and exit")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -164,11 +165,11 @@ def _baselines(train: HeldoutSet, heldouts) -> dict:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    report = benchmark_eval(records=args.max_records or 175)
+    report = benchmark_eval(records=args.max_records or SEED_TASKS)
     if args.json:
         print(json.dumps(report))
     else:
-        print(f"eval benchmark (c1: vocab 2048, 1 layer, n_embd 48, 4 heads, block 96): {report['records']} "
+        print(f"eval benchmark (c1: {describe_model(C1)}): {report['records']} "
               f"records, {report['tokens']:,} tokens of {report['dataset']} in {report['seconds']:.2f} s "
               f"({report['tokens_per_s']:,.0f} tok/s; runs {report['runs_s']})")
     return 0
