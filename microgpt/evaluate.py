@@ -55,7 +55,7 @@ from microgpt.nn import GPT
 from microgpt.storage import Checkpoint
 from microgpt.train.batches import fit_block_size, validation_batches
 from microgpt.train.data_pipeline import prepare_data
-from microgpt.train.progress import ProgressLine
+from microgpt.train.progress import ProgressLine, perplexity
 from microgpt.train.resume import stored_config
 from microgpt.train.trainer import evaluate
 
@@ -230,7 +230,7 @@ class EvalResult:
 
     @property
     def ppl(self) -> float:
-        return math.exp(min(self.loss, 700.0))
+        return perplexity(self.loss)
 
     def to_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "sha256": self.sha256, "split": self.split, "records": self.records,

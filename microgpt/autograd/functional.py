@@ -296,6 +296,7 @@ def _targets(targets: Any, logits_shape: tuple[int, ...], V: int,
     return valid, safe_t, int(valid.sum())
 
 
+RMS_EPS = 1e-5  # added to mean(x^2) before the square root in RMSNorm: a row of zeros stays finite
 EXP_SAFE = 60.0  # exp(z) for |z| <= 60, and sums of 2^40 such terms, stay finite and normal in float32
 LOSS_BLOCK_ROWS = 256  # tokens (rows of logits) the losses hold at a time (cross_entropy: fewer if past the cache)
 _CACHE_ELEMENTS = 1 << 17  # 512 KiB of float32: a block of this size stays in the CPU's L2 cache between passes
@@ -469,7 +470,7 @@ def _root_mean_square(x: np.ndarray, eps: float, out: np.ndarray | None = None) 
     return np.sqrt(np.einsum("...i,...i->...", x, x)[..., None] * (1.0 / x.shape[-1]) + eps, out=out)
 
 
-def rms_rows(x: np.ndarray, weight: np.ndarray | None = None, eps: float = 1e-5) -> np.ndarray:
+def rms_rows(x: np.ndarray, weight: np.ndarray | None = None, eps: float = RMS_EPS) -> np.ndarray:
     """rms_norm's forward on a plain array, with no graph: for generation's step, where a Tensor per op costs
     more than the op itself (a few rows)."""
     y = x / _root_mean_square(x, eps)
@@ -479,7 +480,7 @@ def rms_rows(x: np.ndarray, weight: np.ndarray | None = None, eps: float = 1e-5)
 RMS_BACKWARD_PASSES = 8  # what rms_norm's backward costs in a training step, in simple passes (see below)
 
 
-def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = RMS_EPS) -> Tensor:
     """y = x / sqrt(mean(x^2) + eps) over the last dim, times an optional gain.
 
     With r = (mean(x^2) + eps)^(-1/2) and y = x r: dL/dx = r (g - y mean(g y)), dL/dw = sum(g y).

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from microgpt.bench.throughput import C1
+from microgpt.config import TrainConfig
 from microgpt.data.tokenizer import build_tokenizer
 from microgpt.evaluate import evaluate_heldout, read_heldout
 from microgpt.nn import GPT
@@ -25,7 +26,7 @@ def benchmark_eval(dataset: str | Path | None = None, records: int = SEED_TASKS,
     if dataset is None:
         here = Path(__file__).resolve().parents[2]
         seed_tasks = here.parent / "shared" / "eval" / "self_instruct_seed_tasks.jsonl"
-        dataset = seed_tasks if seed_tasks.is_file() else here / "datasets" / "starter" / "starter.jsonl"
+        dataset = seed_tasks if seed_tasks.is_file() else here / TrainConfig.dataset_path
     heldout = read_heldout(dataset, max_records=records)
     tokenizer = build_tokenizer("bpe", C1.vocab_size, heldout.texts)
     model = GPT(replace(C1, vocab_size=tokenizer.vocab_size), seed=0)

@@ -22,11 +22,14 @@ from pathlib import Path
 
 import psutil
 
+from microgpt.config import TrainConfig
+
 REPO = Path(__file__).resolve().parents[2]
 BENCH_KNOBS = {
     "DATASET_PATH": "data.jsonl", "TOKENIZER": "char", "TOKEN_VOCAB_SIZE": 300, "N_LAYER": 2, "N_EMBD": 64,
     "N_HEAD": 4, "BLOCK_SIZE": 64, "BATCH_SIZE": 8, "NUM_STEPS": 300, "EVAL_INTERVAL": 100, "EVAL_STEPS": 4,
-    "SAMPLE_COUNT": 0, "EARLY_STOP_PATIENCE": 1000, "METRIC_INTERVAL": 10, "LOG_DIR": "logs", "MODEL_DIR": "models",
+    "SAMPLE_COUNT": 0, "EARLY_STOP_PATIENCE": 1000, "METRIC_INTERVAL": 10, "LOG_DIR": TrainConfig.log_dir,
+    "MODEL_DIR": TrainConfig.model_dir,
 }
 
 
@@ -90,7 +93,7 @@ def _project(folder: Path, knobs: dict) -> dict[str, str]:
     """A throwaway project: the starter dataset, a config file and a TUI settings file; returns the TUI's env."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    shutil.copy(REPO / "datasets" / "starter" / "starter.jsonl", folder / "data.jsonl")
+    shutil.copy(REPO / TrainConfig.dataset_path, folder / "data.jsonl")
     (folder / "cfg.json").write_text(json.dumps(knobs))
     (folder / "tui.json").write_text(json.dumps({"knobs": knobs}))
     return {"PYTHONPATH": str(REPO), "MICROGPT_TUI_CONFIG": str(folder / "tui.json"), "LANG": "C.UTF-8",
@@ -139,7 +142,7 @@ def _measure(root: Path, rounds: int) -> dict[str, float]:
         subprocess.run([sys.executable, "-m", "microgpt", "train", "--config", "cfg.json"], cwd=folder, check=True,
                        env={**os.environ, "PYTHONPATH": str(REPO), "MICROGPT_CACHE_DIR": str(folder / "cache")},
                        capture_output=True)
-        cli = _steps_per_sec(folder / "logs")
+        cli = _steps_per_sec(folder / TrainConfig.log_dir)
         folder = root / f"tui{i}"
         tui = TmuxTUI(folder, 120, 36, _project(folder, BENCH_KNOBS))
         try:
@@ -150,7 +153,7 @@ def _measure(root: Path, rounds: int) -> dict[str, float]:
             tui.wait_for(r"finished \(", 600)
         finally:
             tui.close()
-        ratios.append(_steps_per_sec(folder / "logs") / cli)
+        ratios.append(_steps_per_sec(folder / TrainConfig.log_dir) / cli)
     result["follow_cpu_percent"] = statistics.median(follow)
     result["tui_over_cli_throughput"] = statistics.median(ratios)
     return result

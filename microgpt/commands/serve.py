@@ -16,15 +16,15 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from microgpt.config import sampling_from_env
+from microgpt.config import TrainConfig, sampling_from_env
 from microgpt.errors import ConfigError
 from microgpt.nn.bounds import check_free_memory
 from microgpt.nn.slots import slot_cache_bytes
 from microgpt.serve.engine import Engine
 from microgpt.serve.settings import ServeSettings
-from microgpt.storage import load_checkpoint
+from microgpt.storage import checkpoint_name, load_checkpoint
 
-DEFAULT_CHECKPOINT = "models/best_checkpoint.npz"
+DEFAULT_CHECKPOINT = f"{TrainConfig.model_dir}/{checkpoint_name('best')}"
 DEFAULT_PORT = 7860
 LIMITS = ServeSettings()
 

@@ -12,6 +12,7 @@ from typing import Any
 from microgpt.commands import positive_int
 from microgpt.config import GROUPS, KNOBS, PRESET_HELP, Knob, TrainConfig, format_value, load_config
 from microgpt.errors import ConfigError, DatasetError
+from microgpt.storage import checkpoint_name
 from microgpt.train.resume import ignored_environment_note, resume_config
 from microgpt.train.trainer import Trainer
 
@@ -65,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.resume is not None and not args.resume.strip():
         raise ConfigError("--resume: the path is empty; give the checkpoint to continue, such as "
-                          "models/latest_checkpoint.npz")
+                          f"{TrainConfig.model_dir}/{checkpoint_name('latest')}")
     if args.resume and (args.config or args.preset):
         raise ConfigError(f"{'--config' if args.config else '--preset'} does not apply to --resume: a resumed run "
                           "keeps its checkpoint's settings; change one with its flag (e.g. --num-steps)")

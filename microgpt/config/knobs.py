@@ -16,6 +16,8 @@ from typing import Any
 
 from microgpt.config.train_config import TrainConfig, path_of
 from microgpt.nn.bounds import LIMITS
+from microgpt.nn.gpt import ACTIVATIONS, POSITIONS
+from microgpt.nn.optim import OPTIMIZERS, SCHEDULES
 
 DATA = "Dataset & tokenizer"
 SHAPE = "Model shape"
@@ -134,7 +136,7 @@ KNOBS: tuple[Knob, ...] = (
         'Each block is one round of attention (tokens look back at earlier tokens) followed by an MLP (each '
         'token thinks on its own). More blocks can combine more steps of pattern-matching, but training '
         'time grows in proportion. 1-2 layers train in minutes on a CPU.',
-        min=1, max=LIMITS["n_layer"][1],
+        min=LIMITS["n_layer"][0], max=LIMITS["n_layer"][1],
     ),
     _knob(
         "N_EMBD", SHAPE,
@@ -142,7 +144,7 @@ KNOBS: tuple[Knob, ...] = (
         'Every token travels through the model as a vector of this many numbers. Parameters grow with its '
         'square (12 x N_EMBD^2 per layer), so doubling the width roughly quadruples the cost of a layer. '
         '48-128 is typical here; it must be divisible by N_HEAD.',
-        min=1, max=LIMITS["n_embd"][1],
+        min=LIMITS["n_embd"][0], max=LIMITS["n_embd"][1],
     ),
     _knob(
         "N_HEAD", SHAPE,
@@ -150,7 +152,7 @@ KNOBS: tuple[Knob, ...] = (
         'Attention is split into N_HEAD independent heads, each N_EMBD / N_HEAD wide, so different heads '
         'can follow different patterns (the previous word, the question, ...). The parameter count stays '
         'the same; too many heads make each one too narrow to be useful. 4 is a good start.',
-        min=1, max=LIMITS["n_head"][1],
+        min=LIMITS["n_head"][0], max=LIMITS["n_head"][1],
     ),
     _knob(
         "BLOCK_SIZE", SHAPE,
@@ -159,7 +161,7 @@ KNOBS: tuple[Knob, ...] = (
         'it. Attention cost grows with its square and memory with BLOCK_SIZE x BATCH_SIZE. 64 tokens (about '
         '250 characters) measured best for a 5-minute run: more, shorter windows per step teach more; '
         'raise it (with a smaller BATCH_SIZE) for long answers and longer training.',
-        min=2, max=LIMITS["block_size"][1],
+        min=LIMITS["block_size"][0], max=LIMITS["block_size"][1],
     ),
     _knob(
         "DROPOUT", SHAPE,
@@ -182,7 +184,7 @@ KNOBS: tuple[Knob, ...] = (
         'the MLP non-linearity: relu (the original) or gelu',
         'The function between the two layers of each MLP. relu zeroes negatives; gelu is a smooth version '
         'used by GPT-2 and later models, slightly slower to compute.',
-        choices=('relu', 'gelu'),
+        choices=ACTIVATIONS,
     ),
     _knob(
         "POSITIONS", SHAPE,
@@ -191,7 +193,7 @@ KNOBS: tuple[Knob, ...] = (
         "original's wpe, BLOCK_SIZE x N_EMBD weights). rope (rotary embedding) instead turns each head's "
         'queries and keys by an angle that grows with the position, so a query meets a key at an angle set by '
         'how far apart they are: nothing to learn, and on the starter data clearly lower held-out bits per byte.',
-        choices=('rope', 'learned'),
+        choices=POSITIONS,
     ),
     _knob(
         "NORM_GAIN", SHAPE,
@@ -230,7 +232,7 @@ KNOBS: tuple[Knob, ...] = (
         "muon updates each of the blocks' weight matrices as a whole: its step moves the matrix by the same "
         'amount in every direction the gradient points to, so rare directions are not drowned out by common '
         'ones; the embeddings and the output layer stay with Adam. Both use LEARNING_RATE.',
-        choices=('adam', 'muon'),
+        choices=OPTIMIZERS,
     ),
     _knob(
         "LEARNING_RATE", OPTIM,
@@ -248,7 +250,7 @@ KNOBS: tuple[Knob, ...] = (
         '(warm-up, stable, decay) holds the full rate and lowers it in a straight line to zero over the last '
         'DECAY_FRACTION of the run, and constant never lowers it. A decaying rate lets the model settle at '
         'the end of the run; holding it high for longer lets a short run learn more first.',
-        choices=('linear', 'cosine', 'wsd', 'constant'),
+        choices=SCHEDULES,
     ),
     _knob(
         "DECAY_FRACTION", OPTIM,

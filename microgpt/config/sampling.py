@@ -64,4 +64,4 @@ def sampling_from_env(env: Mapping[str, str] | None = None, base: SamplingSettin
     environ = os.environ if env is None else env
     entries = {knob.path.partition(".")[2]: (name, environ[name])
                for name, knob in KNOB_BY_CHAT_ENV.items() if environ.get(name, "").strip()}
-    return _lay_over(base, entries, " (from environment)", lambda field: f"CHAT_{field.upper()}")
+    return _lay_over(base, entries, " (from environment)", lambda field: SAMPLING_KNOBS[field].chat_env or field)

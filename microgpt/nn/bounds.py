@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import psutil
 
-from microgpt.errors import MicrogptError
-from microgpt.nn.gpt import GPTConfig
+from microgpt.errors import MicrogptError, shown
+from microgpt.nn.gpt import OLD_POSITIONS, GPTConfig
 
 LIMITS: dict[str, tuple[int, int]] = {
     "vocab_size": (1, 1 << 20),  # cl100k_base has about 100k tokens; a million is far beyond any use here
@@ -72,14 +72,15 @@ def checked_model_config(values: Mapping[str, Any] | GPTConfig, label: str,
         values = values.to_dict()
     if not isinstance(values, Mapping):
         raise error(f"{label}: the model config is {type(values).__name__}, not an object of fields")
-    values = {"positions": "learned", **values}  # a config saved before RoPE existed had a position table
+    values = {"positions": OLD_POSITIONS, **values}  # a config saved before RoPE existed had a position table
     for name, (low, high) in LIMITS.items():
         value = values.get(name, getattr(GPTConfig, name))
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise error(f"{label}: {name}={value!r}: must be a whole number from {low:,} to {high:,}")
     unknown = sorted(set(values) - set(GPTConfig.__dataclass_fields__))
     if unknown:
-        raise error(f"{label}: unknown model config field(s): {', '.join(map(str, unknown))}")
+        raise error(f"{label}: unknown model config field(s): {', '.join(shown(key, 40) for key in unknown[:3])}"
+                    f"{f' and {len(unknown) - 3} more' if len(unknown) > 3 else ''}")
     try:
         config = GPTConfig(**values)
     except (TypeError, ValueError) as exc:

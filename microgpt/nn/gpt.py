@@ -22,8 +22,12 @@ from microgpt.autograd import Tensor, is_grad_enabled
 from microgpt.autograd import functional as F
 from microgpt.autograd.functional import LOSS_BLOCK_ROWS
 from microgpt.autograd.parallel import threads
-from microgpt.nn.layers import Block, Dropout, Embedding, KVCache, Linear, check_ids
+from microgpt.nn.layers import INIT_STD, Block, Dropout, Embedding, KVCache, Linear, check_ids
 from microgpt.nn.module import Module, Parameter
+
+ACTIVATIONS = ("relu", "gelu")  # the MLP's nonlinearity: relu (the original's, fused) or gelu
+POSITIONS = ("rope", "learned")  # rotary turns of q and k, or the original's table added to the input
+OLD_POSITIONS = "learned"  # what a config saved before `positions` existed used: the position table
 
 
 @dataclass
@@ -40,7 +44,7 @@ class GPTConfig:
     block_size: int = 64
     activation: str = "relu"  # "gelu" is an option beyond the original
     norm_gain: bool = False  # a learnable RMSNorm gain, beyond the original
-    init_std: float = 0.08
+    init_std: float = INIT_STD
     zero_init: bool = True  # residual outputs and lm_head start at zero, beyond the original (measured: README)
     dropout: float = 0.0  # probability of zeroing an activation while training, beyond the original
     tie_embeddings: bool = False  # lm_head reuses wte (fewer parameters to learn), beyond the original
@@ -49,9 +53,9 @@ class GPTConfig:
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if self.activation not in ("relu", "gelu"):
+        if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be 'relu' or 'gelu', not {self.activation!r}")
-        if self.positions not in ("learned", "rope"):
+        if self.positions not in POSITIONS:
             raise ValueError(f"positions must be 'learned' or 'rope', not {self.positions!r}")
         if self.positions == "rope" and (self.n_embd // self.n_head) % 2:
             raise ValueError(f"positions 'rope' turns pairs of a head's dims: n_embd / n_head "

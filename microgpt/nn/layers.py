@@ -8,6 +8,8 @@ from microgpt.autograd import Tensor, concatenate, is_grad_enabled
 from microgpt.autograd import functional as F
 from microgpt.nn.module import Module, Parameter
 
+INIT_STD = 0.08  # the standard deviation weights start with (the original's); GPTConfig.init_std reads it
+
 
 def normal_init(rng: np.random.Generator, shape: tuple[int, ...], std: float, dtype: np.dtype) -> Parameter:
     """A weight drawn from N(0, std^2), as the original microgpt initialises every matrix."""
@@ -18,7 +20,7 @@ class Linear(Module):
     """y = x @ W.T (+ b), with W stored (out_features, in_features)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False, *,
-                 rng: np.random.Generator, std: float = 0.08, dtype: np.dtype = np.float32) -> None:
+                 rng: np.random.Generator, std: float = INIT_STD, dtype: np.dtype = np.float32) -> None:
         super().__init__()
         self.weight = normal_init(rng, (out_features, in_features), std, dtype)
         self.bias = Parameter(np.zeros(out_features, dtype=dtype), dtype=dtype) if bias else None
@@ -31,7 +33,7 @@ class Linear(Module):
 class Embedding(Module):
     """A lookup table: row i is the vector for token (or position) i."""
 
-    def __init__(self, num_embeddings: int, dim: int, *, rng: np.random.Generator, std: float = 0.08,
+    def __init__(self, num_embeddings: int, dim: int, *, rng: np.random.Generator, std: float = INIT_STD,
                  dtype: np.dtype = np.float32) -> None:
         super().__init__()
         self.weight = normal_init(rng, (num_embeddings, dim), std, dtype)
@@ -55,7 +57,7 @@ def check_ids(idx: np.ndarray, count: int) -> np.ndarray:
 class RMSNorm(Module):
     """x / rms(x) over the last dim; the learnable gain is optional and off by default (as the original)."""
 
-    def __init__(self, dim: int, learnable: bool = False, eps: float = 1e-5, dtype: np.dtype = np.float32) -> None:
+    def __init__(self, dim: int, learnable: bool = False, eps: float = F.RMS_EPS, dtype: np.dtype = np.float32) -> None:
         super().__init__()
         self.eps = eps
         self.weight = Parameter(np.ones(dim, dtype=dtype), dtype=dtype) if learnable else None
@@ -134,7 +136,7 @@ class KVCache:
 class CausalSelfAttention(Module):
     """Multi-head self-attention where each position sees only itself and earlier positions."""
 
-    def __init__(self, n_embd: int, n_head: int, *, rng: np.random.Generator, std: float = 0.08,
+    def __init__(self, n_embd: int, n_head: int, *, rng: np.random.Generator, std: float = INIT_STD,
                  dtype: np.dtype = np.float32) -> None:
         super().__init__()
         self.n_head = n_head
@@ -165,7 +167,7 @@ class CausalSelfAttention(Module):
 class MLP(Module):
     """Two linear maps with a non-linearity between them, 4x wider in the middle."""
 
-    def __init__(self, n_embd: int, *, activation: str, rng: np.random.Generator, std: float = 0.08,
+    def __init__(self, n_embd: int, *, activation: str, rng: np.random.Generator, std: float = INIT_STD,
                  dtype: np.dtype = np.float32) -> None:
         super().__init__()
         self.activation = activation
@@ -182,7 +184,7 @@ class Block(Module):
     """One transformer layer: x + attn(norm(x)), then x + mlp(norm(x)) (pre-norm residual stream)."""
 
     def __init__(self, n_embd: int, n_head: int, *, activation: str, norm_gain: bool, dropout: float,
-                 rng: np.random.Generator, std: float = 0.08, dtype: np.dtype = np.float32) -> None:
+                 rng: np.random.Generator, std: float = INIT_STD, dtype: np.dtype = np.float32) -> None:
         super().__init__()
         self.attn_norm = RMSNorm(n_embd, learnable=norm_gain, dtype=dtype)
         self.attn = CausalSelfAttention(n_embd, n_head, rng=rng, std=std, dtype=dtype)

@@ -12,6 +12,8 @@ from microgpt.autograd import Tensor
 from microgpt.autograd.parallel import MAC_WORK, PASS_WORK, run_split
 from microgpt.nn.module import Parameter
 
+OPTIMIZERS = ("adam", "muon")  # OptimSettings.build makes one of these
+SCHEDULES = ("linear", "cosine", "wsd", "constant")  # learning_rate's shapes
 FLUSH_EVERY = 16  # steps between two flushes of subnormal moments (Adam._flush_subnormal)
 
 
@@ -313,7 +315,7 @@ def learning_rate(schedule: str, step: int, num_steps: int, base_lr: float,
       steps after warmup, so most of the run moves at full speed and the end still settles;
     constant: base_lr.
     """
-    if schedule not in ("constant", "linear", "cosine", "wsd"):
+    if schedule not in SCHEDULES:
         raise ValueError(f"unknown learning-rate schedule {schedule!r} (linear, cosine, wsd or constant)")
     if step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps

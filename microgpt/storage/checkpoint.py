@@ -25,6 +25,11 @@ class Checkpoint:
         return int(self.meta.get("step", 0))
 
 
+def checkpoint_name(kind: str) -> str:
+    """The file a run keeps its `kind` ("best" or "latest") checkpoint in, in MODEL_DIR."""
+    return f"{kind}_checkpoint.npz"
+
+
 def step_checkpoint_name(run_id: str, step: int, val_loss: float) -> str:
     """models/ckpt_<run>_step<NNNN>_valloss<L.LLLL>.npz, or without the loss when none was measured yet."""
     loss = f"_valloss{val_loss:.4f}" if math.isfinite(val_loss) else ""

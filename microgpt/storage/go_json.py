@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from microgpt.data.go_tokenizer import GoBPETokenizer, GoCharTokenizer
+from microgpt.data.tokenizer import CL100K
 from microgpt.errors import CheckpointError
 from microgpt.nn import GPT
 from microgpt.nn.bounds import check_free_memory, check_weights, checked_model_config
@@ -38,7 +39,7 @@ def load_go_checkpoint(path: Path) -> Checkpoint:
             raise CheckpointError(f"{path}: not a Go microgpt checkpoint (needs the objects config and state)")
         cfg, state = raw["config"], raw["state"]
         if raw.get("tokenization") == "bpe_cl100k" or raw.get("bpe_token_ids"):
-            tokenizer = GoBPETokenizer(raw["bpe_token_ids"], raw.get("bpe_encoding", "cl100k_base"))
+            tokenizer = GoBPETokenizer(raw["bpe_token_ids"], raw.get("bpe_encoding", CL100K))
         else:
             tokenizer = GoCharTokenizer(raw["vocab"])
         weights = {name: np.asarray(rows, dtype=np.float32) for name, rows in state.items()}

@@ -56,6 +56,9 @@ SYSTEM_COLUMNS: tuple[str, ...] = (
 LOG_LEVELS: dict[str, int] = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# a run id read from a file (a checkpoint's meta): what make_run_id makes, in characters and length, or a
+# name of that alphabet of an earlier version's (up to 200 characters); it becomes part of file names
+SAFE_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
 def sanitize_run_name(run_name: str) -> str:

@@ -24,6 +24,7 @@ from microgpt.errors import ConfigError
 from microgpt.nn import GPTConfig
 from microgpt.nn.bounds import check_free_memory, checked_model_config
 from microgpt.safe_io import writable_file, writable_folder
+from microgpt.storage import checkpoint_name
 
 CHECKPOINTS_PER_RUN = 3  # latest, best and the final one may all be written before the first is replaced
 
@@ -61,7 +62,7 @@ def check_output_locations(model_dir: str, log_dir: str, cache_dir: str | os.Pat
         writable_file("MODEL_BEST_PATH", model_best_path, "best.npz")
         _only_a_checkpoint_there("MODEL_BEST_PATH", model_best_path)
         best = Path(model_best_path).resolve()
-        for knob, other in (("MODEL_OUT_PATH", model_out_path), ("MODEL_DIR", models / "latest_checkpoint.npz")):
+        for knob, other in (("MODEL_OUT_PATH", model_out_path), ("MODEL_DIR", models / checkpoint_name("latest"))):
             if other and Path(other).resolve() == best:
                 raise ConfigError(f"MODEL_BEST_PATH={model_best_path!r}: is also where {knob} puts "
                                   f"{'the final' if knob == 'MODEL_OUT_PATH' else 'the latest'} checkpoint, "

@@ -9,11 +9,17 @@ bar is a dozen characters of `#` and `.`.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import TextIO
 
 ERASE = "\r\x1b[K"  # back to column 0, erase to the end of the line
+
+
+def perplexity(loss: float) -> float:
+    """exp(loss): the number of equally likely tokens the model is as unsure as (capped: exp(709) overflows)."""
+    return math.exp(min(loss, 700.0))
 
 
 def clock(seconds: float) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,12 +20,13 @@ import numpy as np
 
 from microgpt.config import KNOBS, TrainConfig, config_from_dict, format_value
 from microgpt.errors import CheckpointError, ConfigError
+from microgpt.nn.gpt import OLD_POSITIONS
 from microgpt.storage import Checkpoint, load_checkpoint
+from microgpt.train.artifacts import SAFE_RUN_ID
 
 # the checkpoint's model, tokenizer and data split decide these: a resumed run cannot change them
 MODEL_KNOBS = ("N_LAYER", "N_EMBD", "N_HEAD", "BLOCK_SIZE", "ACTIVATION", "TIE_EMBEDDINGS", "NORM_GAIN", "POSITIONS")
 FIXED_ON_RESUME = (*MODEL_KNOBS, "TOKENIZER", "TOKEN_VOCAB_SIZE", "BPE_ENCODING", "VAL_SPLIT", "SEED", "OPTIMIZER")
-SAFE_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # a run id becomes part of file names
 # where a run writes, and which rank file it opens, come from this command line, the environment or the
 # defaults: never from a checkpoint, which may come from anyone (the rank file is checked by its sha256)
 NEVER_FROM_CHECKPOINT = ("MODEL_OUT_PATH", "MODEL_BEST_PATH", "MODEL_DIR", "LOG_DIR", "BPE_FILE")
@@ -41,7 +41,7 @@ def stored_config(checkpoint: Checkpoint, where: str = "checkpoint") -> TrainCon
         raise CheckpointError(f"{where}: meta.train_config is not an object of settings; resume from another "
                               "checkpoint")
     try:  # checkpoints from before OPTIMIZER used Adam, and those from before POSITIONS a learned position table
-        return config_from_dict({"optimizer": "adam", "positions": "learned", **stored})
+        return config_from_dict({"optimizer": "adam", "positions": OLD_POSITIONS, **stored})
     except ConfigError as exc:  # a value no run could have saved: the file's fault, not the command line's
         raise CheckpointError(f"{where}: meta.train_config: {exc}; resume from another checkpoint") from None
 

@@ -50,11 +50,12 @@ from microgpt.nn import GPT, clip_grad_norm
 from microgpt.storage import (
     Checkpoint,
     checkpoint_info,
+    checkpoint_name,
     load_checkpoint,
     save_checkpoint,
     step_checkpoint_name,
 )
-from microgpt.train.artifacts import RunArtifacts, make_run_id
+from microgpt.train.artifacts import SAFE_RUN_ID, RunArtifacts, make_run_id
 from microgpt.train.batches import (
     document_starts,
     fit_block_size,
@@ -65,8 +66,8 @@ from microgpt.train.batches import (
 )
 from microgpt.train.data_pipeline import PreparedData, cache_dir, prepare_data
 from microgpt.train.outputs import preflight
-from microgpt.train.progress import ProgressLine, bar_text, clock
-from microgpt.train.resume import SAFE_RUN_ID, check_resumable, stored_paths_note
+from microgpt.train.progress import ProgressLine, bar_text, clock, perplexity
+from microgpt.train.resume import check_resumable, stored_paths_note
 from microgpt.train.run_lock import RunLock
 from microgpt.train.system_monitor import SystemMonitor
 
@@ -382,7 +383,7 @@ class Trainer:
             p.best_val_loss, p.patience_used = val, 0
         else:
             p.patience_used += 1
-        ppl = math.exp(min(val, 50.0))
+        ppl = perplexity(val)
         elapsed = time.time() - self.started
         self.art.log(f"eval step {p.step} | train {train:.4f} | val {val:.4f} | ppl {ppl:.2f} | best "
                      f"{p.best_val_loss:.4f}{' (improved)' if improved else ''} | patience "
@@ -416,7 +417,7 @@ class Trainer:
     def _save(self, kind: str, path: Path | None = None) -> Path:
         if path is None and kind == "best" and self.cfg.model_best_path:
             path = Path(self.cfg.model_best_path)
-        path = path or self.model_dir / f"{kind}_checkpoint.npz"
+        path = path or self.model_dir / checkpoint_name(kind)
         if kind in ("best", "latest") and kind not in self.checkpoints:
             self._keep_earlier(path)
         save_checkpoint(path, self.model, self.data.tokenizer, self._meta(), self.optimizer)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from microgpt.config import TrainConfig
 from microgpt.tui.knobs import KnobCatalog
 from microgpt.tui.metrics import RunTracker
 from microgpt.tui.runner import TrainerRunner
@@ -52,12 +53,12 @@ class Context:
     @property
     def log_dir(self) -> Path:
         """Where runs leave their logs and manifests."""
-        return self.path_knob("LOG_DIR", "logs")
+        return self.path_knob("LOG_DIR", TrainConfig.log_dir)
 
     @property
     def model_dir(self) -> Path:
         """Where checkpoints are saved."""
-        return self.path_knob("MODEL_DIR", "models")
+        return self.path_knob("MODEL_DIR", TrainConfig.model_dir)
 
 
 class Tab:

@@ -15,6 +15,7 @@ from typing import Any
 from microgpt.chat_log import ChatLog
 from microgpt.config import SAMPLING_KNOBS, sampling_from_env, sampling_from_mapping
 from microgpt.errors import MicrogptError
+from microgpt.storage import checkpoint_name
 from microgpt.tui import disk
 from microgpt.tui.base import Context, Tab
 from microgpt.tui.chat_worker import ChatWorker
@@ -80,7 +81,7 @@ class ChatTab(Tab):
         self.scroll = 0  # rows above the bottom; 0 follows the newest text
         self.page = 10
         self.log = ChatLog(ctx.log_dir, "tui_chat", warn=lambda text: ctx.notify(text, "warn"))
-        start = ctx.cwd / self.checkpoint if self.checkpoint else ctx.model_dir / "latest_checkpoint.npz"
+        start = ctx.cwd / self.checkpoint if self.checkpoint else ctx.model_dir / checkpoint_name("latest")
         if disk.is_file(start):  # tui.json may name a path no file system takes: then nothing is loaded
             self.load(ctx.relative(start))
 
@@ -202,7 +203,7 @@ class ChatTab(Tab):
             self.mode = PATH
             self.path.set(self.checkpoint)
         elif key == "L":
-            self.load(self.ctx.relative(self.ctx.model_dir / "latest_checkpoint.npz"))
+            self.load(self.ctx.relative(self.ctx.model_dir / checkpoint_name("latest")))
         elif key in ADJUST:
             self.adjust(key)
         elif key in ("pgup", "pgdn"):

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from microgpt.atomic import atomic_write_text
+from microgpt.config import TrainConfig
 from microgpt.train.artifacts import read_events
 
 RUN_ID_PREFIX = "run_id:"
@@ -72,7 +73,7 @@ class TrainerRunner:
         self.command = command or [sys.executable, "-m", "microgpt", "train"]
         self.process: subprocess.Popen[bytes] | None = None
         self.run_id = ""
-        self.log_dir = "logs"
+        self.log_dir = TrainConfig.log_dir
         self.returncode: int | None = None
         self.error = ""
         self.stop_requests = 0
@@ -99,7 +100,7 @@ class TrainerRunner:
             raise RuntimeError("a training run is already going")
         atomic_write_text(config_file, json.dumps(values, indent=2) + "\n")
         self.run_id, self.error, self.returncode = "", "", None
-        self.log_dir = str(values.get("LOG_DIR") or "logs")
+        self.log_dir = str(values.get("LOG_DIR") or TrainConfig.log_dir)
         self.stop_requests, self._events_offset = 0, 0
         self.stderr_tail.clear()
         self._lines = queue.SimpleQueue()
