@@ -9,8 +9,10 @@ starts a new turn ("\\nUser:" and the other template labels).
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from typing import Any
 
 from microgpt.data.templates import chat_prompt
 from microgpt.nn import GPT, SamplingSettings, generate
@@ -35,6 +37,57 @@ def held_back(text: str, stops: Sequence[str] = STOP_MARKERS) -> int:
                                      for stop in stops):
             return len(text) - j
     return pending
+
+
+class ReplyText:
+    """A reply's text as its tokens arrive, for every streaming reply (chat and the server alike).
+
+    Each token's bytes are decoded as they come (a character split over tokens waits for its last byte), so a
+    long reply is never decoded again from its start. The text is cut where a stop string first appears;
+    `certain` hands out what no stop string or unfinished character can take back, `rest` what is left at
+    the end. With `strip` the reply's leading spaces are dropped and its trailing ones wait: it ends stripped.
+    """
+
+    def __init__(self, tokenizer: Any, stops: Sequence[str] = STOP_MARKERS, strip: bool = True) -> None:
+        self.tokenizer, self.stops, self.strip = tokenizer, tuple(stops), strip
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._longest = max((len(stop) for stop in self.stops), default=0)
+        self.text = ""  # the reply so far, cut before a stop string
+        self.sent = 0  # characters of `text` handed out
+        self.stopped = False
+
+    def add(self, token: int) -> bool:
+        """Append one token's text; True once a stop string appeared (the text then ends before it)."""
+        piece = self._decoder.decode(self.tokenizer.decode_bytes([token]))
+        if self.strip and not self.text:
+            piece = piece.lstrip()
+        start = max(0, len(self.text) - self._longest + 1)  # a stop ending in the new piece starts here or later
+        self.text += piece
+        cut = min((i for i in (self.text.find(stop, start) for stop in self.stops if stop) if i >= 0), default=-1)
+        if cut >= 0:
+            self.text, self.stopped = self.text[:cut], True
+        return self.stopped
+
+    def certain(self) -> str:
+        """The text not handed out yet that no stop string or character still arriving can change."""
+        pending = "\ufffd" if self._decoder.getstate()[0] else ""  # bytes of a character not complete yet
+        ready = min(len(self.text), len(self.text) + len(pending) - held_back(self.text + pending, self.stops))
+        if self.strip:  # trailing spaces wait: if the reply ends here they are stripped
+            ready = len(self.text[:ready].rstrip())
+        return self._hand_out(ready)
+
+    def rest(self) -> str:
+        """At the end: what was not handed out (a last unfinished character as U+FFFD, as `decode` gives it)."""
+        if not self.stopped:
+            self.text += self._decoder.decode(b"", final=True)
+        if self.strip:
+            self.text = self.text.rstrip()
+        return self._hand_out(len(self.text))
+
+    def _hand_out(self, ready: int) -> str:
+        piece = self.text[self.sent:ready]
+        self.sent = max(self.sent, ready)
+        return piece
 
 
 class ChatSession:
@@ -63,27 +116,19 @@ class ChatSession:
 
         A reply also ends at end-of-text (BOS), whatever stop tokens `settings` names."""
         sampling = replace(settings or SamplingSettings(), stop_token_ids=(self.tokenizer.bos_id,))
-        ids: list[int] = []
-        emitted = ""
-        text = ""
+        reply = ReplyText(self.tokenizer)
         try:
             for token in generate(self.model, self.prompt_ids(user_text), sampling):
-                ids.append(token)
-                text = self.tokenizer.decode(ids).lstrip()
-                cut = min((i for i in (text.find(m) for m in STOP_MARKERS) if i >= 0), default=-1)
-                if cut >= 0:
-                    text = text[:cut]
+                if reply.add(token):
                     break
-                # trailing spaces wait too: if the reply ends here they are stripped, so the pieces add up to it
-                ready = text[:len(text) - held_back(text)].rstrip()
-                if len(ready) > len(emitted):
-                    yield ready[len(emitted):]
-                    emitted = ready
-            text = text.rstrip()
-            if len(text) > len(emitted) and text.startswith(emitted):
-                yield text[len(emitted):]
+                piece = reply.certain()
+                if piece:
+                    yield piece
+            piece = reply.rest()
+            if piece:
+                yield piece
         finally:
-            self.history.append((user_text, text.strip()))
+            self.history.append((user_text, reply.text.strip()))
 
     def reply(self, user_text: str, settings: SamplingSettings | None = None) -> str:
         return "".join(self.stream_reply(user_text, settings)).strip()

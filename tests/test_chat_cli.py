@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import microgpt.chat as chat_module
-from microgpt.chat import STOP_MARKERS, ChatSession, held_back
+from microgpt.chat import STOP_MARKERS, ChatSession, ReplyText, held_back
 from microgpt.config import KNOB_BY_CHAT_ENV, KNOB_BY_NAME, load_config
 from microgpt.data.templates import chat_prompt, render_record
 from microgpt.data.tokenizer import build_tokenizer
@@ -300,17 +300,24 @@ def test_the_prompt_is_the_training_template_up_to_the_reply(tokenizer) -> None:
     assert first_turn == tokenizer.decode(session_for(tokenizer).prompt_ids("hello")[1:]) + " hi there"
 
 
+class ByteTokens:
+    """A byte-level tokenizer: token t is the byte t, so tokens end inside characters."""
+
+    @staticmethod
+    def decode_bytes(ids: list[int]) -> bytes:
+        return bytes(ids)
+
+
 def _streamed_and_final(text: str, stops: list[str]) -> tuple[list[str], str]:
-    """What a stream sends piece by piece and the reply it ends with, for `text` arriving byte by byte (a
-    byte-level tokenizer's tokens end inside characters, which decode as U+FFFD until they complete)."""
-    data, sent = text.encode("utf-8"), []
-    for k in range(1, len(data) + 1):
-        seen = data[:k].decode("utf-8", errors="replace")
-        cut = min((i for i in (seen.find(stop) for stop in stops) if i >= 0), default=-1)
-        if cut >= 0:
-            return sent, seen[:cut]
-        sent.append(seen[:len(seen) - held_back(seen, stops)])
-    return sent, text
+    """What a stream (ReplyText) sends piece by piece and the reply it ends with, for `text` arriving byte by
+    byte."""
+    reply, sent = ReplyText(ByteTokens(), stops, strip=False), []
+    for byte in text.encode("utf-8"):
+        if reply.add(byte):
+            break
+        sent.append(reply.certain())
+    sent.append(reply.rest())
+    return sent, reply.text
 
 
 CHARS_SOME_WIDE = st.sampled_from(["a", "e", " ", "é", "ï", "🎉", "😀", "日"])
@@ -320,9 +327,10 @@ CHARS_SOME_WIDE = st.sampled_from(["a", "e", " ", "é", "ï", "🎉", "😀", "�
        stops=st.lists(st.lists(CHARS_SOME_WIDE, min_size=1, max_size=3).map("".join), min_size=1, max_size=3))
 def test_a_stream_never_sends_text_that_a_stop_string_later_cuts(text: str, stops: list[str]) -> None:
     sent, final = _streamed_and_final(text, stops)
-    for piece in sent:  # everything sent so far is the start of the reply the stream ends with
-        assert final.startswith(piece), (piece, final)
-        assert "\ufffd" not in piece  # and never half a character
+    assert "".join(sent) == final  # the pieces add up to the reply
+    assert not any(stop in final for stop in stops) and text.startswith(final)
+    for piece in sent[:-1]:  # never half a character while the stream goes on
+        assert "\ufffd" not in piece
 
 
 def test_held_back_keeps_a_character_in_progress_and_what_a_stop_could_continue_with_it() -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from microgpt.autograd import no_grad
-from microgpt.chat import held_back
+from microgpt.chat import ReplyText
 from microgpt.nn import GPT, KVCache
 from microgpt.nn.sampling import SamplingSettings, draw_tokens, next_token_distributions
 from microgpt.nn.slots import slot_cache_for
@@ -45,8 +45,7 @@ class Job:
     ended: bool = False  # its last event ("done" or "error") was sent: nothing more is emitted
     cancelled: bool = False
     generated: list[int] = field(default_factory=list)
-    text: str = ""  # the reply so far, stops cut off
-    sent: int = 0  # characters of `text` already emitted
+    reply: ReplyText | None = None  # the reply's text so far, made by the engine at the first token
     rng: np.random.Generator | None = None
     logits: np.ndarray | None = None
 
@@ -212,32 +211,23 @@ class Engine:
         if token in s.stop_token_ids:
             return self._finish(job, "stop")
         job.generated.append(token)
-        text = self.tokenizer.decode(job.generated)
-        text = text.lstrip() if job.strip_leading_space else text
-        cut = min((i for i in (text.find(stop) for stop in job.stops) if i >= 0), default=-1)
-        if cut >= 0:
-            job.text = text[:cut]
+        if job.reply is None:
+            job.reply = ReplyText(self.tokenizer, job.stops, strip=job.strip_leading_space)
+        if job.reply.add(token):
             return self._finish(job, "stop")
-        job.text = text
         room = self.slots.block_size - len(job.prompt_ids) - len(job.generated)
         if len(job.generated) >= s.max_new_tokens or room <= 0:
             return self._finish(job, "length")
-        if not job.stream:  # nobody reads pieces: waking the caller's thread every token only costs time
-            return False
-        ready = len(text) - held_back(text, job.stops)
-        if job.strip_leading_space:  # trailing spaces wait too: a finished reply is stripped
-            ready = len(text[:ready].rstrip())
-        if ready > job.sent:
-            job.emit(("text", text[job.sent:ready]))
-            job.sent = ready
+        if job.stream:  # nobody reads pieces otherwise: waking the caller's thread every token only costs time
+            piece = job.reply.certain()
+            if piece:
+                job.emit(("text", piece))
         return False
 
     def _finish(self, job: Job, reason: str) -> bool:
-        if job.strip_leading_space:
-            job.text = job.text.rstrip()
-        if len(job.text) > job.sent:
-            job.emit(("text", job.text[job.sent:]))
-            job.sent = len(job.text)
+        piece = job.reply.rest() if job.reply is not None else ""
+        if piece:
+            job.emit(("text", piece))
         job.ended = True
         job.emit(("done", reason))
         return True
