@@ -12,13 +12,13 @@ from __future__ import annotations
 import codecs
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import Any
 
-from microgpt.data.templates import chat_prompt
+from microgpt.data.templates import OPENING_LABELS, chat_prompt
+from microgpt.data.tokenizer import TokenCodec
 from microgpt.nn import GPT, SamplingSettings, generate
 from microgpt.storage import load_checkpoint
 
-STOP_MARKERS = ("\nUser:", "\nAssistant:", "\nSystem:", "\nQuestion:", "\nPrompt:", "\nTask:", "\nContext:")
+STOP_MARKERS = tuple(f"\n{label}" for label in OPENING_LABELS)  # a new line opening a new turn ends a reply
 
 
 def held_back(text: str, stops: Sequence[str] = STOP_MARKERS) -> int:
@@ -48,7 +48,7 @@ class ReplyText:
     the end. With `strip` the reply's leading spaces are dropped and its trailing ones wait: it ends stripped.
     """
 
-    def __init__(self, tokenizer: Any, stops: Sequence[str] = STOP_MARKERS, strip: bool = True) -> None:
+    def __init__(self, tokenizer: TokenCodec, stops: Sequence[str] = STOP_MARKERS, strip: bool = True) -> None:
         self.tokenizer, self.stops, self.strip = tokenizer, tuple(stops), strip
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._longest = max((len(stop) for stop in self.stops), default=0)
@@ -93,7 +93,7 @@ class ReplyText:
 class ChatSession:
     """A multi-turn conversation with one model; `stream_reply` yields the reply piece by piece."""
 
-    def __init__(self, model: GPT, tokenizer) -> None:
+    def __init__(self, model: GPT, tokenizer: TokenCodec) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.history: list[tuple[str, str]] = []
@@ -105,9 +105,12 @@ class ChatSession:
         return cls(checkpoint.model, checkpoint.tokenizer)
 
     def reset(self) -> None:
+        """Forget the conversation: the next message starts a new one."""
         self.history = []
 
     def prompt_ids(self, user_text: str) -> list[int]:
+        """BOS, then the conversation so far and `user_text` rendered as training renders a chat, up to
+        "Assistant:": the ids the model continues."""
         tok = self.tokenizer
         return [tok.bos_id, *tok.encode(chat_prompt(self.history, user_text))]
 
@@ -131,4 +134,5 @@ class ChatSession:
             self.history.append((user_text, reply.text.strip()))
 
     def reply(self, user_text: str, settings: SamplingSettings | None = None) -> str:
+        """The whole reply to `user_text` at once (stream_reply's pieces joined)."""
         return "".join(self.stream_reply(user_text, settings)).strip()

@@ -22,7 +22,11 @@ from microgpt.data.records import DOLLY, record_type_of
 USER_PREFIX = "User:"
 ASSISTANT_PREFIX = "Assistant:"
 SYSTEM_PREFIX = "System:"
+QUESTION_PREFIX, PROMPT_PREFIX, TASK_PREFIX, CONTEXT_PREFIX = "Question:", "Prompt:", "Task:", "Context:"
 ROLE_PREFIX = {"system": SYSTEM_PREFIX, "user": USER_PREFIX, "assistant": ASSISTANT_PREFIX}
+# the labels that open a new part of a document: a reply ends where the model starts a line with one
+OPENING_LABELS = (USER_PREFIX, ASSISTANT_PREFIX, SYSTEM_PREFIX, QUESTION_PREFIX, PROMPT_PREFIX, TASK_PREFIX,
+                  CONTEXT_PREFIX)
 
 
 def line(prefix: str, value: str) -> str:
@@ -36,23 +40,23 @@ def render_record(record: dict) -> str:
     if kind in ("knowledge", "memory"):
         return record["text"].strip()
     if kind == "qa":
-        return "\n".join([line("Question:", record["question"]), line("Answer:", record["answer"])])
+        return "\n".join([line(QUESTION_PREFIX, record["question"]), line("Answer:", record["answer"])])
     if kind == "chat":
         return "\n".join([line(USER_PREFIX, record["input"]), line(ASSISTANT_PREFIX, record["output"])])
     if kind == "messages":
         return "\n".join(line(ROLE_PREFIX[m["role"]], m["content"]) for m in record["messages"])
     if kind == "trajectory":
         actions = [a.strip() for a in (record.get("actions") or []) if a.strip()]
-        lines = [line("Task:", record["task"])]
+        lines = [line(TASK_PREFIX, record["task"])]
         if actions:
             lines.append(line("Actions:", " | ".join(actions)))
         return "\n".join([*lines, line("Result:", record["result"])])
     if kind == "preference":
-        return "\n".join([line("Prompt:", record["prompt"]), line("Preferred:", record["chosen"])])
+        return "\n".join([line(PROMPT_PREFIX, record["prompt"]), line("Preferred:", record["chosen"])])
     if kind == DOLLY:
         lines = [line(USER_PREFIX, record["instruction"])]
         if (record.get("context") or "").strip():
-            lines.append(line("Context:", record["context"]))
+            lines.append(line(CONTEXT_PREFIX, record["context"]))
         return "\n".join([*lines, line(ASSISTANT_PREFIX, record["response"])])
     raise ValueError(f"cannot render record_type {kind!r}")
 
@@ -63,10 +67,8 @@ def chat_prompt(history: list[tuple[str, str]], user_message: str) -> str:
     The result is the prefix of the matching `chat` (or `messages`) document up to its reply:
     chat_prompt([], "hi") == "User: hi\\nAssistant:" and the document is "User: hi\\nAssistant: hello".
     """
-    lines = []
-    for user, reply in history:
-        lines += [line(USER_PREFIX, user), line(ASSISTANT_PREFIX, reply)]
-    return "\n".join([*lines, line(USER_PREFIX, user_message), ASSISTANT_PREFIX])
+    turns = [turn for user, reply in history for turn in (("user", user), ("assistant", reply))]
+    return messages_prompt([*turns, ("user", user_message)])
 
 
 def messages_prompt(messages: list[tuple[str, str]]) -> str:

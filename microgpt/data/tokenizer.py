@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, islice, pairwise
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import tiktoken
@@ -49,6 +50,22 @@ CL100K_PATTERN = (
 )
 MAX_RANK_FILE_BYTES = 64 << 20  # cl100k_base's rank file is 1.7 MB; o200k_base's 3.6 MB
 BATCH = 1024  # texts per chunk when streaming: bounds memory, keeps tiktoken's threads busy
+
+
+class TokenCodec(Protocol):
+    """What every tokenizer offers, ours and the original Go project's: what chat, eval and the server use."""
+
+    @property
+    def bos_id(self) -> int: ...
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Iterable[int]) -> str: ...
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes: ...
 
 
 class Tokenizer:

@@ -24,6 +24,7 @@ import numpy as np
 
 from microgpt.autograd import no_grad
 from microgpt.chat import ReplyText
+from microgpt.data.tokenizer import TokenCodec
 from microgpt.nn import GPT, KVCache
 from microgpt.nn.sampling import SamplingSettings, draw_tokens, next_token_distributions
 from microgpt.nn.slots import slot_cache_for
@@ -78,7 +79,7 @@ class Busy(Exception):
 class Engine:
     """Owns the model and the batch; `submit` is safe to call from any thread."""
 
-    def __init__(self, model: GPT, tokenizer, max_batch: int = ServeSettings.max_batch,
+    def __init__(self, model: GPT, tokenizer: TokenCodec, max_batch: int = ServeSettings.max_batch,
                  max_waiting: int = ServeSettings.max_waiting) -> None:
         self.model = model
         self.tokenizer = tokenizer

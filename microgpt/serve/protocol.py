@@ -44,6 +44,7 @@ class RequestError(ValueError):
 
 
 def error_body(message: str, kind: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    """OpenAI's error object: what went wrong, its type, the request field it concerns and a code."""
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
@@ -189,10 +190,12 @@ def parse_request(body: Any, defaults: SamplingSettings, chat: bool) -> Request:
 
 # ----- responses -------------------------------------------------------------------------------------------
 def new_id(prefix: str) -> str:
+    """A reply's id, as OpenAI's: the object kind's prefix and random hex ("chatcmpl-3f9a...")."""
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    """The token counts a reply reports."""
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens}
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from microgpt.data.tokenizer import TokenCodec
 from microgpt.nn import GPT
 
 
@@ -16,7 +17,7 @@ class Checkpoint:
     """What a checkpoint file holds, ready to use: the model, its tokenizer, `meta` and the optimizer state."""
 
     model: GPT
-    tokenizer: Any  # a data.tokenizer.Tokenizer, or one of data.go_tokenizer's for the original's files
+    tokenizer: TokenCodec  # a data.tokenizer.Tokenizer, or one of data.go_tokenizer's for the original's files
     meta: dict[str, Any]
     optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
 
