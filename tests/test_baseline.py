@@ -7,7 +7,7 @@ import json
 from test_eval import qa_records, save_random_checkpoint, texts_of, write_jsonl
 
 from microgpt.__main__ import main
-from microgpt.baseline import xz_bits_per_byte
+from microgpt.evaluation.baseline import xz_bits_per_byte
 
 HELDOUT = ["The kettle clicked off, so I poured the water over the leaves and waited four minutes.",
            "A short walk after lunch helps many people stay awake through the afternoon."]

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import microgpt.chat as chat_module
-from microgpt.chat import STOP_MARKERS, ChatSession, ReplyText, held_back
+import microgpt.chat.session as chat_module
+from microgpt.chat.session import STOP_MARKERS, ChatSession, ReplyText, held_back
 from microgpt.config import KNOB_BY_CHAT_ENV, KNOB_BY_NAME, load_config
 from microgpt.data.templates import chat_prompt, render_record
 from microgpt.data.tokenizer import build_tokenizer

@@ -13,7 +13,7 @@ import pytest
 from microgpt.__main__ import main
 from microgpt.data.dataset import iter_dataset
 from microgpt.data.tokenizer import CharTokenizer
-from microgpt.evaluate import plan_windows, score_documents
+from microgpt.evaluation.heldout import plan_windows, score_documents
 from microgpt.nn import GPT, GPTConfig
 from microgpt.storage import load_checkpoint, save_checkpoint
 

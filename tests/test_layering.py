@@ -8,9 +8,9 @@ The layers, lowest first (a module may import its own layer and the ones below, 
     2  nn
     3  data, config
     4  storage
-    5  chat, chat_log
+    5  chat
     6  train
-    7  commands, evaluate, baseline, serve, bench, tui, __main__   (the interfaces)
+    7  commands, evaluation, serve, bench, tui, __main__   (the interfaces)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "microgpt"
 LAYERS: dict[str, int] = {
     "microgpt": 0, "errors": 0, "atomic": 0, "console": 0, "safe_io": 0, "hardware": 0, "autograd": 1, "nn": 2, "data": 3,
-    "config": 3, "storage": 4, "chat": 5, "chat_log": 5, "train": 6, "commands": 7, "evaluate": 7, "baseline": 7,
+    "config": 3, "storage": 4, "chat": 5, "train": 6, "commands": 7, "evaluation": 7,
     "serve": 7, "bench": 7, "tui": 7, "__main__": 7,
 }
 OPTIONAL = {"torch", "threadpoolctl", "starlette", "uvicorn", "safetensors"}  # may be missing: imported where they are used

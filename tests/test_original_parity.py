@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from microgpt.__main__ import main
-from microgpt.chat_log import ChatLog
+from microgpt.chat.log import ChatLog
 from microgpt.config import config_from_dict
 from microgpt.data.dataset import load_documents
 from microgpt.nn import SamplingSettings

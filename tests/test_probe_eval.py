@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from test_eval import qa_records, save_random_checkpoint, texts_of, write_jsonl
 
-from microgpt import baseline
 from microgpt.__main__ import main
 from microgpt.commands import eval as eval_command
+from microgpt.evaluation import baseline
 from microgpt.storage import load_checkpoint, save_checkpoint
 
 

@@ -156,7 +156,7 @@ def test_a_torn_last_line_left_by_a_killed_writer_is_dropped_on_open(tmp_path: P
 
 
 def test_evals_results_table_keeps_whole_rows_when_the_disk_fills(tmp_path: Path, monkeypatch) -> None:
-    from microgpt.evaluate import EvalResult, append_results
+    from microgpt.evaluation.heldout import EvalResult, append_results
 
     result = EvalResult(dataset="d.jsonl", sha256="0" * 64, split="all", records=1, tokens=10, bytes=20, loss=1.0,
                         bits_per_byte=0.5, skipped=0, seconds=0.1)

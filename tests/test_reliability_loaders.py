@@ -25,7 +25,7 @@ from microgpt.data.dataset import validate_dataset
 from microgpt.data.token_cache import cache_path, load_cached_tokenizer, tokenize_cached
 from microgpt.data.tokenizer import CharTokenizer
 from microgpt.errors import MicrogptError
-from microgpt.evaluate import evaluate_val_split
+from microgpt.evaluation.heldout import evaluate_val_split
 from microgpt.nn import GPT, Adam, GPTConfig
 from microgpt.storage import load_checkpoint, save_checkpoint
 from microgpt.train.artifacts import read_events

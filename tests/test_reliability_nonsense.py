@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from test_training import microgpt, user_env, write_dataset
 
-from microgpt.evaluate import EvalResult, results_json
+from microgpt.evaluation.heldout import EvalResult, results_json
 from microgpt.nn import GPT, GPTConfig, SamplingSettings, next_token_distribution
 from microgpt.storage import Checkpoint, checkpoint_info, step_checkpoint_name
 

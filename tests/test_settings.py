@@ -12,7 +12,7 @@ import pytest
 from test_tui_fakes import wait_until
 
 from microgpt.__main__ import main
-from microgpt.chat import ChatSession
+from microgpt.chat.session import ChatSession
 from microgpt.config import KNOBS, SAMPLING_KNOBS, TrainConfig, config_from_dict, sampling_from_mapping
 from microgpt.data.tokenizer import build_tokenizer
 from microgpt.errors import ConfigError

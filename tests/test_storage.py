@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from microgpt.autograd import no_grad
-from microgpt.chat import ChatSession
+from microgpt.chat.session import ChatSession
 from microgpt.data.go_tokenizer import GoBPETokenizer, GoCharTokenizer
 from microgpt.data.tokenizer import CharTokenizer, rank_table
 from microgpt.errors import CheckpointError

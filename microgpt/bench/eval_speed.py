@@ -9,7 +9,7 @@ from typing import Any
 from microgpt.bench.throughput import C1
 from microgpt.config import TrainConfig
 from microgpt.data.tokenizer import build_tokenizer
-from microgpt.evaluate import evaluate_heldout, read_heldout
+from microgpt.evaluation.heldout import evaluate_heldout, read_heldout
 from microgpt.nn import GPT
 from microgpt.storage import Checkpoint
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from microgpt.chat import ChatSession
-from microgpt.chat_log import ChatLog
+from microgpt.chat.log import ChatLog
+from microgpt.chat.session import ChatSession
 from microgpt.config import (
     SAMPLING_KNOBS,
     format_value,

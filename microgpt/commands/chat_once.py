@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from microgpt.chat import ChatSession
+from microgpt.chat.session import ChatSession
 from microgpt.commands.chat import add_sampling_arguments, chat_log, sampling_from_args
 from microgpt.errors import ConfigError
 from microgpt.safe_io import read_capped

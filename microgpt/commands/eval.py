@@ -7,13 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from microgpt.baseline import xz_bits_per_byte
 from microgpt.bench.eval_speed import SEED_TASKS, benchmark_eval
 from microgpt.bench.throughput import C1, describe_model
 from microgpt.commands import positive_int
 from microgpt.config import TrainConfig, knob_from_env
 from microgpt.errors import ConfigError
-from microgpt.evaluate import (
+from microgpt.evaluation.baseline import xz_bits_per_byte
+from microgpt.evaluation.heldout import (
     DEFAULT_BATCH_SIZE,
     HeldoutSet,
     append_results,

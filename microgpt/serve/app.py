@@ -37,7 +37,7 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from microgpt.chat import STOP_MARKERS
+from microgpt.chat.session import STOP_MARKERS
 from microgpt.data.templates import messages_prompt
 from microgpt.errors import shown
 from microgpt.nn.sampling import SamplingSettings

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from microgpt.autograd import no_grad
-from microgpt.chat import ReplyText
+from microgpt.chat.session import ReplyText
 from microgpt.data.tokenizer import TokenCodec
 from microgpt.nn import GPT, KVCache
 from microgpt.nn.sampling import SamplingSettings, draw_tokens, next_token_distributions

@@ -42,7 +42,7 @@ from microgpt import __version__
 from microgpt.atomic import remove_stale_temps
 from microgpt.autograd import no_grad
 from microgpt.autograd.parallel import set_threads
-from microgpt.chat import ChatSession
+from microgpt.chat.session import ChatSession
 from microgpt.config import TrainConfig, format_config
 from microgpt.console import output_may_fail, print_error
 from microgpt.errors import one_line, shown

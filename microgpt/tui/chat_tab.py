@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from microgpt.chat_log import ChatLog
+from microgpt.chat.log import ChatLog
 from microgpt.config import SAMPLING_KNOBS, sampling_from_env, sampling_from_mapping
 from microgpt.errors import MicrogptError
 from microgpt.storage import checkpoint_name

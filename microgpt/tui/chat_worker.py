@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from microgpt.chat import ChatSession
+from microgpt.chat.session import ChatSession
 from microgpt.errors import MicrogptError
 
 
