@@ -438,7 +438,7 @@ class Trainer:
         if run == self.run_id:
             return
         named = isinstance(run, str) and SAFE_RUN_ID.fullmatch(run) and type(step) is int and step >= 0
-        loss = float(val) if type(val) in (int, float) else math.nan  # the meta comes from a file: checked
+        loss = float(val) if type(val) in (int, float) and abs(val) < 1e6 else math.nan  # from a file: a short name
         kept = path.with_name(step_checkpoint_name(run, step, loss) if named else f"{path.stem}.before_{self.run_id}.npz")
         if kept.exists():
             return
