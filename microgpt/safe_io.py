@@ -110,6 +110,21 @@ def writable_file(knob: str, path: str | os.PathLike[str], example_name: str) ->
     return target
 
 
+def json_type(value: object) -> str:
+    """The JSON name of a parsed value's type, for messages like "must be a string, not number"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
 def parse_json(data: bytes | str, max_depth: int = 64) -> Any:
     """JSON text -> Python, with arrays and objects nested at most `max_depth` deep; ValueError otherwise.
 
@@ -119,6 +134,10 @@ def parse_json(data: bytes | str, max_depth: int = 64) -> Any:
         value = json.loads(data)
     except RecursionError:
         raise ValueError(f"nested more than {max_depth} deep") from None
+    except ValueError as exc:
+        if "int_max_str_digits" in str(exc):  # Python's advice to raise its own limit is no help to a user
+            raise ValueError("a number of more than 4,300 digits") from None
+        raise
     level, depth = [value], 0
     while level:
         depth += 1

@@ -199,6 +199,11 @@ def test_parameter_estimate_is_what_the_model_builds(norm_gain: bool, positions:
         ("env", "TRAIN_DEVICE", "tpu", ("TRAIN_DEVICE='tpu'", "cpu, gpu")),
         ("cli", "VERBOSE", "maybe", ("VERBOSE='maybe'", "boolean")),
         ("cli", "RUN_NAME", " ", ("RUN_NAME=' '", "empty")),
+        ("env", "RUN_NAME", "x\n2026-01-01 ERROR forged", ("RUN_NAME=", "control character")),  # a log line
+        ("env", "MODEL_OUT_PATH", "x\udce9.npz", ("MODEL_OUT_PATH=", "not UTF-8")),  # undecodable bytes
+        ("env", "NUM_STEPS", "1" * 400, ("NUM_STEPS=", "<= 9007199254740992")),  # every count has a ceiling
+        ("env", "TOP_K", "1" * 400, ("TOP_K=", "<= 9007199254740992")),
+        ("env", "THREADS", "9223372036854775808", ("THREADS=", "<= 256")),
     ],
 )
 def test_bad_values_raise_one_line_config_error(source: str, name: str, raw: str, fragments: tuple[str, ...]) -> None:
@@ -273,6 +278,9 @@ def test_unknown_preset() -> None:
         ('{"N_EMBED": 64}', "N_EMBED: unknown knob (did you mean N_EMBD?)"),
         ('{"N_LAYER": "x"}', "N_LAYER='x'"),
         ('{"N_LAYER": true}', "N_LAYER=True"),
+        ("null", "not null"),  # JSON's names for types, not Python's
+        ('{"NUM_STEPS": ' + "1" * 5000 + "}", "more than 4,300 digits"),  # not Python's advice to raise a limit
+        ('{"RUN_NAME": "\\ud800"}', "not UTF-8"),
     ],
 )
 def test_bad_config_file(tmp_path: Path, content: str | None, fragment: str) -> None:

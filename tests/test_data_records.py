@@ -112,6 +112,10 @@ def test_multi_turn_chat_prompt_matches_a_messages_document():
             {"id": "a", "record_type": "trajectory", "task": "t", "actions": [1], "result": "r"},
             "field 'actions[0]' must be a string",
         ),
+        *(({"id": "a", "record_type": "trajectory", "task": "t", "actions": falsy, "result": "r"},
+           f"field 'actions' must be an array of strings, not {kind}")  # empty, but not an array: refused
+          for falsy, kind in (({}, "object"), ("", "string"), (False, "boolean"), (0, "number"))),
+
         (
             {"id": "a", "record_type": "preference", "prompt": "p", "chosen": "c"},
             "missing required field 'rejected'",
@@ -135,6 +139,12 @@ def test_unknown_fields_are_allowed_and_every_problem_is_reported():
         check_record({"id": "a", "record_type": "memory", "text": "t", "tags": ["x"], "source": "me"}) == []
     )
     assert check_record({"instruction": "i", "context": None, "response": "r"}) == []
+    assert check_record({"id": None, "instruction": "i", "response": "r"}) == []  # a Dolly id is optional: null too
+
+
+def test_a_long_wrong_value_is_cut_short_in_its_problem():
+    problems = check_record({"id": "a", "record_type": "w" * 10_000, "text": "t"})
+    assert len(problems) == 1 and "unknown record_type 'www" in problems[0] and len(problems[0]) < 300
     assert len(check_record({"record_type": "qa", "question": 1})) == 3  # id, question, answer
 
 

@@ -203,3 +203,13 @@ def test_sha256_file(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"abc")
     assert sha256_file(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_an_empty_path_is_refused_and_a_single_record_is_flagged(tmp_path, capsys):
+    """"" is not the default dataset; one valid record validates, with a word that training needs two."""
+    assert cli.main(["validate-dataset", ""]) == 2
+    assert "the dataset path is empty" in capsys.readouterr().err
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps({"id": "a", "record_type": "knowledge", "text": "hello there"}) + "\n")
+    assert cli.main(["validate-dataset", str(one), "--tokenizer", "char"]) == 0
+    assert "warning: training needs at least 2 records" in capsys.readouterr().out

@@ -221,12 +221,19 @@ def _rank_lines(pairs: list[tuple[bytes, int]]) -> bytes:
 BYTES = [(bytes([b]), b) for b in range(256)]  # a minimal valid rank file: every byte, ranks 0..255
 
 
+def test_a_rank_file_may_end_with_blank_lines_as_tiktokens_own_reader_allows(tmp_path) -> None:
+    path = tmp_path / "r.tiktoken"
+    path.write_bytes(_rank_lines([*BYTES, (b"ab", 256)]) + b"\n\n")
+    assert tokenizer_module._load_ranks.__wrapped__(str(path), "custom").token_bytes(256) == b"ab"
+
+
 @pytest.mark.parametrize("content, fragment", [
     (_rank_lines([*BYTES, (b"ab", -5)]), "ranks must be distinct whole numbers from 0 to"),
     (_rank_lines([*BYTES, (b"ab", 99_999_999_999)]), "ranks must be distinct whole numbers from 0 to"),
     (_rank_lines([*BYTES, (b"ab", 255)]), "ranks must be distinct whole numbers from 0 to"),  # two tokens, one rank
     (_rank_lines([*BYTES, (b"a", 256)]), "line 257: the token is listed twice"),
     (_rank_lines([(bytes([b]), b) for b in range(200)]), "56 single bytes (such as 0xc8) are not tokens"),
+    (_rank_lines([*BYTES, (b"a" * 257, 256)]), "line 257: a token of 257 bytes; at most 256"),  # spelling: n^2
 ])
 def test_a_custom_rank_file_tiktoken_would_panic_on_is_one_config_error(tmp_path, content: bytes, fragment: str) -> None:
     path = tmp_path / "custom.tiktoken"

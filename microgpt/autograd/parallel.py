@@ -20,6 +20,7 @@ from collections.abc import Callable
 from microgpt.autograd.blas import set_blas_threads
 from microgpt.hardware import usable_cores
 
+MAX_THREADS = 256  # the most parts a split may be asked for (THREADS, bench --threads)
 MIN_PART_WORK = 120_000  # ns: what one more part costs (a hand-off); it must save more than this to be worth it
 HANDOFF = 50_000  # ns of work the calling thread does more than each helper: the helper's late start
 # Rates in ns of one core, measured on one AVX-512 core (OpenBLAS SkylakeX); estimates, not guarantees.

@@ -8,7 +8,7 @@ import json
 import sys
 import time
 
-from microgpt.autograd.parallel import set_threads
+from microgpt.autograd.parallel import MAX_THREADS, set_threads
 from microgpt.bench.micro import run_micro
 from microgpt.bench.profile import format_profile, profile_step
 from microgpt.bench.serve import format_serve_bench, run_serve_bench
@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result) if args.json else "\n".join(f"{k:<28} {v:8.3f}" for k, v in result.items()))
         return 0
     longest = min(CONFIGS[name].model.block_size for name in args.configs) - PROMPT_TOKENS
-    if not 1 <= args.threads <= 256:
-        print(f"bench: --threads {args.threads}: must be 1 to 256", file=sys.stderr)
+    if not 1 <= args.threads <= MAX_THREADS:
+        print(f"bench: --threads {args.threads}: must be 1 to {MAX_THREADS}", file=sys.stderr)
         return 2
     if getattr(args, "gen_tokens", None) is None:
         args.gen_tokens = min(GEN_TOKENS, longest)

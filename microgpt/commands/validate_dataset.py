@@ -15,6 +15,8 @@ from microgpt.config import KNOB_BY_NAME, TrainConfig, knob_from_env, parse_valu
 from microgpt.data.dataset import iter_documents, validate_dataset
 from microgpt.data.records import RECORD_TYPES
 from microgpt.data.tokenizer import build_tokenizer, iter_batches
+from microgpt.errors import ConfigError
+from microgpt.train.batches import MIN_DOCUMENTS
 
 DEFAULT_DATASET = TrainConfig.dataset_path
 
@@ -36,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = args.path or knob_from_env("DATASET_PATH")
+    path = knob_from_env("DATASET_PATH") if args.path is None else args.path
+    if not path.strip():
+        raise ConfigError("the dataset path is empty; give the JSONL file to check")
     report = validate_dataset(path, max_problems=args.max_problems)
     if not report.ok:
         for problem in report.problems:
@@ -76,4 +80,7 @@ def run(args: argparse.Namespace) -> int:
         f"p95 {np.percentile(per_document, 95):.0f}, max {per_document.max():,}"
     )
     print(f"outside the local vocabulary: {fallback / max(total, 1):.2%} of tokens are byte fallback")
+    if report.documents < MIN_DOCUMENTS:
+        print(f"warning: training needs at least {MIN_DOCUMENTS} records (one to train on, one to validate with); "
+              "add records before `microgpt train`")
     return 0

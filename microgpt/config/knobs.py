@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from microgpt.autograd.parallel import MAX_THREADS
 from microgpt.config.train_config import TrainConfig, path_of
 from microgpt.nn.bounds import LIMITS
 from microgpt.nn.gpt import ACTIVATIONS, POSITIONS
@@ -80,10 +81,16 @@ class Knob:
 _DEFAULTS = TrainConfig()
 
 
+MAX_COUNT = 2**53  # the ceiling of a count with no limit of its own: every whole number up to it is a float too
+
+
 def _knob(name: str, group: str, help: str, explain: str, **limits: Any) -> Knob:
-    """A Knob whose field is its env name in lower case, its default and type read from TrainConfig."""
+    """A Knob whose field is its env name in lower case, its default and type read from TrainConfig; a whole
+    number without a maximum of its own gets MAX_COUNT (a 400-digit step count is a typo, not a plan)."""
     field = name.lower()
     default = _DEFAULTS.get(field)
+    if type(default) is int and limits.get("max") is None:
+        limits["max"] = MAX_COUNT
     return Knob(name, field, path_of(field), type(default), default, group, help, explain, **limits)
 
 
@@ -426,11 +433,11 @@ KNOBS: tuple[Knob, ...] = (
     ),
     _knob(
         "THREADS", RUNTIME,
-        'CPU threads for training (0 = one per core, at most 4)',
-        'How many threads compute a step: big matrix products, attention and the loss are split into this '
-        'many parts, each on its own thread. 0 uses every core (up to 4). A lower number leaves cores free '
-        'for other work; 1 is the slowest but the gentlest on a busy laptop.',
-        min=0,
+        'CPU threads for training (0 = one per core)',
+        'How many threads compute a step: big matrix products, attention and the loss are split into up to '
+        'this many parts, each on its own thread (small work into fewer). 0 uses every core. A lower number '
+        'leaves cores free for other work; 1 is the slowest but the gentlest on a busy laptop.',
+        min=0, max=MAX_THREADS,
     ),
     _knob(
         "SEED", RUNTIME,

@@ -23,7 +23,7 @@ from microgpt.config.knobs import GROUPS, KNOB_BY_FIELD, KNOB_BY_NAME, KNOBS, Kn
 from microgpt.config.presets import PRESETS
 from microgpt.config.train_config import TrainConfig
 from microgpt.errors import ConfigError, one_line, shown
-from microgpt.safe_io import parse_json, read_capped
+from microgpt.safe_io import json_type, parse_json, read_capped
 
 MAX_CONFIG_BYTES = 1 << 20  # a config file names a few dozen knobs
 _TRUE = frozenset({"1", "true", "yes", "y", "on"})
@@ -94,6 +94,8 @@ def _convert(knob: Knob, raw: Any, label: str) -> Any:
     if "\x00" in raw:  # no file name holds one, and every OS call refuses it
         raise ValueError("holds a NUL character")
     text = raw.strip()
+    if not text.isprintable():  # a newline would forge log lines; bytes that are not UTF-8 cannot be written
+        raise ValueError("holds a control character or bytes that are not UTF-8 text; give plain text")
     if knob.choices is not None:
         text = text.lower()
         if text not in knob.choices:
@@ -203,7 +205,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     except ValueError as exc:  # nested too deep, a number too long
         raise ConfigError(f"{label}: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{label}: must be a JSON object of knob names to values, not {type(data).__name__}")
+        raise ConfigError(f"{label}: must be a JSON object of knob names to values, not {json_type(data)}")
     for key in data:
         try:
             find_knob(key)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from microgpt.data.records import DOLLY, RECORD_TYPES, check_record, record_type_of
 from microgpt.data.templates import render_record
-from microgpt.errors import DatasetError
+from microgpt.errors import DatasetError, shown
 from microgpt.safe_io import open_regular
 
 BOM = b"\xef\xbb\xbf"
@@ -93,7 +93,7 @@ def iter_dataset(path: str | Path) -> Iterator[tuple[int, Document | None, list[
         problems = check_record(record)
         record_id = _explicit_id(record)
         if record_id in first_use:
-            problems.append(f"duplicate id {record_id!r} (first used on line {first_use[record_id]})")
+            problems.append(f"duplicate id {shown(record_id)} (first used on line {first_use[record_id]})")
         elif record_id is not None:
             first_use[record_id] = number
         if problems:

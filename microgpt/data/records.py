@@ -11,6 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from microgpt.errors import shown
+from microgpt.safe_io import json_type
+
 # record_type -> the string fields it requires (non-empty). `messages` and `actions` are lists, checked apart.
 RECORD_FIELDS: dict[str, tuple[str, ...]] = {
     "knowledge": ("text",),
@@ -28,21 +31,6 @@ ROLES: tuple[str, ...] = ("system", "user", "assistant")
 
 # json.loads turns the escape "\ud800" into a lone surrogate: a str that is not valid Unicode text.
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def json_type(value: object) -> str:
-    """The JSON name of a parsed value's type, for messages like "must be a string, not number"."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
 
 
 def is_dolly(record: dict) -> bool:
@@ -68,7 +56,7 @@ def check_record(record: object) -> list[str]:
         return [*problems, type_problem]
     if record_type not in RECORD_FIELDS:
         known = ", ".join(RECORD_TYPES[:-1])
-        return [*problems, f"unknown record_type {record_type!r} (expected one of: {known})"]
+        return [*problems, f"unknown record_type {shown(record_type)} (expected one of: {known})"]
     problems += _present(_string_problem(record, field) for field in RECORD_FIELDS[record_type])
     if record_type == "messages":
         problems += _check_messages(record)
@@ -82,7 +70,7 @@ def _check_dolly(record: dict) -> list[str]:
     checks = [_string_problem(record, "instruction"), _string_problem(record, "response")]
     optional = [field for field in ("context", "category") if record.get(field) is not None]
     checks += [_string_problem(record, field, allow_empty=True) for field in optional]
-    if "id" in record:
+    if record.get("id") is not None:  # optional: null as absent, like the other optional fields
         checks.append(_string_problem(record, "id"))
     return _present(checks)
 
@@ -107,7 +95,7 @@ def _check_messages(record: dict) -> list[str]:
             problems.append(role_problem)
         elif message["role"] not in ROLES:
             problems.append(
-                f"field '{label}.role' is {message['role']!r} (expected one of: {', '.join(ROLES)})"
+                f"field '{label}.role' is {shown(message['role'])} (expected one of: {', '.join(ROLES)})"
             )
         problems += _present([_string_problem(message, "content", label=f"{label}.content")])
     return problems
@@ -116,8 +104,10 @@ def _check_messages(record: dict) -> list[str]:
 def _check_actions(record: dict) -> list[str]:
     """`actions`, when present, is a list of strings; it may be empty, null or absent (as the original allows), and
     the rendered document then has no Actions line."""
-    actions = record.get("actions") or []
-    if not isinstance(actions, list):
+    actions = record.get("actions")
+    if actions is None:
+        return []
+    if not isinstance(actions, list):  # {} "" false 0 are not an empty list
         return [f"field 'actions' must be an array of strings, not {json_type(actions)}"]
     return _present(
         _string_problem(record["actions"], i, label=f"actions[{i}]", allow_empty=True)

@@ -391,6 +391,7 @@ def _rank_file(encoding: str, bpe_file: str | None) -> tuple[str, str]:
 
 
 MAX_RANK = 1 << 22  # 4 million ids: o200k_base has 200,000; every id gets a slot in RankTable's arrays
+MAX_TOKEN_BYTES = 256  # the longest token a rank file may hold: cl100k_base's longest is 128 bytes
 
 
 @functools.lru_cache(maxsize=4)
@@ -408,14 +409,20 @@ def _load_ranks(path: str, encoding: str) -> RankTable:
         )
     ranks: dict[bytes, int] = {}
     for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():  # blank lines (a trailing one, say) are skipped, as tiktoken's own reader does
+            continue
         try:
             token, rank = line.split()
-            token_bytes = base64.b64decode(token, validate=True)
-            ranks[token_bytes] = int(rank)
+            token_bytes, value = base64.b64decode(token, validate=True), int(rank)
         except ValueError:
             raise ConfigError(f"BPE rank file {path} line {number} is not `base64-token rank`") from None
-        if len(ranks) < number:
+        if len(token_bytes) > MAX_TOKEN_BYTES:
+            raise ConfigError(f"BPE rank file {path} line {number}: a token of {len(token_bytes):,} bytes; at most "
+                              f"{MAX_TOKEN_BYTES} (spelling a token costs time by the square of its length): it is "
+                              "damaged or not a rank file")
+        if token_bytes in ranks:
             raise ConfigError(f"BPE rank file {path} line {number}: the token is listed twice")
+        ranks[token_bytes] = value
     if not ranks:
         raise ConfigError(f"BPE rank file {path} is empty")
     # tiktoken's encoder assumes what a real rank file guarantees (and panics otherwise): each rank once, and

@@ -14,11 +14,13 @@ import numpy as np
 
 from microgpt.errors import DatasetError
 
+MIN_DOCUMENTS = 2  # one to train on, one to validate with
+
 
 def split_documents(n_documents: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Shuffle document indices with `seed` and cut off the validation share (at least 1 each side)."""
-    if n_documents < 2:
-        raise DatasetError(f"the dataset has {n_documents} valid document(s); training needs at least 2 "
+    if n_documents < MIN_DOCUMENTS:
+        raise DatasetError(f"the dataset has {n_documents} valid document(s); training needs at least {MIN_DOCUMENTS} "
                            "(one for training, one for validation): add records")
     order = np.random.default_rng(seed).permutation(n_documents)
     n_val = min(max(1, int(n_documents * val_split)), n_documents - 1)
