@@ -1,15 +1,20 @@
-"""`data get dolly` against a local HTTP server: full download, resume, bad sha256, unreachable host."""
+"""`data get dolly` against a local HTTP server: full download, resume, bad sha256, unreachable host; and
+attacked: a FIFO or device as the source or as DEST.part, a link at DEST.part, a server that says odd things."""
 
 import hashlib
 import http.server
+import os
 import socket
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
 import microgpt.__main__ as cli
-from microgpt.data.download import download
+from microgpt.data.download import _open_part, download
 from microgpt.errors import DatasetError
 
 PAYLOAD = b"".join(
@@ -48,16 +53,49 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class OddHandler(http.server.BaseHTTPRequestHandler):
+    """/loop redirects to itself, /oops answers 500 with an escape sequence in its reason phrase, and the
+    paths in LENGTHS declare a length that is no number: "²" (a digit to str.isdigit, not to int), or one of
+    5,000 digits (past the 4,300 that int() converts)."""
+
+    LENGTHS: ClassVar[dict[str, str]] = {"/superscript": "\u00b2", "/long": "9" * 5000}
+
+    def do_GET(self):
+        if self.path == "/loop":
+            self.send_response(302)
+            self.send_header("Location", "/loop")
+        elif self.path == "/oops":
+            self.send_response(500, "Oops\x1b[31m")
+        else:
+            self.send_response(200)
+            self.send_header("Content-Length", self.LENGTHS[self.path])
+        self.end_headers()
+        self.wfile.write(b"{}\n" if self.path in self.LENGTHS else b"")
+
+    def log_message(self, *args):
+        pass
+
+
+def _serve(handler):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
 @pytest.fixture
 def server():
     RangeHandler.ranges = []
     RangeHandler.cut_after = None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/dolly.jsonl"
-    httpd.shutdown()
-    httpd.server_close()
+    for base in _serve(RangeHandler):
+        yield f"{base}/dolly.jsonl"
+
+
+@pytest.fixture
+def odd_server():
+    yield from _serve(OddHandler)
 
 
 @pytest.fixture
@@ -122,7 +160,91 @@ def test_unreachable_url_is_exit_2_with_one_line(tmp_path, data_cli, capsys):
     url = f"http://127.0.0.1:{free_port()}/dolly.jsonl"
     assert data_cli(["data", "get", "dolly", "--url", url, "--out", str(tmp_path / "d.jsonl")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "cannot download" in err
+    assert err.count("\n") == 1 and "cannot download" in err and "(offline?)" in err
+
+
+@pytest.mark.parametrize(("where", "said"), [("missing", "No such file"), ("192.0.2.1", "not on local host")])
+def test_a_local_source_that_fails_is_one_line_that_does_not_blame_the_network(tmp_path, data_cli, capsys, where,
+                                                                               said):
+    (tmp_path / "d.jsonl").write_bytes(PAYLOAD)  # a file:// URL with a host names a file on that host, not here
+    url = (tmp_path / "none.jsonl").as_uri() if where == "missing" else f"file://{where}{tmp_path}/d.jsonl"
+    assert data_cli(["data", "get", "dolly", "--url", url, "--out", str(tmp_path / "out.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and said in err and "offline" not in err
+
+
+@pytest.mark.parametrize("path", ["/loop", "/oops"])
+def test_what_a_server_says_is_shown_on_one_line_escaped(odd_server, tmp_path, data_cli, capsys, path):
+    assert data_cli(["data", "get", "dolly", "--url", odd_server + path, "--out", str(tmp_path / "d.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err and len(err) < 300
+    assert ("HTTP 302 The HTTP server returned a redirect error" in err if path == "/loop"
+            else "HTTP 500 Oops\\x1b[31m" in err)
+
+
+@pytest.mark.parametrize("path", sorted(OddHandler.LENGTHS))
+def test_a_length_that_is_no_number_is_treated_as_unknown(odd_server, tmp_path, path):
+    out = tmp_path / "d.jsonl"
+    download(odd_server + path, out, None)
+    assert out.read_bytes() == b"{}\n"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+@pytest.mark.parametrize("fifo", ["source", "part"])
+def test_a_fifo_as_the_source_or_the_part_file_is_one_line_not_a_hang(tmp_path, fifo):
+    source, out = tmp_path / "source.jsonl", tmp_path / "dl" / "d.jsonl"
+    out.parent.mkdir()
+    if fifo == "source":
+        os.mkfifo(source)
+    else:
+        source.write_bytes(PAYLOAD)
+        os.mkfifo(out.with_name("d.jsonl.part"))
+    result = subprocess.run([sys.executable, "-m", "microgpt", "data", "get", "dolly", "--url", source.as_uri(),
+                             "--sha256", "", "--out", str(out)], capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert ("not a regular file" if fifo == "source" else "d.jsonl.part") in result.stderr
+    assert not out.exists()
+
+
+def test_a_device_source_is_refused_before_a_byte_is_written(tmp_path):
+    if not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero on this OS")
+    with pytest.raises(DatasetError, match="not a regular file"):
+        download("file:///dev/zero", tmp_path / "d.jsonl", None, max_bytes=1000)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["link", "dangling link", "folder"])
+def test_a_part_file_that_is_a_link_or_a_folder_is_refused_and_nothing_written_through_it(
+        server, tmp_path, data_cli, capsys, kind):
+    (tmp_path / "else").mkdir()
+    (tmp_path / "dl").mkdir()
+    notes, part = tmp_path / "else" / "notes.txt", tmp_path / "dl" / "x.jsonl.part"
+    if kind == "link":
+        notes.write_bytes(PAYLOAD[:100])
+    if kind == "folder":
+        part.mkdir()
+    else:
+        part.symlink_to(notes)
+    argv = ["data", "get", "dolly", "--url", server, "--sha256", "", "--out", str(tmp_path / "dl" / "x.jsonl")]
+    assert data_cli(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "x.jsonl.part" in err and "offline" not in err
+    assert RangeHandler.ranges == []  # refused before asking the server for anything
+    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["x.jsonl.part"]
+    assert [p.read_bytes() for p in (tmp_path / "else").iterdir()] == ([PAYLOAD[:100]] if kind == "link" else [])
+
+
+@pytest.mark.skipif(not hasattr(os, "O_NOFOLLOW"), reason="no O_NOFOLLOW on this OS")
+def test_the_part_file_is_never_opened_through_a_link(tmp_path):
+    """The race the check before the request cannot see: a link put at DEST.part while the server answers."""
+    (tmp_path / "notes.txt").write_bytes(b"mine")
+    (tmp_path / "x.jsonl.part").symlink_to(tmp_path / "notes.txt")
+    for append in (True, False):
+        with pytest.raises(OSError):
+            _open_part(tmp_path / "x.jsonl.part", append)
+    assert (tmp_path / "notes.txt").read_bytes() == b"mine"
 
 
 def test_malformed_sha256_flag_is_rejected(tmp_path, data_cli, capsys):
@@ -157,3 +279,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_a_full_disk_while_downloading_names_the_disk_not_the_network(server, tmp_path, monkeypatch):
+    """A write that fails is our disk's doing: the message names the part file and says nothing of being offline."""
+    import microgpt.data.download as download_module
+
+    real = download_module._open_part
+
+    def full_disk(part, append):
+        handle = real(part, append)
+
+        def refuse(chunk):
+            raise OSError(28, "No space left on device")
+
+        handle.write = refuse
+        return handle
+
+    monkeypatch.setattr(download_module, "_open_part", full_disk)
+    with pytest.raises(DatasetError) as failed:
+        download(server + "/data.jsonl", tmp_path / "d.jsonl", None)
+    message = str(failed.value)
+    assert "cannot write" in message and "d.jsonl.part" in message and "No space left" in message
+    assert "offline" not in message

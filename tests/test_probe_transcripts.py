@@ -1,11 +1,13 @@
 """`microgpt data import-transcripts` attacked: special files among the transcripts, BOMs, odd line breaks,
-huge files, and an OUT that is an input, a folder or a FIFO; and the atomic writer that must never replace a
+huge files, file names that are not UTF-8 or hold a newline, text that is not UTF-8, and an OUT that is an input, a folder or a FIFO; and the atomic writer that must never replace a
 device or FIFO by rename (as root, that would have replaced /dev/full itself).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,6 +58,34 @@ def test_a_bom_and_windows_or_old_mac_line_ends_are_read_as_text(tmp_path: Path)
     path.write_bytes(b"\xef\xbb\xbfU: hi\r\nA: one\rtwo\r\n")
     turns, problems = read_turns(path)
     assert problems == [] and [(t.speaker, t.text) for t in turns] == [("user", "hi"), ("assistant", "one\ntwo")]
+
+
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="these file systems only take UTF-8 names")
+def test_a_file_name_that_is_not_utf8_gets_an_escaped_id(folder: Path, capsys) -> None:
+    with open(os.path.join(os.fsencode(folder), b"caf\xe9.txt"), "wb") as handle:
+        handle.write(b"U: hi\nA: yo\n")
+    out = folder.parent / "out.jsonl"
+    assert main(["data", "import-transcripts", str(folder), str(out)]) == 0
+    ids = [json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()]
+    assert ids == ["a-0001", "caf\\udce9-0001"]  # the byte 0xe9 that is no UTF-8, written as Python escapes it
+
+
+def test_a_file_name_with_a_newline_is_one_line_per_problem(folder: Path, capsys) -> None:
+    (folder / "two\nlines.txt").write_text("A: a reply to nothing\nU: hi\n", encoding="utf-8")
+    errors = _problems(capsys, ["data", "import-transcripts", str(folder), str(folder.parent / "out.jsonl")])
+    assert errors[:2] == [f"{folder}/two\\nlines.txt:1: an assistant turn with no user turn before it",
+                          f"{folder}/two\\nlines.txt:2: the last user turn has no reply"]
+
+
+@pytest.mark.parametrize(("data", "where"), [
+    (b"U: hi\nA: ok\nU: caf\xe9\nA: yes\n", "3: not UTF-8 text (byte 7 of the line is 0xe9)"),
+    (b"\xef\xbb\xbfU: \xff\r\nA: yes\r\n", "1: not UTF-8 text (byte 4 of the line is 0xff)"),  # after the BOM
+    (b"U: hi\rA: y\xc3\r\n", "2: not UTF-8 text (byte 5 of the line is 0xc3)"),  # \r alone ends a line too
+])
+def test_text_that_is_not_utf8_is_a_problem_on_its_line(tmp_path: Path, data: bytes, where: str) -> None:
+    path = tmp_path / "t.txt"
+    path.write_bytes(data)
+    assert read_turns(path) == ([], [f"{path}:{where}; save the file as UTF-8"])
 
 
 @given(st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n"), max_size=30))

@@ -4,6 +4,10 @@ The bytes go to `DEST.part` first. If the transfer stops, the next run asks the 
 (an HTTP `Range: bytes=N-` request) and appends; a server that ignores Range sends everything again and
 the part file is rewritten. Only a file whose sha256 matches is renamed to DEST, so DEST is always whole,
 and an existing DEST is not touched until its replacement is complete and checked.
+
+Both ends are checked before a byte moves: a `file://` source must be a regular file (a FIFO would block
+forever, /dev/zero never end), and DEST.part must be a regular file or absent, never a link: appending through
+one would grow whatever file it points at, outside the folder the user chose.
 """
 
 from __future__ import annotations
@@ -11,17 +15,18 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import stat
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from microgpt.data.dataset import sha256_file
-from microgpt.errors import ConfigError, DatasetError
-from microgpt.safe_io import writable_file
+from microgpt.errors import ConfigError, DatasetError, one_line
+from microgpt.safe_io import open_regular, writable_file
 
 DOLLY_URL = (
     "https://huggingface.co/datasets/databricks/databricks-dolly-15k/resolve/main/databricks-dolly-15k.jsonl"
@@ -53,7 +58,7 @@ def download(
     """Download `url` to `dest`, resuming a partial `.part` file; None as sha256 skips the check.
 
     Raises DatasetError (one line) when offline, on an HTTP error, past `max_bytes`, or when the sha256 does
-    not match; ConfigError for a URL that is not one.
+    not match; ConfigError for a URL that is not one, or a DEST.part that is a link, folder, FIFO or device.
     """
     check_url(url)
     dest = writable_file("--out", dest, DOLLY_PATH.name)
@@ -79,8 +84,11 @@ def download(
 
 def _fetch(url: str, part: Path, out: TextIO, timeout: float, max_bytes: int) -> None:
     """Bring `part` up to the whole file: ask only for the missing bytes when some are already there."""
-    have = part.stat().st_size if part.exists() else 0
+    have = _part_size(part)
     request = urllib.request.Request(url, headers={"User-Agent": "microgpt"})
+    network = request.type != "file"
+    if not network:
+        _check_source_file(url, urllib.request.url2pathname(request.selector))
     if have:
         request.add_header("Range", f"bytes={have}-")
     try:
@@ -94,10 +102,15 @@ def _fetch(url: str, part: Path, out: TextIO, timeout: float, max_bytes: int) ->
             if total is not None and total > max_bytes:
                 raise DatasetError(f"cannot download {url}: it is {total:,} bytes, more than the "
                                    f"{max_bytes / 2**20:,.0f} MiB a dataset file may be (check --url)")
-            with open(part, "ab" if resumed else "wb") as f:
+            with _open_part(part, append=resumed) as f:
                 bar = ProgressBar(out, total, have)
                 while chunk := response.read(CHUNK):
-                    f.write(chunk)
+                    try:
+                        f.write(chunk)
+                        f.flush()
+                    except OSError as exc:  # our disk, not the network: say so
+                        raise DatasetError(f"cannot write {part}: {exc.strerror or exc}; free some space or choose "
+                                           "another --out (what was written is kept and the next run resumes)") from None
                     bar.update(len(chunk))
                     if bar.done > max_bytes:
                         break
@@ -109,24 +122,61 @@ def _fetch(url: str, part: Path, out: TextIO, timeout: float, max_bytes: int) ->
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # the part file already holds every byte
             return
-        raise DatasetError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
+        raise DatasetError(f"cannot download {url}: HTTP {exc.code} {_said(exc.reason)}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        arrived = part.stat().st_size if part.exists() else 0
-        kept = f"; the {arrived:,} bytes that arrived are kept and the next run resumes" if arrived else ""
-        raise DatasetError(f"cannot download {url}: {reason} (offline?{kept})") from None
+        reason = _said(getattr(exc, "reason", None) or exc)
+        notes = ["offline?"] if network else []  # a file:// source that fails is no network's fault
+        if arrived := _part_size(part):
+            notes.append(f"the {arrived:,} bytes that arrived are kept and the next run resumes")
+        hint = f" ({'; '.join(notes)})" if notes else ""
+        raise DatasetError(f"cannot download {url}: {reason}{hint}") from None
     size = part.stat().st_size
     if total is not None and size != total:
         raise DatasetError(f"download of {url} stopped at {size:,} of {total:,} bytes; run again to resume")
 
 
+def _part_size(part: Path) -> int:
+    """The bytes an earlier run left in `part` (0 if none); ConfigError if it is a link, folder, FIFO or device."""
+    try:
+        info = part.lstat()  # lstat: a link is looked at, not followed
+    except FileNotFoundError:
+        return 0
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"--out: {str(part)!r} is a link, folder, FIFO or device, not a partial download; "
+                          "remove it or choose another --out")
+    return info.st_size
+
+
+def _open_part(part: Path, append: bool) -> BinaryIO:
+    """`part` opened to append to or to rewrite; O_NOFOLLOW fails on a link put there since `_part_size` looked."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC) | getattr(os, "O_NOFOLLOW", 0)
+    return os.fdopen(os.open(part, flags, 0o644), "ab" if append else "wb")
+
+
+def _check_source_file(url: str, path: str) -> None:
+    """A file:// source must be a regular file; DatasetError in one line if it is missing or anything else."""
+    try:
+        open_regular(path).close()  # opened without blocking, so a FIFO is refused instead of waited on
+    except OSError as exc:
+        raise DatasetError(f"cannot download {url}: {exc.strerror or exc}; check --url") from None
+
+
+def _said(text: object, limit: int = 120) -> str:
+    """What the server or the network said (a reason phrase, a status line): one line, escaped, cut short."""
+    line = one_line(str(text))
+    return line if len(line) <= limit else f"{line[:limit - 3]}..."
+
+
 def _total_size(response: http.client.HTTPResponse, have: int) -> int | None:
-    """The whole file's size: from `Content-Range: bytes a-b/TOTAL`, else `have` + Content-Length."""
-    match = re.search(r"/(\d+)\s*$", response.headers.get("Content-Range", ""))
+    """The whole file's size: from `Content-Range: bytes a-b/TOTAL`, else `have` + Content-Length.
+
+    Only ASCII digits count (str.isdigit also takes "²", which int() refuses), at most 18 of them.
+    """
+    match = re.search(r"/([0-9]{1,18})\s*$", response.headers.get("Content-Range", ""))
     if match:
         return int(match.group(1))
-    length = response.headers.get("Content-Length")
-    return have + int(length) if length and length.isdigit() else None
+    length = response.headers.get("Content-Length", "")
+    return have + int(length) if re.fullmatch(r"[0-9]{1,18}", length) else None
 
 
 class ProgressBar:

@@ -7,15 +7,21 @@ labels, so the rendered record is exactly what `chat` would show the model befor
 
     input  = "earlier question\\nAssistant: earlier reply\\nUser: new question"
     render = "User: earlier question\\nAssistant: earlier reply\\nUser: new question\\nAssistant: reply"
+
+A file's name is text from outside too: it may hold a newline, or (on Linux) bytes that are not UTF-8, which
+Python keeps as lone surrogates that no UTF-8 file can hold. Problems and record ids show the name through
+`one_line`, so each problem stays one line and each id is text: a Latin-1 name "café.txt" gives `caf\\udce9-0001`.
 """
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from microgpt.data.templates import ASSISTANT_PREFIX, USER_PREFIX
+from microgpt.errors import one_line
 from microgpt.safe_io import read_capped
 
 HISTORY_TURNS = 2  # earlier (user, assistant) exchanges kept in each record, as the original's helper script
@@ -34,12 +40,18 @@ def read_turns(path: Path) -> tuple[list[Turn], list[str]]:
     """The turns of one transcript, and every problem found as `PATH:LINE: message`."""
     turns: list[Turn] = []
     problems: list[str] = []
+    where = one_line(str(path))
     try:
-        text = read_capped(path, MAX_TRANSCRIPT_BYTES).decode("utf-8-sig")  # Notepad starts files with a BOM
-    except UnicodeDecodeError as exc:
-        return [], [f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"]
+        data = read_capped(path, MAX_TRANSCRIPT_BYTES).removeprefix(codecs.BOM_UTF8)  # Notepad starts with a BOM
     except OSError as exc:  # a FIFO, a device, a folder, a dangling link, too big: listed like any other problem
-        return [], [f"{path}: cannot read ({exc.strerror or exc})"]
+        return [], [f"{where}: cannot read ({exc.strerror or exc})"]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:  # named by line, counted as below, and by byte within it, both from 1
+        before = data[:exc.start].replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        problem = (f"{where}:{len(before)}: not UTF-8 text (byte {len(before[-1]) + 1} of the line is "
+                   f"{data[exc.start]:#04x}); save the file as UTF-8")
+        return [], [problem]
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # not str.splitlines: \f, U+2028 are text
     for number, raw in enumerate(lines, start=1):
         prefix = raw[:2]
@@ -48,20 +60,20 @@ def read_turns(path: Path) -> tuple[list[Turn], list[str]]:
         elif turns:
             turns[-1].text = f"{turns[-1].text}\n{raw.rstrip()}"
         elif raw.strip():
-            problems.append(f"{path}:{number}: text before the first turn (start each turn with 'U:' or 'A:')")
+            problems.append(f"{where}:{number}: text before the first turn (start each turn with 'U:' or 'A:')")
     for previous, turn in zip([None, *turns], turns):
         turn.text = turn.text.strip()
         if not turn.text:
-            problems.append(f"{path}:{turn.line}: empty {turn.speaker} turn")
+            problems.append(f"{where}:{turn.line}: empty {turn.speaker} turn")
         expected = "user" if previous is None or previous.speaker == "assistant" else "assistant"
         if turn.speaker != expected:
             what = "an assistant turn with no user turn before it" if expected == "user" else \
                 "two user turns in a row (the first has no reply)"
-            problems.append(f"{path}:{turn.line}: {what}")
+            problems.append(f"{where}:{turn.line}: {what}")
     if turns and turns[-1].speaker == "user":
-        problems.append(f"{path}:{turns[-1].line}: the last user turn has no reply")
+        problems.append(f"{where}:{turns[-1].line}: the last user turn has no reply")
     if not turns and not problems:
-        problems.append(f"{path}: no turns found (start each turn with 'U:' or 'A:')")
+        problems.append(f"{where}: no turns found (start each turn with 'U:' or 'A:')")
     return turns, problems
 
 
@@ -84,5 +96,5 @@ def import_transcripts(folder: Path) -> tuple[list[dict], list[str]]:
         turns, found = read_turns(path)
         problems += found
         if not found:
-            records += chat_records(turns, path.stem)
+            records += chat_records(turns, one_line(path.stem))
     return records, problems
