@@ -76,7 +76,7 @@ MUTATIONS = [
              ("microgpt/data/tokenizer.py",), "widths = np.where(local >= 0, 1, _utf8_length(points))",
              "widths = np.where(local >= 0, 1, np.maximum(_utf8_length(points) - 1, 1))", ("tests/test_tokenizer.py",)),
     Mutation("duplicate-ids-unreported", "a duplicate id passes validation", ("microgpt/data/dataset.py",),
-             'problems.append(f"duplicate id {record_id!r} (first used on line {first_use[record_id]})")', "pass",
+             'problems.append(f"duplicate id {shown(record_id)} (first used on line {first_use[record_id]})")', "pass",
              ("tests/test_dataset_validation.py",)),
     Mutation("duplicate-id-first-line-overwritten", "'first used on line N' names the previous use, not the first",
              ("microgpt/data/dataset.py",), "        elif record_id is not None:\n            first_use[record_id]",
