@@ -96,6 +96,7 @@ def test_every_tab_fills_the_frame_exactly(project: Path, size: tuple[int, int])
         assert all(tab in rows[0] for tab in TAB_NAMES)
         assert rows[-2].lstrip().startswith(name)  # the current tab's keys
         assert "s start" in rows[-1] and "q quit" in rows[-1] and "x stop" in rows[-1]
+        assert ("4-6 tabs" if name == "Train" else "1-6 tabs") in rows[-1]  # 1/2/3 apply presets on Train
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -142,6 +143,15 @@ def test_an_enter_just_after_the_splash_closed_only_skips_it(project: Path) -> N
     assert not app.tab.captures_keys()
     now[0] = 4.0
     press(app, "enter")
+    assert app.tab.captures_keys()
+
+
+def test_the_enter_grace_after_the_splash_ends_at_the_first_key(project: Path) -> None:
+    now = [0.0]
+    app = App(project, project / "tui.json", splash_s=1.5, clock=lambda: now[0])
+    now[0] = 1.6
+    app.tick()
+    press(app, "j", "enter")  # the user is already working: this enter edits the knob
     assert app.tab.captures_keys()
 
 
@@ -225,7 +235,7 @@ def test_presets_apply_and_persist(project: Path) -> None:
     app.ctx.values["DATASET_PATH"] = "datasets/tiny.jsonl"
     press(app, "p")
     assert "presets" in screen(app) and "coherent-fast" in screen(app)
-    press(app, "j", "enter")
+    press(app, "down", "enter")
     assert app.ctx.state["preset"] == "seed" and app.ctx.values["N_EMBD"] == 48
     assert app.ctx.values["DATASET_PATH"] == "datasets/tiny.jsonl"  # file locations survive a preset
     assert "preset seed " in screen(app)
@@ -246,8 +256,13 @@ def test_dataset_picker_filters_counts_and_applies(project: Path) -> None:
     assert "qa          2" in text and "knowledge   1" in text
     press(app, "enter")
     assert app.ctx.values["DATASET_PATH"] == "datasets/tiny.jsonl"
-    press(app, "f", "j", "esc")
+    press(app, "f", "down", "esc")
     assert app.ctx.values["DATASET_PATH"] == "datasets/tiny.jsonl"
+    (project / "datasets" / "jokes.jsonl").write_text("")
+    press(app, "f", "j", "o", "k")  # j and k are filter text, as the key bar says ("type filter")
+    assert app.tab.picker.filter.text == "jok" and "1 of 4" in screen(app)
+    press(app, "enter")
+    assert app.ctx.values["DATASET_PATH"] == "datasets/jokes.jsonl"
 
 
 def test_dataset_picker_searches_configured_folders(project: Path, tmp_path_factory) -> None:
@@ -571,8 +586,47 @@ def test_a_paste_while_typing_is_text_even_where_it_holds_tabs_escapes_and_hotke
     assert app.tab.title == "Chat" and app.chat.captures_keys() and not app.quit_requested
     assert app.chat.draft.text == "namedocs[31ms qx" and app.ctx.runner.process is None  # no run was started
     app.handle_keys(["esc"])  # a key alone is a key: esc leaves typing
-    app.handle_keys(["2", "l"])  # and while not typing, keys at once are hotkeys as before
-    assert app.tab.title == "Logs"
+    app.handle_keys(["2"])
+    assert app.tab.title == "Monitor"
+
+
+def test_a_paste_outside_a_text_field_runs_no_hotkeys_and_answers_no_question(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = project / "models"
+    models.mkdir()
+    (models / "latest_checkpoint.npz").write_bytes(b"y")
+    app = make_app(project)
+    press(app, "5")
+    app.handle_keys([*"daily"])  # d would ask, y would answer: nothing happens at all
+    assert (models / "latest_checkpoint.npz").exists() and not app.tab.confirming
+    assert "ignored 5 keys" in screen(app)
+    app.handle_keys(["d"])
+    app.handle_keys([*"yes"])  # a paste does not answer the question either
+    assert (models / "latest_checkpoint.npz").exists() and app.tab.confirming
+    app.handle_keys(["n"])
+    app.handle_keys(["j", "j", "j"])  # a held key acts (once)
+    assert not app.tab.confirming
+    press(app, "1")
+    start = app.tab.index
+    app.handle_keys(["down", "down", "down"])  # a held arrow moves as often as it repeated
+    assert app.tab.index == start + 3
+    press(app, "5")
+    refreshes = []
+    monkeypatch.setattr(app.tabs[3], "refresh", lambda: refreshes.append(1))
+    press(app, "6")
+    app.handle_keys([*("lorem ipsum dolor " * 3000)])  # 54 KB on the Chat tab while not typing: no r re-reads
+    assert not refreshes and app.tab.title == "Chat" and not app.chat.captures_keys()
+    monkeypatch.setenv("FAKE_TRAINER", "slow")
+    start_run(app)
+    app.handle_keys([*"query"])  # q would ask, y would answer: the run goes on
+    app.handle_keys(["q", "y"])
+    assert app.live and not app.quit_requested and not app.confirm_quit
+    app.handle_keys(["q", "q"])  # held: asks once
+    assert app.confirm_quit and not app.quit_requested
+    app.handle_keys(["y"])
+    assert app.quit_requested
+    app.shutdown()
 
 
 def test_keys_typed_fast_enough_to_arrive_together_still_edit_and_send(project: Path) -> None:
@@ -642,5 +696,189 @@ def test_a_dataset_nested_too_deep_and_unusable_paths_in_the_settings_are_messag
     press(app, "f")
     assert "aa_broken.jsonl" in screen(app)
     for _ in range(3):
-        press(app, "j")
+        press(app, "down")
         screen(app)
+
+
+class PaintedWindow:
+    """A stand-in for a curses window that records what is drawn and, like curses, refuses a NUL."""
+
+    def __init__(self, width: int = 120, height: int = 36) -> None:
+        self.size, self.drawn = (height, width), []
+
+    def erase(self) -> None:
+        self.drawn.clear()
+
+    def getmaxyx(self) -> tuple[int, int]:
+        return self.size
+
+    def addstr(self, y: int, x: int, text: str, attr: int) -> None:
+        if "\0" in text:
+            raise ValueError("embedded null character")
+        text.encode("utf-8")  # a lone surrogate cannot be sent to the terminal
+        self.drawn.append(text)
+
+    def refresh(self) -> None:
+        pass
+
+
+def test_control_characters_in_untrusted_text_are_drawn_visibly_and_never_crash(project: Path) -> None:
+    from microgpt.tui.terminal import Painter
+
+    (project / "tui.json").write_text(json.dumps(
+        {"preset": "x\u0000", "dataset_dirs": ["x\u0000"], "chat": {"checkpoint": "a\u0000b\ud800"}}))
+    runs = project / "logs" / "runs"
+    runs.mkdir(parents=True)
+    (runs / "run_1.json").write_text(json.dumps({"run_id": "2026\u0000x\ny", "status": "fini\nshed"}))
+    (project / "datasets" / "new\nline.jsonl").write_text("")
+    (project / "datasets" / "esc\x1b[31mred.jsonl").write_text("")
+    (project / "models").mkdir()
+    np.savez(project / "models" / "m.npz", meta=np.frombuffer(b'{"run_id": "r\\u0000\\u001bun"}', dtype=np.uint8))
+    app = make_app(project)
+    for unicode in (True, False):
+        window = PaintedWindow()
+        painter = Painter(window, colour=False, unicode=unicode)
+        for keys in (("1", "home", "f"), ("esc", "4"), ("5",), ("6",)):
+            press(app, *keys)
+            painter.paint(app.render(120, 36))
+            drawn = "".join(window.drawn)
+            assert not re.search("[\x00-\x1f\x7f-\x9f\ud800-\udfff]", drawn), keys
+        press(app, "1", "home", "f")
+        painter.paint(app.render(120, 36))
+        shown = "?" if not unicode else "\ufffd"
+        assert f"datasets/new{shown}line.jsonl" in "".join(window.drawn)
+        assert f"datasets/esc{shown}[31mred.jsonl" in "".join(window.drawn)
+        press(app, "esc")
+
+
+# ---- launching: python -m microgpt.tui ---------------------------------------------------
+@pytest.fixture
+def launch(project: Path, monkeypatch: pytest.MonkeyPatch):
+    """`run` from tui/__main__ as a terminal would start it, with curses.wrapper replaced by `body`."""
+    import argparse
+    import io
+    import locale
+    import sys
+
+    from microgpt.tui import __main__ as tui_main
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setenv("MICROGPT_TUI_CONFIG", str(project / "tui.json"))
+    monkeypatch.setenv("TERM", "xterm")
+    saved_locale = locale.setlocale(locale.LC_ALL)
+    apps: list[App] = []
+
+    def start(body) -> int:
+        def wrapper(main, app: App, colour: bool) -> None:
+            apps.append(app)
+            body(app)
+
+        monkeypatch.setattr(tui_main.curses, "wrapper", wrapper)
+        monkeypatch.setattr(sys, "stdout", Terminal())  # here: pytest sets its own between setup and the test
+        return tui_main.run(argparse.Namespace(no_splash=True, ascii=False))
+
+    yield start, apps
+    locale.setlocale(locale.LC_ALL, saved_locale)
+
+
+def test_a_crash_stops_the_trainer_and_says_so_in_one_line(project: Path, launch, monkeypatch, capsys) -> None:
+    start, apps = launch
+    monkeypatch.setenv("FAKE_TRAINER", "slow")
+
+    def crash(app: App) -> None:
+        app.ctx.runner = TrainerRunner(project, fake_trainer_command(project))
+        start_run(app)
+        assert app.live
+        raise RuntimeError("boom")
+
+    assert start(crash) == 1
+    assert apps[0].ctx.runner.process.poll() is not None  # stopped, not left running as an orphan
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "RuntimeError: boom" in err and "Traceback" not in err
+
+
+def test_an_unknown_locale_falls_back_to_ascii(project: Path, launch, monkeypatch) -> None:
+    start, apps = launch
+    monkeypatch.setenv("LC_ALL", "bogus")
+    assert start(lambda app: None) == 0
+    assert apps[0].ctx.unicode is False
+
+
+def test_an_unusable_terminal_names_the_real_minimum_size(project: Path, launch, capsys) -> None:
+    import curses
+
+    from microgpt.tui.app import MIN_HEIGHT, MIN_WIDTH
+
+    start, _ = launch
+
+    def unusable(app: App) -> None:
+        raise curses.error("setupterm: could not find terminal")
+
+    assert start(unusable) == 2
+    assert f"at least {MIN_WIDTH}x{MIN_HEIGHT}" in capsys.readouterr().err
+
+
+def test_an_unreadable_settings_file_is_kept_and_rejected_knobs_are_named(project: Path) -> None:
+    bad = '{"knobs": {"N_EMBD": 32,}}'
+    (project / "tui.json").write_text(bad)
+    app = make_app(project)
+    assert "not readable JSON" in screen(app, 400) and "kept it as tui.json.bad" in screen(app, 400)
+    app.shutdown()  # saving afresh never overwrites what the user wrote
+    assert (project / "tui.json.bad").read_text() == bad and json.loads((project / "tui.json").read_text())
+    (project / "tui.json").write_text(bad)
+    make_app(project).shutdown()
+    assert (project / "tui.json.bad").read_text() == bad and (project / "tui.json.bad2").read_text() == bad
+    (project / "tui.json").write_text(json.dumps({"knobs": {"N_EMBD": "32x", "N_LAYER": 3}}))
+    app = make_app(project)
+    assert "N_EMBD='32x'" in screen(app, 400) and app.ctx.values["N_LAYER"] == 3
+
+
+def test_a_failed_load_keeps_showing_and_saving_the_model_that_replies(project: Path) -> None:
+    app = make_app(project)
+    press(app, "6", "L")
+    assert wait_until(lambda: app.chat.loaded, app.tick)
+    good = app.chat.loaded
+    press(app, "p", "ctrl-u", *"models/missing.npz", "enter")
+    assert wait_until(lambda: "no such checkpoint" in screen(app), app.tick)
+    head = screen(app).splitlines()[1]
+    assert f"loaded ✓ {good}" in head and "missing" not in head
+    assert f"still talking to {good}" in screen(app, 300)
+    assert json.loads((project / "tui.json").read_text())["chat"]["checkpoint"] == good
+
+
+def test_on_a_too_small_terminal_only_q_acts_and_its_question_is_shown(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(project)
+    app.ctx.values.update(DATASET_PATH="datasets/tiny.jsonl", NUM_STEPS=100, WARMUP_STEPS=10)
+    screen(app, 40, 10)
+    press(app, "s", "l", "enter")  # unseen: nothing happens
+    assert not app.live and app.tab.title == "Train" and not app.tab.captures_keys()
+    monkeypatch.setenv("FAKE_TRAINER", "slow")
+    screen(app)
+    press(app, "s")
+    assert app.live
+    screen(app, 40, 10)
+    press(app, "q")
+    assert "y stops it and quits" in screen(app, 40, 10) and not app.quit_requested
+    press(app, "y")
+    assert app.quit_requested
+    app.shutdown()
+
+
+def test_an_unwritable_settings_folder_neither_blocks_a_run_nor_hides_that_saving_failed(project: Path) -> None:
+    (project / "not_a_folder").write_text("")
+    app = App(project, project / "not_a_folder" / "tui.json",
+              runner=TrainerRunner(project, fake_trainer_command(project)), splash_s=0)
+    start_run(app)  # the trainer's config goes to LOG_DIR instead of the settings folder
+    assert app.live, screen(app)
+    run_to_end(app)
+    assert json.loads((project / "logs" / "tui_train_config.json").read_text())["NUM_STEPS"] == 100
+    (project / "tui.json").mkdir()
+    app = make_app(project)
+    select_knob(app, "N_EMBD")
+    press(app, "enter", "ctrl-u", "6", "4", "enter")
+    assert app.ctx.values["N_EMBD"] == 64 and "could not save settings" in screen(app)

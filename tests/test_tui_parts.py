@@ -176,3 +176,11 @@ def test_a_run_whose_process_is_gone_is_shown_killed_not_running() -> None:
     assert disk.run_state({"status": "running", "stop_reason": None, "pid": os.getpid()}) == "running"
     assert disk.run_state({"status": "finished", "stop_reason": "completed", "pid": gone.pid}) == "completed"
     assert disk.run_state({"status": "running", "pid": "1"}) == "running"  # a pid that is not a number is not read
+
+
+def test_out_of_range_numbers_in_a_manifest_are_damaged_not_a_crash() -> None:
+    assert disk.run_state({"status": "running", "pid": 2**31}) == "damaged"
+    assert disk.run_state({"status": "running", "pid": 10**400}) == "damaged"
+    assert disk.duration_s({"duration_s": 10**400}) is None
+    assert disk.duration_s({"start_time": 10**400, "end_time": 5}) is None
+    assert disk.duration_s({"start_time": 100, "end_time": 160}) == 60.0

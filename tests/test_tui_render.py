@@ -71,6 +71,24 @@ def test_line_editor_edits_at_the_cursor() -> None:
     assert ("", "normal") in rendered and (" ", "cursor") in rendered
 
 
+def test_line_editor_scrolls_to_the_cursor_looking_only_at_what_fits(monkeypatch) -> None:
+    from microgpt.tui import text, textinput
+
+    real, seen = text.char_width, []
+    def counted(ch: str) -> int:
+        seen.append(ch)
+        return real(ch)
+
+    monkeypatch.setattr(text, "char_width", counted)
+    monkeypatch.setattr(textinput, "char_width", counted, raising=False)
+    editor = LineEditor("日本語" * 700)  # 2100 characters, 4200 cells, the cursor at the end
+    before, under, _ = editor.render(41)
+    assert before == (("日本語" * 7)[1:], "normal") and cell_width(before[0]) == 40 and under == (" ", "cursor")
+    editor.cursor = 3
+    assert editor.render(41) == [("日本語", "normal"), ("日", "cursor"), (("本語日" * 14)[:41], "normal")]
+    assert len(seen) < 200  # not once per character of the text, let alone per character squared
+
+
 # ---- widgets -------------------------------------------------------------------------
 def test_fit_panel_and_hstack_produce_exact_sizes() -> None:
     assert cell_width(plain(fit(text_line("x" * 100), 40))) == 40

@@ -27,8 +27,8 @@ from microgpt.tui.logs_tab import LogsTab
 from microgpt.tui.metrics import RunTracker
 from microgpt.tui.models_tab import ModelsTab
 from microgpt.tui.monitor_tab import MonitorTab
-from microgpt.tui.persist import load_state, save_state
-from microgpt.tui.runner import TrainerRunner
+from microgpt.tui.persist import load_state, save_state, set_aside
+from microgpt.tui.runner import ConfigNotWritten, TrainerRunner
 from microgpt.tui.runs_tab import RunsTab
 from microgpt.tui.terminal import Painter, key_name
 from microgpt.tui.text import clip
@@ -39,10 +39,7 @@ from microgpt.tui.widgets import Line, center_block, fill_height, fit, key_hints
 MIN_WIDTH, MIN_HEIGHT = 80, 24
 TICK_MS = 150
 REDRAW_LIVE_S = 0.5
-GLOBAL_KEYS: list[tuple[str, str]] = [
-    ("tab/S-tab h/l 1-6", "tabs"), ("s", "start"), ("x", "stop"), ("r", "refresh"), ("c", "clear"),
-    ("q", "quit"),
-]
+GLOBAL_KEYS: list[tuple[str, str]] = [("s", "start"), ("x", "stop"), ("r", "refresh"), ("c", "clear"), ("q", "quit")]
 TYPING_KEYS: list[tuple[str, str]] = [("tab/S-tab", "tabs"), ("", "other hotkeys locked while typing: esc")]
 LOGO = (
     "           _                             _   ",
@@ -54,12 +51,14 @@ LOGO = (
 )
 
 
-def train_config_path(state_file: Path) -> Path:
-    """Where the TUI writes the knob values it hands to `python -m microgpt train --config`."""
-    return state_file.with_name("train_config.json")
+def train_config_paths(state_file: Path, log_dir: Path) -> tuple[Path, Path]:
+    """Where the TUI writes the knob values it hands to `python -m microgpt train --config`: next to its
+    settings, else (a read-only settings folder) in LOG_DIR, which the run must be able to write anyway."""
+    return state_file.with_name("train_config.json"), log_dir / "tui_train_config.json"
 
 
-SPLASH_GRACE_S = 1.5  # an enter or space this soon after the splash closed by itself only skips it
+MOVE_KEYS = ("up", "down", "left", "right", "pgup", "pgdn", "home", "end")  # held down, each repeat moves
+SPLASH_GRACE_S = 1.5  # a first key this soon after the splash closed by itself, if enter or space, only skips it
 
 class App:
     """All tabs plus the global keys; no curses in here."""
@@ -78,11 +77,19 @@ class App:
     ) -> None:
         self.state_file = Path(state_file)
         self.clock = clock
+        self.message: tuple[str, str] = ("", "normal")
+        self.key_problem = False  # the key being handled reported a problem: keep it on screen
         state, state_problem = load_state(self.state_file)
+        problems = [state_problem] if state_problem else []
+        if state_problem and not state:  # nothing in the file was usable: keep it for the user, save afresh
+            aside = set_aside(self.state_file)
+            problems += [f"kept it as {aside.name}"] if aside else []
         catalog = catalog or KnobCatalog()
-        saved_knobs = state.get("knobs") if isinstance(state.get("knobs"), dict) else {}
+        values, rejected = catalog.restore(state.get("knobs") if isinstance(state.get("knobs"), dict) else {})
+        if rejected:
+            problems.append(f"ignored knob values that do not parse: {', '.join(rejected)}")
         self.ctx = Context(
-            cwd=Path(cwd), catalog=catalog, values=catalog.restore(saved_knobs), state=state,
+            cwd=Path(cwd), catalog=catalog, values=values, state=state,
             runner=runner or TrainerRunner(cwd), unicode=unicode,
             notify=self.notify, save=self.save, open_in_chat=self.open_in_chat,
         )
@@ -91,15 +98,16 @@ class App:
         self.tabs: list[Tab] = [TrainTab(self.ctx), MonitorTab(self.ctx), self.logs, RunsTab(self.ctx),
                                 ModelsTab(self.ctx), self.chat]
         self.current = 0
-        self.message: tuple[str, str] = ("", "normal")
         self.confirm_quit = False
         self.quit_requested = False
+        self.closed = False  # shutdown() has run
+        self.too_small = False  # the last frame drawn had no room for the dashboard: only q acts
         self.splash_until = clock() + splash_s if splash_s > 0 else 0.0
         self.splash_ended_at = -SPLASH_GRACE_S
         self.refreshed_at = clock()
         self.tabs[self.current].on_show()
-        if state_problem:
-            self.notify(state_problem, "warn")
+        if problems:
+            self.notify("; ".join(problems), "warn")
 
     # ---- shared callbacks ---------------------------------------------------------------
     @property
@@ -113,6 +121,9 @@ class App:
 
     def notify(self, text: str, level: str = "info") -> None:
         """Show one line in the message row (styles: info, good, warn, bad)."""
+        if self.key_problem and level != "bad":
+            return
+        self.key_problem = level == "bad"
         self.message = (text, "normal" if level == "info" else level)
 
     def save(self) -> None:
@@ -150,10 +161,19 @@ class App:
         if problem:
             self.notify(f"cannot start: {problem}", "bad")
             return
-        try:
-            ctx.runner.start(dict(ctx.values), train_config_path(self.state_file))
-        except OSError as exc:
-            self.notify(f"cannot start the trainer: {exc}", "bad")
+        unwritable = []
+        for config_file in train_config_paths(self.state_file, ctx.log_dir):
+            try:
+                ctx.runner.start(dict(ctx.values), config_file)
+                break
+            except ConfigNotWritten as exc:
+                unwritable.append(f"{exc.filename} ({exc.strerror})")
+            except OSError as exc:
+                self.notify(f"cannot start the trainer: {exc}", "bad")
+                return
+        else:
+            self.notify(f"cannot start the trainer: cannot write its config to {' or '.join(unwritable)}; "
+                        "make one of those folders writable", "bad")
             return
         ctx.tracker = RunTracker()
         self.add_log([("── training started ──", False)])
@@ -174,27 +194,48 @@ class App:
             tab.refresh()
 
     def handle_keys(self, keys: list[str]) -> None:
-        """Keys that arrived at once: a paste, or fast typing. While a tab is typing, the keys that would leave
-        the text field (tab, esc) are dropped from such a burst and an enter inside it is a space (a last one
-        still sends), so pasted text cannot switch tabs and run the rest as hotkeys (an `s` starting a run, a
-        `q` quitting); characters and editing keys (backspace, arrows) act as typed."""
-        if len(keys) > 1 and self.tab.captures_keys() and not self.splash_until and not self.confirm_quit:
+        """Keys that arrived at once: a paste, a held key, or fast typing.
+
+        While a tab is typing, a burst is text: the keys that would leave the field (tab, esc) are dropped and
+        an enter inside it is a space (a last one still sends); characters and editing keys act as typed. Anywhere
+        else a burst is never run as hotkeys: pasted "daily" on the Models tab would delete a checkpoint (d asks,
+        y answers) and "query" would quit. A burst of one key repeated (held down) acts once, an arrow or page key as often as it came; any other is ignored,
+        so a question is never answered by keys that came with the key that asked it.
+        """
+        if len(keys) <= 1 or self.splash_until:  # during the splash a burst only closes it
+            for key in keys[:1]:
+                self.handle_key(key)
+        elif self.tab.takes_paste() and not self.confirm_quit:
             for i, key in enumerate(keys):
                 if key == "enter" and i < len(keys) - 1:
                     self.tab.handle_key(" ")
                 elif len(key) == 1 or key in (*EDIT_KEYS, "enter"):  # key_name passes only printable characters
                     self.tab.handle_key(key)
-            return
-        for key in keys:
-            self.handle_key(key)
+        elif len(set(keys)) == 1:  # a held key: an arrow moves as often as it came, anything else acts once
+            for key in keys if keys[0] in MOVE_KEYS else keys[:1]:
+                self.handle_key(key)
+        else:
+            self.notify(f"ignored {len(keys)} keys that arrived at once (a paste?): hotkeys act one at a time, "
+                        "a paste only in a text field", "warn")
 
     def handle_key(self, key: str) -> None:
-        """Route one key: splash, quit question, a tab that is typing, global keys, then the tab."""
+        """Route one key; a problem it reported stays on the message line over any lesser news it brings
+        after (the echo of a knob's new value must not hide that saving it failed)."""
+        self.key_problem = False
+        self.route(key)
+        self.key_problem = False
+
+    def route(self, key: str) -> None:
+        """One key to where it belongs: splash, quit question, a tab that is typing, global keys, then the tab."""
         if self.splash_until:
             self.splash_until = 0.0
             return
-        if key in ("enter", " ") and self.clock() - self.splash_ended_at < SPLASH_GRACE_S:
-            return  # meant to skip the splash that had just closed by itself, not to edit a knob
+        if self.clock() - self.splash_ended_at < SPLASH_GRACE_S:
+            self.splash_ended_at = -SPLASH_GRACE_S  # the grace covers the first key only
+            if key in ("enter", " "):
+                return  # meant to skip the splash that had just closed by itself, not to edit a knob
+        if self.too_small and not self.confirm_quit and key != "q":
+            return  # nothing else is on screen: a key must not act where it cannot be seen
         if self.confirm_quit:
             if key == "y":
                 self.quit_requested = True
@@ -259,6 +300,13 @@ class App:
         return changed
 
     # ---- drawing -----------------------------------------------------------------------
+    def global_keys(self) -> list[tuple[str, str]]:
+        """The global keys as they work on this tab: the digits it uses itself (1-3 on Train) are not "tabs"."""
+        digits = [str(i) for i in range(1, len(self.tabs) + 1) if not self.tab.takes_digit(str(i))]
+        contiguous = len(digits) > 1 and int(digits[-1]) - int(digits[0]) == len(digits) - 1
+        switch = f"{digits[0]}-{digits[-1]}" if contiguous else "/".join(digits)
+        return [(f"tab/S-tab h/l {switch}".rstrip(), "tabs"), *GLOBAL_KEYS]
+
     def tab_bar(self, width: int) -> Line:
         line: Line = [(" microgpt ", "title")]
         for i, tab in enumerate(self.tabs):
@@ -280,10 +328,13 @@ class App:
 
     def render(self, width: int, height: int) -> list[Line]:
         """The whole screen as `height` lines of `width` cells."""
-        if width < MIN_WIDTH or height < MIN_HEIGHT:
+        self.too_small = width < MIN_WIDTH or height < MIN_HEIGHT
+        if self.too_small:
+            hint = ("a run is going: y stops it and quits, n stays" if self.confirm_quit
+                    else "enlarge the window (q quits)")
             message = [text_line("terminal too small", "bad"),
                        text_line(f"need {MIN_WIDTH}x{MIN_HEIGHT}, have {width}x{height}", "normal"),
-                       text_line("enlarge the window (q quits)", "dim")]
+                       text_line(hint, "warn" if self.confirm_quit else "dim")]
             return center_block(message, width, height)
         if self.splash_until:
             return self.splash(width, height)
@@ -302,11 +353,14 @@ class App:
                     key_hints("global", TYPING_KEYS, width)]
         else:
             rows = [key_hints(self.tab.title, self.tab.keys(), width),
-                    key_hints("global", GLOBAL_KEYS, width)]
+                    key_hints("global", self.global_keys(), width)]
         return [self.tab_bar(width), *body, fit([(" " + clip(text, width - 1), style)], width), *rows]
 
     def shutdown(self) -> None:
-        """On quit: stop a running trainer politely (it saves its latest checkpoint) and save settings."""
+        """On quit: stop a running trainer politely (it saves its latest checkpoint) and save settings; once."""
+        if self.closed:
+            return
+        self.closed = True
         self.ctx.runner.shutdown()
         self.save()
 

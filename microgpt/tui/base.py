@@ -87,6 +87,10 @@ class Tab:
         """True while the tab is in a typing or picking mode that takes every key (hotkeys locked)."""
         return False
 
+    def takes_paste(self) -> bool:
+        """True while the tab has a text field, where a paste is text (not while it asks a y/n question)."""
+        return self.captures_keys()
+
     def takes_digit(self, key: str) -> bool:
         """True when this tab uses a digit key itself instead of letting it switch tabs."""
         return False

@@ -92,12 +92,10 @@ class ChatTab(Tab):
         self.ctx.save()
 
     def load(self, path: str) -> None:
-        """Ask the worker to open a checkpoint; the result shows when it arrives."""
-        self.checkpoint = path
+        """Ask the worker to open a checkpoint; it is shown and saved as the model once it has loaded."""
         self.loading = path
         self.messages.append(("info", f"loading {path} …"))
         self.worker.load(path)
-        self.remember()
 
     def settings(self) -> Any:
         """The sampling settings a reply is generated with: the defaults plus what [ ] - = changed, checked
@@ -154,14 +152,20 @@ class ChatTab(Tab):
         results = self.worker.poll()
         for kind, payload in results:
             if kind == "loaded":
-                self.loaded, self.loading = payload, ""
+                self.loaded = self.checkpoint = payload
+                self.loading = ""
                 self.messages.append(("info", f"loaded {payload}: enter to type a message"))
+                self.remember()
             elif kind == "piece" and self.messages and self.messages[-1][0] == "gpt":
                 self.messages[-1] = ("gpt", self.messages[-1][1] + sanitize(payload, keep_newlines=True))
             elif kind == "done":
                 self.streaming = False
                 self.log.turn("assistant", self.messages[-1][1] if self.messages else "")
             elif kind == "error":
+                if self.loading:  # the worker keeps the model it had: say which one replies now
+                    kept = f"; still talking to {self.loaded}" if self.loaded else ""
+                    payload = f"could not load {self.loading}: {payload}{kept}"
+                    self.checkpoint = self.loaded or self.loading
                 self.streaming, self.loading = False, ""
                 self.messages.append(("error", payload))
                 self.log.note(f"error: {payload}")
@@ -243,7 +247,8 @@ class ChatTab(Tab):
             state = [("loaded ✓ ", "good")]
         else:
             state = [("not loaded ", "bad")]
-        head: list[Line] = [[(" model ", "dim"), *state, (self.checkpoint or "(none: L or p)", "accent")]]
+        shown = self.loading or self.checkpoint or "(none: L or p)"
+        head: list[Line] = [[(" model ", "dim"), *state, (shown, "accent")]]
         head += self.settings_lines(width)
         if self.mode == PATH:
             prompt: Line = [(" path › ", "title"), *self.path.render(width - 9, "accent")]

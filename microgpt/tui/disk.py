@@ -60,27 +60,38 @@ def run_state(manifest: dict[str, Any]) -> str:
     process is gone was killed (kill -9, a second signal, a power cut) and says so."""
     state = str(manifest.get("stop_reason") or manifest.get("status") or "-")
     pid = manifest.get("pid")
-    if manifest.get("status") == "running" and type(pid) is int and pid > 0 and not psutil.pid_exists(pid):
-        return "killed"
-    return state
+    if manifest.get("status") != "running" or type(pid) is not int or pid <= 0:
+        return state
+    try:
+        return state if psutil.pid_exists(pid) else "killed"
+    except OverflowError:  # a pid no system hands out (2**31 and up): the manifest is damaged
+        return "damaged"
+
+
+def _seconds(value: Any) -> float | None:
+    """A JSON number as a float; None for anything else, or an integer too big for one (1 and 400 zeros)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def _timestamp(value: Any) -> float | None:
     """Unix seconds from a number or an ISO-8601 string."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
     if isinstance(value, str):
         try:
             return datetime.fromisoformat(value).timestamp()
-        except ValueError:
+        except (ValueError, OverflowError, OSError):  # not a date, or one the platform cannot convert
             return None
-    return None
+    return _seconds(value)
 
 
 def duration_s(manifest: dict[str, Any]) -> float | None:
     """How long the run took: its `duration_s`, else end_time - start_time when both are known."""
-    if isinstance(manifest.get("duration_s"), (int, float)):
-        return float(manifest["duration_s"])
+    if (seconds := _seconds(manifest.get("duration_s"))) is not None:
+        return seconds
     start, end = _timestamp(manifest.get("start_time")), _timestamp(manifest.get("end_time"))
     return end - start if start is not None and end is not None else None
 

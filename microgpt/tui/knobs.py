@@ -94,16 +94,17 @@ class KnobCatalog:
         except MicrogptError:
             return None
 
-    def restore(self, saved: dict[str, Any]) -> dict[str, Any]:
-        """Defaults overlaid with saved values that still parse; knobs that no longer exist are dropped."""
-        values = self.defaults()
+    def restore(self, saved: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """Defaults overlaid with saved values that still parse, and `NAME=value` for each that does not;
+        knobs that no longer exist are dropped."""
+        values, rejected = self.defaults(), []
         for name, value in saved.items():
             if name in self.by_name:
                 try:
                     values[name] = self.parse(name, value)
                 except MicrogptError:
-                    continue
-        return values
+                    rejected.append(f"{name}={value!r}")
+        return values, rejected
 
     def overrides(self, values: dict[str, Any]) -> dict[str, Any]:
         """Only the values that differ from the defaults (what is worth saving)."""

@@ -52,6 +52,9 @@ class ModelsTab(Tab):
     def captures_keys(self) -> bool:
         return self.confirming
 
+    def takes_paste(self) -> bool:
+        return False  # the only mode that captures keys is the delete question: a paste must not answer it
+
     def on_hide(self) -> None:
         self.confirming = False
 

@@ -2,7 +2,8 @@
 
 Where: `$MICROGPT_TUI_CONFIG` if set, else `~/.config/microgpt/tui.json`. The file is replaced
 atomically (write a temporary sibling, then rename), so a crash mid-save never leaves half a file;
-a missing or damaged file simply means "start from the defaults" (with a message saying so).
+a missing or damaged file simply means "start from the defaults" (with a message saying so), and the
+dashboard renames a file it could not use to `tui.json.bad` (`set_aside`), so saving never destroys it.
 """
 
 from __future__ import annotations
@@ -50,6 +51,25 @@ def load_state(path: str | os.PathLike[str]) -> tuple[dict[str, Any], str | None
     for key in wrong:
         del data[key]
     return data, (f"ignored {', '.join(wrong)} in {path}: wrong type" if wrong else None)
+
+
+def set_aside(path: str | os.PathLike[str]) -> Path | None:
+    """Rename an unusable settings file to <name>.bad (or .bad2, .bad3...), never replacing an earlier one.
+
+    Returns the new name, or None when the file is not a regular file or cannot be renamed.
+    """
+    path = Path(path)
+    try:
+        if not path.is_file():
+            return None
+        for n in range(1, 100):
+            aside = path.with_name(path.name + (".bad" if n == 1 else f".bad{n}"))
+            if not os.path.lexists(aside):
+                path.rename(aside)
+                return aside
+    except (OSError, ValueError):  # ValueError: a NUL in $MICROGPT_TUI_CONFIG
+        pass
+    return None
 
 
 def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:

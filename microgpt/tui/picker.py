@@ -1,7 +1,8 @@
-"""A pick-one list: type to filter, j/k or arrows to move, enter to choose, esc to cancel.
+"""A pick-one list: type to filter, arrows to move, enter to choose, esc to cancel.
 
 Used for the dataset file (DATASET_PATH, key `f`) and the presets (key `p`). While it is open it
-takes every key, and the key bar says so: the mode is on screen, never hidden.
+takes every key, and the key bar says so: the mode is on screen, never hidden. Every letter is filter
+text (a file name may hold a j or a k), so only the arrow and page keys move.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Picker:
         if key == "esc":
             return CANCEL
         count = len(self.visible())
-        moves = {"j": 1, "down": 1, "k": -1, "up": -1, "pgdn": 10, "pgup": -10}
+        moves = {"down": 1, "up": -1, "pgdn": 10, "pgup": -10}
         if key in moves:
             self.index = max(0, min(count - 1, self.index + moves[key]))
         elif key in ("home", "end"):
@@ -62,7 +63,7 @@ class Picker:
 
     def keys(self) -> list[tuple[str, str]]:
         """Key-bar hints while the picker is open."""
-        return [("type", "filter"), ("j/k ↑/↓", "move"), ("home/end", "first/last"), ("enter", "choose"), ("esc", "cancel")]
+        return [("type", "filter"), ("↑/↓ pgup/pgdn", "move"), ("home/end", "first/last"), ("enter", "choose"), ("esc", "cancel")]
 
     def render(self, width: int, height: int) -> list[Line]:
         """List on the left (filter line on top), the highlighted item's details on the right."""

@@ -13,6 +13,7 @@ models/latest_checkpoint.npz, exit". A second `x` sends SIGTERM.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import queue
@@ -32,6 +33,10 @@ from microgpt.train.artifacts import read_events
 
 RUN_ID_PREFIX = "run_id:"
 PUMP_REST_S = 0.05
+
+
+class ConfigNotWritten(OSError):
+    """The trainer's config file could not be written; `filename` names it (not the temporary file)."""
 
 
 @dataclass
@@ -98,7 +103,11 @@ class TrainerRunner:
         """Write `values` (env-style knob names) to `config_file` as JSON and launch the trainer on it."""
         if self.live:
             raise RuntimeError("a training run is already going")
-        atomic_write_text(config_file, json.dumps(values, indent=2) + "\n")
+        try:
+            atomic_write_text(config_file, json.dumps(values, indent=2) + "\n")
+        except (OSError, ValueError) as exc:  # a read-only or full folder (ValueError: a NUL in the path)
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise ConfigNotWritten(getattr(exc, "errno", None) or errno.EINVAL, reason, str(config_file)) from exc
         self.run_id, self.error, self.returncode = "", "", None
         self.log_dir = str(values.get("LOG_DIR") or TrainConfig.log_dir)
         self.stop_requests, self._events_offset = 0, 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import curses
 import os
+import re
 
 from microgpt.tui.text import cell_width, char_width
 from microgpt.tui.widgets import Line
@@ -30,6 +31,9 @@ ASCII_GLYPHS: dict[str, str] = {
     "›": ">", "─": "-", "│": "|", "┌": "+", "┐": "+", "└": "+", "┘": "+", "✓": "v", "✗": "x", "●": "*",
     "…": ".", "≈": "~", "▌": "|", "←": "<", "→": ">", "↑": "^", "↓": "v", "⣿": "*", "•": "o", "·": ".",
 }
+# what curses cannot draw in one cell (a NUL raises, a newline or an escape garbles the row; a lone surrogate
+# from JSON cannot be encoded): each becomes one visible replacement character, so widths stay as measured
+_UNDRAWABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 # style -> (foreground colour, attributes with colour, attributes without colour)
 _STYLES: dict[str, tuple[int, int, int]] = {
@@ -61,6 +65,11 @@ def colours_wanted(env: dict[str, str] | None = None) -> bool:
     """False when the user asked for no colour (https://no-color.org: NO_COLOR set and non-empty)."""
     env = os.environ if env is None else env
     return not env.get("NO_COLOR")
+
+
+def drawable(text: str) -> str:
+    """Text with every control character (and lone surrogate) replaced by one visible U+FFFD, one cell wide."""
+    return _UNDRAWABLE.sub("\ufffd", text)
 
 
 def to_ascii(text: str) -> str:
@@ -97,7 +106,10 @@ class Painter:
                 self.attrs[name] = with_colour if colour else without
 
     def paint(self, lines: list[Line]) -> None:
-        """Erase, draw every line from the top-left, refresh. curses only sends the cells that changed."""
+        """Erase, draw every line from the top-left, refresh. curses only sends the cells that changed.
+
+        Every string goes through `drawable` here, the one way onto the screen, so no untrusted text
+        (a file name, a run id, a setting) can crash the dashboard or move the cursor."""
         self.window.erase()
         height, width = self.window.getmaxyx()
         for y, line in enumerate(lines[:height]):
@@ -105,7 +117,7 @@ class Painter:
             for text, style in line:
                 if x >= width:
                     break
-                shown = text if self.unicode else to_ascii(text)
+                shown = drawable(text) if self.unicode else to_ascii(drawable(text))
                 try:
                     self.window.addstr(y, x, shown, self.attrs.get(style, curses.A_NORMAL))
                 except curses.error:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from microgpt.tui.text import cell_width
+from microgpt.tui.text import char_width
 from microgpt.tui.widgets import Line
 
 # keys a field consumes; everything else (enter, esc, tab...) is left to its owner
@@ -46,11 +46,15 @@ class LineEditor:
         return True
 
     def render(self, width: int, style: str = "normal") -> Line:
-        """The visible part of the text (scrolled so the cursor shows) with the cursor cell highlighted."""
-        start = 0
-        while cell_width(self.text[start : self.cursor]) >= width and start < self.cursor:
-            start += 1
+        """The visible part of the text (scrolled so the cursor shows) with the cursor cell highlighted.
+
+        It walks back from the cursor only as far as fits in `width`, so a redraw costs the same however long
+        the text is."""
+        start, used = self.cursor, 0
+        while start > 0 and used + char_width(self.text[start - 1]) < width:
+            start -= 1
+            used += char_width(self.text[start])
         before = self.text[start : self.cursor]
         under = self.text[self.cursor : self.cursor + 1] or " "
-        after = self.text[self.cursor + 1 :]
+        after = self.text[self.cursor + 1 : self.cursor + 1 + width]  # more never fits
         return [(before, style), (under, "cursor"), (after, style)]
