@@ -200,7 +200,7 @@ def test_parameter_estimate_is_what_the_model_builds(norm_gain: bool, positions:
         ("cli", "VERBOSE", "maybe", ("VERBOSE='maybe'", "boolean")),
         ("cli", "RUN_NAME", " ", ("RUN_NAME=' '", "empty")),
         ("env", "RUN_NAME", "x\n2026-01-01 ERROR forged", ("RUN_NAME=", "control character")),  # a log line
-        ("env", "MODEL_OUT_PATH", "x\udce9.npz", ("MODEL_OUT_PATH=", "not UTF-8")),  # undecodable bytes
+        ("env", "MODEL_OUT_PATH", "x\ud800.npz", ("MODEL_OUT_PATH=", "lone surrogate")),  # not from any bytes
         ("env", "NUM_STEPS", "1" * 400, ("NUM_STEPS=", "<= 9007199254740992")),  # every count has a ceiling
         ("env", "TOP_K", "1" * 400, ("TOP_K=", "<= 9007199254740992")),
         ("env", "THREADS", "9223372036854775808", ("THREADS=", "<= 256")),
@@ -280,7 +280,7 @@ def test_unknown_preset() -> None:
         ('{"N_LAYER": true}', "N_LAYER=True"),
         ("null", "not null"),  # JSON's names for types, not Python's
         ('{"NUM_STEPS": ' + "1" * 5000 + "}", "more than 4,300 digits"),  # not Python's advice to raise a limit
-        ('{"RUN_NAME": "\\ud800"}', "not UTF-8"),
+        ('{"RUN_NAME": "\\ud800"}', "lone surrogate"),
     ],
 )
 def test_bad_config_file(tmp_path: Path, content: str | None, fragment: str) -> None:

@@ -641,7 +641,7 @@ def test_keys_typed_fast_enough_to_arrive_together_still_edit_and_send(project: 
 def test_keys_waiting_takes_a_burst_at_once_and_ignores_unknown_keys() -> None:
     import curses
 
-    from microgpt.tui.app import _keys_waiting
+    from microgpt.tui.terminal import keys_waiting
 
     class Window:
         def __init__(self, queued: list) -> None:
@@ -659,8 +659,8 @@ def test_keys_waiting_takes_a_burst_at_once_and_ignores_unknown_keys() -> None:
             self.modes.append(("timeout", ms))
 
     window = Window(["a", "\t", "\x00", "b"])
-    assert _keys_waiting(window) == ["a", "tab", "b"] and window.modes[-1][0] == "timeout"
-    assert _keys_waiting(Window([])) == []
+    assert keys_waiting(window, 150) == ["a", "tab", "b"] and window.modes[-1][0] == "timeout"
+    assert keys_waiting(Window([]), 150) == []
 
 
 def test_damaged_run_files_and_checkpoints_are_shown_not_crashed_on(project: Path) -> None:

@@ -94,8 +94,10 @@ def _convert(knob: Knob, raw: Any, label: str) -> Any:
     if "\x00" in raw:  # no file name holds one, and every OS call refuses it
         raise ValueError("holds a NUL character")
     text = raw.strip()
-    if not text.isprintable():  # a newline would forge log lines; bytes that are not UTF-8 cannot be written
-        raise ValueError("holds a control character or bytes that are not UTF-8 text; give plain text")
+    if any(not c.isprintable() and not "\udc80" <= c <= "\udcff" for c in text):
+        # a newline would forge log lines, and a lone surrogate is no text any file name or terminal takes; a byte
+        # that is not UTF-8 (an odd file name, read as \udc80-\udcff) is kept, and written escaped
+        raise ValueError("holds a control character or a lone surrogate; give plain text")
     if knob.choices is not None:
         text = text.lower()
         if text not in knob.choices:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import curses
-import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +28,7 @@ from microgpt.tui.monitor_tab import MonitorTab
 from microgpt.tui.persist import load_state, save_state, set_aside
 from microgpt.tui.runner import ConfigNotWritten, TrainerRunner
 from microgpt.tui.runs_tab import RunsTab
-from microgpt.tui.terminal import Painter, key_name
+from microgpt.tui.terminal import Painter, keys_waiting, terminal_size
 from microgpt.tui.text import clip
 from microgpt.tui.textinput import EDIT_KEYS
 from microgpt.tui.train_tab import TrainTab
@@ -365,46 +363,6 @@ class App:
         self.save()
 
 
-def terminal_size(window: curses.window) -> tuple[int, int]:
-    """(height, width) the terminal has now, asked from the tty itself.
-
-    ncurses learns of a resize through SIGWINCH, but only installs its handler when the signal is
-    not ignored, and an ignored SIGWINCH is inherited from whatever started us. Asking the tty on
-    every tick (one ioctl) notices a resize in any case.
-    """
-    try:
-        size = os.get_terminal_size(sys.__stdout__.fileno())
-    except (OSError, AttributeError, ValueError):
-        return window.getmaxyx()
-    if size.lines < 1 or size.columns < 1:  # a tty that reports no size (0x0): keep what curses assumed
-        return window.getmaxyx()
-    return size.lines, size.columns
-
-
-PASTE_MAX = 100_000  # keys read at once at most: a paste bigger than this goes on at the next tick
-
-
-def _keys_waiting(window: curses.window) -> list[str]:
-    """The next key (waiting up to TICK_MS for it), then every key already waiting behind it without waiting
-    again: a paste arrives as one such burst, typing as single keys."""
-    keys: list[str] = []
-    try:
-        raw = window.get_wch()
-        window.nodelay(True)
-        while True:
-            key = key_name(raw)
-            if key is not None:
-                keys.append(key)
-            if len(keys) >= PASTE_MAX:
-                break
-            raw = window.get_wch()
-    except curses.error:  # the timeout passed, or nothing more is waiting
-        pass
-    finally:
-        window.timeout(TICK_MS)
-    return keys
-
-
 def main_loop(window: curses.window, app: App, colour: bool) -> None:
     """Wait for a key at most TICK_MS, tick, repaint when needed; resize and too-small are just repaints."""
     with contextlib.suppress(curses.error):  # some terminals (vt100) cannot hide the cursor
@@ -424,7 +382,7 @@ def main_loop(window: curses.window, app: App, colour: bool) -> None:
             height, width = window.getmaxyx()
             painter.paint(app.render(width, height))
             dirty, last_paint = False, now
-        keys = _keys_waiting(window)
+        keys = keys_waiting(window, TICK_MS)
         pressed = bool(keys)
         if "resize" in keys:
             window.clear()

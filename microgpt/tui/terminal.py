@@ -11,6 +11,7 @@ from __future__ import annotations
 import curses
 import os
 import re
+import sys
 
 from microgpt.tui.text import cell_width, char_width
 from microgpt.tui.widgets import Line
@@ -124,3 +125,43 @@ class Painter:
                     pass  # writing the bottom-right cell moves the cursor off-screen: harmless
                 x += cell_width(shown)
         self.window.refresh()
+
+
+def terminal_size(window: curses.window) -> tuple[int, int]:
+    """(height, width) the terminal has now, asked from the tty itself.
+
+    ncurses learns of a resize through SIGWINCH, but only installs its handler when the signal is
+    not ignored, and an ignored SIGWINCH is inherited from whatever started us. Asking the tty on
+    every tick (one ioctl) notices a resize in any case.
+    """
+    try:
+        size = os.get_terminal_size(sys.__stdout__.fileno())
+    except (OSError, AttributeError, ValueError):
+        return window.getmaxyx()
+    if size.lines < 1 or size.columns < 1:  # a tty that reports no size (0x0): keep what curses assumed
+        return window.getmaxyx()
+    return size.lines, size.columns
+
+
+PASTE_MAX = 100_000  # keys read at once at most: a paste bigger than this goes on at the next tick
+
+
+def keys_waiting(window: curses.window, tick_ms: int) -> list[str]:
+    """The next key (waiting up to tick_ms for it), then every key already waiting behind it without waiting
+    again: a paste arrives as one such burst, typing as single keys."""
+    keys: list[str] = []
+    try:
+        raw = window.get_wch()
+        window.nodelay(True)
+        while True:
+            key = key_name(raw)
+            if key is not None:
+                keys.append(key)
+            if len(keys) >= PASTE_MAX:
+                break
+            raw = window.get_wch()
+    except curses.error:  # the timeout passed, or nothing more is waiting
+        pass
+    finally:
+        window.timeout(tick_ms)
+    return keys
