@@ -126,3 +126,21 @@ def test_shape_mistakes_in_the_fused_ops_are_named() -> None:
         F.scaled_dot_product_attention(q, q, Tensor(np.ones((2, 4, 3))))
     with pytest.raises(ValueError, match="5 queries over 3 keys"):
         F.scaled_dot_product_attention(q, Tensor(np.ones((2, 3, 3))), Tensor(np.ones((2, 3, 3))))
+
+
+def test_a_single_sequence_and_its_targets_may_be_one_dimensional() -> None:
+    """The model takes idx of shape (T,) as a batch of one: its targets may be (T,) too, as before."""
+    model = GPT(TINY, seed=0)
+    x, y = np.array([1, 2, 3]), np.array([2, 3, 4])
+    fused, public = model.loss(x, y).item(), F.cross_entropy(model(x), y).item()
+    assert np.isclose(fused, public) and np.isclose(fused, model.loss(x[None], y[None]).item())
+
+
+def test_a_go_vocabulary_entry_that_is_no_text_streams_as_a_question_mark() -> None:
+    from microgpt.chat.session import ReplyText
+    from microgpt.data.go_tokenizer import GoCharTokenizer
+
+    reply = ReplyText(GoCharTokenizer(["a", "b", "\ud800"]), stops=(), strip=False)
+    for token in (0, 2, 1):
+        reply.add(token)
+    assert reply.certain() + reply.rest() == "a?b"

@@ -219,6 +219,14 @@ def test_n_embd_must_be_divisible_by_n_head() -> None:
     assert_one_line_error(exc, "N_HEAD=5", "N_EMBD (96) must be divisible by N_HEAD (5)")
 
 
+@pytest.mark.parametrize("name", ["datasets/my\xa0data.jsonl", "Screenshot at 10.00\u202fAM.jsonl",
+                                  "fam\U0001F468\u200d\U0001F469.jsonl", "caf\udce9.jsonl"])
+def test_file_names_people_have_are_taken(name: str) -> None:
+    """No-break spaces, joiners, and a byte that is not UTF-8 (read as \\udce9) are text; only control
+    characters, line breaks and lone surrogates are refused."""
+    assert load_config(cli={"DATASET_PATH": name}, env={}, check_paths=False).dataset_path == name
+
+
 def test_rotary_heads_must_have_an_even_width() -> None:
     """RoPE turns pairs of a head's dims: 20 / 4 = 5 is refused in one line, and learned positions take it."""
     with pytest.raises(ConfigError) as exc:

@@ -226,6 +226,13 @@ def test_neutral_values_are_accepted(server: InProcessServer, field: str, value:
     assert status == 200
 
 
+@pytest.mark.parametrize("field", ["max_tokens", "temperature", "top_k", "seed"])
+def test_a_400_digit_number_is_a_400_not_a_500(server: InProcessServer, field: str) -> None:
+    """JSON integers have no size limit: one past every float is refused by its field, not an OverflowError."""
+    status, raw = server.post("/v1/completions", b'{"prompt": "hi", "' + field.encode() + b'": 1' + b"0" * 400 + b"}")
+    assert status == 400 and json.loads(raw)["error"]["param"] == field
+
+
 @pytest.mark.parametrize("field", ["temperature", "top_p", "repetition_penalty"])
 @pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
 def test_nan_and_infinity_are_refused_as_not_finite(server: InProcessServer, field: str, literal: bytes) -> None:

@@ -71,6 +71,25 @@ def test_a_write_failing_mid_run_stops_cleanly_and_marks_the_manifest(tmp_path: 
     assert not (tmp_path / "models" / ".microgpt-run.lock").exists()  # the folder is free again
 
 
+def test_a_failed_latest_save_names_the_best_checkpoint_that_was_written(tmp_path: Path, monkeypatch,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The disk fills between the best and the latest save: the message names the best one, from its step."""
+    write_dataset(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MICROGPT_CACHE_DIR", str(tmp_path / "cache"))
+    real = trainer_module.save_checkpoint
+
+    def latest_fails(path, *args, **kwargs):
+        if Path(path).name == "latest_checkpoint.npz":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", latest_fails)
+    assert Trainer(load_config(cli={**TINY, "SAMPLE_COUNT": "0"}, env={})).run() == 1
+    err = capsys.readouterr().err
+    assert "models/best_checkpoint.npz from step 10 is complete" in err and "no checkpoint" not in err
+
+
 def test_a_failed_save_names_its_target_not_the_temporary_file(tmp_path: Path, monkeypatch) -> None:
     """The temporary sibling is an implementation detail: the error names the file the caller asked for."""
     from microgpt.atomic import atomic_write_bytes

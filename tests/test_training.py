@@ -491,9 +491,11 @@ def test_a_stop_during_an_evaluation_is_made_up_on_resume(finished_run, tmp_path
     np.testing.assert_allclose(evals(tmp_path), evals(reference), rtol=0, atol=1e-6)
 
 
-def test_an_earlier_checkpoint_with_a_crafted_meta_is_kept_under_a_safe_name(tmp_path: Path) -> None:
-    """The meta naming the kept file comes from the file: a run id with a path in it, or a loss of 1e300 (a name
-    past 255 bytes), gives a plain name in MODEL_DIR, and the new run goes on."""
+@pytest.mark.parametrize("meta", [{"run_id": "../../escaped", "step": 5, "val_loss": 1e300},
+                                  {"run_id": "r" * 200, "step": 10**40, "val_loss": 1.5}])
+def test_an_earlier_checkpoint_with_a_crafted_meta_is_kept_under_a_safe_name(tmp_path: Path, meta: dict) -> None:
+    """The meta naming the kept file comes from the file: a run id with a path in it, a name past 255 bytes (a
+    huge loss or step, a long id) give a plain name in MODEL_DIR, and the new run goes on."""
     from microgpt.data.tokenizer import CharTokenizer
     from microgpt.nn import GPT, GPTConfig
     from microgpt.storage import save_checkpoint
@@ -501,11 +503,10 @@ def test_an_earlier_checkpoint_with_a_crafted_meta_is_kept_under_a_safe_name(tmp
     write_dataset(tmp_path)
     tokenizer = CharTokenizer("ab")
     model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=8, n_head=2, block_size=8), seed=0)
-    crafted = save_checkpoint(tmp_path / "models" / "latest_checkpoint.npz", model, tokenizer,
-                              {"run_id": "../../escaped", "step": 5, "val_loss": 1e300})
+    crafted = save_checkpoint(tmp_path / "models" / "latest_checkpoint.npz", model, tokenizer, meta)
     result = microgpt(tmp_path, "train", NUM_STEPS="10")
     assert result.returncode == 0, result.stderr
     run = result.stdout.splitlines()[0].removeprefix("run_id: ")
     kept = tmp_path / "models" / f"latest_checkpoint.before_{run}.npz"
-    assert load_checkpoint(kept).meta["run_id"] == "../../escaped" and crafted.is_file()
+    assert load_checkpoint(kept).meta["run_id"] == meta["run_id"] and crafted.is_file()
     assert not (tmp_path.parent / "escaped").exists() and not list(tmp_path.parent.glob("ckpt_*"))

@@ -590,6 +590,22 @@ def test_a_paste_while_typing_is_text_even_where_it_holds_tabs_escapes_and_hotke
     assert app.tab.title == "Monitor"
 
 
+def test_a_few_keys_read_at_once_act_in_turn_until_one_asks(project: Path) -> None:
+    """A slow frame (the trainer has the cores) or ssh delivers fast typing together: it still acts, but a
+    question is answered only by a key pressed after it appeared."""
+    models = project / "models"
+    models.mkdir()
+    (models / "latest_checkpoint.npz").write_bytes(b"y")
+    app = make_app(project)
+    start = app.tab.index
+    app.handle_keys(["down", "enter"])  # move to the next knob and open its editor
+    assert app.tab.index == start + 1 and app.tab.captures_keys()
+    app.handle_keys(["esc"])
+    press(app, "5")
+    app.handle_keys(["d", "y"])  # d asks; the y that came with it does not answer
+    assert (models / "latest_checkpoint.npz").exists() and app.tab.confirming
+
+
 def test_a_paste_outside_a_text_field_runs_no_hotkeys_and_answers_no_question(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -620,8 +636,9 @@ def test_a_paste_outside_a_text_field_runs_no_hotkeys_and_answers_no_question(
     monkeypatch.setenv("FAKE_TRAINER", "slow")
     start_run(app)
     app.handle_keys([*"query"])  # q would ask, y would answer: the run goes on
-    app.handle_keys(["q", "y"])
-    assert app.live and not app.quit_requested and not app.confirm_quit
+    app.handle_keys(["q", "y"])  # q asks; the y that came with it does not answer
+    assert app.live and not app.quit_requested and app.confirm_quit
+    app.handle_keys(["n"])
     app.handle_keys(["q", "q"])  # held: asks once
     assert app.confirm_quit and not app.quit_requested
     app.handle_keys(["y"])

@@ -281,11 +281,19 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     return Tensor._result(out, (x,), backward)
 
 
+def _without_leading_ones(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A shape with its leading 1-axes dropped: a batch of one sequence (1, T) is the sequence (T,)."""
+    shape = tuple(shape)
+    while shape and shape[0] == 1:
+        shape = shape[1:]
+    return shape
+
+
 def _targets(targets: Any, logits_shape: tuple[int, ...], V: int,
              ignore_index: int | None) -> tuple[np.ndarray, np.ndarray, int]:
     """Flattened targets checked against the logits: (which count, targets with ignored ones set to 0, count)."""
     given = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
-    if given.shape != tuple(logits_shape[:-1]):
+    if _without_leading_ones(given.shape) != _without_leading_ones(logits_shape[:-1]):  # (T,) fits (1, T)
         raise ValueError(f"cross_entropy: targets of shape {given.shape} do not match logits of shape "
                          f"{tuple(logits_shape)}: one target per row of logits, shape {tuple(logits_shape[:-1])}")
     if given.dtype.kind not in "iu" and not np.all(np.isfinite(given) & (given == np.trunc(given))):

@@ -88,11 +88,6 @@ def set_threads(n: int) -> None:
     _parts = usable_cores() if n <= 0 else n
 
 
-def threads() -> int:
-    """How many parts a big operation is split into at most (set_threads; one per core by default)."""
-    return _parts
-
-
 def _split_time(n: int, work: float, parts: int) -> float:
     """Estimated ns until `parts` parts are done: the longest part's units, plus a hand-off per helper.
 
@@ -100,6 +95,14 @@ def _split_time(n: int, work: float, parts: int) -> float:
     hand-off. For few units the longest part counts whole ones: 8 sequences in 7 parts take as long as in 4.
     """
     return -(-n // parts) * work / n + (parts - 1) * MIN_PART_WORK
+
+
+def split_parts(n: int, work: float) -> int:
+    """How many parts run_split cuts `n` units of `work` ns into: the quickest by `_split_time`, at most the
+    threads set (set_threads)."""
+    if work <= 2 * MIN_PART_WORK:  # then no split beats one part: half the work plus a hand-off is more
+        return 1
+    return min(range(1, min(_parts, n) + 1), key=lambda p: _split_time(n, work, p))
 
 
 def run_split(fn: Callable[[int, int], None], n: int, work: float) -> None:
@@ -112,8 +115,7 @@ def run_split(fn: Callable[[int, int], None], n: int, work: float) -> None:
     (n, work, threads), so results are the same run to run. A split asked for while another is running (from
     another thread, or from inside a part) runs on its own caller, whole.
     """
-    small = work <= 2 * MIN_PART_WORK  # then no split beats one part: half the work plus a hand-off is more
-    parts = 1 if small else min(range(1, min(_parts, n) + 1), key=lambda p: _split_time(n, work, p))
+    parts = split_parts(n, work)
     if parts < 2 or not _in_use.acquire(blocking=False):
         fn(0, n)
         return

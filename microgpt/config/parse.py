@@ -15,6 +15,7 @@ import difflib
 import json
 import math
 import os
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,13 @@ def find_knob(key: str) -> Knob:
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise ConfigError(f"{one_line(key)[:60]}: unknown knob{hint}")
     return knob
+
+
+def _not_text(c: str) -> bool:
+    """A control character or line break (it would forge a log line), or a lone surrogate that no bytes decode
+    to; a byte that is not UTF-8 (an odd file name, read as \udc80-\udcff) is text, written escaped."""
+    category = unicodedata.category(c)
+    return category in ("Cc", "Zl", "Zp") or (category == "Cs" and not "\udc80" <= c <= "\udcff")
 
 
 def _convert(knob: Knob, raw: Any, label: str) -> Any:
@@ -94,9 +102,7 @@ def _convert(knob: Knob, raw: Any, label: str) -> Any:
     if "\x00" in raw:  # no file name holds one, and every OS call refuses it
         raise ValueError("holds a NUL character")
     text = raw.strip()
-    if any(not c.isprintable() and not "\udc80" <= c <= "\udcff" for c in text):
-        # a newline would forge log lines, and a lone surrogate is no text any file name or terminal takes; a byte
-        # that is not UTF-8 (an odd file name, read as \udc80-\udcff) is kept, and written escaped
+    if any(map(_not_text, text)):
         raise ValueError("holds a control character or a lone surrogate; give plain text")
     if knob.choices is not None:
         text = text.lower()

@@ -54,7 +54,8 @@ class GoCharTokenizer:
         return [self._to_local[c] for c in text if c in self._to_local]
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        return self.decode(ids).encode("utf-8")
+        """The text's UTF-8 bytes; a vocabulary entry that is no text (a lone surrogate) becomes "?"."""
+        return self.decode(ids).encode("utf-8", errors="replace")
 
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.vocab[i] for i in ids if 0 <= i < self.bos_id)

@@ -299,7 +299,7 @@ def evaluate_val_split(checkpoint: Checkpoint, dataset_path: str | None = None) 
         raise CheckpointError("--split val needs a checkpoint saved by `microgpt train` (this one holds no "
                               "training config, so its validation split is unknown)")
     started = time.perf_counter()
-    cfg = stored_config(checkpoint)  # checked like a resume's: the file may come from anyone
+    cfg = stored_config(checkpoint, fix="evaluate another checkpoint")  # checked as a resume's: from anyone
     if dataset_path is not None:
         cfg = replace(cfg, dataset_path=dataset_path)
     elif not Path(cfg.dataset_path).is_file():

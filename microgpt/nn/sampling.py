@@ -40,7 +40,7 @@ class SamplingSettings:
                   ("min_new_tokens", self.min_new_tokens >= 0), ("max_new_tokens", self.max_new_tokens >= 0))
         for name, ok in checks:
             value = getattr(self, name)
-            if not ok or not math.isfinite(value):
+            if not ok or (isinstance(value, float) and not math.isfinite(value)):
                 raise ValueError(f"SamplingSettings.{name}={value!r}: temperature, top_k, repeat_last_n and the "
                                  "token counts must be >= 0, top_p in [0, 1], repetition_penalty > 0")
 

@@ -88,7 +88,7 @@ def _sampling(body: dict, defaults: SamplingSettings) -> SamplingSettings:
         integer = name in INTEGERS
         if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
             raise RequestError(f"'{name}' must be {'an integer' if integer else 'a number'}, not {shown(value)}", name)
-        if not math.isfinite(value):  # Python's JSON reads NaN and Infinity, which no setting can mean
+        if isinstance(value, float) and not math.isfinite(value):  # JSON's NaN and Infinity mean no setting
             raise RequestError(f"'{name}' must be a finite number, not {shown(value)}", name)
         if values.get(field_name, value) != value:
             raise RequestError(f"'{name}' disagrees with 'max_tokens': send one of them", name)

@@ -32,18 +32,18 @@ FIXED_ON_RESUME = (*MODEL_KNOBS, "TOKENIZER", "TOKEN_VOCAB_SIZE", "BPE_ENCODING"
 NEVER_FROM_CHECKPOINT = ("MODEL_OUT_PATH", "MODEL_BEST_PATH", "MODEL_DIR", "LOG_DIR", "BPE_FILE")
 
 
-def stored_config(checkpoint: Checkpoint, where: str = "checkpoint") -> TrainConfig:
-    """The training config a checkpoint was saved with; CheckpointError if it holds none."""
+def stored_config(checkpoint: Checkpoint, where: str = "checkpoint",
+                  fix: str = "resume from another checkpoint") -> TrainConfig:
+    """The training config a checkpoint was saved with; CheckpointError (ending in `fix`) if it holds none."""
     stored = checkpoint.meta.get("train_config")
     if stored is None:
         raise CheckpointError(f"{where}: holds no training state to resume (not a training checkpoint)")
     if not isinstance(stored, Mapping):
-        raise CheckpointError(f"{where}: meta.train_config is not an object of settings; resume from another "
-                              "checkpoint")
+        raise CheckpointError(f"{where}: meta.train_config is not an object of settings; {fix}")
     try:  # checkpoints from before OPTIMIZER used Adam, and those from before POSITIONS a learned position table
         return config_from_dict({"optimizer": "adam", "positions": OLD_POSITIONS, **stored})
     except ConfigError as exc:  # a value no run could have saved: the file's fault, not the command line's
-        raise CheckpointError(f"{where}: meta.train_config: {exc}; resume from another checkpoint") from None
+        raise CheckpointError(f"{where}: meta.train_config: {exc}; {fix}") from None
 
 
 def check_resumable(cfg: TrainConfig, checkpoint: Checkpoint, where: str = "checkpoint") -> None:

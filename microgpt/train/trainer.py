@@ -218,9 +218,10 @@ class Trainer:
         where = f" {exc.filename}" if exc.filename else ""
         reason = f"cannot write{where}: {exc.strerror or exc}"
         self.stop_reason = "write_failed"
-        latest = self.checkpoints.get("latest")
-        kept = (f"{latest} from step {self.checkpoints['latest_step']} is complete: fix that, then `--resume` it"
-                if latest else "no checkpoint was written: fix that, then start it again")
+        written = [kind for kind in ("latest", "best") if kind in self.checkpoints]  # latest first: the newer on a tie
+        newest = max(written, key=lambda kind: self.checkpoints[f"{kind}_step"], default=None)
+        kept = (f"{self.checkpoints[newest]} from step {self.checkpoints[f'{newest}_step']} is complete: fix that, "
+                "then `--resume` it" if newest else "no checkpoint was written: fix that, then start it again")
         print_error(f"microgpt train: error: {reason}; the run stopped at step {self.progress.step}; {kept}")
         if self.art is not None:
             with contextlib.suppress(OSError):
@@ -437,9 +438,10 @@ class Trainer:
         run, step, val = info["run"], info["step"], info["val_loss"]
         if run == self.run_id:
             return
-        named = isinstance(run, str) and SAFE_RUN_ID.fullmatch(run) and type(step) is int and step >= 0
         loss = float(val) if type(val) in (int, float) and abs(val) < 1e6 else math.nan  # from a file: a short name
-        kept = path.with_name(step_checkpoint_name(run, step, loss) if named else f"{path.stem}.before_{self.run_id}.npz")
+        name = (step_checkpoint_name(run, step, loss) if isinstance(run, str) and SAFE_RUN_ID.fullmatch(run)
+                and type(step) is int and 0 <= step < 2**62 else "")
+        kept = path.with_name(name if 0 < len(name.encode()) <= 200 else f"{path.stem}.before_{self.run_id}.npz")
         if kept.exists():
             return
         os.replace(path, kept)

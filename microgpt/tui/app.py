@@ -26,7 +26,7 @@ from microgpt.tui.metrics import RunTracker
 from microgpt.tui.models_tab import ModelsTab
 from microgpt.tui.monitor_tab import MonitorTab
 from microgpt.tui.persist import load_state, save_state, set_aside
-from microgpt.tui.runner import ConfigNotWritten, TrainerRunner
+from microgpt.tui.runner import ConfigNotWritten, TrainerRunner, train_config_paths
 from microgpt.tui.runs_tab import RunsTab
 from microgpt.tui.terminal import Painter, keys_waiting, terminal_size
 from microgpt.tui.text import clip
@@ -49,12 +49,7 @@ LOGO = (
 )
 
 
-def train_config_paths(state_file: Path, log_dir: Path) -> tuple[Path, Path]:
-    """Where the TUI writes the knob values it hands to `python -m microgpt train --config`: next to its
-    settings, else (a read-only settings folder) in LOG_DIR, which the run must be able to write anyway."""
-    return state_file.with_name("train_config.json"), log_dir / "tui_train_config.json"
-
-
+FAST_KEYS = 3  # different keys read at once that are typing, not a paste (a paste of more is ignored)
 MOVE_KEYS = ("up", "down", "left", "right", "pgup", "pgdn", "home", "end")  # held down, each repeat moves
 SPLASH_GRACE_S = 1.5  # a first key this soon after the splash closed by itself, if enter or space, only skips it
 
@@ -196,9 +191,10 @@ class App:
 
         While a tab is typing, a burst is text: the keys that would leave the field (tab, esc) are dropped and
         an enter inside it is a space (a last one still sends); characters and editing keys act as typed. Anywhere
-        else a burst is never run as hotkeys: pasted "daily" on the Models tab would delete a checkpoint (d asks,
-        y answers) and "query" would quit. A burst of one key repeated (held down) acts once, an arrow or page key as often as it came; any other is ignored,
-        so a question is never answered by keys that came with the key that asked it.
+        else a paste is never run as hotkeys: pasted "daily" on the Models tab would delete a checkpoint (d asks,
+        y answers) and "query" would quit. A burst of one key repeated (held down) acts once, an arrow or page key
+        as often as it came; up to FAST_KEYS different keys (fast typing) act in turn until one asks a question;
+        a longer burst is ignored. A question is never answered by keys that came with the key that asked it.
         """
         if len(keys) <= 1 or self.splash_until:  # during the splash a burst only closes it
             for key in keys[:1]:
@@ -212,9 +208,18 @@ class App:
         elif len(set(keys)) == 1:  # a held key: an arrow moves as often as it came, anything else acts once
             for key in keys if keys[0] in MOVE_KEYS else keys[:1]:
                 self.handle_key(key)
+        elif len(keys) <= FAST_KEYS:  # fast typing (a slow frame, ssh): each acts, until one asks a question
+            for key in keys:
+                if self.asking():
+                    break
+                self.handle_key(key)
         else:
             self.notify(f"ignored {len(keys)} keys that arrived at once (a paste?): hotkeys act one at a time, "
                         "a paste only in a text field", "warn")
+
+    def asking(self) -> bool:
+        """A y/n question is on screen (quit during a run, a tab's own): only a key pressed after it answers."""
+        return self.confirm_quit or (self.tab.captures_keys() and not self.tab.takes_paste())
 
     def handle_key(self, key: str) -> None:
         """Route one key; a problem it reported stays on the message line over any lesser news it brings

@@ -35,6 +35,12 @@ RUN_ID_PREFIX = "run_id:"
 PUMP_REST_S = 0.05
 
 
+def train_config_paths(state_file: Path, log_dir: Path) -> tuple[Path, Path]:
+    """Where the TUI writes the knob values it hands to `python -m microgpt train --config`: next to its
+    settings, else (a read-only settings folder) in LOG_DIR, which the run must be able to write anyway."""
+    return state_file.with_name("train_config.json"), log_dir / "tui_train_config.json"
+
+
 class ConfigNotWritten(OSError):
     """The trainer's config file could not be written; `filename` names it (not the temporary file)."""
 
