@@ -192,6 +192,14 @@ MUTATIONS = [
              ("tests/test_fast_paths.py",)),
     Mutation("block-step-no-mlp-gain", "the generation step skips the MLP norm's learned gain", ("microgpt/nn/layers.py",),
              "h = self.mlp_norm.apply(x).reshape(B, C)", "h = F.rms_rows(x).reshape(B, C)", ("tests/test_gpt.py",)),
+    Mutation("line-append-not-cut-back", "a full disk leaves half a line for the next append to glue onto",
+             ("microgpt/atomic.py",), "                os.ftruncate(self._fd, start)\n", "                pass\n",
+             ("tests/test_reliability_data_loss.py",)),
+    Mutation("negative-token-ids-wrap", "a token id of -1 reads the last embedding row without a word",
+             ("microgpt/nn/layers.py",), "idx.min() < 0 or ", "", ("tests/test_api_misuse.py",)),
+    Mutation("new-run-overwrites-earlier", "a new run writes over an unfinished run's only best and latest",
+             ("microgpt/train/trainer.py",), "            self._keep_earlier(path)\n", "            pass\n",
+             ("tests/test_training.py",)),
 ]
 
 
