@@ -151,12 +151,16 @@ class LineFile:
 
     def __init__(self, path: str | os.PathLike[str], truncate: bool = False) -> None:
         self.path = Path(path)
-        try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0),
-                               0o644)
-        except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, os.fspath(self.path)) from None
-        self._guard(self._drop_torn_tail)
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
+        self._fd = self._guard(os.open, self.path, flags, 0o644)
+        # a log sent to /dev/null or a FIFO is written to as it is: no tail to mend, nothing to cut back or sync
+        self._regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
+        if self._regular:
+            try:
+                self._guard(self._drop_torn_tail)
+            except OSError:
+                self.close(sync=False)
+                raise
 
     def _guard(self, action: Any, *args: Any) -> Any:
         try:
@@ -182,13 +186,14 @@ class LineFile:
     def append(self, text: str) -> None:
         """Append `text` (whole lines, ending in a newline); on failure the file is as it was."""
         data = memoryview(text.encode("utf-8", errors="backslashreplace"))
-        start = self.size
+        start, written = (self.size if self._regular else 0), 0
         try:
-            while data:
-                data = data[os.write(self._fd, data):]
+            while written < len(data):
+                written += os.write(self._fd, data[written:])
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, start)
+            with contextlib.suppress(OSError):  # cut back only what this append wrote: another writer's line stays
+                if self._regular and self.size == start + written:
+                    os.ftruncate(self._fd, start)
             raise OSError(exc.errno, exc.strerror, os.fspath(self.path)) from None
 
     def close(self, sync: bool = True) -> None:
@@ -197,7 +202,7 @@ class LineFile:
             return
         fd, self._fd = self._fd, -1
         try:
-            if sync:
+            if sync and self._regular:
                 self._guard(os.fsync, fd)
         finally:
             os.close(fd)

@@ -15,13 +15,15 @@ HEADER = re.compile(r"^(# EXERCISE (\d+)\b.*)$", re.MULTILINE)
 
 
 def answer_source(notebook: str, n: int) -> str:
-    """The chunk of solutions/<notebook>.py under its '# EXERCISE n' line."""
+    """The chunk of solutions/<notebook>.py under its '# EXERCISE n' line, after as many blank lines as come
+    before it in the file: a traceback's line numbers are the file's."""
     path = SOLUTIONS / f"{notebook}.py"
-    parts = HEADER.split(path.read_text(encoding="utf-8"))  # [before, header, number, body, header, ...]
+    text = path.read_text(encoding="utf-8")
+    parts = HEADER.split(text)  # [before, header, number, body, header, ...]
     chunks = {int(number): header + body for header, number, body in zip(parts[1::3], parts[2::3], parts[3::3])}
     if n not in chunks:
         raise KeyError(f"{path} has no '# EXERCISE {n}'")
-    return chunks[n]
+    return "\n" * text[:text.index(chunks[n])].count("\n") + chunks[n]
 
 
 class Answers:
@@ -32,6 +34,6 @@ class Answers:
 
     def use(self, n: int) -> None:
         source = answer_source(self.notebook, n)
-        code = compile(source, f"solutions/{self.notebook}.py, exercise {n}", "exec")
+        code = compile(source, str(SOLUTIONS / f"{self.notebook}.py"), "exec")
         exec(code, self.namespace)  # noqa: S102 -- our own answer file, run in the notebook, as a learner would paste it
         print(f"  (the cells below use the answer from notebooks/solutions/{self.notebook}.py until you solve it)")

@@ -302,3 +302,17 @@ def test_a_full_disk_while_downloading_names_the_disk_not_the_network(server, tm
     message = str(failed.value)
     assert "cannot write" in message and "d.jsonl.part" in message and "No space left" in message
     assert "offline" not in message
+
+
+def test_a_part_file_that_is_a_second_name_of_another_file_is_refused(server, tmp_path) -> None:
+    """A hard link passes lstat and O_NOFOLLOW: writing it would change the file it shares, outside --out."""
+    elsewhere = tmp_path / "else"
+    elsewhere.mkdir()
+    precious = elsewhere / "notes.txt"
+    precious.write_text("precious\n")
+    out = tmp_path / "dl" / "x.jsonl"
+    out.parent.mkdir()
+    os.link(precious, out.with_name("x.jsonl.part"))
+    with pytest.raises(Exception, match="second name of another file"):
+        download(server, out, None)
+    assert precious.read_text() == "precious\n"

@@ -410,6 +410,23 @@ def test_a_reply_that_leaves_the_body_unread_closes_the_connection(server: InPro
         assert _closed_while_trickling(s)
 
 
+@pytest.mark.parametrize("case", ["401", "413"])
+def test_a_client_that_uploads_a_big_body_before_reading_gets_its_error(server: InProcessServer, case: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """http.client (and httpx, openai) send the whole body before reading: the rest of it is read away before
+    the early reply, so they get the 401 or 413 instead of a reset upload."""
+    import http.client
+
+    monkeypatch.setattr(server.app, "api_key", "s3cret" if case == "401" else None)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    body = b'{"prompt": "' + b"x" * (4 << 20) + b'"}'  # 4 MiB: past the 1 MiB cap, under what is read away
+    connection.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json",
+                                                                       "Authorization": "Bearer wrong"})
+    reply = connection.getresponse()
+    assert reply.status == int(case) and json.loads(reply.read())["error"]["message"]
+    connection.close()
+
+
 def test_a_connection_whose_body_was_read_stays_open(server: InProcessServer) -> None:
     body = _chat("hi", max_tokens=1)
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:

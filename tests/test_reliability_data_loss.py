@@ -167,3 +167,32 @@ def test_evals_results_table_keeps_whole_rows_when_the_disk_fills(tmp_path: Path
         append_results([result, result], "models/best.npz", tmp_path)
     monkeypatch.undo()
     assert path.read_text() == before
+
+
+def test_a_log_sent_to_dev_null_is_written_as_before(tmp_path: Path) -> None:
+    """/dev/null (or a FIFO) takes lines as it did with a plain open(): no tail to mend, nothing to sync."""
+    link = tmp_path / "train_latest.log"
+    link.symlink_to(os.devnull)
+    log = LineFile(link, truncate=True)
+    log.append("a line\n")
+    log.close()
+    assert Path(os.devnull).is_char_device()
+
+
+def test_a_failed_append_never_cuts_another_writers_line(tmp_path: Path, monkeypatch) -> None:
+    """Two processes append to one chat_latest.log: a failure cuts back only what this append wrote."""
+    path = tmp_path / "shared.log"
+    mine, theirs = LineFile(path), LineFile(path)
+    real = os.write
+
+    def theirs_first_then_full(fd: int, data) -> int:
+        monkeypatch.setattr(os, "write", real)
+        theirs.append("theirs\n")  # lands between this append's size check and its write
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", theirs_first_then_full)
+    with pytest.raises(OSError):
+        mine.append("mine\n")
+    mine.close()
+    theirs.close()
+    assert path.read_text() == "theirs\n"

@@ -601,9 +601,15 @@ def test_a_few_keys_read_at_once_act_in_turn_until_one_asks(project: Path) -> No
     app.handle_keys(["down", "enter"])  # move to the next knob and open its editor
     assert app.tab.index == start + 1 and app.tab.captures_keys()
     app.handle_keys(["esc"])
+    app.handle_keys(["down"] * 4 + ["enter"])  # a held arrow, released, then enter: five keys, all typing
+    assert app.tab.index == start + 5 and app.tab.captures_keys()
+    app.handle_keys(["esc"])
     press(app, "5")
     app.handle_keys(["d", "y"])  # d asks; the y that came with it does not answer
     assert (models / "latest_checkpoint.npz").exists() and app.tab.confirming
+    app.handle_keys(["y", "x"])  # keys that came together never answer a question, even one already shown
+    assert (models / "latest_checkpoint.npz").exists() and app.tab.confirming
+    assert "answer it with one key" in screen(app)
 
 
 def test_a_paste_outside_a_text_field_runs_no_hotkeys_and_answers_no_question(

@@ -217,3 +217,13 @@ def test_ascii_fallback_keeps_widths_and_no_color_is_respected() -> None:
     assert colours_wanted({}) is True
     assert colours_wanted({"NO_COLOR": "1"}) is False
     assert colours_wanted({"NO_COLOR": ""}) is True
+
+
+def test_invisible_and_unassigned_characters_keep_columns_aligned() -> None:
+    """A zero-width space, a joiner or a variation selector takes no cell; an unassigned code point, whose
+    width terminals disagree on, is drawn as one replacement character."""
+    from microgpt.tui.terminal import drawable
+    from microgpt.tui.text import cell_width
+
+    assert cell_width("a\u200bb") == cell_width("a\u200db\ufe0f") == 2
+    assert drawable("a\u0378b") == "a\ufffdb" and cell_width(drawable("a\u0378b")) == 3

@@ -109,8 +109,9 @@ def _fetch(url: str, part: Path, out: TextIO, timeout: float, max_bytes: int) ->
                         f.write(chunk)
                         f.flush()
                     except OSError as exc:  # our disk, not the network: say so
-                        raise DatasetError(f"cannot write {part}: {exc.strerror or exc}; free some space or choose "
-                                           "another --out (what was written is kept and the next run resumes)") from None
+                        raise DatasetError(f"cannot write {one_line(str(part))}: {exc.strerror or exc}; free some "
+                                           "space or choose another --out (what was written is kept and the next "
+                                           "run resumes)") from None
                     bar.update(len(chunk))
                     if bar.done > max_bytes:
                         break
@@ -141,16 +142,31 @@ def _part_size(part: Path) -> int:
         info = part.lstat()  # lstat: a link is looked at, not followed
     except FileNotFoundError:
         return 0
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"--out: {str(part)!r} is a link, folder, FIFO or device, not a partial download; "
-                          "remove it or choose another --out")
+    _check_part(part, info)
     return info.st_size
+
+
+def _check_part(part: Path, info: os.stat_result) -> None:
+    """ConfigError unless `part` is a file of its own: not a link, folder, FIFO or device, and not a second
+    name of a file elsewhere (a hard link), which writing would change."""
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        raise ConfigError(f"--out: {str(part)!r} is a link, folder, FIFO or device, or a second name of another "
+                          "file, not a partial download; remove it or choose another --out")
 
 
 def _open_part(part: Path, append: bool) -> BinaryIO:
     """`part` opened to append to or to rewrite; O_NOFOLLOW fails on a link put there since `_part_size` looked."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC) | getattr(os, "O_NOFOLLOW", 0)
-    return os.fdopen(os.open(part, flags, 0o644), "ab" if append else "wb")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)  # NONBLOCK: no FIFO waits
+    fd = os.open(part, flags, 0o644)
+    try:
+        _check_part(part, os.fstat(fd))  # what was opened, whatever was put there since `_part_size` looked
+        os.set_blocking(fd, True)
+        if not append:
+            os.ftruncate(fd, 0)
+        return os.fdopen(fd, "ab" if append else "wb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _check_source_file(url: str, path: str) -> None:

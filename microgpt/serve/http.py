@@ -5,6 +5,7 @@ loopback when the server listens on loopback, and answers a request a forced sto
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 from typing import Any
@@ -37,12 +38,15 @@ def error_response(exc: RequestError) -> JSONResponse:
 
 def is_loopback(host: str) -> bool:
     """Whether a host name or address (no port) is this machine's loopback: localhost, 127.x.x.x or [::1]."""
-    if host.lower() == "localhost":
+    host = host.lower().removesuffix(".")  # "localhost." is the same name, fully qualified
+    if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
+        address = ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)  # [::ffff:127.0.0.1] is 127.0.0.1
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def loopback_host_header(value: str) -> bool:
@@ -51,6 +55,10 @@ def loopback_host_header(value: str) -> bool:
     if ":" in value.rpartition("]")[2]:  # a port follows the name (an IPv6 address's own colons are in [...])
         name, _, port = value.rpartition(":")
     return (port.isdigit() or not port) and is_loopback(name)
+
+
+DRAIN_BYTES = 16 << 20  # of a body left unread, what is read away before the reply (then the connection closes)
+DRAIN_S = 2.0  # and for how long at most: a client trickling bytes does not hold the connection longer
 
 
 class Guard:
@@ -86,12 +94,24 @@ class Guard:
                 unread = False  # the body's last piece
             return message
 
+        async def drain() -> None:
+            """Read the rest of the body away: a client that writes all of it before reading (http.client, httpx)
+            would otherwise have its upload reset and never see the error it is being answered."""
+            drained = 0
+            while unread and drained <= DRAIN_BYTES:
+                message = await receive_body()
+                if message["type"] != "http.request":
+                    return
+                drained += len(message.get("body", b""))
+
         async def send_closing(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
                 if unread:
                     message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+                    with contextlib.suppress(asyncio.TimeoutError):  # a trickling client gets DRAIN_S, no more
+                        await asyncio.wait_for(drain(), DRAIN_S)
             await send(message)
 
         host = headers.get("host")

@@ -193,8 +193,8 @@ class App:
         an enter inside it is a space (a last one still sends); characters and editing keys act as typed. Anywhere
         else a paste is never run as hotkeys: pasted "daily" on the Models tab would delete a checkpoint (d asks,
         y answers) and "query" would quit. A burst of one key repeated (held down) acts once, an arrow or page key
-        as often as it came; up to FAST_KEYS different keys (fast typing) act in turn until one asks a question;
-        a longer burst is ignored. A question is never answered by keys that came with the key that asked it.
+        as often as it came; up to FAST_KEYS other keys (fast typing) act in turn until a question is on screen;
+        a longer burst is ignored. A question is answered only by a key pressed alone, after it appeared.
         """
         if len(keys) <= 1 or self.splash_until:  # during the splash a burst only closes it
             for key in keys[:1]:
@@ -208,9 +208,10 @@ class App:
         elif len(set(keys)) == 1:  # a held key: an arrow moves as often as it came, anything else acts once
             for key in keys if keys[0] in MOVE_KEYS else keys[:1]:
                 self.handle_key(key)
-        elif len(keys) <= FAST_KEYS:  # fast typing (a slow frame, ssh): each acts, until one asks a question
-            for key in keys:
-                if self.asking():
+        elif len([k for i, k in enumerate(keys) if k not in MOVE_KEYS or i == 0 or keys[i - 1] != k]) <= FAST_KEYS:
+            for key in keys:  # fast typing (ssh, a slow frame; a held arrow counts once): each acts in turn...
+                if self.asking():  # ...while no question is on screen: only a key pressed alone answers one
+                    self.notify("a question is waiting: answer it with one key", "warn")
                     break
                 self.handle_key(key)
         else:
@@ -360,12 +361,13 @@ class App:
         return [self.tab_bar(width), *body, fit([(" " + clip(text, width - 1), style)], width), *rows]
 
     def shutdown(self) -> None:
-        """On quit: stop a running trainer politely (it saves its latest checkpoint) and save settings; once."""
+        """On quit: save the settings, then stop a running trainer politely (it saves its latest checkpoint). Done
+        once; a shutdown cut short (a second Ctrl-C while the trainer stops) may be called again and finishes."""
         if self.closed:
             return
-        self.closed = True
-        self.ctx.runner.shutdown()
         self.save()
+        self.ctx.runner.shutdown()
+        self.closed = True
 
 
 def main_loop(window: curses.window, app: App, colour: bool) -> None:

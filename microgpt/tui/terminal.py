@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import curses
 import os
-import re
 import sys
+import unicodedata
 
 from microgpt.tui.text import cell_width, char_width
 from microgpt.tui.widgets import Line
@@ -33,8 +33,9 @@ ASCII_GLYPHS: dict[str, str] = {
     "…": ".", "≈": "~", "▌": "|", "←": "<", "→": ">", "↑": "^", "↓": "v", "⣿": "*", "•": "o", "·": ".",
 }
 # what curses cannot draw in one cell (a NUL raises, a newline or an escape garbles the row; a lone surrogate
-# from JSON cannot be encoded): each becomes one visible replacement character, so widths stay as measured
-_UNDRAWABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# from JSON cannot be encoded; an unassigned or private code point has no width a terminal agrees on): each
+# becomes one visible replacement character, so widths stay as measured
+_UNDRAWABLE = {"Cc", "Cs", "Cn", "Co", "Zl", "Zp"}
 
 # style -> (foreground colour, attributes with colour, attributes without colour)
 _STYLES: dict[str, tuple[int, int, int]] = {
@@ -69,8 +70,11 @@ def colours_wanted(env: dict[str, str] | None = None) -> bool:
 
 
 def drawable(text: str) -> str:
-    """Text with every control character (and lone surrogate) replaced by one visible U+FFFD, one cell wide."""
-    return _UNDRAWABLE.sub("\ufffd", text)
+    """Text with every control character, lone surrogate and unassigned code point replaced by one visible
+    U+FFFD, one cell wide (almost every string is printable: checked at C speed first)."""
+    if text.isprintable():
+        return text
+    return "".join("\ufffd" if unicodedata.category(c) in _UNDRAWABLE else c for c in text)
 
 
 def to_ascii(text: str) -> str:

@@ -32,11 +32,12 @@ def sanitize(text: str, keep_newlines: bool = False) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def char_width(ch: str) -> int:
-    """Cells one character takes: 0 for combining marks, 2 for wide East Asian forms, else 1.
+    """Cells one character takes: 0 for marks drawn on the one before and for invisible format characters (a
+    zero-width space or joiner, a variation selector), 2 for wide East Asian forms, else 1.
 
     Cached: a screen repeats the same few hundred glyphs (braille dots, box lines) every frame.
     """
-    if unicodedata.combining(ch):
+    if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
         return 0
     return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
 
