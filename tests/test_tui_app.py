@@ -905,3 +905,23 @@ def test_an_unwritable_settings_folder_neither_blocks_a_run_nor_hides_that_savin
     select_knob(app, "N_EMBD")
     press(app, "enter", "ctrl-u", "6", "4", "enter")
     assert app.ctx.values["N_EMBD"] == 64 and "could not save settings" in screen(app)
+
+
+def test_a_shutdown_cut_short_still_saved_and_can_finish(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second Ctrl-C while the trainer is being stopped: the settings were saved first, and the shutdown that
+    __main__ calls again then finishes stopping the trainer."""
+    app = make_app(project)
+    calls = []
+
+    def interrupted_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(app.ctx.runner, "shutdown", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        app.shutdown()
+    assert (project / "tui.json").is_file()
+    app.shutdown()
+    app.shutdown()
+    assert len(calls) == 2
