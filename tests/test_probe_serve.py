@@ -640,6 +640,36 @@ def test_a_prefill_that_fails_fails_only_its_own_request() -> None:
         engine.stop()
 
 
+def test_a_reply_whose_text_fails_ends_alone_and_the_batch_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Something wrong in one reply's text (a tokenizer that cannot spell a token) ends that reply with an
+    error; the row decoding beside it finishes as if alone."""
+    from microgpt.chat.session import ReplyText
+
+    model, tokenizer = _model()
+    real = ReplyText.add
+
+    def fails_for_one(self, token: int) -> bool:
+        if self.stops == ("BOOM",):
+            raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+        return real(self, token)
+
+    monkeypatch.setattr(ReplyText, "add", fails_for_one)
+    engine = Engine(model, tokenizer, max_batch=2)
+    events: dict[str, list] = {"ok": [], "bad": []}
+    try:
+        ok = Job([0, 1, 2], replace(SamplingSettings(), max_new_tokens=20, seed=1), (), events["ok"].append)
+        bad = Job([0, 1, 2], replace(SamplingSettings(), max_new_tokens=20, seed=1), ("BOOM",), events["bad"].append)
+        engine.submit(ok)
+        engine.submit(bad)
+        deadline = time.monotonic() + 20
+        while not (events["ok"] and events["ok"][-1][0] == "done") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert events["bad"][-1][0] == "error" and "UnicodeEncodeError" in events["bad"][-1][1]
+        assert events["ok"][-1] == ("done", "length") and ok.completion_tokens == 20
+    finally:
+        engine.stop()
+
+
 def test_prompts_are_prefilled_together_only_where_padding_wastes_little() -> None:
     def jobs(*lengths: int) -> list[Job]:
         return [Job(list(range(n)), SamplingSettings(), (), lambda event: None) for n in lengths]

@@ -183,7 +183,7 @@ class Engine:
     def _step(self) -> None:
         """Sample one token for every live row, retire the finished ones, run the rest one position on."""
         live = [job for job in self.rows if not job.cancelled]
-        going_on = {id(job) for job, token in zip(live, self._sample(live)) if not self._advance(job, token)}
+        going_on = {id(job) for job, token in zip(live, self._sample(live)) if not self._advance_alone(job, token)}
         finished = [slot for slot, job in enumerate(self.rows) if id(job) not in going_on]
         for slot in reversed(finished):  # highest first, so each moved row comes from a slot still live
             moved = self.slots.remove(slot)
@@ -205,6 +205,14 @@ class Engine:
         p = next_token_distributions(np.stack([job.logits for job in jobs]), [job.generated for job in jobs],
                                      [job.settings for job in jobs], [len(job.generated) for job in jobs])
         return draw_tokens(p, [None if job.settings.temperature <= 0 else job.rng for job in jobs])
+
+    def _advance_alone(self, job: Job, token: int) -> bool:
+        """_advance, with what goes wrong in one reply (its text, say) ending that reply alone, not the batch."""
+        try:
+            return self._advance(job, token)
+        except Exception as exc:  # noqa: BLE001 - not swallowed: the client is told, and its row retires
+            self._fail(job, f"{type(exc).__name__}: {exc}")
+            return True
 
     def _advance(self, job: Job, token: int) -> bool:
         """Take the job's next token and emit what became certain; True when the job is over."""
