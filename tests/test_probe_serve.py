@@ -37,6 +37,7 @@ from microgpt.commands import serve as serve_command
 from microgpt.data.tokenizer import CharTokenizer
 from microgpt.nn import GPT, GPTConfig, SamplingSettings, bounds
 from microgpt.serve import app as app_module
+from microgpt.serve import http as http_module
 from microgpt.serve.engine import Busy, Engine, Job, _prefill_groups
 from microgpt.serve.settings import ServeSettings
 from microgpt.storage import save_checkpoint
@@ -401,6 +402,7 @@ def _closed_while_trickling(s: socket.socket, most: int = 12) -> bool:
 def test_a_reply_that_leaves_the_body_unread_closes_the_connection(server: InProcessServer, case: str, head: bytes,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     # left open, a client trickling the rest of the body would hold the connection forever
+    monkeypatch.setattr(http_module, "DRAIN_S", 0.5)  # this client sends no more: reading it away only waits
     monkeypatch.setattr(server.app, "api_key", "s3cret" if case == "401" else None)
     monkeypatch.setattr(server.app, "limits", replace(LIMITS, body_timeout_s=1.0))
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
