@@ -872,6 +872,19 @@ def test_a_failed_load_keeps_showing_and_saving_the_model_that_replies(project: 
     assert json.loads((project / "tui.json").read_text())["chat"]["checkpoint"] == good
 
 
+def test_two_loads_asked_at_once_are_answered_in_turn(project: Path) -> None:
+    """A failed load is blamed on the path that failed, not on the one asked for after it."""
+    app = make_app(project)
+    press(app, "6", "L")
+    assert wait_until(lambda: app.chat.loaded, app.tick)
+    good = app.chat.loaded
+    app.chat.load("models/missing_a.npz")
+    app.chat.load(good)
+    assert wait_until(lambda: not app.chat.loading, app.tick)
+    assert "could not load models/missing_a.npz" in screen(app, 300)
+    assert f"could not load {good}" not in screen(app, 300) and app.chat.loaded == good
+
+
 def test_on_a_too_small_terminal_only_q_acts_and_its_question_is_shown(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

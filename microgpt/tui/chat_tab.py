@@ -76,7 +76,7 @@ class ChatTab(Tab):
         self.draft = LineEditor()  # the message being typed (kept when you leave typing)
         self.path = LineEditor()  # the checkpoint path being typed
         self.loaded = ""
-        self.loading = ""
+        self.pending_loads: list[str] = []  # paths asked of the worker, in order: it answers each in turn
         self.streaming = False
         self.scroll = 0  # rows above the bottom; 0 follows the newest text
         self.page = 10
@@ -91,9 +91,14 @@ class ChatTab(Tab):
         self.ctx.state["chat"] = {"checkpoint": self.checkpoint, **self.overrides}
         self.ctx.save()
 
+    @property
+    def loading(self) -> str:
+        """The checkpoint last asked for while the worker is still loading ("" when none is)."""
+        return self.pending_loads[-1] if self.pending_loads else ""
+
     def load(self, path: str) -> None:
         """Ask the worker to open a checkpoint; it is shown and saved as the model once it has loaded."""
-        self.loading = path
+        self.pending_loads.append(path)
         self.messages.append(("info", f"loading {path} …"))
         self.worker.load(path)
 
@@ -153,7 +158,7 @@ class ChatTab(Tab):
         for kind, payload in results:
             if kind == "loaded":
                 self.loaded = self.checkpoint = payload
-                self.loading = ""
+                self.pending_loads = self.pending_loads[1:]
                 self.messages.append(("info", f"loaded {payload}: enter to type a message"))
                 self.remember()
             elif kind == "piece" and self.messages and self.messages[-1][0] == "gpt":
@@ -162,11 +167,12 @@ class ChatTab(Tab):
                 self.streaming = False
                 self.log.turn("assistant", self.messages[-1][1] if self.messages else "")
             elif kind == "error":
-                if self.loading:  # the worker keeps the model it had: say which one replies now
+                if self.pending_loads and not self.streaming:  # the first load asked failed (a reply's error
+                    failed = self.pending_loads.pop(0)  # comes while it streams): say which model replies now
                     kept = f"; still talking to {self.loaded}" if self.loaded else ""
-                    payload = f"could not load {self.loading}: {payload}{kept}"
-                    self.checkpoint = self.loaded or self.loading
-                self.streaming, self.loading = False, ""
+                    payload = f"could not load {failed}: {payload}{kept}"
+                    self.checkpoint = self.loaded or failed
+                self.streaming = False
                 self.messages.append(("error", payload))
                 self.log.note(f"error: {payload}")
         return bool(results)
