@@ -101,14 +101,13 @@ class Adam:
         """Make sure the flat buffer holds every gradient: zeros for a parameter backward did not reach (its
         .grad is None), a copy of a .grad that was replaced by another array. A parameter whose .data was
         replaced (p.data = ...) has the new values copied into its place in the buffer, which it views again."""
-        for p, home in zip(self.params, self._data_views):
+        for p, home, view in zip(self.params, self._data_views, self._grad_views):  # one pass: this runs every step
             if p.data is not home:
                 if np.shape(p.data) != home.shape:
                     raise ValueError(f"a parameter's data was replaced by one of shape {np.shape(p.data)}, "
                                      f"not its {home.shape}: an optimizer's parameters keep their shapes")
                 home[...] = p.data
                 p.data = home
-        for p, view in zip(self.params, self._grad_views):
             if p.grad is None:
                 view.fill(0)
             elif p.grad is not view:
