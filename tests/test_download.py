@@ -3,6 +3,7 @@ attacked: a FIFO or device as the source or as DEST.part, a link at DEST.part, a
 
 import hashlib
 import http.server
+import io
 import os
 import socket
 import subprocess
@@ -29,11 +30,14 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
 
     ranges: ClassVar[list[str | None]] = []
     cut_after: ClassVar[int | None] = None  # when set, the next response stops after this many bytes
+    wrong_start: ClassVar[int | None] = None  # when set, a range request is answered from this byte instead
 
     def do_GET(self):
         requested = self.headers.get("Range")
         type(self).ranges.append(requested)
         start = int(requested.removeprefix("bytes=").rstrip("-")) if requested else 0
+        if requested and type(self).wrong_start is not None:
+            start = type(self).wrong_start
         if start >= len(PAYLOAD):
             self.send_response(416)
             self.end_headers()
@@ -54,7 +58,8 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
 
 
 class OddHandler(http.server.BaseHTTPRequestHandler):
-    """/loop redirects to itself, /oops answers 500 with an escape sequence in its reason phrase, and the
+    """/loop redirects to itself, /oops answers 500 with an escape sequence in its reason phrase, /partial
+    answers 206 with bytes 10-12 of a file though no Range was asked for, and the
     paths in LENGTHS declare a length that is no number: "²" (a digit to str.isdigit, not to int), or one of
     5,000 digits (past the 4,300 that int() converts)."""
 
@@ -66,11 +71,15 @@ class OddHandler(http.server.BaseHTTPRequestHandler):
             self.send_header("Location", "/loop")
         elif self.path == "/oops":
             self.send_response(500, "Oops\x1b[31m")
+        elif self.path == "/partial":  # part of a file, though no Range was asked for
+            self.send_response(206)
+            self.send_header("Content-Range", "bytes 10-12/13")
+            self.send_header("Content-Length", "3")
         else:
             self.send_response(200)
             self.send_header("Content-Length", self.LENGTHS[self.path])
         self.end_headers()
-        self.wfile.write(b"{}\n" if self.path in self.LENGTHS else b"")
+        self.wfile.write(b"{}\n" if self.path in self.LENGTHS else b"abc" if self.path == "/partial" else b"")
 
     def log_message(self, *args):
         pass
@@ -89,6 +98,7 @@ def _serve(handler):
 def server():
     RangeHandler.ranges = []
     RangeHandler.cut_after = None
+    RangeHandler.wrong_start = None
     for base in _serve(RangeHandler):
         yield f"{base}/dolly.jsonl"
 
@@ -133,6 +143,25 @@ def test_a_dropped_connection_keeps_the_bytes_and_the_next_run_resumes(server, t
     assert data_cli(argv) == 0
     assert RangeHandler.ranges == [None, "bytes=7000-"]
     assert out.read_bytes() == PAYLOAD
+
+
+@pytest.mark.parametrize("wrong_start", [0, 1000, 6000])
+def test_a_range_answered_from_another_byte_is_not_appended_the_whole_file_is_fetched_again(
+        server, tmp_path, wrong_start):
+    out, said = tmp_path / "dolly.jsonl", io.StringIO()
+    out.with_name("dolly.jsonl.part").write_bytes(PAYLOAD[:5000])
+    RangeHandler.wrong_start = wrong_start
+    download(server, out, None, out=said)  # no sha256 to catch it: the bytes themselves must be right
+    assert RangeHandler.ranges == ["bytes=5000-", None]
+    assert out.read_bytes() == PAYLOAD
+    assert f"from byte {wrong_start}, not 5000: downloading it whole" in said.getvalue()
+
+
+def test_part_of_a_file_sent_for_the_whole_is_refused_and_nothing_written(odd_server, tmp_path):
+    out = tmp_path / "dolly.jsonl"
+    with pytest.raises(DatasetError, match=r"the server sent part of it \(from byte 10\)"):
+        download(f"{odd_server}/partial", out, None, out=io.StringIO())
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_complete_part_file_is_accepted_when_the_server_has_nothing_more(server, tmp_path):

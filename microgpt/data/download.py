@@ -2,7 +2,7 @@
 
 The bytes go to `DEST.part` first. If the transfer stops, the next run asks the server for the rest
 (an HTTP `Range: bytes=N-` request) and appends; a server that ignores Range sends everything again and
-the part file is rewritten. Only a file whose sha256 matches is renamed to DEST, so DEST is always whole,
+the part file is rewritten, and one whose answer starts anywhere but byte N is asked again for the whole file. Only a file whose sha256 matches is renamed to DEST, so DEST is always whole,
 and an existing DEST is not touched until its replacement is complete and checked.
 
 Both ends are checked before a byte moves: a `file://` source must be a regular file (a FIFO would block
@@ -83,8 +83,16 @@ def download(
 
 
 def _fetch(url: str, part: Path, out: TextIO, timeout: float, max_bytes: int) -> None:
-    """Bring `part` up to the whole file: ask only for the missing bytes when some are already there."""
-    have = _part_size(part)
+    """Bring `part` up to the whole file: ask only for the missing bytes when some are already there, and for
+    the whole file again if the server answers that request with bytes from elsewhere in it."""
+    if not _fetch_once(url, part, out, timeout, max_bytes, resume=True):
+        _fetch_once(url, part, out, timeout, max_bytes, resume=False)
+
+
+def _fetch_once(url: str, part: Path, out: TextIO, timeout: float, max_bytes: int, resume: bool) -> bool:
+    """One request (for the rest of `part`, when `resume` and it holds bytes); False, with nothing written,
+    when the server's part of the file does not start where `part` ends."""
+    have = _part_size(part) if resume else 0
     request = urllib.request.Request(url, headers={"User-Agent": "microgpt"})
     network = request.type != "file"
     if not network:
@@ -93,6 +101,13 @@ def _fetch(url: str, part: Path, out: TextIO, timeout: float, max_bytes: int) ->
         request.add_header("Range", f"bytes={have}-")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
+            if response.status == 206 and (start := _range_start(response)) != have:
+                if have:  # bytes from elsewhere in the file: appended, they would make a file that was never served
+                    print(f"the server sent {part.name} from byte {start}, not {have}: downloading it whole",
+                          file=out)
+                    return False
+                raise DatasetError(f"cannot download {url}: asked for the whole file, the server sent part of it "
+                                   f"(from byte {start}); check --url")
             resumed = have > 0 and response.status == 206
             if resumed:
                 print(f"resuming {part.name} at {have / 1e6:.1f} MB", file=out)
@@ -122,7 +137,7 @@ def _fetch(url: str, part: Path, out: TextIO, timeout: float, max_bytes: int) ->
                                "a dataset file; the download was deleted (check --url)")
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # the part file already holds every byte
-            return
+            return True
         raise DatasetError(f"cannot download {url}: HTTP {exc.code} {_said(exc.reason)}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = _said(getattr(exc, "reason", None) or exc)
@@ -134,6 +149,14 @@ def _fetch(url: str, part: Path, out: TextIO, timeout: float, max_bytes: int) ->
     size = part.stat().st_size
     if total is not None and size != total:
         raise DatasetError(f"download of {url} stopped at {size:,} of {total:,} bytes; run again to resume")
+    return True
+
+
+def _range_start(response: http.client.HTTPResponse) -> int | None:
+    """Where a 206's bytes start in the file, from `Content-Range: bytes START-END/TOTAL`; None if it says not."""
+    match = re.fullmatch(r"\s*bytes\s+([0-9]{1,18})-[0-9]{1,18}/(?:[0-9]{1,18}|\*)\s*",
+                         response.headers.get("Content-Range", ""))
+    return int(match.group(1)) if match else None
 
 
 def _part_size(part: Path) -> int:
