@@ -125,13 +125,27 @@ def json_type(value: object) -> str:
     return "object"
 
 
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; ValueError if a key comes twice (JSON allows it, and which one a
+    reader keeps differs from reader to reader: here the writer is asked to say which one it means)."""
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"the key {key!r} appears twice in one object; keep one")
+            seen.add(key)
+    return obj
+
+
 def parse_json(data: bytes | str, max_depth: int = 64) -> Any:
-    """JSON text -> Python, with arrays and objects nested at most `max_depth` deep; ValueError otherwise.
+    """JSON text -> Python, with arrays and objects nested at most `max_depth` deep and no key twice in an
+    object; ValueError otherwise.
 
     Bytes must be UTF-8 (UnicodeDecodeError is a ValueError too), so every malformed input is a ValueError.
     """
     try:
-        value = json.loads(data)
+        value = json.loads(data, object_pairs_hook=unique_keys)
     except RecursionError:
         raise ValueError(f"nested more than {max_depth} deep") from None
     except ValueError as exc:

@@ -289,6 +289,7 @@ def test_unknown_preset() -> None:
         ("null", "not null"),  # JSON's names for types, not Python's
         ('{"NUM_STEPS": ' + "1" * 5000 + "}", "more than 4,300 digits"),  # not Python's advice to raise a limit
         ('{"RUN_NAME": "\\ud800"}', "lone surrogate"),
+        ('{"N_LAYER": 2, "N_HEAD": 2, "N_LAYER": 8}', "the key 'N_LAYER' appears twice in one object; keep one"),
     ],
 )
 def test_bad_config_file(tmp_path: Path, content: str | None, fragment: str) -> None:

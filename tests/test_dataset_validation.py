@@ -53,6 +53,8 @@ MIXED = [
     (line({"record_type": "memory", "text": "no id"}), "missing required field 'id'"),
     (line({"instruction": "Explain.", "context": "Background.", "response": "Because."}), None),
     (line({"id": "j", "record_type": "messages", "messages": [{"role": "user", "content": "hi"}]}), None),
+    (b'{"id": "k", "record_type": "qa", "question": "q", "answer": "yes", "answer": "no"}',
+     "the key 'answer' appears twice in one object"),
 ]
 
 
@@ -117,7 +119,7 @@ def test_load_documents_refuses_an_invalid_dataset_with_the_same_messages(mixed_
     with pytest.raises(DatasetError) as caught:
         load_documents(mixed_file)
     assert str(caught.value).startswith(f"{mixed_file}:5: invalid JSON")
-    assert "(9 problems; run `python -m microgpt validate-dataset" in str(caught.value)
+    assert "(10 problems; run `python -m microgpt validate-dataset" in str(caught.value)
     assert caught.value.problems == validate_dataset(mixed_file).problems
 
 
@@ -189,7 +191,7 @@ def test_command_lists_problems_and_exits_1(mixed_file, capsys):
     assert command.run(_args(path=str(mixed_file), max_problems=3)) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"{mixed_file}:5: ")
-    assert "6 more problems" in out[3] and "(9 problems;" in out[4]
+    assert "7 more problems" in out[3] and "(10 problems;" in out[4]
 
 
 def test_cli_missing_file_is_exit_2_with_one_line(tmp_path, monkeypatch, capsys):

@@ -165,6 +165,9 @@ def test_eight_concurrent_clients_get_their_sequential_replies(server: ServerPro
 def test_bad_requests_get_openai_error_objects(server: ServerProcess) -> None:
     status, body = server.post("/v1/chat/completions", b"{not json")
     assert status == 400 and body["error"]["type"] == "invalid_request_error"
+    twice = b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1, "max_tokens": 900}'
+    status, body = server.post("/v1/chat/completions", twice)
+    assert status == 400 and "'max_tokens' appears twice" in body["error"]["message"]
     cases = [
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}, "temperature"),

@@ -18,7 +18,7 @@ from pathlib import Path
 from microgpt.data.records import DOLLY, RECORD_TYPES, check_record, record_type_of
 from microgpt.data.templates import render_record
 from microgpt.errors import DatasetError, shown
-from microgpt.safe_io import open_regular
+from microgpt.safe_io import open_regular, unique_keys
 
 BOM = b"\xef\xbb\xbf"
 MAX_RECORD_BYTES = 8 << 20  # 8 MiB: a long novel as one record fits; a line past it is a mistake (a file with no
@@ -83,11 +83,11 @@ def iter_dataset(path: str | Path) -> Iterator[tuple[int, Document | None, list[
             yield number, None, [f"invalid UTF-8 (byte {exc.start + 1} of the line is {raw[exc.start]:#04x})"]
             continue
         try:
-            record = json.loads(text)
+            record = json.loads(text, object_pairs_hook=unique_keys)
         except json.JSONDecodeError as exc:
             yield number, None, [f"invalid JSON: {exc.msg} (column {exc.colno})"]
             continue
-        except (ValueError, RecursionError) as exc:  # a 5000-digit number, arrays nested 10000 deep
+        except (ValueError, RecursionError) as exc:  # a 5000-digit number, arrays nested 10000 deep, a key twice
             yield number, None, [f"invalid JSON: {exc}"]
             continue
         problems = check_record(record)
