@@ -200,6 +200,13 @@ MUTATIONS = [
     Mutation("new-run-overwrites-earlier", "a new run writes over an unfinished run's only best and latest",
              ("microgpt/train/trainer.py",), "            self._keep_earlier(path)\n", "            pass\n",
              ("tests/test_training.py",)),
+    Mutation("range-start-unchecked", "a resumed download appends a reply that starts at another byte",
+             ("microgpt/data/download.py",), "if response.status == 206 and (start := _range_start(response)) != have:",
+             "if response.status == 206 and (start := _range_start(response)) != have and not have:",
+             ("tests/test_download.py",)),
+    Mutation("duplicate-keys-last-wins", "a JSON object with a key twice keeps its last value silently",
+             ("microgpt/safe_io.py",), "    if len(obj) < len(pairs):\n", "    if False:\n",
+             ("tests/test_config.py", "tests/test_serve.py")),
 ]
 
 
