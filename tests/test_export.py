@@ -13,9 +13,11 @@ import pytest
 
 pytest.importorskip("safetensors", reason="the serve extra installs safetensors")
 
+from test_storage import write_go_checkpoint
+
 from microgpt.__main__ import main
 from microgpt.autograd import no_grad
-from microgpt.data.tokenizer import CharTokenizer
+from microgpt.data.tokenizer import CharTokenizer, rank_table
 from microgpt.nn import GPT, GPTConfig
 from microgpt.storage import export, load_checkpoint, save_checkpoint
 
@@ -51,6 +53,32 @@ def test_export_round_trip_is_exact(tmp_path: Path, capsys) -> None:
         assert main(["chat-once", str(source), "hello there", "--max-new-tokens", "20"]) == 0
         replies.append(capsys.readouterr().out)
     assert replies[0] == replies[1] and replies[0].strip()
+
+
+@pytest.mark.parametrize("vocabulary", ["char", "bpe"])
+def test_a_go_checkpoint_exports_and_loads_back_the_same(tmp_path: Path, capsys, vocabulary: str) -> None:
+    if vocabulary == "char":
+        fields: dict = {"vocab": list("abc ")}
+        size = 5
+    else:
+        fields = {"bpe_token_ids": [int(r) for r in rank_table().encode(["hello world, a cat"])[0]]}
+        size = len(fields["bpe_token_ids"]) + 2  # UNK and BOS after them
+    config = GPTConfig(zero_init=False, vocab_size=size, n_layer=1, n_embd=8, n_head=2, block_size=16,
+                       positions="learned")
+    go = write_go_checkpoint(tmp_path / "go.json", GPT(config, seed=3), **fields)
+    _export(capsys, go, tmp_path / "out")
+    original, exported = load_checkpoint(go), load_checkpoint(tmp_path / "out")
+    for name, value in original.model.state_dict().items():
+        np.testing.assert_array_equal(exported.model.state_dict()[name], value)
+    assert type(exported.tokenizer) is type(original.tokenizer)
+    text = "hello cab, a world"
+    assert exported.tokenizer.encode(text) == original.tokenizer.encode(text)
+    assert exported.tokenizer.decode(range(size)) == original.tokenizer.decode(range(size))
+    replies = []
+    for source in (go, tmp_path / "out"):
+        assert main(["chat-once", str(source), "a cab", "--max-new-tokens", "12"]) == 0
+        replies.append(capsys.readouterr().out)
+    assert replies[0] == replies[1]
 
 
 def test_a_broken_export_is_one_line(tmp_path: Path, capsys) -> None:

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from microgpt.data.tokenizer import CL100K, rank_table
+from microgpt.data.tokenizer import CL100K, Tokenizer, rank_table, tokenizer_from_dict
 
 
 class GoBPETokenizer:
     """The original's BPE vocabulary: a list of cl100k ids, plus UNK and BOS at the end."""
 
+    kind = "go-bpe"
+
     def __init__(self, token_ids: list[int], encoding: str = CL100K) -> None:
+        self.encoding = encoding
         self._cl100k = rank_table(encoding)
         self.token_ids = [int(t) for t in token_ids]
         if self.token_ids and not 0 <= min(self.token_ids) <= max(self.token_ids) < self._cl100k.size:
@@ -36,11 +39,13 @@ class GoBPETokenizer:
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
 
     def to_dict(self) -> dict:
-        return {"kind": "go-bpe", "token_ids": self.token_ids}
+        return {"kind": self.kind, "token_ids": self.token_ids, "encoding": self.encoding}
 
 
 class GoCharTokenizer:
     """The original's character vocabulary, BOS last, unknown characters dropped."""
+
+    kind = "go-char"
 
     def __init__(self, vocab: list[str]) -> None:
         self.vocab = list(vocab)
@@ -61,4 +66,13 @@ class GoCharTokenizer:
         return "".join(self.vocab[i] for i in ids if 0 <= i < self.bos_id)
 
     def to_dict(self) -> dict:
-        return {"kind": "go-char", "vocab": self.vocab}
+        return {"kind": self.kind, "vocab": self.vocab}
+
+
+def any_tokenizer_from_dict(d: dict, bpe_file: str | None = None) -> Tokenizer | GoBPETokenizer | GoCharTokenizer:
+    """Rebuild a tokenizer from its to_dict, ours or the original's (an export of a Go checkpoint holds one)."""
+    if d.get("kind") == GoBPETokenizer.kind:
+        return GoBPETokenizer(d.get("token_ids"), d.get("encoding", CL100K))
+    if d.get("kind") == GoCharTokenizer.kind:
+        return GoCharTokenizer(d.get("vocab"))
+    return tokenizer_from_dict(d, bpe_file)

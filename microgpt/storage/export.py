@@ -22,7 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save
 
 from microgpt.atomic import atomic_folder, atomic_write_bytes, atomic_write_json
-from microgpt.data.tokenizer import tokenizer_from_dict
+from microgpt.data.go_tokenizer import any_tokenizer_from_dict
 from microgpt.errors import CheckpointError, ConfigError, MicrogptError
 from microgpt.nn import GPT
 from microgpt.nn.bounds import check_weights, checked_model_config, parameter_shapes
@@ -70,9 +70,6 @@ def save_export(checkpoint: Checkpoint, out_dir: str | os.PathLike[str], source:
         raise ConfigError(f"{label}: already holds an export; add --force to replace it (atomically), or give "
                           "another folder")
     model, tokenizer = checkpoint.model, checkpoint.tokenizer
-    if not hasattr(tokenizer, "to_dict"):
-        raise ConfigError(f"{source or 'this checkpoint'}: its tokenizer (the original Go format's) cannot be "
-                          "exported; retrain or export a checkpoint made by microgpt")
     weights = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in model.state_dict().items()}
     config = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "model": model.config.to_dict(),
               "source": {"checkpoint": source, "run_id": checkpoint.meta.get("run_id"),
@@ -121,7 +118,7 @@ def load_export(folder: str | os.PathLike[str], bpe_file: str | None = None) -> 
         check_weights(weights, str(weights_path), CheckpointError)
         if not isinstance(tokenizer_file, dict) or not isinstance(tokenizer_file.get("state"), dict):
             raise CheckpointError(f"{folder / 'tokenizer.json'}: no tokenizer state object")
-        tokenizer = tokenizer_from_dict(tokenizer_file["state"], bpe_file)
+        tokenizer = any_tokenizer_from_dict(tokenizer_file["state"], bpe_file)
         _check_vocabulary(tokenizer_file, tokenizer, folder / "tokenizer.json")
         model = GPT(shape, seed=0)
         model.load_state_dict(weights)
