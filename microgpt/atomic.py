@@ -7,7 +7,7 @@ the temporary file is removed and the old file is left untouched. `atomic_folder
 folder of files written together (an export).
 
 A process killed mid-write cannot remove its temporary file, so each one is named
-`.<target>.<pid>.<random>.tmp`: `remove_stale_temps` deletes those whose writer is no longer alive
+`.<target>.<pid>.<random>.tmp` (the target's name cut short if it is long): `remove_stale_temps` deletes those whose writer is no longer alive
 (the trainer calls it on its output folders when a run starts).
 """
 
@@ -28,6 +28,13 @@ from typing import IO, Any
 import psutil
 
 _TEMP = re.compile(r"^\..+\.(?P<pid>\d+)\.[^.]+\.tmp$")
+NAME_ROOM = 200  # bytes of the target's name a temporary name keeps: with the pid, the random part and the
+# dots it stays within the 255 a file name may have, so any name the target may have works
+
+
+def _temp_stem(target: Path) -> str:
+    """`.<target's name>.<pid>.`, the name cut to NAME_ROOM bytes."""
+    return f".{os.fsdecode(os.fsencode(target.name)[:NAME_ROOM])}.{os.getpid()}."
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -74,7 +81,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     target = Path(path)
     _refuse_special(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_stem(target), suffix=".tmp", dir=target.parent)
     encoding = None if "b" in mode else "utf-8"
     try:
         os.chmod(tmp_name, _final_mode(target))
@@ -118,7 +125,7 @@ def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     none), never a mix. If anything fails, the temporary folder is deleted and `path` is as it was.
     """
     target = Path(path)
-    stem = f".{target.name}.{os.getpid()}."
+    stem = _temp_stem(target)
     tmp = Path(tempfile.mkdtemp(prefix=stem, suffix=".tmp", dir=target.parent))
     aside: Path | None = None
     try:

@@ -95,13 +95,21 @@ def creatable_folder(knob: str, folder: str | os.PathLike[str], value: str | os.
     return path
 
 
+MAX_NAME_BYTES = 255  # the longest file or folder name the common file systems take
+
+
+def check_name_length(label: str, path: Path) -> None:
+    """ConfigError unless the last part of `path` fits in a file name."""
+    if len(os.fsencode(path.name)) > MAX_NAME_BYTES:
+        raise ConfigError(f"{label}: its name is {len(os.fsencode(path.name))} bytes, more than {MAX_NAME_BYTES}; "
+                          "give a shorter one")
+
+
 def writable_file(knob: str, path: str | os.PathLike[str], example_name: str) -> Path:
     """A path a file can be written to: not a folder, not a device or FIFO, in a folder that takes new files."""
     target = Path(path)
     label = f"{knob}={os.fspath(path)!r}"
-    if len(os.fsencode(target.name)) > 255:  # the longest file name the common file systems take
-        raise ConfigError(f"{label}: its file name is {len(os.fsencode(target.name))} bytes, more than 255; "
-                          "give a shorter one")
+    check_name_length(label, target)
     if target.is_dir():
         raise ConfigError(f"{label}: is a folder; give a file path such as {str(target / example_name)!r}")
     if target.exists() and not target.is_file():

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from microgpt import atomic
 from microgpt.data.tokenizer import CharTokenizer
 from microgpt.nn import GPT, GPTConfig
 from microgpt.storage import load_checkpoint, save_checkpoint
@@ -90,3 +91,20 @@ def test_a_save_that_fails_midway_leaves_the_previous_checkpoint_loadable(tmp_pa
     assert target.read_bytes() == original
     assert_holds(target, before, step=5)
     assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no temp file left behind
+
+
+def test_a_name_as_long_as_a_file_name_may_be_is_saved_and_a_crashed_writers_temp_is_found(tmp_path):
+    target = tmp_path / ("é" * 125 + ".npz")  # 254 bytes: the temporary name cuts it, mid-character too
+    model = save(target, seed=0, step=1)
+    assert_holds(target, model, step=1)
+    with atomic.atomic_open(target) as handle:
+        (stem,) = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+        assert len(os.fsencode(stem)) <= 255 and stem.endswith(".tmp")
+        dead = tmp_path / stem.replace(f".{os.getpid()}.", ".999999999.")  # a writer that no longer runs
+        dead.write_bytes(b"half")
+        handle.write(b"whole")
+    atomic.remove_stale_temps(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name] and target.read_bytes() == b"whole"
+    with atomic.atomic_folder(tmp_path / ("f" * 255)) as folder:
+        (folder / "x").write_bytes(b"1")
+    assert (tmp_path / ("f" * 255) / "x").read_bytes() == b"1"

@@ -92,6 +92,23 @@ def test_a_broken_export_is_one_line(tmp_path: Path, capsys) -> None:
     assert "not a microgpt export" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("name", "fragment"), [("o" * 256, "its name is 256 bytes, more than 255"),
+                                               ("", "empty; give a folder path"), (" ", "empty; give a folder path")])
+def test_an_out_dir_no_file_system_takes_is_one_line_and_nothing_written(tmp_path: Path, capsys, name: str,
+                                                                         fragment: str, monkeypatch) -> None:
+    ckpt = _checkpoint(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", str(ckpt), name]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
+
+
+def test_an_out_dir_named_as_long_as_a_name_may_be_is_exported(tmp_path: Path, capsys) -> None:
+    _export(capsys, _checkpoint(tmp_path), tmp_path / ("o" * 255))
+    assert load_checkpoint(tmp_path / ("o" * 255)).model.config.n_layer == 2
+
+
 @pytest.mark.parametrize("shape", [{}, {"tie_embeddings": True, "norm_gain": True, "activation": "gelu",
                                           "positions": "learned"}])
 def test_the_readme_pytorch_snippet_reproduces_our_logits(tmp_path: Path, capsys, shape: dict) -> None:

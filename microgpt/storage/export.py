@@ -26,7 +26,7 @@ from microgpt.data.go_tokenizer import any_tokenizer_from_dict
 from microgpt.errors import CheckpointError, ConfigError, MicrogptError
 from microgpt.nn import GPT
 from microgpt.nn.bounds import check_weights, checked_model_config, parameter_shapes
-from microgpt.safe_io import open_regular, parse_json, read_capped, writable_folder
+from microgpt.safe_io import check_name_length, open_regular, parse_json, read_capped, writable_folder
 from microgpt.storage.checkpoint import Checkpoint
 
 EXPORT_FORMAT = "microgpt-export"
@@ -51,8 +51,11 @@ def save_export(checkpoint: Checkpoint, out_dir: str | os.PathLike[str], source:
     A new or empty `out_dir` is taken; one holding an earlier export is replaced only with `replace`; a folder
     holding anything else is never touched. Each refusal is one ConfigError naming OUT_DIR.
     """
-    out = Path(os.path.realpath(out_dir))  # "." or "exported/" too, or a link: the real folder, its real parent
     label = f"OUT_DIR={os.fspath(out_dir)!r}"
+    if not os.fspath(out_dir).strip():
+        raise ConfigError(f"{label}: empty; give a folder path, such as 'exported'")
+    out = Path(os.path.realpath(out_dir))  # "." or "exported/" too, or a link: the real folder, its real parent
+    check_name_length(label, out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{label}: is not a folder; give a folder path")
     try:
