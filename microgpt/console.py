@@ -110,11 +110,17 @@ def output_may_fail() -> Iterator[None]:
         _tolerant["on"] = before
 
 
+class StopSignal(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: like Ctrl-C, but for the whole command (a chat that takes Ctrl-C as "stop this
+    reply" still ends on it)."""
+
+
 @contextlib.contextmanager
 def stop_signals_interrupt() -> Iterator[None]:
     """Inside this block SIGTERM and SIGHUP (a closed terminal) stop the command as Ctrl-C does: a
-    KeyboardInterrupt, which the CLI turns into "interrupted" and exit code 130. For commands with nothing to
-    save (a chat): the default for those signals ends the process without a word or its cleanup."""
+    KeyboardInterrupt (a StopSignal), which the CLI turns into "interrupted" and exit code 130. For commands
+    with nothing to save (a chat): the default for those signals ends the process without a word or its
+    cleanup."""
     names = ("SIGTERM", "SIGHUP")
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -123,7 +129,7 @@ def stop_signals_interrupt() -> Iterator[None]:
     before = {sig: signal.getsignal(sig) for sig in stops}
 
     def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+        raise StopSignal
 
     for sig in stops:
         signal.signal(sig, interrupt)

@@ -205,6 +205,48 @@ def test_a_closed_terminal_or_sigterm_ends_chat_as_ctrl_c_does(checkpoint: Path,
     assert proc.returncode == 130 and err.decode().strip() == "interrupted"
 
 
+def _read_until(proc: subprocess.Popen, marker: bytes, seconds: float = 120) -> bytes:
+    """What the process writes to stdout up to and including `marker`; fails after `seconds`."""
+    import select
+    import time
+
+    seen, deadline = b"", time.monotonic() + seconds
+    while marker not in seen:
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"no {marker!r} within {seconds} s: {seen[-300:]!r}"
+        chunk = os.read(proc.stdout.fileno(), 4096)
+        assert chunk, f"stdout closed before {marker!r}: {seen[-300:]!r}"
+        seen += chunk
+    return seen
+
+
+def test_ctrl_c_during_a_reply_stops_that_reply_and_the_chat_goes_on(checkpoint: Path, tmp_path: Path) -> None:
+    import signal as signals
+
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", "LOG_DIR": str(tmp_path)}
+    endless = ["--max-new-tokens", "1000000", "--min-new-tokens", "1000000", "--temperature", "1"]
+    proc = subprocess.Popen([sys.executable, "-m", "microgpt", "chat", str(checkpoint), *endless], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for turn, stop in (("hello", signals.SIGINT), ("again", signals.SIGINT), ("last", signals.SIGTERM)):
+            proc.stdin.write(f"{turn}\n".encode())
+            proc.stdin.flush()
+            _read_until(proc, b"assistant> ")
+            _read_until(proc, b" ")  # the reply is being written
+            proc.send_signal(stop)
+            if stop == signals.SIGINT:
+                assert _read_until(proc, b"you> ").endswith(b" [stopped]\nyou> ")
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and err.decode().strip() == "interrupted"  # SIGTERM ends the whole chat
+    log = (tmp_path / "chat" / "chat_latest.log").read_text(encoding="utf-8")
+    for turn in ("hello", "again", "last"):
+        assert f"] user: {turn}\n" in log
+    replies = [line for line in log.splitlines() if "] assistant: " in line]
+    assert len(replies) == 3 and all(line.split("] assistant: ", 1)[1].strip() for line in replies), log
+
+
 def test_a_prompts_file_keeps_unicode_line_separators_and_names_a_bad_line(checkpoint: Path, tmp_path: Path) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("one\u2028two\n", encoding="utf-8")

@@ -2,7 +2,8 @@
 
 The sampling flags live here and `chat-once` shares them: SamplingSettings defaults < CHAT_* environment
 variables < flags, each value checked by its knob (microgpt.config). Every conversation is written to
-LOG_DIR/chat/chat_<session>.log and LOG_DIR/chat/chat_latest.log (`--no-log` turns that off).
+LOG_DIR/chat/chat_<session>.log and LOG_DIR/chat/chat_latest.log (`--no-log` turns that off). Ctrl-C during a
+reply stops that reply (kept, as far as it got, in the conversation and the log); at the prompt it leaves.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from microgpt.config import (
     sampling_from_env,
     sampling_from_mapping,
 )
+from microgpt.console import StopSignal
 from microgpt.nn import SamplingSettings
 
 
@@ -76,12 +78,20 @@ def run(args: argparse.Namespace) -> int:
         if not line:
             continue
         sys.stdout.write("assistant> ")
-        pieces = []
-        for piece in session.stream_reply(line, settings):
-            pieces.append(piece)
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-        sys.stdout.write("\n")
-        if log is not None:
-            log.turn("user", line)
-            log.turn("assistant", "".join(pieces))
+        pieces: list[str] = []
+        reply = session.stream_reply(line, settings)
+        try:
+            for piece in reply:
+                pieces.append(piece)
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+        except KeyboardInterrupt as stop:  # Ctrl-C stops this reply, kept as far as it got; SIGTERM/SIGHUP all
+            reply.close()
+            if isinstance(stop, StopSignal):
+                raise
+            print(" [stopped]")
+        finally:
+            if log is not None:
+                log.turn("user", line)
+                log.turn("assistant", "".join(pieces))
