@@ -83,7 +83,21 @@ def test_a_stored_config_that_contradicts_its_model_is_refused(resumable: Path, 
 
 def test_knobs_in_the_environment_that_a_resume_ignores_are_named(resumable: Path) -> None:
     result = microgpt(resumable, "train", "--resume", "latest.npz", NUM_STEPS="45", LEARNING_RATE="nonsense")
-    assert result.returncode == 0, result.stderr
     note = next(line for line in result.stdout.splitlines() if line.startswith("note: a resumed run"))
     assert "NUM_STEPS='45'" in note and "LEARNING_RATE='nonsense'" in note
-    assert load_checkpoint(resumable / "models" / "latest_checkpoint.npz").meta["step"] == 30  # as the note says
+    # as the note says, NUM_STEPS stays the checkpoint's 30: the finished run has nothing left to train
+    assert_one_line_error(result, "NUM_STEPS=30: this run is already at step 30; give --num-steps above 30")
+    assert not (resumable / "models").exists()
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (("--num-steps", "20"), "NUM_STEPS=20: this run is already at step 30; give --num-steps above 30"),
+    (("--num-steps", "40", "--early-stop-patience", "1"),
+     "EARLY_STOP_PATIENCE=1: this run stopped early at step 30, after 1 evaluations without improvement; give "
+     "--early-stop-patience above 1")])
+def test_a_resume_with_nothing_left_to_train_is_one_line_and_writes_nothing(resumable: Path, flags: tuple[str, ...],
+                                                                           fragment: str) -> None:
+    rewrite_checkpoint(resumable / "latest.npz", resumable / "c.npz", lambda meta: meta.update(patience_used=1))
+    result = microgpt(resumable, "train", "--resume", "c.npz", *flags)
+    assert_one_line_error(result, fragment)
+    assert sorted(p.name for p in resumable.iterdir()) == ["c.npz", "data.jsonl", "latest.npz"]

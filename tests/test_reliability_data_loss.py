@@ -101,7 +101,7 @@ def test_resume_warns_when_the_dataset_changed(tmp_path: Path) -> None:
     assert microgpt(tmp_path, "train", NUM_STEPS="20").returncode == 0
     with (tmp_path / "data.jsonl").open("a", encoding="utf-8") as f:
         f.write(json.dumps({"id": "extra", "record_type": "knowledge", "text": "A new fact."}) + "\n")
-    resumed = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz", NUM_STEPS="30")
+    resumed = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz", "--num-steps", "30")
     assert resumed.returncode == 0, resumed.stderr
     warning = [line for line in resumed.stdout.splitlines() if " WARNING " in line]
     assert len(warning) == 1 and "data.jsonl changed" in warning[0] and "sha256" in warning[0]
@@ -110,7 +110,7 @@ def test_resume_warns_when_the_dataset_changed(tmp_path: Path) -> None:
 def test_resume_on_the_same_dataset_does_not_warn(tmp_path: Path) -> None:
     write_dataset(tmp_path)
     assert microgpt(tmp_path, "train", NUM_STEPS="20").returncode == 0
-    resumed = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz", NUM_STEPS="30")
+    resumed = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz", "--num-steps", "30")
     assert resumed.returncode == 0, resumed.stderr
     assert " WARNING " not in resumed.stdout
 

@@ -57,7 +57,7 @@ def test_a_crafted_checkpoint_cannot_choose_where_a_resume_writes(finished_run, 
                                     model_out_path=str(victim), model_best_path=str(outside / "best.npz"))
 
     crafted = rewrite_checkpoint(source / "models" / "latest_checkpoint.npz", work / "crafted.npz", point_outside)
-    result = microgpt(work, "train", "--resume", "crafted.npz", NUM_STEPS="40")
+    result = microgpt(work, "train", "--resume", "crafted.npz", "--num-steps", "40")
     assert result.returncode == 0, result.stderr
     assert files_under(outside) == {victim} and victim.read_text() == "do not overwrite"
     assert (work / "models" / "latest_checkpoint.npz").exists() and list((work / "logs" / "runs").iterdir())

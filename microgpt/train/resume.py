@@ -62,6 +62,21 @@ def check_resumable(cfg: TrainConfig, checkpoint: Checkpoint, where: str = "chec
         if new != old:
             raise ConfigError(f"{knob}={format_value(new)}: a resumed run keeps its model, tokenizer and optimizer "
                               f"({knob}={format_value(old)}); start a new run to change it")
+    _check_steps_left(cfg, checkpoint.meta)
+
+
+def _check_steps_left(cfg: TrainConfig, meta: Mapping[str, Any]) -> None:
+    """ConfigError (one line) when the resumed run has nothing left to do: its step has reached NUM_STEPS (an
+    evaluation a stop interrupted there is still made up), or early stopping has already ended it."""
+    step, used = meta["step"], meta["patience_used"]
+    pending = meta.get("eval_pending") is True
+    if step > cfg.num_steps or (step == cfg.num_steps and not pending):
+        raise ConfigError(f"NUM_STEPS={cfg.num_steps}: this run is already at step {step}; give --num-steps above "
+                          f"{step} to train it further")
+    if used >= cfg.early_stop_patience and not pending:
+        raise ConfigError(f"EARLY_STOP_PATIENCE={cfg.early_stop_patience}: this run stopped early at step {step}, "
+                          f"after {used} evaluations without improvement; give --early-stop-patience above {used} "
+                          "to train it further")
 
 
 def resume_config(checkpoint_path: str, overrides: Mapping[str, str],
