@@ -75,8 +75,8 @@ def _check_steps_left(cfg: TrainConfig, meta: Mapping[str, Any]) -> None:
                           f"{step} to train it further")
     if used >= cfg.early_stop_patience and not pending:
         raise ConfigError(f"EARLY_STOP_PATIENCE={cfg.early_stop_patience}: this run stopped early at step {step}, "
-                          f"after {used} evaluations without improvement; give --early-stop-patience above {used} "
-                          "to train it further")
+                          f"after {used} evaluation{'s' * (used != 1)} without improvement; give --early-stop-patience "
+                          f"above {used} to train it further")
 
 
 def resume_config(checkpoint_path: str, overrides: Mapping[str, str],
