@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from typing import NoReturn
 
 from microgpt import __version__
 from microgpt.console import (
@@ -19,7 +20,7 @@ from microgpt.console import (
     print_error,
     stop_signals_interrupt,
 )
-from microgpt.errors import MicrogptError
+from microgpt.errors import MicrogptError, one_line
 
 # name -> (module under microgpt.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -37,17 +38,39 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's parser, its mistakes said in one line (`microgpt train: error: ...`) with exit code 2, as
+    every other bad input is; the usage block stays with --help."""
+
+    def error(self, message: str) -> NoReturn:
+        print_error(f"{self.prog}: error: {one_line(message)} (see `{self.prog} --help`)")
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """One sub-parser per command; each command module adds its own arguments."""
-    parser = argparse.ArgumentParser(prog="microgpt", description="A from-scratch GPT you can read and train.")
+    parser = OneLineParser(prog="microgpt", description="A from-scratch GPT you can read and train.")
     parser.add_argument("--version", action="version", version=f"microgpt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(f"microgpt.commands.{module_name}")
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(command_parser)
-        command_parser.set_defaults(run=module.run)
+        command_parser.set_defaults(run=module.run, parser=command_parser)
     return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parser.parse_args, except that words after the options go to the positional a command names in its
+    `words_after_options` default (`chat-once CKPT --temperature 0 "a prompt"`: argparse alone would have
+    taken the prompt as empty before the option and refused the words after it)."""
+    args, extra = parser.parse_known_args(argv)
+    into = getattr(args, "words_after_options", None)
+    if extra and into and not any(word.startswith("-") for word in extra):
+        setattr(args, into, [*getattr(args, into), *extra])
+    elif extra:
+        getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 @contextlib.contextmanager
@@ -77,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _ctrl_c_exits_at_once():
             parser = build_parser()
-        args = parser.parse_args(argv)
+        args = parse(parser, argv)
         if not getattr(args, "run", None):
             parser.print_help()
             return 2

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from microgpt.__main__ import main
 from microgpt.autograd import Tensor
 from microgpt.bench.profile import format_profile, profile_step
 from microgpt.bench.throughput import BenchConfig, bench_config, machine_description, ratio_interval
@@ -88,17 +89,14 @@ def bench_configs() -> dict:
 
 
 def test_bench_command_refuses_more_generated_tokens_than_the_context_holds(capsys):
-    args = argparse.Namespace(serve=False, tui=False, micro=False, busy=False, checkpoint=None, profile=False, configs=["c1-b1"], json=False, gen_tokens=500,
-                              threads=2)
-    assert bench.run(args) == 2
-    assert "--gen-tokens 500: must be 1 to 88" in capsys.readouterr().err
+    assert main(["bench", "--configs", "c1-b1", "--gen-tokens", "500"]) == 2
+    assert capsys.readouterr().err == "microgpt bench: error: --gen-tokens 500: must be 1 to 88 (the block size of " \
+                                      "the chosen configs, less the 8-token prompt)\n"
 
 
-def test_bench_command_refuses_zero_threads(capsys):
-    args = argparse.Namespace(serve=False, tui=False, micro=False, busy=False, checkpoint=None, profile=False, configs=["c1-b1"], json=False, gen_tokens=8,
-                              threads=0)
-    assert bench.run(args) == 2
-    assert "--threads 0: must be 1 to 256" in capsys.readouterr().err
+def test_bench_command_refuses_more_threads_than_a_split_may_have(capsys):
+    assert main(["bench", "--configs", "c1-b1", "--threads", "100000"]) == 2
+    assert capsys.readouterr().err == "microgpt bench: error: --threads 100000: must be 1 to 256\n"
 
 
 def test_bench_row_in_cpu_time_on_one_thread_restores_the_split():

@@ -82,6 +82,16 @@ def test_chat_once_prints_the_sessions_reply(checkpoint: Path) -> None:
     assert result.stdout == expected + "\n"
 
 
+def test_chat_once_takes_the_prompt_before_between_or_after_the_options(checkpoint: Path) -> None:
+    expected = ChatSession.from_checkpoint(str(checkpoint)).reply("hello 3", settings()) + "\n"
+    for args in (["hello", "3", *DECODE], [*DECODE, "hello", "3"], ["--seed", "3", "hello", "--max-new-tokens", "24",
+                                                                     "3"]):
+        result = run_cli("chat-once", str(checkpoint), *args)
+        assert (result.returncode, result.stdout) == (0, expected), (args, result.stderr)
+    both = run_cli("chat-once", str(checkpoint), "--prompts-file", "p.txt", "also")
+    assert both.returncode == 2 and "give a prompt or --prompts-file FILE (one of the two)" in both.stderr
+
+
 def test_chat_once_answers_every_prompt_of_a_file_as_a_fresh_conversation(checkpoint: Path, tmp_path: Path) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("# a comment\nHow do I make tea?\n\nWhat is a budget?\n", encoding="utf-8")

@@ -1,10 +1,13 @@
-"""Small commands the original has: `microgpt tui` as an alias, gpu-check's per-GPU driver and memory."""
+"""Small commands the original has: `microgpt tui` as an alias, gpu-check's per-GPU driver and memory; and
+the command line's own mistakes, said in one line."""
 
 from __future__ import annotations
 
 import os
 import stat
 from pathlib import Path
+
+import pytest
 
 from microgpt import hardware
 from microgpt.__main__ import main
@@ -33,3 +36,20 @@ def test_gpu_check_falls_back_to_the_list_when_the_query_fails(tmp_path: Path, m
     _fake_smi(tmp_path, 'case "$1" in -L) echo "GPU 0: Tesla T4 (UUID: GPU-1)";; *) exit 9;; esac')
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     assert hardware.nvidia_gpus() == ["GPU 0: Tesla T4 (UUID: GPU-1)"]
+
+
+@pytest.mark.parametrize(("argv", "fragment"), [
+    (["eval", "x.npz", "--stride", "0"], "microgpt eval: error: argument --stride: 0 must be at least 1"),
+    (["bench", "--windows", "0"], "microgpt bench: error: argument --windows: 0 must be at least 1"),
+    (["train", "--num-steps"], "microgpt train: error: argument --num-steps: expected one argument"),
+    (["chat-once", "x.npz", "--bogus"], "microgpt chat-once: error: unrecognized arguments: --bogus"),
+    (["data", "get"], "microgpt data get: error: the following arguments are required"),
+    (["frobnicate"], "microgpt: error: argument COMMAND: invalid choice: 'frobnicate'"),
+])
+def test_a_command_line_mistake_is_one_line_naming_the_command_and_exit_2(capsys, argv: list[str],
+                                                                          fragment: str) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and err.startswith(fragment), err
+    assert err.rstrip().endswith("--help`)")

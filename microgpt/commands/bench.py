@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sys
 import time
 
 from microgpt.autograd.parallel import MAX_THREADS, set_threads
@@ -79,14 +78,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     longest = min(CONFIGS[name].model.block_size for name in args.configs) - PROMPT_TOKENS
     if not 1 <= args.threads <= MAX_THREADS:
-        print(f"bench: --threads {args.threads}: must be 1 to {MAX_THREADS}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"--threads {args.threads}: must be 1 to {MAX_THREADS}")
     if getattr(args, "gen_tokens", None) is None:
         args.gen_tokens = min(GEN_TOKENS, longest)
     if not args.profile and not 1 <= args.gen_tokens <= longest:
-        print(f"bench: --gen-tokens {args.gen_tokens}: must be 1 to {longest} (the block size of the chosen configs, "
-              f"less the {PROMPT_TOKENS}-token prompt)", file=sys.stderr)
-        return 2
+        raise ConfigError(f"--gen-tokens {args.gen_tokens}: must be 1 to {longest} (the block size of the chosen "
+                          f"configs, less the {PROMPT_TOKENS}-token prompt)")
     machine = machine_description()
     if args.profile:
         clock = time.thread_time if args.cpu_time else time.perf_counter

@@ -22,7 +22,8 @@ MAX_PROMPTS_BYTES = 1 << 20
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="a .npz checkpoint (or the original Go project's .json)")
-    parser.add_argument("prompt", nargs="*", help="what you ask")
+    parser.add_argument("prompt", nargs="*", help="what you ask (before or after the options)")
+    parser.set_defaults(words_after_options="prompt")
     parser.add_argument("--prompts-file", metavar="FILE",
                         help="answer every line of FILE (one prompt a line; # comments and blank lines skipped)")
     parser.add_argument("--log", action="store_true",
