@@ -195,3 +195,11 @@ def test_sampling_from_mapping_refuses_bad_values_in_one_line(values: dict, frag
     with pytest.raises(ConfigError) as exc:
         sampling_from_mapping(values, source="request")
     assert "\n" not in str(exc.value) and fragment in str(exc.value), str(exc.value)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_a_sampling_seed_out_of_range_names_the_sampling_default_not_the_trainings(seed: int) -> None:
+    with pytest.raises(ConfigError) as exc:
+        sampling_from_mapping({"seed": seed}, source="command line")
+    assert f"seed={seed}: must be >= 0 and <= 4294967295 (default {SamplingSettings.seed})" in str(exc.value)
+    assert SamplingSettings.seed != TrainConfig().seed  # else this test could not tell them apart

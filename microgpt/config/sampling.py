@@ -29,7 +29,8 @@ def _lay_over(base: SamplingSettings | None, entries: Mapping[str, tuple[str, An
     for key, (label, raw) in entries.items():
         try:
             if key == "seed":
-                changes[key] = None if raw is None else parse_value(SEED_KNOB, raw, label=label)
+                changes[key] = None if raw is None else parse_value(SEED_KNOB, raw, label=label,
+                                                                    default=SamplingSettings.seed)
             else:
                 changes[key] = parse_value(SAMPLING_KNOBS[key].name, raw, label=label)
         except ConfigError as exc:
