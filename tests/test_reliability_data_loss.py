@@ -107,6 +107,21 @@ def test_resume_warns_when_the_dataset_changed(tmp_path: Path) -> None:
     assert len(warning) == 1 and "data.jsonl changed" in warning[0] and "sha256" in warning[0]
 
 
+def test_resume_on_another_dataset_says_so_rather_than_that_the_file_changed(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    assert microgpt(tmp_path, "train", NUM_STEPS="20").returncode == 0
+    lines = (tmp_path / "data.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    (tmp_path / "other.jsonl").write_text("".join(lines[1:]), encoding="utf-8")  # the same records but one
+    before = (tmp_path / "data.jsonl").read_bytes()
+    resumed = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz", "--num-steps", "30",
+                       "--dataset-path", "other.jsonl")
+    assert resumed.returncode == 0, resumed.stderr
+    warning = [line for line in resumed.stdout.splitlines() if " WARNING " in line]
+    assert len(warning) == 1 and "the checkpoint was trained on data.jsonl; this run continues on other.jsonl" \
+        in warning[0] and "changed" not in warning[0]
+    assert (tmp_path / "data.jsonl").read_bytes() == before
+
+
 def test_resume_on_the_same_dataset_does_not_warn(tmp_path: Path) -> None:
     write_dataset(tmp_path)
     assert microgpt(tmp_path, "train", NUM_STEPS="20").returncode == 0

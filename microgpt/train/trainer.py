@@ -317,8 +317,14 @@ class Trainer:
         if note:
             self.art.log(note)
         if self.dataset_changed:
-            self.art.log(f"{cfg.dataset_path} changed since the checkpoint was saved (its sha256 differs): the "
-                         "run continues on the new data, so it will not match an uninterrupted run", "warning")
+            before = (self.checkpoint_config or {}).get("dataset_path")
+            if isinstance(before, str) and before != cfg.dataset_path:
+                self.art.log(f"the checkpoint was trained on {before}; this run continues on {cfg.dataset_path}, "
+                             "other data (its sha256 differs), so its validation loss is measured on other text "
+                             "than the best so far", "warning")
+            else:
+                self.art.log(f"{cfg.dataset_path} changed since the checkpoint was saved (its sha256 differs): the "
+                             "run continues on the new data, so it will not match an uninterrupted run", "warning")
         paths = self.art.paths()
         self.art.log(f"[system] pid {os.getpid()} run {self.run_id} cwd {Path.cwd()}")
         self.art.log(f"[system] dataset {Path(cfg.dataset_path).resolve()} models {self.model_dir.resolve()}")
