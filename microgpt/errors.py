@@ -1,5 +1,7 @@
 """The project's user-facing errors: each one becomes a single line on stderr and an exit code, never a traceback."""
 
+import unicodedata
+
 
 def shown(value: object, limit: int = 60) -> str:
     """A value for an error message: its repr, cut short (a 1 MiB string or a 400-digit number is not echoed)."""
@@ -10,6 +12,13 @@ def shown(value: object, limit: int = 60) -> str:
 def one_line(text: str) -> str:
     """text with every unprintable character (newline, NUL, backspace...) written as its escape: it stays one line."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def no_controls(text: str) -> str:
+    """text with its control characters but newline and tab (ESC, NUL, BEL, carriage return...) written as
+    escapes: a prompt or a reply shown on a terminal, or in a log read there, cannot move the cursor, retitle
+    the window or clear the screen. Other characters stay, zero-width joiners in emoji included."""
+    return "".join(c if c in "\n\t" or unicodedata.category(c) != "Cc" else repr(c)[1:-1] for c in text)
 
 
 class MicrogptError(Exception):

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from microgpt.chat.session import STOP_MARKERS, ChatSession, ReplyText, held_bac
 from microgpt.config import KNOB_BY_CHAT_ENV, KNOB_BY_NAME, load_config
 from microgpt.data.templates import chat_prompt, render_record
 from microgpt.data.tokenizer import build_tokenizer
+from microgpt.errors import no_controls
 from microgpt.nn import SamplingSettings
 from microgpt.train.trainer import Trainer
 
@@ -77,19 +79,32 @@ def test_chat_once_prints_the_sessions_reply(checkpoint: Path) -> None:
     result = run_cli("chat-once", str(checkpoint), "hello", "3", *DECODE)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    expected = ChatSession.from_checkpoint(str(checkpoint)).reply("hello 3", settings())
+    expected = no_controls(ChatSession.from_checkpoint(str(checkpoint)).reply("hello 3", settings()))
     assert expected  # the tiny model says something
     assert result.stdout == expected + "\n"
 
 
 def test_chat_once_takes_the_prompt_before_between_or_after_the_options(checkpoint: Path) -> None:
-    expected = ChatSession.from_checkpoint(str(checkpoint)).reply("hello 3", settings()) + "\n"
+    expected = no_controls(ChatSession.from_checkpoint(str(checkpoint)).reply("hello 3", settings())) + "\n"
     for args in (["hello", "3", *DECODE], [*DECODE, "hello", "3"], ["--seed", "3", "hello", "--max-new-tokens", "24",
                                                                      "3"]):
         result = run_cli("chat-once", str(checkpoint), *args)
         assert (result.returncode, result.stdout) == (0, expected), (args, result.stderr)
     both = run_cli("chat-once", str(checkpoint), "--prompts-file", "p.txt", "also")
     assert both.returncode == 2 and "give a prompt or --prompts-file FILE (one of the two)" in both.stderr
+
+
+def test_control_characters_reach_neither_the_terminal_nor_the_log_raw(checkpoint: Path, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a\x1b]0;PWNED\x07b\x1b[2J\r\n", encoding="utf-8")
+    result = run_cli("chat-once", str(checkpoint), "--prompts-file", str(prompts), "--log", *DECODE,
+                     LOG_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("> a\\x1b]0;PWNED\\x07b\\x1b[2J\n")
+    [log] = (tmp_path / "chat").glob("chat_once_*.log")
+    shown = result.stdout + log.read_text(encoding="utf-8")
+    assert "] user: a\\x1b]0;PWNED\\x07b\\x1b[2J\n" in shown
+    assert not [c for c in shown if unicodedata.category(c) == "Cc" and c not in "\n\t"], shown
 
 
 def test_chat_once_answers_every_prompt_of_a_file_as_a_fresh_conversation(checkpoint: Path, tmp_path: Path) -> None:
@@ -110,10 +125,11 @@ def test_chat_once_is_reproducible_and_chat_variables_change_it(checkpoint: Path
     first, again = (run_cli("chat-once", str(checkpoint), "hello", "3") for _ in range(2))
     assert first.returncode == again.returncode == 0, first.stderr
     assert first.stdout == again.stdout  # a fixed default seed, as the original's rand.Seed(42)
-    assert first.stdout == ChatSession.from_checkpoint(str(checkpoint)).reply("hello 3") + "\n"
+    assert first.stdout == no_controls(ChatSession.from_checkpoint(str(checkpoint)).reply("hello 3")) + "\n"
     cooler = run_cli("chat-once", str(checkpoint), "hello", "3", CHAT_TEMPERATURE="0.2")
     assert cooler.returncode == 0, cooler.stderr
-    expected = ChatSession.from_checkpoint(str(checkpoint)).reply("hello 3", SamplingSettings(temperature=0.2))
+    cool = SamplingSettings(temperature=0.2)
+    expected = no_controls(ChatSession.from_checkpoint(str(checkpoint)).reply("hello 3", cool))
     assert cooler.stdout == expected + "\n" != first.stdout
     flagged = run_cli("chat-once", str(checkpoint), "hello", "3", "--temperature", "0.5", CHAT_TEMPERATURE="0.2")
     assert flagged.stdout == first.stdout  # a flag beats the environment
@@ -145,8 +161,8 @@ def test_chat_reads_turns_from_stdin_and_reset_forgets_them(checkpoint: Path) ->
     result = run_cli("chat", str(checkpoint), *DECODE, stdin="hello\n/reset\nhi\n/quit\n", LOG_DIR=str(logs))
     assert result.returncode == 0, result.stderr
     # After /reset, "hi" is answered as a first turn: the same reply a fresh session gives.
-    first = ChatSession.from_checkpoint(str(checkpoint)).reply("hello", settings())
-    fresh = ChatSession.from_checkpoint(str(checkpoint)).reply("hi", settings())
+    first = no_controls(ChatSession.from_checkpoint(str(checkpoint)).reply("hello", settings()))
+    fresh = no_controls(ChatSession.from_checkpoint(str(checkpoint)).reply("hi", settings()))
     header, rest = result.stdout.split("\n", 1)
     assert header.startswith(f"chatting with {checkpoint}")
     assert rest == (f"you> assistant> {first}\n"

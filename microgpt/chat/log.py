@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from microgpt.atomic import LineFile
+from microgpt.errors import no_controls
 
 LATEST = "chat_latest.log"
 
@@ -87,5 +88,5 @@ class ChatLog:
 
     def turn(self, role: str, text: str) -> None:
         """One message: `[2026-02-26T10:15:00] user: ...`; continuation lines are indented."""
-        body = text.replace("\n", "\n    ")
+        body = no_controls(text).replace("\n", "\n    ")
         self._write(f"[{datetime.now().isoformat(timespec='seconds')}] {role}: {body}\n")

@@ -21,6 +21,7 @@ from microgpt.config import (
     sampling_from_mapping,
 )
 from microgpt.console import StopSignal
+from microgpt.errors import no_controls
 from microgpt.nn import SamplingSettings
 
 
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             for piece in reply:
                 pieces.append(piece)
-                sys.stdout.write(piece)
+                sys.stdout.write(no_controls(piece))
                 sys.stdout.flush()
             sys.stdout.write("\n")
         except KeyboardInterrupt as stop:  # Ctrl-C stops this reply, kept as far as it got; SIGTERM/SIGHUP all

@@ -14,7 +14,7 @@ import argparse
 
 from microgpt.chat.session import ChatSession
 from microgpt.commands.chat import add_sampling_arguments, chat_log, sampling_from_args
-from microgpt.errors import ConfigError
+from microgpt.errors import ConfigError, no_controls
 from microgpt.safe_io import read_capped
 
 MAX_PROMPTS_BYTES = 1 << 20
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     for prompt in prompts:
         session.reset()
         reply = session.reply(prompt, settings)
-        print(f"> {prompt}\n{reply}\n" if args.prompts_file else reply, flush=True)
+        print(no_controls(f"> {prompt}\n{reply}\n" if args.prompts_file else reply), flush=True)
         if log:
             log.turn("user", prompt)
             log.turn("assistant", reply)
