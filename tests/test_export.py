@@ -81,6 +81,14 @@ def test_a_go_checkpoint_exports_and_loads_back_the_same(tmp_path: Path, capsys,
     assert replies[0] == replies[1]
 
 
+@pytest.mark.parametrize("name", ["model.safetensors", "config.json", "tokenizer.json"])
+def test_a_file_of_an_export_given_alone_points_to_its_folder(tmp_path: Path, capsys, name: str) -> None:
+    _export(capsys, _checkpoint(tmp_path), tmp_path / "out")
+    assert main(["chat-once", str(tmp_path / "out" / name), "hi"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"one file of an export; give its folder, {str(tmp_path / 'out')!r}" in err
+
+
 def test_a_broken_export_is_one_line(tmp_path: Path, capsys) -> None:
     _export(capsys, _checkpoint(tmp_path), tmp_path / "out")
     (tmp_path / "out" / "model.safetensors").write_bytes(b"\x00" * 20)

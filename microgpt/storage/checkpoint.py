@@ -26,6 +26,9 @@ class Checkpoint:
         return int(self.meta.get("step", 0))
 
 
+EXPORT_FILES = ("model.safetensors", "config.json", "tokenizer.json")  # an export folder's files (storage.export)
+
+
 def checkpoint_name(kind: str) -> str:
     """The file a run keeps its `kind` ("best" or "latest") checkpoint in, in MODEL_DIR."""
     return f"{kind}_checkpoint.npz"

@@ -27,17 +27,16 @@ from microgpt.errors import CheckpointError, ConfigError, MicrogptError
 from microgpt.nn import GPT
 from microgpt.nn.bounds import check_weights, checked_model_config, parameter_shapes
 from microgpt.safe_io import check_name_length, open_regular, parse_json, read_capped, writable_folder
-from microgpt.storage.checkpoint import Checkpoint
+from microgpt.storage.checkpoint import EXPORT_FILES, Checkpoint
 
 EXPORT_FORMAT = "microgpt-export"
 EXPORT_VERSION = 1
-FILES = ("model.safetensors", "config.json", "tokenizer.json")
 MAX_JSON_BYTES = 64 << 20  # tokenizer.json lists every token's bytes: a few MB for the largest vocabulary
 
 
 def is_export(path: Path) -> bool:
     """A folder that holds an export's files."""
-    return path.is_dir() and all((path / name).is_file() for name in FILES)
+    return path.is_dir() and all((path / name).is_file() for name in EXPORT_FILES)
 
 
 def save_export(checkpoint: Checkpoint, out_dir: str | os.PathLike[str], source: str = "",
@@ -66,8 +65,8 @@ def save_export(checkpoint: Checkpoint, out_dir: str | os.PathLike[str], source:
     # an unwritable place: one line, nothing written (a folder filled in place needs only itself writable; a
     # folder swapped in whole is made beside it)
     writable_folder("OUT_DIR", out if in_place else out.parent, value=out_dir)
-    if held - set(FILES):
-        raise ConfigError(f"{label}: holds files that are not an export's ({min(held - set(FILES))!r}, ...); "
+    if held - set(EXPORT_FILES):
+        raise ConfigError(f"{label}: holds files that are not an export's ({min(held - set(EXPORT_FILES))!r}, ...); "
                           "give a new or empty folder")
     if held and not replace:
         raise ConfigError(f"{label}: already holds an export; add --force to replace it (atomically), or give "

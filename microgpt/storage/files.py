@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from microgpt.errors import CheckpointError
-from microgpt.storage.checkpoint import Checkpoint, checkpoint_kind
+from microgpt.storage.checkpoint import EXPORT_FILES, Checkpoint, checkpoint_kind
 from microgpt.storage.go_json import load_go_checkpoint
 from microgpt.storage.npz import META_ERRORS, load_npz_checkpoint, read_meta
 
@@ -36,6 +36,8 @@ def load_checkpoint(path: str | os.PathLike[str], bpe_file: str | None = None) -
                               f"give a file such as {os.fspath(path / 'best_checkpoint.npz')!r}")
     if path.exists() and not path.is_file():
         raise CheckpointError(f"{path}: is not a regular file (a FIFO, device or socket); give a checkpoint file")
+    if path.name in EXPORT_FILES and (path.parent / EXPORT_FILES[0]).is_file():
+        raise CheckpointError(f"{path}: one file of an export; give its folder, {os.fspath(path.parent)!r}")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file (train one with `python -m microgpt train`)")
     if path.suffix == ".json":
