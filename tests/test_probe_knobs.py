@@ -62,7 +62,16 @@ def resumable(finished_run, tmp_path: Path) -> Path:
                                         (("--norm-gain", "true"), "NORM_GAIN")])
 def test_resume_cannot_change_what_the_model_computes(resumable: Path, flag: tuple[str, str], knob: str) -> None:
     result = microgpt(resumable, "train", "--resume", "latest.npz", *flag, NUM_STEPS="40")
-    assert_one_line_error(result, f"{knob}=", "a resumed run keeps its model")
+    assert_one_line_error(result, f"{knob}=", "a resumed run keeps the model it was started with")
+
+
+@pytest.mark.parametrize("flag, fragment", [(("--run-name", "other"), "keeps the run name (its run id) it was"),
+                                            (("--seed", "7"), "keeps the seed it was started with"),
+                                            (("--val-split", "0.3"), "keeps the data split it was started with")])
+def test_resume_refuses_what_names_or_splits_the_run_in_words_that_fit(resumable: Path, flag: tuple[str, str],
+                                                                      fragment: str) -> None:
+    result = microgpt(resumable, "train", "--resume", "latest.npz", *flag, "--num-steps", "40")
+    assert_one_line_error(result, fragment)
 
 
 def test_resume_with_another_dropout_trains_with_it(resumable: Path) -> None:

@@ -377,7 +377,7 @@ def test_resume_refuses_to_change_the_model_shape(finished_run, tmp_path: Path) 
     checkpoint = folder / "models" / "latest_checkpoint.npz"
     write_dataset(tmp_path)
     result = microgpt(tmp_path, "train", "--resume", str(checkpoint), "--n-embd", "32")
-    assert_one_line_error(result, "N_EMBD=32", "resumed run keeps its model")
+    assert_one_line_error(result, "N_EMBD=32", "resumed run keeps the model it was started with")
 
 
 def test_resume_refuses_to_change_the_optimizer_and_reads_an_old_checkpoint_as_adam(
@@ -390,7 +390,7 @@ def test_resume_refuses_to_change_the_optimizer_and_reads_an_old_checkpoint_as_a
     other = {"adam": "muon", "muon": "adam"}[used]
     write_dataset(tmp_path)
     result = microgpt(tmp_path, "train", "--resume", str(folder / "models" / "latest_checkpoint.npz"), "--optimizer", other)
-    assert_one_line_error(result, f"OPTIMIZER={other}", f"keeps its model, tokenizer and optimizer (OPTIMIZER={used})")
+    assert_one_line_error(result, f"OPTIMIZER={other}", f"keeps the optimizer it was started with (OPTIMIZER={used})")
     checkpoint.meta["train_config"].pop("optimizer")
     assert stored_config(checkpoint).optim.optimizer == "adam"
 
@@ -404,7 +404,7 @@ def test_resume_refuses_to_change_the_positions_and_reads_an_old_checkpoint_as_l
     write_dataset(tmp_path)
     result = microgpt(tmp_path, "train", "--resume", str(folder / "models" / "latest_checkpoint.npz"),
                       "--positions", "learned")
-    assert_one_line_error(result, "POSITIONS=learned", "keeps its model, tokenizer and optimizer (POSITIONS=rope)")
+    assert_one_line_error(result, "POSITIONS=learned", "keeps the model it was started with (POSITIONS=rope)")
     checkpoint.meta["train_config"].pop("positions")
     assert stored_config(checkpoint).model.positions == "learned"
 

@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+CHECKPOINT_HELP = "a .npz checkpoint, an export folder, or the original Go project's .json"
+
+
+def layers_words(config: Any) -> str:
+    """'1 layer x 16, vocab 60': a model's size as the export and serve summaries say it."""
+    return f"{config.n_layer} layer{'s' * (config.n_layer != 1)} x {config.n_embd}, vocab {config.vocab_size}"
 
 
 def positive_int(text: str) -> int:

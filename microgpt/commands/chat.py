@@ -13,6 +13,7 @@ import sys
 
 from microgpt.chat.log import ChatLog
 from microgpt.chat.session import ChatSession
+from microgpt.commands import CHECKPOINT_HELP
 from microgpt.config import (
     SAMPLING_KNOBS,
     format_value,
@@ -48,7 +49,7 @@ def chat_log(prefix: str) -> ChatLog:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a .npz checkpoint (or the original Go project's .json)")
+    parser.add_argument("checkpoint", help=CHECKPOINT_HELP)
     parser.add_argument("--no-log", action="store_true",
                         help="do not write the conversation to LOG_DIR/chat/ (chat_<session>.log, chat_latest.log)")
     add_sampling_arguments(parser)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from microgpt.chat.session import ChatSession
+from microgpt.commands import CHECKPOINT_HELP
 from microgpt.commands.chat import add_sampling_arguments, chat_log, sampling_from_args
 from microgpt.errors import ConfigError, no_controls
 from microgpt.safe_io import read_capped
@@ -21,7 +22,7 @@ MAX_PROMPTS_BYTES = 1 << 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a .npz checkpoint (or the original Go project's .json)")
+    parser.add_argument("checkpoint", help=CHECKPOINT_HELP)
     parser.add_argument("prompt", nargs="*", help="what you ask (before or after the options)")
     parser.set_defaults(words_after_options="prompt")
     parser.add_argument("--prompts-file", metavar="FILE",

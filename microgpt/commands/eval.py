@@ -9,7 +9,7 @@ from pathlib import Path
 
 from microgpt.bench.eval_speed import SEED_TASKS, benchmark_eval
 from microgpt.bench.throughput import C1, describe_model
-from microgpt.commands import positive_int
+from microgpt.commands import CHECKPOINT_HELP, positive_int
 from microgpt.config import TrainConfig, knob_from_env
 from microgpt.errors import ConfigError
 from microgpt.evaluation.baseline import xz_bits_per_byte
@@ -58,8 +58,7 @@ examples:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
-    parser.add_argument("checkpoint", nargs="?", metavar="CKPT",
-                        help="a .npz checkpoint (or the original Go project's .json)")
+    parser.add_argument("checkpoint", nargs="?", metavar="CKPT", help=CHECKPOINT_HELP)
     parser.add_argument("datasets", nargs="*", metavar="DATASET", help="JSONL datasets to score (any record type)")
     parser.add_argument("--split", choices=("all", "val"), default="all",
                         help="all: every record (default); val: only the run's validation split")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from microgpt.commands import layers_words
 from microgpt.errors import ConfigError
 from microgpt.storage import load_checkpoint
 
@@ -28,6 +29,6 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(args.checkpoint)
     out = save_export(checkpoint, args.out_dir, source=args.checkpoint, replace=args.force)
     c = checkpoint.model.config
-    print(f"exported {args.checkpoint} to {out}/ (model.safetensors, config.json, tokenizer.json): {c.n_layer} "
-          f"layers x {c.n_embd}, vocab {c.vocab_size}, {checkpoint.model.num_parameters():,} parameters")
+    print(f"exported {args.checkpoint} to {out}/ (model.safetensors, config.json, tokenizer.json): "
+          f"{layers_words(c)}, {checkpoint.model.num_parameters():,} parameters")
     return 0

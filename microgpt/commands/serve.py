@@ -16,6 +16,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from microgpt.commands import layers_words
 from microgpt.config import TrainConfig, sampling_from_env
 from microgpt.errors import ConfigError
 from microgpt.nn.bounds import check_free_memory
@@ -153,8 +154,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"cannot listen on {args.host}:{port} ({reason}); choose another --port, or a --host "
                           "of this machine") from None
     shown = f"[{args.host}]" if ":" in args.host else args.host or "0.0.0.0"  # an IPv6 address in a URL: brackets
-    print(f"microgpt serve: http://{shown}:{port}/  (model {name} from {path}: {config.n_layer} layers x "
-          f"{config.n_embd}, vocab {config.vocab_size}, context {config.block_size} tokens; OpenAI API at /v1; "
+    print(f"microgpt serve: http://{shown}:{port}/  (model {name} from {path}: {layers_words(config)}, "
+          f"context {config.block_size} tokens; OpenAI API at /v1; "
           f"{'API key required' if api_key else 'no API key'})", flush=True)
     if not is_loopback(args.host) and not api_key:
         print(f"warning: listening on {shown} without --api-key: anyone who can reach this machine can use "

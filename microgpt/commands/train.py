@@ -56,8 +56,9 @@ def load_config_from_args(args: argparse.Namespace, env: dict[str, str] | None =
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = "Every knob can also be set as an environment variable of the name in brackets."
-    parser.add_argument("--resume", metavar="CKPT", help="continue the run saved in this checkpoint "
-                        "(its config is used; flags given here override it)")
+    parser.add_argument("--resume", metavar="CKPT", help="continue the run saved in this checkpoint (its config "
+                        "is used; flags given here override it, but for those of its model, tokenizer, data split, "
+                        "seed, optimizer and run name)")
     parser.add_argument("--stop-after", type=positive_int, metavar="STEP",
                         help="stop after this step as if interrupted (saves latest_checkpoint; for resume tests)")
     add_config_arguments(parser)

@@ -26,7 +26,10 @@ from microgpt.train.artifacts import SAFE_RUN_ID
 
 # the checkpoint's model, tokenizer and data split decide these: a resumed run cannot change them
 MODEL_KNOBS = ("N_LAYER", "N_EMBD", "N_HEAD", "BLOCK_SIZE", "ACTIVATION", "TIE_EMBEDDINGS", "NORM_GAIN", "POSITIONS")
-FIXED_ON_RESUME = (*MODEL_KNOBS, "TOKENIZER", "TOKEN_VOCAB_SIZE", "BPE_ENCODING", "VAL_SPLIT", "SEED", "OPTIMIZER")
+# what a resumed run keeps from its checkpoint, each knob with the words for what it is part of
+FIXED_ON_RESUME = {**dict.fromkeys(MODEL_KNOBS, "model"), "TOKENIZER": "tokenizer", "TOKEN_VOCAB_SIZE": "tokenizer",
+                   "BPE_ENCODING": "tokenizer", "VAL_SPLIT": "data split", "SEED": "seed", "OPTIMIZER": "optimizer",
+                   "RUN_NAME": "run name (its run id)"}
 # where a run writes, and which rank file it opens, come from this command line, the environment or the
 # defaults: never from a checkpoint, which may come from anyone (the rank file is checked by its sha256)
 NEVER_FROM_CHECKPOINT = ("MODEL_OUT_PATH", "MODEL_BEST_PATH", "MODEL_DIR", "LOG_DIR", "BPE_FILE")
@@ -57,10 +60,10 @@ def check_resumable(cfg: TrainConfig, checkpoint: Checkpoint, where: str = "chec
             raise CheckpointError(f"{where}: meta.train_config says {knob}={format_value(before.get(field))} but its "
                                   f"model has {format_value(getattr(checkpoint.model.config, field))}; resume from "
                                   "another checkpoint")
-    for knob in FIXED_ON_RESUME:
+    for knob, what in FIXED_ON_RESUME.items():
         old, new = before.get(knob.lower()), cfg.get(knob.lower())
         if new != old:
-            raise ConfigError(f"{knob}={format_value(new)}: a resumed run keeps its model, tokenizer and optimizer "
+            raise ConfigError(f"{knob}={format_value(new)}: a resumed run keeps the {what} it was started with "
                               f"({knob}={format_value(old)}); start a new run to change it")
     _check_steps_left(cfg, checkpoint.meta)
 
