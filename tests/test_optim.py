@@ -12,7 +12,7 @@ from microgpt.autograd import Tensor, no_grad
 from microgpt.autograd import functional as F
 from microgpt.autograd.parallel import set_threads
 from microgpt.nn import GPT, Adam, GPTConfig, OptimSettings, Parameter, clip_grad_norm, learning_rate
-from microgpt.nn.optim import FLUSH_EVERY, Muon, orthogonalise
+from microgpt.nn.optim import FLUSH_EVERY, MIN_EPS, Muon, orthogonalise
 
 TINY = GPTConfig(zero_init=False, vocab_size=9, n_layer=1, n_embd=8, n_head=2, block_size=6)
 
@@ -486,3 +486,18 @@ def test_warmup_applies_to_every_schedule():
 def test_unknown_schedule_is_a_value_error():
     with pytest.raises(ValueError, match="unknown learning-rate schedule 'step'"):
         learning_rate("step", 0, 10, 1.0)
+
+
+def test_the_smallest_eps_the_knob_allows_keeps_zero_gradient_weights_finite() -> None:
+    from microgpt.config import KNOB_BY_NAME
+
+    smallest = KNOB_BY_NAME["EPS_ADAM"].min
+    assert smallest == MIN_EPS > 0
+    for beta2 in (0.999, 0.999999):  # eps is divided by up to 1 / sqrt(1 - beta2) in the update
+        p = Parameter(np.ones((4, 3), dtype=np.float32))
+        opt = Adam([p], lr=1e-3, betas=(0.9, beta2), eps=smallest)
+        for _ in range(3):
+            p.grad = np.zeros_like(p.data)  # a weight no gradient reaches yet, as under ZERO_INIT
+            opt.step()
+        np.testing.assert_array_equal(p.data, 1.0)
+    assert np.float32(smallest / math.sqrt(1 / (1 - 0.999999))) > 0

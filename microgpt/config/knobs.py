@@ -18,7 +18,7 @@ from microgpt.autograd.parallel import MAX_THREADS
 from microgpt.config.train_config import TrainConfig, path_of
 from microgpt.nn.bounds import LIMITS
 from microgpt.nn.gpt import ACTIVATIONS, POSITIONS
-from microgpt.nn.optim import OPTIMIZERS, SCHEDULES
+from microgpt.nn.optim import MIN_EPS, OPTIMIZERS, SCHEDULES
 
 DATA = "Dataset & tokenizer"
 SHAPE = "Model shape"
@@ -295,8 +295,9 @@ KNOBS: tuple[Knob, ...] = (
         "EPS_ADAM", OPTIM,
         'tiny number that keeps Adam from dividing by zero',
         'Added to the denominator of every Adam update. It only matters for weights whose gradients are '
-        'almost always zero. 1e-8 is standard; there is rarely a reason to change it.',
-        min=0, exclusive_min=True,
+        'almost always zero. 1e-8 is standard; there is rarely a reason to change it. At least 1e-30: the '
+        'float32 update cannot hold much less, and 0 would divide zero by zero.',
+        min=MIN_EPS,
     ),
     _knob(
         "WEIGHT_DECAY", OPTIM,

@@ -14,6 +14,7 @@ from microgpt.nn.module import Parameter
 
 OPTIMIZERS = ("adam", "muon")  # OptimSettings.build makes one of these
 SCHEDULES = ("linear", "cosine", "wsd", "constant")  # learning_rate's shapes
+MIN_EPS = 1e-30  # the smallest EPS_ADAM: eps / root_v_hat must stay above 0 in float32 (0/0 on a zero gradient)
 FLUSH_EVERY = 16  # steps between two flushes of subnormal moments (Adam._flush_subnormal)
 
 
