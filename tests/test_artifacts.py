@@ -77,13 +77,13 @@ def test_unknown_csv_column_is_an_error(run: RunArtifacts) -> None:
 def test_events_are_json_lines(run: RunArtifacts) -> None:
     run.event("start", run=run.run_id, config={"n_layer": 2}, total_steps=10, parameters=np.int64(1234))
     run.event("step", step=1, loss=np.float32(3.5), lr=0.004)
-    run.event("stop", step=1, reason="done", best_val_loss=float("inf"))
+    run.event("stop", step=1, reason="done", best_val_loss=float("inf"), losses=[np.float32("nan"), 2.0])
     lines = run.events.read_text(encoding="utf-8").splitlines()
-    events = [json.loads(line) for line in lines]
+    events = [json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} is not JSON")) for line in lines]
     assert [e["type"] for e in events] == ["start", "step", "stop"]
     assert events[0]["parameters"] == 1234 and events[1]["loss"] == 3.5
     assert all(isinstance(e["time"], float) for e in events)
-    assert events[2]["best_val_loss"] == float("inf")
+    assert events[2]["best_val_loss"] is None and events[2]["losses"] == [None, 2.0]  # not measured: null
 
 
 def test_read_events_follows_and_skips_a_partial_line(run: RunArtifacts) -> None:

@@ -75,14 +75,22 @@ def microgpt(folder: Path, *args: str, stdin: str | None = None, **knobs: str) -
                           input=stdin, capture_output=True, text=True, timeout=300, check=False)
 
 
+def strict_json(text: str) -> object:
+    """json.loads, refusing the NaN and Infinity that Python writes but JSON has not (other readers fail on them)."""
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} in what should be strict JSON: {text[:200]!r}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def only_manifest(folder: Path) -> dict:
     (path,) = (folder / "logs" / "runs").glob("run_*.json")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return strict_json(path.read_text(encoding="utf-8"))
 
 
 def events_of(folder: Path) -> list[dict]:
     (path,) = (folder / "logs" / "events").glob("events_*.jsonl")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return [strict_json(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def eval_rows(folder: Path) -> list[dict[str, str]]:
@@ -510,3 +518,13 @@ def test_an_earlier_checkpoint_with_a_crafted_meta_is_kept_under_a_safe_name(tmp
     kept = tmp_path / "models" / f"latest_checkpoint.before_{run}.npz"
     assert load_checkpoint(kept).meta["run_id"] == meta["run_id"] and crafted.is_file()
     assert not (tmp_path.parent / "escaped").exists() and not list(tmp_path.parent.glob("ckpt_*"))
+
+
+def test_a_run_stopped_before_its_first_evaluation_writes_strict_json(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    result = microgpt(tmp_path, "train", "--stop-after", "2", NUM_STEPS="20", EVAL_INTERVAL="10")
+    assert result.returncode == 0, result.stderr
+    manifest = only_manifest(tmp_path)
+    assert manifest["final"]["val_loss"] is None and manifest["best_val_loss"] is None
+    stop = [e for e in events_of(tmp_path) if e["type"] == "stop"]
+    assert stop and stop[-1]["best_val_loss"] is None

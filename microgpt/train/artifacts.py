@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 import sys
@@ -82,12 +83,29 @@ def make_run_id(run_name: str, log_dir: str | os.PathLike[str] = TrainConfig.log
 
 
 def _to_json(value: Any) -> Any:
-    """JSON fallback for NumPy scalars and arrays and for paths, without importing NumPy here."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
+    """JSON fallback for paths."""
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _strict(value: Any) -> Any:
+    """value for strict JSON: NumPy scalars and arrays as Python ones (without importing NumPy here), and a
+    NaN or an infinity (a loss not measured yet, or diverged) as null, which every JSON reader takes."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(item) for item in value]
+    return value
+
+
+def _json(value: Any, **options: Any) -> str:
+    """value as strict JSON text (see _strict)."""
+    return json.dumps(_strict(value), default=_to_json, allow_nan=False, **options)
 
 
 class RunArtifacts:
@@ -191,14 +209,14 @@ class RunArtifacts:
     def event(self, type: str, **fields: Any) -> None:
         """Append one JSON line `{"type": type, "time": <unix seconds>, **fields}` and flush it."""
         record = {"type": type, "time": round(time.time(), 3), **fields}
-        line = json.dumps(record, default=_to_json) + "\n"
+        line = _json(record) + "\n"
         with self._lock:
             self._events_file.append(line)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         """Replace the manifest atomically; `run_id`, `paths` and `updated_at` are added unless given."""
         document = {"run_id": self.run_id, "paths": self.paths(), "updated_at": round(time.time(), 3), **manifest}
-        atomic_write_text(self.manifest, json.dumps(document, indent=2, default=_to_json) + "\n")
+        atomic_write_text(self.manifest, _json(document, indent=2) + "\n")
 
     def close(self) -> None:
         """Flush and fsync every file, then close them; calling it twice is harmless."""

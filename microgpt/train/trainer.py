@@ -486,7 +486,7 @@ class Trainer:
             "start_time": datetime.fromtimestamp(self.started).isoformat(timespec="seconds"),
             "end_time": datetime.now().isoformat(timespec="seconds") if status != "running" else None,
             "duration_s": round(time.time() - self.started, 1), "steps": p.step, "total_steps": cfg.num_steps,
-            "best_val_loss": p.best_val_loss if math.isfinite(p.best_val_loss) else None,
+            "best_val_loss": p.best_val_loss,  # null until measured: the manifest is strict JSON
             "final": {"step": p.step, "val_loss": p.last_val_loss, "tokens_seen": p.tokens_seen},
             "checkpoints": {k: v for k, v in self.checkpoints.items() if not k.endswith("_step")},
             "resumed_from": self.resumed_from, "command": " ".join(sys.argv),
