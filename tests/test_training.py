@@ -249,9 +249,15 @@ def test_early_stopping_ends_the_run_when_validation_stops_improving(tmp_path: P
     assert result.returncode == 0, result.stderr
     manifest = only_manifest(tmp_path)
     assert (manifest["stop_reason"], manifest["steps"]) == ("early_stop", 20)
-    assert [int(r["patience_used"]) for r in eval_rows(tmp_path)] == [0, 1]
-    assert load_checkpoint(tmp_path / "models" / "best_checkpoint.npz").step == 10
+    rows = eval_rows(tmp_path)
+    assert [int(r["patience_used"]) for r in rows] == [0, 1]
     assert events_of(tmp_path)[-1]["reason"] == "early_stop"
+    # "best" is the lowest validation loss all the same: the delta decides only when to stop
+    lowest = min(rows, key=lambda r: float(r["val_loss"]))
+    best = load_checkpoint(tmp_path / "models" / "best_checkpoint.npz")
+    assert best.step == int(lowest["step"]) == 20  # its drop was less than a billion, and still the lowest
+    assert best.meta["best_val_loss"] == float(lowest["val_loss"])
+    assert manifest["best_val_loss"] == float(lowest["val_loss"]) == float(rows[-1]["best_val_loss"])
 
 
 def test_diverging_loss_exits_1_and_keeps_the_best_checkpoint(tmp_path: Path) -> None:
@@ -528,3 +534,15 @@ def test_a_run_stopped_before_its_first_evaluation_writes_strict_json(tmp_path: 
     assert manifest["final"]["val_loss"] is None and manifest["best_val_loss"] is None
     stop = [e for e in events_of(tmp_path) if e["type"] == "stop"]
     assert stop and stop[-1]["best_val_loss"] is None
+
+
+def test_a_run_stopped_between_evaluations_names_its_final_checkpoint_without_an_older_loss(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    result = microgpt(tmp_path, "train", "--stop-after", "14", NUM_STEPS="40")  # evaluated at 10, stopped at 14
+    assert result.returncode == 0, result.stderr
+    [final] = (tmp_path / "models").glob("ckpt_*.npz")
+    assert final.name.endswith("_step0014.npz"), final.name
+    assert load_checkpoint(final).meta["val_step"] == 10  # its val_loss is step 10's, and says so
+    resumed = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz", "--stop-after", "20")
+    assert resumed.returncode == 0, resumed.stderr
+    assert [p.name for p in (tmp_path / "models").glob("ckpt_*_step0020_valloss*.npz")]  # measured at 20: named

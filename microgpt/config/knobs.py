@@ -359,10 +359,10 @@ KNOBS: tuple[Knob, ...] = (
     ),
     _knob(
         "EARLY_STOP_MIN_DELTA", VALID,
-        'smallest drop in validation loss that counts as an improvement',
-        'A new validation loss must beat the best so far by more than this to reset the patience counter '
-        'and save a new best checkpoint, so noise-sized wiggles do not count as progress. 0.0005 suits '
-        'losses around 2-5.',
+        'smallest drop in validation loss that counts as progress for early stopping',
+        'A validation loss must beat the last one that counted by more than this to reset the patience '
+        'counter, so noise-sized wiggles do not keep a finished run going. The best checkpoint is still '
+        'the lowest validation loss, however small its lead. 0.0005 suits losses around 2-5.',
         min=0,
     ),
     _knob(

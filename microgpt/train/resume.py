@@ -130,10 +130,18 @@ def check_training_state(checkpoint: Checkpoint, where: str) -> None:
         "recent_losses": lambda v: isinstance(v, list) and all(map(_number, v)),
         "rng_state": _rng_state_fits,
     }
+    optional: dict[str, Any] = {  # written by later versions; an older checkpoint has none of them
+        "patience_mark": checks["best_val_loss"],
+        "val_step": lambda v: v is None or (_whole(v) and v <= meta.get("step", -1)),
+    }
     for name, fits in checks.items():
         if name not in meta or not fits(meta[name]):
             raise CheckpointError(f"{where}: meta.{name} is missing or malformed, so the run cannot resume "
                                   "from it (resume from another checkpoint, or start a new run)")
+    for name, fits in optional.items():
+        if name in meta and not fits(meta[name]):
+            raise CheckpointError(f"{where}: meta.{name} is malformed, so the run cannot resume from it (resume "
+                                  "from another checkpoint, or start a new run)")
     state = checkpoint.optimizer_state
     for name in ("m", "v"):
         if name not in state or state[name].shape != (count,) or state[name].dtype.kind != "f" \

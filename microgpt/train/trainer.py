@@ -85,9 +85,11 @@ class Progress:
     """The state of a run that a checkpoint must carry for an exact resume."""
 
     step: int = 0  # optimizer steps completed
-    best_val_loss: float = math.inf
-    patience_used: int = 0
+    best_val_loss: float = math.inf  # the lowest validation loss measured: best_checkpoint's
+    patience_mark: float = math.inf  # the last one that beat the mark before it by EARLY_STOP_MIN_DELTA
+    patience_used: int = 0  # evaluations since then
     last_val_loss: float = math.nan
+    val_step: int | None = None  # the step last_val_loss was measured at (None: not known, an older checkpoint)
     recent_losses: list[float] = field(default_factory=list)  # train losses since the last evaluation
     tokens_seen: int = 0
     eval_pending: bool = False  # a stop cut this step's evaluation short: a resume runs it first
@@ -153,7 +155,9 @@ class Trainer:
             self.model = _with_dropout(checkpoint.model, cfg.model.dropout)
             meta = checkpoint.meta
             self.progress = Progress(step=meta["step"], best_val_loss=meta["best_val_loss"],
+                                     patience_mark=meta.get("patience_mark", meta["best_val_loss"]),
                                      patience_used=meta["patience_used"], last_val_loss=meta["val_loss"],
+                                     val_step=meta.get("val_step"),
                                      recent_losses=meta["recent_losses"], tokens_seen=meta["tokens_seen"],
                                      eval_pending=meta.get("eval_pending") is True)
             self.rng = np.random.default_rng()
@@ -384,10 +388,12 @@ class Trainer:
             return
         train = float(np.mean(p.recent_losses)) if p.recent_losses else math.nan
         p.recent_losses = []
-        p.last_val_loss = val
-        improved = p.best_val_loss - val > cfg.early_stop_min_delta
+        p.last_val_loss, p.val_step = val, p.step
+        improved = val < p.best_val_loss  # any new low is the best checkpoint; early stopping asks for more:
         if improved:
-            p.best_val_loss, p.patience_used = val, 0
+            p.best_val_loss = val
+        if p.patience_mark - val > cfg.early_stop_min_delta:  # a drop of more than EARLY_STOP_MIN_DELTA
+            p.patience_mark, p.patience_used = val, 0
         else:
             p.patience_used += 1
         ppl = perplexity(val)
@@ -416,7 +422,8 @@ class Trainer:
     def _meta(self) -> dict[str, Any]:
         p = self.progress
         return {"run_id": self.run_id, "step": p.step, "train_config": self.cfg.to_dict(),
-                "val_loss": p.last_val_loss, "best_val_loss": p.best_val_loss, "patience_used": p.patience_used,
+                "val_loss": p.last_val_loss, "val_step": p.val_step, "best_val_loss": p.best_val_loss,
+                "patience_mark": p.patience_mark, "patience_used": p.patience_used,
                 "recent_losses": p.recent_losses, "tokens_seen": p.tokens_seen, "eval_pending": p.eval_pending,
                 "rng_state": self.rng.bit_generator.state, "dataset_sha256": self.data.dataset_sha256,
                 "saved_at": datetime.now().isoformat(timespec="seconds")}
@@ -458,7 +465,8 @@ class Trainer:
         p = self.progress
         if self.checkpoints.get("latest_step") != p.step:
             self._save("latest")
-        name = step_checkpoint_name(self.run_id, p.step, p.last_val_loss)
+        measured = p.val_step is None or p.val_step == p.step  # a stop between evaluations: no loss in the name
+        name = step_checkpoint_name(self.run_id, p.step, p.last_val_loss if measured else math.nan)
         self._save("final", Path(self.cfg.model_out_path) if self.cfg.model_out_path else self.model_dir / name)
         self.art.log("checkpoints: " + ", ".join(f"{self.checkpoints[kind]} ({kind})" for kind in ("final", "best", "latest")
                                                  if kind in self.checkpoints))
