@@ -112,9 +112,9 @@ def test_a_resume_with_nothing_left_to_train_is_one_line_and_writes_nothing(resu
     assert sorted(p.name for p in resumable.iterdir()) == ["c.npz", "data.jsonl", "latest.npz"]
 
 
-def test_a_checkpoint_from_before_the_patience_mark_and_val_step_resumes(resumable: Path) -> None:
+def test_a_checkpoint_from_before_the_patience_mark_val_step_and_clock_resumes(resumable: Path) -> None:
     def older(meta: dict) -> None:
-        del meta["patience_mark"], meta["val_step"]
+        del meta["patience_mark"], meta["val_step"], meta["elapsed_s"]
 
     rewrite_checkpoint(resumable / "latest.npz", resumable / "old.npz", older)
     result = microgpt(resumable, "train", "--resume", "old.npz", "--num-steps", "40")
@@ -122,8 +122,9 @@ def test_a_checkpoint_from_before_the_patience_mark_and_val_step_resumes(resumab
     assert load_checkpoint(resumable / "models" / "latest_checkpoint.npz").meta["val_step"] == 40
 
 
-@pytest.mark.parametrize("field, value", [("val_step", 31), ("val_step", -1), ("patience_mark", "low")])
-def test_a_malformed_patience_mark_or_val_step_is_refused_in_one_line(resumable: Path, field: str,
+@pytest.mark.parametrize("field, value", [("val_step", 31), ("val_step", -1), ("patience_mark", "low"),
+                                          ("elapsed_s", -1.0), ("elapsed_s", float("nan"))])
+def test_a_malformed_patience_mark_val_step_or_clock_is_refused_in_one_line(resumable: Path, field: str,
                                                                       value: object) -> None:
     rewrite_checkpoint(resumable / "latest.npz", resumable / "c.npz", lambda meta: meta.update({field: value}))
     result = microgpt(resumable, "train", "--resume", "c.npz", "--num-steps", "40")

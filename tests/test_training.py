@@ -546,3 +546,19 @@ def test_a_run_stopped_between_evaluations_names_its_final_checkpoint_without_an
     resumed = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz", "--stop-after", "20")
     assert resumed.returncode == 0, resumed.stderr
     assert [p.name for p in (tmp_path / "models").glob("ckpt_*_step0020_valloss*.npz")]  # measured at 20: named
+
+
+def test_a_resumed_runs_clock_goes_on_from_where_it_stopped(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    assert microgpt(tmp_path, "train", "--stop-after", "20", NUM_STEPS="40").returncode == 0
+    before = load_checkpoint(tmp_path / "models" / "latest_checkpoint.npz").meta["elapsed_s"]
+    first = only_manifest(tmp_path)["duration_s"]
+    assert before > 0
+    resumed = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz")
+    assert resumed.returncode == 0, resumed.stderr
+    rows = eval_rows(tmp_path)
+    elapsed = [float(r["elapsed_s"]) for r in rows]
+    assert [int(r["step"]) for r in rows] == [10, 20, 30, 40] and elapsed == sorted(elapsed)
+    assert elapsed[2] >= before  # the run's training time, not the session's
+    assert load_checkpoint(tmp_path / "models" / "latest_checkpoint.npz").meta["elapsed_s"] >= before
+    assert only_manifest(tmp_path)["duration_s"] >= first

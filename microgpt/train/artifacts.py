@@ -124,8 +124,10 @@ class RunArtifacts:
         echo: bool = True,
         log_level: str = TrainConfig.log_level,
         console: IO[str] | None = None,
+        started: float | None = None,
     ) -> None:
-        """`console` is where `echo` prints (sys.stdout when None), e.g. a ProgressLine that keeps a status line."""
+        """`console` is where `echo` prints (sys.stdout when None), e.g. a ProgressLine that keeps a status line;
+        `started` is the time the run's clock counts from (now when None; earlier for a resumed run)."""
         if log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}; got {log_level!r}")
         self.run_id = run_id
@@ -143,7 +145,7 @@ class RunArtifacts:
             path.parent.mkdir(parents=True, exist_ok=True)
 
         self._lock = threading.Lock()
-        self._started = time.time()
+        self._started = time.time() if started is None else started
         self._files: list[LineFile] = []
         try:  # if one open fails, the ones before it are closed again
             for path, fresh in ((self.train_log, False), (self.latest_log, True), (self.events, False),

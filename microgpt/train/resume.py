@@ -133,6 +133,7 @@ def check_training_state(checkpoint: Checkpoint, where: str) -> None:
     optional: dict[str, Any] = {  # written by later versions; an older checkpoint has none of them
         "patience_mark": checks["best_val_loss"],
         "val_step": lambda v: v is None or (_whole(v) and v <= meta.get("step", -1)),
+        "elapsed_s": lambda v: _number(v) and 0 <= v < 1e10,  # the run's training time so far, in seconds
     }
     for name, fits in checks.items():
         if name not in meta or not fits(meta[name]):

@@ -181,7 +181,9 @@ class Trainer:
         self.model_dir = Path(cfg.model_dir)
         self.model_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoints: dict[str, str] = {}
-        self.started = time.time()
+        self.session_started = time.time()
+        # the run's clock: earlier sessions' training time counts, so elapsed times and tokens/s span the run
+        self.started = self.session_started - (checkpoint.meta.get("elapsed_s", 0.0) if checkpoint else 0.0)
 
     # ----- signals -------------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: Any) -> None:
@@ -203,7 +205,7 @@ class Trainer:
                 print(f"run_id: {self.run_id}", flush=True)
                 self.console = ProgressLine()
                 self.art = RunArtifacts(self.run_id, self.cfg.log_dir, echo=True, log_level=self.cfg.log_level,
-                                        console=self.console)
+                                        console=self.console, started=self.started)
                 return self._loop()
         except OSError as exc:  # a full disk, a folder removed or made read-only mid-run
             return self._write_failed(exc)
@@ -255,7 +257,8 @@ class Trainer:
                 self._diverged(f"loss became {loss} at step {p.step}")
                 break
             if p.step % cfg.metric_interval == 0 or p.step == cfg.num_steps:
-                self._report_progress(loss, interval_steps, step_time)
+                self._report_progress(loss, interval_steps, step_time, session_steps,
+                                      time.perf_counter() - session_start)
                 interval_steps, step_time = 0, 0.0
             if time.perf_counter() - last_system >= 2.0:
                 last_system = time.perf_counter()
@@ -352,12 +355,15 @@ class Trainer:
                        resumed_from=self.resumed_from)
         self._write_manifest(status="running")
 
-    def _report_progress(self, loss: float, steps: int, step_time: float) -> None:
+    def _report_progress(self, loss: float, steps: int, step_time: float, session_steps: int,
+                         session_seconds: float) -> None:
+        """The progress line: tokens/s of the training steps alone; the ETA from the session's wall clock per
+        step, so the time evaluations and samples take is counted in it."""
         cfg, p = self.cfg, self.progress
         tokens_per_sec = steps * cfg.batch_size * self.block / max(step_time, 1e-9)
         steps_per_sec = steps / max(step_time, 1e-9)
         elapsed = time.time() - self.started
-        eta = (cfg.num_steps - p.step) / steps_per_sec
+        eta = (cfg.num_steps - p.step) * session_seconds / max(session_steps, 1)
         lr = self.optimizer.lr
         self.art.log(f"step {p.step}/{cfg.num_steps} | loss {loss:.4f} | lr {lr:.6f} | {tokens_per_sec:,.0f} tok/s "
                      f"| elapsed {clock(elapsed)} | eta {clock(eta)}")
@@ -426,6 +432,7 @@ class Trainer:
                 "patience_mark": p.patience_mark, "patience_used": p.patience_used,
                 "recent_losses": p.recent_losses, "tokens_seen": p.tokens_seen, "eval_pending": p.eval_pending,
                 "rng_state": self.rng.bit_generator.state, "dataset_sha256": self.data.dataset_sha256,
+                "elapsed_s": round(time.time() - self.started, 3),
                 "saved_at": datetime.now().isoformat(timespec="seconds")}
 
     def _save(self, kind: str, path: Path | None = None) -> Path:
@@ -491,9 +498,10 @@ class Trainer:
             "config": cfg.to_dict(), "parameters": self.model.num_parameters(),
             "tokenizer": {"kind": cfg.tokenizer, "vocab_size": self.data.tokenizer.vocab_size},
             "versions": {"microgpt": __version__, "numpy": np.__version__, "python": platform.python_version()},
-            "start_time": datetime.fromtimestamp(self.started).isoformat(timespec="seconds"),
+            "start_time": datetime.fromtimestamp(self.session_started).isoformat(timespec="seconds"),  # this session's
             "end_time": datetime.now().isoformat(timespec="seconds") if status != "running" else None,
-            "duration_s": round(time.time() - self.started, 1), "steps": p.step, "total_steps": cfg.num_steps,
+            "duration_s": round(time.time() - self.started, 1),  # the run's training time, every session's
+            "steps": p.step, "total_steps": cfg.num_steps,
             "best_val_loss": p.best_val_loss,  # null until measured: the manifest is strict JSON
             "final": {"step": p.step, "val_loss": p.last_val_loss, "tokens_seen": p.tokens_seen},
             "checkpoints": {k: v for k, v in self.checkpoints.items() if not k.endswith("_step")},
