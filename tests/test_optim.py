@@ -473,8 +473,10 @@ def test_wsd_holds_then_falls_in_a_straight_line_to_zero():
     np.testing.assert_allclose(lrs[:warmup], base * np.arange(1, warmup + 1) / warmup, rtol=1e-12)
     assert set(lrs[warmup:warmup + 76]) == {base}  # stable until a quarter of the steps is left
     np.testing.assert_allclose(lrs[warmup + 75:], base * np.arange(25, -1, -1) / 25, rtol=1e-12, atol=1e-15)
-    assert learning_rate("wsd", 50, 100, base, decay_fraction=1.0) == pytest.approx(
-        learning_rate("linear", 50, 100, base))  # decaying over the whole run is the linear schedule
+    for warmup in (0, 10):  # decaying over the whole run (after the warmup) is the linear schedule
+        for step in (9, 10, 11, 50, 99):
+            assert learning_rate("wsd", step, 100, base, warmup, decay_fraction=1.0) == pytest.approx(
+                learning_rate("linear", step, 100, base, warmup))
 
 
 def test_warmup_applies_to_every_schedule():
@@ -501,3 +503,10 @@ def test_the_smallest_eps_the_knob_allows_keeps_zero_gradient_weights_finite() -
             opt.step()
         np.testing.assert_array_equal(p.data, 1.0)
     assert np.float32(smallest / math.sqrt(1 / (1 - 0.999999))) > 0
+
+
+def test_linear_after_a_warmup_falls_from_the_peak_in_even_steps() -> None:
+    lrs = [learning_rate("linear", s, 20, 1.0, warmup_steps=5) for s in range(20)]
+    assert lrs[4] == 1.0 and lrs[5] == 1.0  # the warmup's last step, then the decay's first, both at the peak
+    drops = np.diff(lrs[5:])
+    np.testing.assert_allclose(drops, -1 / 15)  # no cliff where the warmup ends

@@ -309,7 +309,8 @@ def learning_rate(schedule: str, step: int, num_steps: int, base_lr: float,
                   decay_fraction: float = OptimSettings.decay_fraction) -> float:
     """The learning rate for 0-based `step`: an optional linear warmup over warmup_steps, then
 
-    linear: base_lr (1 - step / num_steps), the original's decay to zero;
+    linear: a straight line from base_lr down to 0 over the steps after warmup (without warmup,
+      base_lr (1 - step / num_steps): the original's decay to zero);
     cosine: half a cosine from base_lr down to 0 over the steps after warmup;
     wsd (warmup, stable, decay): base_lr, then a straight line to 0 over the last decay_fraction of the
       steps after warmup, so most of the run moves at full speed and the end still settles;
@@ -321,7 +322,7 @@ def learning_rate(schedule: str, step: int, num_steps: int, base_lr: float,
         return base_lr * (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, num_steps - warmup_steps))
     if schedule == "linear":
-        return base_lr * max(0.0, 1.0 - step / max(1, num_steps))
+        return base_lr * (1.0 - progress)
     if schedule == "cosine":
         return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
     if schedule == "wsd":
