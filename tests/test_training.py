@@ -562,3 +562,14 @@ def test_a_resumed_runs_clock_goes_on_from_where_it_stopped(tmp_path: Path) -> N
     assert elapsed[2] >= before  # the run's training time, not the session's
     assert load_checkpoint(tmp_path / "models" / "latest_checkpoint.npz").meta["elapsed_s"] >= before
     assert only_manifest(tmp_path)["duration_s"] >= first
+
+
+def test_a_run_that_diverges_before_any_checkpoint_says_none_was_written(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    result = microgpt(tmp_path, "train", LEARNING_RATE="1e10", NUM_STEPS="40", ZERO_INIT="false", GRAD_CLIP="0")
+    assert result.returncode == 1, result.stderr
+    error = next(line for line in result.stdout.splitlines() if " ERROR " in line)
+    assert "no checkpoint was written (try a lower LEARNING_RATE or GRAD_CLIP=1)" in error
+    assert not list((tmp_path / "models").glob("*.npz"))
+    stop = next(line for line in result.stdout.splitlines() if "stopped: nan_loss" in line)
+    assert "no validation loss yet" in stop

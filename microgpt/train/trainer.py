@@ -276,15 +276,19 @@ class Trainer:
             self._finish()
         self._write_manifest(status="finished" if exit_code == 0 else "failed")
         self.art.event("stop", step=p.step, reason=self.stop_reason, best_val_loss=p.best_val_loss)
-        best = f"best val loss {p.best_val_loss:.4f}" if math.isfinite(p.best_val_loss) else "no validation loss yet"
+        best = (f"best val loss {p.best_val_loss:.4f}" if math.isfinite(p.best_val_loss) else
+                "no validation loss yet" if math.isnan(p.last_val_loss) and p.val_step is None else
+                "no finite validation loss")
         self.art.log(f"stopped: {self.stop_reason} at step {p.step}/{cfg.num_steps}; {best}; elapsed "
                      f"{clock(time.time() - self.started)}")
         return exit_code
 
     def _diverged(self, what: str) -> None:
         """A loss is NaN or infinite: the weights are ruined, so stop without saving them (exit code 1)."""
-        self.art.log(f"{what}: stopping; the best checkpoint is kept (try a lower LEARNING_RATE or GRAD_CLIP=1)",
-                     "error")
+        kept = "the best checkpoint is kept" if "best" in self.checkpoints else "no checkpoint was written"
+        clip = self.cfg.optim.grad_clip
+        hint = "a lower LEARNING_RATE" + (" or GRAD_CLIP=1" if not 0 < clip <= 1 else "")
+        self.art.log(f"{what}: stopping; {kept} (try {hint})", "error")
         self.stop_reason = "nan_loss"
 
     def _lr(self) -> float:
