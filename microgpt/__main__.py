@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import importlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -38,6 +39,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+NEGATIVE_NUMBER = re.compile(r"-\d+(\.\d*)?|-\.\d+")  # "-1" or "-2.5" among a prompt's words is text, not an option
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse's parser, its mistakes said in one line (`microgpt train: error: ...`) with exit code 2, as
     every other bad input is; the usage block stays with --help."""
@@ -66,9 +70,13 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
     taken the prompt as empty before the option and refused the words after it)."""
     args, extra = parser.parse_known_args(argv)
     into = getattr(args, "words_after_options", None)
-    if extra and into and not any(word.startswith("-") for word in extra):
-        setattr(args, into, [*getattr(args, into), *extra])
-    elif extra:
+    if into and extra:
+        cut = extra.index("--") if "--" in extra else len(extra)  # after "--" every word is a word, "-x" too
+        words = [w for w in extra[:cut] if not w.startswith("-") or NEGATIVE_NUMBER.fullmatch(w)] + extra[cut + 1:]
+        if len(words) == len(extra) - (cut < len(extra)):
+            setattr(args, into, [*getattr(args, into), *words])
+            extra = []
+    if extra:
         getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     return args
 

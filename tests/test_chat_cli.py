@@ -90,6 +90,12 @@ def test_chat_once_takes_the_prompt_before_between_or_after_the_options(checkpoi
                                                                      "3"]):
         result = run_cli("chat-once", str(checkpoint), *args)
         assert (result.returncode, result.stdout) == (0, expected), (args, result.stderr)
+    result = run_cli("chat-once", str(checkpoint), *DECODE, "--", "hello", "3")  # after "--" all is the prompt
+    assert (result.returncode, result.stdout) == (0, expected), result.stderr
+    minus = no_controls(ChatSession.from_checkpoint(str(checkpoint)).reply("hello -3", settings())) + "\n"
+    for args in (["hello", "-3", *DECODE], [*DECODE, "hello", "-3"], [*DECODE, "--", "hello", "-3"]):
+        result = run_cli("chat-once", str(checkpoint), *args)
+        assert (result.returncode, result.stdout) == (0, minus), (args, result.stderr)
     both = run_cli("chat-once", str(checkpoint), "--prompts-file", "p.txt", "also")
     assert both.returncode == 2 and "give a prompt or --prompts-file FILE (one of the two)" in both.stderr
 

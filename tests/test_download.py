@@ -31,6 +31,7 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
     ranges: ClassVar[list[str | None]] = []
     cut_after: ClassVar[int | None] = None  # when set, the next response stops after this many bytes
     wrong_start: ClassVar[int | None] = None  # when set, a range request is answered from this byte instead
+    say_range: ClassVar[bool] = True  # False: a 206 without its Content-Range
 
     def do_GET(self):
         requested = self.headers.get("Range")
@@ -44,7 +45,7 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
             return
         body = PAYLOAD[start:]
         self.send_response(206 if requested else 200)
-        if requested:
+        if requested and type(self).say_range:
             self.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -99,6 +100,7 @@ def server():
     RangeHandler.ranges = []
     RangeHandler.cut_after = None
     RangeHandler.wrong_start = None
+    RangeHandler.say_range = True
     for base in _serve(RangeHandler):
         yield f"{base}/dolly.jsonl"
 
@@ -155,6 +157,15 @@ def test_a_range_answered_from_another_byte_is_not_appended_the_whole_file_is_fe
     assert RangeHandler.ranges == ["bytes=5000-", None]
     assert out.read_bytes() == PAYLOAD
     assert f"from byte {wrong_start}, not 5000: downloading it whole" in said.getvalue()
+
+
+def test_a_range_answered_without_saying_where_it_starts_is_fetched_whole_again(server, tmp_path):
+    out, said = tmp_path / "dolly.jsonl", io.StringIO()
+    out.with_name("dolly.jsonl.part").write_bytes(PAYLOAD[:5000])
+    RangeHandler.say_range = False
+    download(server, out, None, out=said)
+    assert RangeHandler.ranges == ["bytes=5000-", None] and out.read_bytes() == PAYLOAD
+    assert "without saying from which byte, not 5000: downloading it whole" in said.getvalue()
 
 
 def test_part_of_a_file_sent_for_the_whole_is_refused_and_nothing_written(odd_server, tmp_path):

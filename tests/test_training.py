@@ -25,7 +25,7 @@ import microgpt.train.trainer as trainer_module
 from microgpt.__main__ import COMMANDS
 from microgpt.config import KNOB_BY_NAME, KNOBS, config_from_dict, format_value, load_config
 from microgpt.errors import ConfigError
-from microgpt.storage import load_checkpoint, step_checkpoint_name
+from microgpt.storage import checkpoint_info, load_checkpoint, step_checkpoint_name
 from microgpt.storage.npz import FORMAT_VERSION
 from microgpt.train.artifacts import EVAL_COLUMNS, SYSTEM_COLUMNS
 from microgpt.train.resume import stored_config
@@ -573,3 +573,24 @@ def test_a_run_that_diverges_before_any_checkpoint_says_none_was_written(tmp_pat
     assert not list((tmp_path / "models").glob("*.npz"))
     stop = next(line for line in result.stdout.splitlines() if "stopped: nan_loss" in line)
     assert "no validation loss yet" in stop
+
+
+def test_a_new_run_keeps_a_stopped_runs_final_checkpoint_once_and_without_an_older_loss(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    assert microgpt(tmp_path, "train", "--stop-after", "14", NUM_STEPS="40").returncode == 0
+    [final] = (tmp_path / "models").glob("ckpt_*.npz")
+    assert checkpoint_info(final)["val_loss"] is None  # step 10's loss is not this step-14 model's
+    assert microgpt(tmp_path, "train", NUM_STEPS="20").returncode == 0  # a new run over its best and latest
+    kept = sorted(p.name for p in (tmp_path / "models").glob(f"{final.name.split('_step')[0]}_*.npz"))
+    # its best (step 10) is kept under its own name; its latest is the final checkpoint already: not kept twice
+    assert len(kept) == 2 and "_step0010_valloss" in kept[0] and kept[1] == final.name, kept
+
+
+def test_a_resumed_run_that_diverges_says_its_best_checkpoint_is_kept(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    assert microgpt(tmp_path, "train", "--stop-after", "10", NUM_STEPS="40").returncode == 0
+    result = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz", "--learning-rate", "1e10",
+                      "--grad-clip", "0")
+    assert result.returncode == 1, result.stderr
+    error = next(line for line in result.stdout.splitlines() if " ERROR " in line)
+    assert "the best checkpoint is kept" in error and (tmp_path / "models" / "best_checkpoint.npz").is_file()

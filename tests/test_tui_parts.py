@@ -184,3 +184,11 @@ def test_out_of_range_numbers_in_a_manifest_are_damaged_not_a_crash() -> None:
     assert disk.duration_s({"duration_s": 10**400}) is None
     assert disk.duration_s({"start_time": 10**400, "end_time": 5}) is None
     assert disk.duration_s({"start_time": 100, "end_time": 160}) == 60.0
+
+
+def test_the_dataset_summary_judges_a_key_twice_as_validate_dataset_does(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"id": "a", "record_type": "knowledge", "text": "x", "text": "y"}\n'
+                    '{"id": "b", "record_type": "knowledge", "text": "fine"}\n', encoding="utf-8")
+    summary = disk.summarize_dataset(path)
+    assert (summary.records, summary.invalid) == (1, 1)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 
-from microgpt.commands import layers_words
+from microgpt.commands import CHECKPOINT_HELP, layers_words
 from microgpt.errors import ConfigError
 from microgpt.storage import load_checkpoint
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="CKPT", help="a .npz checkpoint (or an export folder)")
+    parser.add_argument("checkpoint", metavar="CKPT", help=CHECKPOINT_HELP)
     parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write, whole or not at all (created if "
                         "needed; an existing one must be empty, or hold an earlier export and --force be given)")
     parser.add_argument("--force", action="store_true", help="replace the earlier export in OUT_DIR (atomically: "

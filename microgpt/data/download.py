@@ -102,12 +102,12 @@ def _fetch_once(url: str, part: Path, out: TextIO, timeout: float, max_bytes: in
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             if response.status == 206 and (start := _range_start(response)) != have:
+                where = "without saying from which byte" if start is None else f"from byte {start}"
                 if have:  # bytes from elsewhere in the file: appended, they would make a file that was never served
-                    print(f"the server sent {part.name} from byte {start}, not {have}: downloading it whole",
-                          file=out)
+                    print(f"the server sent {part.name} {where}, not {have}: downloading it whole", file=out)
                     return False
                 raise DatasetError(f"cannot download {url}: asked for the whole file, the server sent part of it "
-                                   f"(from byte {start}); check --url")
+                                   f"({where}); check --url")
             resumed = have > 0 and response.status == 206
             if resumed:
                 print(f"resuming {part.name} at {have / 1e6:.1f} MB", file=out)

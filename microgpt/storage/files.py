@@ -64,8 +64,9 @@ def checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     if path.suffix == ".npz":
         try:
             meta = read_meta(path)
+            measured = meta.get("val_step") in (None, meta.get("step"))  # else its val_loss is an earlier step's
             info.update(run=meta.get("run_id", info["run"]), step=meta.get("step"),
-                        val_loss=meta.get("val_loss", info["val_loss"]))
+                        val_loss=meta.get("val_loss", info["val_loss"]) if measured else None)
         except META_ERRORS:
             info["kind"] = "damaged"
     return info

@@ -77,9 +77,9 @@ def _check_steps_left(cfg: TrainConfig, meta: Mapping[str, Any]) -> None:
         raise ConfigError(f"NUM_STEPS={cfg.num_steps}: this run is already at step {step}; give --num-steps above "
                           f"{step} to train it further")
     if used >= cfg.early_stop_patience and not pending:
-        raise ConfigError(f"EARLY_STOP_PATIENCE={cfg.early_stop_patience}: this run stopped early at step {step}, "
-                          f"after {used} evaluation{'s' * (used != 1)} without improvement; give --early-stop-patience "
-                          f"above {used} to train it further")
+        raise ConfigError(f"EARLY_STOP_PATIENCE={cfg.early_stop_patience}: this run has gone {used} evaluation"
+                          f"{'s' * (used != 1)} without improvement by step {step}, which that patience ends at "
+                          f"once; give --early-stop-patience above {used} to train it further")
 
 
 def resume_config(checkpoint_path: str, overrides: Mapping[str, str],

@@ -285,7 +285,8 @@ class Trainer:
 
     def _diverged(self, what: str) -> None:
         """A loss is NaN or infinite: the weights are ruined, so stop without saving them (exit code 1)."""
-        kept = "the best checkpoint is kept" if "best" in self.checkpoints else "no checkpoint was written"
+        saved = "best" in self.checkpoints or math.isfinite(self.progress.best_val_loss)  # this session's, or before
+        kept = "the best checkpoint is kept" if saved else "no checkpoint was written"
         clip = self.cfg.optim.grad_clip
         hint = "a lower LEARNING_RATE" + (" or GRAD_CLIP=1" if not 0 < clip <= 1 else "")
         self.art.log(f"{what}: stopping; {kept} (try {hint})", "error")
@@ -436,7 +437,7 @@ class Trainer:
                 "patience_mark": p.patience_mark, "patience_used": p.patience_used,
                 "recent_losses": p.recent_losses, "tokens_seen": p.tokens_seen, "eval_pending": p.eval_pending,
                 "rng_state": self.rng.bit_generator.state, "dataset_sha256": self.data.dataset_sha256,
-                "elapsed_s": round(time.time() - self.started, 3),
+                "elapsed_s": round(max(0.0, time.time() - self.started), 3),  # a clock set back: not below 0
                 "saved_at": datetime.now().isoformat(timespec="seconds")}
 
     def _save(self, kind: str, path: Path | None = None) -> Path:

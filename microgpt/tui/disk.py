@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 
 from microgpt.data.records import check_record, record_type_of
-from microgpt.safe_io import open_regular
+from microgpt.safe_io import open_regular, unique_keys
 from microgpt.storage import checkpoint_info
 from microgpt.train.artifacts import read_events
 
@@ -211,7 +211,7 @@ def summarize_dataset(path: str | os.PathLike[str], max_bytes: int = 16 * 1024 *
                 blank += 1
                 continue
             try:
-                record = json.loads(raw)
+                record = json.loads(raw, object_pairs_hook=unique_keys)  # as validate-dataset reads it
             except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
                 invalid += 1
                 continue
