@@ -257,7 +257,11 @@ def test_ctrl_c_during_a_reply_stops_that_reply_and_the_chat_goes_on(checkpoint:
 
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", "LOG_DIR": str(tmp_path)}
     endless = ["--max-new-tokens", "1000000", "--min-new-tokens", "1000000", "--temperature", "1"]
-    proc = subprocess.Popen([sys.executable, "-m", "microgpt", "chat", str(checkpoint), *endless], env=env,
+    # `python -m microgpt`, with Ctrl-C's handler set first: a suite started in the background (`... &`) ignores
+    # SIGINT, and so would the chat it starts
+    launch = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              "sys.argv[0] = 'microgpt'; runpy.run_module('microgpt', run_name='__main__', alter_sys=True)")
+    proc = subprocess.Popen([sys.executable, "-c", launch, "chat", str(checkpoint), *endless], env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         for turn, stop in (("hello", signals.SIGINT), ("again", signals.SIGINT), ("last", signals.SIGTERM)):
