@@ -27,7 +27,7 @@ from microgpt.config import KNOB_BY_NAME, KNOBS, config_from_dict, format_value,
 from microgpt.errors import ConfigError
 from microgpt.storage import checkpoint_info, load_checkpoint, step_checkpoint_name
 from microgpt.storage.npz import FORMAT_VERSION
-from microgpt.train.artifacts import EVAL_COLUMNS, SYSTEM_COLUMNS
+from microgpt.train.artifacts import EVAL_COLUMNS, SYSTEM_COLUMNS, list_runs
 from microgpt.train.resume import stored_config
 from microgpt.train.trainer import Trainer
 
@@ -268,7 +268,8 @@ def test_diverging_loss_exits_1_and_keeps_the_best_checkpoint(tmp_path: Path) ->
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     error = next(line for line in result.stdout.splitlines() if " ERROR " in line)
-    assert "became nan" in error.lower() and "best checkpoint is kept" in error and "LEARNING_RATE" in error
+    assert "became nan" in error.lower() and "the best checkpoint models/best_checkpoint.npz is kept" in error
+    assert "LEARNING_RATE" in error
     manifest = only_manifest(tmp_path)
     assert (manifest["status"], manifest["stop_reason"]) == ("failed", "nan_loss")
     assert manifest["steps"] < 40
@@ -534,6 +535,7 @@ def test_a_run_stopped_before_its_first_evaluation_writes_strict_json(tmp_path: 
     assert manifest["final"]["val_loss"] is None and manifest["best_val_loss"] is None
     stop = [e for e in events_of(tmp_path) if e["type"] == "stop"]
     assert stop and stop[-1]["best_val_loss"] is None
+    assert checkpoint_info(tmp_path / "models" / "latest_checkpoint.npz")["val_loss"] is None  # not NaN: none
 
 
 def test_a_run_stopped_between_evaluations_names_its_final_checkpoint_without_an_older_loss(tmp_path: Path) -> None:
@@ -543,6 +545,7 @@ def test_a_run_stopped_between_evaluations_names_its_final_checkpoint_without_an
     [final] = (tmp_path / "models").glob("ckpt_*.npz")
     assert final.name.endswith("_step0014.npz"), final.name
     assert load_checkpoint(final).meta["val_step"] == 10  # its val_loss is step 10's, and says so
+    assert only_manifest(tmp_path)["final"] == {"step": 14, "val_loss": None, "tokens_seen": 14 * 4 * 16}
     resumed = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz", "--stop-after", "20")
     assert resumed.returncode == 0, resumed.stderr
     assert [p.name for p in (tmp_path / "models").glob("ckpt_*_step0020_valloss*.npz")]  # measured at 20: named
@@ -562,6 +565,7 @@ def test_a_resumed_runs_clock_goes_on_from_where_it_stopped(tmp_path: Path) -> N
     assert elapsed[2] >= before  # the run's training time, not the session's
     assert load_checkpoint(tmp_path / "models" / "latest_checkpoint.npz").meta["elapsed_s"] >= before
     assert only_manifest(tmp_path)["duration_s"] >= first
+    assert only_manifest(tmp_path)["checkpoints"]["best"] == "models/best_checkpoint.npz"  # the first session's
 
 
 def test_a_run_that_diverges_before_any_checkpoint_says_none_was_written(tmp_path: Path) -> None:
@@ -569,7 +573,7 @@ def test_a_run_that_diverges_before_any_checkpoint_says_none_was_written(tmp_pat
     result = microgpt(tmp_path, "train", LEARNING_RATE="1e10", NUM_STEPS="40", ZERO_INIT="false", GRAD_CLIP="0")
     assert result.returncode == 1, result.stderr
     error = next(line for line in result.stdout.splitlines() if " ERROR " in line)
-    assert "no checkpoint was written (try a lower LEARNING_RATE or GRAD_CLIP=1)" in error
+    assert "this run has no best checkpoint here (try a lower LEARNING_RATE or GRAD_CLIP=1)" in error
     assert not list((tmp_path / "models").glob("*.npz"))
     stop = next(line for line in result.stdout.splitlines() if "stopped: nan_loss" in line)
     assert "no validation loss yet" in stop
@@ -584,6 +588,9 @@ def test_a_new_run_keeps_a_stopped_runs_final_checkpoint_once_and_without_an_old
     kept = sorted(p.name for p in (tmp_path / "models").glob(f"{final.name.split('_step')[0]}_*.npz"))
     # its best (step 10) is kept under its own name; its latest is the final checkpoint already: not kept twice
     assert len(kept) == 2 and "_step0010_valloss" in kept[0] and kept[1] == final.name, kept
+    earlier = next(m for m in list_runs(tmp_path / "logs") if m["run_id"] == final.name[5:].split("_step")[0])
+    assert earlier["checkpoints"]["best"] == f"models/{kept[0]}"  # its manifest leads to where its files are
+    assert earlier["checkpoints"]["latest"] == earlier["checkpoints"]["final"] == f"models/{final.name}"
 
 
 def test_a_resumed_run_that_diverges_says_its_best_checkpoint_is_kept(tmp_path: Path) -> None:
@@ -593,4 +600,12 @@ def test_a_resumed_run_that_diverges_says_its_best_checkpoint_is_kept(tmp_path: 
                       "--grad-clip", "0")
     assert result.returncode == 1, result.stderr
     error = next(line for line in result.stdout.splitlines() if " ERROR " in line)
-    assert "the best checkpoint is kept" in error and (tmp_path / "models" / "best_checkpoint.npz").is_file()
+    assert "the best checkpoint models/best_checkpoint.npz is kept" in error  # the earlier session's, still its best
+    assert (tmp_path / "models" / "best_checkpoint.npz").is_file()
+
+
+def test_a_huge_perplexity_is_shown_short() -> None:
+    from microgpt.train.progress import perplexity, shown_perplexity
+
+    assert shown_perplexity(perplexity(4.2769)) == "72.02"
+    assert shown_perplexity(perplexity(741.0)) == "1.01e+304"  # capped, not 300 digits

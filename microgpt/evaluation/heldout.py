@@ -55,7 +55,7 @@ from microgpt.nn import GPT
 from microgpt.storage import Checkpoint
 from microgpt.train.batches import fit_block_size, validation_batches
 from microgpt.train.data_pipeline import prepare_data
-from microgpt.train.progress import ProgressLine, perplexity
+from microgpt.train.progress import ProgressLine, perplexity, shown_perplexity
 from microgpt.train.resume import stored_config
 from microgpt.train.trainer import evaluate
 
@@ -331,7 +331,7 @@ def format_table(results: Sequence[EvalResult]) -> str:
     lines = [header]
     for r in results:
         lines.append(f"{r.dataset:<{width}}  {r.split:<5}  {r.records:>8,}  {r.tokens:>10,}  {r.bytes:>11,}  "
-                     f"{r.loss:>7.4f}  {r.ppl:>9.2f}  {r.bits_per_byte:>9.4f}")
+                     f"{r.loss:>7.4f}  {shown_perplexity(r.ppl):>9}  {r.bits_per_byte:>9.4f}")
     return "\n".join(lines)
 
 

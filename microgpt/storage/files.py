@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -65,8 +66,9 @@ def checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         try:
             meta = read_meta(path)
             measured = meta.get("val_step") in (None, meta.get("step"))  # else its val_loss is an earlier step's
+            loss = meta.get("val_loss", info["val_loss"]) if measured else None
             info.update(run=meta.get("run_id", info["run"]), step=meta.get("step"),
-                        val_loss=meta.get("val_loss", info["val_loss"]) if measured else None)
+                        val_loss=None if isinstance(loss, float) and math.isnan(loss) else loss)  # NaN: none yet
         except META_ERRORS:
             info["kind"] = "damaged"
     return info

@@ -263,6 +263,27 @@ def read_events(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[dic
 MAX_MANIFEST_BYTES = 16 << 20  # a manifest is a few KiB; a bigger file in runs/ is not one
 
 
+def repoint_checkpoint(log_dir: str | os.PathLike[str], run_id: str, old: Path, new: Path) -> bool:
+    """In run `run_id`'s manifest under `log_dir`, name `new` where it named `old` (a checkpoint moved by a later
+    run), so the dashboard's entry for that run still leads to its files; True if the manifest changed. A
+    manifest that is missing, unreadable or not ours is left alone."""
+    if not SAFE_RUN_ID.fullmatch(run_id):
+        return False
+    path = Path(log_dir, "runs", f"run_{run_id}.json")
+    try:
+        manifest = json.loads(read_capped(path, MAX_MANIFEST_BYTES).decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    files = manifest.get("checkpoints") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        return False
+    moved = {kind: str(new) for kind, where in files.items()
+             if isinstance(where, str) and where and Path(where).absolute() == old.absolute()}
+    if moved:
+        atomic_write_text(path, _json({**manifest, "checkpoints": {**files, **moved}}, indent=2) + "\n")
+    return bool(moved)
+
+
 def list_runs(log_dir: str | os.PathLike[str] = TrainConfig.log_dir) -> list[dict[str, Any]]:
     """Every readable run manifest under `log_dir/runs`, newest first; damaged manifests are skipped.
 

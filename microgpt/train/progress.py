@@ -22,6 +22,11 @@ def perplexity(loss: float) -> float:
     return math.exp(min(loss, 700.0))
 
 
+def shown_perplexity(ppl: float) -> str:
+    """A perplexity for a log line or a table: 72.02, or 1.01e+304 when a diverged model's is huge."""
+    return f"{ppl:.2f}" if ppl < 1e6 else f"{ppl:.3g}"
+
+
 def clock(seconds: float) -> str:
     """Seconds as H:MM:SS."""
     seconds = int(max(0, seconds))

@@ -78,7 +78,8 @@ def _check_steps_left(cfg: TrainConfig, meta: Mapping[str, Any]) -> None:
                           f"{step} to train it further")
     if used >= cfg.early_stop_patience and not pending:
         raise ConfigError(f"EARLY_STOP_PATIENCE={cfg.early_stop_patience}: this run has gone {used} evaluation"
-                          f"{'s' * (used != 1)} without improvement by step {step}, which that patience ends at "
+                          f"{'s' * (used != 1)} without an improvement above EARLY_STOP_MIN_DELTA "
+                          f"({format_value(cfg.early_stop_min_delta)}) by step {step}, which that patience ends at "
                           f"once; give --early-stop-patience above {used} to train it further")
 
 

@@ -55,7 +55,7 @@ from microgpt.storage import (
     save_checkpoint,
     step_checkpoint_name,
 )
-from microgpt.train.artifacts import SAFE_RUN_ID, RunArtifacts, make_run_id
+from microgpt.train.artifacts import SAFE_RUN_ID, RunArtifacts, make_run_id, repoint_checkpoint
 from microgpt.train.batches import (
     document_starts,
     fit_block_size,
@@ -66,7 +66,7 @@ from microgpt.train.batches import (
 )
 from microgpt.train.data_pipeline import PreparedData, cache_dir, prepare_data
 from microgpt.train.outputs import preflight
-from microgpt.train.progress import ProgressLine, bar_text, clock, perplexity
+from microgpt.train.progress import ProgressLine, bar_text, clock, perplexity, shown_perplexity
 from microgpt.train.resume import check_resumable, stored_paths_note
 from microgpt.train.run_lock import RunLock
 from microgpt.train.system_monitor import SystemMonitor
@@ -180,7 +180,12 @@ class Trainer:
                                               block_size), cfg.batch_size, cfg.eval_steps)
         self.model_dir = Path(cfg.model_dir)
         self.model_dir.mkdir(parents=True, exist_ok=True)
-        self.checkpoints: dict[str, str] = {}
+        self.checkpoints: dict[str, Any] = {}  # kind -> path, and kind_step -> its step
+        if checkpoint:  # the best checkpoint an earlier session of this run saved is still its best, if there
+            best = Path(cfg.model_best_path) if cfg.model_best_path else self.model_dir / checkpoint_name("best")
+            info = checkpoint_info(best) if best.is_file() else {}
+            if info.get("run") == self.run_id and isinstance(info.get("step"), int):
+                self.checkpoints.update(best=str(best), best_step=info["step"])
         self.session_started = time.time()
         # the run's clock: earlier sessions' training time counts, so elapsed times and tokens/s span the run
         self.started = self.session_started - (checkpoint.meta.get("elapsed_s", 0.0) if checkpoint else 0.0)
@@ -285,8 +290,8 @@ class Trainer:
 
     def _diverged(self, what: str) -> None:
         """A loss is NaN or infinite: the weights are ruined, so stop without saving them (exit code 1)."""
-        saved = "best" in self.checkpoints or math.isfinite(self.progress.best_val_loss)  # this session's, or before
-        kept = "the best checkpoint is kept" if saved else "no checkpoint was written"
+        kept = f"the best checkpoint {self.checkpoints['best']} is kept" if "best" in self.checkpoints else \
+            "this run has no best checkpoint here"
         clip = self.cfg.optim.grad_clip
         hint = "a lower LEARNING_RATE" + (" or GRAD_CLIP=1" if not 0 < clip <= 1 else "")
         self.art.log(f"{what}: stopping; {kept} (try {hint})", "error")
@@ -409,7 +414,7 @@ class Trainer:
             p.patience_used += 1
         ppl = perplexity(val)
         elapsed = time.time() - self.started
-        self.art.log(f"eval step {p.step} | train {train:.4f} | val {val:.4f} | ppl {ppl:.2f} | best "
+        self.art.log(f"eval step {p.step} | train {train:.4f} | val {val:.4f} | ppl {shown_perplexity(ppl)} | best "
                      f"{p.best_val_loss:.4f}{' (improved)' if improved else ''} | patience "
                      f"{p.patience_used}/{cfg.early_stop_patience}")
         self.art.eval_row({"step": p.step, "train_loss": train, "val_loss": val, "val_ppl": ppl, "gap": val - train,
@@ -467,10 +472,11 @@ class Trainer:
         name = (step_checkpoint_name(run, step, loss) if isinstance(run, str) and SAFE_RUN_ID.fullmatch(run)
                 and type(step) is int and 0 <= step < 2**62 else "")
         kept = path.with_name(name if 0 < len(name.encode()) <= 200 else f"{path.stem}.before_{self.run_id}.npz")
-        if kept.exists():
-            return
-        os.replace(path, kept)
-        self.art.log(f"kept {path.name} of the earlier run {shown(run)} as {kept}")
+        if not kept.exists():  # else it is there already: the run's final checkpoint, the same step's model
+            os.replace(path, kept)
+            self.art.log(f"kept {path.name} of the earlier run {shown(run)} as {kept}")
+        with contextlib.suppress(OSError):  # its manifest names the file's home (a convenience: never fatal)
+            repoint_checkpoint(self.cfg.log_dir, run, path, kept)
 
     def _finish(self) -> None:
         """The final checkpoint, named by run, step and val loss (or MODEL_OUT_PATH), plus latest."""
@@ -508,7 +514,8 @@ class Trainer:
             "duration_s": round(time.time() - self.started, 1),  # the run's training time, every session's
             "steps": p.step, "total_steps": cfg.num_steps,
             "best_val_loss": p.best_val_loss,  # null until measured: the manifest is strict JSON
-            "final": {"step": p.step, "val_loss": p.last_val_loss, "tokens_seen": p.tokens_seen},
+            "final": {"step": p.step, "val_loss": p.last_val_loss if p.val_step in (None, p.step) else None,
+                      "tokens_seen": p.tokens_seen},  # a loss only if measured on the final weights
             "checkpoints": {k: v for k, v in self.checkpoints.items() if not k.endswith("_step")},
             "resumed_from": self.resumed_from, "command": " ".join(sys.argv),
             **({"error": error} if error else {}),

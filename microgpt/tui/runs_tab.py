@@ -126,8 +126,8 @@ class RunsTab(Tab):
             figures.append(text_line(f"params    {manifest['parameters']:,}"))
         final = manifest.get("final")
         if isinstance(final, dict):
-            figures += [text_line(f"final {k:<12} {fmt_number(v) if isinstance(v, float) else v}", "dim")
-                        for k, v in final.items()]
+            figures += [text_line(f"final {k:<12} {fmt_number(v) if v is None or isinstance(v, float) else v}",
+                                  "dim") for k, v in final.items()]  # a loss not measured: "-"
         files: list[Line] = []
         for label, path, size in disk.artifacts(manifest, self.ctx.cwd, self.ctx.log_dir):
             state = fmt_bytes(size) if size is not None else "missing"
