@@ -244,3 +244,30 @@ def test_a_custom_rank_file_tiktoken_would_panic_on_is_one_config_error(tmp_path
     table = tokenizer_module._load_ranks.__wrapped__(str(path), "custom")
     ranks, offsets = table.encode(["abab"])
     assert table.size == 258 and ranks.tolist() == [257, 257] and offsets.tolist() == [0, 2]
+
+
+def test_a_checkpoints_vocabulary_never_becomes_the_one_a_fresh_run_builds(tmp_path, monkeypatch):
+    """eval or a fine-tuning resume tokenizes dataset B with A's vocabulary; a fresh run on B must still build
+    B's own (both share B's cache key but for the vocabulary they were given)."""
+    from microgpt.config import TrainConfig
+    from microgpt.nn import GPTConfig
+    from microgpt.train.data_pipeline import prepare_data
+
+    def dataset(name: str, text: str) -> TrainConfig:
+        path = tmp_path / name
+        path.write_text("".join(json.dumps({"id": f"r{i}", "record_type": "knowledge", "text": f"{text} {i}"}) + "\n"
+                                for i in range(20)), encoding="utf-8")
+        return TrainConfig(dataset_path=str(path), tokenizer="char", model=GPTConfig(vocab_size=300))
+
+    english, other = dataset("en.jsonl", "plain words here"), dataset("cjk.jsonl", "今天天气很好 🌞")
+    monkeypatch.setenv("MICROGPT_CACHE_DIR", str(tmp_path / "cold"))
+    own = prepare_data(other)
+    monkeypatch.setenv("MICROGPT_CACHE_DIR", str(tmp_path / "shared"))
+    foreign = prepare_data(english).tokenizer
+    assert foreign.to_dict() != own.tokenizer.to_dict()
+    given = prepare_data(other, foreign)  # what eval and `train --resume ... --dataset-path` do
+    assert given.tokenizer is foreign and given.train_stream.tolist() != own.train_stream.tolist()
+    fresh = prepare_data(other)
+    assert fresh.tokenizer.to_dict() == own.tokenizer.to_dict()
+    assert fresh.train_stream.tolist() == own.train_stream.tolist()
+    assert prepare_data(other, foreign).train_stream.tolist() == given.train_stream.tolist()

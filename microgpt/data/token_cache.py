@@ -2,7 +2,8 @@
 
 One `.npz` file per key holds every document's ids concatenated (int32), their offsets, and the tokenizer
 that made them (its to_dict as JSON). The key comes from the dataset's sha256 plus the tokenizer settings,
-so editing the data or changing a knob makes a new file instead of reusing a stale one. A cache file
+so editing the data or changing a knob makes a new file instead of reusing a stale one; ids made with a
+vocabulary built elsewhere (a resumed checkpoint's) add its fingerprint to the key. A cache file
 that does not read or hold together (ids outside the vocabulary, offsets that do not add up) is rebuilt.
 Files are written to a temporary name, fsynced, then renamed over the target: a crash never leaves half
 a cache behind.
@@ -26,6 +27,11 @@ def cache_key(dataset_sha256: str, tokenizer_settings: dict) -> str:
     """A short, stable name for (dataset content, tokenizer settings); put the split in the settings too."""
     payload = json.dumps({"dataset": dataset_sha256, "tokenizer": tokenizer_settings}, sort_keys=True)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
+
+
+def tokenizer_fingerprint(tokenizer: Tokenizer) -> str:
+    """A short, stable name for a tokenizer's whole vocabulary (its to_dict)."""
+    return hashlib.sha256(json.dumps(tokenizer.to_dict(), sort_keys=True).encode("utf-8")).hexdigest()[:24]
 
 
 def cache_path(cache_dir: str | Path, key: str) -> Path:

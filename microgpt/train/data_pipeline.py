@@ -12,7 +12,7 @@ import numpy as np
 
 from microgpt.config import TrainConfig
 from microgpt.data.dataset import load_documents, sha256_file
-from microgpt.data.token_cache import cache_key, load_cached_tokenizer, tokenize_cached
+from microgpt.data.token_cache import cache_key, load_cached_tokenizer, tokenize_cached, tokenizer_fingerprint
 from microgpt.data.tokenizer import TOKENIZER_VERSION, Tokenizer, build_tokenizer
 from microgpt.train.batches import join_with_bos, split_documents
 
@@ -52,9 +52,14 @@ def prepare_data(cfg: TrainConfig, tokenizer: Tokenizer | None = None) -> Prepar
     settings = {"kind": cfg.tokenizer, "vocab_size": cfg.model.vocab_size, "encoding": cfg.bpe_encoding,
                 "bpe_file": cfg.bpe_file, "val_split": cfg.val_split, "seed": cfg.seed, "version": TOKENIZER_VERSION}
     key = cache_key(digest, settings)
-    if tokenizer is None:  # a second run finds the vocabulary in the cache instead of counting tokens again
-        tokenizer = load_cached_tokenizer(cache_dir(), key) or build_tokenizer(
+    built = load_cached_tokenizer(cache_dir(), key)  # the vocabulary an earlier run built on this training split
+    if tokenizer is None:  # a second run finds it in the cache instead of counting tokens again
+        tokenizer = built or build_tokenizer(
             cfg.tokenizer, cfg.model.vocab_size, train_texts, cfg.bpe_encoding, cfg.bpe_file or None)
+    elif built is None or built.to_dict() != tokenizer.to_dict():
+        # a checkpoint's vocabulary built on other data (fine-tuning, eval): its ids get a file of their own,
+        # so a fresh run on this dataset never mistakes that vocabulary for the one built on it
+        key = cache_key(digest, {**settings, "given": tokenizer_fingerprint(tokenizer)})
     tokens = tokenize_cached(tokenizer, train_texts + val_texts, cache_dir(), key)
     bos = tokenizer.bos_id
     counts = Counter(d.record_type for d in documents)
