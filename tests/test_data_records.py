@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from microgpt.data.records import check_record
+from microgpt.data.records import check_record, record_type_of
 from microgpt.data.templates import ASSISTANT_PREFIX, USER_PREFIX, chat_prompt, render_record
 
 RENDERED = [
@@ -142,6 +142,20 @@ def test_unknown_fields_are_allowed_and_every_problem_is_reported():
     assert check_record({"id": None, "instruction": "i", "response": "r"}) == []  # a Dolly id is optional: null too
 
 
+def test_alpaca_rows_train_their_input_as_context_and_a_misnamed_context_is_refused_not_dropped():
+    assert check_record({"instruction": "i", "input": "", "output": "o"}) == []
+    assert check_record({"instruction": "i", "output": "o", "input": None, "id": "a1"}) == []
+    assert render_record({"instruction": "Translate", "input": "hola", "output": "hello"}) == \
+        "User: Translate\nContext: hola\nAssistant: hello"
+    assert record_type_of({"instruction": "i", "input": "x"}) == "alpaca"  # and is missing its output:
+    assert check_record({"instruction": "i", "input": "x"}) == ["missing required field 'output'"]
+    renamed = check_record({"instruction": "Translate", "input": "hola", "response": "hello"})  # half-converted
+    assert len(renamed) == 1 and "field 'input' is Alpaca's context" in renamed[0] and "rename it 'context'" in renamed[0]
+    mixed = check_record({"instruction": "i", "context": "c", "output": "o"})
+    assert len(mixed) == 1 and "field 'context' is Dolly's context" in mixed[0] and "rename it 'input'" in mixed[0]
+    assert check_record({"instruction": "i", "context": "c", "response": "r", "input": ""}) == []  # nothing lost
+
+
 def test_a_long_wrong_value_is_cut_short_in_its_problem():
     problems = check_record({"id": "a", "record_type": "w" * 10_000, "text": "t"})
     assert len(problems) == 1 and "unknown record_type 'www" in problems[0] and len(problems[0]) < 300
@@ -151,7 +165,7 @@ def test_a_long_wrong_value_is_cut_short_in_its_problem():
 def test_every_example_in_the_datasets_readme_renders_as_shown():
     readme = (Path(__file__).resolve().parent.parent / "datasets" / "README.md").read_text()
     pairs = re.findall(r"```json\n(.*?)\n```\s*```text\n(.*?)\n```", readme, flags=re.DOTALL)
-    assert len(pairs) == 9  # one per record type, two for Dolly
+    assert len(pairs) == 10  # one per record type, two for Dolly, one for Alpaca
     for record_json, rendered in pairs:
         record = json.loads(record_json)
         assert check_record(record) == []

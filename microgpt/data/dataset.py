@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from microgpt.data.records import DOLLY, RECORD_TYPES, check_record, record_type_of
+from microgpt.data.records import RECORD_TYPES, check_record, record_type_of
 from microgpt.data.templates import render_record
 from microgpt.errors import DatasetError, shown
 from microgpt.safe_io import open_regular, unique_keys
@@ -64,8 +64,8 @@ def iter_dataset(path: str | Path) -> Iterator[tuple[int, Document | None, list[
     """Yield (line number, document or None, problems) for every non-blank line, streaming.
 
     Problems are plain messages without the `PATH:LINE:` prefix. A duplicate id is reported on its second
-    use, naming the line of the first. A Dolly row without an id gets "dolly-LINE"; these synthetic ids
-    are unique by construction and are not entered in the duplicate check.
+    use, naming the line of the first. A raw row without an id gets "dolly-LINE" or "alpaca-LINE"; these
+    synthetic ids are unique by construction and are not entered in the duplicate check.
     """
     first_use: dict[str, int] = {}
     for number, raw in enumerate(_open_lines(path), start=1):
@@ -99,8 +99,8 @@ def iter_dataset(path: str | Path) -> Iterator[tuple[int, Document | None, list[
         if problems:
             yield number, None, problems
             continue
-        document_id = record_id or f"{DOLLY}-{number}"
-        yield number, Document(document_id, record_type_of(record), render_record(record), number), []
+        record_type = record_type_of(record)
+        yield number, Document(record_id or f"{record_type}-{number}", record_type, render_record(record), number), []
 
 
 def validate_dataset(path: str | Path, max_problems: int = 50) -> ValidationReport:

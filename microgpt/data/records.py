@@ -1,7 +1,8 @@
 """The record schema: which record types exist, what fields each one needs, and how one record is checked.
 
 A dataset line is one JSON object. Typed records carry `id` and `record_type`; a raw Dolly row
-(`instruction`, `context`, `response`, `category`) carries neither and is recognised by those fields.
+(`instruction`, `context`, `response`, `category`) or Alpaca row (`instruction`, `input`, `output`) carries
+neither and is recognised by those fields (an `output` makes it Alpaca's).
 `check_record` returns every problem of one parsed line as a short message that names the field, so a
 reader can fix the line without opening this file.
 """
@@ -24,38 +25,44 @@ RECORD_FIELDS: dict[str, tuple[str, ...]] = {
     "trajectory": ("task", "result"),
     "preference": ("prompt", "chosen", "rejected"),
 }
-DOLLY = "dolly"
+DOLLY, ALPACA = "dolly", "alpaca"  # the raw rows: no id or record_type, known by their fields
 DOLLY_FIELDS: tuple[str, ...] = ("instruction", "context", "response")
-RECORD_TYPES: tuple[str, ...] = (*RECORD_FIELDS, DOLLY)
+ALPACA_FIELDS: tuple[str, ...] = ("instruction", "input", "output")
+RECORD_TYPES: tuple[str, ...] = (*RECORD_FIELDS, DOLLY, ALPACA)
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
 
 # json.loads turns the escape "\ud800" into a lone surrogate: a str that is not valid Unicode text.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def is_dolly(record: dict) -> bool:
-    """A raw Dolly row: no `record_type`, but Dolly's fields (checked as Dolly even when some are missing)."""
-    return "record_type" not in record and any(field in record for field in DOLLY_FIELDS)
+def raw_type(record: dict) -> str | None:
+    """ALPACA or DOLLY for a row with no `record_type` but their fields (checked as that kind even when some
+    are missing): Alpaca's when it has an `output`, or an `input` and no `response`; else None."""
+    if "record_type" in record:
+        return None
+    if "output" in record or ("input" in record and "response" not in record):
+        return ALPACA
+    return DOLLY if any(field in record for field in DOLLY_FIELDS) else None
 
 
 def record_type_of(record: dict) -> str:
-    """The type a valid record is counted and rendered as ("dolly" for raw Dolly rows)."""
-    return DOLLY if is_dolly(record) else record["record_type"]
+    """The type a valid record is counted and rendered as ("dolly" or "alpaca" for raw rows)."""
+    return raw_type(record) or record["record_type"]
 
 
 def check_record(record: object) -> list[str]:
     """Every schema problem of one parsed JSON line; an empty list means the record is valid."""
     if not isinstance(record, dict):
         return [f"expected a JSON object, got {json_type(record)}"]
-    if is_dolly(record):
-        return _check_dolly(record)
+    if raw_type(record):
+        return _check_raw(record)
     problems = _present([_string_problem(record, "id")])
     record_type = record.get("record_type")
     type_problem = _string_problem(record, "record_type")
     if type_problem:
         return [*problems, type_problem]
     if record_type not in RECORD_FIELDS:
-        known = ", ".join(RECORD_TYPES[:-1])
+        known = ", ".join(RECORD_FIELDS)
         return [*problems, f"unknown record_type {shown(record_type)} (expected one of: {known})"]
     problems += _present(_string_problem(record, field) for field in RECORD_FIELDS[record_type])
     if record_type == "messages":
@@ -65,11 +72,19 @@ def check_record(record: object) -> list[str]:
     return problems
 
 
-def _check_dolly(record: dict) -> list[str]:
-    """Dolly rows need an instruction and a response; context and category may be empty, null or absent."""
-    checks = [_string_problem(record, "instruction"), _string_problem(record, "response")]
-    optional = [field for field in ("context", "category") if record.get(field) is not None]
+def _check_raw(record: dict) -> list[str]:
+    """Dolly rows need an instruction and a response, Alpaca rows an instruction and an output; the context
+    (Dolly's `context`, Alpaca's `input`) and Dolly's category may be empty, null or absent. The other kind's
+    context field, when it holds something, is refused rather than dropped unread."""
+    alpaca = raw_type(record) == ALPACA
+    answer, context, other = ("output", "input", "context") if alpaca else ("response", "context", "input")
+    checks = [_string_problem(record, "instruction"), _string_problem(record, answer)]
+    optional = [field for field in (context, "category") if record.get(field) is not None]
     checks += [_string_problem(record, field, allow_empty=True) for field in optional]
+    if record.get(other) not in (None, ""):
+        kind, others = ("Alpaca", "Dolly") if alpaca else ("Dolly", "Alpaca")
+        checks.append(f"field '{other}' is {others}'s context, but this row is read as {kind}'s (instruction, "
+                      f"{context}, {answer}): rename it '{context}', or use {others}'s fields throughout")
     if record.get("id") is not None:  # optional: null as absent, like the other optional fields
         checks.append(_string_problem(record, "id"))
     return _present(checks)

@@ -8,6 +8,7 @@ Every template is a few `Label: value` lines joined by "\\n", the format of the 
     trajectory  Task: {task}\\nActions: {a | b | c}\\nResult: {result}   (no Actions line when there are none or `actions` is absent)
     preference  Prompt: {prompt}\\nPreferred: {chosen}                   (`rejected` is never trained on)
     dolly       User: {instruction}\\nContext: {context}\\nAssistant: {response}   (Context only when non-empty)
+    alpaca      the same, with {input} as the context and {output} as the response
     knowledge, memory   the text itself
 
 Values are stripped of surrounding whitespace, as the original did. `chat_prompt` ends with "Assistant:"
@@ -17,7 +18,7 @@ was trained. The reply it writes therefore starts with a space (cl100k attaches 
 
 from __future__ import annotations
 
-from microgpt.data.records import DOLLY, record_type_of
+from microgpt.data.records import ALPACA, DOLLY, record_type_of
 
 USER_PREFIX = "User:"
 ASSISTANT_PREFIX = "Assistant:"
@@ -53,11 +54,12 @@ def render_record(record: dict) -> str:
         return "\n".join([*lines, line("Result:", record["result"])])
     if kind == "preference":
         return "\n".join([line(PROMPT_PREFIX, record["prompt"]), line("Preferred:", record["chosen"])])
-    if kind == DOLLY:
+    if kind in (DOLLY, ALPACA):
+        context, answer = ("context", "response") if kind == DOLLY else ("input", "output")
         lines = [line(USER_PREFIX, record["instruction"])]
-        if (record.get("context") or "").strip():
-            lines.append(line(CONTEXT_PREFIX, record["context"]))
-        return "\n".join([*lines, line(ASSISTANT_PREFIX, record["response"])])
+        if (record.get(context) or "").strip():
+            lines.append(line(CONTEXT_PREFIX, record[context]))
+        return "\n".join([*lines, line(ASSISTANT_PREFIX, record[answer])])
     raise ValueError(f"cannot render record_type {kind!r}")
 
 
