@@ -50,3 +50,26 @@ def test_problems_are_reported_by_line_and_nothing_is_written(tmp_path: Path, ca
     assert not out.exists()
     assert main(["data", "import-transcripts", str(tmp_path / "nowhere"), str(out)]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_an_exchange_too_long_for_a_dataset_record_is_a_problem_not_a_file_training_refuses(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    import microgpt.data.dataset as dataset_module
+    import microgpt.data.transcripts as transcripts_module
+    for module in (dataset_module, transcripts_module):  # the same limit, made small enough for a test
+        monkeypatch.setattr(module, "MAX_RECORD_BYTES", 400)
+    long_turn = "A: " + "a log line\n" * 40  # 440 bytes: its own record and the next two (history) are too long
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "log.txt").write_text(f"U: hi\nA: hello\nU: read this\n{long_turn}U: ok?\nA: yes\nU: and?\n"
+                                             "A: fine\nU: bye\nA: bye\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    assert main(["data", "import-transcripts", str(tmp_path / "in"), str(out)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    log = tmp_path / "in" / "log.txt"
+    assert [line.split(": this exchange")[0] for line in err[:-1]] == [f"{log}:{n}" for n in (3, 44, 46)]
+    assert all("more than a dataset record may be (400)" in line for line in err[:-1])
+    assert err[-1].endswith("3 problem(s); nothing written") and not out.exists()
+    monkeypatch.setattr(transcripts_module, "MAX_RECORD_BYTES", 10_000)  # the records the limit refused:
+    assert main(["data", "import-transcripts", str(tmp_path / "in"), str(out)]) == 0
+    sizes = [len(line.encode("utf-8")) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [size > 400 for size in sizes] == [False, True, True, True, False]  # ...are those the reader refuses

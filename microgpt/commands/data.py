@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
 
 from microgpt.atomic import atomic_write_text
 from microgpt.data.download import DOLLY_PATH, DOLLY_SHA256, DOLLY_URL, download
-from microgpt.data.transcripts import HISTORY_TURNS, import_transcripts
+from microgpt.data.transcripts import HISTORY_TURNS, import_transcripts, record_line
 from microgpt.errors import ConfigError
 from microgpt.safe_io import writable_file
 
@@ -61,6 +60,6 @@ def _import_transcripts(folder: Path, out: Path) -> int:
         return 1
     if not records:
         raise ConfigError(f"{folder}: no .txt transcripts found")
-    atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    atomic_write_text(out, "".join(record_line(r) for r in records))
     print(f"wrote {len(records)} chat records to {out}; check them with `python -m microgpt validate-dataset {out}`")
     return 0

@@ -16,10 +16,12 @@ Python keeps as lone surrogates that no UTF-8 file can hold. Problems and record
 from __future__ import annotations
 
 import codecs
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from microgpt.data.dataset import MAX_RECORD_BYTES
 from microgpt.data.templates import ASSISTANT_PREFIX, USER_PREFIX
 from microgpt.errors import one_line
 from microgpt.safe_io import read_capped
@@ -88,13 +90,28 @@ def chat_records(turns: list[Turn], id_prefix: str) -> Iterator[dict]:
                "input": text.removeprefix(f"{USER_PREFIX} "), "output": reply}
 
 
+def record_line(record: dict) -> str:
+    """A record as the dataset line the import writes (UTF-8 JSON, newline included)."""
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
 def import_transcripts(folder: Path) -> tuple[list[dict], list[str]]:
-    """Every `*.txt` transcript in `folder` (sorted by name) -> chat records, plus every problem found."""
+    """Every `*.txt` transcript in `folder` (sorted by name) -> chat records, plus every problem found: a
+    record longer than a dataset line may be (MAX_RECORD_BYTES, its history included) is one, named by the
+    line of its user turn, so the import never writes a file that training refuses."""
     records: list[dict] = []
     problems: list[str] = []
     for path in sorted(folder.glob("*.txt")):
         turns, found = read_turns(path)
         problems += found
-        if not found:
-            records += chat_records(turns, one_line(path.stem))
+        if found:
+            continue
+        for n, record in enumerate(chat_records(turns, one_line(path.stem))):
+            size = len(record_line(record).encode("utf-8")) - 1
+            if size > MAX_RECORD_BYTES:
+                problems.append(f"{one_line(str(path))}:{turns[2 * n].line}: this exchange, with up to "
+                                f"{HISTORY_TURNS} earlier ones as its history, makes a record of {size:,} bytes, "
+                                f"more than a dataset record may be ({MAX_RECORD_BYTES:,}); shorten or split the "
+                                "long turns")
+            records.append(record)
     return records, problems
