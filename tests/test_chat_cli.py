@@ -115,7 +115,7 @@ def test_control_characters_reach_neither_the_terminal_nor_the_log_raw(checkpoin
 
 def test_chat_once_answers_every_prompt_of_a_file_as_a_fresh_conversation(checkpoint: Path, tmp_path: Path) -> None:
     prompts = tmp_path / "prompts.txt"
-    prompts.write_text("# a comment\nHow do I make tea?\n\nWhat is a budget?\n", encoding="utf-8")
+    prompts.write_text("\ufeff# a comment\nHow do I make tea?\n\nWhat is a budget?\n", encoding="utf-8")  # BOM
     both = run_cli("chat-once", str(checkpoint), "--prompts-file", str(prompts), "--max-new-tokens", "12")
     assert both.returncode == 0, both.stderr
     singles = [run_cli("chat-once", str(checkpoint), q, "--max-new-tokens", "12").stdout.strip()

@@ -11,6 +11,7 @@ to LOG_DIR/chat/chat_once_<session>.log and chat_latest.log, as `chat` does.
 from __future__ import annotations
 
 import argparse
+import codecs
 
 from microgpt.chat.session import ChatSession
 from microgpt.commands import CHECKPOINT_HELP
@@ -42,7 +43,7 @@ def _prompts(args: argparse.Namespace) -> list[str]:
         return [prompt]
     try:
         raw = read_capped(args.prompts_file, MAX_PROMPTS_BYTES)
-        text = raw.decode("utf-8")
+        text = raw.removeprefix(codecs.BOM_UTF8).decode("utf-8")  # Notepad starts a file with a BOM
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise ConfigError(f"--prompts-file {args.prompts_file}:{line}: not UTF-8 text; save the file as UTF-8") from None
