@@ -411,6 +411,19 @@ def test_a_stream_never_sends_text_that_a_stop_string_later_cuts(text: str, stop
         assert "\ufffd" not in piece
 
 
+@given(text=st.lists(CHARS_SOME_WIDE, min_size=1, max_size=12).map("".join), data=st.data())
+def test_a_reply_cut_mid_character_ends_before_that_character_not_in_a_broken_glyph(text: str, data) -> None:
+    raw = text.encode("utf-8")
+    cut = data.draw(st.integers(1, len(raw)))  # the token limit came after `cut` bytes
+    reply = ReplyText(ByteTokens(), [], strip=False)
+    sent = []
+    for byte in raw[:cut]:
+        reply.add(byte)
+        sent.append(reply.certain())
+    sent.append(reply.rest())
+    assert "".join(sent) == reply.text == raw[:cut].decode("utf-8", errors="ignore")
+
+
 def test_held_back_keeps_a_character_in_progress_and_what_a_stop_could_continue_with_it() -> None:
     assert held_back("naïve \ufffd", ["e 🎉"]) == 3  # "e " and the emoji's first bytes
     assert held_back("naïve \ufffd", ["xyz"]) == 1  # only the character in progress

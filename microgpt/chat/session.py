@@ -77,9 +77,9 @@ class ReplyText:
         return self._hand_out(ready)
 
     def rest(self) -> str:
-        """At the end: what was not handed out (a last unfinished character as U+FFFD, as `decode` gives it)."""
-        if not self.stopped:
-            self.text += self._decoder.decode(b"", final=True)
+        """At the end: what was not handed out. The bytes of a last character cut short (the token limit came
+        mid-character) are dropped: a reply never ends in a broken glyph (U+FFFD)."""
+        self._decoder.reset()
         if self.strip:
             self.text = self.text.rstrip()
         return self._hand_out(len(self.text))
