@@ -41,3 +41,8 @@ class DatasetError(MicrogptError):
 
 class CheckpointError(MicrogptError):
     """A checkpoint is missing, damaged, truncated or of an unknown format version."""
+
+
+def counted(n: int, noun: str) -> str:
+    """'1 problem', '2 problems', '1,200 records': a count with its noun in the right number."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

@@ -269,6 +269,14 @@ def test_missing_dataset(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_config(cli={"DATASET_PATH": missing}, env={})
     assert_one_line_error(exc, "DATASET_PATH=", "nope.jsonl", "not found")
+    (tmp_path / "a.jsonl").symlink_to(tmp_path / "b.jsonl")
+    (tmp_path / "b.jsonl").symlink_to(tmp_path / "a.jsonl")
+    with pytest.raises(ConfigError) as exc:  # a loop is not "not found": the file is there, its link is wrong
+        load_config(cli={"DATASET_PATH": str(tmp_path / "a.jsonl")}, env={})
+    assert_one_line_error(exc, "DATASET_PATH=", "a.jsonl", "symbolic links")
+    with pytest.raises(ConfigError) as exc:
+        load_config(cli={"DATASET_PATH": str(tmp_path)}, env={})
+    assert_one_line_error(exc, "DATASET_PATH=", "not a regular file")
 
 
 def test_unknown_preset() -> None:

@@ -215,3 +215,33 @@ def test_an_empty_path_is_refused_and_a_single_record_is_flagged(tmp_path, capsy
     one.write_text(json.dumps({"id": "a", "record_type": "knowledge", "text": "hello there"}) + "\n")
     assert cli.main(["validate-dataset", str(one), "--tokenizer", "char"]) == 0
     assert "warning: training needs at least 2 records" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("made, kind", [
+    (lambda text: text.encode("utf-16"), "UTF-16"),  # what Windows PowerShell 5 writes
+    (lambda text: __import__("gzip").compress(text.encode()), "gzip-compressed"),
+    (lambda text: __import__("lzma").compress(text.encode()), "xz-compressed"),
+    (lambda text: json.dumps([json.loads(x) for x in text.splitlines()], indent=2).encode(), "one JSON array"),
+    (lambda text: ("[" + ",".join(text.splitlines()) + "]").encode(), "one JSON array"),
+])
+def test_a_file_that_is_not_json_lines_at_all_is_one_problem_saying_what_it_is(tmp_path, capsys, made, kind):
+    records = "".join(json.dumps({"id": f"r{i}", "record_type": "memory", "text": f"t {i}"}) + "\n" for i in range(9))
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(made(records))
+    assert command.run(_args(path=str(path), max_problems=50)) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{path}:1: the file is {kind}") and out[1:] == [f"{path}: invalid (1 problem; 0 valid records)"]
+
+
+def test_files_joined_with_cat_keep_their_byte_order_marks_out_of_the_records(tmp_path):
+    part = "\ufeff" + json.dumps({"id": "{}", "record_type": "memory", "text": "t"}) + "\r\n"
+    path = tmp_path / "joined.jsonl"
+    path.write_text(part.replace("{}", "a") + part.replace("{}", "b"), encoding="utf-8")
+    assert [(d.id, d.line) for d in load_documents(path)] == [("a", 1), ("b", 2)]
+
+
+def test_a_file_name_with_a_newline_keeps_each_problem_on_one_line(tmp_path):
+    path = tmp_path / "two\nlines.jsonl"
+    path.write_text('{"id": "a"}\n', encoding="utf-8")
+    [problem] = validate_dataset(path).problems
+    assert "\n" not in problem and problem.endswith(":1: missing required field 'record_type'")

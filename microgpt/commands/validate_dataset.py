@@ -15,7 +15,7 @@ from microgpt.config import KNOB_BY_NAME, TrainConfig, knob_from_env, parse_valu
 from microgpt.data.dataset import iter_documents, validate_dataset
 from microgpt.data.records import RECORD_TYPES
 from microgpt.data.tokenizer import build_tokenizer, iter_batches
-from microgpt.errors import ConfigError
+from microgpt.errors import ConfigError, counted
 from microgpt.train.batches import MIN_DOCUMENTS
 
 DEFAULT_DATASET = TrainConfig.dataset_path
@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
         hidden = report.problem_count - len(report.problems)
         if hidden:
             print(f"... and {hidden} more problems not shown (--max-problems {args.max_problems})")
-        print(f"{path}: invalid ({report.problem_count} problems; {report.documents} valid records)")
+        print(f"{path}: invalid ({counted(report.problem_count, 'problem')}; "
+              f"{counted(report.documents, 'valid record')})")
         return 1
 
     kind = args.tokenizer or knob_from_env("TOKENIZER")
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"tokenizer: {name}, {tokenizer.vocab_size:,} ids used of {vocab_size:,}")
     print(
         f"tokens: {total:,} total; per document mean {per_document.mean():.1f}, "
-        f"p95 {np.percentile(per_document, 95):.0f}, max {per_document.max():,}"
+        f"p95 {np.percentile(per_document, 95):,.0f}, max {per_document.max():,}"
     )
     print(f"outside the local vocabulary: {fallback / max(total, 1):.2%} of tokens are byte fallback")
     if report.documents < MIN_DOCUMENTS:

@@ -15,9 +15,9 @@ import difflib
 import json
 import math
 import os
+import stat
 import unicodedata
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from microgpt.config.knobs import GROUPS, KNOB_BY_FIELD, KNOB_BY_NAME, KNOBS, Knob
@@ -178,13 +178,23 @@ def config_from_dict(data: Mapping[str, Any], check_paths: bool = False) -> Trai
     return cfg
 
 
+def _file_problem(path: str) -> str | None:
+    """Why `path` is not a regular file to read (not found, a symlink loop, a folder...), or None."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "file not found"
+    except OSError as exc:  # a symlink loop, a name too long, no permission to look
+        return (exc.strerror or str(exc)).lower()
+    return None if stat.S_ISREG(mode) else "not a regular file (a FIFO, device or folder)"
+
+
 def _check_paths(cfg: TrainConfig) -> None:
-    if not Path(cfg.dataset_path).is_file():
-        what = "not a regular file (a FIFO, device or folder)" if Path(cfg.dataset_path).exists() else "file not found"
-        raise ConfigError(f"DATASET_PATH={cfg.dataset_path!r}: {what} (give a .jsonl path, relative to "
+    if problem := _file_problem(cfg.dataset_path):
+        raise ConfigError(f"DATASET_PATH={cfg.dataset_path!r}: {problem} (give a .jsonl path, relative to "
                           f"{os.getcwd()})")
-    if cfg.tokenizer == "bpe" and cfg.bpe_file and not Path(cfg.bpe_file).is_file():
-        raise ConfigError(f"BPE_FILE={cfg.bpe_file!r}: file not found (leave it empty to load by name)")
+    if cfg.tokenizer == "bpe" and cfg.bpe_file and (problem := _file_problem(cfg.bpe_file)):
+        raise ConfigError(f"BPE_FILE={cfg.bpe_file!r}: {problem} (leave it empty to load by name)")
 
 
 def validate_config(cfg: TrainConfig, check_paths: bool = True) -> TrainConfig:

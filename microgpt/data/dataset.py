@@ -3,8 +3,10 @@
 The file is read in binary mode and each line decoded here, so a stray invalid UTF-8 byte spoils one line,
 not the whole file; memory holds one line plus the set of ids seen, never the file. A line longer than
 MAX_RECORD_BYTES is a problem on its own, never read whole (a file with no newline at all is not read into
-memory, nor tokenized for minutes). A byte-order mark on line 1, CRLF endings and blank lines are accepted. Line numbers count every physical line, blank or not,
-so they match what an editor shows.
+memory, nor tokenized for minutes). A UTF-8 byte-order mark (on line 1, or on any line of files joined with
+`cat`), CRLF endings and blank lines are accepted; a file that is not JSON Lines at all (UTF-16, compressed, one
+JSON array) is one problem saying so, not a problem on every line. Line numbers count every physical line,
+blank or not, so they match what an editor shows.
 """
 
 from __future__ import annotations
@@ -17,10 +19,18 @@ from pathlib import Path
 
 from microgpt.data.records import RECORD_TYPES, check_record, record_type_of
 from microgpt.data.templates import render_record
-from microgpt.errors import DatasetError, shown
+from microgpt.errors import DatasetError, counted, one_line, shown
 from microgpt.safe_io import open_regular, unique_keys
 
 BOM = b"\xef\xbb\xbf"
+NOT_JSONL = ((b"\xff\xfe", "UTF-16 (or UTF-32) text, not UTF-8: save it as UTF-8"),
+             (b"\xfe\xff", "UTF-16 text, not UTF-8: save it as UTF-8"),
+             (b"\x1f\x8b", "gzip-compressed: decompress it (gunzip) and give the .jsonl"),
+             (b"\xfd7zXZ\x00", "xz-compressed: decompress it (unxz) and give the .jsonl"),
+             (b"BZh", "bzip2-compressed: decompress it (bunzip2) and give the .jsonl"),
+             (b"\x28\xb5\x2f\xfd", "zstd-compressed: decompress it (unzstd) and give the .jsonl"),
+             (b"PK\x03\x04", "a zip archive: extract the .jsonl from it"),
+             (b"[", "one JSON array, not JSON Lines: write one JSON object per line"))  # what a file starts with
 MAX_RECORD_BYTES = 8 << 20  # 8 MiB: a long novel as one record fits; a line past it is a mistake (a file with no
 # newlines), and tokenizing it would take minutes and gigabytes
 
@@ -54,7 +64,7 @@ class ValidationReport:
 
     def add_problem(self, line: int | None, messages: list[str], max_problems: int) -> None:
         """Count one bad line; keep the first `max_problems` as `PATH:LINE: message; message`."""
-        where = self.path if line is None else f"{self.path}:{line}"
+        where = one_line(self.path) if line is None else f"{one_line(self.path)}:{line}"
         if len(self.problems) < max_problems:
             self.problems.append(f"{where}: {'; '.join(messages)}")
         self.problem_count += 1
@@ -69,9 +79,11 @@ def iter_dataset(path: str | Path) -> Iterator[tuple[int, Document | None, list[
     """
     first_use: dict[str, int] = {}
     for number, raw in enumerate(_open_lines(path), start=1):
-        if number == 1 and raw.startswith(BOM):
-            raw = raw[len(BOM) :]
-        raw = raw.rstrip(b"\r\n")
+        raw = raw.removeprefix(BOM).rstrip(b"\r\n")
+        if number == 1 and (kind := next((what for start, what in NOT_JSONL if raw.lstrip().startswith(start)),
+                                         None)):
+            yield number, None, [f"the file is {kind}"]
+            return
         if len(raw) > MAX_RECORD_BYTES:
             yield number, None, [f"the record is longer than {MAX_RECORD_BYTES:,} bytes; split it into smaller records"]
             continue
@@ -117,7 +129,7 @@ def load_documents(path: str | Path) -> list[Document]:
     documents = list(_scan(path, report, max_problems=50))
     if not report.ok:
         raise DatasetError(
-            f"{report.problems[0]} ({report.problem_count} problems; "
+            f"{report.problems[0]} ({counted(report.problem_count, 'problem')}; "
             f"run `python -m microgpt validate-dataset {path}`)",
             problems=report.problems,
         )
