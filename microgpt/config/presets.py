@@ -54,7 +54,7 @@ PRESETS: dict[str, dict[str, object]] = {
 PRESET_HELP: dict[str, str] = {
     "default": "microgpt's measured best for a 5-minute run on the starter data: the knob defaults, as listed "
                "below (README: how they were chosen)",
-    "seed": "the original Go edition's 0.0.4 defaults: 1 layer, width 48, one document per step",
+    "seed": "the original Go edition's 0.0.4 defaults: 1 layer, width 48, one 96-token window per step (batch 1)",
     "fast": "the original 0.0.4's quick smoke run (TUI key 1): vocab 1536, 1x32, block 64, 400 steps",
     "balanced": "the original 0.0.4's laptop-safe baseline (TUI key 2): vocab 2048, 1x48, block 96, 800 steps",
     "max": "the original 0.0.4's stronger run (TUI key 3): vocab 3072, 2x64, block 128, 1800 steps",
