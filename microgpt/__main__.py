@@ -121,14 +121,14 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except OutputClosed as exc:
         if not exc.quiet:
-            print_error(f"{command}: error: {exc}")
+            print_error(f"{command}: error: {one_line(str(exc))}")
         return 0 if exc.quiet else exc.exit_code
-    except MicrogptError as exc:
-        print_error(f"{command}: error: {exc}")
+    except MicrogptError as exc:  # one line: a path or value in it may hold a newline or an escape sequence
+        print_error(f"{command}: error: {one_line(str(exc))}")
         return exc.exit_code
     except OSError as exc:  # the last boundary: a disk, folder or permission problem no command foresaw
         where = f"{exc.filename}: " if exc.filename else ""
-        print_error(f"{command}: error: {where}{exc.strerror or exc}")
+        print_error(f"{command}: error: {one_line(where + str(exc.strerror or exc))}")
         return 1
     except KeyboardInterrupt:
         print_error("interrupted")

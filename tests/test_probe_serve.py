@@ -273,8 +273,8 @@ def test_a_prompt_past_the_context_window_is_cut_and_the_reply_says_so(server: I
     status, headers, body = _request(server, "POST", "/v1/completions",
                                      json.dumps({"prompt": "ab " * block, "max_tokens": 1}).encode(),
                                      {"Content-Type": "application/json"})
-    assert status == 200 and body["usage"]["prompt_tokens"] == block - 1
-    assert f"kept the last {block - 1} of {3 * block + 1} prompt tokens" in headers["x-microgpt-prompt-truncated"]
+    assert status == 200 and body["usage"]["prompt_tokens"] == block  # the whole window, as chat keeps
+    assert f"kept the last {block} of {3 * block + 1} prompt tokens" in headers["x-microgpt-prompt-truncated"]
     status, headers, _ = _request(server, "POST", "/v1/completions", json.dumps({"prompt": "ab", "max_tokens": 1}).encode(),
                                   {"Content-Type": "application/json"})
     assert status == 200 and "x-microgpt-prompt-truncated" not in headers
@@ -861,3 +861,52 @@ def test_an_empty_assistant_turn_is_history_but_an_empty_user_turn_is_refused(se
     assert ask([*said_nothing[:1], {"role": "assistant", "content": None}, *said_nothing[2:]])[0] == 200
     status, body = ask([{"role": "user", "content": "  "}])
     assert status == 400 and body["error"]["param"] == "messages[0].content"
+
+
+def test_replies_longer_than_the_context_window_slide_it_as_chat_does_alone_or_together() -> None:
+    """A row whose window fills goes on from the last half of its text, re-encoded: each reply is the one
+    `generate` (chat, chat-once) gives alone, token for token, even as rows slide, retire and move around it."""
+    from microgpt.nn.sampling import generate
+
+    model, tokenizer = _model(block_size=16)
+    engine = Engine(model, tokenizer, max_batch=3)
+    prompts = [[1, 2, 3], list(range(1, 17)), [4, 5, 6, 7, 8, 9, 10], [3]]  # the second fills the window at once
+    lengths = [40, 25, 60, 7]
+    settings = [replace(SamplingSettings(), max_new_tokens=n, min_new_tokens=n, temperature=0.9, seed=10 + i,
+                        stop_token_ids=(0,)) for i, n in enumerate(lengths)]
+    done = [threading.Event() for _ in prompts]
+    jobs = [Job(prompt, s, (), lambda event, i=i: done[i].set() if event[0] in ("done", "error") else None)
+            for i, (prompt, s) in enumerate(zip(prompts, settings))]
+    try:
+        with engine.lock:  # all four arrive in one step: three decode, one waits for a row
+            for job in jobs:
+                engine.submit(job)
+        assert all(event.wait(60) for event in done)
+    finally:
+        engine.stop()
+    for prompt, s, job in zip(prompts, settings, jobs):
+        assert job.generated == list(generate(model, prompt, s))
+        assert len(job.generated) == s.max_new_tokens
+    assert sum(len(p) + n > model.config.block_size for p, n in zip(prompts, lengths)) == 3  # 3 slide, one fits
+
+
+def test_the_model_is_named_after_its_file_or_folder_even_when_served_as_dot(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "exp1").mkdir()
+    monkeypatch.chdir(tmp_path / "exp1")
+    assert serve_command.model_name(".") == "exp1" and serve_command.model_name("./") == "exp1"
+    assert serve_command.model_name("models/best_checkpoint.npz") == "best_checkpoint"
+    assert serve_command.model_name("/") == "model"
+
+
+@pytest.mark.parametrize("raw, port", [("", 7860), ("  ", 7860), ("8123", 8123)])
+def test_an_empty_port_variable_counts_as_unset_as_every_other_variable_does(monkeypatch, raw: str, port: int) -> None:
+    monkeypatch.setenv("PORT", raw)
+    assert serve_command._port(argparse.Namespace(port=None)) == port
+
+
+def test_error_lines_write_control_characters_in_a_path_as_escapes(capsys) -> None:
+    from microgpt.__main__ import main
+
+    assert main(["chat-once", "/nope/a\nb\x1b[31mred.npz", "hi"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err and "/nope/a\\nb\\x1b[31mred.npz" in err

@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -192,14 +193,21 @@ def test_bad_requests_get_openai_error_objects(server: ServerProcess) -> None:
     connection.close()
 
 
-def test_max_tokens_past_the_context_is_capped_and_said(server: ServerProcess) -> None:
-    request = urllib.request.Request(f"{server.url}/v1/completions", method="POST",
-                                     data=json.dumps({"prompt": "abc", "max_tokens": 5000}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        assert response.headers["X-Microgpt-Max-Tokens"].startswith("capped to 252")
-        body = json.loads(response.read())
-    assert body["usage"]["completion_tokens"] <= 252
+def test_a_reply_slides_past_the_context_window_and_only_the_servers_longest_reply_caps_it(
+        server: ServerProcess) -> None:
+    def complete(body: dict) -> tuple[dict, Any]:
+        request = urllib.request.Request(f"{server.url}/v1/completions", method="POST", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read()), response.headers
+
+    body, headers = complete({"prompt": "abc " * 100, "max_tokens": 300, "min_tokens": 300, "seed": 1})
+    assert body["usage"]["completion_tokens"] == 300 and body["choices"][0]["finish_reason"] == "length"
+    assert headers["X-Microgpt-Prompt-Truncated"] == "kept the last 256 of 401 prompt tokens (context window 256)"
+    assert headers["X-Microgpt-Max-Tokens"] is None
+    body, headers = complete({"prompt": "abc", "max_tokens": 5000})
+    assert headers["X-Microgpt-Max-Tokens"] == "capped to 4096 (the server's longest reply)"
+    assert body["usage"]["completion_tokens"] <= 4096
 
 
 def test_a_client_that_leaves_mid_stream_stops_its_sequence(server: ServerProcess) -> None:

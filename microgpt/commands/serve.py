@@ -18,7 +18,7 @@ from pathlib import Path
 
 from microgpt.commands import layers_words
 from microgpt.config import TrainConfig, sampling_from_env
-from microgpt.errors import ConfigError
+from microgpt.errors import ConfigError, one_line
 from microgpt.nn.bounds import check_free_memory
 from microgpt.nn.slots import slot_cache_bytes
 from microgpt.serve.engine import Engine
@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-waiting", type=int, default=LIMITS.max_waiting,
                         help="requests that may wait for a free row; more get a 503 with Retry-After "
                              f"(default {LIMITS.max_waiting})")
+    parser.add_argument("--max-reply-tokens", type=int, default=LIMITS.max_reply_tokens, metavar="N",
+                        help="the longest reply: a larger max_tokens is capped, and the reply says so in its "
+                             f"X-Microgpt-Max-Tokens header (default {LIMITS.max_reply_tokens})")
     parser.add_argument("--keep-alive", type=float, default=LIMITS.keep_alive_s, metavar="S",
                         help=f"close a connection idle this long between requests (default {LIMITS.keep_alive_s:g})")
     parser.add_argument("--header-timeout", type=float, default=LIMITS.header_timeout_s, metavar="S",
@@ -59,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _port(args: argparse.Namespace) -> int:
-    raw = args.port if args.port is not None else os.environ.get("PORT", DEFAULT_PORT)
+    raw = args.port if args.port is not None else os.environ.get("PORT", "").strip() or DEFAULT_PORT  # "": unset
     try:
         port = int(raw)
     except ValueError:
@@ -89,11 +92,18 @@ def _limits(args: argparse.Namespace) -> ServeSettings:
         raise ConfigError(f"--max-batch {args.max_batch}: give 1-64")
     if not 0 <= args.max_waiting <= 10_000:
         raise ConfigError(f"--max-waiting {args.max_waiting}: give 0-10000")
+    if not 1 <= args.max_reply_tokens <= 1_000_000:
+        raise ConfigError(f"--max-reply-tokens {args.max_reply_tokens}: give 1-1000000")
     for flag, seconds in (("--keep-alive", args.keep_alive), ("--header-timeout", args.header_timeout)):
         if not 0 < seconds <= 3600:  # also refuses nan
             raise ConfigError(f"{flag} {seconds:g}: give a number of seconds above 0 and at most 3600")
     return ServeSettings(max_batch=args.max_batch, max_waiting=args.max_waiting, keep_alive_s=args.keep_alive,
-                         header_timeout_s=args.header_timeout)
+                         header_timeout_s=args.header_timeout, max_reply_tokens=args.max_reply_tokens)
+
+
+def model_name(path: str) -> str:
+    """The name /v1/models lists: the checkpoint file's stem, or an export folder's name ("." too)."""
+    return Path(os.path.abspath(path)).stem or "model"
 
 
 def _check_batch_memory(model: object, max_batch: int) -> None:
@@ -143,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     defaults = replace(sampling_from_env(), seed=None)
     engine = Engine(checkpoint.model, checkpoint.tokenizer, max_batch=limits.max_batch,
                     max_waiting=limits.max_waiting)
-    name = Path(path).stem
+    name = model_name(path)
     app_server = Server(engine, name, defaults, api_key, limits)
     config = checkpoint.model.config
     try:  # bound here, before the banner: a port in use is one line, not a banner and then uvicorn's error
@@ -154,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"cannot listen on {args.host}:{port} ({reason}); choose another --port, or a --host "
                           "of this machine") from None
     shown = f"[{args.host}]" if ":" in args.host else args.host or "0.0.0.0"  # an IPv6 address in a URL: brackets
-    print(f"microgpt serve: http://{shown}:{port}/  (model {name} from {path}: {layers_words(config)}, "
+    print(f"microgpt serve: http://{shown}:{port}/  (model {one_line(name)} from {one_line(path)}: {layers_words(config)}, "
           f"context {config.block_size} tokens; OpenAI API at /v1; "
           f"{'API key required' if api_key else 'no API key'})", flush=True)
     if not is_loopback(args.host) and not api_key:

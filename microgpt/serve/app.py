@@ -151,15 +151,15 @@ class Server:
         text = messages_prompt(req.messages) if chat else req.prompt
         ids = [tok.bos_id, *await asyncio.to_thread(tok.encode, text)]  # a thread: the loop serves others meanwhile
         headers = {}
-        if len(ids) >= self.block_size:  # the context window keeps the prompt's end and room for one token
-            headers["X-Microgpt-Prompt-Truncated"] = (f"kept the last {self.block_size - 1} of {len(ids)} prompt "
+        if len(ids) > self.block_size:  # the context window keeps the prompt's end; it slides as the reply grows
+            headers["X-Microgpt-Prompt-Truncated"] = (f"kept the last {self.block_size} of {len(ids)} prompt "
                                                       f"tokens (context window {self.block_size})")
-            ids = ids[-(self.block_size - 1):]
-        room = self.block_size - len(ids)
+            ids = ids[-self.block_size:]
         settings = req.settings
-        if settings.max_new_tokens > room:
-            headers["X-Microgpt-Max-Tokens"] = f"capped to {room} (context window {self.block_size})"
-            settings = replace(settings, max_new_tokens=room)
+        longest = self.limits.max_reply_tokens
+        if settings.max_new_tokens > longest:
+            headers["X-Microgpt-Max-Tokens"] = f"capped to {longest} (the server's longest reply)"
+            settings = replace(settings, max_new_tokens=longest, min_new_tokens=min(settings.min_new_tokens, longest))
         settings = replace(settings, stop_token_ids=(tok.bos_id,))
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
@@ -187,7 +187,7 @@ class Server:
             while True:
                 try:
                     kind, value = await asyncio.wait_for(events.get(), poll)
-                except TimeoutError:
+                except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11
                     kind, value = "wait", ""
                 if time.monotonic() >= next_check:
                     if await request.is_disconnected():  # nobody to answer: free the row (or the queue place)

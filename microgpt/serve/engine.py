@@ -181,11 +181,19 @@ class Engine:
             job.emit(("error", message))
 
     def _step(self) -> None:
-        """Sample one token for every live row, retire the finished ones, run the rest one position on."""
+        """Sample one token for every live row, retire the finished ones, run the rest one position on.
+
+        A row whose context window is full goes on from the last half of its text, re-encoded alone into a
+        fresh row, as `generate` does for `chat`: the window slides, and the reply is the one `chat` gives.
+        """
         live = [job for job in self.rows if not job.cancelled]
         going_on = {id(job) for job, token in zip(live, self._sample(live)) if not self._advance_alone(job, token)}
-        finished = [slot for slot, job in enumerate(self.rows) if id(job) not in going_on]
-        for slot in reversed(finished):  # highest first, so each moved row comes from a slot still live
+        block = self.slots.block_size
+        sliding = [job for slot, job in enumerate(self.rows)
+                   if id(job) in going_on and self.slots.lengths[slot] >= block]
+        leaving = [slot for slot, job in enumerate(self.rows)
+                   if id(job) not in going_on or self.slots.lengths[slot] >= block]
+        for slot in reversed(leaving):  # highest first, so each moved row comes from a slot still live
             moved = self.slots.remove(slot)
             if moved is None:
                 self.rows.pop(slot)
@@ -196,6 +204,12 @@ class Engine:
             logits = self.model(tokens, self.slots).data[:, 0]
             for job, row in zip(self.rows, logits):
                 job.logits = row
+        for job in sliding:
+            context = [*job.prompt_ids, *job.generated][-max(1, block // 2):]
+            cache = self.model.new_cache(1)
+            job.logits = self.model(np.asarray([context]), cache).data[0, -1]
+            self.slots.add(cache, 0, len(context))
+            self.rows.append(job)
 
     @staticmethod
     def _sample(jobs: list[Job]) -> list[int]:
@@ -224,8 +238,7 @@ class Engine:
             job.reply = ReplyText(self.tokenizer, job.stops, strip=job.strip_leading_space)
         if job.reply.add(token):
             return self._finish(job, "stop")
-        room = self.slots.block_size - len(job.prompt_ids) - len(job.generated)
-        if len(job.generated) >= s.max_new_tokens or room <= 0:
+        if len(job.generated) >= s.max_new_tokens:
             return self._finish(job, "length")
         if job.stream:  # nobody reads pieces otherwise: waking the caller's thread every token only costs time
             piece = job.reply.certain()

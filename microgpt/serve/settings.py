@@ -21,6 +21,7 @@ class ServeSettings:
     max_batch: int = 8  # sequences decoded together, one forward pass per step for all of them
     max_waiting: int = 64  # requests waiting for a free row; past this a request gets a 503
     retry_after_s: int = 1  # the Retry-After a 503 carries: about how long a row takes to come free
+    max_reply_tokens: int = 4096  # a longer max_tokens is capped (and the reply says so): a row is not held for ever
     max_body_bytes: int = 1 << 20  # 1 MiB: far more than a context window of text; past it a 413
     body_timeout_s: float = 30.0  # a body that trickles in slower than this (a slowloris client) gets a 408
     header_timeout_s: float = 10.0  # a request line and headers not complete this long after their first byte
