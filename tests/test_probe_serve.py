@@ -464,8 +464,14 @@ def test_a_request_without_host_is_served_on_loopback(server: InProcessServer) -
         assert _response(s).startswith(b"HTTP/1.1 200")
 
 
-@pytest.mark.parametrize("head", [b"Content-Length: abc\r\n", b"Content-Length: -5\r\n", b"Bad Header Line\r\n"])
-def test_a_request_http_cannot_parse_gets_a_json_400(server: InProcessServer, head: bytes) -> None:
+@pytest.mark.parametrize("head, why", [
+    (b"Content-Length: abc\r\n", "bad Content-Length"), (b"Content-Length: -5\r\n", "bad Content-Length"),
+    (b"Bad Header Line\r\n", "illegal header line"),
+    (b"Content-Length: 2\r\nContent-Length: 3\r\n", "conflicting Content-Length headers"),
+    (b"Transfer-Encoding: gzip\r\n", "Only Transfer-Encoding: chunked is supported"),
+    (b"Host: other\r\n", "multiple Host"),
+])
+def test_a_request_http_cannot_parse_gets_a_json_400_saying_why(server: InProcessServer, head: bytes, why: str) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
         s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n" + head + b"\r\n{}")
         reply = b""
@@ -474,7 +480,14 @@ def test_a_request_http_cannot_parse_gets_a_json_400(server: InProcessServer, he
     status, _, rest = reply.partition(b"\r\n")
     headers, _, body = rest.partition(b"\r\n\r\n")
     assert status.startswith(b"HTTP/1.1 400") and b"content-type: application/json" in headers.lower()
-    assert json.loads(body)["error"]["code"] == "bad_http_request"
+    error = json.loads(body)["error"]
+    assert error["code"] == "bad_http_request" and why in error["message"], error
+
+
+def test_a_404_for_a_huge_path_is_cut_short(server: InProcessServer) -> None:
+    status, raw = server.post("/" + "a" * 20_000, b"{}")
+    message = json.loads(raw)["error"]["message"]
+    assert status == 404 and message.startswith("POST /aaa") and len(message) < 200
 
 
 def test_an_idle_kept_alive_connection_is_closed_and_a_slow_next_head_gets_a_408(server: InProcessServer) -> None:

@@ -21,6 +21,7 @@ import functools
 import hmac
 import html
 import json
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -39,7 +40,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from microgpt.chat.session import STOP_MARKERS
 from microgpt.data.templates import messages_prompt
-from microgpt.errors import shown
+from microgpt.errors import one_line, shown
 from microgpt.nn.sampling import SamplingSettings
 from microgpt.safe_io import parse_json
 from microgpt.serve import protocol
@@ -252,7 +253,8 @@ def build_app(server: Server, loopback_only: bool = False) -> Starlette:
     ]
 
     async def not_found(request: HttpRequest, exc: Exception) -> Response:  # a 404 or a 405, as OpenAI words them
-        return JSONResponse(protocol.error_body(f"{request.method} {request.url.path}: "
+        path = request.url.path if len(request.url.path) <= 120 else f"{request.url.path[:117]}..."
+        return JSONResponse(protocol.error_body(f"{request.method} {path}: "
                                                 f"{getattr(exc, 'detail', 'error')}", "invalid_request_error"),
                             status_code=getattr(exc, "status_code", 404),
                             headers=getattr(exc, "headers", None))  # a 405's Allow: the methods the route takes
@@ -300,7 +302,10 @@ class HeadDeadlineProtocol(H11Protocol):
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
-        self._reply_and_close(b"400 Bad Request", f"malformed HTTP request: {msg}", "bad_http_request")
+        cause = sys.exc_info()[1]  # uvicorn calls this while handling h11's error, whose text says what was wrong
+        detail = one_line(str(cause)) if isinstance(cause, h11.RemoteProtocolError) and str(cause) else msg
+        detail = detail if len(detail) <= 120 else f"{detail[:117]}..."
+        self._reply_and_close(b"400 Bad Request", f"malformed HTTP request: {detail}", "bad_http_request")
 
     def head_too_slow(self) -> None:
         self.head_deadline = None
