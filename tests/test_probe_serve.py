@@ -923,3 +923,19 @@ def test_error_lines_write_control_characters_in_a_path_as_escapes(capsys) -> No
     assert main(["chat-once", "/nope/a\nb\x1b[31mred.npz", "hi"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "\x1b" not in err and "/nope/a\\nb\\x1b[31mred.npz" in err
+
+
+def test_a_range_error_names_the_servers_own_default_not_the_knobs() -> None:
+    from microgpt.serve import protocol
+
+    defaults = replace(SamplingSettings(), temperature=0.9, max_new_tokens=20, seed=None)  # CHAT_* and no seed
+
+    def message(**fields: object) -> str:
+        with pytest.raises(protocol.RequestError) as caught:
+            protocol.parse_request({"prompt": "hi", **fields}, defaults, chat=False)
+        return str(caught.value)
+
+    assert message(temperature=-1).endswith("(default 0.9)")
+    assert message(max_tokens=0).endswith("(default 20)") and message(max_tokens=0).startswith("max_tokens=")
+    assert "default" not in message(seed=-1)  # the server's seed is fresh randomness: no number to name
+    assert message(min_tokens=-1).endswith(f"(default {SamplingSettings.min_new_tokens})")

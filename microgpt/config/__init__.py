@@ -24,12 +24,17 @@ from microgpt.config.parse import (
     validate_config,
 )
 from microgpt.config.presets import NUMBERED, PRESET_HELP, PRESETS
-from microgpt.config.sampling import SAMPLING_KNOBS, sampling_from_env, sampling_from_mapping
+from microgpt.config.sampling import (
+    SAMPLING_KNOBS,
+    parse_sampling_value,
+    sampling_from_env,
+    sampling_from_mapping,
+)
 from microgpt.config.train_config import FLAT_PATHS, TrainConfig
 
 __all__ = [
     "FLAT_PATHS", "GROUPS", "KNOBS", "KNOB_BY_CHAT_ENV", "KNOB_BY_FIELD", "KNOB_BY_NAME", "NUMBERED", "PRESETS", "PRESET_HELP",
     "SAMPLING_KNOBS", "Knob", "TrainConfig", "config_from_dict", "find_knob", "format_config", "format_value",
-    "knob_from_env", "load_config", "parse_value", "read_config_file", "sampling_from_env", "sampling_from_mapping", "to_env",
+    "knob_from_env", "load_config", "parse_sampling_value", "parse_value", "read_config_file", "sampling_from_env", "sampling_from_mapping", "to_env",
     "validate_config",
 ]

@@ -114,27 +114,31 @@ def _convert(knob: Knob, raw: Any, label: str) -> Any:
 
 
 def _check_limits(knob: Knob, value: float, default: Any) -> None:
-    """Raise ValueError naming the allowed range (and `default`) when `value` is outside it."""
+    """Raise ValueError naming the allowed range (and `default`, unless None) when `value` is outside it."""
     low_ok = knob.min is None or (value > knob.min if knob.exclusive_min else value >= knob.min)
     high_ok = knob.max is None or (value < knob.max if knob.exclusive_max else value <= knob.max)
     if not (low_ok and high_ok):
-        raise ValueError(f"must be {knob.limits} (default {format_value(default)})")
+        raise ValueError(f"must be {knob.limits}" + ("" if default is None else f" (default {format_value(default)})"))
 
 
-def parse_value(knob_name: str, raw: Any, label: str | None = None, default: Any = None) -> Any:
+KNOBS_OWN = object()  # parse_value's `default` when the value's default is its knob's
+
+
+def parse_value(knob_name: str, raw: Any, label: str | None = None, default: Any = KNOBS_OWN) -> Any:
     """Parse and check one value for the knob named `knob_name` (env or field name).
 
     `raw` may be text (environment, command line) or a typed JSON value (config file, request). Raises
     ConfigError like `LEARNING_RATE='abc': not a number (e.g. LEARNING_RATE=0.004)`; `label` names the value
     in that message when it came under another name (CHAT_TEMPERATURE, a request's "temperature"), and
-    `default` the default it has there when that is not the knob's (a sampling seed is checked as SEED is).
+    `default` the default it has there when that is not the knob's (a server's CHAT_* value; a sampling seed
+    is checked as SEED is), None when there is none to name (a server's seed: fresh randomness).
     """
     knob = find_knob(knob_name)
     label = label or knob.name
     try:
         value = _convert(knob, raw, label)
         if knob.type in (int, float):
-            _check_limits(knob, value, knob.default if default is None else default)
+            _check_limits(knob, value, knob.default if default is KNOBS_OWN else default)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{label}={shown(raw, 80)}: {exc}") from None
     return value

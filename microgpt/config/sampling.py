@@ -21,21 +21,26 @@ SAMPLING_KNOBS: dict[str, Knob] = {knob.path.partition(".")[2]: knob for knob in
 SEED_KNOB = "SEED"
 
 
+def parse_sampling_value(field: str, raw: Any, label: str, default: Any) -> Any:
+    """One SamplingSettings field's value checked by its knob (the seed as SEED); a range error names `label`
+    and `default`, the value it has where it is being set (None: none to name)."""
+    if field == "seed":
+        return None if raw is None else parse_value(SEED_KNOB, raw, label=label, default=default)
+    return parse_value(SAMPLING_KNOBS[field].name, raw, label=label, default=default)
+
+
 def _lay_over(base: SamplingSettings | None, entries: Mapping[str, tuple[str, Any]], where: str,
               name_of: Callable[[str], str] = str) -> SamplingSettings:
     """`base` with each field in `entries` (field -> (label, raw value)) parsed by its knob and set;
     `name_of(field)` names a field that was not given in the min/max message."""
+    base = base or SamplingSettings()
     changes: dict[str, Any] = {}
     for key, (label, raw) in entries.items():
         try:
-            if key == "seed":
-                changes[key] = None if raw is None else parse_value(SEED_KNOB, raw, label=label,
-                                                                    default=SamplingSettings.seed)
-            else:
-                changes[key] = parse_value(SAMPLING_KNOBS[key].name, raw, label=label)
+            changes[key] = parse_sampling_value(key, raw, label, getattr(base, key))
         except ConfigError as exc:
             raise ConfigError(f"{exc}{where}") from None
-    settings = replace(base or SamplingSettings(), **changes)
+    settings = replace(base, **changes)
     if settings.min_new_tokens > settings.max_new_tokens:
         low, high = (entries.get(k, (name_of(k), None))[0] for k in ("min_new_tokens", "max_new_tokens"))
         raise ConfigError(f"{low}={settings.min_new_tokens}: must not exceed {high} "

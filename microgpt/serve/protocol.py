@@ -11,10 +11,10 @@ import json
 import math
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from microgpt.config import sampling_from_mapping
+from microgpt.config import parse_sampling_value, sampling_from_mapping
 from microgpt.errors import ConfigError, shown
 from microgpt.nn import SamplingSettings
 
@@ -93,16 +93,12 @@ def _sampling(body: dict, defaults: SamplingSettings) -> SamplingSettings:
         if values.get(field_name, value) != value:
             raise RequestError(f"'{name}' disagrees with 'max_tokens': send one of them", name)
         values[field_name] = value
-    unbounded = replace(defaults, min_new_tokens=0)  # max_tokens alone cannot clash with the default min_tokens
-    for name, field_name in SAMPLING_NAMES.items():  # one field at a time, so the error names its field
+    for name, field_name in SAMPLING_NAMES.items():  # one field at a time, each error naming the server's default
         if body.get(name) is not None:
-            alone = {field_name: values[field_name]}
-            if field_name == "min_new_tokens":  # with a max it cannot exceed: only its own limits are checked
-                alone["max_new_tokens"] = max(values[field_name], 1)
             try:
-                sampling_from_mapping(alone, unbounded)
+                parse_sampling_value(field_name, values[field_name], name, getattr(defaults, field_name))
             except ConfigError as exc:
-                raise RequestError(str(exc).replace(field_name, name, 1), name) from None
+                raise RequestError(str(exc), name) from None
     low = values.get("min_new_tokens", defaults.min_new_tokens)
     high = values.get("max_new_tokens", defaults.max_new_tokens)
     if low > high:  # each fine alone, wrong together; a limit the request did not send is the server's default
