@@ -939,3 +939,46 @@ def test_a_range_error_names_the_servers_own_default_not_the_knobs() -> None:
     assert message(max_tokens=0).endswith("(default 20)") and message(max_tokens=0).startswith("max_tokens=")
     assert "default" not in message(seed=-1)  # the server's seed is fresh randomness: no number to name
     assert message(min_tokens=-1).endswith(f"(default {SamplingSettings.min_new_tokens})")
+
+
+@pytest.mark.parametrize("message, param", [
+    ({"role": "user", "content": [{"type": "text", "text": "describe"},
+                                  {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]},
+     "messages[0].content[1]"),
+    ({"role": "user", "content": [{"type": "txet", "text": "b"}]}, "messages[0].content[0]"),
+    ({"role": "user", "content": ["just a string"]}, "messages[0].content[0]"),
+    ({"role": "user", "content": "hi", "bogus_key": 123}, "messages[0].bogus_key"),
+    ({"role": "user", "content": "hi", "name": 5}, "messages[0].name"),
+])
+def test_what_a_message_holds_beyond_text_is_refused_by_name_not_dropped(message: dict, param: str) -> None:
+    from microgpt.serve import protocol
+
+    with pytest.raises(protocol.RequestError) as caught:
+        protocol.parse_request({"messages": [message]}, SamplingSettings(), chat=True)
+    assert caught.value.param == param
+
+
+def test_a_tool_call_in_the_history_or_odd_top_level_values_are_refused() -> None:
+    from microgpt.serve import protocol
+
+    call = {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
+                                                                   "function": {"name": "f", "arguments": "{}"}}]}
+    for body, param in [({"messages": [{"role": "user", "content": "a"}, call, {"role": "user", "content": "b"}]},
+                         "messages[1].tool_calls"),
+                        ({"messages": [{"role": "user", "content": "a"}], "user": {"a": [1]}}, "user"),
+                        ({"messages": [{"role": "user", "content": "a"}], "stream": True,
+                          "stream_options": {"include_usage": True, "bogus": 1}}, "stream_options")]:
+        with pytest.raises(protocol.RequestError) as caught:
+            protocol.parse_request(body, SamplingSettings(), chat=True)
+        assert caught.value.param == param
+
+
+def test_a_clients_own_reply_object_goes_back_into_the_history_as_it_is(server: InProcessServer) -> None:
+    """What the openai client returns as a message (null refusal, tool_calls, audio...; an empty annotations
+    list) is what people append to their history: it is taken as the plain assistant turn it is."""
+    returned = {"role": "assistant", "content": "hello", "refusal": None, "tool_calls": None, "function_call": None,
+                "audio": None, "annotations": [], "name": "bot"}
+    status, raw = server.post("/v1/chat/completions", json.dumps({
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi "}, {"type": "text", "text": "there"}]},
+                     returned, {"role": "user", "content": "and?"}], "max_tokens": 2}).encode())
+    assert status == 200, raw

@@ -26,7 +26,12 @@ NEUTRAL = {"n": 1, "presence_penalty": 0, "frequency_penalty": 0, "logprobs": Fa
            "echo": False, "best_of": 1, "suffix": None, "top_logprobs": 0, "response_format": {"type": "text"},
            "parallel_tool_calls": None, "tools": [], "tool_choice": "none", "service_tier": None, "store": False,
            "metadata": {}}
-OTHER_FIELDS = ("user", "model", "stream_options")  # the model is any string; stream_options needs "stream": true
+OTHER_FIELDS = ("user", "model", "stream_options")
+# A message's own fields: "name" (a participant's name) is taken and unused; what a client's own reply object
+# carries back into the history is accepted when null or empty, as the NEUTRAL fields are
+MESSAGE_FIELDS = ("role", "content", "name")
+MESSAGE_NEUTRAL = {"tool_calls": [], "function_call": None, "tool_call_id": None, "refusal": None, "audio": None,
+                   "annotations": []}  # the model is any string; stream_options needs "stream": true
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "seed",
                    "repetition_penalty", "min_tokens", "stop", "stream")
 
@@ -134,10 +139,10 @@ def _messages(body: dict) -> list[tuple[str, str]]:
         if m.get("role") not in ROLES:
             raise RequestError(f"'{where}.role' must be one of {', '.join(ROLES)}, not {shown(m.get('role'))}",
                                f"{where}.role")
+        _check_message_fields(m, where)
         content = m.get("content")
-        if isinstance(content, list):  # the newer "content parts" form: keep the text parts
-            parts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
-            content = "".join(p for p in parts if isinstance(p, str)) if parts else None
+        if isinstance(content, list):  # the newer "content parts" form: text parts only, joined
+            content = "".join(_text_part(part, f"{where}.content[{j}]") for j, part in enumerate(content)) or None
         if m["role"] == "assistant" and content is None:  # a model may have said nothing (OpenAI allows it)
             content = ""
         if not isinstance(content, str) or (m["role"] != "assistant" and not content.strip()):
@@ -147,6 +152,30 @@ def _messages(body: dict) -> list[tuple[str, str]]:
     if out[-1][0] != "user":
         raise RequestError("the last message must come from the user", f"messages[{len(out) - 1}].role")
     return out
+
+
+def _check_message_fields(message: dict, where: str) -> None:
+    """A message holds only MESSAGE_FIELDS, and MESSAGE_NEUTRAL ones at their neutral value: nothing a client
+    sends is dropped unread (a tool call, say)."""
+    for key, value in message.items():
+        if key in MESSAGE_NEUTRAL and not _is_neutral(value, MESSAGE_NEUTRAL[key]):
+            raise RequestError(f"'{where}.{key}' is not supported: this model reads text turns only", f"{where}.{key}")
+        if key not in MESSAGE_FIELDS and key not in MESSAGE_NEUTRAL:
+            raise RequestError(f"unknown field {shown(key)} in '{where}' (a message has role, content and name)",
+                               f"{where}.{key}")
+    if not isinstance(message.get("name", ""), str):
+        raise RequestError(f"'{where}.name' must be a string", f"{where}.name")
+
+
+def _text_part(part: Any, where: str) -> str:
+    """The text of one content part, which must be {"type": "text", "text": ...}: an image or a part of a
+    misspelled type is refused, not dropped."""
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "text" and isinstance(part.get("text"), str) and set(part) <= {"type", "text"}:
+        return part["text"]
+    why = f"{shown(kind)} parts are not supported: this model reads text" if isinstance(kind, str) and kind != "text" \
+        else 'it must be {"type": "text", "text": "..."}'
+    raise RequestError(f"'{where}' is not a text part: {why}", where)
 
 
 def parse_request(body: Any, defaults: SamplingSettings, chat: bool) -> Request:
@@ -164,9 +193,12 @@ def parse_request(body: Any, defaults: SamplingSettings, chat: bool) -> Request:
         raise RequestError("'stream' must be true or false", "stream")
     if not isinstance(body.get("model", ""), str):
         raise RequestError("'model' must be a string (any name: this server has one model)", "model")
+    if not isinstance(body.get("user", ""), str):
+        raise RequestError("'user' must be a string (an end user's id)", "user")
     options = {} if body.get("stream_options") is None else body["stream_options"]
-    if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
-        raise RequestError("'stream_options' must be an object whose 'include_usage' is true or false",
+    if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool) \
+            or set(options) - {"include_usage"}:
+        raise RequestError("'stream_options' must be an object whose one field, 'include_usage', is true or false",
                            "stream_options")
     if body.get("stream_options") is not None and not body.get("stream"):  # as OpenAI: no stream, no options
         raise RequestError("'stream_options' is only allowed with \"stream\": true", "stream_options")
