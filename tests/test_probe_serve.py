@@ -58,7 +58,7 @@ def _model(block_size: int = 128) -> tuple[GPT, CharTokenizer]:
 class InProcessServer:
     """The app on uvicorn in a thread; `delay` seconds are added to every decoding step (0 by default)."""
 
-    def __init__(self, limits: ServeSettings = LIMITS) -> None:
+    def __init__(self, limits: ServeSettings = LIMITS, log_level: str = "critical") -> None:
         model, tokenizer = _model()
         self.engine = Engine(model, tokenizer, max_batch=limits.max_batch, max_waiting=limits.max_waiting)
         self.delay = 0.0
@@ -74,7 +74,7 @@ class InProcessServer:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.uvicorn = uvicorn.Server(app_module.uvicorn_config(self.app, "127.0.0.1", self.port,
-                                                                log_level="critical", lifespan="off"))
+                                                                log_level=log_level, lifespan="off"))
         self.thread = threading.Thread(target=self.uvicorn.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30
@@ -982,3 +982,29 @@ def test_a_clients_own_reply_object_goes_back_into_the_history_as_it_is(server: 
         "messages": [{"role": "user", "content": [{"type": "text", "text": "hi "}, {"type": "text", "text": "there"}]},
                      returned, {"role": "user", "content": "and?"}], "max_tokens": 2}).encode())
     assert status == 200, raw
+
+
+def test_replies_still_running_when_the_graceful_stop_runs_out_are_cut_without_tracebacks() -> None:
+    import logging
+
+    server = InProcessServer(replace(LIMITS, graceful_shutdown_s=0.5), log_level="error")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("uvicorn.error").addHandler(handler)
+    server.delay = 0.05  # 200 tokens: 10 s, far past the half second the stop waits
+    try:
+        body = json.dumps({"prompt": "a", "max_tokens": 200, "min_tokens": 200, "stream": True}).encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")  # the reply has begun
+            server.uvicorn.should_exit = True
+            server.thread.join(timeout=30)
+    finally:
+        logging.getLogger("uvicorn.error").removeHandler(handler)
+        server.delay = 0.0
+        server.close()
+    assert not server.thread.is_alive()
+    assert any("graceful shutdown exceeded" in r.getMessage() for r in records)  # uvicorn's one line says so
+    assert not [r.getMessage() for r in records if r.exc_info]  # and no traceback per reply follows it

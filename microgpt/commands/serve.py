@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import signal
 import socket
@@ -175,10 +174,8 @@ def run(args: argparse.Namespace) -> int:
     server.capture_signals = contextlib.nullcontext  # our handlers below: a clean stop exits 0, not by the signal
 
     def stop(signum: int, frame: object) -> None:
-        if server.should_exit:  # a second signal: stop waiting for replies in flight
-            server.force_exit = True
-            # the replies it cuts short end in CancelledError, which uvicorn would log as tracebacks
-            logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
+        if server.should_exit:  # a second signal: stop waiting for replies in flight (app.CutShortReplies
+            server.force_exit = True  # keeps their CancelledError tracebacks out of the log)
         server.should_exit = True
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

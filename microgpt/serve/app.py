@@ -21,6 +21,7 @@ import functools
 import hmac
 import html
 import json
+import logging
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -325,10 +326,23 @@ class HeadDeadlineProtocol(H11Protocol):
         self.transport.close()
 
 
+class CutShortReplies(logging.Filter):
+    """Drops uvicorn's traceback for each reply a stop cut short (a second signal, or replies still running when
+    the graceful stop's time ran out): the stop was asked for, and uvicorn has already said in one line how many
+    it cut; a page of CancelledError tracebacks per reply says nothing more."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+CUT_SHORT = CutShortReplies()
+
+
 def uvicorn_config(server: Server, host: str, port: int, **options: Any) -> uvicorn.Config:
     """The app for `server` on uvicorn with the server's limits: keep-alive, head deadline, graceful stop; on a
     loopback `host`, only loopback Host headers are served."""
     limits = server.limits
+    logging.getLogger("uvicorn.error").addFilter(CUT_SHORT)  # the same filter once, however many servers
     return uvicorn.Config(build_app(server, loopback_only=is_loopback(host)), host=host, port=port,
                           http=functools.partial(HeadDeadlineProtocol, header_timeout_s=limits.header_timeout_s),
                           timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]
