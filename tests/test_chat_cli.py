@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import unicodedata
@@ -281,6 +282,19 @@ def test_ctrl_c_during_a_reply_stops_that_reply_and_the_chat_goes_on(checkpoint:
         assert f"] user: {turn}\n" in log
     replies = [line for line in log.splitlines() if "] assistant: " in line]
     assert len(replies) == 3 and all(line.split("] assistant: ", 1)[1].strip() for line in replies), log
+    assert log.count("# the reply above was stopped (Ctrl-C)") == 2  # the two Ctrl-C's; SIGTERM ended the chat
+
+
+def test_chat_commands_are_listed_and_an_unknown_one_is_not_sent_to_the_model(checkpoint: Path, tmp_path: Path) -> None:
+    result = run_cli("chat", str(checkpoint), *DECODE, stdin="/help\n/hepl\n/usr/bin is a folder?\n",
+                     LOG_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split("you> ")
+    assert lines[1].startswith("commands: /reset start the conversation over; /quit")
+    assert lines[2].startswith("unknown command /hepl; commands: /reset")
+    assert result.stdout.count("assistant> ") == 1  # a message that only starts with "/" is sent
+    log = (tmp_path / "chat" / "chat_latest.log").read_text(encoding="utf-8")
+    assert "user: /usr/bin is a folder?" in log and "/help" not in log and "/hepl" not in log
 
 
 def test_a_prompts_file_keeps_unicode_line_separators_and_names_a_bad_line(checkpoint: Path, tmp_path: Path) -> None:
@@ -428,3 +442,31 @@ def test_held_back_keeps_a_character_in_progress_and_what_a_stop_could_continue_
     assert held_back("naïve \ufffd", ["e 🎉"]) == 3  # "e " and the emoji's first bytes
     assert held_back("naïve \ufffd", ["xyz"]) == 1  # only the character in progress
     assert held_back("naïve e", ["e 🎉"]) == 1 and held_back("naïve", ["xyz"]) == 0
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed: this test types into a terminal")
+def test_in_a_terminal_the_line_is_edited_and_a_pasted_text_of_several_lines_is_one_message(
+        checkpoint: Path, tmp_path: Path) -> None:
+    from microgpt.bench.tui import TmuxTUI
+
+    env = {"PYTHONPATH": str(REPO_ROOT), "LOG_DIR": str(tmp_path), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+    chat = TmuxTUI(tmp_path, 100, 30, env, args=("-m", "microgpt", "chat", str(checkpoint), *DECODE))
+    try:
+        chat.wait_for("you>")  # the screen as captured: no trailing spaces
+        chat.type("abc")
+        chat.keys("Left", "Left")  # the cursor moves: the arrows are not typed into the message
+        chat.type("X")
+        chat.keys("Enter")
+        chat.wait_for(r"assistant> [^\n]*\n(.*\n)*you>")
+        chat.tmux("set-buffer", "Summarise this:\nline two of the text\nline three")
+        chat.tmux("paste-buffer", "-p", "-t", "tui")  # bracketed, as a terminal pastes when asked to
+        chat.keys("Enter")
+        chat.wait_for(r"(you>(.*\n)*){3}", timeout=60)
+        chat.type("/quit")
+        chat.keys("Enter")
+        log = (tmp_path / "chat" / "chat_latest.log").read_text(encoding="utf-8")
+    finally:
+        chat.close()
+    assert "] user: aXbc\n" in log
+    assert "] user: Summarise this:\n    line two of the text\n    line three\n" in log
+    assert log.count("] user: ") == 2

@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -34,12 +35,14 @@ BENCH_KNOBS = {
 
 
 class TmuxTUI:
-    """One TUI process in a private tmux server; `screen()` returns what the terminal shows."""
+    """One TUI process (or another command of `python ARGS`) in a private tmux server; `screen()` returns what the
+    terminal shows."""
 
-    def __init__(self, cwd: Path, width: int, height: int, env: dict[str, str]) -> None:
+    def __init__(self, cwd: Path, width: int, height: int, env: dict[str, str],
+                 args: tuple[str, ...] = ("-m", "microgpt.tui")) -> None:
         self.socket = f"microgpt-tui-test-{uuid.uuid4().hex[:8]}"
-        variables = " ".join(f"{k}={v}" for k, v in env.items())
-        command = f"cd {cwd} && exec env {variables} {sys.executable} -m microgpt.tui"
+        variables = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        command = f"cd {shlex.quote(str(cwd))} && exec env {variables} {sys.executable} {shlex.join(args)}"
         size = ("-x", str(width), "-y", str(height))
         self.tmux("-f", "/dev/null", "new-session", "-d", "-s", "tui", *size, command)
         self.tmux("set-option", "-t", "tui", "remain-on-exit", "on")

@@ -2,8 +2,10 @@
 
 A `ChatLog` appends timestamped turns to two files under LOG_DIR/chat/: one per session
 (`tui_chat_<session>.log` for the TUI, `chat_<session>.log` for `chat`, `chat_once_<session>.log` for
-`chat-once --log`) and `chat_latest.log`, which each new session starts afresh. The first lines name the
-checkpoint and the sampling settings; a later change of either is written when the next turn is.
+`chat-once --log`) and `chat_latest.log`, which each new session starts afresh and then owns: an older
+session still running goes on in its own file only, so the latest log never mixes two conversations. The
+first lines name the checkpoint and the sampling settings; a later change of either is written when the next
+turn is.
 
 Logs are appended and flushed turn by turn (a crash loses at most the turn being written, never what is
 already there); they are notes, not state, so they are not written atomically. A failed write never
@@ -54,19 +56,35 @@ class ChatLog:
         self.failed = False
         self._started = False
         self._context = ""  # the checkpoint and settings last written
+        self._latest_mark: tuple[int, int] | None = None  # chat_latest.log's (inode, size) as this session left it
+
+    def _owns_latest(self) -> bool:
+        """Whether chat_latest.log is still this session's: as it left it, not taken over by a newer session."""
+        try:
+            now = os.stat(self.latest)
+        except OSError:
+            return False
+        return (now.st_ino, now.st_size) == self._latest_mark
 
     def _write(self, text: str) -> None:
-        """Append `text` to both files (the first write of a session truncates chat_latest.log)."""
+        """Append `text` to the session's file and, while this session owns it, to chat_latest.log (the first
+        write of a session truncates that)."""
         if self.failed:
             return
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            for path, fresh in ((self.path, False), (self.latest, not self._started)):
+            paths = [(self.path, False)]
+            if not self._started or self._owns_latest():
+                paths.append((self.latest, not self._started))
+            for path, fresh in paths:
                 log = LineFile(path, truncate=fresh)  # a turn is written whole or not at all
                 try:  # text from a terminal that sent bytes that are not UTF-8 holds lone surrogates: escaped
                     log.append(text)
                 finally:
                     log.close(sync=False)
+                if path == self.latest:
+                    mark = os.stat(path)
+                    self._latest_mark = (mark.st_ino, mark.st_size)
             self._started = True
         except OSError as exc:
             self.failed = True

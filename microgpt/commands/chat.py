@@ -4,6 +4,8 @@ The sampling flags live here and `chat-once` shares them: SamplingSettings defau
 variables < flags, each value checked by its knob (microgpt.config). Every conversation is written to
 LOG_DIR/chat/chat_<session>.log and LOG_DIR/chat/chat_latest.log (`--no-log` turns that off). Ctrl-C during a
 reply stops that reply (kept, as far as it got, in the conversation and the log); at the prompt it leaves.
+On a terminal the line is edited with readline where Python has it: arrow keys, history, long lines, and a
+pasted text of several lines sent as one message.
 """
 
 from __future__ import annotations
@@ -55,7 +57,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_sampling_arguments(parser)
 
 
+COMMANDS = {"/reset": "start the conversation over", "/quit": "leave (also /exit, Ctrl-D)",
+            "/help": "list these commands"}
+
+
+def _line_editing() -> None:
+    """input() edits lines with GNU readline where Python has it (not on Windows): arrow keys, history, lines
+    longer than the terminal's 4 KiB, and a pasted text of several lines arriving as one message (bracketed
+    paste, which Python turns off for its own prompt)."""
+    try:
+        import readline
+    except ImportError:
+        return
+    if "libedit" not in (readline.__doc__ or ""):  # macOS's stand-in has no such setting
+        readline.parse_and_bind("set enable-bracketed-paste on")
+
+
 def run(args: argparse.Namespace) -> int:
+    _line_editing()
     settings = sampling_from_args(args)
     session = ChatSession.from_checkpoint(args.checkpoint)
     log = None if args.no_log else chat_log("chat")
@@ -77,10 +96,15 @@ def run(args: argparse.Namespace) -> int:
                 log.note("conversation reset")
             print("(conversation cleared)")
             continue
+        if line.startswith("/") and len(line.split()) == 1:  # a command word, not a message that starts with "/"
+            unknown = "" if line == "/help" else f"unknown command {no_controls(line)}; "
+            print(unknown + "commands: " + "; ".join(f"{name} {what}" for name, what in COMMANDS.items()))
+            continue
         if not line:
             continue
         sys.stdout.write("assistant> ")
         pieces: list[str] = []
+        stopped = False
         reply = session.stream_reply(line, settings)
         try:
             for piece in reply:
@@ -93,7 +117,10 @@ def run(args: argparse.Namespace) -> int:
             if isinstance(stop, StopSignal):
                 raise
             print(" [stopped]")
+            stopped = True
         finally:
             if log is not None:
                 log.turn("user", line)
                 log.turn("assistant", "".join(pieces))
+                if stopped:
+                    log.note("the reply above was stopped (Ctrl-C)")
