@@ -203,3 +203,20 @@ def test_a_sampling_seed_out_of_range_names_the_sampling_default_not_the_trainin
         sampling_from_mapping({"seed": seed}, source="command line")
     assert f"seed={seed}: must be >= 0 and <= 4294967295 (default {SamplingSettings.seed})" in str(exc.value)
     assert SamplingSettings.seed != TrainConfig().seed  # else this test could not tell them apart
+
+
+def test_a_min_from_the_environment_and_a_max_from_a_flag_are_checked_together_once() -> None:
+    import argparse
+
+    from microgpt.commands.chat import sampling_from_args
+
+    def args(**flags: str) -> argparse.Namespace:
+        return argparse.Namespace(**{name: flags.get(name) for name in (*SAMPLING_KNOBS, "seed")})
+
+    settings = sampling_from_args(args(max_new_tokens="500"), env={"CHAT_MIN_NEW_TOKENS": "200"})
+    assert (settings.min_new_tokens, settings.max_new_tokens) == (200, 500)  # valid once both are laid on
+    with pytest.raises(ConfigError, match=r"^CHAT_MIN_NEW_TOKENS=200: must not exceed CHAT_MAX_NEW_TOKENS \(128\)$"):
+        sampling_from_args(args(), env={"CHAT_MIN_NEW_TOKENS": "200"})
+    with pytest.raises(ConfigError, match=r"^min_new_tokens=30: must not exceed CHAT_MAX_NEW_TOKENS \(20\) "
+                                          r"\(from command line\)$"):
+        sampling_from_args(args(min_new_tokens="30"), env={"CHAT_MAX_NEW_TOKENS": "20"})

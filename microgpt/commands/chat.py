@@ -18,6 +18,7 @@ from microgpt.chat.session import ChatSession
 from microgpt.commands import CHECKPOINT_HELP
 from microgpt.config import (
     SAMPLING_KNOBS,
+    chat_env_entries,
     format_value,
     knob_from_env,
     sampling_from_env,
@@ -42,7 +43,15 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
 def sampling_from_args(args: argparse.Namespace, env: dict[str, str] | None = None) -> SamplingSettings:
     """The settings of a reply: defaults, then CHAT_* variables (`env=None`: os.environ), then the flags given."""
     flags = {name: value for name in (*SAMPLING_KNOBS, "seed") if (value := getattr(args, name)) is not None}
-    return sampling_from_mapping(flags, base=sampling_from_env(env), source="command line")
+    variables = chat_env_entries(env)  # a min and max out of order are one error, once the flags are laid over
+
+    def name_of(field: str) -> str:  # the side no flag gave: its variable, unless the other side is a flag
+        if field in variables or not {"min_new_tokens", "max_new_tokens"} & set(flags):
+            return SAMPLING_KNOBS[field].chat_env or field
+        return field
+
+    base = sampling_from_env(env, check_order=False)
+    return sampling_from_mapping(flags, base=base, source="command line", name_of=name_of)
 
 
 def chat_log(prefix: str) -> ChatLog:

@@ -26,6 +26,7 @@ from microgpt.config.parse import (
 from microgpt.config.presets import NUMBERED, PRESET_HELP, PRESETS
 from microgpt.config.sampling import (
     SAMPLING_KNOBS,
+    chat_env_entries,
     parse_sampling_value,
     sampling_from_env,
     sampling_from_mapping,
@@ -33,8 +34,30 @@ from microgpt.config.sampling import (
 from microgpt.config.train_config import FLAT_PATHS, TrainConfig
 
 __all__ = [
-    "FLAT_PATHS", "GROUPS", "KNOBS", "KNOB_BY_CHAT_ENV", "KNOB_BY_FIELD", "KNOB_BY_NAME", "NUMBERED", "PRESETS", "PRESET_HELP",
-    "SAMPLING_KNOBS", "Knob", "TrainConfig", "config_from_dict", "find_knob", "format_config", "format_value",
-    "knob_from_env", "load_config", "parse_sampling_value", "parse_value", "read_config_file", "sampling_from_env", "sampling_from_mapping", "to_env",
+    "FLAT_PATHS",
+    "GROUPS",
+    "KNOBS",
+    "KNOB_BY_CHAT_ENV",
+    "KNOB_BY_FIELD",
+    "KNOB_BY_NAME",
+    "NUMBERED",
+    "PRESETS",
+    "PRESET_HELP",
+    "SAMPLING_KNOBS",
+    "Knob",
+    "TrainConfig",
+    "chat_env_entries",
+    "config_from_dict",
+    "find_knob",
+    "format_config",
+    "format_value",
+    "knob_from_env",
+    "load_config",
+    "parse_sampling_value",
+    "parse_value",
+    "read_config_file",
+    "sampling_from_env",
+    "sampling_from_mapping",
+    "to_env",
     "validate_config",
 ]

@@ -30,9 +30,10 @@ def parse_sampling_value(field: str, raw: Any, label: str, default: Any) -> Any:
 
 
 def _lay_over(base: SamplingSettings | None, entries: Mapping[str, tuple[str, Any]], where: str,
-              name_of: Callable[[str], str] = str) -> SamplingSettings:
+              name_of: Callable[[str], str] = str, check_order: bool = True) -> SamplingSettings:
     """`base` with each field in `entries` (field -> (label, raw value)) parsed by its knob and set;
-    `name_of(field)` names a field that was not given in the min/max message."""
+    `name_of(field)` names a field that was not given in the min/max message. `check_order=False` leaves
+    min <= max to a layer still to come (the flags laid over CHAT_* variables may put them in order)."""
     base = base or SamplingSettings()
     changes: dict[str, Any] = {}
     for key, (label, raw) in entries.items():
@@ -41,15 +42,17 @@ def _lay_over(base: SamplingSettings | None, entries: Mapping[str, tuple[str, An
         except ConfigError as exc:
             raise ConfigError(f"{exc}{where}") from None
     settings = replace(base, **changes)
-    if settings.min_new_tokens > settings.max_new_tokens:
-        low, high = (entries.get(k, (name_of(k), None))[0] for k in ("min_new_tokens", "max_new_tokens"))
+    if check_order and settings.min_new_tokens > settings.max_new_tokens:
+        sides = ("min_new_tokens", "max_new_tokens")
+        low, high = (entries.get(k, (name_of(k), None))[0] for k in sides)
+        where = where if any(k in entries for k in sides) else ""
         raise ConfigError(f"{low}={settings.min_new_tokens}: must not exceed {high} "
                           f"({settings.max_new_tokens}){where}")
     return settings
 
 
 def sampling_from_mapping(values: Mapping[str, Any], base: SamplingSettings | None = None,
-                          source: str = "") -> SamplingSettings:
+                          source: str = "", name_of: Callable[[str], str] = str) -> SamplingSettings:
     """`base` (default: SamplingSettings()) with `values` laid over it, each checked by its knob.
 
     Keys are SamplingSettings field names: temperature, top_k, top_p, repetition_penalty, repeat_last_n,
@@ -61,13 +64,21 @@ def sampling_from_mapping(values: Mapping[str, Any], base: SamplingSettings | No
     for key in values:
         if key != "seed" and key not in SAMPLING_KNOBS:
             raise ConfigError(f"{key}: not a sampling setting (use {', '.join([*SAMPLING_KNOBS, 'seed'])}){where}")
-    return _lay_over(base, {key: (key, raw) for key, raw in values.items()}, where)
+    return _lay_over(base, {key: (key, raw) for key, raw in values.items()}, where, name_of)
 
 
-def sampling_from_env(env: Mapping[str, str] | None = None, base: SamplingSettings | None = None) -> SamplingSettings:
-    """`base` (default: SamplingSettings()) with the CHAT_* environment variables laid over it (an empty one
-    counts as unset). `env=None` reads os.environ. A bad value is one ConfigError line naming the variable."""
+def chat_env_entries(env: Mapping[str, str] | None = None) -> dict[str, tuple[str, str]]:
+    """The CHAT_* variables set (an empty one counts as unset), as field -> (variable, raw value);
+    `env=None` reads os.environ."""
     environ = os.environ if env is None else env
-    entries = {knob.path.partition(".")[2]: (name, environ[name])
-               for name, knob in KNOB_BY_CHAT_ENV.items() if environ.get(name, "").strip()}
-    return _lay_over(base, entries, " (from environment)", lambda field: SAMPLING_KNOBS[field].chat_env or field)
+    return {knob.path.partition(".")[2]: (name, environ[name])
+            for name, knob in KNOB_BY_CHAT_ENV.items() if environ.get(name, "").strip()}
+
+
+def sampling_from_env(env: Mapping[str, str] | None = None, base: SamplingSettings | None = None,
+                      check_order: bool = True) -> SamplingSettings:
+    """`base` (default: SamplingSettings()) with the CHAT_* environment variables laid over it (an empty one
+    counts as unset). `env=None` reads os.environ. A bad value is one ConfigError line naming the variable;
+    `check_order=False` leaves min <= max to the flags laid over these (see _lay_over)."""
+    return _lay_over(base, chat_env_entries(env), " (from environment)",
+                     lambda field: SAMPLING_KNOBS[field].chat_env or field, check_order)
