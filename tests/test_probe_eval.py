@@ -116,3 +116,67 @@ def test_a_batch_too_big_for_memory_is_refused_before_any_scoring(setup, capsys,
     assert scored == []
     monkeypatch.undo()
     assert main(["eval", str(ckpt), str(heldout), "--batch-size", "64"]) == 0  # a batch that fits is scored
+
+
+def test_datasets_after_options_are_scored_too(setup, tmp_path: Path, capsys) -> None:
+    ckpt, heldout = setup
+    other = write_jsonl(tmp_path / "other.jsonl", qa_records(2))
+    code = main(["eval", str(ckpt), "--json", str(heldout), "--stride", "4", str(other), "--log-dir", "logs"])
+    out, _ = capsys.readouterr()
+    assert code == 0 and [r["dataset"] for r in __import__("json").loads(out)["results"]] == [str(heldout), str(other)]
+
+
+def test_a_go_vocabulary_that_cannot_spell_the_text_gets_no_bits_per_byte(setup, tmp_path: Path, capsys) -> None:
+    """An original Go char vocabulary drops what it does not know: bits per byte would count the bytes of the
+    whole text and the bits of what was kept, and flatter the model (an untrained one scored below 1)."""
+    from test_storage import write_go_checkpoint
+
+    from microgpt.nn import GPT, GPTConfig
+
+    _, heldout = setup
+    vocab = list("aeiou ")  # most of the text's characters are not in it
+    model = GPT(GPTConfig(zero_init=False, vocab_size=len(vocab) + 1, n_layer=1, n_embd=8, n_head=2, block_size=16,
+                          positions="learned"), seed=3)
+    go = write_go_checkpoint(tmp_path / "go.json", model, vocab=vocab)
+    code = main(["eval", str(go), str(heldout), "--log-dir", "logs"])
+    out, _ = capsys.readouterr()
+    row = next(line for line in out.splitlines() if line.startswith(str(heldout)))
+    assert code == 0 and row.split()[-1] == "n/a"
+    assert f"bits/byte n/a on {heldout}: this checkpoint's tokenizer cannot spell 3 of its 3 records" in out
+    assert main(["eval", str(go), str(heldout), "--json", "--log-dir", "logs"]) == 0
+    [result] = __import__("json").loads(capsys.readouterr().out)["results"]
+    assert result["bits_per_byte"] is None and result["unspelled"] == 3
+
+
+def test_ctrl_c_in_a_later_dataset_keeps_the_ones_already_scored(setup, tmp_path: Path, capsys,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    ckpt, heldout = setup
+    second = write_jsonl(tmp_path / "second.jsonl", qa_records(2))
+    scored = eval_command.evaluate_heldout
+
+    def interrupted_at_the_second(checkpoint, held, *args, **kwargs):
+        if held.path == str(second):
+            raise KeyboardInterrupt
+        return scored(checkpoint, held, *args, **kwargs)
+
+    monkeypatch.setattr(eval_command, "evaluate_heldout", interrupted_at_the_second)
+    assert main(["eval", str(ckpt), str(heldout), str(second), "--log-dir", "logs"]) == 130
+    out, err = capsys.readouterr()
+    assert any(line.startswith(str(heldout)) for line in out.splitlines())
+    assert "interrupted: 1 of 2 datasets scored (reported above)" in err
+    rows = (tmp_path / "logs" / "eval" / "heldout_m.csv").read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 2 and str(heldout) in rows[1]  # the header and the finished dataset's row
+
+
+def test_a_missing_baseline_file_names_the_flag_that_fixes_it(setup, tmp_path: Path, capsys) -> None:
+    ckpt, heldout = setup
+    assert main(["eval", str(ckpt), str(heldout), "--baseline", "xz", "--train-data", "nope.jsonl"]) == 2
+    err = capsys.readouterr().err
+    assert "--train-data 'nope.jsonl' is not a file here" in err and "DATASET_PATH" not in err
+
+
+@pytest.mark.parametrize("extra, named", [(["m.npz"], "CKPT"), (["--split", "val"], "--split"),
+                                         (["--baseline", "xz"], "--baseline"), (["--stride", "3"], "--stride")])
+def test_benchmark_refuses_what_it_would_ignore(extra: list[str], named: str, capsys) -> None:
+    assert main(["eval", "--benchmark", *extra]) == 2
+    assert f"leave out {named}" in capsys.readouterr().err

@@ -904,11 +904,15 @@ def test_replies_longer_than_the_context_window_slide_it_as_chat_does_alone_or_t
 
 
 def test_the_model_is_named_after_its_file_or_folder_even_when_served_as_dot(tmp_path: Path, monkeypatch) -> None:
+    from microgpt.evaluation.heldout import results_csv_path
+    from microgpt.storage import checkpoint_stem
+
     (tmp_path / "exp1").mkdir()
     monkeypatch.chdir(tmp_path / "exp1")
-    assert serve_command.model_name(".") == "exp1" and serve_command.model_name("./") == "exp1"
-    assert serve_command.model_name("models/best_checkpoint.npz") == "best_checkpoint"
-    assert serve_command.model_name("/") == "model"
+    assert checkpoint_stem(".") == "exp1" and checkpoint_stem("./") == "exp1"
+    assert checkpoint_stem("models/best_checkpoint.npz") == "best_checkpoint"
+    assert checkpoint_stem("/") == "model"
+    assert results_csv_path(".", tmp_path).name == "heldout_exp1.csv"  # eval's results file, named the same way
 
 
 @pytest.mark.parametrize("raw, port", [("", 7860), ("  ", 7860), ("8123", 8123)])

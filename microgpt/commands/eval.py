@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -75,6 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "JSON: a loss that is NaN or infinite is null)")
     parser.add_argument("--log-dir", metavar="DIR",
                         help=f"where eval/heldout_*.csv goes (default: LOG_DIR, else {TrainConfig.log_dir})")
+    parser.set_defaults(words_after_options="datasets")  # `eval CKPT --json a.jsonl b.jsonl` takes both
     parser.add_argument("--benchmark", action="store_true",
                         help=f"time {SEED_TASKS} records (../shared/eval seed tasks, else the starter set) with a "
                         f"c1-sized model ({describe_model(C1)}) and exit")
@@ -82,6 +84,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.benchmark:
+        given = [name for name, value in (("CKPT", args.checkpoint), ("DATASET", args.datasets),
+                                          ("--split", args.split != "all"), ("--baseline", args.baseline),
+                                          ("--train-data", args.train_data), ("--stride", args.stride),
+                                          ("--batch-size", args.batch_size), ("--log-dir", args.log_dir)) if value]
+        if given:
+            raise ConfigError(f"--benchmark times its own model on its own records (only --max-records and --json "
+                              f"apply); leave out {', '.join(given)}")
         return _benchmark(args)
     if args.checkpoint is None:
         raise ConfigError("give a checkpoint: `python -m microgpt eval CKPT DATASET [DATASET ...]`")
@@ -103,8 +112,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--stride {args.stride}: must not exceed the checkpoint's block size {block_size}")
     stride = args.stride or max(1, block_size // 2)
 
+    train, heldouts = None, []
     if args.split == "val":
-        results = [evaluate_val_split(checkpoint, path) for path in (args.datasets or [None])]
+        jobs = [functools.partial(evaluate_val_split, checkpoint, path) for path in (args.datasets or [None])]
     else:
         heldouts = [read_heldout(path, args.max_records) for path in args.datasets]  # every file checked first
         train = _baseline_train(args, checkpoint) if args.baseline else None  # so is the baseline's
@@ -113,9 +123,27 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{heldout.path}: skipped {heldout.skipped} invalid records", file=sys.stderr)
                 for problem in heldout.problems:
                     print(f"  {problem}", file=sys.stderr)
-        results = [evaluate_heldout(checkpoint, h, stride, args.batch_size or DEFAULT_BATCH_SIZE) for h in heldouts]
+        jobs = [functools.partial(evaluate_heldout, checkpoint, h, stride, args.batch_size or DEFAULT_BATCH_SIZE)
+                for h in heldouts]
+    results = []
+    try:
+        for job in jobs:
+            results.append(job())
+    except KeyboardInterrupt:  # what was scored is reported and kept; only the dataset in progress is lost
+        if results:
+            _report(args, checkpoint, results, stride, train and (train, heldouts[:len(results)]), log_dir)
+            print(f"interrupted: {len(results)} of {len(jobs)} datasets scored (reported above)", file=sys.stderr)
+        raise
+    _report(args, checkpoint, results, stride, train and (train, heldouts), log_dir)
+    return 0
 
-    baselines = _baselines(train, heldouts) if args.split == "all" and train else {}
+
+def _report(args: argparse.Namespace, checkpoint, results: list, stride: int,
+            anchor: tuple[HeldoutSet, list[HeldoutSet]] | None, log_dir: str) -> None:
+    """Print the results (a table, or JSON) with the xz anchor when asked (`anchor`: the training data and the
+    scored held-out sets), then append them to the CSV."""
+    block_size = checkpoint.model.config.block_size
+    baselines = _baselines(*anchor) if anchor else {}
     if args.json:
         report = json.loads(results_json(results, args.checkpoint, checkpoint, stride if args.split == "all" else None))
         if baselines:
@@ -132,11 +160,11 @@ def run(args: argparse.Namespace) -> int:
             train_data = baselines.pop("train_data")
             for r in results:
                 xz = baselines[r.dataset]
+                share = "n/a" if r.unspelled else f"{r.bits_per_byte / xz:.1%}"
                 print(f"xz having read {train_data}: {xz:.3f} bits/byte on {r.dataset}; "
-                      f"the model needs {r.bits_per_byte / xz:.1%} of that")
+                      f"the model needs {share} of that")
     csv_path = append_results(results, args.checkpoint, log_dir)  # after the report: a failing disk loses no result
     print(f"results appended to {csv_path}", file=sys.stderr if args.json else sys.stdout)
-    return 0
 
 
 def _check_batch_fits(config: GPTConfig, batch_size: int) -> None:
@@ -154,10 +182,15 @@ def _baseline_train(args: argparse.Namespace, checkpoint) -> HeldoutSet:
     train_data = args.train_data or (stored if isinstance(stored, str) else None)
     if not train_data:
         raise ConfigError("--baseline xz: this checkpoint does not name its training data; give --train-data PATH")
+    if not Path(train_data).is_file():
+        what = f"--train-data {train_data!r}" if args.train_data else \
+            f"the training data this checkpoint names, {train_data!r},"
+        raise ConfigError(f"--baseline xz: {what} is not a file here (relative to {Path.cwd()}); give "
+                          "--train-data PATH, the dataset the model was trained on")
     return read_heldout(train_data)
 
 
-def _baselines(train: HeldoutSet, heldouts) -> dict:
+def _baselines(train: HeldoutSet, heldouts: list[HeldoutSet]) -> dict:
     """The xz anchor for each held-out set: {dataset: bits/byte, "train_data": path}."""
     scores = {h.path: xz_bits_per_byte(train.texts, h.texts) for h in heldouts}
     return {**scores, "train_data": train.path}

@@ -13,7 +13,6 @@ import signal
 import socket
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 from microgpt.commands import layers_words
 from microgpt.config import TrainConfig, sampling_from_env
@@ -22,7 +21,7 @@ from microgpt.nn.bounds import check_free_memory
 from microgpt.nn.slots import slot_cache_bytes
 from microgpt.serve.engine import Engine
 from microgpt.serve.settings import ServeSettings
-from microgpt.storage import checkpoint_name, load_checkpoint
+from microgpt.storage import checkpoint_name, checkpoint_stem, load_checkpoint
 
 DEFAULT_CHECKPOINT = f"{TrainConfig.model_dir}/{checkpoint_name('best')}"
 DEFAULT_PORT = 7860
@@ -100,11 +99,6 @@ def _limits(args: argparse.Namespace) -> ServeSettings:
                          header_timeout_s=args.header_timeout, max_reply_tokens=args.max_reply_tokens)
 
 
-def model_name(path: str) -> str:
-    """The name /v1/models lists: the checkpoint file's stem, or an export folder's name ("." too)."""
-    return Path(os.path.abspath(path)).stem or "model"
-
-
 def _check_batch_memory(model: object, max_batch: int) -> None:
     """The decoding batch's KV cache must fit in free memory, or the server would die on its first requests."""
     check_free_memory(slot_cache_bytes(model, max_batch), f"--max-batch {max_batch}: the batch's KV cache for "
@@ -152,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     defaults = replace(sampling_from_env(), seed=None)
     engine = Engine(checkpoint.model, checkpoint.tokenizer, max_batch=limits.max_batch,
                     max_waiting=limits.max_waiting)
-    name = model_name(path)
+    name = checkpoint_stem(path)
     app_server = Server(engine, name, defaults, api_key, limits)
     config = checkpoint.model.config
     try:  # bound here, before the banner: a port in use is one line, not a banner and then uvicorn's error

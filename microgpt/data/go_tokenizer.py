@@ -16,6 +16,7 @@ class GoBPETokenizer:
     """The original's BPE vocabulary: a list of cl100k ids, plus UNK and BOS at the end."""
 
     kind = "go-bpe"
+    lossless = False  # a token outside the list becomes UNK: its text cannot be spelled back
 
     def __init__(self, token_ids: list[int], encoding: str = CL100K) -> None:
         self.encoding = encoding
@@ -46,6 +47,7 @@ class GoCharTokenizer:
     """The original's character vocabulary, BOS last, unknown characters dropped."""
 
     kind = "go-char"
+    lossless = False  # an unknown character is dropped
 
     def __init__(self, vocab: list[str]) -> None:
         self.vocab = list(vocab)

@@ -4,7 +4,8 @@ What is scored
     Each document (a record rendered to text exactly as training renders it) is tokenized as
     [BOS] + tokens(text). Every text token is scored once, given all the tokens before it: the leading
     BOS is context only and no closing BOS is scored. So the targets are exactly the document's tokens,
-    and the bytes they cover are exactly len(text.encode("utf-8")).
+    and the bytes they cover are exactly len(text.encode("utf-8")) (an original Go vocabulary, which drops or
+    replaces what it does not know, covers less: its bits per byte is then not given).
 
         loss           total negative log-likelihood (nats) / tokens scored
         perplexity     exp(loss)
@@ -52,7 +53,7 @@ from microgpt.config import TrainConfig
 from microgpt.data.dataset import iter_dataset, sha256_file
 from microgpt.errors import CheckpointError, ConfigError, DatasetError
 from microgpt.nn import GPT
-from microgpt.storage import Checkpoint
+from microgpt.storage import Checkpoint, checkpoint_stem
 from microgpt.train.batches import fit_block_size, validation_batches
 from microgpt.train.data_pipeline import prepare_data
 from microgpt.train.progress import ProgressLine, perplexity, shown_perplexity
@@ -224,9 +225,10 @@ class EvalResult:
     tokens: int
     bytes: int
     loss: float
-    bits_per_byte: float
+    bits_per_byte: float  # NaN when the tokenizer could not spell some records (see `unspelled`)
     skipped: int = 0
     seconds: float = 0.0
+    unspelled: int = 0  # records whose tokens do not spell their text back (an original Go vocabulary's UNK)
 
     @property
     def ppl(self) -> float:
@@ -235,7 +237,8 @@ class EvalResult:
     def to_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "sha256": self.sha256, "split": self.split, "records": self.records,
                 "skipped": self.skipped, "tokens": self.tokens, "bytes": self.bytes, "loss": self.loss,
-                "ppl": self.ppl, "bits_per_byte": self.bits_per_byte, "seconds": round(self.seconds, 3)}
+                "ppl": self.ppl, "bits_per_byte": self.bits_per_byte, "unspelled": self.unspelled,
+                "seconds": round(self.seconds, 3)}
 
 
 class EvalProgress:
@@ -282,10 +285,20 @@ def evaluate_heldout(checkpoint: Checkpoint, heldout: HeldoutSet, stride: int | 
         line.close()
     total_nll, n_tokens = float(scores.nll.sum()), int(scores.tokens.sum())
     n_bytes = sum(len(text.encode("utf-8")) for text in heldout.texts)
+    unspelled = _unspelled(tokenizer, heldout.texts, ids, offsets)
+    bits = math.nan if unspelled else total_nll / math.log(2) / n_bytes  # bytes no token carried cost no bits
     return EvalResult(dataset=heldout.path, sha256=heldout.sha256, split="all", records=len(heldout.texts),
-                      tokens=n_tokens, bytes=n_bytes, loss=total_nll / n_tokens,
-                      bits_per_byte=total_nll / math.log(2) / n_bytes, skipped=heldout.skipped,
-                      seconds=time.perf_counter() - started)
+                      tokens=n_tokens, bytes=n_bytes, loss=total_nll / n_tokens, bits_per_byte=bits,
+                      skipped=heldout.skipped, seconds=time.perf_counter() - started, unspelled=unspelled)
+
+
+def _unspelled(tokenizer: Any, texts: Sequence[str], ids: np.ndarray, offsets: np.ndarray) -> int:
+    """How many texts the tokens do not spell back: 0 for our tokenizers (byte fallback makes them lossless);
+    an original Go vocabulary drops unknown characters or makes them UNK, and bits per byte would then
+    divide the bits of the text it kept by the bytes of all of it, flattering the model."""
+    if getattr(tokenizer, "lossless", True):
+        return 0
+    return sum(tokenizer.decode(ids[offsets[d]:offsets[d + 1]].tolist()) != text for d, text in enumerate(texts))
 
 
 def evaluate_val_split(checkpoint: Checkpoint, dataset_path: str | None = None) -> EvalResult:
@@ -331,13 +344,23 @@ def format_table(results: Sequence[EvalResult]) -> str:
     lines = [header]
     for r in results:
         lines.append(f"{r.dataset:<{width}}  {r.split:<5}  {r.records:>8,}  {r.tokens:>10,}  {r.bytes:>11,}  "
-                     f"{r.loss:>7.4f}  {shown_perplexity(r.ppl):>9}  {r.bits_per_byte:>9.4f}")
+                     f"{r.loss:>7.4f}  {shown_perplexity(r.ppl):>9}  {shown_bits(r):>9}")
+    for r in results:
+        if r.unspelled:
+            lines.append(f"bits/byte n/a on {r.dataset}: this checkpoint's tokenizer cannot spell {r.unspelled:,} "
+                         f"of its {r.records:,} records (an original Go vocabulary drops or replaces what it "
+                         "does not know), so its bits would not count every byte")
     return "\n".join(lines)
+
+
+def shown_bits(result: EvalResult) -> str:
+    """Bits per byte for a table, or n/a when the tokenizer could not spell every record."""
+    return "n/a" if result.unspelled else f"{result.bits_per_byte:.4f}"
 
 
 def results_csv_path(checkpoint_path: str | Path, log_dir: str | Path = TrainConfig.log_dir) -> Path:
     """logs/eval/heldout_<checkpoint stem>.csv"""
-    return Path(log_dir) / "eval" / f"heldout_{Path(checkpoint_path).stem}.csv"
+    return Path(log_dir) / "eval" / f"heldout_{checkpoint_stem(checkpoint_path)}.csv"
 
 
 def append_results(results: Sequence[EvalResult], checkpoint_path: str | Path, log_dir: str | Path = TrainConfig.log_dir) -> Path:

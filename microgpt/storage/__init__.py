@@ -7,9 +7,15 @@ project's JSON format, each carrying the tokenizer state the model needs.
     files.py        load_checkpoint() for any of them, checkpoint_info() for listings
 """
 
-from microgpt.storage.checkpoint import Checkpoint, checkpoint_kind, checkpoint_name, step_checkpoint_name
+from microgpt.storage.checkpoint import (
+    Checkpoint,
+    checkpoint_kind,
+    checkpoint_name,
+    checkpoint_stem,
+    step_checkpoint_name,
+)
 from microgpt.storage.files import checkpoint_info, load_checkpoint
 from microgpt.storage.npz import save_checkpoint
 
-__all__ = ["Checkpoint", "checkpoint_info", "checkpoint_kind", "checkpoint_name", "load_checkpoint", "save_checkpoint",
+__all__ = ["Checkpoint", "checkpoint_info", "checkpoint_kind", "checkpoint_name", "checkpoint_stem", "load_checkpoint", "save_checkpoint",
            "step_checkpoint_name"]

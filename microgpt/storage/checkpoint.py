@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +40,12 @@ def step_checkpoint_name(run_id: str, step: int, val_loss: float) -> str:
     """models/ckpt_<run>_step<NNNN>_valloss<L.LLLL>.npz, or without the loss when none was measured yet."""
     loss = f"_valloss{val_loss:.4f}" if math.isfinite(val_loss) else ""
     return f"ckpt_{run_id}_step{step:04d}{loss}.npz"
+
+
+def checkpoint_stem(path: str | os.PathLike[str]) -> str:
+    """A checkpoint's short name, for a server's model list and an eval's results file: the file's stem, or an
+    export folder's name (given as "." too, which has none of its own)."""
+    return Path(os.path.abspath(path)).stem or "model"
 
 
 def checkpoint_kind(name: str) -> str:
