@@ -276,6 +276,15 @@ def test_dataset_picker_searches_configured_folders(project: Path, tmp_path_fact
     assert app.ctx.values["DATASET_PATH"] == str(extra / "notes.jsonl")
 
 
+def test_a_picked_file_name_the_knob_refuses_is_a_message_not_a_crash(project: Path) -> None:
+    (project / "datasets" / "tab\there.jsonl").write_text('{"id": "n", "record_type": "memory", "text": "x"}\n')
+    app = make_app(project)
+    select_knob(app, "DATASET_PATH")
+    press(app, "f", *"here", "enter")
+    assert app.ctx.values["DATASET_PATH"] != "datasets/tab\there.jsonl"
+    assert "cannot use that file, rename it: DATASET_PATH=" in screen(app)
+
+
 def test_f_elsewhere_explains_itself(project: Path) -> None:
     app = make_app(project)
     select_knob(app, "N_LAYER")

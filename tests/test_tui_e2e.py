@@ -8,6 +8,7 @@ tiny model, then sends keys with `send-keys` and reads the screen with `capture-
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import time
@@ -44,14 +45,14 @@ def launch(tmp_path: Path):
     """Start the TUI on a tiny project; yields a function (width, height, knobs) -> TmuxTUI."""
     sessions: list[TmuxTUI] = []
 
-    def start(width: int = 120, height: int = 36, knobs: dict | None = None) -> TmuxTUI:
+    def start(width: int = 120, height: int = 36, knobs: dict | None = None, env: dict | None = None) -> TmuxTUI:
         tiny_dataset(tmp_path)
         state = tmp_path / "state" / "tui.json"
         state.parent.mkdir(exist_ok=True)
         state.write_text(json.dumps({"knobs": {**TINY_KNOBS, **(knobs or {})}}))
-        env = {"PYTHONPATH": str(REPO), "MICROGPT_TUI_CONFIG": str(state),
-               "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-        session = TmuxTUI(tmp_path, width, height, env)
+        variables = {"PYTHONPATH": str(REPO), "MICROGPT_TUI_CONFIG": str(state),
+                     "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", **(env or {})}
+        session = TmuxTUI(tmp_path, width, height, variables)
         sessions.append(session)
         return session
 
@@ -203,3 +204,13 @@ def test_resizing_and_a_small_terminal(launch) -> None:
     tui.resize(80, 24)
     tui.wait_for("Metric Explorer")
     assert not tui.dead()
+
+
+def test_no_color_keeps_the_terminals_own_colours_and_a_c_locale_draws_ascii(launch) -> None:
+    tui = launch(100, 30, env={"NO_COLOR": "1", "LANG": "C", "LC_ALL": "C"})
+    tui.wait_for("press any key")
+    tui.keys("Space")
+    tui.wait_for(r"DATASET_PATH")
+    painted = tui.tmux("capture-pane", "-e", "-p", "-t", "tui")  # with the escape codes that paint the cells
+    assert "\x1b[40m" not in painted and "\x1b[37m" not in painted  # no forced white on black
+    assert re.search(r"params ~ \S", tui.screen())  # the ASCII stand-in for a glyph curses cannot draw in C

@@ -18,7 +18,7 @@ from microgpt.errors import MicrogptError
 from microgpt.tui.app import MIN_HEIGHT, MIN_WIDTH, App, main_loop
 from microgpt.tui.persist import config_path
 from microgpt.tui.system import project_root
-from microgpt.tui.terminal import colours_wanted
+from microgpt.tui.terminal import colours_wanted, terminal_speaks_utf8
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         locale.setlocale(locale.LC_ALL, "")
-        unicode = not args.ascii and "utf" in locale.getpreferredencoding(False).lower()
+        unicode = not args.ascii and terminal_speaks_utf8()
     except locale.Error:  # LC_ALL or LANG names a locale this system lacks: draw with ASCII
         unicode = False
     os.environ.setdefault("ESCDELAY", "25")  # esc reacts in 25 ms instead of curses' default 1 s

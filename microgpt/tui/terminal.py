@@ -9,6 +9,7 @@ screen stays readable on a monochrome terminal.
 from __future__ import annotations
 
 import curses
+import locale
 import os
 import sys
 import unicodedata
@@ -69,6 +70,15 @@ def colours_wanted(env: dict[str, str] | None = None) -> bool:
     return not env.get("NO_COLOR")
 
 
+def terminal_speaks_utf8() -> bool:
+    """Whether the C library's locale (set from LANG/LC_ALL by setlocale) encodes UTF-8, as curses needs to draw
+    the glyphs. Python's own preferred encoding says UTF-8 under the C locale too (its UTF-8 mode), while
+    curses there can draw ASCII only."""
+    codeset = locale.nl_langinfo(locale.CODESET) if hasattr(locale, "nl_langinfo") else \
+        locale.getpreferredencoding(False)
+    return "utf" in codeset.lower().replace("-", "")
+
+
 def drawable(text: str) -> str:
     """Text with every control character, lone surrogate and unassigned code point replaced by one visible
     U+FFFD, one cell wide (almost every string is printable: checked at C speed first)."""
@@ -97,8 +107,8 @@ class Painter:
         self.attrs: dict[str, int] = {}
         colour = colour and curses.has_colors()
         background = -1  # the terminal's own background, where it lets us keep it
-        if colour:
-            curses.start_color()
+        if curses.has_colors():  # even without our colours (NO_COLOR): once colour is started, as curses.wrapper
+            curses.start_color()  # does, cells are white on black unless the terminal's own colours are asked for
             try:
                 curses.use_default_colors()
             except curses.error:

@@ -250,8 +250,11 @@ class TrainTab(Tab):
             if self.picker_kind == "preset":
                 self.apply_preset(str(choice))
             else:
-                self.set_value(self.knob.name, self.ctx.catalog.parse(self.knob.name, str(choice)))
-                self.ctx.notify(f"{self.knob.name} = {choice}", "good")
+                try:  # a file name the knob refuses (a control character in it) is a message, not a crash
+                    self.set_value(self.knob.name, self.ctx.catalog.parse(self.knob.name, str(choice)))
+                    self.ctx.notify(f"{self.knob.name} = {choice}", "good")
+                except MicrogptError as exc:
+                    self.ctx.notify(f"cannot use that file, rename it: {exc}", "bad")
         if result in (PICK, CANCEL):
             self.picker = None
         return True
