@@ -105,9 +105,13 @@ class Painter:
         self.window = window
         self.unicode = unicode
         self.attrs: dict[str, int] = {}
-        colour = colour and curses.has_colors()
+        try:
+            can_colour = curses.has_colors()
+        except curses.error:  # no screen (a stand-in window): nothing to colour
+            can_colour = False
+        colour = colour and can_colour
         background = -1  # the terminal's own background, where it lets us keep it
-        if curses.has_colors():  # even without our colours (NO_COLOR): once colour is started, as curses.wrapper
+        if can_colour:  # even without our colours (NO_COLOR): once colour is started, as curses.wrapper
             curses.start_color()  # does, cells are white on black unless the terminal's own colours are asked for
             try:
                 curses.use_default_colors()
