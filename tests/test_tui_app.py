@@ -449,6 +449,15 @@ def test_chat_loads_streams_and_adjusts_settings(project: Path) -> None:
     assert saved["chat"]["temperature"] == 0.85 and saved["chat"]["max_new_tokens"] == 80
 
 
+def test_an_out_of_range_chat_setting_in_the_settings_file_is_ignored_with_a_message(project: Path) -> None:
+    (project / "tui.json").write_text(json.dumps({"chat": {"max_new_tokens": -5, "temperature": 0.7}}))
+    app = make_app(project)
+    assert app.chat.overrides == {"temperature": 0.7}  # the good one stays, the bad one is not used
+    assert "chat max_new_tokens=-5: must be >= 1" in screen(app) and "ignored" in screen(app)
+    press(app, "6", "=")  # and the keys work again
+    assert app.chat.overrides["max_new_tokens"] > 0
+
+
 def test_chat_path_editing_and_load_errors(project: Path) -> None:
     app = make_app(project)
     press(app, "6", "p", "ctrl-u", *"missing.npz", "enter")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from microgpt.chat.log import ChatLog
-from microgpt.config import SAMPLING_KNOBS, sampling_from_env, sampling_from_mapping
+from microgpt.config import SAMPLING_KNOBS, parse_sampling_value, sampling_from_env, sampling_from_mapping
 from microgpt.errors import MicrogptError
 from microgpt.storage import checkpoint_name
 from microgpt.tui import disk
@@ -66,11 +66,14 @@ class ChatTab(Tab):
         self.make_settings = make_settings
         saved = ctx.state.get("chat") or {}
         self.checkpoint = str(saved.get("checkpoint") or "")
-        self.overrides: dict[str, float] = {
-            name: saved[name]
-            for name in ("temperature", "max_new_tokens")
-            if isinstance(saved.get(name), (int, float))
-        }
+        self.overrides: dict[str, float] = {}
+        for name in ("temperature", "max_new_tokens"):  # the saved values come from a file: each is checked
+            if saved.get(name) is None:
+                continue
+            try:
+                self.overrides[name] = parse_sampling_value(name, saved[name], f"chat {name}", None)
+            except MicrogptError as exc:
+                ctx.notify(f"{exc} in the TUI settings: ignored, the default is used ([ ] - = change it)", "warn")
         self.messages: list[tuple[str, str]] = []
         self.mode = BROWSE
         self.draft = LineEditor()  # the message being typed (kept when you leave typing)
