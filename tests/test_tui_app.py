@@ -458,6 +458,22 @@ def test_an_out_of_range_chat_setting_in_the_settings_file_is_ignored_with_a_mes
     assert app.chat.overrides["max_new_tokens"] > 0
 
 
+def test_ctrl_c_stops_a_streaming_reply_and_otherwise_asks_like_q(project: Path) -> None:
+    app = make_app(project)
+    press(app, "6", "L")
+    assert wait_until(lambda: app.chat.loaded, app.tick)
+    press(app, "enter", *"endless", "enter", "esc")
+    assert wait_until(lambda: "la la" in screen(app), app.tick)
+    assert "ctrl-c stop reply" in screen(app)
+    press(app, "ctrl-c")
+    assert wait_until(lambda: not app.chat.streaming, app.tick)
+    assert "reply stopped (Ctrl-C)" in screen(app) and not app.quit_requested
+    log = next((project / "logs" / "chat").glob("tui_chat_*.log")).read_text(encoding="utf-8")
+    assert "] assistant: la la" in log and "# the reply above was stopped (Ctrl-C)" in log
+    press(app, "ctrl-c")  # no reply streams: as q (no run is going, so it quits)
+    assert app.quit_requested
+
+
 def test_chat_path_editing_and_load_errors(project: Path) -> None:
     app = make_app(project)
     press(app, "6", "p", "ctrl-u", *"missing.npz", "enter")

@@ -163,6 +163,10 @@ def test_quit_during_a_run_asks_and_stops_the_trainer(launch) -> None:
     tui.wait_for("quit and stop it")
     tui.keys("n")
     tui.wait_for("quit cancelled")
+    tui.keys("C-c")  # Ctrl-C asks as q does (the terminal's SIGINT, not a KeyboardInterrupt that quits at once)
+    tui.wait_for("quit and stop it")
+    tui.keys("n")
+    tui.wait_for("quit cancelled")
     trainer = [p for p in psutil.Process(tui.pid()).children() if "microgpt" in " ".join(p.cmdline())]
     assert trainer
     tui.keys("q", "y")

@@ -96,6 +96,9 @@ class FakeSession:
 
     def stream_reply(self, user_text: str, settings: FakeSettings) -> Iterator[str]:
         self.history.append(user_text)
+        while user_text == "endless":  # a reply that only a stop ends
+            time.sleep(0.002)
+            yield "la "
         yield from ("echo", ": ", user_text, f" (t={settings.temperature:.2f})")
 
     def reset(self) -> None:

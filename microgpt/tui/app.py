@@ -28,7 +28,7 @@ from microgpt.tui.monitor_tab import MonitorTab
 from microgpt.tui.persist import load_state, save_state, set_aside
 from microgpt.tui.runner import ConfigNotWritten, TrainerRunner, train_config_paths
 from microgpt.tui.runs_tab import RunsTab
-from microgpt.tui.terminal import Painter, keys_waiting, terminal_size
+from microgpt.tui.terminal import Painter, ctrl_c_as_key, keys_waiting, terminal_size
 from microgpt.tui.text import clip
 from microgpt.tui.textinput import EDIT_KEYS
 from microgpt.tui.train_tab import TrainTab
@@ -91,8 +91,7 @@ class App:
         self.tabs: list[Tab] = [TrainTab(self.ctx), MonitorTab(self.ctx), self.logs, RunsTab(self.ctx),
                                 ModelsTab(self.ctx), self.chat]
         self.current = 0
-        self.confirm_quit = False
-        self.quit_requested = False
+        self.confirm_quit = self.quit_requested = False
         self.closed = False  # shutdown() has run
         self.too_small = False  # the last frame drawn had no room for the dashboard: only q acts
         self.splash_until = clock() + splash_s if splash_s > 0 else 0.0
@@ -234,6 +233,9 @@ class App:
         if self.splash_until:
             self.splash_until = 0.0
             return
+        if key == "ctrl-c" and self.chat.stop_reply():  # Ctrl-C stops a streaming reply, as in `chat`; else it is
+            return  # q, and a second one while the question is up says yes
+        key = ("y" if self.confirm_quit else "q") if key == "ctrl-c" else key
         if self.clock() - self.splash_ended_at < SPLASH_GRACE_S:
             self.splash_ended_at = -SPLASH_GRACE_S  # the grace covers the first key only
             if key in ("enter", " "):
@@ -336,8 +338,8 @@ class App:
         if self.too_small:
             hint = ("a run is going: y stops it and quits, n stays" if self.confirm_quit
                     else "enlarge the window (q quits)")
-            message = [text_line("terminal too small", "bad"),
-                       text_line(f"need {MIN_WIDTH}x{MIN_HEIGHT}, have {width}x{height}", "normal"),
+            message = [text_line("terminal too small", "bad"),  # short lines: a 20-column window shows them
+                       text_line(f"need {MIN_WIDTH}x{MIN_HEIGHT}", "normal"), text_line(f"have {width}x{height}"),
                        text_line(hint, "warn" if self.confirm_quit else "dim")]
             return center_block(message, width, height)
         if self.splash_until:
@@ -352,12 +354,9 @@ class App:
             text, style = "a training run is going: quit and stop it? y = quit, n = stay", "bad"
             answers = [("y", "stop the run and quit"), ("n/esc", "stay")]
             rows = [key_hints("quit?", answers, width), fit([], width)]
-        elif self.tab.captures_keys():
-            rows = [key_hints(self.tab.title, self.tab.keys(), width),
-                    key_hints("global", TYPING_KEYS, width)]
         else:
-            rows = [key_hints(self.tab.title, self.tab.keys(), width),
-                    key_hints("global", self.global_keys(), width)]
+            shared = TYPING_KEYS if self.tab.captures_keys() else self.global_keys()
+            rows = [key_hints(self.tab.title, self.tab.keys(), width), key_hints("global", shared, width)]
         return [self.tab_bar(width), *body, fit([(" " + clip(text, width - 1), style)], width), *rows]
 
     def shutdown(self) -> None:
@@ -378,23 +377,24 @@ def main_loop(window: curses.window, app: App, colour: bool) -> None:
     window.timeout(TICK_MS)
     painter = Painter(window, colour, app.ctx.unicode)
     dirty, pressed, last_paint = True, False, 0.0
-    while not app.quit_requested:
-        now = time.monotonic()
-        size = terminal_size(window)
-        if size != window.getmaxyx():
-            curses.resizeterm(*size)
-            window.clear()
-            dirty = pressed = True
-        if dirty and (not app.live or now - last_paint >= REDRAW_LIVE_S or pressed):
-            height, width = window.getmaxyx()
-            painter.paint(app.render(width, height))
-            dirty, last_paint = False, now
-        keys = keys_waiting(window, TICK_MS)
-        pressed = bool(keys)
-        if "resize" in keys:
-            window.clear()
-        app.handle_keys([key for key in keys if key != "resize"])
-        dirty |= app.tick() or pressed
+    with ctrl_c_as_key() as interrupts:
+        while not app.quit_requested:
+            now = time.monotonic()
+            size = terminal_size(window)
+            if size != window.getmaxyx():
+                curses.resizeterm(*size)
+                window.clear()
+                dirty = pressed = True
+            if dirty and (not app.live or now - last_paint >= REDRAW_LIVE_S or pressed):
+                height, width = window.getmaxyx()
+                painter.paint(app.render(width, height))
+                dirty, last_paint = False, now
+            keys, interrupts[:] = keys_waiting(window, TICK_MS) + interrupts, []
+            pressed = bool(keys)
+            if "resize" in keys:
+                window.clear()
+            app.handle_keys([key for key in keys if key != "resize"])
+            dirty |= app.tick() or pressed
     height, width = window.getmaxyx()
     painter.paint(app.render(width, height))  # says so if a run is being stopped
     app.shutdown()

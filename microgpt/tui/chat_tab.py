@@ -81,6 +81,7 @@ class ChatTab(Tab):
         self.loaded = ""
         self.pending_loads: list[str] = []  # paths asked of the worker, in order: it answers each in turn
         self.streaming = False
+        self.stopped = False  # the reply streaming was stopped (Ctrl-C)
         self.scroll = 0  # rows above the bottom; 0 follows the newest text
         self.page = 10
         self.log = ChatLog(ctx.log_dir, "tui_chat", warn=lambda text: ctx.notify(text, "warn"))
@@ -148,6 +149,13 @@ class ChatTab(Tab):
         self.scroll = 0
         self.worker.send(text, settings)
 
+    def stop_reply(self) -> bool:
+        """Ctrl-C: stop the reply being written, kept as far as it got; False when none is."""
+        if not self.streaming:
+            return False
+        self.worker.stop()
+        return True
+
     def clear(self) -> bool:
         self.log.note("conversation cleared")
         self.messages.clear()
@@ -166,9 +174,15 @@ class ChatTab(Tab):
                 self.remember()
             elif kind == "piece" and self.messages and self.messages[-1][0] == "gpt":
                 self.messages[-1] = ("gpt", self.messages[-1][1] + sanitize(payload, keep_newlines=True))
+            elif kind == "stopped":
+                self.stopped = True
             elif kind == "done":
                 self.streaming = False
                 self.log.turn("assistant", self.messages[-1][1] if self.messages else "")
+                if self.stopped:
+                    self.stopped = False
+                    self.messages.append(("info", "reply stopped (Ctrl-C)"))
+                    self.log.note("the reply above was stopped (Ctrl-C)")
             elif kind == "error":
                 if self.pending_loads and not self.streaming:  # the first load asked failed (a reply's error
                     failed = self.pending_loads.pop(0)  # comes while it streams): say which model replies now
@@ -192,7 +206,8 @@ class ChatTab(Tab):
             return [("type", "message"), ("enter", "send"), ("esc", "stop typing"), ("", "(hotkeys locked)")]
         if self.mode == PATH:
             return [("type", "path"), ("enter", "load"), ("esc", "cancel"), ("", "(hotkeys locked)")]
-        return [("enter", "type"), ("p", "path"), ("L", "load latest"), ("[ ]", "temperature"),
+        stop = [("ctrl-c", "stop reply")] if self.streaming else []
+        return [*stop, ("enter", "type"), ("p", "path"), ("L", "load latest"), ("[ ]", "temperature"),
                 ("- =", "max tokens"), ("pgup/pgdn home/end", "scroll")]
 
     def handle_key(self, key: str) -> bool:

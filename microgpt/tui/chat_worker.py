@@ -4,7 +4,7 @@ The UI thread only ever puts commands on one queue and takes results off another
 waits. The worker thread does the slow parts (loading a checkpoint, generating tokens) and
 posts what it has as it goes:
 
-    ("loaded", path)   ("error", message)   ("piece", text)   ("done", "")   ("idle", "")
+    ("loaded", path)   ("error", message)   ("piece", text)   ("stopped", "")   ("done", "")   ("idle", "")
 
 "idle" follows every command, so the UI can count what is still pending.
 """
@@ -35,6 +35,7 @@ class ChatWorker:
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._results: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._stop = threading.Event()  # set: the reply being written ends after its current piece
 
     def _submit(self, *command: Any) -> None:
         if self._thread is None:
@@ -54,7 +55,13 @@ class ChatWorker:
 
     def send(self, text: str, settings: Any) -> None:
         """Ask for a reply to `text`; its pieces arrive through `poll`."""
+        self._stop.clear()
         self._submit("send", text, settings)
+
+    def stop(self) -> None:
+        """End the reply being written after its current piece ("stopped", then "done"); the session keeps it
+        as far as it got, as `chat` does on Ctrl-C."""
+        self._stop.set()
 
     def reset(self) -> None:
         """Forget the conversation history the session keeps."""
@@ -91,8 +98,13 @@ class ChatWorker:
         elif kind == "send":
             if self.session is None:
                 raise MicrogptError("no model loaded: press L for the latest checkpoint or p for a path")
-            for piece in self.session.stream_reply(args[0], args[1]):
+            reply = self.session.stream_reply(args[0], args[1])
+            for piece in reply:
                 self._results.put(("piece", piece))
+                if self._stop.is_set():
+                    reply.close()
+                    self._results.put(("stopped", ""))
+                    break
             self._results.put(("done", ""))
         elif kind == "reset" and self.session is not None:
             self.session.reset()

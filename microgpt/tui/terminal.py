@@ -8,11 +8,14 @@ screen stays readable on a monochrome terminal.
 
 from __future__ import annotations
 
+import contextlib
 import curses
 import locale
 import os
+import signal
 import sys
 import unicodedata
+from collections.abc import Iterator
 
 from microgpt.tui.text import cell_width, char_width
 from microgpt.tui.widgets import Line
@@ -68,6 +71,18 @@ def colours_wanted(env: dict[str, str] | None = None) -> bool:
     """False when the user asked for no colour (https://no-color.org: NO_COLOR set and non-empty)."""
     env = os.environ if env is None else env
     return not env.get("NO_COLOR")
+
+
+@contextlib.contextmanager
+def ctrl_c_as_key() -> Iterator[list[str]]:
+    """While inside, Ctrl-C (SIGINT) adds "ctrl-c" to the yielded list instead of raising KeyboardInterrupt: the
+    main loop hands it on as a key (it stops a chat reply, or asks like q), whatever the loop was doing."""
+    pressed: list[str] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append("ctrl-c"))
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def terminal_speaks_utf8() -> bool:
