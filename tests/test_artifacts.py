@@ -100,6 +100,24 @@ def test_read_events_follows_and_skips_a_partial_line(run: RunArtifacts) -> None
     assert read_events(run.events.with_name("missing.jsonl")) == ([], 0)
 
 
+def test_a_huge_events_file_is_read_a_bounded_chunk_at_a_time(run: RunArtifacts, monkeypatch) -> None:
+    import microgpt.train.artifacts as artifacts_module
+
+    monkeypatch.setattr(artifacts_module, "MAX_EVENTS_READ", 64)
+    with run.events.open("a", encoding="utf-8") as handle:
+        handle.write('{"step": 1}\n{"step": 2}\n' + "x" * 200 + '\n{"step": 3}\n')
+    events, offset = read_events(run.events)
+    assert [e["step"] for e in events] == [1, 2] and offset == 24  # the lines complete within 64 bytes
+    seen = []
+    while True:  # a follower goes on from there: a 200-byte "line" is passed over, not waited on for ever
+        events, after = read_events(run.events, offset)
+        if after == offset:
+            break
+        seen += [e["step"] for e in events]
+        offset = after
+    assert seen == [3] and offset == run.events.stat().st_size
+
+
 def test_log_writes_run_log_latest_log_and_respects_level(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     artifacts = RunArtifacts("r1", log_dir=tmp_path, echo=True, log_level="info")
     artifacts.log("hello\nworld")

@@ -236,19 +236,26 @@ class RunArtifacts:
                 raise errors[0]
 
 
+MAX_EVENTS_READ = 32 << 20  # bytes of events one call reads: a long run writes a few MiB; a GiB file is no run's
+
+
 def read_events(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-    """Read complete event lines from byte `offset`; return them and the offset to resume from.
+    """Read complete event lines from byte `offset`, at most MAX_EVENTS_READ bytes of them; return them and the
+    offset to resume from.
 
     A follower calls it repeatedly with the returned offset. A last line without its newline is a
-    write in progress and is left for the next call; a complete line that is not JSON is skipped.
+    write in progress and is left for the next call; a complete line that is not JSON is skipped, and so is
+    a "line" longer than a whole read (no event is that long).
     """
     try:
         with open_regular(path) as handle:  # a FIFO or a device named like an events file never blocks
             handle.seek(offset)
-            chunk = handle.read()
+            chunk = handle.read(MAX_EVENTS_READ)
     except (OSError, ValueError):  # missing, not a file, or a name no file system takes (a crafted run id)
         return [], offset
     end = chunk.rfind(b"\n") + 1
+    if end == 0 and len(chunk) == MAX_EVENTS_READ:
+        return [], offset + len(chunk)
     events: list[dict[str, Any]] = []
     for raw in chunk[:end].splitlines():
         try:

@@ -97,7 +97,8 @@ def duration_s(manifest: dict[str, Any]) -> float | None:
 
 
 def load_events(log_dir: str | os.PathLike[str], rid: str) -> list[dict[str, Any]]:
-    """Every event a finished (or running) run wrote; empty when its events file is missing."""
+    """The events a finished (or running) run wrote, up to MAX_EVENTS_READ bytes of them (a bigger file is no
+    run's: read whole on the screen's thread, it froze the dashboard); empty when its events file is missing."""
     events, _ = read_events(Path(log_dir) / "events" / f"events_{rid}.jsonl")
     return events
 
