@@ -474,6 +474,19 @@ def test_ctrl_c_stops_a_streaming_reply_and_otherwise_asks_like_q(project: Path)
     assert app.quit_requested
 
 
+def test_chat_paths_are_asked_for_when_empty_and_shown_on_one_short_line(project: Path) -> None:
+    app = make_app(project)
+    press(app, "6", "p", "ctrl-u", "enter")
+    assert app.chat.mode == "path" and "type the path of a checkpoint" in screen(app)  # not "could not load ."
+    press(app, *("a" * 3000), *"/missing.npz", "enter")
+    assert wait_until(lambda: "could not load" in screen(app), app.tick)
+    assert max(len(text) for _, text in app.chat.messages) < 700  # not the whole path, twice
+    press(app, "p", "ctrl-u")
+    app.chat.path.set("models/new\nline.npz")
+    press(app, "enter")
+    assert "loading models/new\\nline.npz" in screen(app)  # the newline as an escape, on one line
+
+
 def test_chat_path_editing_and_load_errors(project: Path) -> None:
     app = make_app(project)
     press(app, "6", "p", "ctrl-u", *"missing.npz", "enter")

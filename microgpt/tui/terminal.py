@@ -34,7 +34,7 @@ _CHARS: dict[str, str] = {
 # what a UTF-8 glyph becomes on a terminal that cannot show it
 ASCII_GLYPHS: dict[str, str] = {
     "›": ">", "─": "-", "│": "|", "┌": "+", "┐": "+", "└": "+", "┘": "+", "✓": "v", "✗": "x", "●": "*",
-    "…": ".", "≈": "~", "▌": "|", "←": "<", "→": ">", "↑": "^", "↓": "v", "⣿": "*", "•": "o", "·": ".",
+    "…": ".", "≈": "~", "▌": "|", "←": "<", "→": ">", "↑": "^", "↓": "v", "⣿": "*", "•": "o", "·": ".", "○": "o",
 }
 # what curses cannot draw in one cell (a NUL raises, a newline or an escape garbles the row; a lone surrogate
 # from JSON cannot be encoded; an unassigned or private code point has no width a terminal agrees on): each
