@@ -285,6 +285,13 @@ def test_a_picked_file_name_the_knob_refuses_is_a_message_not_a_crash(project: P
     assert "cannot use that file, rename it: DATASET_PATH=" in screen(app)
 
 
+def test_leaving_the_tab_mid_edit_says_the_value_was_not_applied(project: Path) -> None:
+    app = make_app(project)
+    select_knob(app, "N_LAYER")
+    press(app, "e", "ctrl-u", "7", "tab")
+    assert app.ctx.values["N_LAYER"] != 7 and "N_LAYER not changed: enter applies a value typed" in screen(app)
+
+
 def test_f_elsewhere_explains_itself(project: Path) -> None:
     app = make_app(project)
     select_knob(app, "N_LAYER")

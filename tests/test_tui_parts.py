@@ -186,6 +186,16 @@ def test_out_of_range_numbers_in_a_manifest_are_damaged_not_a_crash() -> None:
     assert disk.duration_s({"start_time": 100, "end_time": 160}) == 60.0
 
 
+def test_a_manifest_is_listed_as_the_file_it_was_read_from_even_with_a_wrong_run_id(tmp_path: Path) -> None:
+    from microgpt.train.artifacts import list_runs
+
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "run_20260101-000000_x.json").write_text('{"run_id": 5}', encoding="utf-8")
+    [manifest] = list_runs(tmp_path)
+    listed = {label: (path, size) for label, path, size in disk.artifacts(manifest, tmp_path, tmp_path)}
+    assert listed["manifest"] == (tmp_path / "runs" / "run_20260101-000000_x.json", 13)
+
+
 def test_the_dataset_summary_judges_a_key_twice_as_validate_dataset_does(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
     path.write_text('{"id": "a", "record_type": "knowledge", "text": "x", "text": "y"}\n'

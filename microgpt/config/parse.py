@@ -82,6 +82,8 @@ def _convert(knob: Knob, raw: Any, label: str) -> Any:
             number = float(str(raw).strip())
         except ValueError:
             raise ValueError(f"not a whole number ({example})") from None
+        if not math.isfinite(number):  # 5,000 digits: too long for int(), infinite as a float
+            raise ValueError(f"far too large ({example})")
         if not number.is_integer():
             raise ValueError(f"not a whole number ({example})")
         return int(number)

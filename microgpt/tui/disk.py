@@ -47,6 +47,8 @@ def artifacts(
     for label, key, pattern in ARTIFACTS:
         standard = Path(log_dir, pattern.format(id=run_id(manifest)))
         path = Path(root, listed[key]) if isinstance(listed.get(key), str) else standard
+        if key == "manifest" and isinstance(manifest.get("manifest_path"), str):  # the file it was read from
+            path = Path(manifest["manifest_path"])
         try:
             size: int | None = path.stat().st_size
         except (OSError, ValueError):  # missing, or a name no file system takes

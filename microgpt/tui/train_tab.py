@@ -172,6 +172,8 @@ class TrainTab(Tab):
         return self.ctx.catalog.numbered_preset(key) is not None
 
     def on_hide(self) -> None:
+        if self.editor is not None:  # tab left mid-edit: the value typed is not applied, and that is said
+            self.ctx.notify(f"{self.knob.name} not changed: enter applies a value typed", "warn")
         self.editor = self.picker = None
 
     def keys(self) -> list[tuple[str, str]]:
