@@ -14,6 +14,13 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def clipped(text: str, limit: int = 120) -> str:
+    """text on one line (see one_line), cut in the middle to at most `limit` characters when longer: a 20,000
+    character path or value stays readable in a message, its start and its end kept."""
+    text = one_line(text)
+    return text if len(text) <= limit else f"{text[:limit // 2 - 1]}…{text[len(text) - limit // 2:]}"
+
+
 def no_controls(text: str) -> str:
     """text with its control characters but newline and tab (ESC, NUL, BEL, carriage return...) written as
     escapes: a prompt or a reply shown on a terminal, or in a log read there, cannot move the cursor, retitle

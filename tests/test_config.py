@@ -205,6 +205,8 @@ def test_parameter_estimate_is_what_the_model_builds(norm_gain: bool, positions:
         ("env", "TOP_K", "1" * 400, ("TOP_K=", "<= 9007199254740992")),
         ("env", "THREADS", "9223372036854775808", ("THREADS=", "<= 256")),
         ("cli", "N_EMBD", "9" * 5000, ("N_EMBD=", "far too large")),  # past int()'s digits, infinite as a float
+        ("cli", "N_EMBD", "-1e400", ("N_EMBD=", "far too small")),
+        ("cli", "N_EMBD", "nan", ("N_EMBD=", "not a whole number")),
     ],
 )
 def test_bad_values_raise_one_line_config_error(source: str, name: str, raw: str, fragments: tuple[str, ...]) -> None:

@@ -233,6 +233,14 @@ def test_a_file_that_is_not_json_lines_at_all_is_one_problem_saying_what_it_is(t
     assert out[0].startswith(f"{path}:1: the file is {kind}") and out[1:] == [f"{path}: invalid (1 problem; 0 valid records)"]
 
 
+def test_a_stray_array_on_line_1_is_that_lines_problem_only(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text('["stray", "array"]\n' + "".join(
+        json.dumps({"id": f"r{i}", "record_type": "memory", "text": "t"}) + "\n" for i in range(2)), encoding="utf-8")
+    report = validate_dataset(path)
+    assert report.documents == 2 and report.problems == [f"{path}:1: expected a JSON object, got array"]
+
+
 def test_files_joined_with_cat_keep_their_byte_order_marks_out_of_the_records(tmp_path):
     part = "\ufeff" + json.dumps({"id": "{}", "record_type": "memory", "text": "t"}) + "\r\n"
     path = tmp_path / "joined.jsonl"

@@ -26,7 +26,8 @@ LAYERS: dict[str, int] = {
     "config": 3, "storage": 4, "chat": 5, "train": 6, "commands": 7, "evaluation": 7,
     "serve": 7, "bench": 7, "tui": 7, "__main__": 7,
 }
-OPTIONAL = {"torch", "threadpoolctl", "starlette", "uvicorn", "safetensors"}  # may be missing: imported where they are used
+# may be missing (readline on Windows): imported where they are used
+OPTIONAL = {"torch", "threadpoolctl", "starlette", "uvicorn", "safetensors", "readline"}
 LONG_LINES = 400
 
 

@@ -145,8 +145,11 @@ def test_a_chat_log_appends_turns_and_a_new_session_restarts_latest(tmp_path: Pa
     assert "] user: hello\n" in one and "] assistant: two\n    lines\n" in one
     assert "again" in (tmp_path / "chat" / "chat_latest.log").read_text(encoding="utf-8")
     assert "hello" not in (tmp_path / "chat" / "chat_latest.log").read_text(encoding="utf-8")
-    first.turn("user", "the first session goes on")  # in its own file only: the latest log is the second's
-    second.turn("assistant", "the second answers")
-    assert "the first session goes on" in (tmp_path / "chat" / "tui_chat_s1.log").read_text(encoding="utf-8")
+    older, newer = ChatLog(tmp_path, "chat", "s3"), ChatLog(tmp_path, "chat", "s4")
+    older.context("models/a.npz", SamplingSettings())
+    newer.context("models/a.npz", SamplingSettings())  # the same first line: the latest log's size tells nothing
+    older.turn("user", "the older session goes on")  # in its own file only: the latest log is the newer's
+    newer.turn("assistant", "the newer answers")
+    assert "the older session goes on" in (tmp_path / "chat" / "chat_s3.log").read_text(encoding="utf-8")
     latest = (tmp_path / "chat" / "chat_latest.log").read_text(encoding="utf-8")
-    assert "the first session goes on" not in latest and latest.endswith("] assistant: the second answers\n")
+    assert "the older session goes on" not in latest and latest.endswith("] assistant: the newer answers\n")

@@ -45,7 +45,7 @@ from microgpt.storage import save_checkpoint
 ROOT = Path(__file__).resolve().parents[1]
 CHARS = "abcdefghijklmnopqrstuvwxyz .,?!'\nUAS:"
 MAX_BATCH = 2
-LIMITS = ServeSettings(max_batch=MAX_BATCH, header_timeout_s=1.5, keep_alive_s=1.5)
+LIMITS = ServeSettings(max_batch=MAX_BATCH, header_timeout_s=1.5, keep_alive_s=1.5, max_reply_tokens=300)
 
 
 def _model(block_size: int = 128) -> tuple[GPT, CharTokenizer]:
@@ -248,7 +248,8 @@ def test_min_tokens_may_equal_a_huge_max_tokens_and_errors_name_the_fields_sent(
     huge = 2**53  # the ceiling of every count
     status, raw = server.post("/v1/completions", json.dumps({"prompt": "hi", "min_tokens": huge,
                                                              "max_tokens": huge}).encode())
-    assert status == 200 and json.loads(raw)["choices"][0]["finish_reason"] == "length"  # capped to the context
+    body = json.loads(raw)  # capped to the server's longest reply (LIMITS: 300 tokens)
+    assert status == 200 and body["choices"][0]["finish_reason"] == "length" and body["usage"]["completion_tokens"] == 300
     status, raw = server.post("/v1/completions", json.dumps({"prompt": "hi", "min_tokens": huge}).encode())
     error = json.loads(raw)["error"]
     assert status == 400 and error["param"] == "min_tokens"
@@ -1012,3 +1013,33 @@ def test_replies_still_running_when_the_graceful_stop_runs_out_are_cut_without_t
     assert not server.thread.is_alive()
     assert any("graceful shutdown exceeded" in r.getMessage() for r in records)  # uvicorn's one line says so
     assert not [r.getMessage() for r in records if r.exc_info]  # and no traceback per reply follows it
+
+
+def test_a_failure_while_a_reply_slides_its_window_ends_that_reply_with_an_error() -> None:
+    model, tokenizer = _model(block_size=16)
+    engine = Engine(model, tokenizer, max_batch=2)
+    new_cache = model.new_cache
+    calls = []
+
+    def fails_on_the_slide(batch: int):
+        calls.append(batch)
+        if len(calls) == 2:  # the first is the prefill, the second the slide
+            raise MemoryError("no room")
+        return new_cache(batch)
+
+    model.new_cache = fails_on_the_slide
+    events, ended = [], threading.Event()
+
+    def emit(event) -> None:
+        events.append(event)
+        if event[0] in ("done", "error"):
+            ended.set()
+
+    job = Job(list(range(1, 11)), replace(SamplingSettings(), max_new_tokens=40, min_new_tokens=40, seed=1,
+                                          stop_token_ids=(0,)), (), emit, stream=False)
+    try:
+        engine.submit(job)
+        assert ended.wait(30), events  # never left waiting
+    finally:
+        engine.stop()
+    assert events[-1] == ("error", "MemoryError: no room") and engine.stats() == {"decoding": 0, "waiting": 0}

@@ -477,8 +477,8 @@ def test_ctrl_c_stops_a_streaming_reply_and_otherwise_asks_like_q(project: Path)
     assert "reply stopped (Ctrl-C)" in screen(app) and not app.quit_requested
     log = next((project / "logs" / "chat").glob("tui_chat_*.log")).read_text(encoding="utf-8")
     assert "] assistant: la la" in log and "# the reply above was stopped (Ctrl-C)" in log
-    press(app, "ctrl-c")  # no reply streams: as q (no run is going, so it quits)
-    assert app.quit_requested
+    press(app, "enter", *"hi", "ctrl-c")  # no reply streams: as q, even while typing (no run: it quits)
+    assert app.quit_requested and app.chat.draft.text == "hi"
 
 
 def test_chat_paths_are_asked_for_when_empty_and_shown_on_one_short_line(project: Path) -> None:

@@ -2,8 +2,9 @@
 
 A `ChatLog` appends timestamped turns to two files under LOG_DIR/chat/: one per session
 (`tui_chat_<session>.log` for the TUI, `chat_<session>.log` for `chat`, `chat_once_<session>.log` for
-`chat-once --log`) and `chat_latest.log`, which each new session starts afresh and then owns: an older
-session still running goes on in its own file only, so the latest log never mixes two conversations. The
+`chat-once --log`) and `chat_latest.log`, which each new session starts afresh (a new file in its place) and
+then owns: an older session still running goes on in its own file only, so the latest log never mixes two
+conversations. The
 first lines name the checkpoint and the sampling settings; a later change of either is written when the next
 turn is.
 
@@ -23,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from microgpt.atomic import LineFile
+from microgpt.atomic import LineFile, atomic_write_text
 from microgpt.errors import no_controls
 
 LATEST = "chat_latest.log"
@@ -56,35 +57,36 @@ class ChatLog:
         self.failed = False
         self._started = False
         self._context = ""  # the checkpoint and settings last written
-        self._latest_mark: tuple[int, int] | None = None  # chat_latest.log's (inode, size) as this session left it
+        # chat_latest.log as this session made it, held open for the session: while it is open its inode cannot
+        # be reused, so a file at that path with another inode is a newer session's
+        self._latest_fd: int | None = None
 
     def _owns_latest(self) -> bool:
-        """Whether chat_latest.log is still this session's: as it left it, not taken over by a newer session."""
+        """Whether chat_latest.log is still the file this session made, not a newer session's."""
         try:
-            now = os.stat(self.latest)
-        except OSError:
+            now, held = os.stat(self.latest), os.fstat(self._latest_fd)  # type: ignore[arg-type]
+        except (OSError, TypeError):
             return False
-        return (now.st_ino, now.st_size) == self._latest_mark
+        return (now.st_ino, now.st_dev) == (held.st_ino, held.st_dev)
 
     def _write(self, text: str) -> None:
-        """Append `text` to the session's file and, while this session owns it, to chat_latest.log (the first
-        write of a session truncates that)."""
+        """Append `text` to the session's file and, while this session owns it, to chat_latest.log; the first
+        write of a session puts a new chat_latest.log (a new file, so a new inode) in place of the last one."""
         if self.failed:
             return
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            paths = [(self.path, False)]
-            if not self._started or self._owns_latest():
-                paths.append((self.latest, not self._started))
-            for path, fresh in paths:
-                log = LineFile(path, truncate=fresh)  # a turn is written whole or not at all
+            paths = [self.path, *([self.latest] if self._owns_latest() else [])]
+            if not self._started:
+                atomic_write_text(self.latest, "")
+                self._latest_fd = os.open(self.latest, os.O_RDONLY)
+                paths.append(self.latest)
+            for path in paths:
+                log = LineFile(path)  # a turn is written whole or not at all
                 try:  # text from a terminal that sent bytes that are not UTF-8 holds lone surrogates: escaped
                     log.append(text)
                 finally:
                     log.close(sync=False)
-                if path == self.latest:
-                    mark = os.stat(path)
-                    self._latest_mark = (mark.st_ino, mark.st_size)
             self._started = True
         except OSError as exc:
             self.failed = True

@@ -130,9 +130,11 @@ def run(args: argparse.Namespace) -> int:
         for job in jobs:
             results.append(job())
     except KeyboardInterrupt:  # what was scored is reported and kept; only the dataset in progress is lost
-        if results:
-            _report(args, checkpoint, results, stride, train and (train, heldouts[:len(results)]), log_dir)
-            print(f"interrupted: {len(results)} of {len(jobs)} datasets scored (reported above)", file=sys.stderr)
+        if results:  # at once: no xz anchor (a minute of compressing that a second Ctrl-C would lose it all to)
+            _report(args, checkpoint, results, stride, None, log_dir)
+            skipped = "; the xz anchor was skipped" if train else ""
+            print(f"interrupted: {len(results)} of {len(jobs)} datasets scored (reported above{skipped})",
+                  file=sys.stderr)
         raise
     _report(args, checkpoint, results, stride, train and (train, heldouts), log_dir)
     return 0

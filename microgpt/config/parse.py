@@ -82,9 +82,9 @@ def _convert(knob: Knob, raw: Any, label: str) -> Any:
             number = float(str(raw).strip())
         except ValueError:
             raise ValueError(f"not a whole number ({example})") from None
-        if not math.isfinite(number):  # 5,000 digits: too long for int(), infinite as a float
-            raise ValueError(f"far too large ({example})")
-        if not number.is_integer():
+        if math.isinf(number):  # 5,000 digits: too long for int(), infinite as a float
+            raise ValueError(f"far too {'large' if number > 0 else 'small'} ({example})")
+        if not number.is_integer():  # nan too
             raise ValueError(f"not a whole number ({example})")
         return int(number)
     if knob.type is float:

@@ -29,8 +29,8 @@ NOT_JSONL = ((b"\xff\xfe", "UTF-16 (or UTF-32) text, not UTF-8: save it as UTF-8
              (b"\xfd7zXZ\x00", "xz-compressed: decompress it (unxz) and give the .jsonl"),
              (b"BZh", "bzip2-compressed: decompress it (bunzip2) and give the .jsonl"),
              (b"\x28\xb5\x2f\xfd", "zstd-compressed: decompress it (unzstd) and give the .jsonl"),
-             (b"PK\x03\x04", "a zip archive: extract the .jsonl from it"),
-             (b"[", "one JSON array, not JSON Lines: write one JSON object per line"))  # what a file starts with
+             (b"PK\x03\x04", "a zip archive: extract the .jsonl from it"))  # what such a file starts with
+JSON_ARRAY = "one JSON array, not JSON Lines: write one JSON object per line"
 MAX_RECORD_BYTES = 8 << 20  # 8 MiB: a long novel as one record fits; a line past it is a mistake (a file with no
 # newlines), and tokenizing it would take minutes and gigabytes
 
@@ -80,8 +80,7 @@ def iter_dataset(path: str | Path) -> Iterator[tuple[int, Document | None, list[
     first_use: dict[str, int] = {}
     for number, raw in enumerate(_open_lines(path), start=1):
         raw = raw.removeprefix(BOM).rstrip(b"\r\n")
-        if number == 1 and (kind := next((what for start, what in NOT_JSONL if raw.lstrip().startswith(start)),
-                                         None)):
+        if number == 1 and (kind := _not_json_lines(raw)):
             yield number, None, [f"the file is {kind}"]
             return
         if len(raw) > MAX_RECORD_BYTES:
@@ -166,6 +165,20 @@ def _scan(path: str | Path, report: ValidationReport, max_problems: int) -> Iter
     if not seen_any:
         types = ", ".join(RECORD_TYPES)
         report.add_problem(None, [f"the file holds no records; add JSONL lines ({types})"], max_problems)
+
+
+def _not_json_lines(first: bytes) -> str | None:
+    """What a file whose first line is `first` is instead of JSON Lines (UTF-16, compressed, one JSON array of
+    records), or None. A line 1 that is an array on its own (of strings, say) is only that line's problem."""
+    head = first.lstrip()
+    kind = next((what for start, what in NOT_JSONL if head.startswith(start)), None)
+    if kind or not head.startswith(b"["):
+        return kind
+    try:
+        value = json.loads(head)
+    except (ValueError, RecursionError):  # an array that goes on past this line: a pretty-printed file
+        return JSON_ARRAY
+    return JSON_ARRAY if isinstance(value, list) and value and all(isinstance(v, dict) for v in value) else None
 
 
 def _explicit_id(record: object) -> str | None:

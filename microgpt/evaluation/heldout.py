@@ -293,9 +293,8 @@ def evaluate_heldout(checkpoint: Checkpoint, heldout: HeldoutSet, stride: int | 
 
 
 def _unspelled(tokenizer: Any, texts: Sequence[str], ids: np.ndarray, offsets: np.ndarray) -> int:
-    """How many texts the tokens do not spell back: 0 for our tokenizers (byte fallback makes them lossless);
-    an original Go vocabulary drops unknown characters or makes them UNK, and bits per byte would then
-    divide the bits of the text it kept by the bytes of all of it, flattering the model."""
+    """How many texts the tokens do not spell back: 0 for ours (byte fallback); an original Go vocabulary drops
+    or UNKs what it does not know, and bits per byte would then flatter the model (bits of less than the bytes)."""
     if getattr(tokenizer, "lossless", True):
         return 0
     return sum(tokenizer.decode(ids[offsets[d]:offsets[d + 1]].tolist()) != text for d, text in enumerate(texts))

@@ -41,7 +41,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from microgpt.chat.session import STOP_MARKERS
 from microgpt.data.templates import messages_prompt
-from microgpt.errors import one_line, shown
+from microgpt.errors import clipped, shown
 from microgpt.nn.sampling import SamplingSettings
 from microgpt.safe_io import parse_json
 from microgpt.serve import protocol
@@ -254,8 +254,7 @@ def build_app(server: Server, loopback_only: bool = False) -> Starlette:
     ]
 
     async def not_found(request: HttpRequest, exc: Exception) -> Response:  # a 404 or a 405, as OpenAI words them
-        path = request.url.path if len(request.url.path) <= 120 else f"{request.url.path[:117]}..."
-        return JSONResponse(protocol.error_body(f"{request.method} {path}: "
+        return JSONResponse(protocol.error_body(f"{request.method} {clipped(request.url.path)}: "
                                                 f"{getattr(exc, 'detail', 'error')}", "invalid_request_error"),
                             status_code=getattr(exc, "status_code", 404),
                             headers=getattr(exc, "headers", None))  # a 405's Allow: the methods the route takes
@@ -304,9 +303,8 @@ class HeadDeadlineProtocol(H11Protocol):
 
     def send_400_response(self, msg: str) -> None:
         cause = sys.exc_info()[1]  # uvicorn calls this while handling h11's error, whose text says what was wrong
-        detail = one_line(str(cause)) if isinstance(cause, h11.RemoteProtocolError) and str(cause) else msg
-        detail = detail if len(detail) <= 120 else f"{detail[:117]}..."
-        self._reply_and_close(b"400 Bad Request", f"malformed HTTP request: {detail}", "bad_http_request")
+        detail = str(cause) if isinstance(cause, h11.RemoteProtocolError) and str(cause) else msg
+        self._reply_and_close(b"400 Bad Request", f"malformed HTTP request: {clipped(detail)}", "bad_http_request")
 
     def head_too_slow(self) -> None:
         self.head_deadline = None

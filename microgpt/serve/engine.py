@@ -199,17 +199,26 @@ class Engine:
                 self.rows.pop(slot)
             else:
                 self.rows[slot] = self.rows.pop(moved)
-        if self.rows:
-            tokens = np.asarray([[job.generated[-1]] for job in self.rows])
-            logits = self.model(tokens, self.slots).data[:, 0]
-            for job, row in zip(self.rows, logits):
-                job.logits = row
-        for job in sliding:
-            context = [*job.prompt_ids, *job.generated][-max(1, block // 2):]
+        try:
+            if self.rows:
+                tokens = np.asarray([[job.generated[-1]] for job in self.rows])
+                logits = self.model(tokens, self.slots).data[:, 0]
+                for job, row in zip(self.rows, logits):
+                    job.logits = row
+        finally:  # the sliding rows are out of self.rows: each rejoins, or hears its own error, whatever happened
+            for job in sliding:
+                self._slide(job, max(1, block // 2))
+
+    def _slide(self, job: Job, keep: int) -> None:
+        """Re-encode the last `keep` tokens of a job's text alone into a fresh row; a failure ends that job."""
+        try:
+            context = [*job.prompt_ids, *job.generated][-keep:]
             cache = self.model.new_cache(1)
             job.logits = self.model(np.asarray([context]), cache).data[0, -1]
             self.slots.add(cache, 0, len(context))
             self.rows.append(job)
+        except Exception as exc:  # noqa: BLE001 - its client is told; the other rows decode on
+            self._fail(job, f"{type(exc).__name__}: {exc}")
 
     @staticmethod
     def _sample(jobs: list[Job]) -> list[int]:

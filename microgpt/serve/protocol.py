@@ -26,12 +26,12 @@ NEUTRAL = {"n": 1, "presence_penalty": 0, "frequency_penalty": 0, "logprobs": Fa
            "echo": False, "best_of": 1, "suffix": None, "top_logprobs": 0, "response_format": {"type": "text"},
            "parallel_tool_calls": None, "tools": [], "tool_choice": "none", "service_tier": None, "store": False,
            "metadata": {}}
-OTHER_FIELDS = ("user", "model", "stream_options")
+OTHER_FIELDS = ("user", "model", "stream_options")  # the model is any string; stream_options needs "stream": true
 # A message's own fields: "name" (a participant's name) is taken and unused; what a client's own reply object
 # carries back into the history is accepted when null or empty, as the NEUTRAL fields are
 MESSAGE_FIELDS = ("role", "content", "name")
 MESSAGE_NEUTRAL = {"tool_calls": [], "function_call": None, "tool_call_id": None, "refusal": None, "audio": None,
-                   "annotations": []}  # the model is any string; stream_options needs "stream": true
+                   "annotations": []}
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "seed",
                    "repetition_penalty", "min_tokens", "stop", "stream")
 

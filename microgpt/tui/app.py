@@ -90,8 +90,7 @@ class App:
         self.chat = ChatTab(self.ctx, chat_worker, make_settings)
         self.tabs: list[Tab] = [TrainTab(self.ctx), MonitorTab(self.ctx), self.logs, RunsTab(self.ctx),
                                 ModelsTab(self.ctx), self.chat]
-        self.current = 0
-        self.confirm_quit = self.quit_requested = False
+        self.current, self.confirm_quit, self.quit_requested = 0, False, False
         self.closed = False  # shutdown() has run
         self.too_small = False  # the last frame drawn had no room for the dashboard: only q acts
         self.splash_until = clock() + splash_s if splash_s > 0 else 0.0
@@ -233,9 +232,10 @@ class App:
         if self.splash_until:
             self.splash_until = 0.0
             return
-        if key == "ctrl-c" and self.chat.stop_reply():  # Ctrl-C stops a streaming reply, as in `chat`; else it is
-            return  # q, and a second one while the question is up says yes
-        key = ("y" if self.confirm_quit else "q") if key == "ctrl-c" else key
+        if key == "ctrl-c":  # stops a streaming reply, as in `chat`; else q, even mid-typing (a second one: yes)
+            if not self.chat.stop_reply():
+                self.quit_requested, self.confirm_quit = self.confirm_quit or not self.live, self.live
+            return
         if self.clock() - self.splash_ended_at < SPLASH_GRACE_S:
             self.splash_ended_at = -SPLASH_GRACE_S  # the grace covers the first key only
             if key in ("enter", " "):

@@ -14,7 +14,7 @@ from typing import Any
 
 from microgpt.chat.log import ChatLog
 from microgpt.config import SAMPLING_KNOBS, parse_sampling_value, sampling_from_env, sampling_from_mapping
-from microgpt.errors import MicrogptError, one_line
+from microgpt.errors import MicrogptError, clipped
 from microgpt.storage import checkpoint_name
 from microgpt.tui import disk
 from microgpt.tui.base import Context, Tab
@@ -31,13 +31,6 @@ ADJUST: dict[str, tuple[str, float]] = {
 UNAVAILABLE = (TypeError, ValueError, AttributeError, MicrogptError)  # a settings value rejected
 PREFIX = {"you": "you › ", "gpt": "gpt › ", "info": "  · ", "error": "  ✗ "}
 STYLE = {"you": "accent", "gpt": "normal", "info": "dim", "error": "bad"}
-
-
-def short(text: str, limit: int = 160) -> str:
-    """A path or an error for one transcript line: control characters as escapes (a newline in a file name
-    split the line), a long one cut in the middle (a 5,000-character path filled the screen)."""
-    text = one_line(text)
-    return text if len(text) <= limit else f"{text[:limit // 2 - 1]}…{text[-(limit // 2):]}"
 
 
 def default_settings() -> Any:
@@ -110,7 +103,7 @@ class ChatTab(Tab):
     def load(self, path: str) -> None:
         """Ask the worker to open a checkpoint; it is shown and saved as the model once it has loaded."""
         self.pending_loads.append(path)
-        self.messages.append(("info", f"loading {short(path)} …"))
+        self.messages.append(("info", f"loading {clipped(path, 160)} …"))  # a newline or 5,000 characters
         self.worker.load(path)
 
     def settings(self) -> Any:
@@ -177,7 +170,7 @@ class ChatTab(Tab):
             if kind == "loaded":
                 self.loaded = self.checkpoint = payload
                 self.pending_loads = self.pending_loads[1:]
-                self.messages.append(("info", f"loaded {short(payload)}: enter to type a message"))
+                self.messages.append(("info", f"loaded {clipped(payload, 160)}: enter to type a message"))
                 self.remember()
             elif kind == "piece" and self.messages and self.messages[-1][0] == "gpt":
                 self.messages[-1] = ("gpt", self.messages[-1][1] + sanitize(payload, keep_newlines=True))
@@ -193,8 +186,8 @@ class ChatTab(Tab):
             elif kind == "error":
                 if self.pending_loads and not self.streaming:  # the first load asked failed (a reply's error
                     failed = self.pending_loads.pop(0)  # comes while it streams): say which model replies now
-                    kept = f"; still talking to {short(self.loaded)}" if self.loaded else ""
-                    payload = f"could not load {short(failed)}: {short(payload, 400)}{kept}"
+                    kept = f"; still talking to {clipped(self.loaded, 160)}" if self.loaded else ""
+                    payload = f"could not load {clipped(failed, 160)}: {clipped(payload, 400)}{kept}"
                     self.checkpoint = self.loaded or failed
                 self.streaming = False
                 self.messages.append(("error", payload))
