@@ -67,7 +67,7 @@ def test_odd_sequences_and_stop_ids_are_refused() -> None:
 
 
 @pytest.mark.parametrize("setting", [{"top_k": -1}, {"temperature": float("nan")}, {"temperature": -1.0},
-                                     {"top_p": 2.0}, {"repetition_penalty": 0.0}, {"max_new_tokens": -1}])
+                                     {"top_p": 2.0}, {"top_p": 0.0}, {"repetition_penalty": 0.0}, {"max_new_tokens": -1}])
 def test_sampling_settings_outside_their_meaning_are_refused(setting: dict) -> None:
     name = next(iter(setting))
     with pytest.raises(ValueError, match=f"SamplingSettings.{name}="):

@@ -168,7 +168,7 @@ def _attention(Q: np.ndarray, K: np.ndarray, Vv: np.ndarray, causal: bool, out: 
                     np.matmul(eb.swapaxes(-1, -2), Gs[..., r0:r1, :], out=into_v)
                     dS = np.matmul(G_r[..., r0:r1, :], v[..., :kend, :].swapaxes(-1, -2),
                                    out=dS_buffer[:n, ..., :r1 - r0, :kend])  # [G, -r] [V, 1]^T / s = (G V^T - r) / s
-                    dS *= eb  # E (G V^T - r) / s = P (dP - r)
+                    dS *= eb  # E ⊙ (G V^T - r) / s = P ⊙ (dP - r)
                     np.matmul(dS, kT[..., :kend].swapaxes(-1, -2), out=dQ[..., r0:r1, :])
                     into_k = dK if i == 0 else dK_part[:n, ..., :kend, :]
                     np.matmul(dS.swapaxes(-1, -2), Qs[..., r0:r1, :], out=into_k)
@@ -189,8 +189,8 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
 
     q may be shorter than k (the KV-cached case): query i then sits at position Tk - Tq + i.
     With E = exp(S - max) the unnormalised weights, s = sum(E) per row, P = E / s and O = P V, the backward
-    needs only E, s and O:
-      dV = E^T (G / s),  dP = G V^T,  dS = P (dP - r) with r = rowsum(G O)  (= rowsum(dP P), but cheap),
+    needs only E, s and O (juxtaposition is a matrix product, ⊙ an elementwise one):
+      dV = E^T (G / s),  dP = G V^T,  dS = P ⊙ (dP - r) with r = rowsum(G ⊙ O)  (= rowsum(dP ⊙ P), but cheap),
       dQ = dS K / sqrt(D),  dK = dS^T Q / sqrt(D).
     Every division by s and by sqrt(D) is applied to a small (T, D) operand instead of the (T, T) weights,
     and causal queries go in blocks that skip the keys they cannot see. Two passes over the weights are

@@ -40,8 +40,9 @@ SKINNY_ROWS = 16  # products with at most this many rows (generation's tokens) m
 
 
 def _matmul_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """out = a @ b, the rows of a split over the cores when the product is big (each part on one BLAS
-    thread): unlike BLAS's own threads, which spin and wait for each other, our parts slow down gracefully
+    """out = a @ b, split over the cores when the product is big (each part on one BLAS thread): by the rows
+    of a, or by b's columns when a has only a few rows and b is wide (a generated token through a weight).
+    Unlike BLAS's own threads, which spin and wait for each other, our parts slow down gracefully
     when another program is using a core."""
     if out is None:
         out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
@@ -493,7 +494,8 @@ RMS_BACKWARD_PASSES = 8  # what rms_norm's backward costs in a training step, in
 def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = RMS_EPS) -> Tensor:
     """y = x / sqrt(mean(x^2) + eps) over the last dim, times an optional gain.
 
-    With r = (mean(x^2) + eps)^(-1/2) and y = x r: dL/dx = r (g - y mean(g y)), dL/dw = sum(g y).
+    With r = (mean(x^2) + eps)^(-1/2), y = x r, G the upstream gradient and g = G w (G itself without a gain):
+    dL/dx = r (g - y mean(g y)), dL/dw = sum over rows of G y.
     Rows are independent: big inputs are split over the cores. The backward makes four passes, two of them
     scaling each row by its own factor (slow on short rows), over arrays that are no longer in the cache by
     then: in a c2-b8 step it took as long as eight simple passes, so it is split where the forward is not.

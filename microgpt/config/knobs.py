@@ -391,7 +391,8 @@ KNOBS: tuple[Knob, ...] = (
     _knob(
         "REPETITION_PENALTY", GEN,
         'discourage tokens generated recently (1 = off, below 1 encourages them)',
-        'The scores of tokens among the last REPEAT_LAST_N generated ones are weakened by this factor, '
+        'The scores of tokens among the last REPEAT_LAST_N generated ones are divided by this factor, as the '
+        'original does (a negative score rises: only tokens the model finds likely are held back), '
         "which breaks loops like 'the the the'. Too strong and the model avoids words it really needs "
         'again. 1.05-1.2 is typical; 0.01 to 100 is allowed (past either, the weakened scores overflow).',
         min=0.01, max=100,

@@ -141,10 +141,11 @@ class GPT(Module):
     def _zero_outputs(self) -> None:
         """Zero each block's attention output (wo) and MLP output (fc2), and lm_head unless tied.
 
-        Every block then starts as the identity (x + 0) and the first logits are all equal, so the first loss
-        is exactly ln(vocab). Learning still starts, from the output backwards: lm_head's gradient (x, the
-        error) is not zero, so it moves on step 1; the residual stream's gradient then passes through it to
-        wo and fc2 on step 2, and through those to every other weight on step 3."""
+        Every block then starts as the identity (x + 0) and, with untied embeddings, the first logits are all
+        equal, so the first loss is exactly ln(vocab). Learning still starts, from the output backwards:
+        lm_head's gradient (x, the error) is not zero, so it moves on step 1; the residual stream's gradient
+        then passes through it to wo and fc2 and, straight down the stream, to the embeddings on step 2, and
+        through wo and fc2 to the blocks' other weights on step 3."""
         for block in self.blocks:
             block.attn.wo.weight.data[...] = 0
             block.mlp.fc2.weight.data[...] = 0

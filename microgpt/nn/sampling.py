@@ -26,7 +26,7 @@ class SamplingSettings:
     temperature: float = 0.5
     top_k: int = 40  # keep only the k most likely tokens (0: off)
     top_p: float = 0.9  # keep the smallest set whose probability reaches p (1.0: off)
-    repetition_penalty: float = 1.1  # divide the logit of a recently generated token by this (1.0: off)
+    repetition_penalty: float = 1.1  # divide the logit of a recently generated token by this (1.0: off; see below)
     repeat_last_n: int = 64  # how many recent generated tokens the penalty looks at (0: none)
     min_new_tokens: int = 1  # end-of-text is forbidden until this many tokens were generated
     max_new_tokens: int = 128
@@ -35,14 +35,14 @@ class SamplingSettings:
 
     def __post_init__(self) -> None:
         """Refuse values outside each control's meaning (the knobs in microgpt.config set narrower limits)."""
-        checks = (("temperature", self.temperature >= 0), ("top_k", self.top_k >= 0), ("top_p", 0 <= self.top_p <= 1),
+        checks = (("temperature", self.temperature >= 0), ("top_k", self.top_k >= 0), ("top_p", 0 < self.top_p <= 1),
                   ("repetition_penalty", self.repetition_penalty > 0), ("repeat_last_n", self.repeat_last_n >= 0),
                   ("min_new_tokens", self.min_new_tokens >= 0), ("max_new_tokens", self.max_new_tokens >= 0))
         for name, ok in checks:
             value = getattr(self, name)
             if not ok or (isinstance(value, float) and not math.isfinite(value)):
                 raise ValueError(f"SamplingSettings.{name}={value!r}: temperature, top_k, repeat_last_n and the "
-                                 "token counts must be >= 0, top_p in [0, 1], repetition_penalty > 0")
+                                 "token counts must be >= 0, top_p in (0, 1], repetition_penalty > 0")
 
 
 def next_token_distribution(logits: np.ndarray, recent: Sequence[int], settings: SamplingSettings,
@@ -69,7 +69,8 @@ def next_token_distributions(logits: np.ndarray, recents: Sequence[Sequence[int]
               np.fromiter(itertools.chain.from_iterable(windows), dtype=np.intp, count=sum(counts)))
         penalties = {s.repetition_penalty for s in settings}  # usually one for the whole batch
         divisor = penalties.pop() if len(penalties) == 1 else np.repeat([s.repetition_penalty for s in settings], counts)
-        z[at] = z[at] / divisor  # as the original: the logit is divided, whatever its sign
+        z[at] = z[at] / divisor  # as the original, whatever its sign: a negative logit rises (a token already
+        # unlikely gets a little likelier); the tokens a reply repeats are the likely ones, with positive logits
     masked_rows, masked_cols = [], []
     for i, (s, count) in enumerate(zip(settings, n_generated)):
         if count < s.min_new_tokens:  # end-of-text is forbidden until enough tokens were generated

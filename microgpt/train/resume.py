@@ -1,7 +1,8 @@
 """Resuming a run: which settings a checkpoint decides, and which it never may.
 
 A resumed run keeps what its checkpoint fixed (`FIXED_ON_RESUME`: the model's shape and function, i.e. its
-weights' names and sizes, the activation, tied embeddings and norm gains; the tokenizer, split and seed). DROPOUT
+weights' names and sizes, the activation, tied embeddings and norm gains; the tokenizer, split and seed; the
+optimizer, whose state the checkpoint holds; the run name, which is its run id). DROPOUT
 is not among them: it is a training regulariser, not part of the model (the same weights, the same function at
 inference), so a resumed run may change it like the learning rate, and the trainer applies the new value.
 Where it writes and which rank file it reads (`NEVER_FROM_CHECKPOINT`) come from the command line, the
