@@ -609,3 +609,23 @@ def test_a_huge_perplexity_is_shown_short() -> None:
 
     assert shown_perplexity(perplexity(4.2769)) == "72.02"
     assert shown_perplexity(perplexity(741.0)) == "1.01e+304"  # capped, not 300 digits
+
+
+def test_a_run_that_reads_its_data_many_times_over_is_warned_and_a_longer_resume_names_its_new_rate(
+        tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    first = microgpt(tmp_path, "train", NUM_STEPS="1000", TOKENIZER="bpe", TOKEN_VOCAB_SIZE="2000",
+                     EARLY_STOP_PATIENCE="1000")  # 40 short records read 30+ times: early stopping would end it
+    assert first.returncode == 0, first.stderr
+    warned = [line for line in first.stdout.splitlines() if "learn it by heart" in line]
+    assert len(warned) == 1 and "WARNING" in warned[0] and "times over" in warned[0], first.stdout
+    assert re.search(r"tokenizer bpe: \d+ ids \(all the training text has; TOKEN_VOCAB_SIZE allows 2,000\)",
+                     first.stdout)
+    assert re.search(r"dataset data.jsonl: 40 records \(knowledge 8, qa 8, chat 8, memory 8, trajectory 8\)",
+                     first.stdout)
+    longer = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz", "--num-steps", "1010")
+    assert longer.returncode == 0, longer.stderr
+    assert "NUM_STEPS 1,000 -> 1,010: the wsd learning-rate schedule now spans 1,010 steps, so step 1,001 trains " \
+        "at" in longer.stdout
+    calm = microgpt(tmp_path, "train", NUM_STEPS="4", MODEL_DIR="other")
+    assert "learn it by heart" not in calm.stdout

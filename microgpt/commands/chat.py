@@ -97,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
         except (EOFError, RuntimeError):  # Ctrl-D, or stdin or stdout closed (input() raises RuntimeError)
             print()
             return 0
+        except KeyboardInterrupt:  # Ctrl-C at the prompt leaves, on a line of its own (not over the typed text)
+            print()
+            raise
         if line in ("/quit", "/exit"):
             return 0
         if line == "/reset":

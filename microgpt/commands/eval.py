@@ -12,7 +12,7 @@ from microgpt.bench.eval_speed import SEED_TASKS, benchmark_eval
 from microgpt.bench.throughput import C1, describe_model
 from microgpt.commands import CHECKPOINT_HELP, positive_int
 from microgpt.config import TrainConfig, knob_from_env
-from microgpt.errors import ConfigError
+from microgpt.errors import ConfigError, counted
 from microgpt.evaluation.baseline import xz_bits_per_byte
 from microgpt.evaluation.heldout import (
     DEFAULT_BATCH_SIZE,
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         train = _baseline_train(args, checkpoint) if args.baseline else None  # so is the baseline's
         for heldout in [*heldouts, *([train] if train else [])]:
             if heldout.skipped:
-                print(f"{heldout.path}: skipped {heldout.skipped} invalid records", file=sys.stderr)
+                print(f"{heldout.path}: skipped {counted(heldout.skipped, 'invalid record')}", file=sys.stderr)
                 for problem in heldout.problems:
                     print(f"  {problem}", file=sys.stderr)
         jobs = [functools.partial(evaluate_heldout, checkpoint, h, stride, args.batch_size or DEFAULT_BATCH_SIZE)

@@ -401,7 +401,8 @@ KNOBS: tuple[Knob, ...] = (
         "MIN_NEW_TOKENS", GEN,
         'tokens to generate before end-of-text is allowed',
         'Until this many tokens exist, the end-of-text token is blocked, so a young model cannot answer '
-        'with nothing. Too high and answers ramble past their natural end. 0 turns it off.',
+        'with nothing. Too high and answers ramble past their natural end. It does not lengthen a chat reply '
+        'past the next turn (a reply ends where the model writes "User:"). 0 turns it off.',
         min=0,
     ),
     _knob(

@@ -200,7 +200,8 @@ def _open_lines(path: str | Path) -> Iterator[bytes]:
                         pass
     except FileNotFoundError:
         raise DatasetError(
-            f"dataset {path} not found (relative to {Path.cwd()}); give the path of a .jsonl file (datasets/README.md)"
+            f"dataset {path} not found{'' if Path(path).is_absolute() else f' (relative to {Path.cwd()})'}; give the "
+            "path of a .jsonl file (datasets/README.md)"
         ) from None
     except IsADirectoryError:
         raise DatasetError(f"dataset {path} is a directory; pass the path of a .jsonl file") from None

@@ -172,6 +172,17 @@ def _rng_state_fits(value: Any) -> bool:
     return True
 
 
+def schedule_note(stored: Mapping[str, Any] | None, cfg: TrainConfig, step: int) -> str | None:
+    """One log line when a resume changes NUM_STEPS: the learning-rate schedule is stretched (or shrunk) to the
+    new length, so the rate from here on is not the one the run would have had (a decayed rate can rise again)."""
+    before = stored.get("num_steps") if isinstance(stored, Mapping) else None
+    if not isinstance(before, int) or isinstance(before, bool) or before == cfg.num_steps:
+        return None
+    now, then = cfg.optim.lr_at(step, cfg.num_steps), cfg.optim.lr_at(max(step - 1, 0), before)
+    return (f"NUM_STEPS {before:,} -> {cfg.num_steps:,}: the {cfg.optim.lr_schedule} learning-rate schedule now spans "
+            f"{cfg.num_steps:,} steps, so step {step + 1:,} trains at {now:.6f} (step {step:,} trained at {then:.6f})")
+
+
 def stored_paths_note(stored: Mapping[str, Any] | None, cfg: TrainConfig) -> str | None:
     """One log line naming the checkpoint's paths that differ from this run's (shown, never used)."""
     stored = stored if isinstance(stored, Mapping) else {}

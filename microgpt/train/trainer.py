@@ -45,7 +45,7 @@ from microgpt.autograd.parallel import set_threads
 from microgpt.chat.session import ChatSession
 from microgpt.config import TrainConfig, format_config
 from microgpt.console import output_may_fail, print_error
-from microgpt.errors import one_line, shown
+from microgpt.errors import counted, one_line, shown
 from microgpt.nn import GPT, clip_grad_norm
 from microgpt.storage import (
     Checkpoint,
@@ -67,10 +67,11 @@ from microgpt.train.batches import (
 from microgpt.train.data_pipeline import PreparedData, cache_dir, prepare_data
 from microgpt.train.outputs import preflight
 from microgpt.train.progress import ProgressLine, bar_text, clock, perplexity, shown_perplexity
-from microgpt.train.resume import check_resumable, stored_paths_note
+from microgpt.train.resume import check_resumable, schedule_note, stored_paths_note
 from microgpt.train.run_lock import RunLock
 from microgpt.train.system_monitor import SystemMonitor
 
+MEMORISE_PASSES = 20  # a run that reads its training text more often than this learns it by heart (warned)
 OPTIMIZER_STATE = ("m", "v", "t")  # what Adam (and Muon) carry across a resume; hyper-parameters are config
 SAMPLE_PROMPTS = (
     "How do I make tea?",
@@ -330,9 +331,10 @@ class Trainer:
         n_params = self.model.num_parameters()
         self.art.log(f"microgpt {__version__} run {self.run_id}" + (f" (resumed from {self.resumed_from} at step "
                      f"{self.progress.step})" if self.resumed_from else ""))
-        note = stored_paths_note(self.checkpoint_config, self.cfg) if self.resumed_from else None
-        if note:
-            self.art.log(note)
+        for note in ([stored_paths_note(self.checkpoint_config, cfg),
+                      schedule_note(self.checkpoint_config, cfg, self.progress.step)] if self.resumed_from else []):
+            if note:
+                self.art.log(note)
         if self.dataset_changed:
             before = (self.checkpoint_config or {}).get("dataset_path")
             if isinstance(before, str) and before != cfg.dataset_path:
@@ -348,11 +350,21 @@ class Trainer:
         self.art.log(f"[system] log {Path(paths['train_log']).resolve()} events {Path(paths['events']).resolve()} "
                      f"manifest {Path(paths['manifest']).resolve()}")
         self.art.log("resolved config:\n" + format_config(cfg))
-        self.art.log(f"dataset {cfg.dataset_path}: {sum(data.counts.values())} records {data.counts}; "
-                     f"{data.n_train_docs} train / {data.n_val_docs} val documents; {data.train_stream.size} / "
-                     f"{data.val_stream.size} tokens")
-        self.art.log(f"tokenizer {cfg.tokenizer}: {data.tokenizer.vocab_size} ids; model {n_params:,} parameters; "
+        kinds = ", ".join(f"{kind} {count:,}" for kind, count in data.counts.items())
+        self.art.log(f"dataset {cfg.dataset_path}: {counted(sum(data.counts.values()), 'record')} ({kinds}); "
+                     f"{data.n_train_docs:,} train / {data.n_val_docs:,} val documents; {data.train_stream.size:,} / "
+                     f"{data.val_stream.size:,} tokens")
+        ids = data.tokenizer.vocab_size
+        fewer = f" (all the training text has; TOKEN_VOCAB_SIZE allows {cfg.model.vocab_size:,})" \
+            if ids < cfg.model.vocab_size else ""
+        self.art.log(f"tokenizer {cfg.tokenizer}: {ids:,} ids{fewer}; model {n_params:,} parameters; "
                      f"{len(self.val_batches)} validation batches of {cfg.batch_size}x{self.val_batches[0][0].shape[1]}")
+        passes = (cfg.num_steps - self.progress.step) * cfg.batch_size * self.block / max(data.train_stream.size, 1)
+        if passes > MEMORISE_PASSES:
+            self.art.log(f"the training text is {data.train_stream.size:,} tokens and this run reads it {passes:,.0f} "
+                         "times over: the model will learn it by heart rather than learn to generalise (the "
+                         "validation loss rises while the training loss falls); more data, or fewer steps, help",
+                         "warning")
         if self.block < self.model.config.block_size:
             self.art.log(f"the training text is only {len(data.train_stream)} tokens long: windows of {self.block} "
                          f"tokens instead of BLOCK_SIZE={self.model.config.block_size}", "warning")
