@@ -89,13 +89,17 @@ class GuardedStream(io.TextIOBase):
 
 
 def guard_std_streams() -> None:
-    """Wrap sys.stdout and sys.stderr once; unencodable characters become backslash escapes."""
+    """Wrap sys.stdout and sys.stderr once; unencodable characters become backslash escapes. A stream the
+    process was started without (`>&-`: Python makes it None) writes to /dev/null: print() to a missing stderr
+    would fall back to stdout and spoil its JSON, and a library asking it isatty() would crash."""
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
-        if stream is None or isinstance(stream, GuardedStream):
+        if isinstance(stream, GuardedStream):
             continue
-        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
-            stream.reconfigure(errors="backslashreplace")
+        if stream is None:
+            stream = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+        if isinstance(stream, io.TextIOWrapper) and stream.errors in ("strict", "surrogateescape"):
+            stream.reconfigure(errors="backslashreplace")  # the C locale's streams use surrogateescape
         setattr(sys, name, GuardedStream(stream, name))
 
 

@@ -62,6 +62,37 @@ def test_an_ascii_only_stdout_escapes_what_it_cannot_show(finished_run) -> None:
     result.stdout.decode("ascii")  # everything printed is ASCII (escapes where needed)
 
 
+def test_the_c_locales_surrogateescape_stdout_escapes_too(finished_run) -> None:
+    folder, _ = finished_run
+    result = run_cli(folder, "chat-once", "models/best_checkpoint.npz", "héllo ☕", "--max-new-tokens", "8",
+                     LC_ALL="C", PYTHONUTF8="0", PYTHONIOENCODING="ascii:surrogateescape")
+    assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr.decode()
+    result.stdout.decode("ascii")  # every byte printed is ASCII (escapes where needed)
+
+
+@POSIX
+@pytest.mark.parametrize("closed", ["stdout", "stderr"])
+def test_a_stream_the_command_was_started_without_is_not_a_crash_nor_mixed_into_the_other(
+        tmp_path: Path, closed: str) -> None:
+    """`train >&-` must train (its logs still go to files), and `eval --json 2>&-` must print only JSON: Python
+    starts with sys.stdout (or stderr) None then, and print(file=None) falls back to stdout."""
+    write_dataset(tmp_path)
+    fd = 1 if closed == "stdout" else 2
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "microgpt", *args], cwd=tmp_path, env=user_env(tmp_path),
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=120,
+                              check=False, preexec_fn=lambda: os.close(fd))
+
+    trained = run("train", "--num-steps", "2")
+    assert trained.returncode == 0 and b"Traceback" not in trained.stdout + trained.stderr
+    assert (tmp_path / "models" / "best_checkpoint.npz").is_file()
+    scored = run("eval", "models/best_checkpoint.npz", "data.jsonl", "--json")
+    assert scored.returncode == 0
+    if closed == "stderr":
+        __import__("json").loads(scored.stdout)  # nothing but the JSON object
+
+
 def test_validate_dataset_names_unencodable_paths(tmp_path: Path) -> None:
     """A problem report that quotes non-ASCII text still prints on an ASCII stdout."""
     bad = tmp_path / "données.jsonl"
