@@ -27,7 +27,7 @@ LAYERS: dict[str, int] = {
     "serve": 7, "bench": 7, "tui": 7, "__main__": 7,
 }
 # may be missing (readline on Windows): imported where they are used
-OPTIONAL = {"torch", "threadpoolctl", "starlette", "uvicorn", "safetensors", "readline"}
+OPTIONAL = {"torch", "threadpoolctl", "starlette", "uvicorn", "safetensors", "readline", "pwd"}
 LONG_LINES = 400
 
 

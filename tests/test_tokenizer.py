@@ -4,6 +4,7 @@ import base64
 import json
 import re
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -271,3 +272,13 @@ def test_a_checkpoints_vocabulary_never_becomes_the_one_a_fresh_run_builds(tmp_p
     assert fresh.tokenizer.to_dict() == own.tokenizer.to_dict()
     assert fresh.train_stream.tolist() == own.train_stream.tolist()
     assert prepare_data(other, foreign).train_stream.tolist() == given.train_stream.tolist()
+
+
+def test_the_cache_folder_variable_empty_is_unset_and_with_a_control_character_is_refused(monkeypatch) -> None:
+    from microgpt.train.data_pipeline import cache_dir
+
+    monkeypatch.setenv("MICROGPT_CACHE_DIR", "  ")
+    assert cache_dir() == Path(".cache/microgpt")
+    monkeypatch.setenv("MICROGPT_CACHE_DIR", "c\x1b[31m\nx")
+    with pytest.raises(ConfigError, match=r"MICROGPT_CACHE_DIR=.*holds a control character"):
+        cache_dir()

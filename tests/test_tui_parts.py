@@ -202,3 +202,14 @@ def test_the_dataset_summary_judges_a_key_twice_as_validate_dataset_does(tmp_pat
                     '{"id": "b", "record_type": "knowledge", "text": "fine"}\n', encoding="utf-8")
     summary = disk.summarize_dataset(path)
     assert (summary.records, summary.invalid) == (1, 1)
+
+
+def test_an_empty_home_or_settings_variable_counts_as_unset() -> None:
+    import pwd
+
+    from microgpt.tui.persist import config_path
+
+    home = pwd.getpwuid(os.getuid()).pw_dir
+    assert config_path({"HOME": ""}) == Path(home) / ".config" / "microgpt" / "tui.json"  # not /.config
+    assert config_path({"HOME": "/h", "MICROGPT_TUI_CONFIG": "   "}) == Path("/h/.config/microgpt/tui.json")
+    assert config_path({"HOME": "/h", "MICROGPT_TUI_CONFIG": "/s/t.json"}) == Path("/s/t.json")

@@ -14,6 +14,7 @@ from microgpt.config import TrainConfig
 from microgpt.data.dataset import load_documents, sha256_file
 from microgpt.data.token_cache import cache_key, load_cached_tokenizer, tokenize_cached, tokenizer_fingerprint
 from microgpt.data.tokenizer import TOKENIZER_VERSION, Tokenizer, build_tokenizer
+from microgpt.errors import ConfigError, clipped, one_line
 from microgpt.train.batches import join_with_bos, split_documents
 
 
@@ -37,8 +38,12 @@ class PreparedData:
 
 
 def cache_dir() -> Path:
-    """Where tokenized datasets are kept: $MICROGPT_CACHE_DIR or .cache/microgpt in the working folder."""
-    return Path(os.environ.get("MICROGPT_CACHE_DIR", ".cache/microgpt"))
+    """Where tokenized datasets are kept: $MICROGPT_CACHE_DIR (empty or spaces: unset) or .cache/microgpt in the
+    working folder; a control character in it is refused, as in every other folder a user names."""
+    raw = os.environ.get("MICROGPT_CACHE_DIR", "")
+    if one_line(raw) != raw:
+        raise ConfigError(f"MICROGPT_CACHE_DIR={clipped(raw)}: holds a control character; give a plain folder path")
+    return Path(raw.strip() or ".cache/microgpt")
 
 
 def prepare_data(cfg: TrainConfig, tokenizer: Tokenizer | None = None) -> PreparedData:

@@ -16,15 +16,21 @@ from typing import Any
 from microgpt.atomic import atomic_write_json
 from microgpt.safe_io import read_capped
 
+try:  # the user database, for a home when HOME is empty (POSIX only)
+    import pwd
+except ImportError:
+    pwd = None  # type: ignore[assignment]
+
 ENV_VAR = "MICROGPT_TUI_CONFIG"
 
 
 def config_path(env: dict[str, str] | None = None) -> Path:
     """The settings file this launch reads and writes."""
     env = os.environ if env is None else env
-    if env.get(ENV_VAR):
+    if env.get(ENV_VAR, "").strip():  # empty or spaces: unset, as every variable
         return Path(env[ENV_VAR]).expanduser()
-    return Path.home() / ".config" / "microgpt" / "tui.json"
+    home = env.get("HOME", "").strip() or (pwd.getpwuid(os.getuid()).pw_dir if pwd else "") or str(Path.home())
+    return Path(home) / ".config" / "microgpt" / "tui.json"  # an empty HOME is no home: "/" was used
 
 
 MAX_STATE_BYTES = 1 << 20  # the settings are a few kB; anything bigger is not ours
