@@ -172,3 +172,11 @@ def test_benchmarks_that_would_silently_ignore_a_flag_are_one_line(capsys, argv:
     assert main(["bench", *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and fragment in err
+
+
+def test_bench_tui_names_a_bad_knob_variable_at_once(monkeypatch, capsys) -> None:
+    from microgpt.__main__ import main
+
+    monkeypatch.setenv("THREADS", "garbage")  # its trainers would each fail on it, after minutes of measuring
+    assert main(["bench", "--tui"]) == 2
+    assert "THREADS='garbage': not a whole number" in capsys.readouterr().err

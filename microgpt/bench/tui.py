@@ -24,6 +24,7 @@ from pathlib import Path
 import psutil
 
 from microgpt.config import TrainConfig
+from microgpt.errors import ConfigError, clipped
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH_KNOBS = {
@@ -142,9 +143,12 @@ def _measure(root: Path, rounds: int) -> dict[str, float]:
     for i in range(rounds):
         folder = root / f"cli{i}"
         _project(folder, BENCH_KNOBS)
-        subprocess.run([sys.executable, "-m", "microgpt", "train", "--config", "cfg.json"], cwd=folder, check=True,
-                       env={**os.environ, "PYTHONPATH": str(REPO), "MICROGPT_CACHE_DIR": str(folder / "cache")},
-                       capture_output=True)
+        done = subprocess.run([sys.executable, "-m", "microgpt", "train", "--config", "cfg.json"], cwd=folder,
+                              env={**os.environ, "PYTHONPATH": str(REPO), "MICROGPT_CACHE_DIR": str(folder / "cache")},
+                              capture_output=True, text=True, check=False)
+        if done.returncode:  # a bad knob variable in this environment, say: the trainer's own line says which
+            said = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit code {done.returncode}"
+            raise ConfigError(f"--tui: its reference `microgpt train` run failed: {clipped(said, 300)}")
         cli = _steps_per_sec(folder / TrainConfig.log_dir)
         folder = root / f"tui{i}"
         tui = TmuxTUI(folder, 120, 36, _project(folder, BENCH_KNOBS))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import time
 
 from microgpt.autograd.parallel import MAX_THREADS, set_threads
@@ -22,6 +23,7 @@ from microgpt.bench.throughput import (
 )
 from microgpt.bench.tui import run_tui_bench
 from microgpt.commands import positive_int
+from microgpt.config import load_config
 from microgpt.errors import ConfigError
 
 GEN_TOKENS = 64  # tokens per generation window, when the configs' block sizes leave room
@@ -72,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         report = run_serve_bench(args.checkpoint, windows=args.windows)
         print(json.dumps(report) if args.json else format_serve_bench(report))
         return 0
+    if args.tui:  # its trainers read the knob variables of this environment: a bad one is named at once
+        load_config(env=os.environ, check_paths=False)
     if args.tui or args.micro:
         result = run_tui_bench() if args.tui else run_micro()
         print(json.dumps(result) if args.json else "\n".join(f"{k:<28} {v:8.3f}" for k, v in result.items()))
