@@ -250,3 +250,15 @@ def test_sigterm_mid_export_leaves_no_temporary_folder(tmp_path: Path, monkeypat
     monkeypatch.setattr(export, "atomic_write_json", terminated_on_the_last_file)
     assert main(["export", str(ckpt), str(tmp_path / "out")]) == 130
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
+
+
+def test_paths_with_escape_sequences_are_printed_as_escapes(tmp_path: Path, capsys) -> None:
+    """Success lines name the user's paths too: a path's ESC or newline must not reach the terminal raw."""
+    ckpt = _checkpoint(tmp_path / "m\x1b[31m")
+    assert main(["export", str(ckpt), str(tmp_path / "out\x1b]0;title\x07\nx")]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and out.count("\n") == 1 and "\\x1b[31m" in out
+    records = tmp_path / "d\x1b[2J.jsonl"
+    records.write_text('{"id": "a", "record_type": "memory", "text": "t"}\n', encoding="utf-8")
+    main(["validate-dataset", str(records)])
+    assert "\x1b" not in capsys.readouterr().out

@@ -68,7 +68,7 @@ def test_an_exchange_too_long_for_a_dataset_record_is_a_problem_not_a_file_train
     log = tmp_path / "in" / "log.txt"
     assert [line.split(": this exchange")[0] for line in err[:-1]] == [f"{log}:{n}" for n in (3, 44, 46)]
     assert all("more than a dataset record may be (400)" in line for line in err[:-1])
-    assert err[-1].endswith("3 problem(s); nothing written") and not out.exists()
+    assert err[-1].endswith("3 problems; nothing written") and not out.exists()
     monkeypatch.setattr(transcripts_module, "MAX_RECORD_BYTES", 10_000)  # the records the limit refused:
     assert main(["data", "import-transcripts", str(tmp_path / "in"), str(out)]) == 0
     sizes = [len(line.encode("utf-8")) for line in out.read_text(encoding="utf-8").splitlines()]

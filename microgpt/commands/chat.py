@@ -25,7 +25,7 @@ from microgpt.config import (
     sampling_from_mapping,
 )
 from microgpt.console import StopSignal
-from microgpt.errors import no_controls
+from microgpt.errors import no_controls, one_line
 from microgpt.nn import SamplingSettings
 
 
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     log = None if args.no_log else chat_log("chat")
     if log is not None:
         log.context(args.checkpoint, settings)
-    print(f"chatting with {args.checkpoint} (temperature {settings.temperature}, up to {settings.max_new_tokens} "
+    print(f"chatting with {one_line(args.checkpoint)} (temperature {settings.temperature}, up to {settings.max_new_tokens} "
           "tokens). /reset starts over, /quit or Ctrl-D leaves." + (f" Log: {log.path}" if log and not log.failed else ""))
     while True:
         try:

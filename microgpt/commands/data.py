@@ -11,7 +11,7 @@ from pathlib import Path
 from microgpt.atomic import atomic_write_text
 from microgpt.data.download import DOLLY_PATH, DOLLY_SHA256, DOLLY_URL, download
 from microgpt.data.transcripts import HISTORY_TURNS, import_transcripts, record_line
-from microgpt.errors import ConfigError
+from microgpt.errors import ConfigError, counted, one_line
 from microgpt.safe_io import writable_file
 
 
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--sha256 {args.sha256!r} is not 64 hex digits (pass '' to skip the check)")
     path = download(args.url, args.out, sha256)
     check = "sha256 ok" if sha256 else "sha256 not checked"
-    print(f"saved {path} ({path.stat().st_size / 1e6:.1f} MB, {check})")
+    print(f"saved {one_line(str(path))} ({path.stat().st_size / 1e6:.1f} MB, {check})")
     return 0
 
 
@@ -56,10 +56,12 @@ def _import_transcripts(folder: Path, out: Path) -> int:
     if problems:
         for problem in problems:
             print(problem, file=sys.stderr)
-        print(f"{folder}: {len(problems)} problem(s); nothing written", file=sys.stderr)
+        print(f"{one_line(str(folder))}: {counted(len(problems), 'problem')}; nothing written", file=sys.stderr)
         return 1
     if not records:
         raise ConfigError(f"{folder}: no .txt transcripts found")
     atomic_write_text(out, "".join(record_line(r) for r in records))
-    print(f"wrote {len(records)} chat records to {out}; check them with `python -m microgpt validate-dataset {out}`")
+    shown_out = one_line(str(out))
+    print(f"wrote {counted(len(records), 'chat record')} to {shown_out}; check them with "
+          f"`python -m microgpt validate-dataset {shown_out}`")
     return 0

@@ -12,7 +12,7 @@ from microgpt.bench.eval_speed import SEED_TASKS, benchmark_eval
 from microgpt.bench.throughput import C1, describe_model
 from microgpt.commands import CHECKPOINT_HELP, positive_int
 from microgpt.config import TrainConfig, knob_from_env
-from microgpt.errors import ConfigError, counted
+from microgpt.errors import ConfigError, counted, one_line
 from microgpt.evaluation.baseline import xz_bits_per_byte
 from microgpt.evaluation.heldout import (
     DEFAULT_BATCH_SIZE,
@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         train = _baseline_train(args, checkpoint) if args.baseline else None  # so is the baseline's
         for heldout in [*heldouts, *([train] if train else [])]:
             if heldout.skipped:
-                print(f"{heldout.path}: skipped {counted(heldout.skipped, 'invalid record')}", file=sys.stderr)
+                print(f"{one_line(heldout.path)}: skipped {counted(heldout.skipped, 'invalid record')}",
+                      file=sys.stderr)
                 for problem in heldout.problems:
                     print(f"  {problem}", file=sys.stderr)
         jobs = [functools.partial(evaluate_heldout, checkpoint, h, stride, args.batch_size or DEFAULT_BATCH_SIZE)
@@ -155,7 +156,7 @@ def _report(args: argparse.Namespace, checkpoint, results: list, stride: int,
         meta = checkpoint.meta
         where = f"run {meta['run_id']}, step {meta.get('step')}" if meta.get("run_id") else meta.get("format", "")
         scoring = f"stride {stride}" if args.split == "all" else "the run's validation windows"
-        print(f"checkpoint {args.checkpoint} ({where}; vocab {checkpoint.model.config.vocab_size}, "
+        print(f"checkpoint {one_line(args.checkpoint)} ({where}; vocab {checkpoint.model.config.vocab_size}, "
               f"block {block_size}; {scoring})")
         print(format_table(results))
         if baselines:
@@ -163,10 +164,10 @@ def _report(args: argparse.Namespace, checkpoint, results: list, stride: int,
             for r in results:
                 xz = baselines[r.dataset]
                 share = "n/a" if r.unspelled else f"{r.bits_per_byte / xz:.1%}"
-                print(f"xz having read {train_data}: {xz:.3f} bits/byte on {r.dataset}; "
+                print(f"xz having read {one_line(train_data)}: {xz:.3f} bits/byte on {one_line(r.dataset)}; "
                       f"the model needs {share} of that")
     csv_path = append_results(results, args.checkpoint, log_dir)  # after the report: a failing disk loses no result
-    print(f"results appended to {csv_path}", file=sys.stderr if args.json else sys.stdout)
+    print(f"results appended to {one_line(str(csv_path))}", file=sys.stderr if args.json else sys.stdout)
 
 
 def _check_batch_fits(config: GPTConfig, batch_size: int) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from microgpt.commands import CHECKPOINT_HELP, layers_words
-from microgpt.errors import ConfigError
+from microgpt.errors import ConfigError, one_line
 from microgpt.storage import load_checkpoint
 
 
@@ -29,6 +29,6 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(args.checkpoint)
     out = save_export(checkpoint, args.out_dir, source=args.checkpoint, replace=args.force)
     c = checkpoint.model.config
-    print(f"exported {args.checkpoint} to {out}/ (model.safetensors, config.json, tokenizer.json): "
+    print(f"exported {one_line(args.checkpoint)} to {one_line(str(out))}/ (model.safetensors, config.json, tokenizer.json): "
           f"{layers_words(c)}, {checkpoint.model.num_parameters():,} parameters")
     return 0

@@ -14,6 +14,7 @@ import os
 import numpy as np
 import psutil
 
+from microgpt.errors import clipped
 from microgpt.hardware import blas_report, nvidia_gpus
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
@@ -34,7 +35,7 @@ def report() -> list[str]:
         f"CPU cores      {logical} logical, {physical if physical else 'unknown'} physical",
         f"Memory         {memory.total / 2**30:.1f} GiB total, {memory.available / 2**30:.1f} GiB available",
     ]
-    thread_vars = [f"{name}={os.environ[name]}" for name in THREAD_ENV_VARS if name in os.environ]
+    thread_vars = [f"{name}={clipped(os.environ[name], 40)}" for name in THREAD_ENV_VARS if name in os.environ]
     lines.append(f"Thread env     {' '.join(thread_vars) if thread_vars else 'none set'}")
     gpus = nvidia_gpus()
     lines += [f"NVIDIA GPU     {gpu}" for gpu in gpus] or ["NVIDIA GPU     none found"]

@@ -15,7 +15,7 @@ from microgpt.config import KNOB_BY_NAME, TrainConfig, knob_from_env, parse_valu
 from microgpt.data.dataset import iter_documents, validate_dataset
 from microgpt.data.records import RECORD_TYPES
 from microgpt.data.tokenizer import build_tokenizer, iter_batches
-from microgpt.errors import ConfigError, counted
+from microgpt.errors import ConfigError, counted, one_line
 from microgpt.train.batches import MIN_DOCUMENTS
 
 DEFAULT_DATASET = TrainConfig.dataset_path
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         hidden = report.problem_count - len(report.problems)
         if hidden:
             print(f"... and {hidden} more problems not shown (--max-problems {args.max_problems})")
-        print(f"{path}: invalid ({counted(report.problem_count, 'problem')}; "
+        print(f"{one_line(path)}: invalid ({counted(report.problem_count, 'problem')}; "
               f"{counted(report.documents, 'valid record')})")
         return 1
 
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     per_document = np.concatenate(lengths)
     total = int(per_document.sum())
 
-    print(f"{path}: valid")
+    print(f"{one_line(path)}: valid")
     print("records by type:")
     for record_type in RECORD_TYPES:
         if record_type in report.counts:

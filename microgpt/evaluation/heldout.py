@@ -51,7 +51,7 @@ from microgpt.atomic import LineFile
 from microgpt.autograd import no_grad
 from microgpt.config import TrainConfig
 from microgpt.data.dataset import iter_dataset, sha256_file
-from microgpt.errors import CheckpointError, ConfigError, DatasetError
+from microgpt.errors import CheckpointError, ConfigError, DatasetError, one_line
 from microgpt.nn import GPT
 from microgpt.storage import Checkpoint, checkpoint_stem
 from microgpt.train.batches import fit_block_size, validation_batches
@@ -337,16 +337,16 @@ def evaluate_val_split(checkpoint: Checkpoint, dataset_path: str | None = None) 
 # ----- reporting ----------------------------------------------------------------------------------
 def format_table(results: Sequence[EvalResult]) -> str:
     """A plain-text table, one row per dataset."""
-    width = max(len("dataset"), *(len(r.dataset) for r in results))
+    names = [one_line(r.dataset) for r in results]  # no escape sequence in a path reaches the terminal
+    width = max(len("dataset"), *map(len, names))
     header = (f"{'dataset':<{width}}  {'split':<5}  {'records':>8}  {'tokens':>10}  {'bytes':>11}  "
               f"{'loss':>7}  {'ppl':>9}  {'bits/byte':>9}")
-    lines = [header]
-    for r in results:
-        lines.append(f"{r.dataset:<{width}}  {r.split:<5}  {r.records:>8,}  {r.tokens:>10,}  {r.bytes:>11,}  "
-                     f"{r.loss:>7.4f}  {shown_perplexity(r.ppl):>9}  {shown_bits(r):>9}")
-    for r in results:
+    lines = [header] + [f"{name:<{width}}  {r.split:<5}  {r.records:>8,}  {r.tokens:>10,}  {r.bytes:>11,}  "
+                        f"{r.loss:>7.4f}  {shown_perplexity(r.ppl):>9}  {shown_bits(r):>9}"
+                        for r, name in zip(results, names)]
+    for r, name in zip(results, names):
         if r.unspelled:
-            lines.append(f"bits/byte n/a on {r.dataset}: this checkpoint's tokenizer cannot spell {r.unspelled:,} "
+            lines.append(f"bits/byte n/a on {name}: this checkpoint's tokenizer cannot spell {r.unspelled:,} "
                          f"of its {r.records:,} records (an original Go vocabulary drops or replaces what it "
                          "does not know), so its bits would not count every byte")
     return "\n".join(lines)
