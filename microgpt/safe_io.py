@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from microgpt.errors import ConfigError
+from microgpt.errors import ConfigError, shown
 
 
 class NotRegularFileError(OSError):
@@ -67,8 +67,8 @@ def writable_folder(knob: str, folder: str | os.PathLike[str], value: str | os.P
     `value` is what the user gave when `folder` is only derived from it (the folder of an output file).
     """
     path = Path(folder)
-    label = f"{knob}={os.fspath(folder if value is None else value)!r}"
-    where = "" if value is None else f"its folder {os.fspath(folder)!r} "
+    label = f"{knob}={shown(os.fspath(folder if value is None else value), 120)}"
+    where = "" if value is None else f"its folder {shown(os.fspath(folder), 120)} "
     try:
         if path.exists() and not path.is_dir():
             raise ConfigError(f"{label}: {where}is not a folder; give a folder path")
@@ -86,12 +86,12 @@ def creatable_folder(knob: str, folder: str | os.PathLike[str], value: str | os.
     """Check, creating nothing, that `folder` is a folder that takes files or could be made one: its nearest
     existing ancestor is a folder this process may write in. ConfigError naming `knob` if not."""
     path = Path(folder)
-    label = f"{knob}={os.fspath(folder if value is None else value)!r}"
+    label = f"{knob}={shown(os.fspath(folder if value is None else value), 120)}"
     existing = next(p for p in (path, *path.absolute().parents) if os.path.lexists(p))
     if not existing.is_dir():
-        raise ConfigError(f"{label}: {os.fspath(existing)!r} is not a folder; give a folder path")
+        raise ConfigError(f"{label}: {shown(os.fspath(existing), 120)} is not a folder; give a folder path")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{label}: cannot write in {os.fspath(existing)!r}; give a place you can write to")
+        raise ConfigError(f"{label}: cannot write in {shown(os.fspath(existing), 120)}; give a place you can write to")
     return path
 
 
@@ -108,7 +108,7 @@ def check_name_length(label: str, path: Path) -> None:
 def writable_file(knob: str, path: str | os.PathLike[str], example_name: str) -> Path:
     """A path a file can be written to: not a folder, not a device or FIFO, in a folder that takes new files."""
     target = Path(path)
-    label = f"{knob}={os.fspath(path)!r}"
+    label = f"{knob}={shown(os.fspath(path), 120)}"
     check_name_length(label, target)
     if target.is_dir():
         raise ConfigError(f"{label}: is a folder; give a file path such as {str(target / example_name)!r}")

@@ -327,3 +327,11 @@ def test_a_preset_sets_only_its_own_keys_over_the_layers_below() -> None:
     assert cfg.batch_size == 3  # not named by the preset: the environment's value
     assert cfg.model.n_layer == 2  # the environment outranks the preset
     assert cfg.model.n_embd == 32  # the preset's own key
+
+
+def test_a_very_long_folder_value_is_cut_short_in_its_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError) as exc:
+        from microgpt.safe_io import writable_folder
+        writable_folder("LOG_DIR", tmp_path / "file" / ("a" * 5000))
+    assert len(str(exc.value)) < 400 and str(exc.value).startswith("LOG_DIR='")

@@ -916,6 +916,16 @@ def test_the_model_is_named_after_its_file_or_folder_even_when_served_as_dot(tmp
     assert results_csv_path(".", tmp_path).name == "heldout_exp1.csv"  # eval's results file, named the same way
 
 
+def test_a_port_out_of_range_names_where_it_came_from(monkeypatch) -> None:
+    from microgpt.errors import ConfigError
+
+    monkeypatch.setenv("PORT", "9" * 40)
+    with pytest.raises(ConfigError, match=r"^PORT=9999.*\.\.\. is out of range: give 1-65535$"):
+        serve_command._port(argparse.Namespace(port=None))
+    with pytest.raises(ConfigError, match=r"^--port=0 is out of range"):
+        serve_command._port(argparse.Namespace(port=0))
+
+
 @pytest.mark.parametrize("raw, port", [("", 7860), ("  ", 7860), ("8123", 8123)])
 def test_an_empty_port_variable_counts_as_unset_as_every_other_variable_does(monkeypatch, raw: str, port: int) -> None:
     monkeypatch.setenv("PORT", raw)

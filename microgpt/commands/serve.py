@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from microgpt.commands import layers_words
 from microgpt.config import TrainConfig, sampling_from_env
-from microgpt.errors import ConfigError, one_line
+from microgpt.errors import ConfigError, one_line, shown
 from microgpt.nn.bounds import check_free_memory
 from microgpt.nn.slots import slot_cache_bytes
 from microgpt.serve.engine import Engine
@@ -66,7 +66,8 @@ def _port(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError(f"PORT={raw!r} is not a port number (1-65535)") from None
     if not 1 <= port <= 65535:
-        raise ConfigError(f"port {port} is out of range: give 1-65535")
+        source = "--port" if args.port is not None else "PORT"
+        raise ConfigError(f"{source}={shown(port, 30)} is out of range: give 1-65535")
     return port
 
 

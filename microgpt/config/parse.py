@@ -197,10 +197,10 @@ def _file_problem(path: str) -> str | None:
 
 def _check_paths(cfg: TrainConfig) -> None:
     if problem := _file_problem(cfg.dataset_path):
-        raise ConfigError(f"DATASET_PATH={cfg.dataset_path!r}: {problem} (give a .jsonl path, relative to "
+        raise ConfigError(f"DATASET_PATH={shown(cfg.dataset_path, 120)}: {problem} (give a .jsonl path, relative to "
                           f"{os.getcwd()})")
     if cfg.tokenizer == "bpe" and cfg.bpe_file and (problem := _file_problem(cfg.bpe_file)):
-        raise ConfigError(f"BPE_FILE={cfg.bpe_file!r}: {problem} (leave it empty to load by name)")
+        raise ConfigError(f"BPE_FILE={shown(cfg.bpe_file, 120)}: {problem} (leave it empty to load by name)")
 
 
 def validate_config(cfg: TrainConfig, check_paths: bool = True) -> TrainConfig:
