@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(f"microgpt.commands.{module_name}")
-        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        # no abbreviations: `--lr 0.1` would silently be --lr-schedule, and a new flag could change what one means
+        command_parser = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         module.add_arguments(command_parser)
         command_parser.set_defaults(run=module.run, parser=command_parser)
     return parser

@@ -53,3 +53,9 @@ def test_a_command_line_mistake_is_one_line_naming_the_command_and_exit_2(capsys
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count("\n") == 1 and err.startswith(fragment), err
     assert err.rstrip().endswith("--help`)")
+
+
+def test_a_shortened_option_is_not_read_as_a_longer_one(capsys) -> None:
+    """argparse would take `--lr 0.1` as --lr-schedule (and `bench --s` as --serve): options are spelled out."""
+    assert main(["train", "--lr", "0.1"]) == 2
+    assert "unrecognized arguments: --lr 0.1" in capsys.readouterr().err
