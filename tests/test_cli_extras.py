@@ -57,5 +57,6 @@ def test_a_command_line_mistake_is_one_line_naming_the_command_and_exit_2(capsys
 
 def test_a_shortened_option_is_not_read_as_a_longer_one(capsys) -> None:
     """argparse would take `--lr 0.1` as --lr-schedule (and `bench --s` as --serve): options are spelled out."""
-    assert main(["train", "--lr", "0.1"]) == 2
-    assert "unrecognized arguments: --lr 0.1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "--lr", "0.1"])
+    assert stopped.value.code == 2 and "unrecognized arguments: --lr 0.1" in capsys.readouterr().err
