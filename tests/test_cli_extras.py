@@ -60,3 +60,6 @@ def test_a_shortened_option_is_not_read_as_a_longer_one(capsys) -> None:
     with pytest.raises(SystemExit) as stopped:
         main(["train", "--lr", "0.1"])
     assert stopped.value.code == 2 and "unrecognized arguments: --lr 0.1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the data command's own sub-commands too
+        main(["data", "get", "dolly", "--sha", "", "--o", "x.jsonl"])
+    assert "unrecognized arguments: --sha  --o x.jsonl" in capsys.readouterr().err

@@ -168,6 +168,23 @@ def test_ctrl_c_in_a_later_dataset_keeps_the_ones_already_scored(setup, tmp_path
     assert len(rows) == 2 and str(heldout) in rows[1]  # the header and the finished dataset's row
 
 
+def test_a_resume_that_changes_the_schedule_names_each_rate_by_its_own_settings() -> None:
+    from microgpt.config import TrainConfig, config_from_dict
+    from microgpt.train.resume import schedule_note
+
+    old = {**TrainConfig().to_dict(), "num_steps": 1000, "learning_rate": 0.01}
+    new = config_from_dict({**old, "num_steps": 1010, "learning_rate": 0.001})
+    assert schedule_note(old, new, 500).endswith("so step 501 trains at 0.001000 (step 500 trained at 0.010000)")
+    assert schedule_note(old, config_from_dict({**old, "num_steps": 900}), 900) is None  # nothing left to train
+
+
+def test_a_skipped_records_problem_line_escapes_its_path(tmp_path: Path) -> None:
+    from microgpt.evaluation.heldout import read_heldout
+
+    path = write_jsonl(tmp_path / "h\x1b[2Jx.jsonl", [*qa_records(1), {"id": "z"}])
+    assert "\x1b" not in read_heldout(path).problems[0]
+
+
 def test_a_missing_baseline_file_names_the_flag_that_fixes_it(setup, tmp_path: Path, capsys) -> None:
     ckpt, heldout = setup
     assert main(["eval", str(ckpt), str(heldout), "--baseline", "xz", "--train-data", "nope.jsonl"]) == 2

@@ -62,12 +62,14 @@ def test_an_ascii_only_stdout_escapes_what_it_cannot_show(finished_run) -> None:
     result.stdout.decode("ascii")  # everything printed is ASCII (escapes where needed)
 
 
-def test_the_c_locales_surrogateescape_stdout_escapes_too(finished_run) -> None:
+def test_the_c_locales_surrogateescape_stdout_escapes_too(finished_run, tmp_path: Path) -> None:
     folder, _ = finished_run
-    result = run_cli(folder, "chat-once", "models/best_checkpoint.npz", "héllo ☕", "--max-new-tokens", "8",
-                     LC_ALL="C", PYTHONUTF8="0", PYTHONIOENCODING="ascii:surrogateescape")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("héllo ☕\n", encoding="utf-8")  # echoed as "> héllo ☕": certain to need an escape
+    result = run_cli(folder, "chat-once", "models/best_checkpoint.npz", "--prompts-file", str(prompts),
+                     "--max-new-tokens", "4", LC_ALL="C", PYTHONUTF8="0", PYTHONIOENCODING="ascii:surrogateescape")
     assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr.decode()
-    result.stdout.decode("ascii")  # every byte printed is ASCII (escapes where needed)
+    assert result.stdout.startswith(b"> h\\xe9llo \\u2615")  # every byte printed is ASCII, escapes where needed
 
 
 @POSIX

@@ -279,6 +279,8 @@ def test_the_cache_folder_variable_empty_is_unset_and_with_a_control_character_i
 
     monkeypatch.setenv("MICROGPT_CACHE_DIR", "  ")
     assert cache_dir() == Path(".cache/microgpt")
+    monkeypatch.setenv("MICROGPT_CACHE_DIR", "my\xa0cache/می\u200cرو")  # a no-break space, a Persian name: names
+    assert cache_dir() == Path("my\xa0cache/می\u200cرو")
     monkeypatch.setenv("MICROGPT_CACHE_DIR", "c\x1b[31m\nx")
     with pytest.raises(ConfigError, match=r"MICROGPT_CACHE_DIR=.*holds a control character"):
         cache_dir()

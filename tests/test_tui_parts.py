@@ -213,3 +213,10 @@ def test_an_empty_home_or_settings_variable_counts_as_unset() -> None:
     assert config_path({"HOME": ""}) == Path(home) / ".config" / "microgpt" / "tui.json"  # not /.config
     assert config_path({"HOME": "/h", "MICROGPT_TUI_CONFIG": "   "}) == Path("/h/.config/microgpt/tui.json")
     assert config_path({"HOME": "/h", "MICROGPT_TUI_CONFIG": "/s/t.json"}) == Path("/s/t.json")
+
+
+def test_an_empty_home_for_a_user_the_system_does_not_know_falls_back_to_the_working_folder(monkeypatch) -> None:
+    from microgpt.tui.persist import config_path
+
+    monkeypatch.setattr(os, "getuid", lambda: 987654)  # a container's --user without a passwd entry
+    assert config_path({"HOME": ""}) == Path.cwd() / ".config" / "microgpt" / "tui.json"

@@ -17,7 +17,8 @@ from microgpt.safe_io import writable_file
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    get = actions.add_parser("get", help="download a public dataset", description="download a public dataset")
+    get = actions.add_parser("get", help="download a public dataset", description="download a public dataset",
+                             allow_abbrev=False)  # options spelled out, as every command's (see __main__)
     get.add_argument("name", choices=["dolly"], help="dolly: databricks-dolly-15k (13 MB, CC BY-SA 3.0)")
     get.add_argument("--url", default=DOLLY_URL, help="where to download from (a mirror)")
     get.add_argument("--sha256", default=DOLLY_SHA256, help="expected sha256 of the file; '' skips the check")
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "import-transcripts", help="turn U:/A: text transcripts into chat records",
         description="Read every *.txt in DIR: turns start with 'U:' (user) or 'A:' (assistant), other lines "
         f"continue the turn above. Each reply becomes a chat record with up to {HISTORY_TURNS} earlier exchanges "
-        "as history. Problems are listed as PATH:LINE (exit 1) and nothing is written.")
+        "as history. Problems are listed as PATH:LINE (exit 1) and nothing is written.", allow_abbrev=False)
     imp.add_argument("folder", metavar="DIR", help="folder of .txt transcripts")
     imp.add_argument("out", metavar="OUT.jsonl", help="the dataset to write (replaced atomically)")
 

@@ -50,7 +50,7 @@ def find_knob(key: str) -> Knob:
     return knob
 
 
-def _not_text(c: str) -> bool:
+def not_text(c: str) -> bool:
     """A control character or line break (it would forge a log line), or a lone surrogate that no bytes decode
     to; a byte that is not UTF-8 (an odd file name, read as \udc80-\udcff) is text, written escaped."""
     category = unicodedata.category(c)
@@ -104,7 +104,7 @@ def _convert(knob: Knob, raw: Any, label: str) -> Any:
     if "\x00" in raw:  # no file name holds one, and every OS call refuses it
         raise ValueError("holds a NUL character")
     text = raw.strip()
-    if any(map(_not_text, text)):
+    if any(map(not_text, text)):
         raise ValueError("holds a control character or a lone surrogate; give plain text")
     if knob.choices is not None:
         text = text.lower()

@@ -91,7 +91,7 @@ def read_heldout(path: str | Path, max_records: int | None = None) -> HeldoutSet
         if document is None:
             skipped += 1
             if len(problems) < MAX_SHOWN_PROBLEMS:
-                problems.append(f"{path}:{line}: {'; '.join(reasons)}")
+                problems.append(f"{one_line(str(path))}:{line}: {'; '.join(reasons)}")
             continue
         texts.append(document.text)
         if max_records is not None and len(texts) >= max_records:

@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 
 from microgpt.config import TrainConfig
+from microgpt.config.parse import not_text
 from microgpt.data.dataset import load_documents, sha256_file
 from microgpt.data.token_cache import cache_key, load_cached_tokenizer, tokenize_cached, tokenizer_fingerprint
 from microgpt.data.tokenizer import TOKENIZER_VERSION, Tokenizer, build_tokenizer
-from microgpt.errors import ConfigError, clipped, one_line
+from microgpt.errors import ConfigError, clipped
 from microgpt.train.batches import join_with_bos, split_documents
 
 
@@ -41,7 +42,7 @@ def cache_dir() -> Path:
     """Where tokenized datasets are kept: $MICROGPT_CACHE_DIR (empty or spaces: unset) or .cache/microgpt in the
     working folder; a control character in it is refused, as in every other folder a user names."""
     raw = os.environ.get("MICROGPT_CACHE_DIR", "")
-    if one_line(raw) != raw:
+    if any(map(not_text, raw)):  # the knobs' own test: a no-break space or a Persian name is a folder's name
         raise ConfigError(f"MICROGPT_CACHE_DIR={clipped(raw)}: holds a control character; give a plain folder path")
     return Path(raw.strip() or ".cache/microgpt")
 

@@ -12,6 +12,7 @@ and it must not choose which files get overwritten. Its stored paths are shown i
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Mapping
@@ -176,11 +177,14 @@ def schedule_note(stored: Mapping[str, Any] | None, cfg: TrainConfig, step: int)
     """One log line when a resume changes NUM_STEPS: the learning-rate schedule is stretched (or shrunk) to the
     new length, so the rate from here on is not the one the run would have had (a decayed rate can rise again)."""
     before = stored.get("num_steps") if isinstance(stored, Mapping) else None
-    if not isinstance(before, int) or isinstance(before, bool) or before == cfg.num_steps:
+    if not isinstance(before, int) or isinstance(before, bool) or before == cfg.num_steps or step >= cfg.num_steps:
         return None
-    now, then = cfg.optim.lr_at(step, cfg.num_steps), cfg.optim.lr_at(max(step - 1, 0), before)
+    then = ""
+    if step > 0:  # the rate of the last step trained, by the schedule it was trained under
+        with contextlib.suppress(ConfigError, ValueError, TypeError):
+            then = f" (step {step:,} trained at {config_from_dict(dict(stored)).optim.lr_at(step - 1, before):.6f})"
     return (f"NUM_STEPS {before:,} -> {cfg.num_steps:,}: the {cfg.optim.lr_schedule} learning-rate schedule now spans "
-            f"{cfg.num_steps:,} steps, so step {step + 1:,} trains at {now:.6f} (step {step:,} trained at {then:.6f})")
+            f"{cfg.num_steps:,} steps, so step {step + 1:,} trains at {cfg.optim.lr_at(step, cfg.num_steps):.6f}{then}")
 
 
 def stored_paths_note(stored: Mapping[str, Any] | None, cfg: TrainConfig) -> str | None:

@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m microgpt.tui", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m microgpt.tui", description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

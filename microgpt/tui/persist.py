@@ -29,8 +29,17 @@ def config_path(env: dict[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     if env.get(ENV_VAR, "").strip():  # empty or spaces: unset, as every variable
         return Path(env[ENV_VAR]).expanduser()
-    home = env.get("HOME", "").strip() or (pwd.getpwuid(os.getuid()).pw_dir if pwd else "") or str(Path.home())
+    home = env.get("HOME", "").strip() or _home_from_user_database()
     return Path(home) / ".config" / "microgpt" / "tui.json"  # an empty HOME is no home: "/" was used
+
+
+def _home_from_user_database() -> str:
+    """This user's home folder from the user database, for an empty HOME; the working folder when there is none
+    (a container run as a uid without an entry)."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_dir if pwd else str(Path.home())
+    except KeyError:
+        return os.getcwd()
 
 
 MAX_STATE_BYTES = 1 << 20  # the settings are a few kB; anything bigger is not ours
