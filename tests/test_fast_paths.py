@@ -184,22 +184,24 @@ def test_attend_newest_equals_causal_attention_of_the_last_query(scale):
     np.testing.assert_allclose(masked[1:], row1, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("threads, work, parts", [
-    (8, 1 << 24, 8),  # big work: one part per thread, past 4
-    (8, 1 << 18, 2),  # a third part would save work/6 = 44 us, less than its hand-off (MIN_PART_WORK)
-    (8, 1 << 21, 4),  # 2.1 ms: a fifth part would save work/20 = 105 us, less than 120
-    (8, 1 << 10, 1),  # small work stays on the calling thread
-    (1, 1 << 24, 1),
+@pytest.mark.parametrize("threads, work, numpy_calls, parts", [
+    (8, 1 << 24, 0, 8),  # big work: one part per thread, past 4
+    (8, 1 << 24, 100, 4),  # the same work in parts of 100 NumPy calls each: a fifth part queues at the GIL more
+    (8, 1 << 18, 0, 4),  # 262 us: a fifth part saves work/20 = 13 us, less than its 20 us (MORE_PART_WORK)
+    (2, 1 << 18, 0, 2),
+    (8, 240_000, 0, 1),  # no split saves more than the first hand-off costs (MIN_PART_WORK = 120 us)
+    (8, 1 << 10, 0, 1),  # small work stays on the calling thread
+    (1, 1 << 24, 0, 1),
 ])
-def test_run_split_covers_the_range_once_in_as_many_parts_as_the_work_allows(threads, work, parts):
+def test_run_split_covers_the_range_once_in_as_many_parts_as_the_work_allows(threads, work, numpy_calls, parts):
     from microgpt.autograd import parallel
 
     calls: list[tuple[int, int]] = []
     again: list[tuple[int, int]] = []
     parallel.set_threads(threads)
     try:
-        parallel.run_split(lambda lo, hi: calls.append((lo, hi)), 1000, work)
-        parallel.run_split(lambda lo, hi: again.append((lo, hi)), 1000, work)
+        parallel.run_split(lambda lo, hi: calls.append((lo, hi)), 1000, work, numpy_calls)
+        parallel.run_split(lambda lo, hi: again.append((lo, hi)), 1000, work, numpy_calls)
     finally:
         parallel.set_threads(0)
     assert len(calls) == parts
@@ -395,6 +397,33 @@ def test_relu_rms_norm_and_adam_split_over_threads_match_one_thread(monkeypatch)
             parallel.set_threads(0)
     for one, three in zip(*results):
         np.testing.assert_array_equal(one, three)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_partial_sums_add_in_token_order_however_their_rows_are_split(monkeypatch, threads):
+    from microgpt.autograd import parallel
+    from microgpt.autograd.functional import _sum_parts
+
+    monkeypatch.setattr(parallel, "MIN_PART_WORK", 1)  # the rows of the sum split over every thread
+    rng = np.random.default_rng(8)
+    # float32 parts whose sum depends on the order: big terms that cancel, small ones lost beside them
+    parts = {lo: (rng.normal(size=(37, 5)) * 10.0 ** rng.integers(-4, 8, size=(37, 5))).astype(np.float32)
+             for lo in (0, 96, 512, 300)}
+    in_order = parts[0] + parts[96]
+    in_order += parts[300]
+    in_order += parts[512]
+    parallel.set_threads(threads)
+    try:
+        into = _sum_parts(dict(parts), np.full((37, 5), np.nan, dtype=np.float32))
+        first = {lo: a.copy() for lo, a in parts.items()}
+        in_place = _sum_parts(first)
+        alone = _sum_parts({7: parts[96]}, np.zeros((37, 5), dtype=np.float32))
+    finally:
+        parallel.set_threads(0)
+    np.testing.assert_array_equal(into, in_order)
+    assert in_place is first[0]
+    np.testing.assert_array_equal(in_place, in_order)
+    np.testing.assert_array_equal(alone, parts[96])
 
 
 @pytest.mark.parametrize("threads", [1, 3])

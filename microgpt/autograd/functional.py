@@ -91,19 +91,21 @@ def _weight_gradient(g: np.ndarray, x: np.ndarray, out: np.ndarray | None = None
 
 def _sum_parts(parts: dict[int, np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
     """Per-thread partial sums, keyed by their first token, added in token order (reproducible): into `out`
-    when given (a part may already be it), else into the first part."""
-    keys = sorted(parts)
-    first = parts[keys[0]]
-    if out is None or first is out:
-        total = first
-    elif len(keys) > 1:
-        total = np.add(first, parts[keys[1]], out=out)
-        keys = keys[1:]
-    else:
-        total = out
-        np.copyto(out, first)
-    for lo in keys[1:]:
-        total += parts[lo]
+    when given (a part may already be it), else into the first part. The rows of the sum are split over the
+    cores: eight parts of a vocabulary head's dL/dW are seven passes over 4 MiB, too long for one core."""
+    arrays = [parts[lo] for lo in sorted(parts)]
+    total = arrays[0] if out is None or out is arrays[0] else out
+    if len(arrays) == 1:
+        if total is not arrays[0]:
+            np.copyto(total, arrays[0])
+        return total
+
+    def rows(lo: int, hi: int) -> None:  # every element is summed in the same order, however the rows are cut
+        np.add(arrays[0][lo:hi], arrays[1][lo:hi], out=total[lo:hi])
+        for part in arrays[2:]:
+            total[lo:hi] += part[lo:hi]
+
+    run_split(rows, len(total), 2 * len(arrays) * total.size * PASS_WORK)  # each part read once, the sum rewritten
     return total
 
 
@@ -459,7 +461,7 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
         if dW is not None:
             dW_parts[lo] = dW
 
-    run_split(rows, N, N * V * (3 * X.shape[1] * MAC_WORK + 3 * PASS_WORK))  # three products, exp and sum
+    run_split(rows, N, N * V * (3 * X.shape[1] * MAC_WORK + 3 * PASS_WORK), calls=15)  # 3 products, exp, sum...
     loss = np.asarray(losses.sum() / n if n else np.nan, dtype=X.dtype)
 
     def backward(g: np.ndarray):
@@ -510,7 +512,7 @@ def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = RMS_EPS) -> T
     r = np.empty((rows.shape[0], 1), dtype=X.dtype)
     y = np.empty(rows.shape, dtype=np.result_type(X, r))
     out = y if W is None else np.empty(rows.shape, dtype=np.result_type(y, W))
-    work = 3 * rows.size * PASS_WORK  # about three simple passes' worth
+    work = 5 * rows.size * PASS_WORK  # three passes, two of them writing a new array: about five simple ones
 
     def forward_rows(lo: int, hi: int) -> None:
         xs = rows[lo:hi]
