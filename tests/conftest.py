@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import Phase, settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -37,3 +38,13 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     if exitstatus == 5:
         print("\nno tests were collected: failing the run", file=sys.stderr)
         session.exitstatus = 1
+
+
+@pytest.fixture
+def split_every_op(monkeypatch):
+    """Hand-offs and the lock's turns cost nothing: every run_split cuts its range into as many parts as make
+    the longest shortest (one per thread, when the units allow), so small test arrays take the threaded paths."""
+    from microgpt.autograd import parallel
+
+    for name in ("MIN_PART_WORK", "MORE_PART_WORK", "CALL_WORK"):
+        monkeypatch.setattr(parallel, name, 0)

@@ -189,7 +189,8 @@ def test_attend_newest_equals_causal_attention_of_the_last_query(scale):
     (8, 1 << 24, 100, 4),  # the same work in parts of 100 NumPy calls each: a fifth part queues at the GIL more
     (8, 1 << 18, 0, 4),  # 262 us: a fifth part saves work/20 = 13 us, less than its 20 us (MORE_PART_WORK)
     (2, 1 << 18, 0, 2),
-    (8, 240_000, 0, 1),  # no split saves more than the first hand-off costs (MIN_PART_WORK = 120 us)
+    (8, 235_000, 0, 3),  # under two first hand-offs (240 us), yet 3 parts end sooner: 78 us each + 140 of hand-offs
+    (8, 200_000, 0, 1),  # no split saves more than its hand-offs cost (120 us for the first, 20 for each more)
     (8, 1 << 10, 0, 1),  # small work stays on the calling thread
     (1, 1 << 24, 0, 1),
 ])
@@ -253,14 +254,13 @@ def test_causal_self_attention_on_packed_qkv_equals_heads_through_the_plain_ops(
     check_gradients(lambda t: F.causal_self_attention(t, H), [packed])
 
 
-def test_causal_self_attention_split_over_threads_in_small_chunks_matches_one_thread(monkeypatch):
+def test_causal_self_attention_split_over_threads_in_small_chunks_matches_one_thread(monkeypatch, split_every_op):
     """Big enough to split: 7 sequences over three threads, a few per chunk, in blocks of 8 queries; the
     heads are read from and the gradients written into the packed arrays in place."""
     from microgpt.autograd import parallel
 
     monkeypatch.setattr(A, "ATTENTION_BLOCK", 8)
     monkeypatch.setattr(A, "ATTENTION_CHUNK", 2 * 3 * 40 * 40)  # about two sequences' scores per chunk
-    monkeypatch.setattr(parallel, "MIN_PART_WORK", 1)  # so that this small case splits
     rng = np.random.default_rng(6)
     B, T, H, D = 7, 40, 3, 4
     packed = rng.normal(size=(B, T, 3 * H * D))
@@ -335,12 +335,11 @@ def test_a_split_inside_a_split_or_beside_one_runs_whole_on_its_caller():
 
 @pytest.mark.parametrize("rows", [1, 2, 8, F.SKINNY_ROWS, F.SKINNY_ROWS + 1])
 @pytest.mark.parametrize("threads", [1, 3])
-def test_matmul_rows_few_rows_times_a_wide_matrix_equals_the_plain_product(monkeypatch, rows, threads):
+def test_matmul_rows_few_rows_times_a_wide_matrix_equals_the_plain_product(rows, threads, split_every_op):
     """Few rows through a wide weight are split by columns (one row directly, more by the transposed route);
     the result is the same."""
     from microgpt.autograd import parallel
 
-    monkeypatch.setattr(parallel, "MIN_PART_WORK", 1)  # so that these small products split
     rng = np.random.default_rng(rows)
     a, w = rng.normal(size=(rows, 24)), rng.normal(size=(301, 24))  # 301 output columns split unevenly
     parallel.set_threads(threads)
@@ -353,10 +352,9 @@ def test_matmul_rows_few_rows_times_a_wide_matrix_equals_the_plain_product(monke
 
 @pytest.mark.parametrize("tokens,outputs", [(301, 7), (5, 40)], ids=["tokens-split", "output-rows-split"])
 @pytest.mark.parametrize("threads", [1, 3])
-def test_weight_gradient_summed_over_token_parts_equals_the_plain_product(monkeypatch, tokens, outputs, threads):
+def test_weight_gradient_summed_over_token_parts_equals_the_plain_product(tokens, outputs, threads, split_every_op):
     from microgpt.autograd import parallel
 
-    monkeypatch.setattr(parallel, "MIN_PART_WORK", 1)  # so that these small products split
     rng = np.random.default_rng(tokens)
     g, x = rng.normal(size=(tokens, outputs)), rng.normal(size=(tokens, 6))
     parallel.set_threads(threads)
@@ -371,11 +369,10 @@ def test_causal_self_attention_refuses_a_width_the_heads_do_not_divide():
         F.causal_self_attention(Tensor(np.zeros((1, 2, 9))), 2)
 
 
-def test_relu_rms_norm_and_adam_split_over_threads_match_one_thread(monkeypatch):
+def test_relu_rms_norm_and_adam_split_over_threads_match_one_thread(split_every_op):
     from microgpt.autograd import parallel
     from microgpt.nn import Adam, Parameter
 
-    monkeypatch.setattr(parallel, "MIN_PART_WORK", 1)  # every op splits three ways, whatever its cost
 
     rng = np.random.default_rng(5)
     x = rng.normal(size=(601, 1031))  # 619,631 elements: split unevenly over three threads
@@ -400,11 +397,10 @@ def test_relu_rms_norm_and_adam_split_over_threads_match_one_thread(monkeypatch)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 5])
-def test_partial_sums_add_in_token_order_however_their_rows_are_split(monkeypatch, threads):
+def test_partial_sums_add_in_token_order_however_their_rows_are_split(threads, split_every_op):
     from microgpt.autograd import parallel
     from microgpt.autograd.functional import _sum_parts
 
-    monkeypatch.setattr(parallel, "MIN_PART_WORK", 1)  # the rows of the sum split over every thread
     rng = np.random.default_rng(8)
     # float32 parts whose sum depends on the order: big terms that cancel, small ones lost beside them
     parts = {lo: (rng.normal(size=(37, 5)) * 10.0 ** rng.integers(-4, 8, size=(37, 5))).astype(np.float32)
@@ -427,10 +423,9 @@ def test_partial_sums_add_in_token_order_however_their_rows_are_split(monkeypatc
 
 
 @pytest.mark.parametrize("threads", [1, 3])
-def test_relu_mlp_equals_linear_relu_linear(monkeypatch, threads):
+def test_relu_mlp_equals_linear_relu_linear(threads, split_every_op):
     from microgpt.autograd import parallel
 
-    monkeypatch.setattr(parallel, "MIN_PART_WORK", 1)  # with 3 threads, every product splits three ways
 
     rng = np.random.default_rng(6)
     shape, hidden = ((2, 3, 4), 6) if threads == 1 else ((601, 64), 600)  # the big one: split over 3 threads
@@ -454,12 +449,11 @@ def test_relu_mlp_equals_linear_relu_linear(monkeypatch, threads):
 
 
 @pytest.mark.parametrize("threads", [1, 3])
-def test_relu_mlp_and_linear_gradients_when_each_thread_runs_whole_rows(monkeypatch, threads):
+def test_relu_mlp_and_linear_gradients_when_each_thread_runs_whole_rows(threads, split_every_op):
     """Past SKINNY_ROWS tokens, relu_mlp's forward and both ops' backwards run every step of a token on one
     thread (one hand-off), adding the weight gradients per thread: checked by finite differences."""
     from microgpt.autograd import parallel
 
-    monkeypatch.setattr(parallel, "MIN_PART_WORK", 1)  # so that these small products split
     rng = np.random.default_rng(7)
     x = rng.normal(size=(3, F.SKINNY_ROWS // 3 + 2, 4))  # more tokens than SKINNY_ROWS
     w1, w2 = rng.normal(size=(6, 4)), rng.normal(size=(5, 6))

@@ -244,12 +244,11 @@ def test_rms_norm(with_weight, data, shape, eps, seed):
 
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("norm_first", [False, True])
-def test_rms_norm_adds_in_the_gradient_its_input_already_has(monkeypatch, threads, norm_first):
+def test_rms_norm_adds_in_the_gradient_its_input_already_has(threads, norm_first, split_every_op):
     """x feeds rms_norm and another op (a residual stream): rms_norm's backward takes what x has received so
     far out of the walk and adds it in its own pass. Either order of the two, split or not, gives the sum."""
     from microgpt.autograd import parallel
 
-    monkeypatch.setattr(parallel, "MIN_PART_WORK", 1)  # the backward splits three ways
     rng = np.random.default_rng(3)
     data, upstream = rng.normal(size=(601, 64)), rng.normal(size=(601, 64))
     alone = Tensor(data)
@@ -373,9 +372,8 @@ def _run(fn, arrays_in, upstream):
     return out.data, [t.grad for t in tensors]
 
 
-def test_cross_entropy_split_over_threads_matches_the_reference(set_threads, monkeypatch):
+def test_cross_entropy_split_over_threads_matches_the_reference(set_threads, split_every_op):
     set_threads(3)  # an uneven three-way split whatever the machine's core count
-    monkeypatch.setattr(parallel, "MIN_PART_WORK", 1)  # every op splits, whatever its estimated cost
     rng = np.random.default_rng(0)
     n, vocab = 601, 512  # 601 rows split unevenly
     logits = rng.normal(0.0, 3.0, (n, vocab))
@@ -393,8 +391,7 @@ def test_cross_entropy_split_over_threads_matches_the_reference(set_threads, mon
 
 
 @pytest.mark.parametrize("causal", [True, False])
-def test_attention_split_over_threads_matches_one_thread(causal, set_threads, monkeypatch):
-    monkeypatch.setattr(parallel, "MIN_PART_WORK", 1)  # every op splits, whatever its estimated cost
+def test_attention_split_over_threads_matches_one_thread(causal, set_threads, split_every_op):
     rng = np.random.default_rng(1)
     b, h, tq, tk, d = 1, 7, 200, 229, 8  # 7 heads split over the threads; queries are the last 200 positions
     q, k, v = (rng.normal(0.0, 1.0, (b, h, n, d)) for n in (tq, tk, tk))

@@ -129,13 +129,11 @@ def test_zero_grad_forgets_gradients_that_backward_then_writes_into_the_flat_buf
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("tie, positions", [(False, "learned"), (True, "rope")])
 def test_gradients_written_straight_into_the_optimizers_buffer_equal_those_made_without_one(
-        monkeypatch, threads, tie, positions):
+        threads, tie, positions, split_every_op):
     """Ops write a weight's gradient into Adam's buffer (gradient_home) instead of handing the walk a copy to
     make: the embedding, the fused loss, linear and the MLP, split or not; with tied embeddings two of them
     want the same buffer. Gradients must equal a model's without an optimizer, and add up on a second pass."""
-    from microgpt.autograd import parallel
 
-    monkeypatch.setattr(parallel, "MIN_PART_WORK", 1)  # every weight gradient splits over the threads
     config = GPTConfig(zero_init=False, vocab_size=9, n_layer=1, n_embd=8, n_head=2, block_size=6,
                        tie_embeddings=tie, positions=positions)
     x, y = batch()

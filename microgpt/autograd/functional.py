@@ -91,8 +91,9 @@ def _weight_gradient(g: np.ndarray, x: np.ndarray, out: np.ndarray | None = None
 
 def _sum_parts(parts: dict[int, np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
     """Per-thread partial sums, keyed by their first token, added in token order (reproducible): into `out`
-    when given (a part may already be it), else into the first part. The rows of the sum are split over the
-    cores: eight parts of a vocabulary head's dL/dW are seven passes over 4 MiB, too long for one core."""
+    when given (the first part may already be it; no other may), else into the first part. The rows of the
+    sum are split over the cores: eight parts of a vocabulary head's dL/dW are seven additions of 4 MiB
+    arrays, too long for one core."""
     arrays = [parts[lo] for lo in sorted(parts)]
     total = arrays[0] if out is None or out is arrays[0] else out
     if len(arrays) == 1:
@@ -105,7 +106,7 @@ def _sum_parts(parts: dict[int, np.ndarray], out: np.ndarray | None = None) -> n
         for part in arrays[2:]:
             total[lo:hi] += part[lo:hi]
 
-    run_split(rows, len(total), 2 * len(arrays) * total.size * PASS_WORK)  # each part read once, the sum rewritten
+    run_split(rows, len(total), 2 * len(arrays) * total.size * PASS_WORK, calls=len(arrays) - 1)  # read, rewrite
     return total
 
 
@@ -312,6 +313,7 @@ def _targets(targets: Any, logits_shape: tuple[int, ...], V: int,
 RMS_EPS = 1e-5  # added to mean(x^2) before the square root in RMSNorm: a row of zeros stays finite
 EXP_SAFE = 60.0  # exp(z) for |z| <= 60, and sums of 2^40 such terms, stay finite and normal in float32
 LOSS_BLOCK_ROWS = 256  # tokens (rows of logits) the losses hold at a time (cross_entropy: fewer if past the cache)
+LOSS_BLOCK_CALLS = 10  # about as many big NumPy calls per block of linear_cross_entropy (products, exp, scalings)
 _CACHE_ELEMENTS = 1 << 17  # 512 KiB of float32: a block of this size stays in the CPU's L2 cache between passes
 
 
@@ -461,7 +463,7 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
         if dW is not None:
             dW_parts[lo] = dW
 
-    run_split(rows, N, N * V * (3 * X.shape[1] * MAC_WORK + 3 * PASS_WORK), calls=15)  # 3 products, exp, sum...
+    run_split(rows, N, N * V * (3 * X.shape[1] * MAC_WORK + 3 * PASS_WORK), calls=LOSS_BLOCK_CALLS)
     loss = np.asarray(losses.sum() / n if n else np.nan, dtype=X.dtype)
 
     def backward(g: np.ndarray):

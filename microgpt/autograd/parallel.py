@@ -10,8 +10,10 @@ waiting) about 100. Each further helper costs much less (10-20 us: it is woken w
 run; measured on that VM and on a 16-core Xeon). So every caller states its `work` in nanoseconds of one
 core (the `*_WORK` rates below are measured), only work worth more than a hand-off is split, and the calling
 thread, which starts at once, takes a larger first range so it finishes last and never sleeps waiting for a
-late helper. Parts that make many NumPy calls also queue for the interpreter lock between calls, more the
-more parts there are: such callers say how many calls a part makes, and get fewer parts.
+late helper. Parts also queue for the interpreter lock: every NumPy call on a big array lets go of it and
+must take it back, waiting while another part runs Python. Callers whose parts make many such calls say how
+many (`calls`), and get fewer parts (on a 16-core Xeon, 64 small products split 8 ways took 2.8x as long as
+on one thread).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from microgpt.hardware import usable_cores
 MAX_THREADS = 256  # the most parts a split may be asked for (THREADS, bench --threads)
 MIN_PART_WORK = 120_000  # ns: what splitting at all costs (the first helper's hand-off and the wait for it)
 MORE_PART_WORK = 20_000  # ns: what each part past the second costs on top (one more helper woken)
-CALL_WORK = 10_000  # ns: what each NumPy call of a part costs per other part running beside it (the GIL's turns)
+CALL_WORK = 10_000  # ns: what each big NumPy call of a part costs per other part beside it (a turn at the lock)
 HANDOFF = 50_000  # ns of work the calling thread does more than each helper: the helper's late start
 # Rates in ns of one core, measured on one AVX-512 core (OpenBLAS SkylakeX); estimates, not guarantees.
 MAC_WORK = 1 / 64  # one multiply-add inside a BLAS product
@@ -95,11 +97,11 @@ def set_threads(n: int) -> None:
 
 def _split_time(n: int, work: float, parts: int, calls: int = 0) -> float:
     """Estimated ns until `parts` parts are done: the longest part's units, plus the hand-offs, plus the turns
-    at the interpreter lock when each part makes `calls` NumPy calls.
+    at the interpreter lock when each part makes `calls` big NumPy calls.
 
-    For many units this is work/p + MIN_PART_WORK + (p - 2) MORE_PART_WORK: a third part or more saves
-    work/(p(p + 1)) and costs MORE_PART_WORK. For few units the longest part counts whole ones: 8 sequences
-    in 7 parts take as long as in 4.
+    For many units this is work/p + MIN_PART_WORK + (p - 2) MORE_PART_WORK + (p - 1) calls CALL_WORK: going
+    from p to p + 1 parts saves work/(p(p + 1)) and costs MORE_PART_WORK + calls CALL_WORK. For few units the
+    longest part counts whole ones: 8 sequences in 7 parts take as long as in 4.
     """
     if parts == 1:
         return work
@@ -110,7 +112,7 @@ def _split_time(n: int, work: float, parts: int, calls: int = 0) -> float:
 def split_parts(n: int, work: float, calls: int = 0) -> int:
     """How many parts run_split cuts `n` units of `work` ns into: the quickest by `_split_time`, at most the
     threads set (set_threads)."""
-    if work <= 2 * MIN_PART_WORK:  # then no split beats one part: half the work plus a hand-off is more
+    if work <= MIN_PART_WORK:  # then no split beats one part: the first hand-off alone costs more
         return 1
     return min(range(1, min(_parts, n) + 1), key=lambda p: _split_time(n, work, p, calls))
 
@@ -120,9 +122,8 @@ def run_split(fn: Callable[[int, int], None], n: int, work: float, calls: int = 
 
     BLAS itself runs on one thread (set below, when this module is imported): the parts are the parallelism.
     The number of parts is the one that makes the split quickest by `_split_time`: small work stays on few
-    cores however many there are (on 16 cores, 8 parts of a c1-sized step ran slower than 2). The calling
-    thread works on the first range itself, HANDOFF longer than the others. The ranges depend only on
-    (n, work, calls, threads), so results are the same run to run. A split asked for while another is running (from
+    cores however many there are. The calling thread works on the first range itself, HANDOFF longer than the
+    others. The ranges depend only on (n, work, calls, threads), so results are the same run to run. A split asked for while another is running (from
     another thread, or from inside a part) runs on its own caller, whole.
     """
     parts = split_parts(n, work, calls)

@@ -20,7 +20,7 @@ import numpy as np
 
 from microgpt.autograd import Tensor, is_grad_enabled
 from microgpt.autograd import functional as F
-from microgpt.autograd.functional import LOSS_BLOCK_ROWS
+from microgpt.autograd.functional import LOSS_BLOCK_CALLS, LOSS_BLOCK_ROWS
 from microgpt.autograd.parallel import MAC_WORK, PASS_WORK, split_parts
 from microgpt.nn.layers import INIT_STD, Block, Dropout, Embedding, KVCache, Linear, check_ids
 from microgpt.nn.module import Module, Parameter
@@ -83,7 +83,7 @@ class GPTConfig:
         (F.linear_cross_entropy), holds no (B*T, V) logits, only each thread's (V, tokens) block and dL/dW."""
         b, t, c, h, v = batch_size, self.block_size, self.n_embd, self.n_head, self.vocab_size
         weights = 5 * self.num_parameters()
-        parts = split_parts(b * t, b * t * v * (3 * c * MAC_WORK + 3 * PASS_WORK), 15)  # as linear_cross_entropy does
+        parts = split_parts(b * t, b * t * v * (3 * c * MAC_WORK + 3 * PASS_WORK), LOSS_BLOCK_CALLS)  # as the loss does
         output = parts * v * (min(-(-b * t // parts), LOSS_BLOCK_ROWS) + c) + 2 * b * t * c
         activations = self.n_layer * (b * t * c * 20 + b * h * t * t) + output
         return (weights + activations) * 4 / 2**20

@@ -142,7 +142,7 @@ class Adam:
             tmp *= step_size / root_v_hat
             p -= tmp
 
-        run_split(update, self.n_adam, 16 * self.n_adam * PASS_WORK, calls=11)  # sixteen passes, in eleven calls
+        run_split(update, self.n_adam, 16 * self.n_adam * PASS_WORK, calls=12 + bool(self.weight_decay))  # 16 passes
         if self.t % FLUSH_EVERY == 0:
             run_split(self._flush_subnormal, self.flat.size, 6 * self.flat.size * PASS_WORK)
 
