@@ -27,6 +27,7 @@ import contextlib
 import math
 import os
 import platform
+import shlex
 import signal
 import sys
 import time
@@ -118,6 +119,17 @@ def _with_dropout(model: GPT, dropout: float) -> GPT:
     rebuilt = GPT(replace(model.config, dropout=dropout), seed=0)
     rebuilt.load_state_dict(model.state_dict())
     return rebuilt
+
+
+def command_line(argv: list[str]) -> str:
+    """The command that started this process, as one would type it again: `python -m microgpt train ...`
+    (argv[0] is then the package's __main__.py, a full path), each word quoted where the shell needs it."""
+    words = list(argv)
+    if words and Path(words[0]).name == "__main__.py" and Path(words[0]).parent.name == "microgpt":
+        words[:1] = ["python", "-m", "microgpt"]
+    elif words:
+        words[0] = Path(words[0]).name
+    return shlex.join(words)
 
 
 class Trainer:
@@ -529,6 +541,6 @@ class Trainer:
             "final": {"step": p.step, "val_loss": p.last_val_loss if p.val_step in (None, p.step) else None,
                       "tokens_seen": p.tokens_seen},  # a loss only if measured on the final weights
             "checkpoints": {k: v for k, v in self.checkpoints.items() if not k.endswith("_step")},
-            "resumed_from": self.resumed_from, "command": " ".join(sys.argv),
+            "resumed_from": self.resumed_from, "command": command_line(sys.argv),
             **({"error": error} if error else {}),
         })
