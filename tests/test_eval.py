@@ -15,7 +15,7 @@ from microgpt.data.dataset import iter_dataset
 from microgpt.data.tokenizer import CharTokenizer
 from microgpt.evaluation.heldout import plan_windows, score_documents
 from microgpt.nn import GPT, GPTConfig
-from microgpt.storage import load_checkpoint, save_checkpoint
+from microgpt.storage import checkpoint_info, load_checkpoint, save_checkpoint
 
 QA = [
     ("What is a token?", "A small piece of text the model reads as one unit."),
@@ -261,14 +261,37 @@ def test_table_csv_and_options(trained, workdir, capsys):
     with open(workdir / "logs" / "eval" / "heldout_latest_checkpoint.csv", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["timestamp", "checkpoint", "dataset", "dataset_sha256", "split", "records", "tokens",
-                       "bytes", "loss", "ppl", "bits_per_byte"]
+                       "bytes", "loss", "ppl", "bits_per_byte", "run_id", "step"]
+    info = checkpoint_info(trained["checkpoint"])
     assert len(rows) == 2 and rows[1][5] == "2"
+    assert rows[1][-2:] == [info["run"], str(info["step"])] and info["run"]  # which weights were scored
     assert (workdir / "elsewhere" / "eval" / "heldout_latest_checkpoint.csv").is_file()
     first = eval_json(capsys, checkpoint, str(data))
     with open(workdir / "logs" / "eval" / "heldout_latest_checkpoint.csv", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     assert len(rows) == 3 and rows[0][0] == "timestamp"  # appended, header once
     assert first["results"][0]["records"] == 5 and first["stride"] == 16
+
+
+def test_a_results_file_begun_before_run_and_step_were_recorded_keeps_its_columns(tmp_path):
+    from microgpt.evaluation.heldout import EARLIER_CSV_FIELDS, EvalResult, append_results, results_csv_path
+
+    result = EvalResult(dataset="d.jsonl", sha256="0" * 64, split="all", records=1, tokens=10, bytes=20, loss=1.0,
+                        bits_per_byte=0.5, skipped=0, seconds=0.1)
+    path = results_csv_path("models/best.npz", tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text(",".join(EARLIER_CSV_FIELDS) + "\r\n" + "old,row" + ",x" * 9 + "\r\n", encoding="utf-8")
+    append_results([result], "models/best.npz", tmp_path, {"run_id": "20261127-120000_run", "step": 40})
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    assert [len(row) for row in rows] == [11, 11, 11] and rows[2][2] == "d.jsonl"  # no column the header lacks
+    fresh = append_results([result], "models/other.npz", tmp_path, {"run_id": "a\nrun", "step": 7})
+    with open(fresh, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[1][-2:] == ["a\\nrun", "7"]  # a checkpoint's run_id stays on its line
+    append_results([result], "models/go.npz", tmp_path, {})  # the original Go trainer's: no run, no step
+    with open(results_csv_path("models/go.npz", tmp_path), encoding="utf-8", newline="") as f:
+        assert list(csv.reader(f))[1][-2:] == ["", ""]
 
 
 def test_invalid_records_are_skipped_and_reported(workdir, capsys):

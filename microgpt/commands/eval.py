@@ -46,7 +46,7 @@ DATASET then defaults to the run's dataset.
 same rendered texts after it has read the training data (--train-data, default the checkpoint's dataset). A
 model that generalises should beat it.
 
-Results are appended to LOG_DIR/eval/heldout_<checkpoint-stem>.csv.
+Results are appended to LOG_DIR/eval/heldout_<checkpoint-stem>.csv, with the run and step of the weights scored.
 
 examples:
   python -m microgpt eval models/best_checkpoint.npz ../shared/eval/self_instruct_seed_tasks.jsonl
@@ -166,7 +166,7 @@ def _report(args: argparse.Namespace, checkpoint, results: list, stride: int,
                 share = "n/a" if r.unspelled else f"{r.bits_per_byte / xz:.1%}"
                 print(f"xz having read {one_line(train_data)}: {xz:.3f} bits/byte on {one_line(r.dataset)}; "
                       f"the model needs {share} of that")
-    csv_path = append_results(results, args.checkpoint, log_dir)  # after the report: a failing disk loses no result
+    csv_path = append_results(results, args.checkpoint, log_dir, checkpoint.meta)  # after the report: nothing lost
     print(f"results appended to {one_line(str(csv_path))}", file=sys.stderr if args.json else sys.stdout)
 
 

@@ -29,6 +29,9 @@ Batching
 
 `--split val` instead reproduces the training run's validation loss: same config, same document split,
 same windows (`validation_batches`), same `evaluate` as the trainer.
+
+The module is long because a score's whole path sits here, each step beside the one it feeds: reading a
+held-out file, windowing its documents, scoring them, and the table, JSON and CSV that report them.
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ from microgpt.train.resume import stored_config
 from microgpt.train.trainer import evaluate
 
 CSV_FIELDS = ("timestamp", "checkpoint", "dataset", "dataset_sha256", "split", "records", "tokens", "bytes",
-              "loss", "ppl", "bits_per_byte")
+              "loss", "ppl", "bits_per_byte", "run_id", "step")
+EARLIER_CSV_FIELDS = CSV_FIELDS[:-2]  # a file begun before run_id and step were recorded keeps its columns
 DEFAULT_BATCH_SIZE = 32
 MAX_SHOWN_PROBLEMS = 5
 
@@ -362,22 +366,28 @@ def results_csv_path(checkpoint_path: str | Path, log_dir: str | Path = TrainCon
     return Path(log_dir) / "eval" / f"heldout_{checkpoint_stem(checkpoint_path)}.csv"
 
 
-def append_results(results: Sequence[EvalResult], checkpoint_path: str | Path, log_dir: str | Path = TrainConfig.log_dir) -> Path:
-    """Append one row per result to the checkpoint's CSV, writing the header when the file is new."""
+def append_results(results: Sequence[EvalResult], checkpoint_path: str | Path, log_dir: str | Path = TrainConfig.log_dir,
+                   meta: dict | None = None) -> Path:
+    """Append one row per result to the checkpoint's CSV, writing the header when the file is new. `meta` is
+    the checkpoint's: its run_id and step say which weights were scored, since a checkpoint's file is
+    overwritten as its run goes on (blank for a checkpoint that has none, as the original Go trainer's)."""
     path = results_csv_path(checkpoint_path, log_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().isoformat(timespec="seconds")
-    rows = io.StringIO()
-    writer = csv.writer(rows)
-    for r in results:
-        writer.writerow([stamp, str(checkpoint_path), r.dataset, r.sha256, r.split, r.records, r.tokens,
-                         r.bytes, f"{r.loss:.6f}", f"{r.ppl:.4f}", f"{r.bits_per_byte:.6f}"])
+    meta = meta or {}
     table = LineFile(path)
     try:
+        with open(path, encoding="utf-8", errors="replace", newline="") as f:
+            earlier = table.size > 0 and next(csv.reader(f), None) == list(EARLIER_CSV_FIELDS)
+        rows = io.StringIO()
+        writer = csv.writer(rows)
         if table.size == 0:  # a new file (or one whose only line was torn) starts with the header
-            header = io.StringIO()
-            csv.writer(header).writerow(CSV_FIELDS)
-            table.append(header.getvalue())
+            writer.writerow(CSV_FIELDS)
+        for r in results:
+            row = [stamp, str(checkpoint_path), r.dataset, r.sha256, r.split, r.records, r.tokens, r.bytes,
+                   f"{r.loss:.6f}", f"{r.ppl:.4f}", f"{r.bits_per_byte:.6f}", one_line(str(meta.get("run_id") or "")),
+                   "" if meta.get("step") is None else one_line(str(meta["step"]))]
+            writer.writerow(row[:len(EARLIER_CSV_FIELDS)] if earlier else row)
         table.append(rows.getvalue())  # every row or none: a full disk leaves no torn row behind
     finally:
         table.close()
