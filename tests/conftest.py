@@ -42,9 +42,10 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 
 @pytest.fixture
 def split_every_op(monkeypatch):
-    """Hand-offs and the lock's turns cost nothing: every run_split cuts its range into as many parts as make
-    the longest shortest (one per thread, when the units allow), so small test arrays take the threaded paths."""
+    """Hand-offs and the lock's turns cost nothing: every run_split cuts its range into the fewest parts that
+    make the longest part shortest, all of about one size (the calling thread's range is no longer than the
+    others'), so small test arrays take the threaded paths with real work in every part."""
     from microgpt.autograd import parallel
 
-    for name in ("MIN_PART_WORK", "MORE_PART_WORK", "CALL_WORK"):
+    for name in ("MIN_PART_WORK", "MORE_PART_WORK", "CALL_WORK", "HANDOFF"):
         monkeypatch.setattr(parallel, name, 0)

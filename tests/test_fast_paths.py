@@ -184,6 +184,17 @@ def test_attend_newest_equals_causal_attention_of_the_last_query(scale):
     np.testing.assert_allclose(masked[1:], row1, rtol=1e-10, atol=1e-12)
 
 
+def test_a_product_with_no_rows_is_an_empty_result_however_many_threads():
+    from microgpt.autograd import parallel
+
+    parallel.set_threads(8)  # reading the weights alone is worth a split: no rows must still mean one part
+    try:
+        out = F.linear(Tensor(np.zeros((0, 768), dtype=np.float32)), Tensor(np.ones((1000, 768), dtype=np.float32)))
+    finally:
+        parallel.set_threads(0)
+    assert out.shape == (0, 1000)
+
+
 @pytest.mark.parametrize("threads, work, numpy_calls, parts", [
     (8, 1 << 24, 0, 8),  # big work: one part per thread, past 4
     (8, 1 << 24, 100, 4),  # the same work in parts of 100 NumPy calls each: a fifth part queues at the GIL more

@@ -125,7 +125,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subpro
     (["/home/x/other/__main__.py", "train"], "__main__.py train"),  # another package's __main__ keeps its name
 ])
 def test_the_manifest_records_the_command_as_one_would_type_it_again(argv, typed) -> None:
-    assert trainer_module.command_line(argv) == typed
+    assert trainer_module.command_line(argv, python="python") == typed
 
 
 # --- a run leaves every artifact ------------------------------------------------------------------------
@@ -181,7 +181,7 @@ def test_run_writes_every_artifact_with_its_columns(finished_run) -> None:
     assert (manifest["status"], manifest["stop_reason"], manifest["steps"]) == ("finished", "completed", 30)
     assert manifest["best_val_loss"] == pytest.approx(float(rows[-1]["best_val_loss"]))
     assert manifest["final"]["val_loss"] == pytest.approx(float(rows[-1]["val_loss"]))
-    assert manifest["command"] == "python -m microgpt train"  # as one would type it again, not __main__.py's path
+    assert manifest["command"] == f"{Path(sys.executable).name} -m microgpt train"  # not __main__.py's full path
 
     val = float(rows[-1]["val_loss"])
     final = Path("models") / f"ckpt_{run_id}_step0030_valloss{val:.4f}.npz"

@@ -112,7 +112,7 @@ def _split_time(n: int, work: float, parts: int, calls: int = 0) -> float:
 def split_parts(n: int, work: float, calls: int = 0) -> int:
     """How many parts run_split cuts `n` units of `work` ns into: the quickest by `_split_time`, at most the
     threads set (set_threads)."""
-    if work <= MIN_PART_WORK:  # then no split beats one part: the first hand-off alone costs more
+    if n < 2 or work <= MIN_PART_WORK:  # then no split beats one part: the first hand-off alone costs more
         return 1
     return min(range(1, min(_parts, n) + 1), key=lambda p: _split_time(n, work, p, calls))
 

@@ -121,12 +121,13 @@ def _with_dropout(model: GPT, dropout: float) -> GPT:
     return rebuilt
 
 
-def command_line(argv: list[str]) -> str:
+def command_line(argv: list[str], python: str | None = None) -> str:
     """The command that started this process, as one would type it again: `python -m microgpt train ...`
-    (argv[0] is then the package's __main__.py, a full path), each word quoted where the shell needs it."""
+    (argv[0] is then the package's __main__.py, a full path; `python` is this interpreter's name), each word
+    quoted where a POSIX shell needs it."""
     words = list(argv)
     if words and Path(words[0]).name == "__main__.py" and Path(words[0]).parent.name == "microgpt":
-        words[:1] = ["python", "-m", "microgpt"]
+        words[:1] = [python or Path(sys.executable).name or "python", "-m", "microgpt"]
     elif words:
         words[0] = Path(words[0]).name
     return shlex.join(words)
