@@ -123,8 +123,9 @@ def run_split(fn: Callable[[int, int], None], n: int, work: float, calls: int = 
     BLAS itself runs on one thread (set below, when this module is imported): the parts are the parallelism.
     The number of parts is the one that makes the split quickest by `_split_time`: small work stays on few
     cores however many there are. The calling thread works on the first range itself, HANDOFF longer than the
-    others. The ranges depend only on (n, work, calls, threads), so results are the same run to run. A split asked for while another is running (from
-    another thread, or from inside a part) runs on its own caller, whole.
+    others. The ranges depend only on (n, work, calls, threads), so results are the same run to run. A split
+    asked for while another is running (from another thread, or from inside a part) runs on its own caller,
+    whole.
     """
     parts = split_parts(n, work, calls)
     if parts < 2 or not _in_use.acquire(blocking=False):

@@ -45,7 +45,7 @@ C1 = GPTConfig(vocab_size=2048, n_layer=1, n_embd=48, n_head=4, block_size=96, p
 C2 = GPTConfig(vocab_size=8192, n_layer=4, n_embd=128, n_head=8, block_size=256, positions="learned")
 TRAINED = TrainConfig()  # what `microgpt train` trains when nothing else is said
 # steps per timed window: about half a second each on a 2-core VM (c1-b1's 0.2 s windows put its %ref anywhere
-# from 77% to 109% in runs minutes apart; 0.5 s windows, 91-97%)
+# from 77% to 109% in runs minutes apart; 0.5 s windows, 91-96%)
 CONFIGS = {
     "c1-b1": BenchConfig("c1-b1", C1, 1, 250),
     "c1-b16": BenchConfig("c1-b16", C1, 16, 35),
