@@ -143,10 +143,15 @@ def assistant(text: str) -> dict:
     return {"role": "assistant", "content": text}
 
 
-def ask(page: Any, text: str, status: str = "ready") -> None:
-    """Type `text`, send it, and wait until the page's status line says `status` (after some reply began)."""
+def send(page: Any, text: str) -> None:
+    """Type `text` into the message box and press Enter, as a user sends a message."""
     page.fill("#input", text)
     page.press("#input", "Enter")
+
+
+def ask(page: Any, text: str, status: str = "ready") -> None:
+    """Type `text`, send it, and wait until the page's status line says `status` (after some reply began)."""
+    send(page, text)
     page.wait_for_function(f"document.getElementById('status').textContent === '{status}' && "
                            "document.querySelectorAll('.assistant, .error').length > 0", timeout=30_000)
     page.wait_for_function(f"document.getElementById('status').textContent === '{status}'", timeout=30_000)
@@ -188,8 +193,7 @@ REPLY = "[...document.querySelectorAll('.assistant')].pop()?.textContent"  # the
 @needs_browser
 def test_while_a_reply_streams_send_is_stop_and_stop_keeps_the_partial_reply() -> None:
     with scripted_page() as (page, sent, server):
-        page.fill("#input", "first question")
-        page.press("#input", "Enter")
+        send(page, "first question")
         server.say(0, "par")
         server.say(0, "tial")
         wait_until(page, f"{REPLY} === 'Model: partial'")
@@ -208,8 +212,7 @@ def test_while_a_reply_streams_send_is_stop_and_stop_keeps_the_partial_reply() -
         server.say(1, "second reply")
         server.finish(1)
         wait_until(page, f"{STATUS} === 'ready' && {REPLY} === 'Model: second reply'")
-        page.fill("#input", "third question")
-        page.press("#input", "Enter")
+        send(page, "third question")
         server.finish(2)
         wait_until(page, f"{STATUS} === 'ready'")
         assert [r["messages"] for r in sent] == [
@@ -223,8 +226,7 @@ def test_while_a_reply_streams_send_is_stop_and_stop_keeps_the_partial_reply() -
 @needs_browser
 def test_new_chat_during_a_reply_drops_that_reply() -> None:
     with scripted_page() as (page, sent, server):
-        page.fill("#input", "old question")
-        page.press("#input", "Enter")
+        send(page, "old question")
         server.say(0, "old partial")
         wait_until(page, f"{REPLY} === 'Model: old partial'")
         page.click("#clear")
@@ -232,8 +234,7 @@ def test_new_chat_during_a_reply_drops_that_reply() -> None:
         server.say(0, " and more")  # what the server would still have sent for the old reply
         server.finish(0)
         wait_until(page, f"{STATUS} === 'ready'")
-        page.fill("#input", "new chat question")
-        page.press("#input", "Enter")
+        send(page, "new chat question")
         server.say(1, "fresh")
         server.finish(1)
         wait_until(page, f"{STATUS} === 'ready' && {REPLY} === 'Model: fresh'")
@@ -244,13 +245,11 @@ def test_new_chat_during_a_reply_drops_that_reply() -> None:
 @needs_browser
 def test_after_an_error_the_conversation_is_as_shown() -> None:
     with scripted_page() as (page, sent, server):
-        page.fill("#input", "first question")
-        page.press("#input", "Enter")
+        send(page, "first question")
         server.say(0, "first reply")
         server.finish(0)
         wait_until(page, f"{STATUS} === 'ready' && {REPLY} === 'Model: first reply'")
-        page.fill("#input", "second question")
-        page.press("#input", "Enter")
+        send(page, "second question")
         server.say(1, "half a rep")
         server.fail(1, "the model broke")
         wait_until(page, f"{STATUS} === 'error'")
@@ -258,8 +257,7 @@ def test_after_an_error_the_conversation_is_as_shown() -> None:
         assert shown(page) == [user("first question"), assistant("first reply")]  # the failed turn is gone
         assert page.input_value("#input") == "second question"  # ready to send again
         assert page.inner_text("#send") == "Send"
-        page.fill("#input", "third question")
-        page.press("#input", "Enter")
+        send(page, "third question")
         server.say(2, "third reply")
         server.finish(2)
         wait_until(page, f"{STATUS} === 'ready' && {REPLY} === 'Model: third reply'")
