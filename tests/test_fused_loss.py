@@ -7,6 +7,8 @@ partial one): the block loop is then exercised at gradcheck-sized inputs.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from strategies import check_gradients
@@ -92,6 +94,25 @@ def test_linear_cross_entropy_stays_finite_at_huge_logits(small_blocks, dtype):
     assert fused[0] == pytest.approx(plain[0], rel=1e-5)
     for ours, reference in zip(fused[1:], plain[1:]):
         assert np.all(np.isfinite(ours))
+        np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_cross_entropy_redoes_only_the_blocks_whose_sums_leave_the_range(small_blocks, dtype):
+    """exp() is first taken unshifted: rows whose every logit is about -100 make sums that underflow to 0
+    (log 0 = -inf), rows at about +100 overflow. Those blocks are made again shifted by the max, the others
+    are kept, and no overflow warning escapes."""
+    x, weight, targets = problem(6, -1)
+    offset = np.zeros(ROWS)
+    offset.reshape(-1)[:3], offset.reshape(-1)[6:9] = -100.0, 100.0  # first block far below zero, third far above
+    x = np.concatenate([x, offset[..., None]], axis=-1).astype(dtype)  # a feature that adds `offset` to every logit
+    weight = np.concatenate([weight, np.ones((VOCAB, 1))], axis=1).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fused = forward_and_grads(lambda a, b: F.linear_cross_entropy(a, b, targets, -1), x, weight, 1.0)
+    plain = forward_and_grads(lambda a, b: unfused(a, b, targets, -1), x, weight, 1.0)
+    assert np.isfinite(fused[0]) and fused[0] == pytest.approx(plain[0], rel=1e-5)
+    for ours, reference in zip(fused[1:], plain[1:]):
         np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max())
 
 

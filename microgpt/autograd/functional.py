@@ -10,7 +10,6 @@ Attention's ops live in `attention` and are offered here too (`F.causal_self_att
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -303,15 +302,19 @@ def _targets(targets: Any, logits_shape: tuple[int, ...], V: int,
     if given.dtype.kind not in "iu" and not np.all(np.isfinite(given) & (given == np.trunc(given))):
         raise ValueError("cross_entropy: targets are class ids: whole numbers, not fractions")
     t = given.reshape(-1).astype(np.intp)
-    valid = np.ones(t.shape, dtype=bool) if ignore_index is None else t != ignore_index
-    safe_t = np.where(valid, t, 0)
-    if np.any((safe_t < 0) | (safe_t >= V)):
+    if ignore_index is None:  # every target counts (a training step's case: no passes to find the ignored ones)
+        valid, safe_t, n = np.ones(t.shape, dtype=bool), t, t.size
+    else:
+        valid = t != ignore_index
+        safe_t, n = np.where(valid, t, 0), int(valid.sum())
+    if safe_t.size and (safe_t.min() < 0 or safe_t.max() >= V):
         raise ValueError(f"cross_entropy: a target is outside [0, {V})")
-    return valid, safe_t, int(valid.sum())
+    return valid, safe_t, n
 
 
 RMS_EPS = 1e-5  # added to mean(x^2) before the square root in RMSNorm: a row of zeros stays finite
-EXP_SAFE = 60.0  # exp(z) for |z| <= 60, and sums of 2^40 such terms, stay finite and normal in float32
+LOG_SUM_SAFE = 60.0  # |log sum exp(z)| <= 60: no exp(z) overflowed, the sums are normal floats, and the products
+# of e with W stay finite in float32 (up to e^60 |W|)
 LOSS_BLOCK_ROWS = 256  # tokens (rows of logits) the losses hold at a time (cross_entropy: fewer if past the cache)
 LOSS_BLOCK_CALLS = 10  # about as many big NumPy calls per block of linear_cross_entropy (products, exp, scalings)
 _CACHE_ELEMENTS = 1 << 17  # 512 KiB of float32: a block of this size stays in the CPU's L2 cache between passes
@@ -411,7 +414,10 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
     A block is held transposed, (V, tokens), as W x^T: OpenBLAS makes that product and the two after it
     faster than the untransposed ones. With e = exp(z) and s = sum(e) per token, dz = (e - s onehot(t)) / (n s):
     the token's scale 1/(n s) is applied to the small operands (the (tokens, C) product and the rows of x)
-    instead of the (V, tokens) block, and the sums come from one matrix-vector product.
+    instead of the (V, tokens) block, and the sums come from one matrix-vector product. exp(z) is taken
+    without first subtracting each token's max logit (two passes saved): a block whose sums come out of range
+    (an overflow, or every logit far below zero) is made again with the shift. Ignored tokens have a scale of
+    0, which wipes out whatever their columns hold.
     `logits`, if given, is x W^T already computed: each block is then read from it, not computed. `arrays`,
     if given, are the (rows of x, W) to compute with: those that `linear` used for these logits.
     """
@@ -424,10 +430,14 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
     losses = np.zeros(N, dtype=X.dtype)
     dX = np.empty_like(X) if want_grad else None
     dW_parts: dict[int, np.ndarray] = {}  # each thread's dL/dW, by its first row: added in row order
-    # |z_ij| <= |x_i| |w_j|: a block whose rows are short enough cannot overflow exp, so it skips the shift
-    x_norm = np.sqrt(np.einsum("ij,ij->i", X, X))
-    w_norm = math.sqrt(float(np.einsum("ij,ij->i", W, W).max(initial=0.0)))
     ones = np.ones(V, dtype=X.dtype)  # ones @ e: every token's sum in one matrix-vector product
+
+    def logits(r0: int, r1: int, e: np.ndarray) -> None:
+        """e = this block's logits, one column a token."""
+        if Z is None:
+            np.matmul(W, X[r0:r1].T, out=e)
+        else:
+            e[...] = Z[r0:r1].T
 
     def rows(lo: int, hi: int) -> None:
         step = LOSS_BLOCK_ROWS
@@ -437,22 +447,23 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
             r1 = min(r0 + step, hi)
             index, t, counted = np.arange(r1 - r0), safe_t[r0:r1], valid[r0:r1]
             e = space[:V * (r1 - r0)].reshape(V, r1 - r0)  # this block's exp(logits - top), one column a token
-            if Z is None:
-                np.matmul(W, X[r0:r1].T, out=e)
-            else:
-                e[...] = Z[r0:r1].T
-            picked = e[t, index]
-            if x_norm[r0:r1].max(initial=0.0) * w_norm <= EXP_SAFE:
-                top = 0.0
-            else:
+            logits(r0, r1, e)
+            picked, top = e[t, index], 0.0
+            with np.errstate(over="ignore", divide="ignore"):  # an overflow is caught below, by the sums
+                np.exp(e, out=e)
+                total = ones @ e
+                log_total = np.log(total)
+            if not np.abs(log_total).max() <= LOG_SUM_SAFE:  # out of range (or NaN): again, shifted by the max
+                logits(r0, r1, e)
                 top = e.max(axis=0)
                 e -= top
-            np.exp(e, out=e)
-            total = ones @ e
-            losses[r0:r1] = np.where(counted, np.log(total) + top - picked, 0)
+                np.exp(e, out=e)
+                total = ones @ e
+                log_total = np.log(total)
+            losses[r0:r1] = np.where(counted, log_total + top - picked, 0)
             if want_grad:
                 scale = (counted / (max(n, 1) * total)).astype(X.dtype)[:, None]  # 1/(n s), 0 on ignored tokens
-                e[t[counted], index[counted]] -= total[counted]  # e - s onehot(t)
+                e[t, index] -= total  # e - s onehot(t)
                 np.matmul(e.T, W, out=dX[r0:r1])
                 dX[r0:r1] *= scale
                 if dW is None:
@@ -481,8 +492,13 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
 
 
 def _root_mean_square(x: np.ndarray, eps: float, out: np.ndarray | None = None) -> np.ndarray:
-    """sqrt(mean(x^2) + eps) over the last axis, shaped (..., 1) to divide x by."""
-    return np.sqrt(np.einsum("...i,...i->...", x, x)[..., None] * (1.0 / x.shape[-1]) + eps, out=out)
+    """sqrt(mean(x^2) + eps) over the last axis, shaped (..., 1) to divide x by; written into `out` if given."""
+    if out is None:
+        out = np.empty((*x.shape[:-1], 1), dtype=x.dtype)
+    np.einsum("...i,...i->...", x, x, out=out[..., 0])
+    out *= 1.0 / x.shape[-1]
+    out += eps
+    return np.sqrt(out, out=out)
 
 
 def rms_rows(x: np.ndarray, weight: np.ndarray | None = None, eps: float = RMS_EPS) -> np.ndarray:
@@ -511,20 +527,19 @@ def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = RMS_EPS) -> T
     rows = X.reshape(-1, C)
     inv_c = 1.0 / C
     W = None if weight is None else weight.data
-    r = np.empty((rows.shape[0], 1), dtype=X.dtype)
-    y = np.empty(rows.shape, dtype=np.result_type(X, r))
+    r = np.empty((rows.shape[0], 1), dtype=X.dtype)  # 1 / rms of each row
+    y = np.empty(rows.shape, dtype=X.dtype)
     out = y if W is None else np.empty(rows.shape, dtype=np.result_type(y, W))
     work = 5 * rows.size * PASS_WORK  # three passes, two of them writing a new array: about five simple ones
 
     def forward_rows(lo: int, hi: int) -> None:
-        xs = rows[lo:hi]
-        _root_mean_square(xs, eps, out=r[lo:hi])
-        np.divide(xs, r[lo:hi], out=y[lo:hi])
+        xs, rs = rows[lo:hi], r[lo:hi]
+        np.reciprocal(_root_mean_square(xs, eps, out=rs), out=rs)
+        np.multiply(xs, rs, out=y[lo:hi])
         if W is not None:
             np.multiply(y[lo:hi], W, out=out[lo:hi])
 
     run_split(forward_rows, rows.shape[0], work)
-    np.reciprocal(r, out=r)
 
     def backward(g: np.ndarray):
         g_rows = g.reshape(rows.shape)
@@ -536,12 +551,14 @@ def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = RMS_EPS) -> T
             sent = None if sent is None else sent.reshape(rows.shape)
 
             def backward_rows(lo: int, hi: int) -> None:
-                ys, gs = y[lo:hi], gy[lo:hi]
-                np.multiply(ys, np.einsum("ij,ij->i", gs, ys)[:, None] * inv_c, out=gx[lo:hi])
-                np.subtract(gs, gx[lo:hi], out=gx[lo:hi])
-                gx[lo:hi] *= r[lo:hi]
+                ys, gs, dx = y[lo:hi], gy[lo:hi], gx[lo:hi]
+                mean = np.einsum("ij,ij->i", gs, ys)[:, None]
+                mean *= inv_c
+                np.multiply(ys, mean, out=dx)
+                np.subtract(gs, dx, out=dx)
+                dx *= r[lo:hi]
                 if sent is not None:
-                    gx[lo:hi] += sent[lo:hi]
+                    dx += sent[lo:hi]
 
             run_split(backward_rows, rows.shape[0], RMS_BACKWARD_PASSES * rows.size * PASS_WORK)
             gx = gx.reshape(X.shape)

@@ -423,8 +423,7 @@ class Tensor:
             else:
                 full.fill(0)
             if isinstance(index, np.ndarray) and index.dtype.kind in "iu" and x.ndim == 2:
-                rows = index.reshape(-1).astype(np.intp)
-                rows = np.where(rows < 0, rows + x.shape[0], rows)
+                rows = index.reshape(-1).astype(np.intp, copy=False) % x.shape[0]  # -1 is the last row
                 cols = x.shape[1]
                 flat = (rows[:, None] * cols + np.arange(cols)).reshape(-1)
                 np.add.at(full.reshape(-1), flat, g.reshape(-1))
