@@ -9,12 +9,13 @@ import signal
 import subprocess
 import time
 
+import numpy as np
 import pytest
 
 from microgpt.__main__ import main
 from microgpt.autograd import Tensor
 from microgpt.bench.profile import format_profile, profile_step
-from microgpt.bench.throughput import BenchConfig, bench_config, machine_description, ratio_interval
+from microgpt.bench.throughput import BenchConfig, batches, bench_config, machine_description, ratio_interval
 from microgpt.commands import bench
 from microgpt.data.tokenizer import CharTokenizer
 from microgpt.nn import GPT, GPTConfig
@@ -35,6 +36,19 @@ def test_bench_row_reports_every_path_and_both_generation_batches():
     text = bench._format_row(row, with_torch=False)
     assert "fused" in text and "public" in text and "reference" in text and "b8" in text
     assert "95% intervals" in text and "%ref" in text.splitlines()[-1]
+
+
+def test_every_contestant_trains_on_the_same_stream_of_new_batches():
+    """One batch repeated is learnt by heart and the step's cost then follows that state: each step takes the
+    next batch of one random stream, the same stream for every contestant."""
+    first, second = batches(TINY), batches(TINY)
+    seen = [next(first) for _ in range(5)]
+    for (x, y), (x2, y2) in zip(seen, (next(second) for _ in range(5))):
+        assert np.array_equal(x, x2) and np.array_equal(y, y2)
+        assert x.shape == y.shape == (TINY.batch, TINY.model.block_size)
+        assert 0 <= x.min() and max(x.max(), y.max()) < TINY.model.vocab_size
+        assert np.array_equal(x[:, 1:], y[:, :-1])  # targets are the inputs shifted by one
+    assert len({x.tobytes() for x, _ in seen}) == 5
 
 
 def test_ratio_interval_keeps_each_windows_pair_together():

@@ -157,21 +157,22 @@ class Tensor:
 
     # ----- backpropagation ---------------------------------------------------------------------
     def _topological_order(self) -> list[Tensor]:
-        """Nodes that need a gradient, each after all of its parents (iterative DFS, no recursion)."""
+        """Nodes that need a gradient, each after all of its parents (iterative DFS, no recursion). A Tensor
+        hashes by identity (it defines no __eq__), so the set here, and the walk's dict, hold the nodes."""
         order: list[Tensor] = []
-        visited: set[int] = set()
+        visited: set[Tensor] = set()
         stack: list[tuple[Tensor, bool]] = [(self, False)]
         while stack:
             node, parents_done = stack.pop()
             if parents_done:
                 order.append(node)
                 continue
-            if id(node) in visited:
+            if node in visited:
                 continue
-            visited.add(id(node))
+            visited.add(node)
             stack.append((node, True))
             for parent in node._parents:
-                if parent.requires_grad and id(parent) not in visited:
+                if parent.requires_grad and parent not in visited:
                     stack.append((parent, False))
         return order
 
@@ -191,12 +192,12 @@ class Tensor:
             grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
             if grad.shape != self.shape:
                 raise ValueError(f"grad has shape {grad.shape} but the tensor has shape {self.shape}")
-        grads: dict[int, np.ndarray] = {id(self): grad}
+        grads: dict[Tensor, np.ndarray] = {self: grad}
         _walk.pass_id = next(_passes)
         _walk.grads = grads
         try:
             for node in reversed(self._topological_order()):
-                g = grads.pop(id(node), None)
+                g = grads.pop(node, None)
                 if g is None:
                     continue
                 if node._backward is None:  # a leaf: keep its gradient, summed over backward calls
@@ -212,8 +213,7 @@ class Tensor:
                 for parent, pg in zip(node._parents, node._backward(g)):
                     if pg is None or not parent.requires_grad:
                         continue
-                    key = id(parent)
-                    grads[key] = grads[key] + pg if key in grads else pg
+                    grads[parent] = grads[parent] + pg if parent in grads else pg
         finally:
             _walk.pass_id = 0  # no op outside a backward pass is handed a gradient_home
             _walk.grads = None
@@ -238,7 +238,7 @@ class Tensor:
         walk (None if there is none, or outside a backward): an op that adds it to the gradient it sends this
         tensor, inside a pass it makes anyway, spares the walk a pass over the sum."""
         grads = getattr(_walk, "grads", None)
-        return None if grads is None else grads.pop(id(self), None)
+        return None if grads is None else grads.pop(self, None)
 
     # ----- elementwise arithmetic (with broadcasting) --------------------------------------------
     def _broadcast_op(self, other: Tensor, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], sym: str):

@@ -17,7 +17,7 @@ import numpy as np
 
 from microgpt.autograd import Tensor
 from microgpt.autograd import functional as F
-from microgpt.bench.throughput import BenchConfig, _batch
+from microgpt.bench.throughput import BenchConfig, batches
 from microgpt.nn import GPT, Adam
 
 
@@ -31,7 +31,7 @@ def profile_step(cfg: BenchConfig, fused: bool = True, steps: int = 5,
     """Milliseconds per step: forward and backward per op, plus the totals, Adam and the graph walk."""
     model = GPT(cfg.model, seed=0)
     optimizer = Adam(model.parameters(), lr=1e-3)
-    x, y = _batch(cfg)
+    data = batches(cfg)
     forward: Counter[str] = Counter()
     backward: Counter[str] = Counter()
     last = [0.0]
@@ -54,6 +54,7 @@ def profile_step(cfg: BenchConfig, fused: bool = True, steps: int = 5,
         return out
 
     def step() -> tuple[float, float]:
+        x, y = next(data)
         optimizer.zero_grad()
         last[0] = clock()
         loss = model.loss(x, y) if fused else F.cross_entropy(model(x), y)
