@@ -98,10 +98,10 @@ def test_linear_cross_entropy_stays_finite_at_huge_logits(small_blocks, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_linear_cross_entropy_redoes_only_the_blocks_whose_sums_leave_the_range(small_blocks, dtype):
-    """exp() is first taken unshifted: rows whose every logit is about -100 make sums that underflow to 0
-    (log 0 = -inf), rows at about +100 overflow. Those blocks are made again shifted by the max, the others
-    are kept, and no overflow warning escapes."""
+def test_linear_cross_entropy_shifts_the_blocks_far_from_zero_and_keeps_ignored_rows_out(small_blocks, dtype):
+    """Rows whose every logit is about -100 make unshifted sums that underflow to 0 (log 0 = -inf), rows at
+    about +100 overflow: those blocks take the shift by the max, the others skip it, no overflow warning
+    escapes, and the ignored rows among them send no gradient."""
     x, weight, targets = problem(6, -1)
     offset = np.zeros(ROWS)
     offset.reshape(-1)[:3], offset.reshape(-1)[6:9] = -100.0, 100.0  # first block far below zero, third far above

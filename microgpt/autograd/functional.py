@@ -10,6 +10,7 @@ Attention's ops live in `attention` and are offered here too (`F.causal_self_att
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -313,8 +314,7 @@ def _targets(targets: Any, logits_shape: tuple[int, ...], V: int,
 
 
 RMS_EPS = 1e-5  # added to mean(x^2) before the square root in RMSNorm: a row of zeros stays finite
-LOG_SUM_SAFE = 60.0  # |log sum exp(z)| <= 60: no exp(z) overflowed, the sums are normal floats, and the products
-# of e with W stay finite in float32 (up to e^60 |W|)
+EXP_SAFE = 60.0  # exp(z) for |z| <= 60, and sums of 2^40 such terms, stay finite and normal in float32
 LOSS_BLOCK_ROWS = 256  # tokens (rows of logits) the losses hold at a time (cross_entropy: fewer if past the cache)
 LOSS_BLOCK_CALLS = 10  # about as many big NumPy calls per block of linear_cross_entropy (products, exp, scalings)
 _CACHE_ELEMENTS = 1 << 17  # 512 KiB of float32: a block of this size stays in the CPU's L2 cache between passes
@@ -414,10 +414,8 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
     A block is held transposed, (V, tokens), as W x^T: OpenBLAS makes that product and the two after it
     faster than the untransposed ones. With e = exp(z) and s = sum(e) per token, dz = (e - s onehot(t)) / (n s):
     the token's scale 1/(n s) is applied to the small operands (the (tokens, C) product and the rows of x)
-    instead of the (V, tokens) block, and the sums come from one matrix-vector product. exp(z) is taken
-    without first subtracting each token's max logit (two passes saved): a block whose sums come out of range
-    (an overflow, or every logit far below zero) is made again with the shift. Ignored tokens have a scale of
-    0, which wipes out whatever their columns hold.
+    instead of the (V, tokens) block, and the sums come from one matrix-vector product. Ignored tokens have a
+    scale of 0, which wipes out whatever their columns hold.
     `logits`, if given, is x W^T already computed: each block is then read from it, not computed. `arrays`,
     if given, are the (rows of x, W) to compute with: those that `linear` used for these logits.
     """
@@ -430,14 +428,10 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
     losses = np.zeros(N, dtype=X.dtype)
     dX = np.empty_like(X) if want_grad else None
     dW_parts: dict[int, np.ndarray] = {}  # each thread's dL/dW, by its first row: added in row order
+    # |z_ij| <= |x_i| |w_j|: a block whose rows are short enough cannot overflow exp, so it skips the shift
+    x_norm = np.sqrt(np.einsum("ij,ij->i", X, X))
+    w_norm = math.sqrt(float(np.einsum("ij,ij->i", W, W).max(initial=0.0)))
     ones = np.ones(V, dtype=X.dtype)  # ones @ e: every token's sum in one matrix-vector product
-
-    def logits(r0: int, r1: int, e: np.ndarray) -> None:
-        """e = this block's logits, one column a token."""
-        if Z is None:
-            np.matmul(W, X[r0:r1].T, out=e)
-        else:
-            e[...] = Z[r0:r1].T
 
     def rows(lo: int, hi: int) -> None:
         step = LOSS_BLOCK_ROWS
@@ -447,20 +441,19 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
             r1 = min(r0 + step, hi)
             index, t, counted = np.arange(r1 - r0), safe_t[r0:r1], valid[r0:r1]
             e = space[:V * (r1 - r0)].reshape(V, r1 - r0)  # this block's exp(logits - top), one column a token
-            logits(r0, r1, e)
-            picked, top = e[t, index], 0.0
-            with np.errstate(over="ignore", divide="ignore"):  # an overflow is caught below, by the sums
-                np.exp(e, out=e)
-                total = ones @ e
-                log_total = np.log(total)
-            if not np.abs(log_total).max() <= LOG_SUM_SAFE:  # out of range (or NaN): again, shifted by the max
-                logits(r0, r1, e)
+            if Z is None:
+                np.matmul(W, X[r0:r1].T, out=e)
+            else:
+                e[...] = Z[r0:r1].T
+            picked = e[t, index]
+            if x_norm[r0:r1].max(initial=0.0) * w_norm <= EXP_SAFE:
+                top = 0.0
+            else:
                 top = e.max(axis=0)
                 e -= top
-                np.exp(e, out=e)
-                total = ones @ e
-                log_total = np.log(total)
-            losses[r0:r1] = np.where(counted, log_total + top - picked, 0)
+            np.exp(e, out=e)
+            total = ones @ e
+            losses[r0:r1] = np.where(counted, np.log(total) + top - picked, 0)
             if want_grad:
                 scale = (counted / (max(n, 1) * total)).astype(X.dtype)[:, None]  # 1/(n s), 0 on ignored tokens
                 e[t, index] -= total  # e - s onehot(t)
@@ -534,8 +527,8 @@ def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = RMS_EPS) -> T
 
     def forward_rows(lo: int, hi: int) -> None:
         xs, rs = rows[lo:hi], r[lo:hi]
-        np.reciprocal(_root_mean_square(xs, eps, out=rs), out=rs)
-        np.multiply(xs, rs, out=y[lo:hi])
+        np.divide(xs, _root_mean_square(xs, eps, out=rs), out=y[lo:hi])
+        np.reciprocal(rs, out=rs)
         if W is not None:
             np.multiply(y[lo:hi], W, out=out[lo:hi])
 
