@@ -24,6 +24,16 @@ from microgpt.autograd import Tensor, functional, is_grad_enabled, no_grad, unbr
 # ----- accumulation over shared subexpressions -------------------------------------------------------------
 
 
+def test_a_tensor_hashes_by_identity_so_the_walk_can_key_by_it():
+    """backward() keeps its visited set and its gradients dict keyed by the nodes themselves: two tensors with
+    equal values are two nodes, and an elementwise __eq__ added to Tensor would break that walk."""
+    a, b = Tensor(np.ones(3)), Tensor(np.ones(3))
+    assert Tensor.__hash__ is object.__hash__ and Tensor.__eq__ is object.__eq__
+    assert len({a, b}) == 2 and a != b
+    (a * b).sum().backward()
+    np.testing.assert_array_equal(a.grad, b.data)
+
+
 @given(x=arrays(shapes()), seed=seeds)
 def test_a_subexpression_used_several_times_sums_its_gradients(x, seed):
     """z = y x + y + x with y = x x: dz/dx = 3x^2 + 2x + 1, through three paths that meet at x."""

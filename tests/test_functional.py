@@ -457,3 +457,13 @@ def test_rotary_scores_depend_on_the_distance_between_positions_only(q, k, p, s,
         return float((turned_q * turned_k).sum())
 
     assert score(p + shift, s + shift) == pytest.approx(score(p, s), rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("x", [np.arange(12).reshape(3, 4), np.arange(1.0, 5.0, dtype=np.float32),
+                               np.linspace(-2, 2, 24).reshape(2, 3, 4)])
+def test_rms_rows_divides_each_row_by_its_root_mean_square(x):
+    """Generation's plain-array RMSNorm, on any shape and dtype: integers come out as float64, floats keep theirs."""
+    got = F.rms_rows(x)
+    expected = x / np.sqrt((np.asarray(x, dtype=np.float64) ** 2).mean(axis=-1, keepdims=True) + F.RMS_EPS)
+    assert got.dtype == (np.float64 if x.dtype.kind == "i" else x.dtype) and got.shape == x.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-6)

@@ -100,8 +100,8 @@ def test_linear_cross_entropy_stays_finite_at_huge_logits(small_blocks, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_linear_cross_entropy_shifts_the_blocks_far_from_zero_and_keeps_ignored_rows_out(small_blocks, dtype):
     """Rows whose every logit is about -100 make unshifted sums that underflow to 0 (log 0 = -inf), rows at
-    about +100 overflow: those blocks take the shift by the max, the others skip it, no overflow warning
-    escapes, and the ignored rows among them send no gradient."""
+    about +100 overflow: with blocks of both kinds, some holding ignored rows, the loss and both gradients
+    stay those of the unfused pair and no overflow warning escapes."""
     x, weight, targets = problem(6, -1)
     offset = np.zeros(ROWS)
     offset.reshape(-1)[:3], offset.reshape(-1)[6:9] = -100.0, 100.0  # first block far below zero, third far above

@@ -415,7 +415,7 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
     faster than the untransposed ones. With e = exp(z) and s = sum(e) per token, dz = (e - s onehot(t)) / (n s):
     the token's scale 1/(n s) is applied to the small operands (the (tokens, C) product and the rows of x)
     instead of the (V, tokens) block, and the sums come from one matrix-vector product. Ignored tokens have a
-    scale of 0, which wipes out whatever their columns hold.
+    scale of 0, which wipes out whatever finite values their columns hold.
     `logits`, if given, is x W^T already computed: each block is then read from it, not computed. `arrays`,
     if given, are the (rows of x, W) to compute with: those that `linear` used for these logits.
     """
@@ -487,7 +487,7 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, targets: Any, ignore_index: 
 def _root_mean_square(x: np.ndarray, eps: float, out: np.ndarray | None = None) -> np.ndarray:
     """sqrt(mean(x^2) + eps) over the last axis, shaped (..., 1) to divide x by; written into `out` if given."""
     if out is None:
-        out = np.empty((*x.shape[:-1], 1), dtype=x.dtype)
+        out = np.empty((*x.shape[:-1], 1), dtype=np.result_type(x.dtype, 1.0))  # integers give float64, as x / rms
     np.einsum("...i,...i->...", x, x, out=out[..., 0])
     out *= 1.0 / x.shape[-1]
     out += eps

@@ -31,7 +31,7 @@ def profile_step(cfg: BenchConfig, fused: bool = True, steps: int = 5,
     """Milliseconds per step: forward and backward per op, plus the totals, Adam and the graph walk."""
     model = GPT(cfg.model, seed=0)
     optimizer = Adam(model.parameters(), lr=1e-3)
-    data = batches(cfg)
+    stream = batches(cfg)
     forward: Counter[str] = Counter()
     backward: Counter[str] = Counter()
     last = [0.0]
@@ -54,7 +54,7 @@ def profile_step(cfg: BenchConfig, fused: bool = True, steps: int = 5,
         return out
 
     def step() -> tuple[float, float]:
-        x, y = next(data)
+        x, y = next(stream)
         optimizer.zero_grad()
         last[0] = clock()
         loss = model.loss(x, y) if fused else F.cross_entropy(model(x), y)

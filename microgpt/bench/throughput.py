@@ -55,7 +55,9 @@ CONFIGS = {
     "default": BenchConfig("default", TRAINED.model, TRAINED.batch_size, 4),  # the shape people train
 }
 GENERATION_BATCHES = (1, 8)
-BATCH_POOL_TOKENS = 1 << 20  # random tokens the training steps go through (8 MiB; c1-b1: 10,810 batches)
+BATCH_POOL_TOKENS = 1 << 18  # random tokens the training steps go through (2 MiB; c1-b1: 2,702 batches, a
+# run of 7 windows takes 1,752 of them)
+MIN_POOL_BATCHES = 64  # however big a batch, never fewer batches than this in the stream
 
 
 def describe_model(m: GPTConfig) -> str:
@@ -88,7 +90,7 @@ def _batch_pool(cfg: BenchConfig, seed: int = 0) -> tuple[tuple[np.ndarray, np.n
 
 @functools.lru_cache(maxsize=1)
 def _random_batches(vocab: int, batch: int, block: int, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    count = max(1, BATCH_POOL_TOKENS // (batch * (block + 1)))
+    count = max(MIN_POOL_BATCHES, BATCH_POOL_TOKENS // (batch * (block + 1)))
     tokens = np.random.default_rng(seed).integers(0, vocab, (count, batch, block + 1))
     tokens.flags.writeable = False
     return tuple((t[:, :-1], t[:, 1:]) for t in tokens)
@@ -97,8 +99,8 @@ def _random_batches(vocab: int, batch: int, block: int, seed: int) -> tuple[tupl
 def batches(cfg: BenchConfig, seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The batches a contestant trains on, step after step: each step a new one, as in training. One batch
     repeated is learnt by heart within about 1,000 steps of c1-b1 (loss 0, then logits past -100), and a
-    step's cost would then hang on that state (the fused loss's shifted exp, subnormal floats), not on the
-    model's size."""
+    step's cost would then hang on that state (probably subnormal floats and the fused loss's shifted exp),
+    not on the model's size."""
     return itertools.cycle(_batch_pool(cfg, seed))
 
 
@@ -135,6 +137,7 @@ def torch_train_step(cfg: BenchConfig, seed: int = 0, threads: int = THREADS) ->
     torch.set_num_threads(threads)
     model = TorchGPT(cfg.model, GPT(cfg.model, seed=seed).state_dict())
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.85, 0.99), eps=1e-8)
+    # the same stream as batches(), turned into tensors before any window: no conversion inside the timing
     data = itertools.cycle([(torch.tensor(x), torch.tensor(y).reshape(-1)) for x, y in _batch_pool(cfg, seed)])
 
     def step() -> None:
