@@ -130,7 +130,7 @@ MUTATIONS = [
              FUNCTIONAL, "whole = out is not None and lo == 0 and hi == g.shape[0]", "whole = out is not None",
              ("tests/test_optim.py",)),
     Mutation("rms-norm-drops-taken-gradient", "rms_norm takes x's gradient from the walk but does not add it in",
-             FUNCTIONAL, "                if sent is not None:\n                    gx[lo:hi] += sent[lo:hi]\n", "",
+             FUNCTIONAL, "                if sent is not None:\n                    dx += sent[lo:hi]\n", "",
              ("tests/test_functional.py",)),
     Mutation("adam-eps-not-rescaled", "Adam's eps added to sqrt(v) without the bias correction taken out with it",
              ("microgpt/nn/optim.py",), "tmp += self.eps / root_v_hat", "tmp += self.eps", ("tests/test_optim.py",)),
