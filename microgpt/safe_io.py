@@ -186,9 +186,12 @@ def inspect_npz(path: str | os.PathLike[str], max_bytes: int) -> dict[str, NpyMe
     """Member name (without .npy) -> what it declares, checked as the module docstring says.
 
     Raises ValueError naming the member when a size does not add up, an array holds Python objects, or
-    the arrays together would take more than `max_bytes`; zipfile.BadZipFile when it is no archive.
+    the arrays together would take more than `max_bytes`, and when `path` is no regular file; zipfile.BadZipFile when it is no archive.
     """
-    size = os.stat(path).st_size
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):  # a FIFO would block the read below until some writer came
+        raise ValueError("not a regular file (a FIFO, a device or a folder)")
+    size = info.st_size
     members: dict[str, NpyMember] = {}
     with zipfile.ZipFile(path) as archive:
         infos = archive.infolist()

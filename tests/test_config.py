@@ -301,6 +301,7 @@ def test_unknown_preset() -> None:
         ('{"NUM_STEPS": ' + "1" * 5000 + "}", "more than 4,300 digits"),  # not Python's advice to raise a limit
         ('{"RUN_NAME": "\\ud800"}', "lone surrogate"),
         ('{"N_LAYER": 2, "N_HEAD": 2, "N_LAYER": 8}', "the key 'N_LAYER' appears twice in one object; keep one"),
+        ('{"num_steps": 5, "NUM_STEPS": 6}', "'num_steps' and 'NUM_STEPS' both set NUM_STEPS; keep one"),  # two spellings
     ],
 )
 def test_bad_config_file(tmp_path: Path, content: str | None, fragment: str) -> None:

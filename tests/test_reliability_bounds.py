@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -133,6 +136,20 @@ def test_an_npy_header_that_claims_373_gib_is_not_believed(small_checkpoint: Pat
         inspect_npz(liar, max_bytes=1 << 40)
     with pytest.raises(CheckpointError, match="param/wte"):
         load_checkpoint(liar)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo (POSIX)")
+def test_a_fifo_where_the_token_cache_sits_is_rebuilt_not_waited_on(tmp_path: Path) -> None:
+    """Opening a FIFO to read blocks until a writer comes: the cache reader must not open one."""
+    fifo = tmp_path / "tokens-0.npz"
+    os.mkfifo(fifo)
+    code = ("import sys; from pathlib import Path; from microgpt.data.token_cache import _read; "
+            "print(_read(Path(sys.argv[1])))")
+    done = subprocess.run([sys.executable, "-c", code, str(fifo)], check=False, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "None", done.stderr
+    with pytest.raises(ValueError, match="not a regular file"):
+        inspect_npz(fifo, max_bytes=1 << 20)
 
 
 @pytest.mark.parametrize("value, fragment", [(np.nan, "holds NaN"), (-np.inf, "holds NaN or infinite")])

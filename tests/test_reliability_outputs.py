@@ -26,6 +26,9 @@ from microgpt.train.trainer import Trainer
     ({"LOG_DIR": "data.jsonl/logs"}, ("LOG_DIR", "cannot write")),
     ({"MODEL_OUT_PATH": "models"}, ("MODEL_OUT_PATH", "is a folder")),
     ({"MODEL_OUT_PATH": "data.jsonl/final.npz"}, ("MODEL_OUT_PATH", "final.npz", "is not a folder")),
+    # the final checkpoint written over the best one, which is where it is by default
+    ({"MODEL_OUT_PATH": "models/best_checkpoint.npz"}, ("the best checkpoint", "MODEL_OUT_PATH", "give another path")),
+    ({"MODEL_OUT_PATH": "models/./best_checkpoint.npz"}, ("the best checkpoint", "MODEL_OUT_PATH")),
 ])
 def test_unusable_output_locations_fail_before_training(tmp_path: Path, knobs: dict[str, str],
                                                         fragments: tuple[str, ...]) -> None:

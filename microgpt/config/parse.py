@@ -264,8 +264,12 @@ def load_config(
 
     values: dict[str, Any] = {}
     for source, layer in layers:
+        spelled: dict[str, str] = {}  # knob -> the key that set it in this layer
         for key, raw in layer.items():
             knob = find_knob(key)
+            if knob.name in spelled:  # num_steps and NUM_STEPS in one file: which one was meant?
+                raise ConfigError(f"{source}: {spelled[knob.name]!r} and {key!r} both set {knob.name}; keep one")
+            spelled[knob.name] = key
             try:
                 values[knob.field] = parse_value(knob.name, raw)
             except ConfigError as exc:

@@ -61,12 +61,13 @@ def check_output_locations(model_dir: str, log_dir: str, cache_dir: str | os.Pat
     if model_best_path:
         writable_file("MODEL_BEST_PATH", model_best_path, "best.npz")
         _only_a_checkpoint_there("MODEL_BEST_PATH", model_best_path)
-        best = Path(model_best_path).resolve()
-        for knob, other in (("MODEL_OUT_PATH", model_out_path), ("MODEL_DIR", models / checkpoint_name("latest"))):
-            if other and Path(other).resolve() == best:
-                raise ConfigError(f"MODEL_BEST_PATH={model_best_path!r}: is also where {knob} puts "
-                                  f"{'the final' if knob == 'MODEL_OUT_PATH' else 'the latest'} checkpoint, "
-                                  "which would overwrite the best one; give another path")
+    best = Path(model_best_path) if model_best_path else models / checkpoint_name("best")
+    best_named = f"MODEL_BEST_PATH={model_best_path!r}" if model_best_path else f"the best checkpoint ({best})"
+    for knob, other in (("MODEL_OUT_PATH", model_out_path), ("MODEL_DIR", models / checkpoint_name("latest"))):
+        if other and Path(other).resolve() == best.resolve():
+            raise ConfigError(f"{best_named}: is also where {knob} puts "
+                              f"{'the final' if knob == 'MODEL_OUT_PATH' else 'the latest'} checkpoint, "
+                              "which would overwrite the best one; give another path")
     needed = CHECKPOINTS_PER_RUN * checkpoint_bytes(parameters)
     with contextlib.suppress(OSError):
         free = shutil.disk_usage(models).free
