@@ -29,6 +29,8 @@ from microgpt.train.trainer import Trainer
     # the final checkpoint written over the best one, which is where it is by default
     ({"MODEL_OUT_PATH": "models/best_checkpoint.npz"}, ("the best checkpoint", "MODEL_OUT_PATH", "give another path")),
     ({"MODEL_OUT_PATH": "models/./best_checkpoint.npz"}, ("the best checkpoint", "MODEL_OUT_PATH")),
+    ({"MODEL_OUT_PATH": "logs/train_latest.log"}, ("MODEL_OUT_PATH", "train_latest.log", "the run writes itself")),
+    ({"MODEL_BEST_PATH": "models/.microgpt-run.lock"}, ("MODEL_BEST_PATH", "run lock", "the run writes itself")),
 ])
 def test_unusable_output_locations_fail_before_training(tmp_path: Path, knobs: dict[str, str],
                                                         fragments: tuple[str, ...]) -> None:

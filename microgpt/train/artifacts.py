@@ -47,6 +47,8 @@ from microgpt.config import TrainConfig
 from microgpt.config.knobs import MAX_RUN_NAME
 from microgpt.safe_io import open_regular, read_capped
 
+LATEST_LOG = "train_latest.log"  # under LOG_DIR: the newest run's log lines
+
 EVAL_COLUMNS: tuple[str, ...] = (
     "step", "train_loss", "val_loss", "val_ppl", "gap", "best_val_loss",
     "lr", "tokens_per_sec", "elapsed_s", "patience_used",
@@ -136,7 +138,7 @@ class RunArtifacts:
         self.console = console
         self.threshold = LOG_LEVELS[log_level]
         self.train_log = self.log_dir / "train" / f"train_{run_id}.log"
-        self.latest_log = self.log_dir / "train_latest.log"
+        self.latest_log = self.log_dir / LATEST_LOG
         self.system_csv = self.log_dir / "system" / f"system_metrics_{run_id}.csv"
         self.eval_csv = self.log_dir / "eval" / f"eval_metrics_{run_id}.csv"
         self.manifest = self.log_dir / "runs" / f"run_{run_id}.json"

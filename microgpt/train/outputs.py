@@ -5,7 +5,8 @@ second, not after an hour of training.
 gradients, Adam's moments and one batch's activations), then the outputs. `check_output_locations` checks
 MODEL_DIR, LOG_DIR, the token cache folder, MODEL_OUT_PATH and MODEL_BEST_PATH: each folder exists or can be
 created, is a folder, and accepts a new file; the two paths are not folders, devices or FIFOs, and the best
-checkpoint's path is neither the final's nor the latest's (each save would overwrite the best model);
+checkpoint's path (the default one too) is neither the final's nor the latest's (each save would overwrite
+the best model), and neither path is a file the run writes itself (LOG_DIR's train_latest.log, the run lock);
 MODEL_DIR's disk has room for the checkpoints a run writes; a file already at either path is a checkpoint (a
 run replaces an earlier run's model, never a dataset or a log). Every problem is one ConfigError naming the
 knob, the path and the fix.
@@ -25,6 +26,8 @@ from microgpt.nn import GPTConfig
 from microgpt.nn.bounds import check_free_memory, checked_model_config
 from microgpt.safe_io import writable_file, writable_folder
 from microgpt.storage import checkpoint_name
+from microgpt.train.artifacts import LATEST_LOG
+from microgpt.train.run_lock import LOCK_NAME
 
 CHECKPOINTS_PER_RUN = 3  # latest, best and the final one may all be written before the first is replaced
 
@@ -61,6 +64,11 @@ def check_output_locations(model_dir: str, log_dir: str, cache_dir: str | os.Pat
     if model_best_path:
         writable_file("MODEL_BEST_PATH", model_best_path, "best.npz")
         _only_a_checkpoint_there("MODEL_BEST_PATH", model_best_path)
+    own = {Path(log_dir) / LATEST_LOG: "LOG_DIR's train_latest.log", models / LOCK_NAME: "MODEL_DIR's run lock"}
+    for knob, path in (("MODEL_OUT_PATH", model_out_path), ("MODEL_BEST_PATH", model_best_path)):
+        for other, what in own.items():
+            if path and Path(path).resolve() == other.resolve():
+                raise ConfigError(f"{knob}={path!r}: is {what}, a file the run writes itself; give another path")
     best = Path(model_best_path) if model_best_path else models / checkpoint_name("best")
     best_named = f"MODEL_BEST_PATH={model_best_path!r}" if model_best_path else f"the best checkpoint ({best})"
     for knob, other in (("MODEL_OUT_PATH", model_out_path), ("MODEL_DIR", models / checkpoint_name("latest"))):
