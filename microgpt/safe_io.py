@@ -146,6 +146,12 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+def json_value_problem(exc: ValueError) -> str:
+    """What json.loads's ValueError (not a syntax error) says, for a user: Python's advice to raise its own
+    limit on a number's digits is no help to one."""
+    return "a number of more than 4,300 digits" if "int_max_str_digits" in str(exc) else str(exc)
+
+
 def parse_json(data: bytes | str, max_depth: int = 64) -> Any:
     """JSON text -> Python, with arrays and objects nested at most `max_depth` deep and no key twice in an
     object; ValueError otherwise.
@@ -157,8 +163,8 @@ def parse_json(data: bytes | str, max_depth: int = 64) -> Any:
     except RecursionError:
         raise ValueError(f"nested more than {max_depth} deep") from None
     except ValueError as exc:
-        if "int_max_str_digits" in str(exc):  # Python's advice to raise its own limit is no help to a user
-            raise ValueError("a number of more than 4,300 digits") from None
+        if json_value_problem(exc) != str(exc):  # said for a user
+            raise ValueError(json_value_problem(exc)) from None
         raise
     level, depth = [value], 0
     while level:

@@ -67,6 +67,20 @@ def mixed_file(tmp_path):
     return path
 
 
+def test_old_mac_line_ends_and_huge_numbers_are_named_as_such(tmp_path):
+    """Records separated by a lone \\r read as one line with extra data after the first record; a 5,000-digit
+    number is "too many digits", not Python's advice to raise its own limit."""
+    mac = tmp_path / "mac.jsonl"
+    mac.write_bytes(line({"id": "a", "record_type": "memory", "text": "one"}) + b"\r"
+                    + line({"id": "b", "record_type": "memory", "text": "two"}) + b"\r")
+    huge = tmp_path / "huge.jsonl"
+    huge.write_bytes(b'{"id": "a", "record_type": "memory", "text": "x", "n": ' + b"7" * 5000 + b"}\n")
+    (mac_problem,) = validate_dataset(mac).problems
+    (huge_problem,) = validate_dataset(huge).problems
+    assert "lone \\r (old Mac line ends)" in mac_problem and "save it with \\n line ends" in mac_problem
+    assert "more than 4,300 digits" in huge_problem and "sys." not in huge_problem
+
+
 def test_every_error_class_is_reported_on_its_line_and_good_lines_pass(mixed_file):
     report = validate_dataset(mixed_file)
     bad_lines = {number for number, (_, problem) in enumerate(MIXED, start=1) if problem}

@@ -20,7 +20,7 @@ from pathlib import Path
 from microgpt.data.records import RECORD_TYPES, check_record, record_type_of
 from microgpt.data.templates import render_record
 from microgpt.errors import DatasetError, counted, one_line, shown
-from microgpt.safe_io import open_regular, unique_keys
+from microgpt.safe_io import json_value_problem, open_regular, unique_keys
 
 BOM = b"\xef\xbb\xbf"
 NOT_JSONL = ((b"\xff\xfe", "UTF-16 (or UTF-32) text, not UTF-8: save it as UTF-8"),
@@ -96,10 +96,15 @@ def iter_dataset(path: str | Path) -> Iterator[tuple[int, Document | None, list[
         try:
             record = json.loads(text, object_pairs_hook=unique_keys)
         except json.JSONDecodeError as exc:
-            yield number, None, [f"invalid JSON: {exc.msg} (column {exc.colno})"]
+            lone_cr = exc.msg == "Extra data" and "\r" in text[:exc.pos]  # JSON reads a lone \r as a space
+            hint = "; its records end in a lone \\r (old Mac line ends): save it with \\n line ends" if lone_cr else ""
+            yield number, None, [f"invalid JSON: {exc.msg} (column {exc.colno}){hint}"]
             continue
-        except (ValueError, RecursionError) as exc:  # a 5000-digit number, arrays nested 10000 deep, a key twice
+        except RecursionError as exc:  # arrays nested 10000 deep
             yield number, None, [f"invalid JSON: {exc}"]
+            continue
+        except ValueError as exc:  # a 5000-digit number, a key twice
+            yield number, None, [f"invalid JSON: {json_value_problem(exc)}"]
             continue
         problems = check_record(record)
         record_id = _explicit_id(record)
