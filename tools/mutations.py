@@ -221,6 +221,20 @@ MUTATIONS = [
     Mutation("duplicate-keys-last-wins", "a JSON object with a key twice keeps its last value silently",
              ("microgpt/safe_io.py",), "    if len(obj) < len(pairs):\n", "    if False:\n",
              ("tests/test_config.py", "tests/test_serve.py")),
+    Mutation("knob-in-two-spellings", "a config file naming one knob in both spellings keeps the last silently",
+             ("microgpt/config/parse.py",), "            if knob.name in spelled:", "            if False:",
+             ("tests/test_config.py",)),
+    Mutation("final-over-default-best", "MODEL_OUT_PATH may name the default best checkpoint, which it overwrites",
+             ("microgpt/train/outputs.py",),
+             'best = Path(model_best_path) if model_best_path else models / checkpoint_name("best")',
+             'best = Path(model_best_path) if model_best_path else models / "no-such-file"',
+             ("tests/test_reliability_outputs.py",)),
+    Mutation("npz-fifo-opened", "an .npz that is a FIFO is opened, and the read waits for a writer forever",
+             ("microgpt/safe_io.py",), "    if not stat.S_ISREG(info.st_mode):", "    if False:",
+             ("tests/test_reliability_bounds.py",)),
+    Mutation("bench-one-batch", "bench steps on one batch over and over, which the model learns by heart",
+             ("microgpt/bench/throughput.py",), "    return itertools.cycle(_batch_pool(cfg, seed))",
+             "    return itertools.repeat(_batch_pool(cfg, seed)[0])", ("tests/test_bench.py",)),
 ]
 
 
