@@ -262,6 +262,18 @@ def test_adam_flushes_subnormal_moments_to_zero_without_moving_any_weight():
     np.testing.assert_array_equal(p.data[:32], np.float32(0.05))
 
 
+def test_adam_keeps_a_subnormal_second_moment_while_the_first_still_moves_the_weight():
+    """With EPS_ADAM at its smallest, a steady gradient of 5e-20 makes v subnormal and m normal: Adam's
+    step is still lr (m / sqrt(v) = 1), which zeroing v alone would multiply several times over."""
+    p = Parameter(np.zeros(1, dtype=np.float32), dtype=np.float32)
+    opt = Adam([p], lr=0.01, eps=MIN_EPS)
+    for _ in range(3 * FLUSH_EVERY):
+        before = float(p.data[0])
+        p.grad = np.full(1, 5e-20, dtype=np.float32)
+        opt.step()
+        assert 0 < opt.v[0] < np.finfo(np.float32).tiny and float(before - p.data[0]) == pytest.approx(0.01, rel=1e-3)
+
+
 # ----- Muon ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("shape", [(6, 20), (20, 6), (8, 8)])
 def test_orthogonalise_sets_every_singular_value_near_one_and_keeps_the_singular_vectors(shape):

@@ -615,6 +615,25 @@ def test_a_resumed_run_that_diverges_says_its_best_checkpoint_is_kept(tmp_path: 
     assert (tmp_path / "models" / "best_checkpoint.npz").is_file()
 
 
+def test_resuming_an_older_checkpoint_of_the_run_keeps_its_lower_best(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    fast = ("--eval-interval", "2", "--sample-count", "0")
+    assert microgpt(tmp_path, "train", *fast, "--num-steps", "4").returncode == 0
+    older = tmp_path / "step4.npz"
+    shutil.copy(next((tmp_path / "models").glob("ckpt_*_step0004_*.npz")), older)
+    later = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz", "--num-steps", "30",
+                     "--learning-rate", "0.3", "--lr-schedule", "constant")  # learns, then its rate spoils it
+    assert later.returncode == 0, later.stderr
+    best = checkpoint_info(tmp_path / "models" / "best_checkpoint.npz")
+    assert best["val_loss"] < load_checkpoint(older).meta["best_val_loss"], best
+    branch = microgpt(tmp_path, "train", "--resume", "step4.npz", "--num-steps", "6")
+    assert branch.returncode == 0, branch.stderr
+    assert f"holds step {best['step']} of this run" in branch.stdout
+    assert "(improved)" not in branch.stdout  # its step 6 is worse than the file's model: that stays
+    kept = checkpoint_info(tmp_path / "models" / "best_checkpoint.npz")
+    assert (kept["step"], kept["val_loss"]) == (best["step"], best["val_loss"])
+
+
 def test_a_huge_perplexity_is_shown_short() -> None:
     from microgpt.train.progress import perplexity, shown_perplexity
 

@@ -18,6 +18,7 @@ from microgpt.evaluation.heldout import (
     DEFAULT_BATCH_SIZE,
     HeldoutSet,
     append_results,
+    default_stride,
     evaluate_heldout,
     evaluate_val_split,
     format_table,
@@ -65,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="all: every record (default); val: only the run's validation split")
     parser.add_argument("--max-records", type=positive_int, metavar="N", help="score only the first N valid records")
     parser.add_argument("--batch-size", type=positive_int, metavar="N",
-                        help="windows per forward pass (default 32)")
+                        help=f"windows per forward pass (default {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--stride", type=positive_int, metavar="N",
                         help="tokens a window advances in long records (default BLOCK_SIZE // 2)")
     parser.add_argument("--baseline", choices=("xz",),
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         _check_batch_fits(checkpoint.model.config, args.batch_size)
     if args.stride and args.stride > block_size:
         raise ConfigError(f"--stride {args.stride}: must not exceed the checkpoint's block size {block_size}")
-    stride = args.stride or max(1, block_size // 2)
+    stride = args.stride or default_stride(block_size)
 
     train, heldouts = None, []
     if args.split == "val":

@@ -70,6 +70,11 @@ DEFAULT_BATCH_SIZE = 32
 MAX_SHOWN_PROBLEMS = 5
 
 
+def default_stride(block_size: int) -> int:
+    """Tokens a window advances in a long record when no stride is given: half a block."""
+    return max(1, block_size // 2)
+
+
 # ----- reading a held-out dataset -------------------------------------------------------------------
 @dataclass
 class HeldoutSet:
@@ -167,7 +172,7 @@ def score_documents(model: GPT, ids: np.ndarray, offsets: np.ndarray, bos_id: in
     `on_batch(records_done, tokens_done)` is called after each batch (for a progress line).
     """
     T = model.config.block_size
-    stride = max(1, T // 2) if stride is None else stride
+    stride = default_stride(T) if stride is None else stride
     lengths = np.diff(offsets)
     n_docs = lengths.size
     seq = np.insert(np.asarray(ids, dtype=np.int64), offsets[:-1], bos_id)  # [BOS] doc0 [BOS] doc1 ...

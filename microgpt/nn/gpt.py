@@ -68,8 +68,8 @@ class GPTConfig:
 
     def num_parameters(self) -> int:
         """Weights in a GPT of this shape, as GPT.__init__ creates them: wte (V, C), wpe (T, C) unless rope, per block
-        four C x C attention matrices and a C x 4C and 4C x C MLP (12 C^2; two C-wide gains with norm_gain),
-        and lm_head (C, V) unless it is wte itself (tie_embeddings). No biases."""
+        four C x C attention matrices and the MLP's fc1 (4C, C) and fc2 (C, 4C) (12 C^2; two C-wide gains with
+        norm_gain), and lm_head (V, C) unless it is wte itself (tie_embeddings). No biases."""
         c = self.n_embd
         per_block = 12 * c * c + (2 * c if self.norm_gain else 0)
         embeddings = (1 if self.tie_embeddings else 2) * self.vocab_size * c

@@ -153,12 +153,15 @@ class Adam:
         below the smallest normal float32 (b1^t shrinks it every step), and x86 CPUs do arithmetic on such
         subnormal numbers about 40x slower: a long run's Adam step slowed down several times over. Such a
         moment moves its weight by far less than the weight's last bit, so zero changes nothing; an entry at
-        zero stays zero (and fast) until its gradient returns.
+        zero stays zero (and fast) until its gradient returns. The second moment goes to zero only where the
+        first is zero: there the step is 0 whatever v holds, while beside a normal m (gradients near 1e-19)
+        a subnormal v still sets the step's size.
         """
-        tmp = self._tmp[lo:hi]
-        for moment in (self.m[lo:hi], self.v[lo:hi]):
-            np.abs(moment, out=tmp)
-            moment[tmp < np.finfo(moment.dtype).tiny] = 0
+        tiny = np.finfo(self.m.dtype).tiny
+        m, v, tmp = self.m[lo:hi], self.v[lo:hi], self._tmp[lo:hi]
+        np.abs(m, out=tmp)
+        m[tmp < tiny] = 0
+        v[(v < tiny) & (m == 0)] = 0  # v >= 0: a sum of squares
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to resume exactly: moments, step count and hyper-parameters."""

@@ -131,6 +131,12 @@ def draw_tokens(p: np.ndarray, rngs: Sequence[np.random.Generator | None]) -> li
     return (cdf / cdf[:, -1:] <= u).sum(axis=1).tolist()  # each row's searchsorted(row, u, side="right")
 
 
+def kept_after_slide(block: int) -> int:
+    """Tokens of the context kept when generation fills the window: the last half, re-encoded into a fresh
+    cache (chat, chat-once and the server all slide by this, so their replies agree)."""
+    return max(1, block // 2)
+
+
 def generate(model: GPT, prompt_ids: Sequence[int], settings: SamplingSettings) -> Iterator[int]:
     """Yield new token ids one at a time (for streaming), using a KV cache.
 
@@ -156,7 +162,7 @@ def generate(model: GPT, prompt_ids: Sequence[int], settings: SamplingSettings) 
             if len(generated) == settings.max_new_tokens:  # done: the next position's logits would go unused
                 return
             if cache.length >= block:
-                context = context[-max(1, block // 2):]
+                context = context[-kept_after_slide(block):]
                 cache = model.new_cache(1)
                 logits = model(np.asarray([context]), cache).data[0, -1]
             else:

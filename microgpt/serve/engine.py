@@ -26,7 +26,7 @@ from microgpt.autograd import no_grad
 from microgpt.chat.session import ReplyText
 from microgpt.data.tokenizer import TokenCodec
 from microgpt.nn import GPT, KVCache
-from microgpt.nn.sampling import SamplingSettings, draw_tokens, next_token_distributions
+from microgpt.nn.sampling import SamplingSettings, draw_tokens, kept_after_slide, next_token_distributions
 from microgpt.nn.slots import slot_cache_for
 from microgpt.serve.settings import ServeSettings
 
@@ -207,7 +207,7 @@ class Engine:
                     job.logits = row
         finally:  # the sliding rows are out of self.rows: each rejoins, or hears its own error, whatever happened
             for job in sliding:
-                self._slide(job, max(1, block // 2))
+                self._slide(job, kept_after_slide(block))
 
     def _slide(self, job: Job, keep: int) -> None:
         """Re-encode the last `keep` tokens of a job's text alone into a fresh row; a failure ends that job."""

@@ -195,11 +195,17 @@ class Trainer:
         self.model_dir = Path(cfg.model_dir)
         self.model_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoints: dict[str, Any] = {}  # kind -> path, and kind_step -> its step
+        self.best_note: str | None = None
         if checkpoint:  # the best checkpoint an earlier session of this run saved is still its best, if there
             best = Path(cfg.model_best_path) if cfg.model_best_path else self.model_dir / checkpoint_name("best")
             info = checkpoint_info(best) if best.is_file() else {}
             if info.get("run") == self.run_id and isinstance(info.get("step"), int):
                 self.checkpoints.update(best=str(best), best_step=info["step"])
+                held = info.get("val_loss")  # resumed from an older checkpoint: the file may hold a lower loss
+                if type(held) is float and math.isfinite(held) and held < self.progress.best_val_loss:
+                    self.progress.best_val_loss = held  # the resumed run replaces it only with a lower one
+                    self.best_note = (f"{best} holds step {info['step']} of this run (val loss {held:.4f}), lower "
+                                      "than this checkpoint's best: it is replaced only by a lower loss")
         self.session_started = time.time()
         # the run's clock: earlier sessions' training time counts, so elapsed times and tokens/s span the run
         self.started = self.session_started - (checkpoint.meta.get("elapsed_s", 0.0) if checkpoint else 0.0)
@@ -345,7 +351,8 @@ class Trainer:
         self.art.log(f"microgpt {__version__} run {self.run_id}" + (f" (resumed from {self.resumed_from} at step "
                      f"{self.progress.step})" if self.resumed_from else ""))
         for note in ([stored_paths_note(self.checkpoint_config, cfg),
-                      schedule_note(self.checkpoint_config, cfg, self.progress.step)] if self.resumed_from else []):
+                      schedule_note(self.checkpoint_config, cfg, self.progress.step), self.best_note]
+                     if self.resumed_from else []):
             if note:
                 self.art.log(note)
         if self.dataset_changed:
