@@ -117,8 +117,13 @@ def test_control_characters_reach_neither_the_terminal_nor_the_log_raw(checkpoin
 def test_chat_once_answers_every_prompt_of_a_file_as_a_fresh_conversation(checkpoint: Path, tmp_path: Path) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\ufeff# a comment\nHow do I make tea?\n\nWhat is a budget?\n", encoding="utf-8")  # BOM
-    both = run_cli("chat-once", str(checkpoint), "--prompts-file", str(prompts), "--max-new-tokens", "12")
+    both = run_cli("chat-once", str(checkpoint), "--prompts-file", str(prompts), "--max-new-tokens", "12", "--log",
+                   LOG_DIR=str(tmp_path))
     assert both.returncode == 0, both.stderr
+    [log] = (tmp_path / "chat").glob("chat_once_*.log")
+    turns = [line.split("] ", 1)[1].split(":")[0] for line in log.read_text(encoding="utf-8").splitlines()
+             if line.startswith("[")]
+    assert turns[1:] == ["user", "assistant", "# conversation reset", "user", "assistant"], turns
     singles = [run_cli("chat-once", str(checkpoint), q, "--max-new-tokens", "12").stdout.strip()
                for q in ("How do I make tea?", "What is a budget?")]
     assert both.stdout == f"> How do I make tea?\n{singles[0]}\n\n> What is a budget?\n{singles[1]}\n\n"
@@ -270,6 +275,7 @@ def test_ctrl_c_during_a_reply_stops_that_reply_and_the_chat_goes_on(checkpoint:
             proc.stdin.flush()
             _read_until(proc, b"assistant> ")
             _read_until(proc, b" ")  # the reply is being written
+            assert f"] user: {turn}\n" in (tmp_path / "chat" / "chat_latest.log").read_text(encoding="utf-8")
             proc.send_signal(stop)
             if stop == signals.SIGINT:
                 assert _read_until(proc, b"you> ").endswith(b" [stopped]\nyou> ")
@@ -283,6 +289,7 @@ def test_ctrl_c_during_a_reply_stops_that_reply_and_the_chat_goes_on(checkpoint:
     replies = [line for line in log.splitlines() if "] assistant: " in line]
     assert len(replies) == 3 and all(line.split("] assistant: ", 1)[1].strip() for line in replies), log
     assert log.count("# the reply above was stopped (Ctrl-C)") == 2  # the two Ctrl-C's; SIGTERM ended the chat
+    assert log.rstrip().endswith("# the reply above was stopped (SIGTERM or SIGHUP ended the chat)"), log[-300:]
 
 
 def test_chat_commands_are_listed_and_an_unknown_one_is_not_sent_to_the_model(checkpoint: Path, tmp_path: Path) -> None:
@@ -344,20 +351,19 @@ def test_a_stop_marker_ends_the_reply(tokenizer, script: dict, marker: str) -> N
     assert session.history == [("hello", "Sure thing.")]
 
 
-@pytest.mark.parametrize("text", [
-    " Sure thing.",
-    " Sure thing. \n",  # trailing white space, then the end
-    " Sure thing. \nUser: again",  # trailing white space, then a marker
-    " Sure\nUsual 42",  # looks like a marker for a while, then is not
-    " hello\nUser",  # the end arrives while a marker is still possible
+@pytest.mark.parametrize("text, expected", [
+    (" Sure thing.", "Sure thing."),
+    (" Sure thing. \n", "Sure thing."),  # trailing white space, then the end
+    (" Sure thing. \nUser: again", "Sure thing."),  # trailing white space, then a marker
+    (" Sure\nUsual 42", "Sure\nUsual 42"),  # looks like a marker for a while, then is not
+    (" hello\nUser", "hello"),  # the end arrives while a marker is still possible: the label's start is not text
 ])
-def test_streamed_pieces_add_up_to_the_reply(tokenizer, script: dict, text: str) -> None:
+def test_streamed_pieces_add_up_to_the_reply(tokenizer, script: dict, text: str, expected: str) -> None:
     script["text"] = text
     pieces = list(session_for(tokenizer).stream_reply("hello"))
     reply = session_for(tokenizer).reply("hello")
-    assert "".join(pieces) == reply
+    assert "".join(pieces) == reply == expected
     assert all(pieces)
-    assert reply == text.split("\nUser:")[0].strip()
 
 
 def test_history_grows_per_turn_and_reset_clears_it(tokenizer, script: dict) -> None:
@@ -436,6 +442,13 @@ def test_a_reply_cut_mid_character_ends_before_that_character_not_in_a_broken_gl
         sent.append(reply.certain())
     sent.append(reply.rest())
     assert "".join(sent) == reply.text == raw[:cut].decode("utf-8", errors="ignore")
+
+
+def test_a_reply_the_token_limit_cuts_in_a_turn_label_ends_before_that_label() -> None:
+    for stops, final in ((STOP_MARKERS, "Boil water."), (["\nUser: me"], "Boil water.\nUser")):  # labels only
+        sent, text = _streamed_and_final("Boil water.\nUser", list(stops))
+        assert "".join(sent) == text == final
+    assert _streamed_and_final("Boil water.\nUse a kettle", list(STOP_MARKERS))[1] == "Boil water.\nUse a kettle"
 
 
 def test_held_back_keeps_a_character_in_progress_and_what_a_stop_could_continue_with_it() -> None:

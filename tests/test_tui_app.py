@@ -533,6 +533,20 @@ def test_digits_apply_the_original_presets_on_the_train_tab_and_switch_tabs_else
     assert app.tab.title == "Monitor"  # elsewhere the digits still switch tabs
 
 
+def test_u_undoes_a_preset_a_digit_applied_on_the_train_tab(project: Path) -> None:
+    app = make_app(project)
+    select_knob(app, "NUM_STEPS")
+    press(app, "e", "ctrl-u", *"30", "enter")
+    before = dict(app.ctx.values)
+    press(app, "2")  # meant as "go to Monitor": on the Train tab it is the balanced preset
+    assert app.ctx.values["NUM_STEPS"] != 30 and "(u undoes)" in screen(app)
+    press(app, "u")
+    assert app.ctx.values == before and app.ctx.state["preset"] == "default"
+    assert json.loads((project / "tui.json").read_text())["knobs"]["NUM_STEPS"] == 30  # saved as it was
+    press(app, "u")
+    assert "no preset to undo" in screen(app)
+
+
 def test_e_edits_space_cycles_and_the_picker_has_home_and_end(project: Path) -> None:
     app = make_app(project)
     select_knob(app, "TOKENIZER")

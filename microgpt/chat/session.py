@@ -78,8 +78,14 @@ class ReplyText:
 
     def rest(self) -> str:
         """At the end: what was not handed out. The bytes of a last character cut short (the token limit came
-        mid-character) are dropped: a reply never ends in a broken glyph (U+FFFD)."""
+        mid-character) are dropped: a reply never ends in a broken glyph (U+FFFD). So is a last line that is
+        the start of a turn's label ("\nUs" of "\nUser:"): the token limit came as the model began the next
+        turn, which is not the reply's text (a caller's own stop strings keep theirs: only the labels)."""
         self._decoder.reset()
+        labels = [stop for stop in self.stops if stop in STOP_MARKERS]
+        label_start = held_back(self.text, labels) if labels and not self.stopped else 0
+        if label_start > 1:  # more than the newline
+            self.text = self.text[:max(self.sent, len(self.text) - label_start)]
         if self.strip:
             self.text = self.text.rstrip()
         return self._hand_out(len(self.text))

@@ -114,9 +114,11 @@ def run(args: argparse.Namespace) -> int:
             continue
         if not line:
             continue
+        if log is not None:  # when it is sent: a crash during the reply keeps it
+            log.turn("user", line)
         sys.stdout.write("assistant> ")
         pieces: list[str] = []
-        stopped = False
+        stopped = ""
         reply = session.stream_reply(line, settings)
         try:
             for piece in reply:
@@ -126,13 +128,12 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write("\n")
         except KeyboardInterrupt as stop:  # Ctrl-C stops this reply, kept as far as it got; SIGTERM/SIGHUP all
             reply.close()
+            stopped = "SIGTERM or SIGHUP ended the chat" if isinstance(stop, StopSignal) else "Ctrl-C"
             if isinstance(stop, StopSignal):
                 raise
             print(" [stopped]")
-            stopped = True
         finally:
             if log is not None:
-                log.turn("user", line)
                 log.turn("assistant", "".join(pieces))
                 if stopped:
-                    log.note("the reply above was stopped (Ctrl-C)")
+                    log.note(f"the reply above was stopped ({stopped})")

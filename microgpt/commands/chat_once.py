@@ -63,8 +63,10 @@ def run(args: argparse.Namespace) -> int:
     log = chat_log("chat_once") if args.log else None
     if log:
         log.context(args.checkpoint, settings)
-    for prompt in prompts:
+    for number, prompt in enumerate(prompts):
         session.reset()
+        if log and number:  # each prompt is a conversation of its own, as the log says
+            log.note("conversation reset")
         reply = session.reply(prompt, settings)
         print(no_controls(f"> {prompt}\n{reply}\n" if args.prompts_file else reply), flush=True)
         if log:

@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from microgpt.config import Knob
-from microgpt.errors import MicrogptError
+from microgpt.errors import MicrogptError, counted
 from microgpt.tui import disk
 from microgpt.tui.base import Context, Tab
 from microgpt.tui.knobs import is_dataset_knob
@@ -52,6 +52,7 @@ class TrainTab(Tab):
         self.estimate: tuple[int, float] | None = None
         self._summaries: dict[tuple[str, float], disk.DatasetSummary | str] = {}
         self.order = [k for g in ctx.catalog.groups for k in ctx.catalog.knobs if k.group == g]
+        self.undo: tuple[dict[str, Any], str] | None = None  # the values and preset the last preset replaced
         self.recheck()
 
     # ---- state changes -------------------------------------------------------------------
@@ -77,14 +78,30 @@ class TrainTab(Tab):
         self.ctx.save()
 
     def apply_preset(self, name: str) -> None:
-        """Set the knobs the preset names (the rest keep their values), and remember which preset it was."""
+        """Set the knobs the preset names (the rest keep their values), and remember which preset it was;
+        `u` puts back what they were (a digit key is easy to press meaning another tab)."""
         values = self.ctx.catalog.preset_values(name, self.ctx.values)
+        changed = [k for k in values if values[k] != self.ctx.values.get(k)]
+        self.undo = (dict(self.ctx.values), self.preset) if changed else self.undo
+        self._replace_values(values, name)
+        self.ctx.notify(f"preset {name} applied: {counted(len(changed), 'knob')} changed"
+                        f"{' (u undoes)' if changed else ''}", "good")
+
+    def undo_preset(self) -> None:
+        """Back to the values the last preset replaced."""
+        if self.undo is None:
+            self.ctx.notify("no preset to undo", "warn")
+            return
+        (values, preset), self.undo = self.undo, None
+        self._replace_values(values, preset)
+        self.ctx.notify(f"values before the preset are back (preset {preset})", "good")
+
+    def _replace_values(self, values: dict[str, Any], preset: str) -> None:
         self.ctx.values.clear()
         self.ctx.values.update(values)
-        self.ctx.state["preset"] = name
+        self.ctx.state["preset"] = preset
         self.recheck()
         self.ctx.save()
-        self.ctx.notify(f"preset {name} applied", "good")
 
     def cycle_choice(self, step: int) -> None:
         """left/right on a knob with choices (or a boolean) moves to the neighbouring choice."""
@@ -183,7 +200,7 @@ class TrainTab(Tab):
             return [("type", "value"), ("enter", "apply"), ("esc", "cancel"), ("", "(hotkeys locked)")]
         numbered = "/".join(str(i + 1) for i in range(3) if self.ctx.catalog.numbered_preset(str(i + 1)))
         hints = [("j/k ↑/↓", "move"), ("enter/e", "edit"), ("←/→ space", "choice"), ("d", "default"),
-                 ("p", "preset"), (numbered, "fast/balanced/max")]
+                 ("p", "preset"), (numbered, "fast/balanced/max"), ("u", "undo preset")]
         if is_dataset_knob(self.knob.name):
             hints.append(("f", "pick dataset"))
         return hints
@@ -211,6 +228,8 @@ class TrainTab(Tab):
             self.set_value(self.knob.name, self.knob.default)
         elif key == "p":
             self.open_preset_picker()
+        elif key == "u":
+            self.undo_preset()
         elif key == "f":
             if is_dataset_knob(self.knob.name):
                 self.open_dataset_picker()
