@@ -215,6 +215,23 @@ class LineFile:
             os.close(fd)
 
 
+def process_alive(pid: int, since: float | None = None) -> bool:
+    """Whether process `pid` still runs: not gone, not a zombie (dead, waiting for its parent to collect it,
+    which in a container whose first process never does is forever) and, when `since` (a time it was known
+    to be running) is given, not a later process that the system handed the same pid."""
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return since is None or process.create_time() <= since + 1.0
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:  # another user's process: it exists
+        return True
+    except (OverflowError, ValueError):  # a pid no system hands out: from a damaged file
+        return False
+
+
 def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
     """Delete the temporary files that writers which have since died left in `folder`; return them."""
     removed: list[Path] = []
@@ -224,7 +241,7 @@ def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
         return removed
     for path in entries:
         match = _TEMP.match(path.name)
-        if match is None or int(match["pid"]) == os.getpid() or psutil.pid_exists(int(match["pid"])):
+        if match is None or int(match["pid"]) == os.getpid() or process_alive(int(match["pid"])):
             continue
         with contextlib.suppress(OSError):
             path.unlink()

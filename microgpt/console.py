@@ -119,17 +119,23 @@ class StopSignal(KeyboardInterrupt):
     reply" still ends on it)."""
 
 
+def stop_signals() -> list[int]:
+    """SIGTERM and SIGHUP, less one the process was started ignoring: `nohup` ignores SIGHUP so that a
+    command outlives the terminal it was started from, and it should."""
+    found = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    return [sig for sig in found if signal.getsignal(sig) is not signal.SIG_IGN]
+
+
 @contextlib.contextmanager
 def stop_signals_interrupt() -> Iterator[None]:
     """Inside this block SIGTERM and SIGHUP (a closed terminal) stop the command as Ctrl-C does: a
     KeyboardInterrupt (a StopSignal), which the CLI turns into "interrupted" and exit code 130. For commands
     with nothing to save (a chat): the default for those signals ends the process without a word or its
     cleanup."""
-    names = ("SIGTERM", "SIGHUP")
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    stops = [getattr(signal, name) for name in names if hasattr(signal, name)]
+    stops = stop_signals()
     before = {sig: signal.getsignal(sig) for sig in stops}
 
     def interrupt(signum: int, frame: Any) -> None:

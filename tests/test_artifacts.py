@@ -21,6 +21,7 @@ from microgpt.train.artifacts import (
     list_runs,
     make_run_id,
     read_events,
+    release_run_id,
     sanitize_run_name,
 )
 from microgpt.train.system_monitor import SystemMonitor
@@ -173,6 +174,17 @@ def test_make_run_id_is_safe_and_unique(tmp_path: Path) -> None:
     assert second == first + "-2"
     RunArtifacts(second, log_dir=tmp_path, echo=False).write_manifest({})
     assert make_run_id("my run/../x", tmp_path, now=when) == first + "-3"
+
+
+def test_runs_started_in_the_same_second_claim_different_ids(tmp_path: Path) -> None:
+    when = datetime(2025, 1, 2, 3, 4, 5)
+    claimed = [make_run_id("sweep", tmp_path, now=when, reserve=True) for _ in range(3)]
+    assert claimed == ["20250102-030405_sweep", "20250102-030405_sweep-2", "20250102-030405_sweep-3"]
+    release_run_id(claimed[1], tmp_path)  # never started: its id is free again
+    assert make_run_id("sweep", tmp_path, now=when) == claimed[1]
+    (tmp_path / "events" / f"events_{claimed[2]}.jsonl").write_text("{}\n")
+    release_run_id(claimed[2], tmp_path)  # a run that wrote events keeps its file
+    assert (tmp_path / "events" / f"events_{claimed[2]}.jsonl").read_text() == "{}\n"
 
 
 def test_system_monitor_sample_has_every_field() -> None:

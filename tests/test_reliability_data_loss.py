@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,30 @@ def test_a_live_lock_refuses_and_is_left_alone(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="in use by run theirs"):
         RunLock(tmp_path, "mine").acquire()
     assert json.loads((tmp_path / LOCK_NAME).read_text(encoding="utf-8")) == holder
+
+
+def test_a_lock_whose_holder_is_a_zombie_or_a_later_process_with_its_pid_is_taken_over(tmp_path: Path) -> None:
+    import psutil
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])  # exits, and stays a zombie until it is reaped
+    try:
+        for _ in range(600):
+            if psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE:
+                break
+            time.sleep(0.05)
+        assert psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE
+        (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": child.pid, "run_id": "dead"}), encoding="utf-8")
+        RunLock(tmp_path, "new").acquire().release()
+    finally:
+        child.wait()
+    # our parent runs, but it started long after this lock was written: the pid was handed out again
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": os.getppid(), "run_id": "old", "started": 1.0e9}),
+                                      encoding="utf-8")
+    RunLock(tmp_path, "new").acquire().release()
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": os.getppid(), "run_id": "live", "started": time.time()}),
+                                      encoding="utf-8")
+    with pytest.raises(ConfigError, match=f"in use by run live .pid {os.getppid()}, its lock {LOCK_NAME}"):
+        RunLock(tmp_path, "mine").acquire()
 
 
 # --- resume on changed data ----------------------------------------------------------------------------------

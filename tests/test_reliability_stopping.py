@@ -77,6 +77,30 @@ def test_a_signal_stops_cleanly_with_a_loadable_latest_checkpoint(tmp_path: Path
     assert (last["type"], last["reason"], last["step"]) == ("stop", "interrupted", manifest["steps"])
 
 
+@POSIX
+def test_a_run_started_under_nohup_outlives_the_closed_terminal(tmp_path: Path) -> None:
+    """nohup starts the trainer with SIGHUP ignored: the closed terminal's SIGHUP must not stop the run."""
+    write_dataset(tmp_path)
+    nohup = ("import runpy, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN); "  # what nohup does
+             "sys.argv = ['microgpt', 'train']; runpy.run_module('microgpt', run_name='__main__', alter_sys=True)")
+    proc = subprocess.Popen([sys.executable, "-c", nohup], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=user_env(tmp_path, NUM_STEPS="1000000", SAMPLE_COUNT="0",
+                                                                     EARLY_STOP_PATIENCE="1000000"))
+    try:
+        wait_for_a_step(tmp_path, proc)
+        proc.send_signal(signal.SIGHUP)
+        with pytest.raises(subprocess.TimeoutExpired):  # still training after the terminal is gone
+            proc.wait(timeout=3)
+        proc.send_signal(signal.SIGTERM)  # a kill still stops it cleanly
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    assert only_manifest(tmp_path)["stop_reason"] == "interrupted"
+
+
 # `python -m microgpt train`, but saying "ready" on stderr once the interpreter is up and microgpt's entry
 # module (a few light imports) is loaded; everything heavy (NumPy, the commands) is imported after that. A
 # signal before that point hits Python's own start-up, which no program can handle.

@@ -29,6 +29,7 @@ A loss that diverged is written as `NaN` / `Infinity`, which Python's `json` rea
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -70,18 +71,38 @@ def sanitize_run_name(run_name: str) -> str:
     return _UNSAFE.sub("-", run_name)[:MAX_RUN_NAME].strip("-.") or "run"
 
 
-def make_run_id(run_name: str, log_dir: str | os.PathLike[str] = TrainConfig.log_dir, now: datetime | None = None) -> str:
-    """`YYYYmmdd-HHMMSS_<name>`, with a `-2`, `-3`, ... suffix when a run with that id already left files."""
+def make_run_id(run_name: str, log_dir: str | os.PathLike[str] = TrainConfig.log_dir, now: datetime | None = None,
+                reserve: bool = False) -> str:
+    """`YYYYmmdd-HHMMSS_<name>`, with a `-2`, `-3`, ... suffix when a run with that id already left files.
+
+    With `reserve` the id is claimed by creating its (empty) events file, which only one process can do: runs
+    started in the same second into one LOG_DIR (a sweep) each get their own id and files."""
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     base = f"{stamp}_{sanitize_run_name(run_name)}"
     root = Path(log_dir)
+    if reserve:
+        (root / "events").mkdir(parents=True, exist_ok=True)
     candidate, n = base, 1
-    while (root / "runs" / f"run_{candidate}.json").exists() or (
-        root / "events" / f"events_{candidate}.jsonl"
-    ).exists():
+    while True:
+        events = root / "events" / f"events_{candidate}.jsonl"
+        if not (root / "runs" / f"run_{candidate}.json").exists() and not events.exists():
+            try:
+                if reserve:
+                    os.close(os.open(events, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+                return candidate
+            except FileExistsError:  # another run took it between the check and the claim
+                pass
         n += 1
         candidate = f"{base}-{n}"
-    return candidate
+
+
+def release_run_id(run_id: str, log_dir: str | os.PathLike[str]) -> None:
+    """Give back an id that `make_run_id(reserve=True)` claimed for a run that never started (its events file
+    is still empty)."""
+    events = Path(log_dir) / "events" / f"events_{run_id}.jsonl"
+    with contextlib.suppress(OSError):
+        if events.stat().st_size == 0:
+            events.unlink()
 
 
 def _to_json(value: Any) -> Any:

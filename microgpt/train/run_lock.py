@@ -14,8 +14,7 @@ import os
 import time
 from pathlib import Path
 
-import psutil
-
+from microgpt.atomic import process_alive
 from microgpt.errors import ConfigError
 
 LOCK_NAME = ".microgpt-run.lock"
@@ -40,11 +39,13 @@ class RunLock:
                 if holder is None and self._age_s() < 2.0:  # its writer may be between create and write
                     time.sleep(0.1)
                     continue
-                if holder is not None and holder.get("pid") != os.getpid() and psutil.pid_exists(holder["pid"]):
+                started = holder.get("started") if holder is not None else None
+                if holder is not None and holder.get("pid") != os.getpid() and process_alive(
+                        holder["pid"], started if type(started) in (int, float) else None):
                     raise ConfigError(
                         f"{self.knob}={str(self.path.parent)!r} is in use by run {holder.get('run_id', '?')} "
-                        f"(pid {holder['pid']}); wait for it to finish, stop it, or give this run another "
-                        f"{self.knob}") from None
+                        f"(pid {holder['pid']}, its lock {self.path.name}); wait for it to finish, stop it, or "
+                        f"give this run another {self.knob}") from None
                 with contextlib.suppress(FileNotFoundError):
                     self.path.unlink()
                 continue

@@ -45,7 +45,7 @@ from microgpt.autograd import no_grad
 from microgpt.autograd.parallel import set_threads
 from microgpt.chat.session import ChatSession
 from microgpt.config import TrainConfig, format_config
-from microgpt.console import output_may_fail, print_error
+from microgpt.console import output_may_fail, print_error, stop_signals
 from microgpt.errors import counted, one_line, shown
 from microgpt.nn import GPT, clip_grad_norm
 from microgpt.storage import (
@@ -56,7 +56,13 @@ from microgpt.storage import (
     save_checkpoint,
     step_checkpoint_name,
 )
-from microgpt.train.artifacts import SAFE_RUN_ID, RunArtifacts, make_run_id, repoint_checkpoint
+from microgpt.train.artifacts import (
+    SAFE_RUN_ID,
+    RunArtifacts,
+    make_run_id,
+    release_run_id,
+    repoint_checkpoint,
+)
 from microgpt.train.batches import (
     document_starts,
     fit_block_size,
@@ -151,12 +157,18 @@ class Trainer:
             check_resumable(cfg, checkpoint, str(resume or "checkpoint"))
         self.checkpoint_config = checkpoint.meta.get("train_config") if checkpoint else None
         preflight(cfg, checkpoint.model.config if checkpoint else cfg.model, cache_dir())
-        self.run_id = checkpoint.meta["run_id"] if checkpoint else make_run_id(cfg.run_name, cfg.log_dir)
-        self.lock = RunLock(cfg.model_dir, self.run_id).acquire()
+        self.run_id = (checkpoint.meta["run_id"] if checkpoint else
+                       make_run_id(cfg.run_name, cfg.log_dir, reserve=True))
         try:
-            self._setup(cfg, resume, checkpoint)
+            self.lock = RunLock(cfg.model_dir, self.run_id).acquire()
+            try:
+                self._setup(cfg, resume, checkpoint)
+            except BaseException:
+                self.lock.release()
+                raise
         except BaseException:
-            self.lock.release()
+            if not checkpoint:  # the id this run claimed goes back: it never started
+                release_run_id(self.run_id, cfg.log_dir)
             raise
 
     def _setup(self, cfg: TrainConfig, resume: str | None, checkpoint: Checkpoint | None) -> None:
@@ -222,7 +234,7 @@ class Trainer:
     # ----- the loop ------------------------------------------------------------------------------
     def run(self) -> int:
         """Train until done or stopped; the exit code (see the module docstring). Console output may fail."""
-        stops = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+        stops = [signal.SIGINT, *stop_signals()]  # under nohup a closed terminal's SIGHUP stays ignored
         previous = {s: signal.signal(s, self._on_signal) for s in stops}
         self.art: RunArtifacts | None = None
         try:

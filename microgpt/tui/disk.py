@@ -12,8 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+from microgpt.atomic import process_alive
 from microgpt.data.records import check_record, record_type_of
 from microgpt.safe_io import open_regular, unique_keys
 from microgpt.storage import checkpoint_info
@@ -64,10 +63,9 @@ def run_state(manifest: dict[str, Any]) -> str:
     pid = manifest.get("pid")
     if manifest.get("status") != "running" or type(pid) is not int or pid <= 0:
         return state
-    try:
-        return state if psutil.pid_exists(pid) else "killed"
-    except OverflowError:  # a pid no system hands out (2**31 and up): the manifest is damaged
+    if pid >= 2**31:  # a pid no system hands out: the manifest is damaged
         return "damaged"
+    return state if process_alive(pid) else "killed"
 
 
 def _seconds(value: Any) -> float | None:
