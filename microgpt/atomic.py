@@ -81,7 +81,10 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     target = Path(path)
     _refuse_special(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=_temp_stem(target), suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=_temp_stem(target), suffix=".tmp", dir=target.parent)
+    except OSError as exc:  # a read-only or full folder: named by the file asked for, not the temporary one
+        raise OSError(exc.errno, exc.strerror or str(exc), os.fspath(target)) from None
     encoding = None if "b" in mode else "utf-8"
     try:
         os.chmod(tmp_name, _final_mode(target))
@@ -153,7 +156,9 @@ class LineFile:
 
     A full disk can take half of a write; the file is then cut back to where it was, so it never holds a
     torn line that the next append would glue onto. A file left with a torn last line by a process killed
-    mid-write loses that part when it is opened again. Errors name this file, not a file descriptor.
+    mid-write loses that part when it is opened again. A file deleted while open (its folder removed) is an
+    error on the next append, not lines written into a file no one can reach. Errors name this file, not a
+    file descriptor.
     """
 
     def __init__(self, path: str | os.PathLike[str], truncate: bool = False) -> None:
@@ -193,7 +198,12 @@ class LineFile:
     def append(self, text: str) -> None:
         """Append `text` (whole lines, ending in a newline); on failure the file is as it was."""
         data = memoryview(text.encode("utf-8", errors="backslashreplace"))
-        start, written = (self.size if self._regular else 0), 0
+        start, written = 0, 0
+        if self._regular:
+            held = self._guard(os.fstat, self._fd)
+            if held.st_nlink == 0:  # deleted (its folder too, perhaps): lines written now would reach no one
+                raise OSError(errno.ENOENT, "deleted while it was being written", os.fspath(self.path))
+            start = held.st_size
         try:
             while written < len(data):
                 written += os.write(self._fd, data[written:])

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,27 @@ def test_a_write_failing_mid_run_stops_cleanly_and_marks_the_manifest(tmp_path: 
     assert not (tmp_path / "models" / ".microgpt-run.lock").exists()  # the folder is free again
 
 
+def test_a_log_dir_removed_mid_run_stops_it_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """rm -rf logs during a run: its lines would go into files no one can reach; the run stops, exit 1."""
+    import shutil
+
+    write_dataset(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MICROGPT_CACHE_DIR", str(tmp_path / "cache"))
+    real = trainer_module.save_checkpoint
+
+    def then_logs_removed(path, *args, **kwargs):
+        real(path, *args, **kwargs)
+        shutil.rmtree(tmp_path / "logs", ignore_errors=True)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", then_logs_removed)
+    assert Trainer(load_config(cli={**TINY, "SAMPLE_COUNT": "0"}, env={})).run() == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "deleted while it was being written" in err and "logs/" in err, err
+    assert "models/best_checkpoint.npz from step 10 is complete" in err
+
+
 def test_a_failed_latest_save_names_the_best_checkpoint_that_was_written(tmp_path: Path, monkeypatch,
                                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """The disk fills between the best and the latest save: the message names the best one, from its step."""
@@ -107,6 +129,15 @@ def test_a_failed_save_names_its_target_not_the_temporary_file(tmp_path: Path, m
         atomic_write_bytes(tmp_path / "latest_checkpoint.npz", b"x")
     assert failed.value.filename == str(tmp_path / "latest_checkpoint.npz")
     assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+
+    def read_only(*args, **kwargs):  # the folder became read-only: the temporary file cannot be made
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(tmp_path / ".latest_checkpoint.npz.1.abc.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(OSError) as failed:
+        atomic_write_bytes(tmp_path / "latest_checkpoint.npz", b"x")
+    assert failed.value.filename == str(tmp_path / "latest_checkpoint.npz") and failed.value.errno == errno.EROFS
 
 
 @pytest.mark.skipif(os.name == "nt" or sys.platform == "darwin", reason="needs a file system that takes any bytes")

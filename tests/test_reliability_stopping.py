@@ -7,6 +7,7 @@ Each case runs the real CLI in a subprocess on the tiny dataset of test_training
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_training import events_of, microgpt, only_manifest, user_env, write_dataset
+from test_training import eval_rows, events_of, microgpt, only_manifest, user_env, write_dataset
 
 from microgpt.atomic import atomic_open, remove_stale_temps
 from microgpt.storage import load_checkpoint
+from microgpt.train.artifacts import read_events
 
 POSIX = pytest.mark.skipif(os.name == "nt", reason="POSIX signals and pipes")
 
@@ -99,6 +101,46 @@ def test_a_run_started_under_nohup_outlives_the_closed_terminal(tmp_path: Path) 
             proc.wait()
     assert proc.returncode == 0, stderr
     assert only_manifest(tmp_path)["stop_reason"] == "interrupted"
+
+
+@POSIX
+def test_a_resume_after_kill_9_logs_each_step_once_and_a_rollback_says_its_logs_go_on(tmp_path: Path) -> None:
+    """kill -9 after the run logged steps its last checkpoint does not hold: the resumed run computes them
+    again, and its events and tables must hold each step once, as an uninterrupted run's do."""
+    write_dataset(tmp_path)
+    proc = start_training(tmp_path, NUM_STEPS="1000000", SAMPLE_COUNT="0", EARLY_STOP_PATIENCE="1000000",
+                          EVAL_INTERVAL="10")
+    try:
+        deadline = time.monotonic() + 120
+        while not any(e["type"] == "step" and e["step"] >= 45 for e in events_of_run(tmp_path)):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run did not reach step 45"
+            time.sleep(0.05)
+    finally:
+        proc.kill()  # kill -9: no checkpoint of the steps since the last evaluation
+        proc.wait()
+    saved = load_checkpoint(tmp_path / "models" / "latest_checkpoint.npz").step
+    shutil.copy(tmp_path / "models" / "latest_checkpoint.npz", tmp_path / "older.npz")
+    resumed = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz", "--stop-after",
+                       str(saved + 25))
+    assert resumed.returncode == 0, resumed.stderr
+    steps = [e["step"] for e in events_of(tmp_path) if e["type"] == "step"]
+    assert steps == sorted(set(steps)) and steps[-1] == saved + 25, steps  # each step once, in order
+    evaluated = [int(row["step"]) for row in eval_rows(tmp_path)]
+    assert evaluated == sorted(set(evaluated)) and evaluated[-1] == saved + 20
+    assert f"past step {saved}, from a session stopped before it saved them: removed" in resumed.stdout
+
+    rollback = microgpt(tmp_path, "train", "--resume", "older.npz", "--stop-after", str(saved + 5))
+    assert rollback.returncode == 0, rollback.stderr
+    assert f"this run's logs go on to step {saved + 25}" in rollback.stdout  # kept: those weights exist
+    assert [e["step"] for e in events_of(tmp_path) if e["type"] == "step"][:len(steps)] == steps
+
+
+def events_of_run(folder: Path) -> list[dict]:
+    """The events written so far (none before the file exists; a line being written is left out)."""
+    events: list[dict] = []
+    for path in (folder / "logs" / "events").glob("events_*.jsonl"):
+        events += read_events(path)[0]
+    return events
 
 
 # `python -m microgpt train`, but saying "ready" on stderr once the interpreter is up and microgpt's entry

@@ -43,7 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from microgpt.atomic import LineFile, atomic_write_text
+from microgpt.atomic import LineFile, atomic_write_bytes, atomic_write_text
 from microgpt.config import TrainConfig
 from microgpt.config.knobs import MAX_RUN_NAME
 from microgpt.safe_io import open_regular, read_capped
@@ -288,6 +288,54 @@ def read_events(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[dic
         if isinstance(record, dict):
             events.append(record)
     return events, offset + end
+
+
+def _step_of(line: bytes, step_column: int | None, kind: str | None = None) -> int | None:
+    """The step a log line records: an event's "step" (only of an event of type `kind`, if given), or a CSV
+    row's step column; None for a line that records none (a header, a torn or foreign line)."""
+    try:
+        if step_column is None:
+            record = json.loads(line)
+            value = record.get("step") if isinstance(record, dict) and kind in (None, record.get("type")) else None
+        else:
+            value = int(next(csv.reader([line.decode("utf-8", errors="replace")]))[step_column])
+    except (ValueError, IndexError, RecursionError, StopIteration):
+        return None
+    return value if type(value) is int else None
+
+
+def rewind_run_logs(log_dir: str | os.PathLike[str], run_id: str, step: int) -> tuple[int, int | None]:
+    """Before a run resumes at `step`: cut its events and eval and system CSVs back to that step.
+
+    A session stopped hard (kill -9, a second signal, a failed write) logged steps that its last checkpoint
+    does not hold; the resumed run computes them again, bit for bit, and would log them twice. They are
+    removed (each file replaced atomically), and how many lines that was is returned with None. When a later
+    checkpoint of the run was saved (a run resumed from an older checkpoint: a rollback or a fork), nothing is
+    removed, since those lines describe weights that exist: the returned step is that checkpoint's.
+    """
+    folder = Path(log_dir)
+    files = {folder / "events" / f"events_{run_id}.jsonl": None,
+             folder / "eval" / f"eval_metrics_{run_id}.csv": "step",
+             folder / "system" / f"system_metrics_{run_id}.csv": "step"}
+    contents: dict[Path, list[bytes]] = {}
+    for path in files:
+        with contextlib.suppress(OSError):  # a file not written yet holds nothing past the checkpoint
+            contents[path] = path.read_bytes().splitlines(keepends=True)
+    events = contents.get(next(iter(files)), [])
+    saved = [s for s in (_step_of(line, None, "checkpoint") for line in events) if s is not None and s > step]
+    if saved:
+        return 0, max(saved)
+    dropped = 0
+    for path, lines in contents.items():
+        header = next(csv.reader([lines[0].decode("utf-8", errors="replace")]), []) if lines else []
+        if files[path] is not None and files[path] not in header:
+            continue  # not a table of ours: left as it is
+        column = None if files[path] is None else header.index("step")
+        kept = [line for line in lines if (_step_of(line, column) or 0) <= step]
+        if len(kept) < len(lines):
+            dropped += len(lines) - len(kept)
+            atomic_write_bytes(path, b"".join(kept))
+    return dropped, None
 
 
 MAX_MANIFEST_BYTES = 16 << 20  # a manifest is a few KiB; a bigger file in runs/ is not one

@@ -62,6 +62,7 @@ from microgpt.train.artifacts import (
     make_run_id,
     release_run_id,
     repoint_checkpoint,
+    rewind_run_logs,
 )
 from microgpt.train.batches import (
     document_starts,
@@ -208,6 +209,7 @@ class Trainer:
         self.model_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoints: dict[str, Any] = {}  # kind -> path, and kind_step -> its step
         self.best_note: str | None = None
+        self.rewound: tuple[int, int | None] = (0, None)  # log lines cut on resume, or a later saved step
         if checkpoint:  # the best checkpoint an earlier session of this run saved is still its best, if there
             best = Path(cfg.model_best_path) if cfg.model_best_path else self.model_dir / checkpoint_name("best")
             info = checkpoint_info(best) if best.is_file() else {}
@@ -241,6 +243,8 @@ class Trainer:
             with output_may_fail(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 print(f"run_id: {self.run_id}", flush=True)
                 self.console = ProgressLine()
+                if self.resumed_from:  # before the files are opened for this session's lines
+                    self.rewound = rewind_run_logs(self.cfg.log_dir, self.run_id, self.progress.step)
                 self.art = RunArtifacts(self.run_id, self.cfg.log_dir, echo=True, log_level=self.cfg.log_level,
                                         console=self.console, started=self.started)
                 return self._loop()
@@ -367,6 +371,14 @@ class Trainer:
                      if self.resumed_from else []):
             if note:
                 self.art.log(note)
+        dropped, later = self.rewound
+        if dropped:
+            self.art.log(f"the run's events and tables held {counted(dropped, 'line')} past step {self.progress.step}, "
+                         "from a session stopped before it saved them: removed (this run logs those steps again)")
+        if later is not None:
+            self.art.log(f"this run's logs go on to step {later:,} (a checkpoint another session of it saved): this "
+                         f"session's lines follow them, its steps from {self.progress.step + 1:,} a second time",
+                         "warning")
         if self.dataset_changed:
             before = (self.checkpoint_config or {}).get("dataset_path")
             if isinstance(before, str) and before != cfg.dataset_path:
