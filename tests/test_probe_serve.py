@@ -134,6 +134,15 @@ def test_a_huge_wrong_value_is_not_echoed_back(server: InProcessServer) -> None:
     status, raw = server.post("/v1/chat/completions", _chat("hi", temperature="x" * 500_000))
     assert status == 400 and len(raw) < 1000
     assert json.loads(raw)["error"]["param"] == "temperature"
+    status, raw = server.post("/v1/chat/completions", _chat("hi", **{"y" * 100_000: 1}))  # a huge wrong name
+    assert status == 400 and len(raw) < 1000 and json.loads(raw)["error"]["param"].startswith("yyy")
+
+
+def test_a_malformed_request_line_is_named_without_python_reprs(server: InProcessServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"GARBAGE\r\n\r\n")
+        reply = s.recv(4096).decode()
+    assert reply.startswith("HTTP/1.1 400") and "illegal request line: 'GARBAGE'" in reply, reply
 
 
 def _request(server: InProcessServer, method: str, path: str, body: bytes | None = None,
@@ -267,6 +276,21 @@ def test_stream_options_need_a_stream_and_the_usage_chunk_is_a_whole_chunk(serve
               if line.startswith("data: ") and line != "data: [DONE]"]
     assert status == 200 and events[-1]["choices"] == [] and events[-1]["usage"]["completion_tokens"] <= 3
     assert {key for key in events[0] if key != "choices"} <= set(events[-1])  # id, object, created, model
+
+
+def test_every_chunk_of_a_stream_carries_one_creation_time(server: InProcessServer,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import itertools
+
+    from microgpt.serve import protocol
+
+    clock = itertools.count(1_700_000_000, 7)  # a clock that moves 7 s at every reading
+    monkeypatch.setattr(protocol.time, "time", lambda: float(next(clock)))
+    status, raw = server.post("/v1/chat/completions", _chat("hi", max_tokens=5, stream=True,
+                                                            stream_options={"include_usage": True}))
+    created = {json.loads(line[6:])["created"] for line in raw.decode().splitlines()
+               if line.startswith("data: {")}
+    assert status == 200 and len(created) == 1, created
 
 
 def test_a_prompt_past_the_context_window_is_cut_and_the_reply_says_so(server: InProcessServer) -> None:
@@ -589,6 +613,18 @@ def test_a_chunked_body_over_the_cap_is_a_413(server: InProcessServer) -> None:
             except OSError:
                 break
         assert s.recv(4096).startswith(b"HTTP/1.1 413")
+
+
+@pytest.mark.parametrize("headers, status", [
+    (b"Content-Type: application/json\r\nContent-Length: 20000000\r\n", b"413"),  # declared too big
+    (b"Content-Type: text/plain\r\nContent-Length: 1000\r\n", b"415"),
+])
+def test_a_client_that_expects_100_continue_hears_the_refusal_before_uploading(server: InProcessServer,
+                                                                               headers: bytes, status: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n" + headers
+                  + b"\r\n")  # and waits: no body until "100 Continue"
+        assert s.recv(4096).startswith(b"HTTP/1.1 " + status)  # not "100 Continue", which asks for the body
 
 
 @pytest.mark.parametrize("stream", [False, True])

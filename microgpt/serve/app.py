@@ -22,6 +22,7 @@ import hmac
 import html
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -178,9 +179,9 @@ class Server:
             return JSONResponse(protocol.error_body(f"the server is busy ({exc}); retry later", "server_error",
                                                     code="server_busy"),
                                 status_code=503, headers={"Retry-After": str(self.limits.retry_after_s)})
-        rid = protocol.new_id("chatcmpl" if chat else "cmpl")
+        reply = protocol.Reply(chat, protocol.new_id("chatcmpl" if chat else "cmpl"), self.model_name)
         if req.stream:
-            return StreamingResponse(self._stream(job, events, chat, rid, len(ids), req.include_usage),
+            return StreamingResponse(self._stream(job, events, reply, len(ids), req.include_usage),
                                      media_type="text/event-stream", headers=headers)
         try:
             pieces, finish = [], "stop"
@@ -206,31 +207,29 @@ class Server:
                     return JSONResponse(protocol.error_body(value, "server_error"), status_code=500)
         finally:
             job.cancelled = True  # a client gone while waiting frees its row too
-        body = protocol.completion_body(chat, rid, self.model_name, "".join(pieces), finish,
-                                        protocol.usage(len(ids), job.completion_tokens))
+        body = protocol.completion_body(reply, "".join(pieces), finish, protocol.usage(len(ids), job.completion_tokens))
         return JSONResponse(body, headers=headers)
 
-    async def _stream(self, job: Job, events: asyncio.Queue, chat: bool, rid: str, prompt_tokens: int,
+    async def _stream(self, job: Job, events: asyncio.Queue, reply: protocol.Reply, prompt_tokens: int,
                       include_usage: bool) -> AsyncIterator[str]:
         def sse(obj: Any) -> str:
             return f"data: {json.dumps(obj)}\n\n"
 
         try:
-            if chat:
-                yield sse(protocol.chunk_body(chat, rid, self.model_name, None, None, first=True))
+            if reply.chat:
+                yield sse(protocol.chunk_body(reply, None, None, first=True))
             while True:
                 kind, value = await events.get()
                 if kind == "text":
-                    yield sse(protocol.chunk_body(chat, rid, self.model_name, value, None))
+                    yield sse(protocol.chunk_body(reply, value, None))
                 elif kind == "done":
-                    yield sse(protocol.chunk_body(chat, rid, self.model_name, None, value))
+                    yield sse(protocol.chunk_body(reply, None, value))
                     break
                 else:
                     yield sse(protocol.error_body(value, "server_error"))
                     break
             if include_usage:
-                yield sse(protocol.usage_chunk(chat, rid, self.model_name,
-                                               protocol.usage(prompt_tokens, job.completion_tokens)))
+                yield sse(protocol.usage_chunk(reply, protocol.usage(prompt_tokens, job.completion_tokens)))
             yield "data: [DONE]\n\n"
         finally:
             job.cancelled = True  # the client went away (or the reply ended): the row leaves the batch
@@ -304,6 +303,7 @@ class HeadDeadlineProtocol(H11Protocol):
     def send_400_response(self, msg: str) -> None:
         cause = sys.exc_info()[1]  # uvicorn calls this while handling h11's error, whose text says what was wrong
         detail = str(cause) if isinstance(cause, h11.RemoteProtocolError) and str(cause) else msg
+        detail = re.sub(r"bytearray\(b('.*')\)", r"\1", detail)  # h11 shows the line as Python's repr of bytes
         self._reply_and_close(b"400 Bad Request", f"malformed HTTP request: {clipped(detail)}", "bad_http_request")
 
     def head_too_slow(self) -> None:

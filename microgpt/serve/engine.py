@@ -5,9 +5,10 @@ the longest where that wastes little), then join the SlotCache batch; each step 
 live sequences and samples all rows at once, each with that request's own settings and random generator. A
 sequence leaves the batch when it ends (end-of-text, a stop string, its token limit) or when its client goes
 away. A row's distribution is computed exactly as it is alone and its generator draws as it does alone; only
-BLAS's summation order differs with the batch (the last float32 bit of a logit), so a reply is the same
-whether the request ran alone or beside seven others (same seed, same settings), as the tests and
-`bench --serve` check.
+BLAS's summation order differs with the batch (the last float32 bit of a logit), so a reply of a trained model
+is the same whether the request ran alone or beside seven others (same seed, same settings), as the tests and
+`bench --serve` check; where two tokens tie within that bit at a top-k or top-p cut (an untrained model's
+unseen tokens), the bit can decide.
 
 The loop runs on one thread of its own; callers hand in a `Job` and receive its events through `job.emit`,
 called on that thread: ("text", piece) as soon as a piece can no longer turn into a stop string, then

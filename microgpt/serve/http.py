@@ -85,10 +85,14 @@ class Guard:
             return
         headers = Headers(scope=scope)
         unread = int(headers.get("content-length", "0")) > 0 or "transfer-encoding" in headers
+        # a client that sent `Expect: 100-continue` uploads nothing until the first read invites it (uvicorn then
+        # answers "100 Continue"): refused before that, it is told at once and its body is never sent
+        waits_to_send = headers.get("expect", "").lower() == "100-continue"
         started = False
 
         async def receive_body() -> Message:
-            nonlocal unread
+            nonlocal unread, waits_to_send
+            waits_to_send = False
             message = await receive()
             if message["type"] == "http.request" and not message.get("more_body", False):
                 unread = False  # the body's last piece
@@ -111,7 +115,8 @@ class Guard:
                 if unread:
                     message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
                     with contextlib.suppress(asyncio.TimeoutError):  # a trickling client gets DRAIN_S, no more
-                        await asyncio.wait_for(drain(), DRAIN_S)
+                        if not waits_to_send:
+                            await asyncio.wait_for(drain(), DRAIN_S)
             await send(message)
 
         host = headers.get("host")

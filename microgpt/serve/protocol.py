@@ -11,11 +11,11 @@ import json
 import math
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from microgpt.config import parse_sampling_value, sampling_from_mapping
-from microgpt.errors import ConfigError, shown
+from microgpt.errors import ConfigError, clipped, shown
 from microgpt.nn import SamplingSettings
 
 MAX_STOPS = 4  # as the OpenAI API
@@ -48,9 +48,14 @@ class RequestError(ValueError):
         return error_body(str(self), self.kind, self.param, self.code)
 
 
+MAX_PARAM = 120  # characters of a field's name an error names; a longer one is cut in the middle
+
+
 def error_body(message: str, kind: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
-    """OpenAI's error object: what went wrong, its type, the request field it concerns and a code."""
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    """OpenAI's error object: what went wrong, its type, the request field it concerns (a field name a client
+    made 100,000 characters long is cut short, as values in messages are) and a code."""
+    return {"error": {"message": message, "type": kind, "param": param if param is None or len(param) <= MAX_PARAM else clipped(param, MAX_PARAM),
+                      "code": code}}
 
 
 @dataclass
@@ -228,32 +233,43 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
             "total_tokens": prompt_tokens + completion_tokens}
 
 
-def completion_body(chat: bool, rid: str, model: str, text: str, finish: str, use: dict) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Reply:
+    """What every body of one answer repeats: chat or text, its id, the model, and one creation time (all the
+    chunks of a stream carry the same, as OpenAI's do)."""
+
+    chat: bool
+    id: str
+    model: str
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def head(self, chunk: bool) -> dict[str, Any]:
+        kind = ("chat.completion.chunk" if chunk else "chat.completion") if self.chat else "text_completion"
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
+
+
+def completion_body(reply: Reply, text: str, finish: str, use: dict) -> dict[str, Any]:
     """The whole (non-streamed) answer."""
-    if chat:
+    if reply.chat:
         choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish,
                   "logprobs": None}
     else:
         choice = {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
-    return {"id": rid, "object": "chat.completion" if chat else "text_completion", "created": int(time.time()),
-            "model": model, "choices": [choice], "usage": use}
+    return {**reply.head(chunk=False), "choices": [choice], "usage": use}
 
 
-def chunk_body(chat: bool, rid: str, model: str, text: str | None, finish: str | None,
-               first: bool = False) -> dict[str, Any]:
+def chunk_body(reply: Reply, text: str | None, finish: str | None, first: bool = False) -> dict[str, Any]:
     """One server-sent event's JSON while streaming."""
-    if chat:
+    if reply.chat:
         delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
         if text is not None:
             delta["content"] = text
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
     else:
         choice = {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
-    return {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion",
-            "created": int(time.time()), "model": model, "choices": [choice]}
+    return {**reply.head(chunk=True), "choices": [choice]}
 
 
-def usage_chunk(chat: bool, rid: str, model: str, use: dict) -> dict[str, Any]:
+def usage_chunk(reply: Reply, use: dict) -> dict[str, Any]:
     """The last event of a stream that asked for usage (`stream_options.include_usage`): no choices, the counts."""
-    return {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion", "created": int(time.time()),
-            "model": model, "choices": [], "usage": use}
+    return {**reply.head(chunk=True), "choices": [], "usage": use}
