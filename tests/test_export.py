@@ -215,7 +215,10 @@ def test_an_existing_out_dir_is_taken_empty_replaced_with_force_and_never_if_it_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz", "out", "s"]  # nothing left beside it
     (out / "notes.txt").write_text("mine", encoding="utf-8")
     assert main(["export", str(large), str(out), "--force"]) == 2
-    assert "holds files that are not an export's ('notes.txt'" in capsys.readouterr().err
+    assert "holds files that are not an export's ('notes.txt');" in capsys.readouterr().err  # the only one
+    (out / "more.txt").write_text("also mine", encoding="utf-8")
+    assert main(["export", str(large), str(out), "--force"]) == 2
+    assert "holds files that are not an export's ('more.txt', ...);" in capsys.readouterr().err
     assert (out / "notes.txt").read_text(encoding="utf-8") == "mine"
 
 

@@ -103,7 +103,9 @@ def test_knobs_in_the_environment_that_a_resume_ignores_are_named(resumable: Pat
     (("--num-steps", "20"), "NUM_STEPS=20: this run is already at step 30; give --num-steps above 30"),
     (("--num-steps", "40", "--early-stop-patience", "1"),
      ("EARLY_STOP_PATIENCE=1: this run has gone 1 evaluation without an improvement above EARLY_STOP_MIN_DELTA "
-      "(0.0005) by step 30, which that patience ends at once; give --early-stop-patience above 1"))])
+      "(0.0005) by step 30, which that patience ends at once; give --early-stop-patience above 1")),
+    (("--num-steps", "40", "--stop-after", "30"), "--stop-after 30: this run is already at step 30; give a later step"),
+])
 def test_a_resume_with_nothing_left_to_train_is_one_line_and_writes_nothing(resumable: Path, flags: tuple[str, ...],
                                                                            fragment: str) -> None:
     rewrite_checkpoint(resumable / "latest.npz", resumable / "c.npz", lambda meta: meta.update(patience_used=1))

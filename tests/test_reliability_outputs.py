@@ -98,6 +98,26 @@ def test_a_log_dir_removed_mid_run_stops_it_cleanly(tmp_path: Path, monkeypatch:
     assert "models/best_checkpoint.npz from step 10 is complete" in err
 
 
+def test_a_signal_during_the_final_save_leaves_a_completed_run_completed(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    write_dataset(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MICROGPT_CACHE_DIR", str(tmp_path / "cache"))
+    real = trainer_module.save_checkpoint
+    trainer = Trainer(load_config(cli={**TINY, "SAMPLE_COUNT": "0"}, env={}))
+
+    def ctrl_c_while_the_final_is_written(path, *args, **kwargs):
+        if Path(path).name.startswith("ckpt_"):
+            trainer._on_signal(signal.SIGINT, None)  # the first Ctrl-C: finish what is being done
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", ctrl_c_while_the_final_is_written)
+    assert trainer.run() == 0
+    assert only_manifest(tmp_path)["stop_reason"] == "completed"
+
+
 def test_a_failed_latest_save_names_the_best_checkpoint_that_was_written(tmp_path: Path, monkeypatch,
                                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """The disk fills between the best and the latest save: the message names the best one, from its step."""

@@ -102,7 +102,7 @@ KNOBS: tuple[Knob, ...] = (
         'JSONL training file, one record per line',
         'The file the model learns from: one JSON record per line (knowledge, qa, chat, ...). Check it '
         'first with `microgpt validate-dataset PATH`. More and cleaner text helps more than any other knob; '
-        'the starter set is small so that a first run finishes in minutes.',
+        'a first run on the starter set (about 40 MB) finishes in minutes, having read only part of it.',
     ),
     _knob(
         "TOKENIZER", DATA,
@@ -421,7 +421,7 @@ KNOBS: tuple[Knob, ...] = (
     ),
     _knob(
         "SAMPLE_MAX_NEW_TOKENS", GEN,
-        'longest sample or chat reply, in tokens',
+        'most new tokens per text: each trainer sample (SAMPLE_MAX_NEW_TOKENS), each chat reply (CHAT_MAX_NEW_TOKENS)',
         'Generation stops at end-of-text, at a new turn or after this many new tokens, whichever comes first '
         '(past BLOCK_SIZE the context window slides). Longer samples show more but take proportionally longer.',
         min=1,

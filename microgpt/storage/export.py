@@ -23,7 +23,7 @@ from safetensors.numpy import load_file, save
 
 from microgpt.atomic import atomic_folder, atomic_write_bytes, atomic_write_json
 from microgpt.data.go_tokenizer import any_tokenizer_from_dict
-from microgpt.errors import CheckpointError, ConfigError, MicrogptError
+from microgpt.errors import CheckpointError, ConfigError, MicrogptError, shown
 from microgpt.nn import GPT
 from microgpt.nn.bounds import check_weights, checked_model_config, parameter_shapes
 from microgpt.safe_io import check_name_length, open_regular, parse_json, read_capped, writable_folder
@@ -66,7 +66,9 @@ def save_export(checkpoint: Checkpoint, out_dir: str | os.PathLike[str], source:
     # folder swapped in whole is made beside it)
     writable_folder("OUT_DIR", out if in_place else out.parent, value=out_dir)
     if held - set(EXPORT_FILES):
-        raise ConfigError(f"{label}: holds files that are not an export's ({min(held - set(EXPORT_FILES))!r}, ...); "
+        foreign = sorted(held - set(EXPORT_FILES))
+        raise ConfigError(f"{label}: holds files that are not an export's ({shown(foreign[0])}"
+                          f"{', ...' if len(foreign) > 1 else ''}); "
                           "give a new or empty folder")
     if held and not replace:
         raise ConfigError(f"{label}: already holds an export; add --force to replace it (atomically), or give "

@@ -46,7 +46,7 @@ from microgpt.autograd.parallel import set_threads
 from microgpt.chat.session import ChatSession
 from microgpt.config import TrainConfig, format_config
 from microgpt.console import output_may_fail, print_error, stop_signals
-from microgpt.errors import counted, one_line, shown
+from microgpt.errors import ConfigError, counted, one_line, shown
 from microgpt.nn import GPT, clip_grad_norm
 from microgpt.storage import (
     Checkpoint,
@@ -156,6 +156,9 @@ class Trainer:
             checkpoint = load_checkpoint(resume)
         if checkpoint:
             check_resumable(cfg, checkpoint, str(resume or "checkpoint"))
+            if stop_after is not None and stop_after <= checkpoint.meta["step"]:
+                raise ConfigError(f"--stop-after {stop_after}: this run is already at step "
+                                  f"{checkpoint.meta['step']}; give a later step")
         self.checkpoint_config = checkpoint.meta.get("train_config") if checkpoint else None
         preflight(cfg, checkpoint.model.config if checkpoint else cfg.model, cache_dir())
         self.run_id = (checkpoint.meta["run_id"] if checkpoint else
@@ -231,7 +234,8 @@ class Trainer:
         self._signals += 1
         if self._signals > 1:
             os._exit(130 if signum == signal.SIGINT else 143)
-        self.stop_reason = "interrupted"
+        if self.stop_reason is None:  # a run already ending (completed, early stop) is saved as what it is
+            self.stop_reason = "interrupted"
 
     # ----- the loop ------------------------------------------------------------------------------
     def run(self) -> int:
