@@ -142,6 +142,16 @@ def test_unknown_fields_are_allowed_and_every_problem_is_reported():
     assert check_record({"id": None, "instruction": "i", "response": "r"}) == []  # a Dolly id is optional: null too
 
 
+def test_openai_fine_tuning_rows_of_messages_alone_are_messages_records_and_developer_is_system():
+    row = {"messages": [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                        {"role": "assistant", "content": "Hello!"}]}
+    assert check_record(row) == [] and record_type_of(row) == "messages"
+    assert render_record(row) == "System: Be brief.\nUser: Hi\nAssistant: Hello!"
+    assert render_record(row) == render_record({"id": "m", "record_type": "messages", **row})  # as typed
+    assert check_record({"messages": [{"role": "user", "content": ""}], "id": 7}) == [
+        "field 'id' must be a string, not number", "field 'messages[0].content' is empty"]
+
+
 def test_alpaca_rows_train_their_input_as_context_and_a_misnamed_context_is_refused_not_dropped():
     assert check_record({"instruction": "i", "input": "", "output": "o"}) == []
     assert check_record({"instruction": "i", "output": "o", "input": None, "id": "a1"}) == []
@@ -165,7 +175,7 @@ def test_a_long_wrong_value_is_cut_short_in_its_problem():
 def test_every_example_in_the_datasets_readme_renders_as_shown():
     readme = (Path(__file__).resolve().parent.parent / "datasets" / "README.md").read_text()
     pairs = re.findall(r"```json\n(.*?)\n```\s*```text\n(.*?)\n```", readme, flags=re.DOTALL)
-    assert len(pairs) == 10  # one per record type, two for Dolly, one for Alpaca
+    assert len(pairs) == 11  # one per record type, two for Dolly, one for Alpaca, one of messages alone
     for record_json, rendered in pairs:
         record = json.loads(record_json)
         assert check_record(record) == []

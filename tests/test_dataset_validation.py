@@ -124,7 +124,7 @@ def test_an_id_used_three_times_names_its_first_line_at_every_later_use(tmp_path
 
 def test_problems_are_capped_but_all_counted(tmp_path):
     path = tmp_path / "bad.jsonl"
-    path.write_text("not json\n" * 120)
+    path.write_text("{not json\n" * 120)
     report = validate_dataset(path, max_problems=10)
     assert len(report.problems) == 10 and report.problem_count == 120
 
@@ -237,6 +237,10 @@ def test_an_empty_path_is_refused_and_a_single_record_is_flagged(tmp_path, capsy
     (lambda text: __import__("lzma").compress(text.encode()), "xz-compressed"),
     (lambda text: json.dumps([json.loads(x) for x in text.splitlines()], indent=2).encode(), "one JSON array"),
     (lambda text: ("[" + ",".join(text.splitlines()) + "]").encode(), "one JSON array"),
+    (lambda text: "".join(json.dumps(json.loads(x), indent=2) + "\n" for x in text.splitlines()).encode(),
+     "JSON spread over several lines (pretty-printed)"),  # what `jq .` writes
+    (lambda text: "".join(json.loads(x)["text"] + " is a note.\n" for x in text.splitlines()).encode(),
+     "plain text, not JSON Lines"),
 ])
 def test_a_file_that_is_not_json_lines_at_all_is_one_problem_saying_what_it_is(tmp_path, capsys, made, kind):
     records = "".join(json.dumps({"id": f"r{i}", "record_type": "memory", "text": f"t {i}"}) + "\n" for i in range(9))
@@ -245,6 +249,14 @@ def test_a_file_that_is_not_json_lines_at_all_is_one_problem_saying_what_it_is(t
     assert command.run(_args(path=str(path), max_problems=50)) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"{path}:1: the file is {kind}") and out[1:] == [f"{path}: invalid (1 problem; 0 valid records)"]
+
+
+def test_a_damaged_first_record_is_that_lines_problem_only(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text('"id": "r0", "record_type": "memory"}\n' + "".join(
+        json.dumps({"id": f"r{i}", "record_type": "memory", "text": "t"}) + "\n" for i in range(1, 3)), encoding="utf-8")
+    report = validate_dataset(path)
+    assert report.documents == 2 and len(report.problems) == 1 and "invalid JSON" in report.problems[0]
 
 
 def test_a_stray_array_on_line_1_is_that_lines_problem_only(tmp_path):

@@ -31,6 +31,10 @@ NOT_JSONL = ((b"\xff\xfe", "UTF-16 (or UTF-32) text, not UTF-8: save it as UTF-8
              (b"\x28\xb5\x2f\xfd", "zstd-compressed: decompress it (unzstd) and give the .jsonl"),
              (b"PK\x03\x04", "a zip archive: extract the .jsonl from it"))  # what such a file starts with
 JSON_ARRAY = "one JSON array, not JSON Lines: write one JSON object per line"
+PRETTY_JSON = ("JSON spread over several lines (pretty-printed), not JSON Lines: write each record on one line "
+               "(`jq -c . FILE` does)")
+PLAIN_TEXT = ('plain text, not JSON Lines: make each line a JSON record, such as {"id": "k1", "record_type": '
+              '"knowledge", "text": "..."} (see datasets/README.md)')
 MAX_RECORD_BYTES = 8 << 20  # 8 MiB: a long novel as one record fits; a line past it is a mistake (a file with no
 # newlines), and tokenizing it would take minutes and gigabytes
 
@@ -174,11 +178,22 @@ def _scan(path: str | Path, report: ValidationReport, max_problems: int) -> Iter
 
 def _not_json_lines(first: bytes) -> str | None:
     """What a file whose first line is `first` is instead of JSON Lines (UTF-16, compressed, one JSON array of
-    records), or None. A line 1 that is an array on its own (of strings, say) is only that line's problem."""
-    head = first.lstrip()
+    records, pretty-printed JSON, plain text), or None. A line 1 that is an array on its own (of strings, say)
+    is only that line's problem, and so is one that looks like a damaged record (a brace, a "key": in it)."""
+    head = first.strip()
     kind = next((what for start, what in NOT_JSONL if head.startswith(start)), None)
-    if kind or not head.startswith(b"["):
+    if kind:
         return kind
+    if head == b"{":
+        return PRETTY_JSON
+    if head and b"{" not in head and b"[" not in head and b'":' not in head:
+        try:
+            json.loads(head)
+        except (ValueError, RecursionError):
+            return PLAIN_TEXT
+        return None  # a number or a string alone: that line's problem
+    if not head.startswith(b"["):
+        return None
     try:
         value = json.loads(head)
     except (ValueError, RecursionError):  # an array that goes on past this line: a pretty-printed file

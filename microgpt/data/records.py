@@ -1,8 +1,9 @@
 """The record schema: which record types exist, what fields each one needs, and how one record is checked.
 
 A dataset line is one JSON object. Typed records carry `id` and `record_type`; a raw Dolly row
-(`instruction`, `context`, `response`, `category`) or Alpaca row (`instruction`, `input`, `output`) carries
-neither and is recognised by those fields (an `output` makes it Alpaca's).
+(`instruction`, `context`, `response`, `category`), Alpaca row (`instruction`, `input`, `output`) or OpenAI
+chat fine-tuning row (`messages` alone) carries neither and is recognised by those fields (an `output` makes
+it Alpaca's).
 `check_record` returns every problem of one parsed line as a short message that names the field, so a
 reader can fix the line without opening this file.
 """
@@ -29,7 +30,7 @@ DOLLY, ALPACA = "dolly", "alpaca"  # the raw rows: no id or record_type, known b
 DOLLY_FIELDS: tuple[str, ...] = ("instruction", "context", "response")
 ALPACA_FIELDS: tuple[str, ...] = ("instruction", "input", "output")
 RECORD_TYPES: tuple[str, ...] = (*RECORD_FIELDS, DOLLY, ALPACA)
-ROLES: tuple[str, ...] = ("system", "user", "assistant")
+ROLES: tuple[str, ...] = ("system", "developer", "user", "assistant")  # "developer": OpenAI's newer "system"
 
 # json.loads turns the escape "\ud800" into a lone surrogate: a str that is not valid Unicode text.
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -37,12 +38,15 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def raw_type(record: dict) -> str | None:
     """ALPACA or DOLLY for a row with no `record_type` but their fields (checked as that kind even when some
-    are missing): Alpaca's when it has an `output`, or an `input` and no `response`; else None."""
+    are missing): Alpaca's when it has an `output`, or an `input` and no `response`; "messages" for a row with
+    `messages` and neither's fields (OpenAI's chat fine-tuning format); else None."""
     if "record_type" in record:
         return None
     if "output" in record or ("input" in record and "response" not in record):
         return ALPACA
-    return DOLLY if any(field in record for field in DOLLY_FIELDS) else None
+    if any(field in record for field in DOLLY_FIELDS):
+        return DOLLY
+    return "messages" if "messages" in record else None
 
 
 def record_type_of(record: dict) -> str:
@@ -75,7 +79,11 @@ def check_record(record: object) -> list[str]:
 def _check_raw(record: dict) -> list[str]:
     """Dolly rows need an instruction and a response, Alpaca rows an instruction and an output; the context
     (Dolly's `context`, Alpaca's `input`) and Dolly's category may be empty, null or absent. The other kind's
-    context field, when it holds something, is refused rather than dropped unread."""
+    context field, when it holds something, is refused rather than dropped unread. A raw messages row is
+    checked as a typed one's messages. An id is optional in all three."""
+    optional_id = [_string_problem(record, "id")] if record.get("id") is not None else []  # null as absent
+    if raw_type(record) == "messages":
+        return _present(optional_id) + _check_messages(record)
     alpaca = raw_type(record) == ALPACA
     answer, context, other = ("output", "input", "context") if alpaca else ("response", "context", "input")
     checks = [_string_problem(record, "instruction"), _string_problem(record, answer)]
@@ -85,13 +93,11 @@ def _check_raw(record: dict) -> list[str]:
         kind, others = ("Alpaca", "Dolly") if alpaca else ("Dolly", "Alpaca")
         checks.append(f"field '{other}' is {others}'s context, but this row is read as {kind}'s (instruction, "
                       f"{context}, {answer}): rename it '{context}', or use {others}'s fields throughout")
-    if record.get("id") is not None:  # optional: null as absent, like the other optional fields
-        checks.append(_string_problem(record, "id"))
-    return _present(checks)
+    return _present(checks + optional_id)
 
 
 def _check_messages(record: dict) -> list[str]:
-    """`messages` is a non-empty list of {role: system|user|assistant, content: non-empty string}."""
+    """`messages` is a non-empty list of {role: system|developer|user|assistant, content: non-empty string}."""
     messages = record.get("messages")
     if messages is None:
         return ["missing required field 'messages'"]

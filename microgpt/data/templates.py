@@ -24,7 +24,7 @@ USER_PREFIX = "User:"
 ASSISTANT_PREFIX = "Assistant:"
 SYSTEM_PREFIX = "System:"
 QUESTION_PREFIX, PROMPT_PREFIX, TASK_PREFIX, CONTEXT_PREFIX = "Question:", "Prompt:", "Task:", "Context:"
-ROLE_PREFIX = {"system": SYSTEM_PREFIX, "user": USER_PREFIX, "assistant": ASSISTANT_PREFIX}
+ROLE_PREFIX = {"system": SYSTEM_PREFIX, "developer": SYSTEM_PREFIX, "user": USER_PREFIX, "assistant": ASSISTANT_PREFIX}
 # the labels that open a new part of a document: a reply ends where the model starts a line with one
 OPENING_LABELS = (USER_PREFIX, ASSISTANT_PREFIX, SYSTEM_PREFIX, QUESTION_PREFIX, PROMPT_PREFIX, TASK_PREFIX,
                   CONTEXT_PREFIX)

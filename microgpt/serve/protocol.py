@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from microgpt.config import parse_sampling_value, sampling_from_mapping
+from microgpt.data.records import ROLES
 from microgpt.errors import ConfigError, clipped, shown
 from microgpt.nn import SamplingSettings
 
 MAX_STOPS = 4  # as the OpenAI API
-ROLES = ("system", "developer", "user", "assistant")  # "developer": OpenAI's newer name for "system"
 # Fields the OpenAI clients may send that change nothing here; accepted when null or their neutral value (a
 # number equal to it for a number, the value itself otherwise: `"n": true` is not `"n": 1`, `"logprobs": 0` not false).
 NEUTRAL = {"n": 1, "presence_penalty": 0, "frequency_penalty": 0, "logprobs": False, "logit_bias": {},
