@@ -55,7 +55,8 @@ def load_config_from_args(args: argparse.Namespace, env: dict[str, str] | None =
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = "Every knob can also be set as an environment variable of the name in brackets."
+    parser.epilog = ("Every knob can also be set as an environment variable of the name in brackets.\nTokenized "
+                     "datasets are cached in .cache/microgpt under the working folder (MICROGPT_CACHE_DIR moves it).")
     parser.add_argument("--resume", metavar="CKPT", help="continue the run saved in this checkpoint (its config "
                         "is used; flags given here override it, but for those of its model, tokenizer, data split, "
                         "seed, optimizer and run name)")

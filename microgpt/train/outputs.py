@@ -57,7 +57,7 @@ def check_output_locations(model_dir: str, log_dir: str, cache_dir: str | os.Pat
     """Every output location of a run, checked up front (see the module docstring)."""
     models = writable_folder("MODEL_DIR", model_dir)
     writable_folder("LOG_DIR", log_dir)
-    writable_folder("MICROGPT_CACHE_DIR", cache_dir)
+    writable_folder("the token cache's folder MICROGPT_CACHE_DIR", cache_dir)  # a variable the help names too
     if model_out_path:
         writable_file("MODEL_OUT_PATH", model_out_path, "final.npz")
         _only_a_checkpoint_there("MODEL_OUT_PATH", model_out_path)
