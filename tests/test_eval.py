@@ -110,6 +110,10 @@ def test_split_val_reproduces_the_runs_last_reported_val_loss(trained, workdir, 
     assert result["loss"] == pytest.approx(last_reported, abs=1e-6)
     assert result["records"] == 4  # VAL_SPLIT 0.1 of 40 documents
     assert result["loss"] == pytest.approx(validation_loss_by_hand(trained["checkpoint"]), rel=1e-5)
+    code, table, _ = run_cli(capsys, str(trained["checkpoint"]), "--split", "val")
+    row = next(line for line in table.splitlines() if line.startswith(str(trained["data"])))
+    assert code == 0 and row.split()[-1] == f"~{result['bits_per_byte']:.4f}"  # an estimate, and says so
+    assert "split val: the loss of the windows the trainer samples" in table
 
 
 def validation_loss_by_hand(path: Path) -> float:

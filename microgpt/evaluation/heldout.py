@@ -358,12 +358,17 @@ def format_table(results: Sequence[EvalResult]) -> str:
             lines.append(f"bits/byte n/a on {name}: this checkpoint's tokenizer cannot spell {r.unspelled:,} "
                          f"of its {r.records:,} records (an original Go vocabulary drops or replaces what it "
                          "does not know), so its bits would not count every byte")
+    if any(r.split == "val" for r in results):
+        lines.append("split val: the loss of the windows the trainer samples (tokens counts their scored "
+                     "tokens, which may repeat); ~ bits/byte is estimated from it with the split's own "
+                     "tokens per byte")
     return "\n".join(lines)
 
 
 def shown_bits(result: EvalResult) -> str:
-    """Bits per byte for a table, or n/a when the tokenizer could not spell every record."""
-    return "n/a" if result.unspelled else f"{result.bits_per_byte:.4f}"
+    """Bits per byte for a table (~ when estimated from a sampled loss: the val split), or n/a when the
+    tokenizer could not spell every record."""
+    return "n/a" if result.unspelled else f"{'~' if result.split == 'val' else ''}{result.bits_per_byte:.4f}"
 
 
 def results_csv_path(checkpoint_path: str | Path, log_dir: str | Path = TrainConfig.log_dir) -> Path:
