@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "run", None):
             parser.print_help()
             return 2
-        command = f"microgpt {args.command}"
+        command = " ".join(["microgpt", args.command, *([args.action] if getattr(args, "action", None) else [])])
         # SIGTERM and a closed terminal (SIGHUP) stop a command as Ctrl-C does, so its cleanup runs (temporary
         # files go, a dashboard stops its trainer); the trainer and the server (uvicorn) handle them themselves
         with contextlib.nullcontext() if args.command == "serve" else stop_signals_interrupt():

@@ -45,11 +45,19 @@ def test_problems_are_reported_by_line_and_nothing_is_written(tmp_path: Path, ca
     bad = tmp_path / "in" / "bad.txt"
     assert f"{bad}:1: text before the first turn" in err
     assert f"{bad}:3: two user turns in a row" in err
-    assert f"{bad}:5: an assistant turn with no user turn before it" in err
+    assert f"{bad}:5: two assistant turns in a row" in err
     assert f"{bad}:6: the last user turn has no reply" in err
     assert not out.exists()
     assert main(["data", "import-transcripts", str(tmp_path / "nowhere"), str(out)]) == 2
-    assert "not a folder" in capsys.readouterr().err
+    assert "microgpt data import-transcripts: error: " in capsys.readouterr().err  # the command as typed
+    (tmp_path / "in" / "bad.txt").write_text("A: hello\n", encoding="utf-8")
+    (tmp_path / "in" / "SHOUTED.TXT").write_text("U: hi\nA: there\n", encoding="utf-8")  # read: .txt in any case
+    assert main(["data", "import-transcripts", str(tmp_path / "in"), str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:1: an assistant turn with no user turn before it" in err and "SHOUTED" not in err
+    (tmp_path / "in" / "bad.txt").unlink()
+    assert main(["data", "import-transcripts", str(tmp_path / "in"), str(out)]) == 0
+    assert json.loads(out.read_text(encoding="utf-8"))["id"] == "SHOUTED-0001"
 
 
 def test_an_exchange_too_long_for_a_dataset_record_is_a_problem_not_a_file_training_refuses(

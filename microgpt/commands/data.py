@@ -10,7 +10,7 @@ from pathlib import Path
 
 from microgpt.atomic import atomic_write_text
 from microgpt.data.download import DOLLY_PATH, DOLLY_SHA256, DOLLY_URL, download
-from microgpt.data.transcripts import HISTORY_TURNS, import_transcripts, record_line
+from microgpt.data.transcripts import HISTORY_TURNS, import_transcripts, record_line, transcript_files
 from microgpt.errors import ConfigError, counted, one_line
 from microgpt.safe_io import writable_file
 
@@ -48,7 +48,7 @@ def _import_transcripts(folder: Path, out: Path) -> int:
     if not folder.is_dir():
         raise ConfigError(f"{folder}: not a folder; give the folder that holds your .txt transcripts")
     writable_file("OUT.jsonl", out, "chats.jsonl")  # not a folder, device or FIFO, in a folder that takes files
-    inputs = [path for path in folder.glob("*.txt") if path.exists() and out.exists() and path.samefile(out)]
+    inputs = [path for path in transcript_files(folder) if path.exists() and out.exists() and path.samefile(out)]
     if inputs:
         raise ConfigError(f"OUT.jsonl={str(out)!r} is the transcript {str(inputs[0])!r}: writing it would destroy "
                           "that input; give a file outside the transcripts, such as "

@@ -69,8 +69,9 @@ def read_turns(path: Path) -> tuple[list[Turn], list[str]]:
             problems.append(f"{where}:{turn.line}: empty {turn.speaker} turn")
         expected = "user" if previous is None or previous.speaker == "assistant" else "assistant"
         if turn.speaker != expected:
-            what = "an assistant turn with no user turn before it" if expected == "user" else \
-                "two user turns in a row (the first has no reply)"
+            what = ("two user turns in a row (the first has no reply)" if expected == "assistant" else
+                    "an assistant turn with no user turn before it" if previous is None else
+                    "two assistant turns in a row (join them into one reply, or put the user's turn between)")
             problems.append(f"{where}:{turn.line}: {what}")
     if turns and turns[-1].speaker == "user":
         problems.append(f"{where}:{turns[-1].line}: the last user turn has no reply")
@@ -95,13 +96,19 @@ def record_line(record: dict) -> str:
     return json.dumps(record, ensure_ascii=False) + "\n"
 
 
+def transcript_files(folder: Path) -> list[Path]:
+    """The transcripts in `folder`, sorted by name: its entries ending in .txt, in any case (NOTES.TXT too);
+    one that is not a readable file (a FIFO, a folder) is then a listed problem, not skipped unsaid."""
+    return sorted(path for path in folder.iterdir() if path.suffix.lower() == ".txt")
+
+
 def import_transcripts(folder: Path) -> tuple[list[dict], list[str]]:
     """Every `*.txt` transcript in `folder` (sorted by name) -> chat records, plus every problem found: a
     record longer than a dataset line may be (MAX_RECORD_BYTES, its history included) is one, named by the
     line of its user turn, so the import never writes a file that training refuses."""
     records: list[dict] = []
     problems: list[str] = []
-    for path in sorted(folder.glob("*.txt")):
+    for path in transcript_files(folder):
         turns, found = read_turns(path)
         problems += found
         if found:
