@@ -165,7 +165,7 @@ def test_a_bad_chat_variable_is_one_line_and_exit_2(checkpoint: Path, name: str,
 def test_a_bad_sampling_flag_is_one_line_and_exit_2(checkpoint: Path) -> None:
     result = run_cli("chat-once", str(checkpoint), "hello", "--temperature", "inf")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert "temperature='inf': must be a finite number (from command line)" in result.stderr
+    assert "error: --temperature='inf': must be a finite number (from command line)" in result.stderr  # as typed
 
 
 def test_chat_reads_turns_from_stdin_and_reset_forgets_them(checkpoint: Path) -> None:

@@ -29,12 +29,17 @@ from microgpt.errors import no_controls, one_line
 from microgpt.nn import SamplingSettings
 
 
+def flag_of(field: str) -> str:
+    """The chat flag that sets a sampling field: top_p -> --top-p."""
+    return "--" + field.replace("_", "-")
+
+
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     """--temperature, --top-k, ... (one per sampling knob) and --seed, for chat-once and chat."""
     group = parser.add_argument_group("sampling (defaults < CHAT_* environment < flags)")
     for name, knob in SAMPLING_KNOBS.items():
         help_text = f"[{knob.chat_env}, default {format_value(knob.default)}] {knob.help}"
-        group.add_argument("--" + name.replace("_", "-"), dest=name, metavar={int: "N", float: "X"}[knob.type],
+        group.add_argument(flag_of(name), dest=name, metavar={int: "N", float: "X"}[knob.type],
                            help=help_text.replace("%", "%%"))
     group.add_argument("--seed", help=f"sampling seed: the same seed and prompt give the same reply "
                                       f"(default {SamplingSettings.seed})")
@@ -48,10 +53,10 @@ def sampling_from_args(args: argparse.Namespace, env: dict[str, str] | None = No
     def name_of(field: str) -> str:  # the side no flag gave: its variable, unless the other side is a flag
         if field in variables or not {"min_new_tokens", "max_new_tokens"} & set(flags):
             return SAMPLING_KNOBS[field].chat_env or field
-        return field
+        return flag_of(field)
 
     base = sampling_from_env(env, check_order=False)
-    return sampling_from_mapping(flags, base=base, source="command line", name_of=name_of)
+    return sampling_from_mapping(flags, base=base, source="command line", name_of=name_of, label_of=flag_of)
 
 
 def chat_log(prefix: str) -> ChatLog:

@@ -52,19 +52,21 @@ def _lay_over(base: SamplingSettings | None, entries: Mapping[str, tuple[str, An
 
 
 def sampling_from_mapping(values: Mapping[str, Any], base: SamplingSettings | None = None,
-                          source: str = "", name_of: Callable[[str], str] = str) -> SamplingSettings:
+                          source: str = "", name_of: Callable[[str], str] = str,
+                          label_of: Callable[[str], str] = str) -> SamplingSettings:
     """`base` (default: SamplingSettings()) with `values` laid over it, each checked by its knob.
 
     Keys are SamplingSettings field names: temperature, top_k, top_p, repetition_penalty, repeat_last_n,
     min_new_tokens, max_new_tokens, and seed (None: fresh randomness). Values may be text or JSON values.
-    Raises ConfigError with one line naming the field, the value and the allowed range, followed by
-    `(from SOURCE)` when `source` is given; an unknown key is an error too.
+    Raises ConfigError with one line naming the field (as `label_of` writes it: the flag a user typed), the
+    value and the allowed range, followed by `(from SOURCE)` when `source` is given; an unknown key is an
+    error too.
     """
     where = f" (from {source})" if source else ""
     for key in values:
         if key != "seed" and key not in SAMPLING_KNOBS:
             raise ConfigError(f"{key}: not a sampling setting (use {', '.join([*SAMPLING_KNOBS, 'seed'])}){where}")
-    return _lay_over(base, {key: (key, raw) for key, raw in values.items()}, where, name_of)
+    return _lay_over(base, {key: (label_of(key), raw) for key, raw in values.items()}, where, name_of)
 
 
 def chat_env_entries(env: Mapping[str, str] | None = None) -> dict[str, tuple[str, str]]:
