@@ -39,13 +39,7 @@ class RunLock:
                 if holder is None and self._age_s() < 2.0:  # its writer may be between create and write
                     time.sleep(0.1)
                     continue
-                started = holder.get("started") if holder is not None else None
-                if holder is not None and holder.get("pid") != os.getpid() and process_alive(
-                        holder["pid"], started if type(started) in (int, float) else None):
-                    raise ConfigError(
-                        f"{self.knob}={str(self.path.parent)!r} is in use by run {holder.get('run_id', '?')} "
-                        f"(pid {holder['pid']}, its lock {self.path.name}); wait for it to finish, stop it, or "
-                        f"give this run another {self.knob}") from None
+                self._refuse_a_live_holder(holder)
                 with contextlib.suppress(FileNotFoundError):
                     self.path.unlink()
                 continue
@@ -57,6 +51,21 @@ class RunLock:
             self.held = True
             return self
         raise ConfigError(f"{self.knob}={str(self.path.parent)!r}: another trainer keeps taking the folder")
+
+    def check_free(self) -> None:
+        """ConfigError when another live run holds this folder; nothing is taken (for a folder a run writes a
+        single file into, MODEL_OUT_PATH's or MODEL_BEST_PATH's: another run's MODEL_DIR is not ours)."""
+        if self.path.exists():
+            self._refuse_a_live_holder(self._holder())
+
+    def _refuse_a_live_holder(self, holder: dict | None) -> None:
+        started = holder.get("started") if holder is not None else None
+        if holder is not None and holder.get("pid") != os.getpid() and process_alive(
+                holder["pid"], started if type(started) in (int, float) else None):
+            raise ConfigError(
+                f"{self.knob}={str(self.path.parent)!r} is in use by run {holder.get('run_id', '?')} "
+                f"(pid {holder['pid']}, its lock {self.path.name}); wait for it to finish, stop it, or "
+                f"give this run another {self.knob}") from None
 
     def _holder(self) -> dict | None:
         """The lock's content; None when it is unreadable or half-written (treated as stale)."""
