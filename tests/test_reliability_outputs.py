@@ -55,12 +55,17 @@ def test_too_little_free_space_for_a_checkpoint_is_refused(tmp_path: Path, monke
         outputs.check_output_locations(str(tmp_path / "m"), str(tmp_path / "l"), tmp_path / "c", "", 10_000, "")
 
 
+def in_run_folder(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An in-process Trainer's surroundings: the tiny dataset in `folder`, the working folder, a private cache."""
+    write_dataset(folder)
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("MICROGPT_CACHE_DIR", str(folder / "cache"))
+
+
 def test_a_write_failing_mid_run_stops_cleanly_and_marks_the_manifest(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    write_dataset(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MICROGPT_CACHE_DIR", str(tmp_path / "cache"))
+    in_run_folder(tmp_path, monkeypatch)
 
     def disk_full(path, *args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
@@ -82,9 +87,7 @@ def test_a_log_dir_removed_mid_run_stops_it_cleanly(tmp_path: Path, monkeypatch:
     """rm -rf logs during a run: its lines would go into files no one can reach; the run stops, exit 1."""
     import shutil
 
-    write_dataset(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MICROGPT_CACHE_DIR", str(tmp_path / "cache"))
+    in_run_folder(tmp_path, monkeypatch)
     real = trainer_module.save_checkpoint
 
     def then_logs_removed(path, *args, **kwargs):
@@ -102,9 +105,7 @@ def test_a_signal_during_the_final_save_leaves_a_completed_run_completed(tmp_pat
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import signal
 
-    write_dataset(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MICROGPT_CACHE_DIR", str(tmp_path / "cache"))
+    in_run_folder(tmp_path, monkeypatch)
     real = trainer_module.save_checkpoint
     trainer = Trainer(load_config(cli={**TINY, "SAMPLE_COUNT": "0"}, env={}))
 
@@ -121,9 +122,7 @@ def test_a_signal_during_the_final_save_leaves_a_completed_run_completed(tmp_pat
 def test_a_failed_latest_save_names_the_best_checkpoint_that_was_written(tmp_path: Path, monkeypatch,
                                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """The disk fills between the best and the latest save: the message names the best one, from its step."""
-    write_dataset(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MICROGPT_CACHE_DIR", str(tmp_path / "cache"))
+    in_run_folder(tmp_path, monkeypatch)
     real = trainer_module.save_checkpoint
 
     def latest_fails(path, *args, **kwargs):

@@ -6,12 +6,14 @@ Each case runs the real CLI in a subprocess on the tiny dataset of test_training
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,17 @@ def wait_for_a_step(folder: Path, proc: subprocess.Popen) -> None:
         time.sleep(0.05)
 
 
+@contextlib.contextmanager
+def killed_if_left(proc: subprocess.Popen) -> Iterator[None]:
+    """However the block ends (a failed assertion too), the trainer it started is not left running."""
+    try:
+        yield
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 @POSIX
 def test_a_closed_stdout_does_not_stop_training(tmp_path: Path) -> None:
     """`train | head -c 10`: the reader goes away after 10 bytes; the run still finishes and saves."""
@@ -62,14 +75,10 @@ def test_a_signal_stops_cleanly_with_a_loadable_latest_checkpoint(tmp_path: Path
     """SIGTERM (kill) and SIGHUP (the terminal closed): finish the step, save latest, exit 0."""
     write_dataset(tmp_path)
     proc = start_training(tmp_path, NUM_STEPS="1000000", SAMPLE_COUNT="0")
-    try:
+    with killed_if_left(proc):
         wait_for_a_step(tmp_path, proc)
         proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, stderr
     manifest = only_manifest(tmp_path)
     assert (manifest["status"], manifest["stop_reason"]) == ("finished", "interrupted")
@@ -88,17 +97,13 @@ def test_a_run_started_under_nohup_outlives_the_closed_terminal(tmp_path: Path) 
     proc = subprocess.Popen([sys.executable, "-c", nohup], cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env=user_env(tmp_path, NUM_STEPS="1000000", SAMPLE_COUNT="0",
                                                                      EARLY_STOP_PATIENCE="1000000"))
-    try:
+    with killed_if_left(proc):
         wait_for_a_step(tmp_path, proc)
         proc.send_signal(signal.SIGHUP)
         with pytest.raises(subprocess.TimeoutExpired):  # still training after the terminal is gone
             proc.wait(timeout=3)
         proc.send_signal(signal.SIGTERM)  # a kill still stops it cleanly
         _, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, stderr
     assert only_manifest(tmp_path)["stop_reason"] == "interrupted"
 
