@@ -34,7 +34,7 @@ from strategies import (
     shapes,
 )
 
-from microgpt.autograd import Tensor, concatenate, stack, where
+from microgpt.autograd import Tensor, concatenate, gradcheck, stack, where
 
 ELEMENTWISE = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
 
@@ -342,6 +342,22 @@ def test_getitem_repeated_indices_accumulate(ndim):
     out.backward(np.ones(out.shape))
     counts = np.array([3.0, 0.0, 1.0]).reshape((3,) + (1,) * (ndim - 1))
     np.testing.assert_array_equal(x.grad, np.broadcast_to(counts, shape))
+
+
+def test_dividing_by_a_zero_number_gives_inf_as_dividing_by_a_zero_tensor_does():
+    x = Tensor(np.array([1.0, -2.0]))
+    with np.errstate(divide="ignore"):
+        np.testing.assert_array_equal((x / 0).data, (x / Tensor(np.array(0.0))).data)
+        np.testing.assert_array_equal((x / 0).data, [np.inf, -np.inf])
+
+
+def test_a_column_major_tensor_gathers_its_gradient_as_a_row_major_one():
+    """np.array(W.T) is column-major: its rows' gradients must still add up (a flat view, not a copy)."""
+    for layout in (np.asfortranarray, np.ascontiguousarray):
+        x = Tensor(layout(np.arange(12.0).reshape(4, 3)))
+        x[np.array([1, 1, 3])].sum().backward()
+        np.testing.assert_array_equal(x.grad, np.repeat([[0.0], [2.0], [0.0], [1.0]], 3, axis=1))
+    assert gradcheck(lambda t: t[np.array([1, 1, 3])] * 2.0, [np.asfortranarray(np.ones((4, 3)))])
 
 
 @pytest.mark.parametrize("index", [[1, 1, 0], Tensor(np.array([1.0, 1.0, 0.0]), requires_grad=False)])

@@ -20,9 +20,15 @@ from microgpt.autograd import no_grad
 from microgpt.data.tokenizer import CharTokenizer, rank_table
 from microgpt.nn import GPT, GPTConfig
 from microgpt.storage import export, load_checkpoint, save_checkpoint
+from microgpt.storage.checkpoint import EXPORT_FILES
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 CHARS = "abcdefghijklmnopqrstuvwxyz .,?'\nUA:"
+
+
+def is_export(path: Path) -> bool:
+    """A folder that holds every file of an export."""
+    return path.is_dir() and all((path / name).is_file() for name in EXPORT_FILES)
 
 
 def _checkpoint(folder: Path, **shape) -> Path:
@@ -187,14 +193,14 @@ def test_an_empty_out_dir_is_filled_in_place_and_a_link_is_followed(tmp_path: Pa
     before = out.stat()
     _export(capsys, ckpt, out)
     after = out.stat()
-    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode) and export.is_export(out)
+    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode) and is_export(out)
     (tmp_path / "target").mkdir()
     link = tmp_path / "link"
     link.symlink_to(tmp_path / "target", target_is_directory=True)
     _export(capsys, ckpt, link)
-    assert link.is_symlink() and export.is_export(tmp_path / "target")
+    assert link.is_symlink() and is_export(tmp_path / "target")
     assert main(["export", str(ckpt), str(link), "--force"]) == 0  # an earlier export behind a link: replaced
-    assert link.is_symlink() and export.is_export(tmp_path / "target")
+    assert link.is_symlink() and is_export(tmp_path / "target")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "model.npz", "target", "volume"]
 
 
@@ -237,7 +243,7 @@ def test_an_existing_out_dir_needs_only_itself_writable_and_a_mount_point_is_rep
     monkeypatch.setattr(export.os.path, "ismount", lambda path: Path(path) == out)
     inode = out.stat().st_ino
     assert main(["export", str(ckpt), str(out), "--force"]) == 0  # no rename can replace a mount point
-    assert out.stat().st_ino == inode and export.is_export(out)
+    assert out.stat().st_ino == inode and is_export(out)
 
 
 def test_sigterm_mid_export_leaves_no_temporary_folder(tmp_path: Path, monkeypatch) -> None:

@@ -950,6 +950,8 @@ def test_the_model_is_named_after_its_file_or_folder_even_when_served_as_dot(tmp
     assert checkpoint_stem("models/best_checkpoint.npz") == "best_checkpoint"
     assert checkpoint_stem("/") == "model"
     assert results_csv_path(".", tmp_path).name == "heldout_exp1.csv"  # eval's results file, named the same way
+    (tmp_path / "exp1" / "gpt.v1").mkdir()  # an export folder's dots are part of its name: v1 and v2 stay apart
+    assert checkpoint_stem("gpt.v1") == "gpt.v1" and checkpoint_stem("gpt.v1/") == "gpt.v1"
 
 
 def test_a_port_out_of_range_names_where_it_came_from(monkeypatch) -> None:

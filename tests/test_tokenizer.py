@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from microgpt.data import tokenizer as tokenizer_module
+from microgpt.data.go_tokenizer import any_tokenizer_from_dict
 from microgpt.data.token_cache import cache_key, cache_path, load_cached_tokenizer, tokenize_cached
 from microgpt.data.tokenizer import (
     BPETokenizer,
@@ -20,6 +21,8 @@ from microgpt.data.tokenizer import (
     tokenizer_from_dict,
 )
 from microgpt.errors import ConfigError
+from microgpt.nn import GPT, GPTConfig
+from microgpt.storage.go_json import load_go_checkpoint
 
 TRAINING_TEXTS = [
     "User: hello there\nAssistant: Hello! How can I help you today?",
@@ -141,6 +144,17 @@ def test_another_encoding_from_its_own_rank_file(tmp_path):
     assert tokenizer_from_dict(tok.to_dict(), bpe_file=str(ranks)).encode("ab") == tok.encode("ab")
     with pytest.raises(ConfigError, match="set BPE_FILE"):  # the path the dict names is never opened
         tokenizer_from_dict(tok.to_dict())
+    tokenize_cached(tok, ["ab"], tmp_path / "cache", "key")  # a second run finds the vocabulary it built
+    assert load_cached_tokenizer(tmp_path / "cache", "key", str(ranks)).to_dict() == tok.to_dict()
+
+    model = GPT(GPTConfig(vocab_size=4, n_layer=1, n_embd=8, n_head=2, block_size=8, positions="learned"), seed=0)
+    go = {"config": {"n_layer": 1, "n_embd": 8, "n_head": 2, "block_size": 8}, "tokenization": "bpe_cl100k",
+          "bpe_token_ids": [97, 256], "bpe_encoding": "tiny",
+          "state": {k: v.tolist() for k, v in model.state_dict().items()}}
+    (tmp_path / "go.json").write_text(json.dumps(go))
+    checkpoint = load_go_checkpoint(tmp_path / "go.json", str(ranks))  # the original's checkpoint of that encoding
+    assert checkpoint.tokenizer.encode("ab a") == [1, 2, 0]  # "ab" is id 1; " a" is " " (not listed: UNK 2), "a"
+    assert any_tokenizer_from_dict(checkpoint.tokenizer.to_dict(), str(ranks)).encode("ab") == [1]
 
 
 def test_empty_texts_give_a_bytes_only_vocabulary():

@@ -29,7 +29,8 @@ def gradcheck(
     are never changed). Returns True, or raises GradcheckError naming the input, the worst element's index
     and both values.
     """
-    params = [Tensor(np.array(x.data if isinstance(x, Tensor) else x, dtype=np.float64)) for x in inputs]
+    params = [Tensor(np.array(x.data if isinstance(x, Tensor) else x, dtype=np.float64, order="C"))  # flat views
+              for x in inputs]
     out = fn(*params)
     weights = np.random.default_rng(seed).standard_normal(out.shape)
 

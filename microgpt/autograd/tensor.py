@@ -291,8 +291,8 @@ class Tensor:
     __rmul__ = __mul__
 
     def __truediv__(self, other: Any) -> Tensor:
-        if isinstance(other, (int, float)):
-            return self * (1.0 / float(other))
+        if isinstance(other, (int, float)):  # x / 0 is inf (NumPy's warning), as x / Tensor(0.0) is
+            return self * float(np.divide(1.0, float(other)))
         a, b = self, self._lift(other)
         out = a._broadcast_op(b, np.divide, "/")
 
@@ -418,8 +418,8 @@ class Tensor:
 
         def backward(g: np.ndarray):  # scatter the gradient back; repeated indices add up
             full = self.gradient_home()  # the optimizer's buffer for an embedding table, if it has one
-            if full is None:
-                full = np.zeros_like(x)
+            if full is None:  # row-major whatever x's layout: the flat view below must not be a copy
+                full = np.zeros(x.shape, dtype=x.dtype)
             else:
                 full.fill(0)
             if isinstance(index, np.ndarray) and index.dtype.kind in "iu" and x.ndim == 2:

@@ -18,9 +18,9 @@ class GoBPETokenizer:
     kind = "go-bpe"
     lossless = False  # a token outside the list becomes UNK: its text cannot be spelled back
 
-    def __init__(self, token_ids: list[int], encoding: str = CL100K) -> None:
+    def __init__(self, token_ids: list[int], encoding: str = CL100K, bpe_file: str | None = None) -> None:
         self.encoding = encoding
-        self._cl100k = rank_table(encoding)
+        self._cl100k = rank_table(encoding, bpe_file)  # BPE_FILE's ranks for an encoding not installed
         self.token_ids = [int(t) for t in token_ids]
         if self.token_ids and not 0 <= min(self.token_ids) <= max(self.token_ids) < self._cl100k.size:
             raise ValueError(f"bpe_token_ids must lie in 0..{self._cl100k.size - 1} (the {encoding} ranks)")
@@ -74,7 +74,7 @@ class GoCharTokenizer:
 def any_tokenizer_from_dict(d: dict, bpe_file: str | None = None) -> Tokenizer | GoBPETokenizer | GoCharTokenizer:
     """Rebuild a tokenizer from its to_dict, ours or the original's (an export of a Go checkpoint holds one)."""
     if d.get("kind") == GoBPETokenizer.kind:
-        return GoBPETokenizer(d.get("token_ids"), d.get("encoding", CL100K))
+        return GoBPETokenizer(d.get("token_ids"), d.get("encoding", CL100K), bpe_file)
     if d.get("kind") == GoCharTokenizer.kind:
         return GoCharTokenizer(d.get("vocab"))
     return tokenizer_from_dict(d, bpe_file)

@@ -38,13 +38,14 @@ def cache_path(cache_dir: str | Path, key: str) -> Path:
     return Path(cache_dir) / f"tokens-{key}.npz"
 
 
-def load_cached_tokenizer(cache_dir: str | Path, key: str) -> Tokenizer | None:
-    """The tokenizer stored under `key`, or None: lets a second run skip building the vocabulary."""
+def load_cached_tokenizer(cache_dir: str | Path, key: str, bpe_file: str | None = None) -> Tokenizer | None:
+    """The tokenizer stored under `key`, or None: lets a second run skip building the vocabulary. `bpe_file` is
+    the rank file a BPE tokenizer of another encoding than the installed cl100k_base is read from."""
     cached = _read(cache_path(cache_dir, key))
     if cached is None:
         return None
     try:
-        return tokenizer_from_dict(cached[2])
+        return tokenizer_from_dict(cached[2], bpe_file)
     except Exception:  # noqa: BLE001 - an edited or stale cache is rebuilt, never fatal
         return None
 

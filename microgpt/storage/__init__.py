@@ -4,6 +4,7 @@ project's JSON format, each carrying the tokenizer state the model needs.
     checkpoint.py   Checkpoint (model + tokenizer + meta + optimizer state) and checkpoint file names
     npz.py          our format: save_checkpoint(), load_npz_checkpoint(), read_meta()
     go_json.py      the original's JSON checkpoints (read only)
+    export.py       export folders (model.safetensors, config.json, tokenizer.json): save_export(), load_export()
     files.py        load_checkpoint() for any of them, checkpoint_info() for listings
 """
 

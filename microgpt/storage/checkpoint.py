@@ -45,7 +45,8 @@ def step_checkpoint_name(run_id: str, step: int, val_loss: float) -> str:
 def checkpoint_stem(path: str | os.PathLike[str]) -> str:
     """A checkpoint's short name, for a server's model list and an eval's results file: the file's stem, or an
     export folder's name (given as "." too, which has none of its own)."""
-    return Path(os.path.abspath(path)).stem or "model"
+    path = Path(os.path.abspath(path))
+    return (path.name if path.is_dir() else path.stem) or "model"  # a folder's dots are its name's: gpt.v1
 
 
 def checkpoint_kind(name: str) -> str:

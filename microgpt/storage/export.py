@@ -34,11 +34,6 @@ EXPORT_VERSION = 1
 MAX_JSON_BYTES = 64 << 20  # tokenizer.json lists every token's bytes: a few MB for the largest vocabulary
 
 
-def is_export(path: Path) -> bool:
-    """A folder that holds an export's files."""
-    return path.is_dir() and all((path / name).is_file() for name in EXPORT_FILES)
-
-
 def save_export(checkpoint: Checkpoint, out_dir: str | os.PathLike[str], source: str = "",
                 replace: bool = False) -> Path:
     """Write `checkpoint`'s model and tokenizer to `out_dir`. A new folder, or one replacing an earlier export,

@@ -42,7 +42,7 @@ def load_checkpoint(path: str | os.PathLike[str], bpe_file: str | None = None) -
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file (train one with `python -m microgpt train`)")
     if path.suffix == ".json":
-        return load_go_checkpoint(path)
+        return load_go_checkpoint(path, _chosen_bpe_file(bpe_file))
     return load_npz_checkpoint(path, _chosen_bpe_file(bpe_file))
 
 

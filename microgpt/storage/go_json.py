@@ -22,8 +22,9 @@ from microgpt.storage.checkpoint import Checkpoint
 JSON_EXPANSION = 8  # parsed, a JSON number takes several times the bytes of its text
 
 
-def load_go_checkpoint(path: Path) -> Checkpoint:
-    """Build our GPT and a matching tokenizer from an original Go JSON checkpoint.
+def load_go_checkpoint(path: Path, bpe_file: str | None = None) -> Checkpoint:
+    """Build our GPT and a matching tokenizer from an original Go JSON checkpoint (a BPE vocabulary's ranks
+    from `bpe_file` when given: an encoding other than the installed cl100k_base needs one).
 
     One error boundary: whatever the file holds (not JSON, nested 100,000 deep, bigger than memory allows,
     a list where an object belongs, a shape that does not fit, NaN weights), the answer is one
@@ -39,7 +40,7 @@ def load_go_checkpoint(path: Path) -> Checkpoint:
             raise CheckpointError(f"{path}: not a Go microgpt checkpoint (needs the objects config and state)")
         cfg, state = raw["config"], raw["state"]
         if raw.get("tokenization") == "bpe_cl100k" or raw.get("bpe_token_ids"):
-            tokenizer = GoBPETokenizer(raw["bpe_token_ids"], raw.get("bpe_encoding", CL100K))
+            tokenizer = GoBPETokenizer(raw["bpe_token_ids"], raw.get("bpe_encoding", CL100K), bpe_file)
         else:
             tokenizer = GoCharTokenizer(raw["vocab"])
         weights = {name: np.asarray(rows, dtype=np.float32) for name, rows in state.items()}

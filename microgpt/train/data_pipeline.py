@@ -58,7 +58,7 @@ def prepare_data(cfg: TrainConfig, tokenizer: Tokenizer | None = None) -> Prepar
     settings = {"kind": cfg.tokenizer, "vocab_size": cfg.model.vocab_size, "encoding": cfg.bpe_encoding,
                 "bpe_file": cfg.bpe_file, "val_split": cfg.val_split, "seed": cfg.seed, "version": TOKENIZER_VERSION}
     key = cache_key(digest, settings)
-    built = load_cached_tokenizer(cache_dir(), key)  # the vocabulary an earlier run built on this training split
+    built = load_cached_tokenizer(cache_dir(), key, cfg.bpe_file or None)  # the vocabulary an earlier run built on this training split
     if tokenizer is None:  # a second run finds it in the cache instead of counting tokens again
         tokenizer = built or build_tokenizer(
             cfg.tokenizer, cfg.model.vocab_size, train_texts, cfg.bpe_encoding, cfg.bpe_file or None)
