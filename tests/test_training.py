@@ -573,7 +573,7 @@ def test_a_resumed_runs_clock_goes_on_from_where_it_stopped(tmp_path: Path) -> N
     rows = eval_rows(tmp_path)
     elapsed = [float(r["elapsed_s"]) for r in rows]
     assert [int(r["step"]) for r in rows] == [10, 20, 30, 40] and elapsed == sorted(elapsed)
-    assert elapsed[2] >= before  # the run's training time, not the session's
+    assert elapsed[2] >= before - 0.05  # the run's training time, not the session's (rows round to 0.1 s)
     assert load_checkpoint(tmp_path / "models" / "latest_checkpoint.npz").meta["elapsed_s"] >= before
     assert only_manifest(tmp_path)["duration_s"] >= first
     assert only_manifest(tmp_path)["checkpoints"]["best"] == "models/best_checkpoint.npz"  # the first session's
