@@ -31,9 +31,23 @@ class Answers:
 
     def __init__(self, notebook: str, namespace: dict) -> None:
         self.notebook, self.namespace = notebook, namespace
+        self.loaded: dict[int, dict[str, object]] = {}  # exercise -> the names its answer put in place of yours
 
     def use(self, n: int) -> None:
         source = answer_source(self.notebook, n)
         code = compile(source, str(SOLUTIONS / f"{self.notebook}.py"), "exec")
+        before = dict(self.namespace)
         exec(code, self.namespace)  # noqa: S102 -- our own answer file, run in the notebook, as a learner would paste it
+        self.loaded[n] = {name: value for name, value in self.namespace.items()
+                          if name in before and before[name] is not value}
         print(f"  (the cells below use the answer from notebooks/solutions/{self.notebook}.py until you solve it)")
+
+    def left_over(self, n: int) -> bool:
+        """True, saying so, when a name of exercise n still holds the answer `use(n)` put there: your exercise
+        cell stopped before defining it (an error in it) or has not been run again, so a check would test the
+        answer, not your code."""
+        stale = [name for name, value in self.loaded.get(n, {}).items() if self.namespace.get(name) is value]
+        if stale:
+            print(f"exercise {n}: not checked: {', '.join(stale)} is still the answer from notebooks/solutions/ "
+                  "(your exercise cell stopped before defining it, or has not been run again): run it, then this")
+        return bool(stale)

@@ -119,6 +119,24 @@ def test_exercises_come_with_checks_and_solutions(path: Path) -> None:
         f"{path.name}: solutions/{path.stem}.py has exercises {sorted(solution_chunks(path))}"
 
 
+def test_a_check_whose_exercise_cell_failed_says_not_checked_instead_of_testing_the_answer(capsys) -> None:
+    spec = importlib.util.spec_from_file_location("exercise_answers", NOTEBOOKS_DIR / "exercise_answers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def stub(root):  # the shipped exercise cell
+        raise NotImplementedError
+
+    namespace: dict = {"topological_order": stub}
+    answers = module.Answers("01_autograd_from_scratch", namespace)
+    assert not answers.left_over(1)  # nothing loaded yet: the check goes on
+    answers.use(1)  # first pass: unsolved, so the answer takes the stub's place
+    assert answers.left_over(1)  # second pass, the learner's cell failed before its def: not tested
+    assert "exercise 1: not checked: topological_order is still the answer" in capsys.readouterr().out
+    namespace["topological_order"] = lambda root: [root]  # the learner's cell ran: checked again
+    assert not answers.left_over(1)
+
+
 @pytest.fixture(scope="module")
 def kernel_env(tmp_path_factory: pytest.TempPathFactory):
     """The environment for every kernel of this module: a private TMPDIR, and a python3 kernel spec for this
