@@ -207,6 +207,8 @@ def inspect_npz(path: str | os.PathLike[str], max_bytes: int) -> dict[str, NpyMe
                              "(a zip bomb?)")
         for info in infos:
             name = info.filename.removesuffix(".npy")
+            if name in members:  # "meta" and "meta.npy" (or one name twice): NumPy would read one, we check another
+                raise ValueError(f"{shown(name)}: two members of the archive go by that name")
             with archive.open(info) as handle:
                 version = np.lib.format.read_magic(handle)
                 read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)

@@ -136,6 +136,16 @@ def test_serve_bench_sends_the_same_requests_both_ways_and_compares_every_reply(
     assert f"{TOKENS} tokens per request" in text and "cores; numpy" in text and text.count(" yes") == len(CLIENTS)
 
 
+def test_serve_bench_of_a_model_whose_replies_end_at_once_is_one_line(tmp_path, monkeypatch):
+    pytest.importorskip("uvicorn", reason="the serve extra installs uvicorn")
+    from microgpt.bench import serve as serve_bench
+    from microgpt.errors import ConfigError
+
+    monkeypatch.setattr(serve_bench, "_timed", lambda url, requests, clients: (0.0, [""] * len(requests)))
+    with pytest.raises(ConfigError, match="its replies end at once .no tokens written.. so bench --serve has"):
+        serve_bench.run_serve_bench(None, windows=1)  # was a ZeroDivisionError computing the speed-up
+
+
 def test_default_config_is_what_train_trains_and_the_help_says_so():
     from microgpt.bench.throughput import CONFIGS, describe
     from microgpt.config import TrainConfig

@@ -355,3 +355,14 @@ def test_bad_input_is_one_line_and_exit_2(workdir, capsys):
         assert len(lines) == 1 and lines[0].startswith("microgpt eval: error: "), (name, err)
         assert out == "", name
     assert not (workdir / "logs").exists()  # nothing is recorded for a failed evaluation
+
+
+def test_a_run_id_from_the_file_reaches_the_terminal_escaped(trained, workdir, capsys):
+    with np.load(trained["checkpoint"]) as f:
+        arrays = {name: f[name] for name in f.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    meta["run_id"], meta["step"] = "\x1b]0;owned\x07\x1b[2Jfake\nline", "9" * 1000
+    np.savez(workdir / "esc.npz", **{**arrays, "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)})
+    code, out, _ = run_cli(capsys, str(workdir / "esc.npz"), str(trained["data"]), "--max-records", "3")
+    header = out.splitlines()[0]
+    assert code == 0 and "\x1b" not in out and "\\x1b]0;owned" in header and len(header) < 400

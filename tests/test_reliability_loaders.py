@@ -29,7 +29,7 @@ from microgpt.evaluation.heldout import evaluate_val_split
 from microgpt.nn import GPT, Adam, GPTConfig
 from microgpt.storage import load_checkpoint, save_checkpoint
 from microgpt.train.artifacts import read_events
-from microgpt.train.resume import stored_config
+from microgpt.train.resume import check_training_state, stored_config
 from microgpt.tui.disk import checkpoints
 from microgpt.tui.persist import load_state
 
@@ -282,3 +282,107 @@ def test_random_bytes_in_an_events_file_are_skipped(tmp_path_factory, data: byte
     path.write_bytes(data)
     events, offset = read_events(path)
     assert all(isinstance(event, dict) for event in events) and 0 <= offset <= len(data)
+
+
+# ----- files crafted to get past the checks (a probe of hostile files) -------------------------------------------
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array))
+    return buffer.getvalue()
+
+
+def test_a_member_named_twice_with_and_without_npy_is_refused(valid_npz, tmp_path: Path) -> None:
+    """NumPy reads "meta" where we checked "meta.npy": a 60 MB metadata would slip past the 16 MiB cap."""
+    _, arrays = valid_npz
+    path = tmp_path / "shadow.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("meta", _npy(np.frombuffer(b'{"step": 1}', dtype=np.uint8)))
+        for name, array in arrays.items():
+            archive.writestr(f"{name}.npy", _npy(array))
+    message = one_line_error(lambda: load_checkpoint(path))
+    assert message is not None and "'meta': two members of the archive go by that name" in message
+
+
+def test_weights_and_moments_past_float32s_range_are_refused(finished_run, tmp_path: Path) -> None:
+    source, _ = finished_run
+    with np.load(source / "models" / "latest_checkpoint.npz") as f:
+        arrays = {name: f[name] for name in f.files}
+    huge = {**arrays, "param/wte": np.full(arrays["param/wte"].shape, 1e300)}  # float64: inf as float32
+    np.savez(tmp_path / "w.npz", **huge)
+    message = one_line_error(lambda: load_checkpoint(tmp_path / "w.npz"))
+    assert message is not None and "param/wte holds NaN or infinite values (or numbers past float32's range" in message
+    np.savez(tmp_path / "v.npz", **{**arrays, "optim/v": np.full(arrays["optim/v"].shape, 1e300)})
+    message = one_line_error(lambda: check_training_state(load_checkpoint(tmp_path / "v.npz"), "v.npz"))
+    assert message is not None and "optim/v is missing or is not" in message
+
+
+def _go_model(vocab_size: int) -> GPT:
+    return GPT(GPTConfig(vocab_size=vocab_size, n_layer=1, n_embd=8, n_head=2, block_size=4, positions="learned"),
+               seed=0)
+
+
+def test_an_original_char_vocabulary_of_anything_but_single_characters_is_refused(tmp_path: Path) -> None:
+    for vocab, why in ((["X" * 1000, *"bcdefg"], "single characters"), (["a", "a", *"cdefg"], "twice")):
+        path = write_go_checkpoint(tmp_path / "go.json", _go_model(len(vocab) + 1), vocab=vocab)
+        message = one_line_error(lambda path=path: load_checkpoint(path))
+        assert message is not None and why in message and len(message) < 400
+
+
+def test_an_original_checkpoint_past_float32_is_one_line_with_no_numpy_warning(tmp_path: Path, recwarn) -> None:
+    path = write_go_checkpoint(tmp_path / "go.json", _go_model(5), vocab=list("abcd"))
+    document = json.loads(path.read_text())
+    document["state"]["wte"][0][0] = 1e39
+    path.write_text(json.dumps(document))
+    message = one_line_error(lambda: load_checkpoint(path))
+    assert message is not None and "state.wte holds NaN or infinite values" in message
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_a_tokenizer_problem_names_the_checkpoint_and_stays_short(valid_npz, tmp_path: Path) -> None:
+    _, arrays = valid_npz
+    meta = json.loads(arrays["meta"].tobytes())
+    meta["tokenizer"]["kind"] = "K" * 5_000_000
+    path = tmp_path / "k.npz"
+    np.savez(path, **{**arrays, "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)})
+    message = one_line_error(lambda: load_checkpoint(path))
+    assert message is not None and message.startswith(f"{path}: unknown tokenizer kind 'KKK") and len(message) < 400
+
+
+def test_a_state_with_many_stray_names_is_named_in_a_short_line() -> None:
+    model = GPT(GPTConfig(vocab_size=8, n_layer=1, n_embd=8, n_head=2, block_size=4), seed=0)
+    state = {**model.state_dict(), **{f"k{i}": np.zeros(1) for i in range(200_000)}}
+    with pytest.raises(KeyError) as raised:
+        model.load_state_dict(state)
+    assert "unexpected keys: 'k0', 'k1', 'k2', 'k3', 'k4' and 199,995 more" in str(raised.value)
+    assert len(str(raised.value)) < 300
+
+
+def test_the_models_tab_reads_a_checkpoints_metadata_again_only_when_the_file_changed(
+        valid_npz, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from microgpt.tui import disk
+
+    path, _ = valid_npz
+    shutil.copy(path, tmp_path / "a.npz")
+    reads = []
+    real = disk.checkpoint_info
+    monkeypatch.setattr(disk, "checkpoint_info", lambda p: reads.append(p) or real(p))
+    for _ in range(3):  # the tab lists the folder every 2 s
+        assert [row.path.name for row in checkpoints(tmp_path)] == ["a.npz"]
+    assert len(reads) == 1
+    shutil.copy(path, tmp_path / "a.npz.new")
+    (tmp_path / "a.npz.new").replace(tmp_path / "a.npz")  # replaced: read again
+    checkpoints(tmp_path)
+    assert len(reads) == 2
+
+
+def test_an_original_checkpoint_of_millions_of_empty_lists_is_bounded_by_its_structure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """"[]," is 3 bytes of text and about 100 parsed: the memory check counts the lists, not only the bytes."""
+    from microgpt.nn import bounds
+
+    path = tmp_path / "lists.json"
+    path.write_text('{"config": {}, "state": {"wte": [' + ",".join(["[]"] * 200_000) + "]}}")
+    free = 8 * path.stat().st_size + 1_000_000  # enough for the bytes alone, not for 200,000 lists
+    monkeypatch.setattr(bounds.psutil, "virtual_memory", lambda: type("Memory", (), {"available": free})())
+    message = one_line_error(lambda: load_checkpoint(path))
+    assert message is not None and "200,004 lists and objects" in message  # and the 3 objects around them

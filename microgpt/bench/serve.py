@@ -23,6 +23,7 @@ from typing import Any
 
 from microgpt.bench.throughput import machine_description
 from microgpt.data.tokenizer import CharTokenizer
+from microgpt.errors import ConfigError
 from microgpt.nn import GPT, GPTConfig, SamplingSettings
 from microgpt.serve.engine import Engine
 from microgpt.serve.settings import ServeSettings
@@ -96,6 +97,9 @@ def run_serve_bench(checkpoint: str | None = None, windows: int = 3) -> dict[str
                 together.append(rate)
                 identical &= replies == alone
             seq, con = statistics.median(sequential), statistics.median(together)
+            if not seq or not con:  # a model that ends every reply at once: no speed to compare
+                raise ConfigError(f"{described}: its replies end at once (no tokens written), so bench --serve has "
+                                  "nothing to time; give a checkpoint that writes text")
             rows.append({"clients": clients, "sequential_tok_s": seq, "concurrent_tok_s": con,
                          "speedup": con / seq, "identical_replies": identical})
     finally:

@@ -12,7 +12,7 @@ from microgpt.bench.eval_speed import SEED_TASKS, benchmark_eval
 from microgpt.bench.throughput import C1, describe_model
 from microgpt.commands import CHECKPOINT_HELP, positive_int
 from microgpt.config import TrainConfig, knob_from_env
-from microgpt.errors import ConfigError, counted, one_line
+from microgpt.errors import ConfigError, clipped, counted, one_line
 from microgpt.evaluation.baseline import xz_bits_per_byte
 from microgpt.evaluation.heldout import (
     DEFAULT_BATCH_SIZE,
@@ -155,7 +155,8 @@ def _report(args: argparse.Namespace, checkpoint, results: list, stride: int,
         print(json.dumps(report))
     else:
         meta = checkpoint.meta
-        where = f"run {meta['run_id']}, step {meta.get('step')}" if meta.get("run_id") else meta.get("format", "")
+        where = (f"run {clipped(str(meta['run_id']))}, step {clipped(str(meta.get('step')))}" if meta.get("run_id")
+                 else clipped(str(meta.get("format", ""))))  # from the file: escapes shown, long values cut
         scoring = f"stride {stride}" if args.split == "all" else "the run's validation windows"
         print(f"checkpoint {one_line(args.checkpoint)} ({where}; vocab {checkpoint.model.config.vocab_size}, "
               f"block {block_size}; {scoring})")

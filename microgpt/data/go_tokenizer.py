@@ -51,8 +51,10 @@ class GoCharTokenizer:
 
     def __init__(self, vocab: list[str]) -> None:
         self.vocab = list(vocab)
-        if not all(isinstance(piece, str) for piece in self.vocab):
-            raise TypeError("vocab must be a list of strings")
+        if not all(isinstance(piece, str) and len(piece) == 1 for piece in self.vocab):
+            raise ValueError("vocab must be a list of single characters (the original's runes)")
+        if len(set(self.vocab)) != len(self.vocab):
+            raise ValueError("vocab lists a character twice")
         self.bos_id = len(self.vocab)
         self.vocab_size = self.bos_id + 1
         self._to_local = {c: i for i, c in enumerate(self.vocab)}

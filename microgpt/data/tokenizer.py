@@ -33,7 +33,7 @@ from typing import Protocol
 import numpy as np
 import tiktoken
 
-from microgpt.errors import ConfigError
+from microgpt.errors import ConfigError, shown
 from microgpt.nn.gpt import GPTConfig
 from microgpt.safe_io import read_capped
 
@@ -233,14 +233,14 @@ class BPETokenizer(Tokenizer):
         saved tokenizer names is shown in the error, never opened (a checkpoint may come from anyone).
         """
         if d["encoding"] != CL100K and not bpe_file:
-            saved = f"; it was saved as {d['bpe_file']!r}" if isinstance(d.get("bpe_file"), str) else ""
-            raise ConfigError(f"this tokenizer uses the {d['encoding']!r} encoding: set BPE_FILE to its rank file "
-                              f"(sha256 {d.get('rank_file_sha256')}{saved})")
+            saved = f"; it was saved as {shown(d['bpe_file'], 120)}" if isinstance(d.get("bpe_file"), str) else ""
+            raise ConfigError(f"this tokenizer uses the {shown(d['encoding'])} encoding: set BPE_FILE to its rank "
+                              f"file (sha256 {shown(d.get('rank_file_sha256'), 70)}{saved})")
         tokenizer = cls(d["local_ranks"], d["encoding"], bpe_file, d.get("fallback", "bytes"))
         if tokenizer._ranks.sha256 != d["rank_file_sha256"]:
             raise ConfigError(
-                f"the {d['encoding']} rank file here has sha256 {tokenizer._ranks.sha256}, but this tokenizer "
-                f"was built with {d['rank_file_sha256']}; give the same file (BPE_FILE)"
+                f"the {shown(d['encoding'])} rank file here has sha256 {tokenizer._ranks.sha256}, but this "
+                f"tokenizer was built with {shown(d['rank_file_sha256'], 70)}; give the same file (BPE_FILE)"
             )
         return tokenizer
 
@@ -324,7 +324,7 @@ def tokenizer_from_dict(d: dict, bpe_file: str | None = None) -> Tokenizer:
         return BPETokenizer.from_dict(d, bpe_file)
     if d.get("kind") == "char":
         return CharTokenizer.from_dict(d)
-    raise ConfigError(f"unknown tokenizer kind {d.get('kind')!r} in a saved tokenizer")
+    raise ConfigError(f"unknown tokenizer kind {shown(d.get('kind'))} in a saved tokenizer")
 
 
 def iter_batches(texts: Iterable[str], size: int = BATCH) -> Iterator[list[str]]:

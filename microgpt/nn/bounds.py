@@ -49,15 +49,23 @@ def parameter_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def finite_float32(values: np.ndarray) -> bool:
+    """Floats that stay finite as float32, which the model computes in: no NaN or infinity, and no float64
+    beyond float32's range (1e300 would become infinity on loading)."""
+    values = np.asarray(values)
+    return values.dtype.kind == "f" and bool(np.isfinite(values).all()) and (
+        values.dtype.itemsize <= 4 or float(np.abs(values).max(initial=0.0)) <= float(np.finfo(np.float32).max))
+
+
 def check_weights(weights: Mapping[str, np.ndarray], label: str, error: type[MicrogptError] = MicrogptError) -> None:
-    """Every weight finite floats; `error` naming `label` and the weight if not (NaN or infinity: the run
-    diverged before the save, or the file is damaged). Huge finite weights load: a run with a learning rate
-    far too high saves them itself, and what they make the model say is its own business."""
+    """Every weight finite floats (as float32 too); `error` naming `label` and the weight if not (NaN or
+    infinity: the run diverged before the save, or the file is damaged). Huge finite weights load: a run with a
+    learning rate far too high saves them itself, and what they make the model say is its own business."""
     for name, value in weights.items():
-        value = np.asarray(value)
-        if value.dtype.kind != "f" or not np.isfinite(value).all():
-            raise error(f"{label}: weight {name} holds NaN or infinite values (or is not floats); the model "
-                        "diverged before this was saved, or the file is damaged: use an earlier checkpoint")
+        if not finite_float32(value):
+            raise error(f"{label}: weight {name} holds NaN or infinite values (or numbers past float32's range, "
+                        "or is not floats); the model diverged before this was saved, or the file is damaged: use "
+                        "an earlier checkpoint")
 
 
 def checked_model_config(values: Mapping[str, Any] | GPTConfig, label: str,

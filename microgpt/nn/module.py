@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from microgpt.autograd import Tensor
+from microgpt.errors import shown
 
 
 class Parameter(Tensor):
@@ -114,13 +115,17 @@ class Module:
             for n in own
             if n in state and tuple(np.shape(state[n])) != own[n].shape
         ]
+        def listed(items: list[str], sep: str = ", ") -> str:  # a file's 200,000 stray names: the first few
+            return sep.join(shown(item, 120) if sep == ", " else item for item in items[:5]) + (
+                f" and {len(items) - 5:,} more" if len(items) > 5 else "")
+
         problems = []
         if strict and missing:
-            problems.append(f"missing keys: {', '.join(missing)}")
+            problems.append(f"missing keys: {listed(missing)}")
         if strict and unexpected:
-            problems.append(f"unexpected keys: {', '.join(unexpected)}")
+            problems.append(f"unexpected keys: {listed(unexpected)}")
         if wrong:
-            problems.append(f"shape mismatch: {'; '.join(wrong)}")
+            problems.append(f"shape mismatch: {listed(wrong, '; ')}")
         if problems:
             raise KeyError("load_state_dict: " + " | ".join(problems))
         for name, p in own.items():

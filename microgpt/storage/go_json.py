@@ -13,13 +13,14 @@ import numpy as np
 
 from microgpt.data.go_tokenizer import GoBPETokenizer, GoCharTokenizer
 from microgpt.data.tokenizer import CL100K
-from microgpt.errors import CheckpointError
+from microgpt.errors import CheckpointError, clipped
 from microgpt.nn import GPT
 from microgpt.nn.bounds import check_free_memory, check_weights, checked_model_config
 from microgpt.safe_io import parse_json, read_capped
 from microgpt.storage.checkpoint import Checkpoint
 
 JSON_EXPANSION = 8  # parsed, a JSON number takes several times the bytes of its text
+CONTAINER_BYTES = 100  # and each list or object about this much on its own: "[]," is 3 bytes of text
 
 
 def load_go_checkpoint(path: Path, bpe_file: str | None = None) -> Checkpoint:
@@ -34,7 +35,12 @@ def load_go_checkpoint(path: Path, bpe_file: str | None = None) -> Checkpoint:
         size = os.stat(path).st_size
         check_free_memory(size * JSON_EXPANSION, f"{path}: {size:,} bytes of JSON", "use a smaller checkpoint",
                           CheckpointError)
-        raw = parse_json(read_capped(path, size), max_depth=8)
+        text = read_capped(path, size)
+        containers = text.count(b"[") + text.count(b"{")  # an upper bound (brackets in strings count too)
+        check_free_memory(size * JSON_EXPANSION + containers * CONTAINER_BYTES,
+                          f"{path}: {size:,} bytes of JSON with {containers:,} lists and objects",
+                          "use a smaller checkpoint", CheckpointError)
+        raw = parse_json(text, max_depth=8)
         if not isinstance(raw, dict) or not isinstance(raw.get("config"), dict) or not isinstance(
                 raw.get("state"), dict):
             raise CheckpointError(f"{path}: not a Go microgpt checkpoint (needs the objects config and state)")
@@ -43,7 +49,8 @@ def load_go_checkpoint(path: Path, bpe_file: str | None = None) -> Checkpoint:
             tokenizer = GoBPETokenizer(raw["bpe_token_ids"], raw.get("bpe_encoding", CL100K), bpe_file)
         else:
             tokenizer = GoCharTokenizer(raw["vocab"])
-        weights = {name: np.asarray(rows, dtype=np.float32) for name, rows in state.items()}
+        with np.errstate(over="ignore"):  # 1e39 becomes infinity here, which check_weights names in one line
+            weights = {name: np.asarray(rows, dtype=np.float32) for name, rows in state.items()}
         wte = weights.get("wte")
         if wte is None or wte.ndim != 2:
             raise CheckpointError(f"{path}: state.wte is missing or not a matrix of rows")
@@ -59,7 +66,8 @@ def load_go_checkpoint(path: Path, bpe_file: str | None = None) -> Checkpoint:
     except CheckpointError:
         raise
     except Exception as exc:  # noqa: BLE001 - the loader's boundary: any malformed content is one line
-        raise CheckpointError(f"{path}: not a usable Go microgpt checkpoint ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{path}: not a usable Go microgpt checkpoint ({type(exc).__name__}: "
+                              f"{clipped(str(exc), 400)})") from None
     meta = {"format": "go-json", "version": raw.get("version"), "step": 0, "model_config": config.to_dict(),
             "tokenizer": tokenizer.to_dict()}
     return Checkpoint(model, tokenizer, meta)

@@ -17,7 +17,7 @@ import psutil
 
 from microgpt.atomic import atomic_open
 from microgpt.data.tokenizer import Tokenizer, tokenizer_from_dict
-from microgpt.errors import CheckpointError, MicrogptError
+from microgpt.errors import CheckpointError, ConfigError, MicrogptError, clipped
 from microgpt.nn import GPT, Adam, GPTConfig
 from microgpt.nn.bounds import check_weights, checked_model_config, parameter_shapes
 from microgpt.safe_io import NpyMember, inspect_npz, parse_json
@@ -82,7 +82,10 @@ def load_npz_checkpoint(path: Path, bpe_file: str | None = None) -> Checkpoint:
         check_weights({f"param/{name}": value for name, value in params.items()}, str(path), CheckpointError)
         if not isinstance(meta.get("tokenizer"), dict):
             raise CheckpointError(f"{path}: meta.tokenizer is missing or not an object")
-        tokenizer = tokenizer_from_dict(meta["tokenizer"], bpe_file)
+        try:
+            tokenizer = tokenizer_from_dict(meta["tokenizer"], bpe_file)
+        except ConfigError as exc:  # a rank file to give, or a tokenizer the file spoils: say which file
+            raise ConfigError(f"{path}: {exc}") from None
         if tokenizer.vocab_size != config.vocab_size:
             raise CheckpointError(f"{path}: the tokenizer has {tokenizer.vocab_size} ids but model_config."
                                   f"vocab_size is {config.vocab_size}")
@@ -91,7 +94,7 @@ def load_npz_checkpoint(path: Path, bpe_file: str | None = None) -> Checkpoint:
     except MicrogptError:
         raise
     except Exception as exc:  # noqa: BLE001 - the loader's boundary: any malformed content is one line
-        raise CheckpointError(damaged.format(f"{type(exc).__name__}: {exc}")) from None
+        raise CheckpointError(damaged.format(f"{type(exc).__name__}: {clipped(str(exc), 400)}")) from None
     return Checkpoint(model, tokenizer, meta, optim)
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from microgpt.config import KNOBS, TrainConfig, config_from_dict, format_value
 from microgpt.errors import CheckpointError, ConfigError
+from microgpt.nn.bounds import finite_float32
 from microgpt.nn.gpt import OLD_POSITIONS
 from microgpt.storage import Checkpoint, load_checkpoint
 from microgpt.train.artifacts import SAFE_RUN_ID
@@ -148,8 +149,8 @@ def check_training_state(checkpoint: Checkpoint, where: str) -> None:
                                   "from another checkpoint, or start a new run)")
     state = checkpoint.optimizer_state
     for name in ("m", "v"):
-        if name not in state or state[name].shape != (count,) or state[name].dtype.kind != "f" \
-                or not np.isfinite(state[name]).all() or (name == "v" and (state[name] < 0).any()):
+        if name not in state or state[name].shape != (count,) or not finite_float32(state[name]) \
+                or (name == "v" and (state[name] < 0).any()):
             raise CheckpointError(f"{where}: optim/{name} is missing or is not {count:,} finite numbers"
                                   f"{' (at least 0: squares)' if name == 'v' else ''}")
     if "t" not in state or state["t"].shape != () or not _whole(state["t"].item()):

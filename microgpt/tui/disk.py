@@ -130,7 +130,7 @@ def checkpoints(model_dir: str | os.PathLike[str]) -> list[CheckpointRow]:
         if path.suffix not in (".npz", ".json") or not path.is_file():
             continue
         try:
-            info = checkpoint_info(path)
+            info = _info_of(path)
         except FileNotFoundError:  # deleted between listing and reading
             continue
         except Exception:  # noqa: BLE001 - whatever one file holds, the listing shows the rest (and this one)
@@ -141,6 +141,21 @@ def checkpoints(model_dir: str | os.PathLike[str]) -> list[CheckpointRow]:
         ))
     rows.sort(key=lambda row: row.modified, reverse=True)
     return rows
+
+
+_INFO_CACHE: dict[tuple[str, int, int, int], dict[str, Any]] = {}  # (path, inode, size, mtime) -> its info
+
+
+def _info_of(path: Path) -> dict[str, Any]:
+    """checkpoint_info, read again only when the file changed: the tab lists the folder every 2 s, and a file's
+    metadata may be megabytes of JSON."""
+    stat = path.stat()
+    key = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if key not in _INFO_CACHE:
+        if len(_INFO_CACHE) > 1024:  # files come and go over a long session: forget the old ones
+            _INFO_CACHE.clear()
+        _INFO_CACHE[key] = checkpoint_info(path)
+    return _INFO_CACHE[key]
 
 
 def _size(path: Path) -> int:
