@@ -310,7 +310,7 @@ def test_start_follow_and_finish_a_run(project: Path) -> None:
     assert tracker.series["train_loss"].size == app.ctx.values["NUM_STEPS"]
     text = screen(app)
     assert "finished (completed)" in text and "100/100" in text
-    written = json.loads((project / "train_config.json").read_text())
+    written = json.loads((project / "tui_train_config.json").read_text())  # not a train_config.json of yours
     assert written["DATASET_PATH"] == "datasets/tiny.jsonl" and "N_EMBD" in written
     press(app, "3")
     logs = screen(app)
@@ -330,6 +330,19 @@ def test_x_stops_a_run_gracefully(project: Path, monkeypatch: pytest.MonkeyPatch
     run_to_end(app)
     assert app.ctx.tracker.stop_reason == "interrupted" and not app.ctx.runner.error
     assert "finished (interrupted)" in screen(app)
+
+
+def test_x_before_the_trainer_began_is_a_stop_not_a_failure(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_TRAINER", "starting")
+    app = make_app(project)
+    (project / "train_config.json").write_text('{"num_steps": 5000}')  # the user's own, beside tui.json
+    start_run(app)
+    assert wait_until(lambda: "ready" in "".join(app.ctx.runner.stderr_tail), app.tick)
+    press(app, "x")  # its run id not printed yet
+    run_to_end(app)
+    text = screen(app)
+    assert "training stopped before it began" in text and "failed" not in text, text
+    assert (project / "train_config.json").read_text() == '{"num_steps": 5000}'
 
 
 def test_a_crash_shows_the_trainers_error(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -405,7 +418,8 @@ def test_runs_curves_and_overlay(project: Path) -> None:
     assert "20250102-090000_other" in text and "early_stop" in text
     assert "train log" in text and "system CSV" in text and "eval CSV" in text and "manifest" in text
     assert "missing" in text  # the fake trainer writes no CSVs
-    press(app, " ", "j", "enter")
+    assert app.tab.selected["run_id"] == "20250101-120000_fake"  # the cursor stayed on its run, now second
+    press(app, " ", "k", "enter")
     curves = screen(app)
     assert "train loss" in curves and "val loss" in curves
     assert "20250102-090000_other" in curves and "20250101-120000_fake" in curves
@@ -425,6 +439,11 @@ def test_models_list_select_for_chat_and_delete(project: Path) -> None:
     assert "20250101-120000_fake" in text and "60" in text and "2.346" in text and "2.0 KB" in text
     assert "latest_checkpoint.npz" in text and "notes.txt" not in text
     target = app.tab.selected.path
+    newer = models / "ckpt_20250102-090000_new_step0010.npz"  # a run saves one: it lists first, above the cursor
+    newer.write_bytes(b"z")
+    os.utime(newer, (target.stat().st_mtime + 60,) * 2)
+    press(app, "r")
+    assert app.tab.selected.path == target and app.tab.rows[0].path == newer  # d still means the file you chose
     press(app, "d")
     assert "Delete" in screen(app) and "y deletes" in screen(app)
     press(app, "n")
@@ -479,6 +498,27 @@ def test_ctrl_c_stops_a_streaming_reply_and_otherwise_asks_like_q(project: Path)
     assert "] assistant: la la" in log and "# the reply above was stopped (Ctrl-C)" in log
     press(app, "enter", *"hi", "ctrl-c")  # no reply streams: as q, even while typing (no run: it quits)
     assert app.quit_requested and app.chat.draft.text == "hi"
+
+
+def test_ctrl_c_in_a_burst_of_typing_still_stops_the_reply(project: Path) -> None:
+    app = make_app(project)
+    press(app, "6", "L")
+    assert wait_until(lambda: app.chat.loaded, app.tick)
+    press(app, "enter", *"endless", "enter")  # still typing the next message while the reply streams
+    assert wait_until(lambda: "la la" in screen(app), app.tick)
+    app.handle_keys(["x", "ctrl-c", "y"])  # typed fast: one burst
+    assert wait_until(lambda: not app.chat.streaming, app.tick) and not app.quit_requested
+    assert "reply stopped (Ctrl-C)" in screen(app) and app.chat.draft.text == "xy"
+
+
+def test_j_and_k_held_down_move_as_often_as_the_arrows(project: Path) -> None:
+    app = make_app(project)
+    press(app, "home")
+    app.handle_keys(["j"] * 5)
+    by_j = app.tab.index
+    press(app, "home")
+    app.handle_keys(["down"] * 5)
+    assert by_j == app.tab.index == 5
 
 
 def test_chat_paths_are_asked_for_when_empty_and_shown_on_one_short_line(project: Path) -> None:
@@ -545,6 +585,17 @@ def test_u_undoes_a_preset_a_digit_applied_on_the_train_tab(project: Path) -> No
     assert json.loads((project / "tui.json").read_text())["knobs"]["NUM_STEPS"] == 30  # saved as it was
     press(app, "u")
     assert "no preset to undo" in screen(app)
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_every_key_of_every_tab_is_on_the_bottom_bar_from_80_columns(project: Path, width: int) -> None:
+    app = make_app(project)
+    select_knob(app, "DATASET_PATH")  # the knob that adds f (pick dataset)
+    for index in range(len(TAB_NAMES)):
+        app.switch(index)
+        bar = "\n".join(screen(app, width, 24).splitlines()[-2:])
+        missing = [key for key, _ in app.tab.keys() if key and key not in bar]
+        assert not missing, f"{app.tab.title} at {width} columns: {missing} not on the bar:\n{bar}"
 
 
 def test_e_edits_space_cycles_and_the_picker_has_home_and_end(project: Path) -> None:

@@ -18,7 +18,10 @@ FAKE_TRAINER = textwrap.dedent(
     """
     import json, os, signal, sys, time
     config = json.load(open(sys.argv[sys.argv.index("--config") + 1]))
-    mode = os.environ.get("FAKE_TRAINER", "")  # "crash", "slow", or normal
+    mode = os.environ.get("FAKE_TRAINER", "")  # "crash", "slow", "starting", or normal
+    if mode == "starting":  # still starting up: Python's own Ctrl-C (a traceback, exit 1) stops it
+        print("ready", file=sys.stderr, flush=True)
+        time.sleep(60)
     if mode == "crash":
         print("loading dataset", flush=True)
         print("Traceback (most recent call last):", file=sys.stderr)

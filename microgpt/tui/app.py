@@ -50,7 +50,7 @@ LOGO = (
 
 
 FAST_KEYS = 3  # different keys read at once that are typing, not a paste (a paste of more is ignored)
-MOVE_KEYS = ("up", "down", "left", "right", "pgup", "pgdn", "home", "end")  # held down, each repeat moves
+MOVE_KEYS = ("up", "down", "left", "right", "pgup", "pgdn", "home", "end", "j", "k")  # held down, each repeat moves
 SPLASH_GRACE_S = 1.5  # a first key this soon after the splash closed by itself, if enter or space, only skips it
 
 class App:
@@ -177,6 +177,9 @@ class App:
         if runner.error:
             self.notify(f"training failed: {runner.error}", "bad")
             self.add_log([(f"── trainer failed: {runner.error} ──", True)])
+        elif not runner.run_id:  # x came before the trainer had begun: nothing ran, nothing to see
+            self.notify("training stopped before it began", "warn")
+            self.add_log([("── training stopped before it began ──", False)])
         else:
             reason = tracker.stop_reason or f"exit code {runner.returncode}"
             self.notify(f"training finished ({reason}): see Runs and Models", "good")
@@ -203,6 +206,8 @@ class App:
                     self.tab.handle_key(" ")
                 elif len(key) == 1 or key in (*EDIT_KEYS, "enter"):  # key_name passes only printable characters
                     self.tab.handle_key(key)
+                elif key == "ctrl-c":  # typed beside other keys, it still stops a reply being written
+                    self.handle_key(key)
         elif len(set(keys)) == 1:  # a held key: an arrow moves as often as it came, anything else acts once
             for key in keys if keys[0] in MOVE_KEYS else keys[:1]:
                 self.handle_key(key)

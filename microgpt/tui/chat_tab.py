@@ -202,11 +202,11 @@ class ChatTab(Tab):
         self.mode = BROWSE  # a half-typed message stays in the field for later
 
     def keys(self) -> list[tuple[str, str]]:
+        stop = [("ctrl-c", "stop reply")] if self.streaming else []  # in every mode: it works in every mode
         if self.mode == TYPING:
-            return [("type", "message"), ("enter", "send"), ("esc", "stop typing"), ("", "(hotkeys locked)")]
+            return [*stop, ("type", "message"), ("enter", "send"), ("esc", "stop typing"), ("", "(hotkeys locked)")]
         if self.mode == PATH:
             return [("type", "path"), ("enter", "load"), ("esc", "cancel"), ("", "(hotkeys locked)")]
-        stop = [("ctrl-c", "stop reply")] if self.streaming else []
         return [*stop, ("enter", "type"), ("p", "path"), ("L", "load latest"), ("[ ]", "temperature"),
                 ("- =", "max tokens"), ("pgup/pgdn home/end", "scroll")]
 

@@ -39,8 +39,12 @@ class ModelsTab(Tab):
         self.confirming = False
 
     def refresh(self) -> None:
+        """Re-read the folder; the cursor stays on the file it was on (new ones come in at the top), so d and
+        enter act on what is highlighted."""
+        chosen = self.selected.path if self.selected is not None else None
         self.rows = disk.checkpoints(self.ctx.model_dir)
-        self.index = min(self.index, max(0, len(self.rows) - 1))
+        paths = [row.path for row in self.rows]
+        self.index = paths.index(chosen) if chosen in paths else min(self.index, max(0, len(self.rows) - 1))
 
     def on_show(self) -> None:
         self.refresh()

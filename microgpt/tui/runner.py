@@ -32,13 +32,15 @@ from microgpt.config import TrainConfig
 from microgpt.train.artifacts import read_events
 
 RUN_ID_PREFIX = "run_id:"
+TUI_CONFIG_NAME = "tui_train_config.json"
 PUMP_REST_S = 0.05
 
 
 def train_config_paths(state_file: Path, log_dir: Path) -> tuple[Path, Path]:
     """Where the TUI writes the knob values it hands to `python -m microgpt train --config`: next to its
-    settings, else (a read-only settings folder) in LOG_DIR, which the run must be able to write anyway."""
-    return state_file.with_name("train_config.json"), log_dir / "tui_train_config.json"
+    settings, else (a read-only settings folder) in LOG_DIR, which the run must be able to write anyway. The
+    name is the dashboard's own: a `train_config.json` of the user's beside the settings is never replaced."""
+    return state_file.with_name(TUI_CONFIG_NAME), log_dir / TUI_CONFIG_NAME
 
 
 class ConfigNotWritten(OSError):
@@ -171,7 +173,9 @@ class TrainerRunner:
         self.returncode = self.process.returncode
         update.finished = True
         polite_exits = (0, 130, -signal.SIGINT, -signal.SIGTERM)
-        stopped_by_user = self.stop_requests > 0 and self.returncode in polite_exits
+        # stopped before it printed its run id, the trainer was still starting Python: whatever it exits with
+        # (a KeyboardInterrupt while its streams were being set up) is the stop asked for, not a failure
+        stopped_by_user = self.stop_requests > 0 and (self.returncode in polite_exits or not self.run_id)
         if self.returncode != 0 and not stopped_by_user:
             last = self.stderr_tail[-1] if self.stderr_tail else ""
             self.error = last or f"trainer exited with code {self.returncode}"

@@ -43,8 +43,14 @@ class RunsTab(Tab):
         self._trackers: dict[str, tuple[int, RunTracker]] = {}
 
     def refresh(self) -> None:
+        """Re-read the runs; the cursor stays on the run it was on (a new run comes in at the top), and curves
+        on screen take the events written since (a live run's grow)."""
+        chosen = disk.run_id(self.selected) if self.selected is not None else None
         self.runs = list_runs(self.ctx.log_dir)
-        self.index = min(self.index, max(0, len(self.runs) - 1))
+        ids = [disk.run_id(manifest) for manifest in self.runs]
+        self.index = ids.index(chosen) if chosen in ids else min(self.index, max(0, len(self.runs) - 1))
+        if self.curves is not None and self.selected is not None:
+            self.show_curves()
 
     def on_show(self) -> None:
         self.refresh()

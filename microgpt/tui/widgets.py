@@ -100,11 +100,21 @@ def wrapped(text: str, width: int, style: str = "normal", indent: str = "") -> l
 
 
 def key_hints(label: str, pairs: Iterable[tuple[str, str]], width: int) -> Line:
-    """One key-bar row: `label:` then `key action` pairs, keys highlighted, clipped to the width."""
-    line: Line = [(f" {label} ", "title")]
-    for key, action in pairs:
-        line.append((f" {key}", "key"))
-        line.append((f" {action} ", "normal"))
+    """One key-bar row: `label:` then `key action` pairs, keys highlighted. Where the row does not fit, the
+    actions are cut to their first word, then left out from the last pair back, as few as need be, so that every
+    key stays on screen; only then is the row clipped."""
+    pairs = list(pairs)
+    short = [(key, action.split(" ")[0]) for key, action in pairs]
+    tries = [pairs] + [short[:len(short) - n] + [(key, "") for key, _ in short[len(short) - n:]]
+                       for n in range(len(short) + 1)]
+    for shown_pairs in tries:
+        line: Line = [(f" {label} ", "title")]
+        for key, action in shown_pairs:
+            line.append((f" {key}", "key"))
+            if action:
+                line.append((f" {action} ", "normal"))
+        if sum(len(text) for text, _ in line) <= width:
+            break
     return fit(line, width)
 
 
