@@ -360,6 +360,11 @@ def test_start_refuses_an_invalid_configuration(project: Path) -> None:
     app.ctx.values["DATASET_PATH"] = "datasets/nope.jsonl"
     press(app, "s")
     assert not app.live and "cannot start: DATASET_PATH" in screen(app)
+    app.ctx.values["DATASET_PATH"] = "datasets/" + "d" * 250 + ".jsonl"  # the reason would be cut off the row
+    press(app, "s")
+    assert "(whole in Logs)" in screen(app, 80, 24)
+    app.switch(2)  # Logs (on the Train tab, 3 is a preset)
+    assert "file name too long" in screen(app, 80, 24)  # the end of the message, wrapped in Logs
 
 
 def test_quit_asks_while_a_run_is_going(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -484,6 +489,12 @@ def test_an_out_of_range_chat_setting_in_the_settings_file_is_ignored_with_a_mes
     assert app.chat.overrides["max_new_tokens"] > 0
 
 
+def test_a_bad_knob_and_a_bad_chat_setting_in_the_settings_file_are_both_named(project: Path) -> None:
+    (project / "tui.json").write_text(json.dumps({"knobs": {"NUM_STEPS": "abc"}, "chat": {"max_new_tokens": "many"}}))
+    text = screen(make_app(project), 200, 30)
+    assert "NUM_STEPS='abc'" in text and "max_new_tokens='many'" in text, text
+
+
 def test_ctrl_c_stops_a_streaming_reply_and_otherwise_asks_like_q(project: Path) -> None:
     app = make_app(project)
     press(app, "6", "L")
@@ -594,7 +605,8 @@ def test_every_key_of_every_tab_is_on_the_bottom_bar_from_80_columns(project: Pa
     for index in range(len(TAB_NAMES)):
         app.switch(index)
         bar = "\n".join(screen(app, width, 24).splitlines()[-2:])
-        missing = [key for key, _ in app.tab.keys() if key and key not in bar]
+        hints = app.tab.keys()  # the tab's (key, action) pairs, not a dict
+        missing = [key for key, _ in hints if key and key not in bar]
         assert not missing, f"{app.tab.title} at {width} columns: {missing} not on the bar:\n{bar}"
 
 

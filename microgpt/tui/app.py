@@ -50,6 +50,7 @@ LOGO = (
 
 
 FAST_KEYS = 3  # different keys read at once that are typing, not a paste (a paste of more is ignored)
+LOGGED_MESSAGE = 78  # a warning or error longer than this also goes to the Logs tab, where it wraps whole
 MOVE_KEYS = ("up", "down", "left", "right", "pgup", "pgdn", "home", "end", "j", "k")  # held down, each repeat moves
 SPLASH_GRACE_S = 1.5  # a first key this soon after the splash closed by itself, if enter or space, only skips it
 
@@ -97,8 +98,9 @@ class App:
         self.splash_ended_at = -SPLASH_GRACE_S
         self.refreshed_at = clock()
         self.tabs[self.current].on_show()
+        said = self.message[0]  # the chat tab's word on its saved settings, if it had one
         if problems:
-            self.notify("; ".join(problems), "warn")
+            self.notify("; ".join([*problems, *([said] if said else [])]), "warn")
 
     # ---- shared callbacks ---------------------------------------------------------------
     @property
@@ -116,6 +118,8 @@ class App:
             return
         self.key_problem = level == "bad"
         self.message = (text, "normal" if level == "info" else level)
+        if level in ("warn", "bad") and len(text) > LOGGED_MESSAGE and hasattr(self, "logs"):  # Logs keeps it whole
+            self.add_log([(f"── {text} ──", level == "bad")])
 
     def save(self) -> None:
         """Persist the knob values (those that differ from the defaults), the preset and the chat settings."""
@@ -362,6 +366,8 @@ class App:
         else:
             shared = TYPING_KEYS if self.tab.captures_keys() else self.global_keys()
             rows = [key_hints(self.tab.title, self.tab.keys(), width), key_hints("global", shared, width)]
+        if len(text) > width - 1 and len(text) > LOGGED_MESSAGE and style in ("warn", "bad"):
+            text = clip(text, width - 1 - len(" (whole in Logs)")) + " (whole in Logs)"
         return [self.tab_bar(width), *body, fit([(" " + clip(text, width - 1), style)], width), *rows]
 
     def shutdown(self) -> None:
