@@ -166,6 +166,8 @@ def test_a_bad_sampling_flag_is_one_line_and_exit_2(checkpoint: Path) -> None:
     result = run_cli("chat-once", str(checkpoint), "hello", "--temperature", "inf")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "error: --temperature='inf': must be a finite number (from command line)" in result.stderr  # as typed
+    result = run_cli("chat-once", str(checkpoint), "hello", "--temperature", "1e300")  # a 300-digit setting
+    assert result.returncode == 2 and "--temperature='1e300': must be >= 0 and <= 100" in result.stderr
 
 
 def test_chat_reads_turns_from_stdin_and_reset_forgets_them(checkpoint: Path) -> None:

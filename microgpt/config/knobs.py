@@ -370,8 +370,9 @@ KNOBS: tuple[Knob, ...] = (
         'sampling randomness: lower is safer, higher is more varied (0 = greedy)',
         "The model's scores are divided by the temperature before they become probabilities. Below 1 the "
         'likeliest tokens dominate (focused, repetitive); above 1 unlikely tokens get a chance (surprising, '
-        'error-prone); 0 always takes the likeliest token. 0.4-0.8 reads best for small models.',
-        min=0,
+        'error-prone); 0 always takes the likeliest token. 0.4-0.8 reads best for small models. Past about 10 '
+        'every token is nearly as likely as any other, so 100 is the most it takes.',
+        min=0, max=100,
     ),
     _knob(
         "TOP_K", GEN,
