@@ -353,7 +353,7 @@ def test_a_state_with_many_stray_names_is_named_in_a_short_line() -> None:
     state = {**model.state_dict(), **{f"k{i}": np.zeros(1) for i in range(200_000)}}
     with pytest.raises(KeyError) as raised:
         model.load_state_dict(state)
-    assert "unexpected keys: 'k0', 'k1', 'k2', 'k3', 'k4' and 199,995 more" in str(raised.value)
+    assert "unexpected keys: k0, k1, k2, k3, k4 and 199,995 more" in str(raised.value)
     assert len(str(raised.value)) < 300
 
 

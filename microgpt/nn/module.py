@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from microgpt.autograd import Tensor
-from microgpt.errors import shown
+from microgpt.errors import clipped
 
 
 class Parameter(Tensor):
@@ -116,7 +116,7 @@ class Module:
             if n in state and tuple(np.shape(state[n])) != own[n].shape
         ]
         def listed(items: list[str], sep: str = ", ") -> str:  # a file's 200,000 stray names: the first few
-            return sep.join(shown(item, 120) if sep == ", " else item for item in items[:5]) + (
+            return sep.join(clipped(item) for item in items[:5]) + (
                 f" and {len(items) - 5:,} more" if len(items) > 5 else "")
 
         problems = []

@@ -6,6 +6,10 @@ and two key-bar rows (this tab's keys, then the global ones). `App` is pure: it 
 is the thin curses part: wait up to TICK_MS for a key, tick, and repaint only when something
 changed (at most every REDRAW_LIVE_S while a run streams events), which keeps an idle TUI
 near 0% CPU and leaves the cores to the trainer.
+
+It is long because the key routing (held keys, fast typing, pastes that must never run as hotkeys, questions
+answered only by a key pressed alone) and the callbacks every tab shares (messages, logs, starting and
+finishing a run) meet here; each tab's own keys and drawing live in its module.
 """
 
 from __future__ import annotations
