@@ -10,6 +10,7 @@ HYPOTHESIS_PROFILE=<name> overrides the choice.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -31,6 +32,12 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=40, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+
+# A suite started under nohup (or from a shell that ignores SIGHUP) would pass that on to every command it
+# starts, which microgpt then rightly keeps ignoring, and the tests of a closed terminal's SIGHUP could not
+# send one. A Python handler instead keeps this process deaf to it and lets each child start with the default.
+if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, lambda signum, frame: None)
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
