@@ -495,6 +495,20 @@ def test_a_bad_knob_and_a_bad_chat_setting_in_the_settings_file_are_both_named(p
     assert "NUM_STEPS='abc'" in text and "max_new_tokens='many'" in text, text
 
 
+def test_a_chat_minimum_above_the_length_can_be_put_right_with_the_length_keys(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from microgpt.tui.chat_tab import default_settings
+
+    monkeypatch.setenv("CHAT_MIN_NEW_TOKENS", "200")  # above the default length (128)
+    app = App(project, project / "tui.json", runner=TrainerRunner(project, fake_trainer_command(project)),
+              chat_worker=ChatWorker(FakeSession.open), make_settings=default_settings, splash_s=0)
+    press(app, "6")
+    assert "min_new_tokens=200: must not exceed" in screen(app, 120, 30)
+    for _ in range(8):  # = lengthens the reply by 16 tokens a press
+        press(app, "=")
+    assert app.chat.settings().max_new_tokens >= 200 and "unavailable" not in screen(app, 120, 30)
+
+
 def test_ctrl_c_stops_a_streaming_reply_and_otherwise_asks_like_q(project: Path) -> None:
     app = make_app(project)
     press(app, "6", "L")

@@ -34,8 +34,9 @@ STYLE = {"you": "accent", "gpt": "normal", "info": "dim", "error": "bad"}
 
 
 def default_settings() -> Any:
-    """The sampling settings every chat entry point starts from: the defaults, then CHAT_* variables."""
-    return sampling_from_env()
+    """The sampling settings every chat entry point starts from: the defaults, then CHAT_* variables (a minimum
+    above the maximum is left for the tab's own values to put right: - and = change the length)."""
+    return sampling_from_env(check_order=False)
 
 
 def describe(settings: Any) -> str:
@@ -117,9 +118,12 @@ class ChatTab(Tab):
         knob = SAMPLING_KNOBS[name]
         try:
             current = getattr(self.settings(), name)
-        except UNAVAILABLE as exc:
-            self.ctx.notify(f"sampling settings unavailable: {exc}", "bad")
-            return
+        except UNAVAILABLE:  # out of order (CHAT_MIN_NEW_TOKENS above the length): this key is how to fix it
+            try:
+                current = self.overrides.get(name, getattr(self.make_settings(), name))
+            except UNAVAILABLE as exc:
+                self.ctx.notify(f"sampling settings unavailable: {exc}", "bad")
+                return
         value = current + step
         value = value if knob.min is None else max(knob.min, value)
         value = value if knob.max is None else min(knob.max, value)
