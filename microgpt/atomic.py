@@ -166,7 +166,9 @@ class LineFile:
         flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
         self._fd = self._guard(os.open, self.path, flags, 0o644)
         # a log sent to /dev/null or a FIFO is written to as it is: no tail to mend, nothing to cut back or sync
-        self._regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
+        opened = os.fstat(self._fd)
+        self._regular = stat.S_ISREG(opened.st_mode)
+        self._counts_links = opened.st_nlink > 0  # a file system that reports no links at all is not watched
         if self._regular:
             try:
                 self._guard(self._drop_torn_tail)
@@ -201,7 +203,7 @@ class LineFile:
         start, written = 0, 0
         if self._regular:
             held = self._guard(os.fstat, self._fd)
-            if held.st_nlink == 0:  # deleted (its folder too, perhaps): lines written now would reach no one
+            if held.st_nlink == 0 and self._counts_links:  # deleted (its folder too): lines would reach no one
                 raise OSError(errno.ENOENT, "deleted while it was being written", os.fspath(self.path))
             start = held.st_size
         try:
