@@ -627,6 +627,18 @@ def test_a_client_that_expects_100_continue_hears_the_refusal_before_uploading(s
         assert s.recv(4096).startswith(b"HTTP/1.1 " + status)  # not "100 Continue", which asks for the body
 
 
+def test_a_client_that_sends_its_body_despite_expect_100_continue_still_hears_the_refusal(
+        server: InProcessServer) -> None:
+    body = b"x" * 300_000  # more than the socket buffers hold: left unread, closing would reset the connection
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n"
+                  b"Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % len(body) + body)  # RFC 9110 allows
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 415") and b"application/json" in reply.split(b"\r\n\r\n", 1)[1]
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_clients_that_leave_free_their_rows_and_places_in_the_queue(server: InProcessServer, stream: bool) -> None:
     server.delay = 0.05  # 120 tokens would take 6 s each

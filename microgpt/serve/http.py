@@ -86,7 +86,8 @@ class Guard:
         headers = Headers(scope=scope)
         unread = int(headers.get("content-length", "0")) > 0 or "transfer-encoding" in headers
         # a client that sent `Expect: 100-continue` uploads nothing until the first read invites it (uvicorn then
-        # answers "100 Continue"): refused before that, it is told at once and its body is never sent
+        # answers "100 Continue"): refused before that, it hears the reply's head first (no "100 Continue" is sent
+        # once a reply has begun), and only then is a body it sent anyway read away
         waits_to_send = headers.get("expect", "").lower() == "100-continue"
         started = False
 
@@ -114,10 +115,13 @@ class Guard:
                 started = True
                 if unread:
                     message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+                    if waits_to_send:
+                        await send(message)
+                        message = None
                     with contextlib.suppress(asyncio.TimeoutError):  # a trickling client gets DRAIN_S, no more
-                        if not waits_to_send:
-                            await asyncio.wait_for(drain(), DRAIN_S)
-            await send(message)
+                        await asyncio.wait_for(drain(), DRAIN_S)
+            if message is not None:
+                await send(message)
 
         host = headers.get("host")
         if self.loopback_only and host is not None and not loopback_host_header(host):
