@@ -147,6 +147,28 @@ def test_a_resume_after_kill_9_logs_each_step_once_and_a_rollback_says_its_logs_
     assert [e["step"] for e in events_of(tmp_path) if e["type"] == "step"][:len(steps)] == steps
 
 
+def test_a_run_killed_between_its_best_and_latest_saves_resumes_with_each_step_logged_once(tmp_path: Path) -> None:
+    """At an improving evaluation best is saved, then latest: a kill between the two leaves a best past the
+    latest, which is no other session's branch (the resumed run computes that same best again)."""
+    write_dataset(tmp_path)
+    killed = ("import os, sys, runpy; import microgpt.train.trainer as T; real = T.save_checkpoint\n"
+              "def save(path, *args, **kwargs):\n"
+              "    if args[2]['step'] == 20 and 'latest' in str(path): os._exit(137)  # as kill -9 would\n"
+              "    return real(path, *args, **kwargs)\n"
+              "T.save_checkpoint = save; sys.argv = ['microgpt', 'train']\n"
+              "runpy.run_module('microgpt', run_name='__main__', alter_sys=True)")
+    first = subprocess.run([sys.executable, "-c", killed], cwd=tmp_path, env=user_env(tmp_path, SAMPLE_COUNT="0"),
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert first.returncode == 137, first.stderr
+    assert load_checkpoint(tmp_path / "models" / "latest_checkpoint.npz").step == 10
+    resumed = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz", SAMPLE_COUNT="0")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "another session" not in resumed.stdout and "from a session stopped before it saved them" in resumed.stdout
+    steps = [e["step"] for e in events_of(tmp_path) if e["type"] == "step"]
+    evaluated = [int(row["step"]) for row in eval_rows(tmp_path)]
+    assert steps == sorted(set(steps)) and evaluated == [10, 20, 30], (steps, evaluated)
+
+
 def events_of_run(folder: Path) -> list[dict]:
     """The events written so far (none before the file exists; a line being written is left out)."""
     events: list[dict] = []

@@ -291,12 +291,14 @@ def read_events(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[dic
 
 
 def _step_of(line: bytes, step_column: int | None, kind: str | None = None) -> int | None:
-    """The step a log line records: an event's "step" (only of an event of type `kind`, if given), or a CSV
-    row's step column; None for a line that records none (a header, a torn or foreign line)."""
+    """The step a log line records: an event's "step" (with `kind`, only of a checkpoint event of that kind
+    of save), or a CSV row's step column; None for a line that records none (a header, a torn or foreign line)."""
     try:
         if step_column is None:
             record = json.loads(line)
-            value = record.get("step") if isinstance(record, dict) and kind in (None, record.get("type")) else None
+            wanted = kind is None or (isinstance(record, dict) and record.get("type") == "checkpoint"
+                                      and record.get("kind") == kind)
+            value = record.get("step") if isinstance(record, dict) and wanted else None
         else:
             value = int(next(csv.reader([line.decode("utf-8", errors="replace")]))[step_column])
     except (ValueError, IndexError, RecursionError, StopIteration):
@@ -310,8 +312,8 @@ def rewind_run_logs(log_dir: str | os.PathLike[str], run_id: str, step: int) -> 
     A session stopped hard (kill -9, a second signal, a failed write) logged steps that its last checkpoint
     does not hold; the resumed run computes them again, bit for bit, and would log them twice. They are
     removed (each file replaced atomically), and how many lines that was is returned with None. When a later
-    checkpoint of the run was saved (a run resumed from an older checkpoint: a rollback or a fork), nothing is
-    removed, since those lines describe weights that exist: the returned step is that checkpoint's.
+    latest or final checkpoint of the run was saved (a run resumed from an older checkpoint: a rollback or a
+    fork), nothing is removed, since those lines describe weights that exist: the returned step is its.
     """
     folder = Path(log_dir)
     files = {folder / "events" / f"events_{run_id}.jsonl": None,
@@ -322,7 +324,10 @@ def rewind_run_logs(log_dir: str | os.PathLike[str], run_id: str, step: int) -> 
         with contextlib.suppress(OSError):  # a file not written yet holds nothing past the checkpoint
             contents[path] = path.read_bytes().splitlines(keepends=True)
     events = contents.get(next(iter(files)), [])
-    saved = [s for s in (_step_of(line, None, "checkpoint") for line in events) if s is not None and s > step]
+    # a later best alone is no branch: at an improving evaluation best is saved before latest, and a run killed
+    # between the two resumes from the latest before it, to compute that same best again
+    saved = [s for kind in ("latest", "final") for s in (_step_of(line, None, kind) for line in events)
+             if s is not None and s > step]
     if saved:
         return 0, max(saved)
     dropped = 0
