@@ -251,6 +251,15 @@ def test_a_file_that_is_not_json_lines_at_all_is_one_problem_saying_what_it_is(t
     assert out[0].startswith(f"{path}:1: the file is {kind}") and out[1:] == [f"{path}: invalid (1 problem; 0 valid records)"]
 
 
+@pytest.mark.parametrize("first", ["# my dataset, exported 2026-11-27", "}"])
+def test_a_line_of_text_above_records_is_that_lines_problem_not_a_plain_text_file(tmp_path, first):
+    path = tmp_path / "data.jsonl"
+    path.write_text(first + "\n\n" + "".join(
+        json.dumps({"id": f"r{i}", "record_type": "memory", "text": "t"}) + "\n" for i in range(2)), encoding="utf-8")
+    report = validate_dataset(path)
+    assert report.documents == 2 and len(report.problems) == 1 and "plain text" not in report.problems[0]
+
+
 def test_a_damaged_first_record_is_that_lines_problem_only(tmp_path):
     path = tmp_path / "data.jsonl"
     path.write_text('"id": "r0", "record_type": "memory"}\n' + "".join(

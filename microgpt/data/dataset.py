@@ -12,6 +12,7 @@ blank or not, so they match what an editor shows.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -82,11 +83,13 @@ def iter_dataset(path: str | Path) -> Iterator[tuple[int, Document | None, list[
     synthetic ids are unique by construction and are not entered in the duplicate check.
     """
     first_use: dict[str, int] = {}
-    for number, raw in enumerate(_open_lines(path), start=1):
+    lines, ahead = itertools.tee(_open_lines(path))
+    for number, raw in enumerate(lines, start=1):
         raw = raw.removeprefix(BOM).rstrip(b"\r\n")
-        if number == 1 and (kind := _not_json_lines(raw)):
+        if number == 1 and (kind := _not_json_lines(raw)) and not (kind == PLAIN_TEXT and _record_follows(ahead)):
             yield number, None, [f"the file is {kind}"]
             return
+        ahead = None  # looked at once, for line 1: kept, it would hold every line read since
         if len(raw) > MAX_RECORD_BYTES:
             yield number, None, [f"the record is longer than {MAX_RECORD_BYTES:,} bytes; split it into smaller records"]
             continue
@@ -199,6 +202,13 @@ def _not_json_lines(first: bytes) -> str | None:
     except (ValueError, RecursionError):  # an array that goes on past this line: a pretty-printed file
         return JSON_ARRAY
     return JSON_ARRAY if isinstance(value, list) and value and all(isinstance(v, dict) for v in value) else None
+
+
+def _record_follows(lines: Iterator[bytes], within: int = 5) -> bool:
+    """Whether one of the first few non-blank lines after line 1 is a JSON object: then a line 1 of text (a
+    "# my notes" heading) is that line's problem, not a sign that the whole file is plain text."""
+    rest = [line.strip() for line in itertools.islice(lines, 1, 1 + 4 * within)]
+    return any(line.startswith(b"{") for line in [line for line in rest if line][:within])
 
 
 def _explicit_id(record: object) -> str | None:
