@@ -451,6 +451,12 @@ def test_a_reply_the_token_limit_cuts_in_a_turn_label_ends_before_that_label() -
         sent, text = _streamed_and_final("Boil water.\nUser", list(stops))
         assert "".join(sent) == text == final
     assert _streamed_and_final("Boil water.\nUse a kettle", list(STOP_MARKERS))[1] == "Boil water.\nUse a kettle"
+    completion = ReplyText(ByteTokens(), ["\nUser:"], strip=False, labels=())  # a completion's own stop string
+    for byte in b"The list:\nUs":
+        completion.add(byte)
+        completion.certain()
+    completion.rest()
+    assert completion.text == "The list:\nUs"  # kept: "\nUser:" is the caller's stop here, not a template label
 
 
 def test_held_back_keeps_a_character_in_progress_and_what_a_stop_could_continue_with_it() -> None:

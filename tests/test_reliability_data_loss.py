@@ -126,7 +126,7 @@ def test_a_best_path_inside_another_live_runs_model_dir_is_refused(tmp_path: Pat
     holder = {"pid": os.getppid(), "run_id": "theirs", "started": time.time()}  # alive, not us
     (tmp_path / "theirs" / LOCK_NAME).write_text(json.dumps(holder), encoding="utf-8")
     result = microgpt(tmp_path, "train", "--model-best-path", "theirs/best_checkpoint.npz")
-    assert_one_line_error(result, "MODEL_BEST_PATH='theirs' is in use by run theirs")
+    assert_one_line_error(result, "MODEL_BEST_PATH='theirs/best_checkpoint.npz' (its folder 'theirs') is in use by run theirs")
     assert sorted(p.name for p in (tmp_path / "theirs").iterdir()) == [LOCK_NAME]  # nothing of theirs touched
     assert not (tmp_path / "models" / LOCK_NAME).exists()  # and our own folder is free again
 

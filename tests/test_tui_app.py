@@ -610,6 +610,9 @@ def test_u_undoes_a_preset_a_digit_applied_on_the_train_tab(project: Path) -> No
     assert json.loads((project / "tui.json").read_text())["knobs"]["NUM_STEPS"] == 30  # saved as it was
     press(app, "u")
     assert "no preset to undo" in screen(app)
+    press(app, "2", "e", "ctrl-u", *"77", "enter")  # a preset, then an edit of one's own
+    press(app, "u")  # would throw the edit away too: refused
+    assert app.ctx.values["NUM_STEPS"] == 77 and "no preset to undo" in screen(app)
 
 
 @pytest.mark.parametrize("width", [80, 100, 120])

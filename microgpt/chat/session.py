@@ -48,8 +48,12 @@ class ReplyText:
     the end. With `strip` the reply's leading spaces are dropped and its trailing ones wait: it ends stripped.
     """
 
-    def __init__(self, tokenizer: TokenCodec, stops: Sequence[str] = STOP_MARKERS, strip: bool = True) -> None:
+    def __init__(self, tokenizer: TokenCodec, stops: Sequence[str] = STOP_MARKERS, strip: bool = True,
+                 labels: Sequence[str] = STOP_MARKERS) -> None:
+        """`labels` are the turn labels of the template this reply follows (none for a plain completion): their
+        start is not kept at the end of a reply the token limit cut (see rest)."""
         self.tokenizer, self.stops, self.strip = tokenizer, tuple(stops), strip
+        self.labels = tuple(label for label in labels if label in self.stops)
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._longest = max((len(stop) for stop in self.stops), default=0)
         self.text = ""  # the reply so far, cut before a stop string
@@ -80,10 +84,10 @@ class ReplyText:
         """At the end: what was not handed out. The bytes of a last character cut short (the token limit came
         mid-character) are dropped: a reply never ends in a broken glyph (U+FFFD). So is a last line that is
         the start of a turn's label ("\nUs" of "\nUser:"): the token limit came as the model began the next
-        turn, which is not the reply's text (a caller's own stop strings keep theirs: only the labels)."""
+        turn, which is not the reply's text (a caller's own stop strings keep theirs: only the template's labels,
+        and none in a plain completion)."""
         self._decoder.reset()
-        labels = [stop for stop in self.stops if stop in STOP_MARKERS]
-        label_start = held_back(self.text, labels) if labels and not self.stopped else 0
+        label_start = held_back(self.text, self.labels) if self.labels and not self.stopped else 0
         if label_start > 1:  # more than the newline
             self.text = self.text[:max(self.sent, len(self.text) - label_start)]
         if self.strip:

@@ -172,7 +172,7 @@ class Server:
                 loop.call_soon_threadsafe(events.put_nowait, event)
 
         job = Job(ids, settings, tuple(req.stops) + (STOP_MARKERS if chat else ()), emit=emit,
-                  strip_leading_space=chat, stream=req.stream)
+                  strip_leading_space=chat, stream=req.stream, labels=STOP_MARKERS if chat else ())
         try:
             self.engine.submit(job)
         except Busy as exc:

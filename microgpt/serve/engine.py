@@ -43,6 +43,7 @@ class Job:
     stops: tuple[str, ...]
     emit: Callable[[Event], None]
     strip_leading_space: bool = False  # a chat reply starts after "Assistant:"; its first space is template
+    labels: tuple[str, ...] = ()  # the chat template's turn labels (see ReplyText.rest); none for a completion
     stream: bool = True  # emit pieces as they become certain; False: the whole text once, at the end
     ended: bool = False  # its last event ("done" or "error") was sent: nothing more is emitted
     cancelled: bool = False
@@ -245,7 +246,7 @@ class Engine:
             return self._finish(job, "stop")
         job.generated.append(token)
         if job.reply is None:
-            job.reply = ReplyText(self.tokenizer, job.stops, strip=job.strip_leading_space)
+            job.reply = ReplyText(self.tokenizer, job.stops, strip=job.strip_leading_space, labels=job.labels)
         if job.reply.add(token):
             return self._finish(job, "stop")
         if len(job.generated) >= s.max_new_tokens:

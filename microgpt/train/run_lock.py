@@ -23,10 +23,13 @@ LOCK_NAME = ".microgpt-run.lock"
 class RunLock:
     """Held from `acquire()` to `release()` by one trainer; `path` is the lock file."""
 
-    def __init__(self, folder: str | os.PathLike[str], run_id: str, knob: str = "MODEL_DIR") -> None:
+    def __init__(self, folder: str | os.PathLike[str], run_id: str, knob: str = "MODEL_DIR",
+                 value: str | None = None) -> None:
+        """`value` is what the user gave `knob` when that is a file in `folder` (MODEL_BEST_PATH), for messages."""
         self.path = Path(folder) / LOCK_NAME
         self.run_id = run_id
         self.knob = knob
+        self.label = f"{knob}={str(folder)!r}" if value is None else f"{knob}={value!r} (its folder {str(folder)!r})"
         self.held = False
 
     def acquire(self) -> RunLock:
@@ -63,7 +66,7 @@ class RunLock:
         if holder is not None and holder.get("pid") != os.getpid() and process_alive(
                 holder["pid"], started if type(started) in (int, float) else None):
             raise ConfigError(
-                f"{self.knob}={str(self.path.parent)!r} is in use by run {holder.get('run_id', '?')} "
+                f"{self.label} is in use by run {holder.get('run_id', '?')} "
                 f"(pid {holder['pid']}, its lock {self.path.name}); wait for it to finish, stop it, or "
                 f"give this run another {self.knob}") from None
 

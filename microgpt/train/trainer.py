@@ -169,7 +169,7 @@ class Trainer:
                 for knob, path in (("MODEL_OUT_PATH", cfg.model_out_path), ("MODEL_BEST_PATH", cfg.model_best_path)):
                     if path and Path(path).parent.resolve() != Path(cfg.model_dir).resolve():
                         # a file of ours in another live run's MODEL_DIR would move or overwrite its checkpoints
-                        RunLock(Path(path).parent, self.run_id, knob).check_free()
+                        RunLock(Path(path).parent, self.run_id, knob, path).check_free()
                 self._setup(cfg, resume, checkpoint)
             except BaseException:
                 self.lock.release()

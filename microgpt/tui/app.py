@@ -116,13 +116,14 @@ class App:
         """True while a trainer process is running."""
         return self.ctx.runner.live
 
-    def notify(self, text: str, level: str = "info") -> None:
-        """Show one line in the message row (styles: info, good, warn, bad)."""
+    def notify(self, text: str, level: str = "info", logged: bool = False) -> None:
+        """Show one line in the message row (styles: info, good, warn, bad); one too long for it goes whole to
+        Logs too, unless the caller `logged` it there itself."""
         if self.key_problem and level != "bad":
             return
         self.key_problem = level == "bad"
         self.message = (text, "normal" if level == "info" else level)
-        if level in ("warn", "bad") and len(text) > LOGGED_MESSAGE and hasattr(self, "logs"):  # Logs keeps it whole
+        if level in ("warn", "bad") and len(text) > LOGGED_MESSAGE and hasattr(self, "logs") and not logged:
             self.add_log([(f"── {text} ──", level == "bad")])
 
     def save(self) -> None:
@@ -183,7 +184,7 @@ class App:
         """The trainer exited: say how, and re-read the lists that changed."""
         runner, tracker = self.ctx.runner, self.ctx.tracker
         if runner.error:
-            self.notify(f"training failed: {runner.error}", "bad")
+            self.notify(f"training failed: {runner.error}", "bad", logged=True)
             self.add_log([(f"── trainer failed: {runner.error} ──", True)])
         elif not runner.run_id:  # x came before the trainer had begun: nothing ran, nothing to see
             self.notify("training stopped before it began", "warn")

@@ -208,7 +208,7 @@ class ChatTab(Tab):
     def keys(self) -> list[tuple[str, str]]:
         stop = [("ctrl-c", "stop reply")] if self.streaming else []  # in every mode: it works in every mode
         if self.mode == TYPING:
-            return [*stop, ("type", "message"), ("enter", "send"), ("esc", "stop typing"), ("", "(hotkeys locked)")]
+            return [*stop, ("type", "message"), ("enter", "send"), ("esc", "done typing"), ("", "(hotkeys locked)")]
         if self.mode == PATH:
             return [("type", "path"), ("enter", "load"), ("esc", "cancel"), ("", "(hotkeys locked)")]
         return [*stop, ("enter", "type"), ("p", "path"), ("L", "load latest"), ("[ ]", "temperature"),

@@ -72,7 +72,9 @@ class TrainTab(Tab):
         self.estimate = self.ctx.catalog.estimate(self.ctx.values)
 
     def set_value(self, name: str, value: Any) -> None:
-        """Apply one knob value, re-validate, and save."""
+        """Apply one knob value, re-validate, and save; a preset can no longer be undone (u would throw away
+        this edit too)."""
+        self.undo = None
         self.ctx.values[name] = value
         self.recheck()
         self.ctx.save()

@@ -104,7 +104,7 @@ def key_hints(label: str, pairs: Iterable[tuple[str, str]], width: int) -> Line:
     actions are cut to their first word, then left out from the last pair back, as few as need be, so that every
     key stays on screen; only then is the row clipped."""
     pairs = list(pairs)
-    short = [(key, action.split(" ")[0]) for key, action in pairs]
+    short = [(key, action.split(" ")[0]) for key, action in pairs if key]  # a note with no key goes first
     tries = [pairs] + [short[:len(short) - n] + [(key, "") for key, _ in short[len(short) - n:]]
                        for n in range(len(short) + 1)]
     for shown_pairs in tries:
