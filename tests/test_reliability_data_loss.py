@@ -131,6 +131,20 @@ def test_a_best_path_inside_another_live_runs_model_dir_is_refused(tmp_path: Pat
     assert not (tmp_path / "models" / LOCK_NAME).exists()  # and our own folder is free again
 
 
+def test_a_run_is_refused_a_model_dir_whose_best_a_live_run_claimed_and_claims_go_when_it_ends(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    (tmp_path / "a").mkdir()
+    claim = tmp_path / "a" / ".best_checkpoint.npz.microgpt-claim"  # a live run writes its MODEL_BEST_PATH here
+    claim.write_text(json.dumps({"pid": os.getppid(), "run_id": "B", "started": time.time()}), encoding="utf-8")
+    result = microgpt(tmp_path, "train", "--model-dir", "a")
+    assert_one_line_error(result, "MODEL_DIR='a/best_checkpoint.npz' (its folder 'a') is in use by run B")
+    assert not (tmp_path / "a" / LOCK_NAME).exists()  # its own lock let go
+    claim.unlink()
+    done = microgpt(tmp_path, "train", "--model-best-path", "a/best_checkpoint.npz", NUM_STEPS="10")
+    assert done.returncode == 0, done.stderr
+    assert not claim.exists() and (tmp_path / "a" / "best_checkpoint.npz").is_file()  # claimed while it ran
+
+
 # --- resume on changed data ----------------------------------------------------------------------------------
 def test_resume_warns_when_the_dataset_changed(tmp_path: Path) -> None:
     write_dataset(tmp_path)

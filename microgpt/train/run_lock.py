@@ -20,13 +20,22 @@ from microgpt.errors import ConfigError
 LOCK_NAME = ".microgpt-run.lock"
 
 
+def claim_lock(file: str | os.PathLike[str], run_id: str, knob: str) -> RunLock:
+    """The lock by which a run claims one file outside its MODEL_DIR (MODEL_BEST_PATH's, MODEL_OUT_PATH's):
+    `.<name>.microgpt-claim` beside it, so a later run that would write that name there (as its MODEL_DIR's
+    best or latest, or as its own MODEL_BEST_PATH) is refused while this one lives."""
+    path = Path(file)
+    return RunLock(path.parent, run_id, knob, os.fspath(file), name=f".{path.name}.microgpt-claim")
+
+
 class RunLock:
     """Held from `acquire()` to `release()` by one trainer; `path` is the lock file."""
 
     def __init__(self, folder: str | os.PathLike[str], run_id: str, knob: str = "MODEL_DIR",
-                 value: str | None = None) -> None:
-        """`value` is what the user gave `knob` when that is a file in `folder` (MODEL_BEST_PATH), for messages."""
-        self.path = Path(folder) / LOCK_NAME
+                 value: str | None = None, name: str = LOCK_NAME) -> None:
+        """`value` is what the user gave `knob` when that is a file in `folder` (MODEL_BEST_PATH), for messages;
+        `name` the lock file's (a claim on one file: see claim_lock)."""
+        self.path = Path(folder) / name
         self.run_id = run_id
         self.knob = knob
         self.label = f"{knob}={str(folder)!r}" if value is None else f"{knob}={value!r} (its folder {str(folder)!r})"

@@ -76,7 +76,7 @@ from microgpt.train.data_pipeline import PreparedData, cache_dir, prepare_data
 from microgpt.train.outputs import preflight
 from microgpt.train.progress import ProgressLine, bar_text, clock, perplexity, shown_perplexity
 from microgpt.train.resume import check_resumable, schedule_note, stored_paths_note
-from microgpt.train.run_lock import RunLock
+from microgpt.train.run_lock import RunLock, claim_lock
 from microgpt.train.system_monitor import SystemMonitor
 
 MEMORISE_PASSES = 20  # a run that reads its training text more often than this learns it by heart (warned)
@@ -165,19 +165,31 @@ class Trainer:
                        make_run_id(cfg.run_name, cfg.log_dir, reserve=True))
         try:
             self.lock = RunLock(cfg.model_dir, self.run_id).acquire()
+            self.claims: list[RunLock] = []
             try:
-                for knob, path in (("MODEL_OUT_PATH", cfg.model_out_path), ("MODEL_BEST_PATH", cfg.model_best_path)):
-                    if path and Path(path).parent.resolve() != Path(cfg.model_dir).resolve():
-                        # a file of ours in another live run's MODEL_DIR would move or overwrite its checkpoints
-                        RunLock(Path(path).parent, self.run_id, knob, path).check_free()
+                self._claim_outputs(cfg)
                 self._setup(cfg, resume, checkpoint)
             except BaseException:
-                self.lock.release()
+                self._release_locks()
                 raise
         except BaseException:
             if not checkpoint:  # the id this run claimed goes back: it never started
                 release_run_id(self.run_id, cfg.log_dir)
             raise
+
+    def _claim_outputs(self, cfg: TrainConfig) -> None:
+        """Outputs outside MODEL_DIR are claimed, file by file (claim_lock), and refused in another live run's
+        MODEL_DIR; the best and latest this run writes in MODEL_DIR must not be claimed by another live run."""
+        for knob, path in (("MODEL_OUT_PATH", cfg.model_out_path), ("MODEL_BEST_PATH", cfg.model_best_path)):
+            if path and Path(path).parent.resolve() != Path(cfg.model_dir).resolve():
+                RunLock(Path(path).parent, self.run_id, knob, path).check_free()
+                self.claims.append(claim_lock(path, self.run_id, knob).acquire())
+        for kind in ("latest",) if cfg.model_best_path else ("best", "latest"):
+            claim_lock(Path(cfg.model_dir) / checkpoint_name(kind), self.run_id, "MODEL_DIR").check_free()
+
+    def _release_locks(self) -> None:
+        for lock in (*self.claims, self.lock):
+            lock.release()
 
     def _setup(self, cfg: TrainConfig, resume: str | None, checkpoint: Checkpoint | None) -> None:
         """Everything after the output folder is ours: data, model, optimizer, progress."""
@@ -266,7 +278,7 @@ class Trainer:
                     self.console.clear()
                 with contextlib.suppress(OSError):
                     self.art.close()
-            self.lock.release()
+            self._release_locks()
 
     def _write_failed(self, exc: OSError) -> int:
         """Stop cleanly after a failed write: one line on stderr, the manifest marked failed (if it can be)."""
