@@ -56,13 +56,13 @@ class RunLock:
                     self.path.unlink()
                 continue
             except OSError as exc:
-                raise ConfigError(f"{self.knob}={str(self.path.parent)!r}: cannot create {self.path.name} "
+                raise ConfigError(f"{self.label}: cannot create {self.path.name} "
                                   f"({exc.strerror})") from None
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump({"pid": os.getpid(), "run_id": self.run_id, "started": round(time.time(), 3)}, handle)
             self.held = True
             return self
-        raise ConfigError(f"{self.knob}={str(self.path.parent)!r}: another trainer keeps taking the folder")
+        raise ConfigError(f"{self.label}: another trainer keeps taking the folder")
 
     def check_free(self) -> None:
         """ConfigError when another live run holds this folder; nothing is taken (for a folder a run writes a
