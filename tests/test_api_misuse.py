@@ -8,7 +8,16 @@ import pytest
 
 from microgpt.autograd import Tensor
 from microgpt.autograd import functional as F
-from microgpt.nn import GPT, Embedding, GPTConfig, Module, Parameter, SamplingSettings, generate
+from microgpt.nn import (
+    GPT,
+    Embedding,
+    GPTConfig,
+    Module,
+    Parameter,
+    SamplingSettings,
+    generate,
+    learning_rate,
+)
 
 TINY = GPTConfig(vocab_size=20, n_layer=1, n_embd=8, n_head=2, block_size=8, zero_init=False)
 
@@ -144,3 +153,42 @@ def test_a_go_vocabulary_entry_that_is_no_text_streams_as_a_question_mark() -> N
     for token in (0, 2, 1):
         reply.add(token)
     assert reply.certain() + reply.rest() == "a?b"
+
+
+_MODEL = GPT(TINY, seed=0)
+
+
+@pytest.mark.parametrize(("call", "error", "message"), [
+    (lambda: F.softmax(np.zeros((2, 3))), TypeError, "softmax takes a Tensor, not ndarray"),
+    (lambda: F.log_softmax(np.zeros((2, 3))), TypeError, "log_softmax takes a Tensor"),
+    (lambda: F.rms_norm(np.zeros((2, 3))), TypeError, "rms_norm takes a Tensor"),
+    (lambda: F.relu(np.zeros(3)), TypeError, "relu takes a Tensor"),
+    (lambda: F.cross_entropy(np.zeros((2, 3)), [0, 1]), TypeError, "cross_entropy takes a Tensor"),
+    (lambda: F.cross_entropy(Tensor(np.zeros((2, 3))), np.array(["a", "b"])), ValueError, "not <U1 values"),
+    (lambda: F.causal_self_attention(Tensor(np.zeros((4, 6))), 2), ValueError, "not shape \\(4, 6\\)"),
+    (lambda: F.scaled_dot_product_attention(*[Tensor(np.zeros((1, 0, 4)))] * 3), ValueError, "empty sequence"),
+    (lambda: _MODEL(Tensor([[1.0, 2.0]])), TypeError, "not a Tensor"),
+    (lambda: _MODEL(np.array(3)), ValueError, r"shape \(\): give one sequence"),
+    (lambda: _MODEL(np.zeros((1, 2, 3), dtype=int)), ValueError, r"shape \(1, 2, 3\)"),
+    (lambda: GPTConfig(n_head=0), ValueError, "n_head must be a whole number >= 1, not 0"),
+    (lambda: GPT(TINY, dtype=np.float16), ValueError, "float32 or float64, not float16"),
+    (lambda: Tensor([1, 2, 3], dtype=np.int64), TypeError, "only float Tensors can require gradients"),
+    (lambda: list(Tensor(2.0)), TypeError, "iteration over a 0-d Tensor"),
+    (lambda: float(Tensor([1.0, 2.0])), TypeError, r"shape \(2,\)"),
+    (lambda: learning_rate("linear", -1, 10, 0.1), ValueError, r"step \(-1\)"),
+    (lambda: learning_rate("cosine", 3, 10, 0.1, warmup_steps=-2), ValueError, r"warmup_steps \(-2\)"),
+], ids=lambda value: "" if callable(value) else str(value)[:24])
+def test_misuse_gets_an_error_that_names_it(call, error, message) -> None:
+    """Each of these was a NumPy error from inside, or a silent wrong result (integer gradients cut to 0)."""
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_the_safe_forms_of_those_calls_work() -> None:
+    assert float(Tensor([2.0])) == 2.0
+    assert [t.item() for t in Tensor([1.0, 2.0])] == [1.0, 2.0]
+    ids = Tensor([1, 2], dtype=np.int64, requires_grad=False)  # an integer Tensor without a gradient is fine
+    assert Tensor(np.arange(6.0).reshape(3, 2))[ids].shape == (2, 2)
+    empty = Tensor(np.zeros((3, 0)))
+    empty.relu().sum().backward()
+    assert empty.grad.shape == (3, 0)

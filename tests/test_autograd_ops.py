@@ -360,13 +360,22 @@ def test_a_column_major_tensor_gathers_its_gradient_as_a_row_major_one():
     assert gradcheck(lambda t: t[np.array([1, 1, 3])] * 2.0, [np.asfortranarray(np.ones((4, 3)))])
 
 
-@pytest.mark.parametrize("index", [[1, 1, 0], Tensor(np.array([1.0, 1.0, 0.0]), requires_grad=False)])
-def test_getitem_accepts_a_list_or_an_integer_valued_tensor(index):
+@pytest.mark.parametrize("index", [[1, 1, 0], Tensor(np.array([1, 1, 0]), requires_grad=False, dtype=np.int64)])
+def test_getitem_accepts_a_list_or_an_integer_tensor(index):
     x = Tensor(np.array([[1.0, 2.0], [3.0, 4.0]]))
     out = x[index]
     np.testing.assert_array_equal(out.data, [[3.0, 4.0], [3.0, 4.0], [1.0, 2.0]])
     out.backward(np.ones((3, 2)))
     np.testing.assert_array_equal(x.grad, [[1.0, 1.0], [2.0, 2.0]])
+
+
+@pytest.mark.parametrize("index", [np.array([True, False, True]), np.array([0.9, 1.7])])
+def test_getitem_refuses_a_float_tensor_whose_values_could_be_a_mask_or_fractions(index):
+    """Tensor(bools) holds 1.0 and 0.0: read as rows they would pick rows 1, 0, 1 instead of masking."""
+    x = Tensor(np.arange(12.0).reshape(3, 4))
+    with pytest.raises(TypeError, match=r"t\[m.data > 0\]"):
+        x[Tensor(index, requires_grad=False)]
+    np.testing.assert_array_equal(x[np.array([True, False, True])].data, x.data[[0, 2]])
 
 
 # ----- joining --------------------------------------------------------------------------------------------

@@ -18,15 +18,20 @@ TINY = GPTConfig(zero_init=False, vocab_size=9, n_layer=1, n_embd=8, n_head=2, b
 
 
 def reference_adam(params, grads_per_step, lr, betas, eps, weight_decay):
-    """Textbook AdamW, one parameter at a time, written for reading, not speed. Returns the params after
-    each step."""
+    """Textbook AdamW, one parameter at a time, written for reading, not speed: a gradient of None skips that
+    parameter, whose own step count t then stays behind (as PyTorch's). Returns the params after each step."""
     b1, b2 = betas
     params = [p.copy() for p in params]
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
+    steps = [0] * len(params)
     history = []
-    for t, grads in enumerate(grads_per_step, start=1):
+    for grads in grads_per_step:
         for i, g in enumerate(grads):
+            if g is None:
+                continue
+            steps[i] += 1
+            t = steps[i]
             m[i] = b1 * m[i] + (1 - b1) * g
             v[i] = b2 * v[i] + (1 - b2) * g * g
             m_hat = m[i] / (1 - b1**t)
@@ -64,7 +69,7 @@ def assert_steps_match(opt: Adam, params, grads_per_step, expected, rtol: float,
     """Feed each step's gradients to `opt`, step, and compare every parameter with the reference's."""
     for step, grads in enumerate(grads_per_step):
         for p, g in zip(params, grads):
-            p.grad = g.copy()
+            p.grad = None if g is None else g.copy()
         opt.step()
         for p, e in zip(params, expected[step]):
             np.testing.assert_allclose(p.data, e, rtol=rtol, atol=atol, err_msg=f"step {step + 1}")
@@ -89,7 +94,8 @@ def test_weight_decay_is_decoupled_from_the_gradient():
     start = [p.data.copy() for p in params]
     opt = Adam(params, lr=0.1, weight_decay=0.5)
     for _ in range(3):
-        opt.zero_grad()
+        for p in params:
+            p.grad = np.zeros(p.shape)
         opt.step()
     for p, s in zip(params, start):
         np.testing.assert_allclose(p.data, s * (1 - 0.1 * 0.5) ** 3, rtol=1e-12)
@@ -177,26 +183,69 @@ def test_gradient_home_is_handed_out_once_per_backward_and_only_during_one():
     assert w.gradient_home() is None  # no backward running, though w holds no gradient
 
 
-def test_a_parameter_left_out_of_backward_after_zero_grad_steps_with_a_zero_gradient():
-    """Its stale values in the flat gradient must not reach the step: its moments only decay."""
+def test_a_parameter_left_out_of_backward_after_zero_grad_is_not_moved():
+    """Its stale values in the flat gradient must not reach the step, and neither must weight decay or its
+    momentum: its weights and moments stay as they were (as PyTorch's Adam), and so does its step count."""
     model = GPT(TINY, seed=0)
     x, y = batch()
-    opt = Adam(model.parameters(), lr=0.1)
+    opt = Adam(model.parameters(), lr=0.1, weight_decay=0.1)
     F.cross_entropy(model(x), y).backward()
     opt.step()
     opt.zero_grad()
     head = model.lm_head.weight
-    start = sum(p.size for p in opt.params[:[id(p) for p in opt.params].index(id(head))])
+    index = [id(p) for p in opt.params].index(id(head))
+    start = sum(p.size for p in opt.params[:index])
     where = slice(start, start + head.size)
-    assert opt.flat_grad[where].any()  # last step's gradient is still in the buffer
-    m, v = opt.m[where].copy(), opt.v[where].copy()
+    weights, m, v = head.data.copy(), opt.m[where].copy(), opt.v[where].copy()
+    assert m.any()
     frozen = Parameter(head.data.copy())  # the same weights, but not the optimizer's parameter
     F.cross_entropy(F.linear(model.hidden(x), frozen), y).backward()
     assert head.grad is None
     opt.step()
-    b1, b2 = opt.betas
-    np.testing.assert_allclose(opt.m[where], b1 * m, rtol=1e-6)
-    np.testing.assert_allclose(opt.v[where], b2 * v, rtol=1e-6)
+    np.testing.assert_array_equal(head.data, weights)
+    np.testing.assert_array_equal(opt.m[where], m)
+    np.testing.assert_array_equal(opt.v[where], v)
+    assert opt.steps[index] == 1 and opt.t == 2 and model.wte.weight.grad is not None
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_a_parameter_that_skips_steps_gets_its_own_bias_correction(weight_decay):
+    """A frozen parameter (requires_grad False: backward never reaches it) keeps its values whatever the
+    decay; one that misses some steps resumes with its own step count, as the per-parameter reference."""
+    params = make_params()
+    params.append(Parameter(np.ones(2)))
+    params[2].requires_grad = False
+    start = [p.data.copy() for p in params]
+    rng = np.random.default_rng(3)
+    grads_per_step = [[None if (k in (1, 2) and i == 0) else rng.standard_normal(p.shape)
+                       for i, p in enumerate(params[:2])] + [None] for k in range(5)]
+    expected = reference_adam(start, grads_per_step, lr=0.01, betas=(0.9, 0.95), eps=1e-8,
+                              weight_decay=weight_decay)
+    opt = Adam(params, lr=0.01, betas=(0.9, 0.95), eps=1e-8, weight_decay=weight_decay)
+    assert_steps_match(opt, params, grads_per_step, expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(params[2].data, [1.0, 1.0])
+    assert opt.steps.tolist() == [3, 5, 0]
+    resumed = Adam(make_params() + [Parameter(np.ones(2))], lr=0.01, betas=(0.9, 0.95), eps=1e-8,
+                   weight_decay=weight_decay)
+    resumed.load_state_dict(opt.state_dict())
+    assert resumed.steps.tolist() == [3, 5, 0] and resumed.t == 5
+
+
+def test_a_gradient_kept_from_one_step_is_not_written_over_by_the_next_backward():
+    """As in PyTorch: after step() and zero_grad(), backward gives each parameter a new gradient array."""
+    model = GPT(TINY, seed=0)
+    opt = Adam(model.parameters())
+    kept = []
+    for seed in (0, 1):
+        x, y = batch(seed)
+        opt.zero_grad()
+        model.loss(x, y).backward()
+        kept.append((model.lm_head.weight.grad, model.lm_head.weight.grad.copy()))
+        opt.step()
+    (first, first_values), (second, _) = kept
+    assert first is not second
+    np.testing.assert_array_equal(first, first_values)
+    assert not np.array_equal(first, second)
 
 
 def test_a_parameter_without_gradient_is_left_alone():
@@ -364,6 +413,26 @@ def test_muon_state_dict_resume_gives_exactly_the_same_trajectory():
         assert F.cross_entropy(resumed(x), y).item() < losses[0]  # it learned: step 0's batch costs less now
 
 
+def test_muon_leaves_a_matrix_without_gradient_and_its_momentum_alone():
+    rng = np.random.default_rng(4)
+    mats = [Parameter(rng.standard_normal((4, 6))) for _ in range(2)]
+    opt = Muon([Parameter(rng.standard_normal(3))], mats, lr=0.01, weight_decay=0.1)
+    for p in opt.params:
+        p.grad = rng.standard_normal(p.shape)
+    opt.step()
+    before, momentum = mats[1].data.copy(), opt.m[-mats[1].size:].copy()
+    opt.zero_grad()
+    mats[0].grad = rng.standard_normal(mats[0].shape)
+    moved = mats[0].data.copy()
+    opt.step()
+    np.testing.assert_array_equal(mats[1].data, before)
+    np.testing.assert_array_equal(opt.m[-mats[1].size:], momentum)
+    assert not np.array_equal(mats[0].data, moved)
+    opt.zero_grad()
+    opt.step()  # nothing reached: nothing moves, no stack is split
+    np.testing.assert_array_equal(mats[1].data, before)
+
+
 def test_loading_optimizer_state_of_another_size_is_refused():
     opt = Adam(make_params())
     other = Adam([Parameter(np.zeros(3), dtype=np.float64)])
@@ -374,7 +443,8 @@ def test_loading_optimizer_state_of_another_size_is_refused():
 @pytest.mark.parametrize(("change", "message"), [
     ({"v": None}, "lacks v"), ({"v": np.zeros(2)}, "v has shape"), ({"t": np.asarray(-5)}, "step count"),
     ({"t": np.asarray(1.5)}, "step count"), ({"betas": np.asarray([1.0, 0.99])}, "beta1 is 1.0"),
-    ({"lr": np.asarray(np.nan)}, "lr is nan"),
+    ({"lr": np.asarray(np.nan)}, "lr is nan"), ({"steps": np.asarray([1, 0])}, "steps must be 2 step counts"),
+    ({"steps": np.asarray([0])}, "steps must be"), ({"steps": np.asarray([0.5, 0.0])}, "steps must be"),
 ])
 def test_malformed_optimizer_state_is_refused_by_name(change: dict, message: str) -> None:
     """A state from a file names what is wrong with it, and the optimizer is left as it was."""

@@ -211,6 +211,9 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     if min(Q.ndim, K.ndim, Vv.ndim) < 2 or Q.shape[-1] != K.shape[-1] or K.shape[-2] != Vv.shape[-2]:
         raise ValueError(f"attention: q (..., Tq, D), k (..., Tk, D) and v (..., Tk, Dv) do not fit: {Q.shape}, "
                          f"{K.shape}, {Vv.shape}")
+    if not (Q.shape[-2] and K.shape[-2]):
+        raise ValueError(f"attention over an empty sequence (q {Q.shape}, k {K.shape}): give at least one query "
+                         "and one key")
     if causal and Q.shape[-2] > K.shape[-2]:
         raise ValueError(f"causal attention with {Q.shape[-2]} queries over {K.shape[-2]} keys: the queries "
                          "are the last positions of the keys, so there cannot be more of them")
@@ -299,6 +302,8 @@ def causal_self_attention(qkv: Tensor, n_head: int) -> Tensor:
     result, and its dQ, dK, dV straight into its columns of one (B, T, 3C) gradient (slicing q, k and v out
     of a Tensor would give each slice a full-size zero gradient, then add the three up).
     """
+    if qkv.ndim != 3:
+        raise ValueError(f"causal_self_attention takes packed projections (B, T, 3C), not shape {qkv.shape}")
     B, T, C3 = qkv.shape
     C = C3 // 3
     if C3 != 3 * C or C % n_head:

@@ -130,6 +130,13 @@ def _backward_by_tokens(g: np.ndarray, x: np.ndarray, steps: Callable[[int, int]
     return _sum_parts(parts, out) if want_w else None
 
 
+def need_tensor(x: Any, name: str) -> Tensor:
+    """x itself if it is a Tensor; else a TypeError naming the op (a bare array has no graph to record into)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} takes a Tensor, not {type(x).__name__}: wrap an array as Tensor(a)")
+    return x
+
+
 def _rows_of(x: Tensor, weight: Tensor, name: str) -> np.ndarray:
     """x's data as (rows, in_features), checked against a weight stored (out, in)."""
     if not (isinstance(x, Tensor) and isinstance(weight, Tensor)):
@@ -231,12 +238,12 @@ def relu_mlp(x: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
 
 def relu(x: Tensor) -> Tensor:
     """max(x, 0) elementwise (Tensor.relu, where its backward sits)."""
-    return x.relu()
+    return need_tensor(x, "relu").relu()
 
 
 def gelu(x: Tensor) -> Tensor:
     """x Phi(x), the smooth relu, in its tanh approximation (Tensor.gelu, where its backward sits)."""
-    return x.gelu()
+    return need_tensor(x, "gelu").gelu()
 
 
 def dropout(x: Tensor, p: float, rng: np.random.Generator) -> Tensor:
@@ -262,7 +269,7 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
 
     For p = softmax(x): dL/dx = p * (g - sum(g * p)) along the axis.
     """
-    e = np.exp(x.data - x.data.max(axis=axis, keepdims=True))
+    e = np.exp(need_tensor(x, "softmax").data - x.data.max(axis=axis, keepdims=True))
     p = e / e.sum(axis=axis, keepdims=True)
 
     def backward(g: np.ndarray):
@@ -276,7 +283,7 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
 
     d/dx (x - lse(x)) applied to g: g - softmax(x) * sum(g).
     """
-    shifted = x.data - x.data.max(axis=axis, keepdims=True)
+    shifted = need_tensor(x, "log_softmax").data - x.data.max(axis=axis, keepdims=True)
     out = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
     def backward(g: np.ndarray):
@@ -300,6 +307,8 @@ def _targets(targets: Any, logits_shape: tuple[int, ...], V: int,
     if _without_leading_ones(given.shape) != _without_leading_ones(logits_shape[:-1]):  # (T,) fits (1, T)
         raise ValueError(f"cross_entropy: targets of shape {given.shape} do not match logits of shape "
                          f"{tuple(logits_shape)}: one target per row of logits, shape {tuple(logits_shape[:-1])}")
+    if given.dtype.kind not in "iufb":
+        raise ValueError(f"cross_entropy: targets are class ids (integers), not {given.dtype} values")
     if given.dtype.kind not in "iu" and not np.all(np.isfinite(given) & (given == np.trunc(given))):
         raise ValueError("cross_entropy: targets are class ids: whole numbers, not fractions")
     t = given.reshape(-1).astype(np.intp)
@@ -341,7 +350,7 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None)
     gradient is never written, nor the logits themselves while nothing has read them (they are Deferred).
     The loss's parents are then x and W, not the logits.
     """
-    inputs = getattr(logits._backward, "linear_inputs", None)
+    inputs = getattr(need_tensor(logits, "cross_entropy")._backward, "linear_inputs", None)
     if inputs is not None and is_grad_enabled():
         x, weight, X, W = inputs
         made = None if isinstance(logits, Deferred) and logits.pending else logits.data
@@ -513,7 +522,7 @@ def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = RMS_EPS) -> T
     scaling each row by its own factor (slow on short rows), over arrays that are no longer in the cache by
     then: in a c2-b8 step it took as long as eight simple passes, so it is split where the forward is not.
     """
-    X = x.data
+    X = need_tensor(x, "rms_norm").data
     C = X.shape[-1]
     if weight is not None and weight.shape != (C,):
         raise ValueError(f"rms_norm: the gain has shape {weight.shape}, x's last dim needs ({C},)")

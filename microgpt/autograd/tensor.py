@@ -86,6 +86,9 @@ class Tensor:
         elif data is None:
             raise TypeError("Tensor(None): give numbers or an array")
         self.data: np.ndarray = np.asarray(data, dtype=_float_dtype(data, dtype))
+        if requires_grad and self.data.dtype.kind not in "fc":
+            raise TypeError(f"only float Tensors can require gradients, not {self.data.dtype} (a gradient of whole "
+                            "numbers would be cut to zero): give a float dtype, or requires_grad=False")
         self.grad: np.ndarray | None = None
         self.grad_home: np.ndarray | None = None  # where backward writes a first gradient (an optimizer's buffer)
         self._home_pass = 0  # the backward pass that last handed grad_home to an op (gradient_home)
@@ -142,8 +145,26 @@ class Tensor:
     def __len__(self) -> int:
         return len(self.data)
 
+    def __iter__(self) -> Iterator[Tensor]:
+        """The rows along the first axis, each a Tensor in the graph (as t[0], t[1], ...)."""
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d Tensor: it holds one number (t.item())")
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        raise TypeError("Tensors are not compared with == or != (that would have no gradient): compare their "
+                        "arrays, e.g. t.data == 1, for a mask")
+
+    __ne__ = __eq__
+    __hash__ = object.__hash__  # by identity: the graph walk keeps Tensors in sets and dicts
+
     def item(self) -> float:
         return self.data.item()
+
+    def __float__(self) -> float:
+        if self.size != 1:
+            raise TypeError(f"float() of a Tensor of shape {self.shape}: only a one-element Tensor is a number")
+        return float(self.data.reshape(-1)[0])
 
     def numpy(self) -> np.ndarray:
         return self.data
@@ -367,7 +388,7 @@ class Tensor:
     def relu(self) -> Tensor:
         """max(x, 0); its slope is 1 where x > 0 and 0 elsewhere. Big inputs are split over the cores."""
         x = self.data
-        rows = x.reshape(-1, x.shape[-1]) if x.ndim > 1 else x.reshape(1, -1)  # a view for contiguous x
+        rows = x.reshape(-1, x.shape[-1]) if x.ndim > 1 and x.size else x.reshape(1, -1)  # a view if contiguous
         out = np.empty(rows.shape, dtype=x.dtype)
         run_split(lambda lo, hi: np.maximum(rows[lo:hi], 0, out=out[lo:hi]), len(rows), x.size * PASS_WORK)
 
@@ -411,8 +432,11 @@ class Tensor:
         return self.transpose()
 
     def __getitem__(self, index: Any) -> Tensor:
-        if isinstance(index, Tensor):
-            index = index.data.astype(np.intp)
+        if isinstance(index, Tensor):  # only whole numbers are rows: a Tensor made from bools holds floats
+            if index.dtype.kind not in "iu":
+                raise TypeError(f"index a Tensor with ints or a bool mask as a NumPy array or list, not a "
+                                f"{index.dtype} Tensor (for a mask Tensor m: t[m.data > 0])")
+            index = index.data
         x = self.data
         out = x[index]
 

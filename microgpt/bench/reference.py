@@ -51,17 +51,19 @@ class ReferenceStep:
         self.model = GPT(c, dtype=model.wte.weight.dtype)
         self.model.load_state_dict(model.state_dict())
         self.adam = Adam(self.model.parameters(), lr=lr, betas=betas)
-        offset, self.w, self.g = 0, {}, {}
-        for name, p in self.model.named_parameters():  # weights and gradients: views of Adam's flat buffers
-            p.grad = p.grad_home  # every step writes them all (below): Adam takes them as they are (a zero_grad
-            # would make Adam zero them instead: the step never calls one)
-            self.w[name], self.g[name] = p.data, p.grad
-            if name.endswith("attn_wq"):  # wq, wk, wv sit one after another: one (3C, C) matrix
-                n = 3 * p.size
-                self.w[name[:-1] + "qkv"] = self.adam.flat[offset:offset + n].reshape(-1, p.shape[1])
-                self.g[name[:-1] + "qkv"] = self.adam.flat_grad[offset:offset + n].reshape(-1, p.shape[1])
-            offset += p.size
+        self.w = self._views(self.adam.flat)
         self._buffers: dict[str, np.ndarray] = {}
+
+    def _views(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """Each parameter's view of one of Adam's flat buffers (weights or gradients), by name; wq, wk and wv sit
+        one after another, so they are also one (3C, C) matrix, `...attn_wqkv`."""
+        offset, views = 0, {}
+        for name, p in self.model.named_parameters():
+            views[name] = flat[offset:offset + p.size].reshape(p.shape)
+            if name.endswith("attn_wq"):
+                views[name[:-1] + "qkv"] = flat[offset:offset + 3 * p.size].reshape(-1, p.shape[1])
+            offset += p.size
+        return views
 
     def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         """A work array reused from step to step (a fresh big array costs page faults)."""
@@ -111,6 +113,9 @@ class ReferenceStep:
         return dq, dk, dv
 
     def __call__(self, idx: np.ndarray, targets: np.ndarray) -> float:
+        self.g = self._views(self.adam.flat_grad)  # this step's gradient buffer (Adam gives a fresh one each step)
+        for name, p in self.model.named_parameters():
+            p.grad = self.g[name]  # every one is written below: Adam takes them as they are
         c, w, g = self.config, self.w, self.g
         B, T = idx.shape
         C, H, V = c.n_embd, c.n_head, c.vocab_size

@@ -51,6 +51,8 @@ class GPTConfig:
     positions: str = "rope"  # "learned": a table added to the input (the original's); "rope": q and k turned
 
     def __post_init__(self) -> None:
+        if not isinstance(self.n_head, (int, np.integer)) or self.n_head < 1:
+            raise ValueError(f"n_head must be a whole number >= 1, not {self.n_head!r}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if self.activation not in ACTIVATIONS:
@@ -123,6 +125,8 @@ class GPT(Module):
         self.config = config
         rng = np.random.default_rng(seed)
         dt = np.dtype(dtype)
+        if dt not in (np.float32, np.float64):
+            raise ValueError(f"a GPT computes in float32 or float64, not {dt}")
         C, std = config.n_embd, config.init_std
         self.wte = Embedding(config.vocab_size, C, rng=rng, std=std, dtype=dt)
         if config.positions == "learned":
@@ -178,9 +182,11 @@ class GPT(Module):
 
     def hidden(self, idx: np.ndarray, cache: KVCache | None = None) -> Tensor:
         """Token ids (B, T) -> the last block's output (B, T, C), the input of lm_head."""
-        idx = np.asarray(idx)
+        idx = check_ids(idx, self.config.vocab_size)
         if idx.ndim == 1:
             idx = idx[None, :]
+        if idx.ndim != 2:
+            raise ValueError(f"token ids of shape {idx.shape}: give one sequence (T,) or a batch (B, T)")
         T = idx.shape[1]
         if T == 0:
             raise ValueError("an empty sequence: give at least one token id")
@@ -189,7 +195,7 @@ class GPT(Module):
         pos = cache.positions(T) if cache is not None else slice(0, T)  # a slice, or (B, T) ids when rows differ
         turns = self.rotary_turns(pos)
         if cache is not None and T == 1 and not is_grad_enabled():  # generation's step: Block.step, plain arrays
-            x = self.wte.weight.data[check_ids(idx, self.config.vocab_size)]
+            x = self.wte.weight.data[idx]
             if turns is None:
                 x = x + self.wpe.weight.data[pos]
             x = F.rms_rows(x)

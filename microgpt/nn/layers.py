@@ -45,6 +45,8 @@ class Embedding(Module):
 def check_ids(idx: np.ndarray, count: int) -> np.ndarray:
     """idx as an integer array, every id in [0, count); ValueError naming the first that is not (NumPy would
     read -1 as the last row without a word)."""
+    if isinstance(idx, Tensor):
+        raise TypeError("token ids are a NumPy array or list of integers, not a Tensor (they have no gradient)")
     idx = np.asarray(idx)
     if idx.dtype.kind not in "iu":
         raise ValueError(f"token ids must be integers, not {idx.dtype}")

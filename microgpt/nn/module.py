@@ -86,7 +86,7 @@ class Module:
         return [p for _, p in self.named_parameters()]
 
     def zero_grad(self) -> None:
-        """Forget every gradient (with an optimizer attached, the next backward writes over its buffer)."""
+        """Forget every gradient (with an optimizer attached, the next backward writes into its buffer)."""
         for p in self.parameters():
             p.grad = None
 

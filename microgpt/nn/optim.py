@@ -79,18 +79,26 @@ class Adam:
         self.flat_grad = np.zeros_like(self.flat)
         self.m = np.zeros_like(self.flat)
         self.v = np.zeros_like(self.flat)
-        self.t = 0
-        self._grad_views, self._data_views = [], []
+        self.t = 0  # step() calls so far
+        self.steps = np.zeros(len(self.params), dtype=np.int64)  # each parameter's own count: steps it was moved
+        self._data_views, self._bounds = [], []
         offset = 0
         for p in self.params:
             n = p.size
             p.data = self.flat[offset:offset + n].reshape(p.shape)
             self._data_views.append(p.data)
-            self._grad_views.append(self.flat_grad[offset:offset + n].reshape(p.shape))
-            p.grad_home = self._grad_views[-1]
+            self._bounds.append((offset, offset + n))
             offset += n
+        self._give_grad_homes()
+        self._reached = [True] * len(self.params)
         self._tmp = np.empty_like(self.flat)
         self.n_adam = self.flat.size  # Adam updates flat[:n_adam]; a subclass may own the rest
+
+    def _give_grad_homes(self) -> None:
+        """Point every parameter's `grad_home` at its view of `flat_grad`, where backward writes its gradient."""
+        self._grad_views = [self.flat_grad[lo:hi].reshape(p.shape) for p, (lo, hi) in zip(self.params, self._bounds)]
+        for p, view in zip(self.params, self._grad_views):
+            p.grad_home = view
 
     def zero_grad(self) -> None:
         """Forget every gradient. The next backward writes each one straight into its view of the flat
@@ -99,52 +107,67 @@ class Adam:
             p.grad = None
 
     def _gather_grads(self) -> None:
-        """Make sure the flat buffer holds every gradient: zeros for a parameter backward did not reach (its
-        .grad is None), a copy of a .grad that was replaced by another array. A parameter whose .data was
+        """Make sure the flat buffer holds every gradient: a copy of a .grad that was replaced by another array,
+        and which parameters backward reached (a .grad that is None: it is not moved). A parameter whose .data was
         replaced (p.data = ...) has the new values copied into its place in the buffer, which it views again."""
-        for p, home, view in zip(self.params, self._data_views, self._grad_views):  # one pass: this runs every step
+        for i, (p, home, view) in enumerate(zip(self.params, self._data_views, self._grad_views)):  # every step
             if p.data is not home:
                 if np.shape(p.data) != home.shape:
                     raise ValueError(f"a parameter's data was replaced by one of shape {np.shape(p.data)}, "
                                      f"not its {home.shape}: an optimizer's parameters keep their shapes")
                 home[...] = p.data
                 p.data = home
-            if p.grad is None:
-                view.fill(0)
-            elif p.grad is not view:
+            self._reached[i] = p.grad is not None
+            if p.grad is not None and p.grad is not view:
                 view[...] = p.grad
                 p.grad = view
 
     def step(self) -> None:
-        """One update over the flat buffers; big models split it over the cores (each part is independent)."""
+        """Move every parameter that has a gradient; one whose .grad is None (backward did not reach it, or it
+        is frozen) keeps its value and moments, as in PyTorch. Then the gradients get a fresh buffer: a .grad
+        kept from this step is not written over by the next backward."""
         self._gather_grads()
         self.t += 1
-        b1, b2 = self.betas
-        decay = 1.0 - self.lr * self.weight_decay
-        root_v_hat = 1.0 / math.sqrt(1.0 - b2**self.t)  # sqrt(v_hat) = sqrt(v) * root_v_hat
-        step_size = self.lr / (1.0 - b1**self.t)
-
-        def update(lo: int, hi: int) -> None:
-            g, m, v, tmp, p = (a[lo:hi] for a in (self.flat_grad, self.m, self.v, self._tmp, self.flat))
-            m *= b1
-            np.multiply(g, 1.0 - b1, out=tmp)
-            m += tmp
-            v *= b2
-            np.multiply(g, g, out=tmp)
-            tmp *= 1.0 - b2
-            v += tmp
-            if self.weight_decay:
-                p *= decay
-            # step_size m / (sqrt(v) root_v_hat + eps), with root_v_hat taken out of the denominator: one pass fewer
-            np.sqrt(v, out=tmp)
-            tmp += self.eps / root_v_hat
-            np.divide(m, tmp, out=tmp)
-            tmp *= step_size / root_v_hat
-            p -= tmp
-
-        run_split(update, self.n_adam, 16 * self.n_adam * PASS_WORK, calls=12 + bool(self.weight_decay))  # 16 passes
+        self.steps[self._reached] += 1
+        self._move()
         if self.t % FLUSH_EVERY == 0:
             run_split(self._flush_subnormal, self.flat.size, 6 * self.flat.size * PASS_WORK)
+        self.flat_grad = np.empty_like(self.flat_grad)
+        self._give_grad_homes()
+
+    def _move(self) -> None:
+        """Adam's update of flat[:n_adam]: in one split when every parameter there has taken as many steps as
+        step() was called (training), else parameter by parameter, each with its own count's bias correction."""
+        adam = [i for i, (lo, _) in enumerate(self._bounds) if lo < self.n_adam]
+        if all(self.steps[i] == self.t for i in adam):
+            run_split(lambda lo, hi: self._adam(lo, hi, self.t), self.n_adam,
+                      16 * self.n_adam * PASS_WORK, calls=12 + bool(self.weight_decay))  # 16 passes
+            return
+        for i in adam:
+            if self._reached[i]:
+                self._adam(*self._bounds[i], int(self.steps[i]))
+
+    def _adam(self, lo: int, hi: int, t: int) -> None:
+        """Adam's update of flat[lo:hi], at step t of these parameters (each part of the buffer is independent)."""
+        b1, b2 = self.betas
+        root_v_hat = 1.0 / math.sqrt(1.0 - b2**t)  # sqrt(v_hat) = sqrt(v) * root_v_hat
+        step_size = self.lr / (1.0 - b1**t)
+        g, m, v, tmp, p = (a[lo:hi] for a in (self.flat_grad, self.m, self.v, self._tmp, self.flat))
+        m *= b1
+        np.multiply(g, 1.0 - b1, out=tmp)
+        m += tmp
+        v *= b2
+        np.multiply(g, g, out=tmp)
+        tmp *= 1.0 - b2
+        v += tmp
+        if self.weight_decay:
+            p *= 1.0 - self.lr * self.weight_decay
+        # step_size m / (sqrt(v) root_v_hat + eps), with root_v_hat taken out of the denominator: one pass fewer
+        np.sqrt(v, out=tmp)
+        tmp += self.eps / root_v_hat
+        np.divide(m, tmp, out=tmp)
+        tmp *= step_size / root_v_hat
+        p -= tmp
 
     def _flush_subnormal(self, lo: int, hi: int) -> None:
         """Set the moments too small for a normal float to exactly 0.
@@ -165,13 +188,17 @@ class Adam:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to resume exactly: moments, step count and hyper-parameters."""
-        return {"m": self.m.copy(), "v": self.v.copy(), "t": np.asarray(self.t),
-                "lr": np.asarray(self.lr), "betas": np.asarray(self.betas), "eps": np.asarray(self.eps),
-                "weight_decay": np.asarray(self.weight_decay)}
+        state = {"m": self.m.copy(), "v": self.v.copy(), "t": np.asarray(self.t),
+                 "lr": np.asarray(self.lr), "betas": np.asarray(self.betas), "eps": np.asarray(self.eps),
+                 "weight_decay": np.asarray(self.weight_decay)}
+        if (self.steps != self.t).any():  # some parameter skipped a step: each one's own count (training: never)
+            state["steps"] = self.steps.copy()
+        return state
 
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
-        """Restore exactly what `state` holds: moments and step count, and the hyper-parameters it carries
-        (a caller that keeps its own hyper-parameters passes only m, v and t)."""
+        """Restore exactly what `state` holds: moments and step counts, and the hyper-parameters it carries
+        (a caller that keeps its own hyper-parameters passes only m, v and t; without `steps`, every parameter
+        has taken t steps)."""
         missing = [key for key in ("m", "v", "t") if key not in state]
         if missing:
             raise ValueError(f"optimizer state lacks {', '.join(missing)}")
@@ -182,12 +209,17 @@ class Adam:
         t = np.asarray(state["t"])
         if t.shape != () or t.dtype.kind not in "iu" or int(t) < 0:
             raise ValueError(f"optimizer state t must be a step count (an integer >= 0), not {t!r}")
+        steps = np.asarray(state.get("steps", np.full(len(self.params), int(t))))  # absent: all took t steps
+        if steps.shape != self.steps.shape or steps.dtype.kind not in "iu" or (steps < 0).any() or (steps > t).any():
+            raise ValueError(f"optimizer state steps must be {len(self.params)} step counts from 0 to t={int(t)}, "
+                             f"one a parameter, not {np.array2string(steps, threshold=8)[:80]}")
         hyper = (state.get("lr", self.lr), tuple(state.get("betas", self.betas)), state.get("eps", self.eps),
                  state.get("weight_decay", self.weight_decay))
         self.lr, self.betas, self.eps, self.weight_decay = _checked_hyper(*hyper)
         self.m[...] = state["m"]
         self.v[...] = state["v"]
         self.t = int(t)
+        self.steps[...] = steps
 
 
 def _checked_hyper(lr: object, betas: object, eps: object,
@@ -269,15 +301,20 @@ class Muon(Adam):
         values = values.reshape(p.shape)
         return values if p.shape[0] <= p.shape[1] else values.T
 
-    def step(self) -> None:
-        """Adam's step for the others, then one orthogonalised step per stack of same-size matrices; a stack is
-        split over the cores (BLAS itself runs on one thread, see autograd.parallel)."""
-        super().step()
+    def _move(self) -> None:
+        """Adam's update for the others, then one orthogonalised step per stack of same-size matrices that
+        backward reached; a stack is split over the cores (BLAS itself runs on one thread, see autograd.parallel)."""
+        super()._move()
+        reached = {id(p) for p, hit in zip(self.params, self._reached) if hit}
         for (rows, cols), group in self._groups.items():
-            def update(lo: int, hi: int, part: list[tuple[int, Parameter]] = group, cols: int = cols) -> None:
+            moved = [(offset, p) for offset, p in group if id(p) in reached]
+            if not moved:
+                continue
+
+            def update(lo: int, hi: int, part: list[tuple[int, Parameter]] = moved, cols: int = cols) -> None:
                 self._update(part[lo:hi], cols)
 
-            run_split(update, len(group), 15 * len(group) * rows * rows * cols * MAC_WORK)  # ~5 x 3 r^2 c each
+            run_split(update, len(moved), 15 * len(moved) * rows * rows * cols * MAC_WORK)  # ~5 x 3 r^2 c each
 
     def _update(self, part: list[tuple[int, Parameter]], cols: int) -> None:
         """The Muon step of some same-size matrices, seen the wide way round: (N, r, c) stacks, r <= c."""
@@ -321,6 +358,8 @@ def learning_rate(schedule: str, step: int, num_steps: int, base_lr: float,
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown learning-rate schedule {schedule!r} (linear, cosine, wsd or constant)")
+    if step < 0 or warmup_steps < 0:
+        raise ValueError(f"step ({step}) and warmup_steps ({warmup_steps}) count steps: they are at least 0")
     if step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, num_steps - warmup_steps))
