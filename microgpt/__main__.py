@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import importlib
 import os
 import re
@@ -78,7 +79,11 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
             setattr(args, into, [*getattr(args, into), *words])
             extra = []
     if extra:
-        getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
+        command = getattr(args, "parser", parser)
+        known = [flag for action in command._actions for flag in action.option_strings]
+        near = [match for word in extra if word.startswith("--")
+                for match in difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.8)]
+        command.error(f"unrecognized arguments: {' '.join(extra)}" + (f" (did you mean {near[0]}?)" if near else ""))
     return args
 
 

@@ -44,6 +44,10 @@ def test_gpu_check_falls_back_to_the_list_when_the_query_fails(tmp_path: Path, m
     (["train", "--num-steps"], "microgpt train: error: argument --num-steps: expected one argument"),
     (["chat-once", "x.npz", "--bogus"], "microgpt chat-once: error: unrecognized arguments: --bogus"),
     (["data", "get"], "microgpt data get: error: the following arguments are required"),
+    (["train", "--num-step", "5"], ("microgpt train: error: unrecognized arguments: --num-step 5 (did you mean "
+                                   "--num-steps?)")),
+    (["eval", "x.npz", "--max-record=3"], ("microgpt eval: error: unrecognized arguments: --max-record=3 (did you "
+                                          "mean --max-records?)")),
     (["frobnicate"], "microgpt: error: argument COMMAND: invalid choice: 'frobnicate'"),
 ])
 def test_a_command_line_mistake_is_one_line_naming_the_command_and_exit_2(capsys, argv: list[str],

@@ -27,6 +27,7 @@ from microgpt.config import (
 )
 from microgpt.errors import ConfigError
 from microgpt.nn import GPT, GPTConfig
+from microgpt.train.data_pipeline import cache_dir
 
 REQUIRED = (
     "DATASET_PATH", "TOKENIZER", "BPE_ENCODING", "BPE_FILE", "TOKEN_VOCAB_SIZE", "N_LAYER", "N_EMBD",
@@ -116,6 +117,18 @@ def test_precedence_defaults_preset_file_env_cli(tmp_path: Path, dataset: str) -
     assert cfg.model.n_embd == 128  # env over file
     assert cfg.model.block_size == 40  # cli over env
     assert cfg.dataset_path == dataset
+
+
+def test_a_leading_tilde_in_a_path_knob_is_the_home_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config file's "~/models", or --model-dir=~/models (no shell expands ~ after =), is not ./~/models."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config_file = write_json(tmp_path / "c.json", {"model_dir": "~/mm", "log_dir": "~/ll"})
+    cfg = load_config(cli={"MODEL_OUT_PATH": "~/out.npz"}, config_file=config_file, env={}, check_paths=False)
+    assert (cfg.model_dir, cfg.log_dir) == (str(tmp_path / "mm"), str(tmp_path / "ll"))
+    assert cfg.model_out_path == str(tmp_path / "out.npz")
+    assert load_config(cli={"RUN_NAME": "~x"}, env={}, check_paths=False).run_name == "~x"  # not a path
+    monkeypatch.setenv("MICROGPT_CACHE_DIR", "~/cache")
+    assert cache_dir() == tmp_path / "cache"
 
 
 def test_empty_environment_variable_counts_as_unset() -> None:
@@ -252,6 +265,9 @@ def test_unknown_fields_are_named_on_one_line_and_few() -> None:
     [
         ({"WARMUP_STEPS": "100", "NUM_STEPS": "100"}, "WARMUP_STEPS=100"),
         ({"MIN_NEW_TOKENS": "50", "SAMPLE_MAX_NEW_TOKENS": "10"}, "MIN_NEW_TOKENS=50"),
+        ({"WEIGHT_DECAY": "1e300"}, ("WEIGHT_DECAY=1e+300: each step multiplies the weights by 1 - LEARNING_RATE x "
+                                    "WEIGHT_DECAY, which must stay above 0: give WEIGHT_DECAY below 250")),
+        ({"WEIGHT_DECAY": "10", "LEARNING_RATE": "0.1"}, "WEIGHT_DECAY=10"),
     ],
 )
 def test_cross_field_checks(cli: dict[str, str], fragment: str) -> None:
@@ -296,7 +312,8 @@ def test_unknown_preset() -> None:
         ("[1, 2]", "must be a JSON object"),
         ('{"N_EMBED": 64}', "N_EMBED: unknown knob (did you mean N_EMBD?)"),
         ('{"N_LAYER": "x"}', "N_LAYER='x'"),
-        ('{"N_LAYER": true}', "N_LAYER=True"),
+        ('{"N_LAYER": true}', "N_LAYER=true: not a whole number"),  # as the file spells it, not Python's True
+        ('{"N_LAYER": null}', "N_LAYER=null"), ('{"N_LAYER": {"a": 1}}', 'N_LAYER={"a": 1}'),
         ("null", "not null"),  # JSON's names for types, not Python's
         ('{"NUM_STEPS": ' + "1" * 5000 + "}", "more than 4,300 digits"),  # not Python's advice to raise a limit
         ('{"RUN_NAME": "\\ud800"}', "lone surrogate"),

@@ -227,7 +227,7 @@ def test_an_empty_path_is_refused_and_a_single_record_is_flagged(tmp_path, capsy
     assert "the dataset path is empty" in capsys.readouterr().err
     one = tmp_path / "one.jsonl"
     one.write_text(json.dumps({"id": "a", "record_type": "knowledge", "text": "hello there"}) + "\n")
-    assert cli.main(["validate-dataset", str(one), "--tokenizer", "char"]) == 0
+    assert cli.main(["validate-dataset", str(one), "--tokenizer", "CHAR"]) == 0  # as TOKENIZER=CHAR is
     assert "warning: training needs at least 2 records" in capsys.readouterr().out
 
 

@@ -106,6 +106,23 @@ def test_a_broken_export_is_one_line(tmp_path: Path, capsys) -> None:
     assert "not a microgpt export" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("field", "value", "fragment"), [
+    ("version", 99, "export format version 99, this microgpt reads version 1"),
+    ("version", True, "export format version true"), ("version", None, "export format version null"),
+    ("init_std", -1, "model: init_std must be at least 0"),
+])
+def test_an_export_of_another_version_or_a_negative_init_std_is_named(tmp_path: Path, capsys, field: str,
+                                                                       value: object, fragment: str) -> None:
+    _export(capsys, _checkpoint(tmp_path), tmp_path / "out")
+    path = tmp_path / "out" / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    (config if field == "version" else config["model"])[field] = value
+    path.write_text(json.dumps(config), encoding="utf-8")
+    assert main(["chat-once", str(tmp_path / "out"), "hi"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and fragment in err, err
+
+
 @pytest.mark.parametrize(("name", "fragment"), [("o" * 256, "its name is 256 bytes, more than 255"),
                                                ("", "empty; give a folder path"), (" ", "empty; give a folder path")])
 def test_an_out_dir_no_file_system_takes_is_one_line_and_nothing_written(tmp_path: Path, capsys, name: str,

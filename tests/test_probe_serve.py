@@ -973,7 +973,10 @@ def test_a_port_out_of_range_names_where_it_came_from(monkeypatch) -> None:
     with pytest.raises(ConfigError, match=r"^PORT=9999.*\.\.\. is out of range: give 1-65535$"):
         serve_command._port(argparse.Namespace(port=None))
     with pytest.raises(ConfigError, match=r"^--port=0 is out of range"):
-        serve_command._port(argparse.Namespace(port=0))
+        serve_command._port(argparse.Namespace(port="0"))
+    for raw in ("1_8910", " 80", "８０", "80.0"):  # int() takes the first three
+        with pytest.raises(ConfigError, match=r"^--port=.* is not a port number \(1-65535\)$"):
+            serve_command._port(argparse.Namespace(port=raw))
 
 
 @pytest.mark.parametrize("raw, port", [("", 7860), ("  ", 7860), ("8123", 8123)])

@@ -172,6 +172,20 @@ def test_resume_on_another_dataset_says_so_rather_than_that_the_file_changed(tmp
     assert (tmp_path / "data.jsonl").read_bytes() == before
 
 
+def test_resume_with_other_validation_windows_warns_that_losses_do_not_compare(tmp_path: Path) -> None:
+    """BATCH_SIZE x EVAL_STEPS windows make the validation set: other values measure other text, and a loss
+    below the best would be no improvement of the model."""
+    write_dataset(tmp_path)
+    assert microgpt(tmp_path, "train", NUM_STEPS="20").returncode == 0
+    same = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz", "--num-steps", "22")
+    assert same.returncode == 0 and "other windows" not in same.stdout, same.stderr
+    resumed = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz", "--num-steps", "24",
+                       "--eval-steps", "3")
+    assert resumed.returncode == 0, resumed.stderr
+    warning = [line for line in resumed.stdout.splitlines() if " WARNING " in line]
+    assert len(warning) == 1 and "x 3, the checkpoint's" in warning[0] and "other windows" in warning[0]
+
+
 def test_resume_on_the_same_dataset_does_not_warn(tmp_path: Path) -> None:
     write_dataset(tmp_path)
     assert microgpt(tmp_path, "train", NUM_STEPS="20").returncode == 0

@@ -257,11 +257,23 @@ def test_sigterm_finishes_the_reply_in_flight_and_exits_0(checkpoint: Path) -> N
     assert "stopped" in out and "Traceback" not in out
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", ""])  # "": every address, which the banner shows as 0.0.0.0
-def test_warns_when_listening_beyond_this_machine_without_a_key(checkpoint: Path, host: str) -> None:
+@pytest.mark.parametrize(("host", "shown"), [("0.0.0.0", "0.0.0.0"), ("::", "[::]")])
+def test_warns_when_listening_beyond_this_machine_without_a_key(checkpoint: Path, host: str, shown: str) -> None:
+    """"::" is every address, IPv4 included (ServerProcess reaches it at 127.0.0.1), as uvicorn binds it."""
     proc = ServerProcess(checkpoint, "--host", host)
     out = proc.close()
-    assert f"http://0.0.0.0:{proc.port}/" in out and "warning: listening on 0.0.0.0 without --api-key" in out
+    assert f"http://{shown}:{proc.port}/" in out and f"warning: listening on {shown} without --api-key" in out
+
+
+@pytest.mark.parametrize("host", ["", "  "])
+def test_an_empty_host_is_refused_rather_than_every_address(checkpoint: Path, host: str) -> None:
+    """`--host "$HOST"` with HOST unset: as an empty --api-key, it must not open the model to the network."""
+    out = subprocess.run([sys.executable, "-m", "microgpt", "serve", str(checkpoint), "--host", host], cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip() == ("microgpt serve: error: --host is empty: give an address (127.0.0.1: this "
+                                  "machine; 0.0.0.0 or :: every one)")
 
 
 def test_a_bad_port_is_one_line_and_exit_2(checkpoint: Path) -> None:

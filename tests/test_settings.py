@@ -184,7 +184,7 @@ def test_sampling_from_mapping_lays_checked_values_over_a_base() -> None:
     ({"temperature": math.inf}, "temperature=inf: must be a finite number"),
     ({"temperature": -0.1}, "temperature=-0.1: must be >= 0"),
     ({"top_p": 0}, "top_p=0: must be > 0 and <= 1"),
-    ({"top_k": True}, "top_k=True: not a whole number"),
+    ({"top_k": True}, "top_k=true: not a whole number"),
     ({"max_new_tokens": 0}, "max_new_tokens=0: must be >= 1"),
     ({"repetition_penalty": "strong"}, "repetition_penalty='strong': not a number"),
     ({"min_new_tokens": 9, "max_new_tokens": 8}, "min_new_tokens=9: must not exceed max_new_tokens (8)"),

@@ -404,6 +404,23 @@ def test_resume_refuses_to_change_the_model_shape(finished_run, tmp_path: Path) 
     write_dataset(tmp_path)
     result = microgpt(tmp_path, "train", "--resume", str(checkpoint), "--n-embd", "32")
     assert_one_line_error(result, "N_EMBD=32", "resumed run keeps the model it was started with")
+    zero_init = load_checkpoint(checkpoint).meta["train_config"]["zero_init"]
+    result = microgpt(tmp_path, "train", "--resume", str(checkpoint), "--zero-init", str(not zero_init).lower())
+    assert_one_line_error(result, f"ZERO_INIT={str(not zero_init).lower()}", "keeps the initialisation")
+
+
+def test_resume_elsewhere_names_the_checkpoints_dataset_and_the_flag_that_moves_it(finished_run, tmp_path: Path) -> None:
+    """The relative dataset path comes from the checkpoint: from another folder the error says so and names
+    --dataset-path (DATASET_PATH in the environment is not read on resume). A blank BPE_FILE is unset."""
+    folder, _ = finished_run
+    checkpoint = str(folder / "models" / "latest_checkpoint.npz")
+    result = microgpt(tmp_path, "train", "--resume", checkpoint, "--num-steps", "31",
+                      DATASET_PATH=str(folder / "data.jsonl"), BPE_FILE=" ")
+    assert_one_line_error(result, "DATASET_PATH='data.jsonl': file not found", f"{checkpoint} was trained on",
+                          "give --dataset-path")
+    moved = microgpt(tmp_path, "train", "--resume", checkpoint, "--num-steps", "31", "--bpe-file", " ",
+                     "--dataset-path", str(folder / "data.jsonl"), "--model-dir", "m", "--log-dir", "l")
+    assert moved.returncode == 0, moved.stderr
 
 
 def test_resume_refuses_to_change_the_optimizer_and_reads_an_old_checkpoint_as_adam(

@@ -489,6 +489,15 @@ def test_an_out_of_range_chat_setting_in_the_settings_file_is_ignored_with_a_mes
     assert app.chat.overrides["max_new_tokens"] > 0
 
 
+def test_two_bad_chat_settings_in_the_settings_file_are_both_named(project: Path) -> None:
+    (project / "tui.json").write_text(json.dumps({"chat": {"max_new_tokens": -5, "temperature": "hot"}}))
+    app = make_app(project)
+    text = screen(app, 240, 30)
+    assert app.chat.overrides == {}
+    assert "chat temperature='hot': not a number" in text and "chat max_new_tokens=-5" in text, text
+    assert "the defaults are used ([ ] - = change them)" in text
+
+
 def test_a_bad_knob_and_a_bad_chat_setting_in_the_settings_file_are_both_named(project: Path) -> None:
     (project / "tui.json").write_text(json.dumps({"knobs": {"NUM_STEPS": "abc"}, "chat": {"max_new_tokens": "many"}}))
     text = screen(make_app(project), 200, 30)

@@ -62,14 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.add_argument("checkpoint", nargs="?", metavar="CKPT", help=CHECKPOINT_HELP)
     parser.add_argument("datasets", nargs="*", metavar="DATASET", help="JSONL datasets to score (any record type)")
-    parser.add_argument("--split", choices=("all", "val"), default="all",
+    parser.add_argument("--split", type=str.lower, choices=("all", "val"), default="all",
                         help="all: every record (default); val: only the run's validation split")
     parser.add_argument("--max-records", type=positive_int, metavar="N", help="score only the first N valid records")
     parser.add_argument("--batch-size", type=positive_int, metavar="N",
                         help=f"windows per forward pass (default {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--stride", type=positive_int, metavar="N",
                         help="tokens a window advances in long records (default BLOCK_SIZE // 2)")
-    parser.add_argument("--baseline", choices=("xz",),
+    parser.add_argument("--baseline", type=str.lower, choices=("xz",),
                         help="also show what xz needs per byte after reading the training data (see below)")
     parser.add_argument("--train-data", metavar="PATH",
                         help="training data the baseline reads first (default: the checkpoint's dataset)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import socket
 import sys
@@ -42,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", nargs="?", metavar="CKPT",
                         help=f"checkpoint to serve (default: $MODEL_PATH, else {DEFAULT_CHECKPOINT})")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
-    parser.add_argument("--port", type=int, help=f"port (default: $PORT, else {DEFAULT_PORT})")
+    parser.add_argument("--port", help=f"port (default: $PORT, else {DEFAULT_PORT})")
     parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1/* (default: $MICROGPT_API_KEY)")
     parser.add_argument("--max-batch", type=int, default=LIMITS.max_batch,
                         help=f"sequences decoded together (default {LIMITS.max_batch})")
@@ -60,13 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _port(args: argparse.Namespace) -> int:
-    raw = args.port if args.port is not None else os.environ.get("PORT", "").strip() or DEFAULT_PORT  # "": unset
-    try:
-        port = int(raw)
-    except ValueError:
-        raise ConfigError(f"PORT={raw!r} is not a port number (1-65535)") from None
+    raw = args.port if args.port is not None else os.environ.get("PORT", "").strip() or str(DEFAULT_PORT)  # "": unset
+    source = "--port" if args.port is not None else "PORT"
+    if not re.fullmatch(r"[0-9]+", raw):  # int() would also take "1_8910", " 80" and other digits
+        raise ConfigError(f"{source}={shown(raw, 30)} is not a port number (1-65535)")
+    port = int(raw)
     if not 1 <= port <= 65535:
-        source = "--port" if args.port is not None else "PORT"
         raise ConfigError(f"{source}={shown(port, 30)} is out of range: give 1-65535")
     return port
 
@@ -107,17 +107,18 @@ def _check_batch_memory(model: object, max_batch: int) -> None:
 
 
 def _listen(host: str, port: int) -> list[socket.socket]:
-    """A listening socket on every address `host` resolves to ("localhost": 127.0.0.1 and ::1; "": all), as
-    uvicorn would bind them; OSError if any cannot be bound (a port in use)."""
-    found = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    """A listening socket on every address `host` resolves to ("localhost": 127.0.0.1 and ::1), as uvicorn
+    would bind them; OSError if any cannot be bound (a port in use)."""
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    both = {family for family, *_ in found} >= {socket.AF_INET, socket.AF_INET6}
     listeners: list[socket.socket] = []
     try:
         for family, kind, proto, _, address in dict.fromkeys(found):
             listener = socket.socket(family, kind, proto)
             listeners.append(listener)
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:  # its own address only: 0.0.0.0 is bound by its own socket
-                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if family == socket.AF_INET6:  # IPv6 only where IPv4 has its own socket; "::" alone takes both
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(both))
             listener.bind(address)
             listener.listen(socket.SOMAXCONN)
     except BaseException:
@@ -136,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ConfigError(f"serve needs the serve extra ({exc.name} is missing): pip install -e \".[serve]\"") from None
 
+    if not args.host.strip():  # `--host "$HOST"` with HOST unset must not listen on every address
+        raise ConfigError("--host is empty: give an address (127.0.0.1: this machine; 0.0.0.0 or :: every one)")
     port = _port(args)
     limits = _limits(args)
     api_key = _api_key(args)
@@ -157,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError(f"cannot listen on {args.host}:{port} ({reason}); choose another --port, or a --host "
                           "of this machine") from None
-    shown = f"[{args.host}]" if ":" in args.host else args.host or "0.0.0.0"  # an IPv6 address in a URL: brackets
+    shown = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address in a URL: brackets
     print(f"microgpt serve: http://{shown}:{port}/  (model {one_line(name)} from {one_line(path)}: {layers_words(config)}, "
           f"context {config.block_size} tokens; OpenAI API at /v1; "
           f"{'API key required' if api_key else 'no API key'})", flush=True)

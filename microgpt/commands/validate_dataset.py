@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-problems", type=positive_int, default=50, help="problems to list before counting the rest"
     )
     parser.add_argument(
-        "--tokenizer", choices=["bpe", "char"], help="tokenizer for the statistics ($TOKENIZER)"
+        "--tokenizer", type=str.lower, choices=["bpe", "char"], help="tokenizer for the statistics ($TOKENIZER)"
     )
     parser.add_argument(
         "--vocab-size", metavar="N",

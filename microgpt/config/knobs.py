@@ -94,6 +94,7 @@ def _knob(name: str, group: str, help: str, explain: str, **limits: Any) -> Knob
     return Knob(name, field, path_of(field), type(default), default, group, help, explain, **limits)
 
 
+PATH_KNOBS = ("DATASET_PATH", "BPE_FILE", "MODEL_OUT_PATH", "MODEL_BEST_PATH", "MODEL_DIR", "LOG_DIR")  # ~ expands
 MAX_RUN_NAME = 100  # characters of RUN_NAME kept in a run id: file names built from it stay under 255 bytes
 
 KNOBS: tuple[Knob, ...] = (

@@ -20,7 +20,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from microgpt.config.knobs import GROUPS, KNOB_BY_FIELD, KNOB_BY_NAME, KNOBS, Knob
+from microgpt.config.knobs import GROUPS, KNOB_BY_FIELD, KNOB_BY_NAME, KNOBS, PATH_KNOBS, Knob
 from microgpt.config.presets import PRESETS
 from microgpt.config.train_config import TrainConfig
 from microgpt.errors import ConfigError, one_line, shown
@@ -57,9 +57,10 @@ def not_text(c: str) -> bool:
     return category in ("Cc", "Zl", "Zp") or (category == "Cs" and not "\udc80" <= c <= "\udcff")
 
 
-def _convert(knob: Knob, raw: Any, label: str) -> Any:
-    """Turn `raw` (text, or an already-typed JSON value) into the knob's type; the exception says why not."""
-    example = f"e.g. {label}={format_value(knob.default)}"
+def _convert(knob: Knob, raw: Any, label: str, default: Any = None) -> Any:
+    """Turn `raw` (text, or an already-typed JSON value) into the knob's type; the exception says why not,
+    with an example: `default` where given, else the knob's own."""
+    example = f"e.g. {label}={format_value(knob.default if default is None else default)}"
     if knob.type is bool:
         if isinstance(raw, bool):
             return raw
@@ -112,6 +113,8 @@ def _convert(knob: Knob, raw: Any, label: str) -> Any:
             raise ValueError(f"must be one of {', '.join(knob.choices)}")
     if not text and not knob.allow_empty:
         raise ValueError(f"must not be empty ({example})")
+    if knob.name in PATH_KNOBS:  # ~/x from a config file, or --model-dir=~/x (no shell expands it there)
+        text = os.path.expanduser(text)
     return text
 
 
@@ -138,12 +141,22 @@ def parse_value(knob_name: str, raw: Any, label: str | None = None, default: Any
     knob = find_knob(knob_name)
     label = label or knob.name
     try:
-        value = _convert(knob, raw, label)
+        value = _convert(knob, raw, label, None if default is KNOBS_OWN else default)
         if knob.type in (int, float):
             _check_limits(knob, value, knob.default if default is KNOBS_OWN else default)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{label}={shown(raw, 80)}: {exc}") from None
+        given = _as_json(raw) if raw is None or isinstance(raw, (bool, list, dict)) else shown(raw, 80)
+        raise ConfigError(f"{label}={given}: {exc}") from None
     return value
+
+
+def _as_json(value: Any, limit: int = 80) -> str:
+    """A JSON value (a config file's, a request's) as JSON spells it (true, null, {"a": 1}), cut short."""
+    try:
+        text = json.dumps(value, default=repr, ensure_ascii=False)
+    except ValueError:  # an integer past Python's 4,300 digits
+        text = f"<a {type(value).__name__} too long to show>"
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
 
 
 def _check_together(values: Mapping[str, Any]) -> None:
@@ -158,6 +171,10 @@ def _check_together(values: Mapping[str, Any]) -> None:
     if values["warmup_steps"] >= values["num_steps"]:
         raise ConfigError(f"WARMUP_STEPS={values['warmup_steps']}: must be smaller than NUM_STEPS "
                           f"({values['num_steps']})")
+    if values["learning_rate"] * values["weight_decay"] >= 1:  # p <- p (1 - lr wd): at 1 or more, zero or flipped
+        raise ConfigError(f"WEIGHT_DECAY={format_value(values['weight_decay'])}: each step multiplies the weights by "
+                          f"1 - LEARNING_RATE x WEIGHT_DECAY, which must stay above 0: give WEIGHT_DECAY below "
+                          f"{1 / values['learning_rate']:g} (1 / LEARNING_RATE)")
     if values["min_new_tokens"] > values["sample_max_new_tokens"]:
         raise ConfigError(f"MIN_NEW_TOKENS={values['min_new_tokens']}: must not exceed SAMPLE_MAX_NEW_TOKENS "
                           f"({values['sample_max_new_tokens']})")

@@ -64,6 +64,8 @@ class GPTConfig:
                              f"({self.n_embd // self.n_head}) must be even")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+        if isinstance(self.init_std, (int, float)) and not self.init_std >= 0:  # (other types: nn.bounds)
+            raise ValueError(f"init_std must be at least 0 (a standard deviation), not {self.init_std!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -13,6 +13,7 @@ Needs the `safetensors` package (the serve extra).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,10 @@ def load_export(folder: str | os.PathLike[str], bpe_file: str | None = None) -> 
     config = _json(folder / "config.json")
     if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
         raise CheckpointError(f"{folder / 'config.json'}: not a microgpt export (no \"format\": \"{EXPORT_FORMAT}\")")
+    version = config.get("version")
+    if type(version) is not int or version != EXPORT_VERSION:
+        raise CheckpointError(f"{folder / 'config.json'}: export format version {json.dumps(version)[:40]}, this "
+                              f"microgpt reads version {EXPORT_VERSION}")
     tokenizer_file = _json(folder / "tokenizer.json")
     try:  # the loader's boundary: any malformed content is one CheckpointError
         shape = checked_model_config(config.get("model"), f"{folder / 'config.json'}: model", CheckpointError)

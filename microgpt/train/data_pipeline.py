@@ -39,12 +39,12 @@ class PreparedData:
 
 
 def cache_dir() -> Path:
-    """Where tokenized datasets are kept: $MICROGPT_CACHE_DIR (empty or spaces: unset) or .cache/microgpt in the
-    working folder; a control character in it is refused, as in every other folder a user names."""
+    """Where tokenized datasets are kept: $MICROGPT_CACHE_DIR (empty or spaces: unset; ~ expands) or .cache/microgpt in
+    the working folder; a control character in it is refused, as in every other folder a user names."""
     raw = os.environ.get("MICROGPT_CACHE_DIR", "")
     if any(map(not_text, raw)):  # the knobs' own test: a no-break space or a Persian name is a folder's name
         raise ConfigError(f"MICROGPT_CACHE_DIR={clipped(raw)}: holds a control character; give a plain folder path")
-    return Path(raw.strip() or ".cache/microgpt")
+    return Path(raw.strip() or ".cache/microgpt").expanduser()
 
 
 def prepare_data(cfg: TrainConfig, tokenizer: Tokenizer | None = None) -> PreparedData:

@@ -32,7 +32,7 @@ MODEL_KNOBS = ("N_LAYER", "N_EMBD", "N_HEAD", "BLOCK_SIZE", "ACTIVATION", "TIE_E
 # what a resumed run keeps from its checkpoint, each knob with the words for what it is part of
 FIXED_ON_RESUME = {**dict.fromkeys(MODEL_KNOBS, "model"), "TOKENIZER": "tokenizer", "TOKEN_VOCAB_SIZE": "tokenizer",
                    "BPE_ENCODING": "tokenizer", "VAL_SPLIT": "data split", "SEED": "seed", "OPTIMIZER": "optimizer",
-                   "RUN_NAME": "run name (its run id)"}
+                   "RUN_NAME": "run name (its run id)", "ZERO_INIT": "initialisation (weights it began from)"}
 # where a run writes, and which rank file it opens, come from this command line, the environment or the
 # defaults: never from a checkpoint, which may come from anyone (the rank file is checked by its sha256)
 NEVER_FROM_CHECKPOINT = ("MODEL_OUT_PATH", "MODEL_BEST_PATH", "MODEL_DIR", "LOG_DIR", "BPE_FILE")
@@ -94,11 +94,19 @@ def resume_config(checkpoint_path: str, overrides: Mapping[str, str],
     else the environment (`env`, default os.environ), else their defaults.
     """
     environ = os.environ if env is None else env
-    checkpoint = load_checkpoint(checkpoint_path, bpe_file=overrides.get("BPE_FILE", environ.get("BPE_FILE")))
+    bpe_file = (overrides.get("BPE_FILE", environ.get("BPE_FILE")) or "").strip()  # blank: unset, as in a new run
+    checkpoint = load_checkpoint(checkpoint_path, bpe_file=bpe_file or None)
     stored = stored_config(checkpoint, checkpoint_path).to_dict()
     base = {field: value for field, value in stored.items() if field.upper() not in NEVER_FROM_CHECKPOINT}
     fresh = {name: environ[name] for name in NEVER_FROM_CHECKPOINT if environ.get(name, "").strip()}
-    return config_from_dict({**base, **fresh, **overrides}, check_paths=True), checkpoint
+    try:
+        return config_from_dict({**base, **fresh, **overrides}, check_paths=True), checkpoint
+    except ConfigError as exc:
+        if "DATASET_PATH" in overrides or not str(exc).startswith("DATASET_PATH="):
+            raise
+        raise ConfigError(f"{exc}: it is the dataset {checkpoint_path} was trained on; give --dataset-path to "
+                          "continue on it from here (a resumed run does not read DATASET_PATH from the environment)"
+                          ) from None
 
 
 def ignored_environment_note(overrides: Mapping[str, str], cfg: TrainConfig,
@@ -186,6 +194,19 @@ def schedule_note(stored: Mapping[str, Any] | None, cfg: TrainConfig, step: int)
             then = f" (step {step:,} trained at {config_from_dict(dict(stored)).optim.lr_at(step - 1, before):.6f})"
     return (f"NUM_STEPS {before:,} -> {cfg.num_steps:,}: the {cfg.optim.lr_schedule} learning-rate schedule now spans "
             f"{cfg.num_steps:,} steps, so step {step + 1:,} trains at {cfg.optim.lr_at(step, cfg.num_steps):.6f}{then}")
+
+
+def validation_note(stored: Mapping[str, Any] | None, cfg: TrainConfig) -> str | None:
+    """A warning when a resume changes BATCH_SIZE or EVAL_STEPS: the validation windows are spread over the
+    validation text by their count (batches x batch size), so other values measure other windows, and a loss
+    may beat the best so far without the model being any better."""
+    stored = stored if isinstance(stored, Mapping) else {}
+    before = (stored.get("batch_size"), stored.get("eval_steps"))
+    if not all(type(v) is int for v in before) or before == (cfg.batch_size, cfg.eval_steps):
+        return None
+    return (f"BATCH_SIZE x EVAL_STEPS is {cfg.batch_size} x {cfg.eval_steps}, the checkpoint's {before[0]} x "
+            f"{before[1]}: the validation loss is measured on other windows than the best so far, so the two do "
+            "not compare (keep both to compare)")
 
 
 def stored_paths_note(stored: Mapping[str, Any] | None, cfg: TrainConfig) -> str | None:

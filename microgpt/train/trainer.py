@@ -75,7 +75,7 @@ from microgpt.train.batches import (
 from microgpt.train.data_pipeline import PreparedData, cache_dir, prepare_data
 from microgpt.train.outputs import preflight
 from microgpt.train.progress import ProgressLine, bar_text, clock, perplexity, shown_perplexity
-from microgpt.train.resume import check_resumable, schedule_note, stored_paths_note
+from microgpt.train.resume import check_resumable, schedule_note, stored_paths_note, validation_note
 from microgpt.train.run_lock import RunLock, claim_lock
 from microgpt.train.system_monitor import SystemMonitor
 
@@ -399,6 +399,9 @@ class Trainer:
             self.art.log(f"this run's logs go on to step {later:,} (a checkpoint another session of it saved): this "
                          f"session's lines follow them, its steps from {self.progress.step + 1:,} a second time",
                          "warning")
+        changed = validation_note(self.checkpoint_config, cfg) if self.resumed_from else None
+        if changed:
+            self.art.log(changed, "warning")
         if self.dataset_changed:
             before = (self.checkpoint_config or {}).get("dataset_path")
             if isinstance(before, str) and before != cfg.dataset_path:

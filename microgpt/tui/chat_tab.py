@@ -68,13 +68,19 @@ class ChatTab(Tab):
         saved = ctx.state.get("chat") or {}
         self.checkpoint = str(saved.get("checkpoint") or "")
         self.overrides: dict[str, float] = {}
+        problems = []
         for name in ("temperature", "max_new_tokens"):  # the saved values come from a file: each is checked
             if saved.get(name) is None:
                 continue
             try:
                 self.overrides[name] = parse_sampling_value(name, saved[name], f"chat {name}", None)
             except MicrogptError as exc:
-                ctx.notify(f"{exc} in the TUI settings: ignored, the default is used ([ ] - = change it)", "warn")
+                problems.append(str(exc))
+        if problems:  # one message: a second would replace the first
+            many = len(problems) > 1
+            ctx.notify(f"{'; '.join(problems)} in the TUI settings: ignored, "
+                       f"{'the defaults are' if many else 'the default is'} used ([ ] - = change {'them' if many else 'it'})",
+                       "warn")
         self.messages: list[tuple[str, str]] = []
         self.mode = BROWSE
         self.draft = LineEditor()  # the message being typed (kept when you leave typing)
