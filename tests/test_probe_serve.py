@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import http.client
 import json
+import logging
 import os
 import signal
 import socket
@@ -1106,3 +1107,42 @@ def test_a_failure_while_a_reply_slides_its_window_ends_that_reply_with_an_error
     finally:
         engine.stop()
     assert events[-1] == ("error", "MemoryError: no room") and engine.stats() == {"decoding": 0, "waiting": 0}
+
+
+# ----- a full server refuses before it spends anything on a request -------------------------------------------
+def test_a_request_past_the_queue_is_refused_before_its_prompt_is_parsed_or_tokenized(monkeypatch) -> None:
+    """admit() holds a place before the body is parsed and the prompt tokenized: a 1 MB prompt the server has
+    no room for costs no tokenizing, and requests being prepared count as waiting."""
+    proc = InProcessServer(replace(LIMITS, max_batch=1, max_waiting=0))
+    encoded: list[int] = []
+    encode = proc.engine.tokenizer.encode
+    monkeypatch.setattr(proc.engine.tokenizer, "encode", lambda text: encoded.append(len(text)) or encode(text))
+    try:
+        proc.engine.admit()  # the one place, held as a request being prepared would hold it
+        status, body = proc.post("/v1/completions", json.dumps({"prompt": "a" * 1_000_000}).encode())
+        assert status == 503 and json.loads(body)["error"]["code"] == "server_busy"
+        assert encoded == [] and proc.engine.preparing == 1
+        proc.engine.release()
+        status, _ = proc.post("/v1/completions", json.dumps({"prompt": "hello", "max_tokens": 2}).encode())
+        assert status == 200 and encoded == [5]
+        status, _ = proc.post("/v1/completions", b'{"prompt": 5}')  # a bad request gives its place back
+        assert status == 400 and proc.engine.preparing == 0
+        assert proc.wait_idle(10) == {"status": "ok", "model": "tiny", "decoding": 0, "waiting": 0}
+    finally:
+        proc.close()
+
+
+def test_asyncios_line_for_writes_to_a_gone_client_is_dropped_and_its_other_lines_kept() -> None:
+    """A client that leaves mid-stream made asyncio log a bare "socket.send() raised exception." now and then."""
+    engine = Engine(*_model(), max_batch=1)
+    try:
+        app_module.uvicorn_config(app_module.Server(engine, "tiny", SamplingSettings(), None), "127.0.0.1", 1)
+    finally:
+        engine.stop()
+    asyncio_log = logging.getLogger("asyncio")
+
+    def record(message: str) -> logging.LogRecord:
+        return asyncio_log.makeRecord("asyncio", logging.WARNING, __file__, 1, message, (), None)
+
+    assert not asyncio_log.filter(record("socket.send() raised exception."))
+    assert asyncio_log.filter(record("Task was destroyed but it is pending!"))

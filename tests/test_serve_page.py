@@ -10,6 +10,8 @@ import contextlib
 import json
 import queue
 import shutil
+import socket
+import struct
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -50,6 +52,9 @@ def chat_page(model: Path) -> Iterator[tuple[Any, list[dict]]]:
         server.close()
 
 
+RESET = object()  # a ScriptedServer feed item: break the connection (a reset) instead of ending the stream
+
+
 class ScriptedServer:
     """Serves the chat page and answers its n-th chat request with the stream the test writes into `feeds[n]`,
     piece by piece: a reply stays in flight for as long as the test wants (the real model is too quick to
@@ -82,6 +87,10 @@ class ScriptedServer:
                 self.wfile.flush()
                 try:
                     while (piece := feed.get()) is not None:
+                        if piece is RESET:  # the connection breaks mid-reply: the client reads a reset
+                            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                            self.connection.close()
+                            return
                         self.wfile.write(piece.encode())
                         self.wfile.flush()
                 except OSError:
@@ -102,6 +111,9 @@ class ScriptedServer:
         self._event(n, {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}})
         self._event(n, "[DONE]")
         self.feeds[n].put(None)
+
+    def reset(self, n: int) -> None:
+        self.feeds[n].put(RESET)
 
     def fail(self, n: int, message: str) -> None:
         self._event(n, {"error": {"message": message, "type": "server_error"}})
@@ -184,6 +196,20 @@ def test_a_stream_that_ends_before_done_is_an_error_and_not_kept(checkpoint: Pat
         page.fill("#max_tokens", "5")
         ask(page, "hello again")
     assert sent[-1]["messages"] == [{"role": "user", "content": "hello again"}]  # the broken turn was dropped
+
+
+@needs_browser
+def test_a_connection_that_breaks_mid_reply_says_the_reply_was_cut_off() -> None:
+    """Chromium rejects the read of a reset stream ("network error"): the page says what happened instead."""
+    with scripted_page() as (page, _sent, server):
+        send(page, "hello")
+        server.say(0, "half a re")
+        wait_until(page, "[...document.querySelectorAll('.assistant')].pop()?.textContent === 'Model: half a re'")
+        server.reset(0)
+        wait_until(page, "document.getElementById('status').textContent === 'error'")
+        assert page.inner_text(".error") == ("Error: the reply was cut off (the connection ended before it was "
+                                             "complete)")
+        assert shown(page) == [] and page.input_value("#input") == "hello"  # to send again
 
 
 STATUS = "document.getElementById('status').textContent"

@@ -79,13 +79,17 @@ async def _read_body(request: HttpRequest, limits: ServeSettings) -> bytes:
     return b"".join(chunks)
 
 
-async def _read_json(request: HttpRequest, limits: ServeSettings) -> Any:
+async def _read_json_body(request: HttpRequest, limits: ServeSettings) -> bytes:
+    """The body of a request that says it is JSON (parsed later, off the event loop: _json)."""
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != "application/json":
         raise RequestError(f"send the body as JSON with 'Content-Type: application/json', not "
                            f"{shown(media_type or 'no Content-Type')}", status=415,
                            code="unsupported_media_type")
-    raw = await _read_body(request, limits)
+    return await _read_body(request, limits)
+
+
+def _json(raw: bytes) -> Any:
     try:
         return parse_json(raw)
     except ValueError as exc:
@@ -147,12 +151,44 @@ class Server:
         try:
             if not self.authorised(request):
                 raise _unauthorised()
-            req = protocol.parse_request(await _read_json(request, self.limits), self.defaults, chat)
+            raw = await _read_json_body(request, self.limits)
+            self.engine.admit()  # a place first: a request refused for want of one costs no parsing or tokenizing
         except RequestError as exc:
             return error_response(exc)
+        except Busy as exc:
+            return self._busy(exc)
+        handed_over = False
+        try:
+            try:  # on a thread: a big body or a long prompt does not hold up the other clients
+                req, ids = await asyncio.to_thread(self._prepare, raw, chat)
+            except RequestError as exc:
+                return error_response(exc)
+            job, events, headers = self._job(req, ids, chat)
+            handed_over = True
+            self.engine.submit(job, admitted=True)
+        except Busy as exc:  # the server began stopping meanwhile
+            return self._busy(exc)
+        finally:
+            if not handed_over:  # a bad request, or a client gone while it was prepared
+                self.engine.release()
+        return await self._answer(request, job, events, headers, req, chat)
+
+    def _prepare(self, raw: bytes, chat: bool) -> tuple[protocol.Request, list[int]]:
+        """The request checked, and its prompt as token ids after BOS (on a worker thread)."""
+        req = protocol.parse_request(_json(raw), self.defaults, chat)
         tok = self.engine.tokenizer
-        text = messages_prompt(req.messages) if chat else req.prompt
-        ids = [tok.bos_id, *await asyncio.to_thread(tok.encode, text)]  # a thread: the loop serves others meanwhile
+        return req, [tok.bos_id, *tok.encode(messages_prompt(req.messages) if chat else req.prompt)]
+
+    def _busy(self, exc: Busy) -> Response:
+        return JSONResponse(protocol.error_body(f"the server is busy ({exc}); retry later", "server_error",
+                                                code="server_busy"),
+                            status_code=503, headers={"Retry-After": str(self.limits.retry_after_s)})
+
+    def _job(self, req: protocol.Request, ids: list[int],
+             chat: bool) -> tuple[Job, asyncio.Queue, dict[str, str]]:
+        """The decoding job for a checked request, the queue its events arrive in, and the reply's headers (a
+        prompt cut to the context window, a reply length capped)."""
+        tok = self.engine.tokenizer
         headers = {}
         if len(ids) > self.block_size:  # the context window keeps the prompt's end; it slides as the reply grows
             headers["X-Microgpt-Prompt-Truncated"] = (f"kept the last {self.block_size} of {len(ids)} prompt "
@@ -173,12 +209,12 @@ class Server:
 
         job = Job(ids, settings, tuple(req.stops) + (STOP_MARKERS if chat else ()), emit=emit,
                   strip_leading_space=chat, stream=req.stream, labels=STOP_MARKERS if chat else ())
-        try:
-            self.engine.submit(job)
-        except Busy as exc:
-            return JSONResponse(protocol.error_body(f"the server is busy ({exc}); retry later", "server_error",
-                                                    code="server_busy"),
-                                status_code=503, headers={"Retry-After": str(self.limits.retry_after_s)})
+        return job, events, headers
+
+    async def _answer(self, request: HttpRequest, job: Job, events: asyncio.Queue, headers: dict[str, str],
+                      req: protocol.Request, chat: bool) -> Response:
+        """The reply to a submitted job: a stream of its events, or the whole reply once it is done."""
+        ids = job.prompt_ids
         reply = protocol.Reply(chat, protocol.new_id("chatcmpl" if chat else "cmpl"), self.model_name)
         if req.stream:
             return StreamingResponse(self._stream(job, events, reply, len(ids), req.include_usage),
@@ -336,11 +372,24 @@ class CutShortReplies(logging.Filter):
 CUT_SHORT = CutShortReplies()
 
 
+class ClientsGone(logging.Filter):
+    """Drops asyncio's bare "socket.send() raised exception." line: it is logged when the server writes a few
+    times more to a client that has gone (closed the page, stopped a stream), which is normal, and it names
+    neither the request nor that nothing is wrong."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "socket.send() raised exception."
+
+
+CLIENTS_GONE = ClientsGone()
+
+
 def uvicorn_config(server: Server, host: str, port: int, **options: Any) -> uvicorn.Config:
     """The app for `server` on uvicorn with the server's limits: keep-alive, head deadline, graceful stop; on a
     loopback `host`, only loopback Host headers are served."""
     limits = server.limits
     logging.getLogger("uvicorn.error").addFilter(CUT_SHORT)  # the same filter once, however many servers
+    logging.getLogger("asyncio").addFilter(CLIENTS_GONE)
     return uvicorn.Config(build_app(server, loopback_only=is_loopback(host)), host=host, port=port,
                           http=functools.partial(HeadDeadlineProtocol, header_timeout_s=limits.header_timeout_s),
                           timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]

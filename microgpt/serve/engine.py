@@ -90,22 +90,44 @@ class Engine:
         self.slots = slot_cache_for(model, max_batch)
         self.rows: list[Job] = []  # rows[i] lives in slot i
         self.pending: list[Job] = []
+        self.preparing = 0  # requests admitted (admit) whose prompts are still being read and tokenized
         self.lock = threading.Condition()
         self.stopping = False
         self.thread = threading.Thread(target=self._loop, name="microgpt-decoder", daemon=True)
         self.thread.start()
 
-    def submit(self, job: Job) -> None:
-        """Queue `job` for the next step; Busy if it would wait behind `max_waiting` others for a row."""
+    def admit(self) -> None:
+        """Hold a place for a request before its prompt is parsed and tokenized (work a refused request must
+        not cost); Busy if it would wait behind `max_waiting` others for a row. Then submit(job, admitted=True)
+        takes the place, or release() gives it back."""
         with self.lock:
-            if self.stopping:
-                raise Busy("the server is stopping")
-            queued = sum(not waiting.cancelled for waiting in self.pending)
-            if queued + 1 + len(self.rows) - self.max_batch > self.max_waiting:
-                raise Busy(f"{len(self.rows)} sequences decoding and {queued} queued for {self.max_batch} rows; "
-                           f"at most {self.max_waiting} may wait for a row")
+            self._check_room()
+            self.preparing += 1
+
+    def release(self) -> None:
+        """Give back a place admit() held, for a request that ends before its job is submitted."""
+        with self.lock:
+            self.preparing -= 1
+
+    def submit(self, job: Job, admitted: bool = False) -> None:
+        """Queue `job` for the next step, in the place admit() held for it if `admitted`; Busy if it would wait
+        behind `max_waiting` others for a row (or the server is stopping)."""
+        with self.lock:
+            if admitted:
+                self.preparing -= 1
+            if self.stopping or not admitted:
+                self._check_room()
             self.pending.append(job)
             self.lock.notify()
+
+    def _check_room(self) -> None:
+        """Busy unless one more request fits the rows and the queue (the lock is held)."""
+        if self.stopping:
+            raise Busy("the server is stopping")
+        queued = sum(not waiting.cancelled for waiting in self.pending) + self.preparing
+        if queued + 1 + len(self.rows) - self.max_batch > self.max_waiting:
+            raise Busy(f"{len(self.rows)} sequences decoding and {queued} queued for {self.max_batch} rows; "
+                       f"at most {self.max_waiting} may wait for a row")
 
     def stats(self) -> dict[str, int]:
         """Sequences decoding now and requests waiting for a free row."""
