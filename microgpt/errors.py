@@ -46,6 +46,13 @@ class DatasetError(MicrogptError):
         self.problems = problems or []
 
 
+class WriteFailed(MicrogptError):
+    """A file could not be written (a full disk, a quota, a size limit): exit code 1, as for every failed
+    write, where bad input is 2."""
+
+    exit_code = 1
+
+
 class CheckpointError(MicrogptError):
     """A checkpoint is missing, damaged, truncated or of an unknown format version."""
 

@@ -491,3 +491,29 @@ def test_in_a_terminal_the_line_is_edited_and_a_pasted_text_of_several_lines_is_
     assert "] user: aXbc\n" in log
     assert "] user: Summarise this:\n    line two of the text\n    line three\n" in log
     assert log.count("] user: ") == 2
+
+
+@pytest.mark.parametrize(("term", "asked"), [("xterm-256color", True), ("dumb", False)])
+def test_bracketed_paste_is_asked_for_only_where_the_terminal_takes_escapes(monkeypatch: pytest.MonkeyPatch,
+                                                                            term: str, asked: bool) -> None:
+    """On TERM=dumb (Emacs' shell) readline's paste mode would print its escapes around every prompt."""
+    readline = pytest.importorskip("readline", reason="no GNU readline in this Python (Windows)")
+    if "libedit" in (readline.__doc__ or ""):
+        pytest.skip("macOS's libedit has no bracketed paste setting")
+    from microgpt.commands import chat as chat_command
+
+    bound: list[str] = []
+    monkeypatch.setattr(readline, "parse_and_bind", bound.append)
+    monkeypatch.setenv("TERM", term)
+    chat_command._line_editing()
+    assert bound == (["set enable-bracketed-paste on"] if asked else [])
+
+
+def test_a_checkpoint_path_with_control_characters_is_one_escaped_line_in_the_log(tmp_path: Path) -> None:
+    from microgpt.chat.log import ChatLog
+
+    log = ChatLog(tmp_path, "chat", session="s")
+    log.context("ck\npt\x1b[31m.npz", SamplingSettings())
+    log.note("reset\r\x07")
+    lines = log.path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2 and "checkpoint ck\\npt\\x1b[31m.npz | " in lines[0] and lines[1].endswith("# reset\\r\\x07")

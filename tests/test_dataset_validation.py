@@ -229,6 +229,10 @@ def test_an_empty_path_is_refused_and_a_single_record_is_flagged(tmp_path, capsy
     one.write_text(json.dumps({"id": "a", "record_type": "knowledge", "text": "hello there"}) + "\n")
     assert cli.main(["validate-dataset", str(one), "--tokenizer", "CHAR"]) == 0  # as TOKENIZER=CHAR is
     assert "warning: training needs at least 2 records" in capsys.readouterr().out
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n")
+    assert cli.main(["validate-dataset", str(bad), "--vocab-size", "abc"]) == 2  # the flag first, then the data
+    assert "--vocab-size='abc': not a whole number" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("made, kind", [

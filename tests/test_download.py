@@ -16,7 +16,7 @@ import pytest
 
 import microgpt.__main__ as cli
 from microgpt.data.download import _open_part, download
-from microgpt.errors import DatasetError
+from microgpt.errors import DatasetError, WriteFailed
 
 PAYLOAD = b"".join(
     b'{"instruction": "q%d", "context": "", "response": "a", "category": "open_qa"}\n' % i
@@ -337,9 +337,10 @@ def test_a_full_disk_while_downloading_names_the_disk_not_the_network(server, tm
         return handle
 
     monkeypatch.setattr(download_module, "_open_part", full_disk)
-    with pytest.raises(DatasetError) as failed:
+    with pytest.raises(WriteFailed) as failed:
         download(server + "/data.jsonl", tmp_path / "d.jsonl", None)
     message = str(failed.value)
+    assert failed.value.exit_code == 1  # a failed write, not bad input (2): the README's Reliability section
     assert "cannot write" in message and "d.jsonl.part" in message and "No space left" in message
     assert "offline" not in message
 

@@ -366,3 +366,17 @@ def test_a_run_id_from_the_file_reaches_the_terminal_escaped(trained, workdir, c
     code, out, _ = run_cli(capsys, str(workdir / "esc.npz"), str(trained["data"]), "--max-records", "3")
     header = out.splitlines()[0]
     assert code == 0 and "\x1b" not in out and "\\x1b]0;owned" in header and len(header) < 400
+
+
+def test_file_names_with_control_characters_reach_the_progress_line_and_the_csv_escaped(trained, workdir, capsys):
+    odd = "da\nta\x1b[31m"
+    data = write_jsonl(workdir / f"{odd}.jsonl", qa_records(3))
+    checkpoint = workdir / "ck\npt\x1b[31m.npz"
+    checkpoint.write_bytes(trained["checkpoint"].read_bytes())
+    code, _out, err = run_cli(capsys, str(checkpoint), str(data))
+    assert code == 0 and "\x1b" not in err and "da\\nta\\x1b[31m.jsonl: 3/3 records" in err, err
+    [csv_file] = (workdir / "logs" / "eval").glob("heldout_*.csv")
+    text = csv_file.read_text(encoding="utf-8")
+    assert "\x1b" not in text and len(text.splitlines()) == 2  # the header and one row, each on its line
+    row = next(csv.reader(text.splitlines()[1:]))
+    assert row[1].endswith("ck\\npt\\x1b[31m.npz") and row[2].endswith("da\\nta\\x1b[31m.jsonl")

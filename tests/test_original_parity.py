@@ -93,7 +93,9 @@ class FakeTerminal(io.StringIO):
         return True
 
 
-def test_the_progress_line_rewrites_itself_and_stays_below_the_log_lines() -> None:
+def test_the_progress_line_rewrites_itself_and_stays_below_the_log_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("TERM", "xterm")
     tty = FakeTerminal()
     line = ProgressLine(tty, min_interval_s=0)
     assert line.enabled
@@ -112,8 +114,20 @@ def test_the_progress_line_rewrites_itself_and_stays_below_the_log_lines() -> No
     assert plain.getvalue() == "a log line\n"
 
 
+def test_the_progress_line_fits_the_terminal_and_is_off_on_a_dumb_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line wider than the terminal wraps, and erasing the last row leaves the rest: one stale row a redraw."""
+    monkeypatch.setenv("COLUMNS", "30")
+    monkeypatch.setenv("TERM", "xterm")
+    tty = FakeTerminal()
+    ProgressLine(tty, min_interval_s=0).show("x" * 100)
+    assert tty.getvalue() == ERASE + "x" * 29
+    monkeypatch.setenv("TERM", "dumb")  # no cursor movement there: plain log lines only
+    assert not ProgressLine(FakeTerminal()).enabled
+
+
 def test_training_on_a_terminal_shows_the_bar_and_system_lines(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tty = FakeTerminal()
+    monkeypatch.setenv("TERM", "xterm")
     monkeypatch.setattr(sys, "stdout", tty)
     assert Trainer(config_from_dict({**TINY, "DATASET_PATH": "go.jsonl"})).run() == 0
     out = tty.getvalue()

@@ -197,3 +197,32 @@ def test_a_missing_baseline_file_names_the_flag_that_fixes_it(setup, tmp_path: P
 def test_benchmark_refuses_what_it_would_ignore(extra: list[str], named: str, capsys) -> None:
     assert main(["eval", "--benchmark", *extra]) == 2
     assert f"leave out {named}" in capsys.readouterr().err
+
+
+def test_train_data_without_the_baseline_is_refused_not_ignored(setup, capsys) -> None:
+    ckpt, heldout = setup
+    assert main(["eval", str(ckpt), str(heldout), "--train-data", "/nonexistent.jsonl"]) == 2
+    assert "--train-data is the text xz reads for --baseline xz" in capsys.readouterr().err
+
+
+def test_a_folder_where_the_results_table_goes_is_refused_before_any_scoring(setup, tmp_path: Path, capsys,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    ckpt, heldout = setup
+    (tmp_path / "logs" / "eval" / "heldout_m.csv").mkdir(parents=True)
+    scored = []
+    monkeypatch.setattr(eval_command, "evaluate_heldout", lambda *a, **k: scored.append(a))
+    assert main(["eval", str(ckpt), str(heldout), "--log-dir", str(tmp_path / "logs")]) == 2
+    err = capsys.readouterr().err
+    assert "heldout_m.csv: the results table's place holds a folder" in err and scored == []
+
+
+def test_xz_measuring_nothing_on_a_tiny_text_gives_no_ratio_and_the_results_are_kept(
+        setup, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A held-out text of a few bytes can leave xz's output no longer: 0 bits per byte, nothing to divide by."""
+    ckpt, heldout = setup
+    monkeypatch.setattr(eval_command, "xz_bits_per_byte", lambda train, held: 0.0)
+    assert main(["eval", str(ckpt), str(heldout), "--baseline", "xz", "--train-data", str(heldout),
+                 "--log-dir", str(tmp_path / "logs")]) == 0
+    out = capsys.readouterr().out
+    assert "0.000 bits/byte" in out and "the model needs n/a (too little text for xz to measure)" in out
+    assert (tmp_path / "logs" / "eval" / "heldout_m.csv").is_file()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from microgpt.atomic import LineFile, atomic_write_text
-from microgpt.errors import no_controls
+from microgpt.errors import no_controls, one_line
 
 LATEST = "chat_latest.log"
 
@@ -104,7 +104,8 @@ class ChatLog:
             self.note(line)
 
     def note(self, text: str) -> None:
-        self._write(f"[{datetime.now().isoformat(timespec='seconds')}] # {text}\n")
+        """A line of the log's own (`# ...`), on one line whatever it quotes (a checkpoint path may hold any byte)."""
+        self._write(f"[{datetime.now().isoformat(timespec='seconds')}] # {one_line(text)}\n")
 
     def turn(self, role: str, text: str) -> None:
         """One message: `[2026-02-26T10:15:00] user: ...`; continuation lines are indented."""

@@ -11,6 +11,7 @@ pasted text of several lines sent as one message.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from microgpt.chat.log import ChatLog
@@ -78,10 +79,12 @@ COMMANDS = {"/reset": "start the conversation over", "/quit": "leave (also /exit
 def _line_editing() -> None:
     """input() edits lines with GNU readline where Python has it (not on Windows): arrow keys, history, lines
     longer than the terminal's 4 KiB, and a pasted text of several lines arriving as one message (bracketed
-    paste, which Python turns off for its own prompt)."""
+    paste, which Python turns off for its own prompt). Not on a terminal that takes no escapes (TERM=dumb)."""
     try:
         import readline
     except ImportError:
+        return
+    if os.environ.get("TERM") == "dumb":  # its paste mode's escapes would be printed around every prompt
         return
     if "libedit" not in (readline.__doc__ or ""):  # macOS's stand-in has no such setting
         readline.parse_and_bind("set enable-bracketed-paste on")

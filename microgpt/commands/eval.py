@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from microgpt.evaluation.heldout import (
     evaluate_val_split,
     format_table,
     read_heldout,
+    results_csv_path,
     results_json,
 )
 from microgpt.nn import GPTConfig
@@ -100,10 +102,16 @@ def run(args: argparse.Namespace) -> int:
                           "the run's validation windows and batches)")
     if args.baseline and args.split == "val":
         raise ConfigError("--baseline xz scores held-out datasets (--split all), not the run's validation split")
+    if args.train_data and not args.baseline:
+        raise ConfigError("--train-data is the text xz reads for --baseline xz; add --baseline xz, or leave it out")
     if args.split == "all" and not args.datasets:
         raise ConfigError("give at least one DATASET to score (or --split val for the run's validation split)")
     log_dir = args.log_dir or knob_from_env("LOG_DIR")
     creatable_folder("--log-dir" if args.log_dir else "LOG_DIR", Path(log_dir) / "eval", value=log_dir)  # before any work
+    table = results_csv_path(args.checkpoint, log_dir)
+    if os.path.lexists(table) and not table.is_file():
+        raise ConfigError(f"{one_line(str(table))}: the results table's place holds a folder or another kind of "
+                          "file; move it, or give another --log-dir")
 
     checkpoint = load_checkpoint(args.checkpoint)
     block_size = checkpoint.model.config.block_size
@@ -165,7 +173,12 @@ def _report(args: argparse.Namespace, checkpoint, results: list, stride: int,
             train_data = baselines.pop("train_data")
             for r in results:
                 xz = baselines[r.dataset]
-                share = "n/a" if r.unspelled else f"{r.bits_per_byte / xz:.1%}"
+                if r.unspelled:
+                    share = "n/a"
+                elif xz <= 0:  # a text so short that xz's output grew by no whole byte: no ratio to give
+                    share = "n/a (too little text for xz to measure)"
+                else:
+                    share = f"{r.bits_per_byte / xz:.1%}"
                 print(f"xz having read {one_line(train_data)}: {xz:.3f} bits/byte on {one_line(r.dataset)}; "
                       f"the model needs {share} of that")
     csv_path = append_results(results, args.checkpoint, log_dir, checkpoint.meta)  # after the report: nothing lost

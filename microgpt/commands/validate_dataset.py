@@ -41,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
     path = knob_from_env("DATASET_PATH") if args.path is None else args.path
     if not path.strip():
         raise ConfigError("the dataset path is empty; give the JSONL file to check")
+    kind = args.tokenizer or knob_from_env("TOKENIZER")  # the settings first: a bad one is said before any reading
+    vocab_size = knob_from_env("TOKEN_VOCAB_SIZE") if args.vocab_size is None else \
+        parse_value("TOKEN_VOCAB_SIZE", args.vocab_size, "--vocab-size")
+    encoding = knob_from_env("BPE_ENCODING")
     report = validate_dataset(path, max_problems=args.max_problems)
     if not report.ok:
         for problem in report.problems:
@@ -52,10 +56,6 @@ def run(args: argparse.Namespace) -> int:
               f"{counted(report.documents, 'valid record')})")
         return 1
 
-    kind = args.tokenizer or knob_from_env("TOKENIZER")
-    vocab_size = knob_from_env("TOKEN_VOCAB_SIZE") if args.vocab_size is None else \
-        parse_value("TOKEN_VOCAB_SIZE", args.vocab_size, "--vocab-size")
-    encoding = knob_from_env("BPE_ENCODING")
     documents = (document.text for document in iter_documents(path))
     tokenizer = build_tokenizer(kind, vocab_size, documents, encoding, knob_from_env("BPE_FILE") or None)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from microgpt.data.dataset import sha256_file
-from microgpt.errors import ConfigError, DatasetError, one_line
+from microgpt.errors import ConfigError, DatasetError, WriteFailed, one_line
 from microgpt.safe_io import open_regular, writable_file
 
 DOLLY_URL = (
@@ -124,9 +124,9 @@ def _fetch_once(url: str, part: Path, out: TextIO, timeout: float, max_bytes: in
                         f.write(chunk)
                         f.flush()
                     except OSError as exc:  # our disk, not the network: say so
-                        raise DatasetError(f"cannot write {one_line(str(part))}: {exc.strerror or exc}; free some "
-                                           "space or choose another --out (what was written is kept and the next "
-                                           "run resumes)") from None
+                        raise WriteFailed(f"cannot write {one_line(str(part))}: {exc.strerror or exc}; free some "
+                                          "space or choose another --out (what was written is kept and the next "
+                                          "run resumes)") from None
                     bar.update(len(chunk))
                     if bar.done > max_bytes:
                         break

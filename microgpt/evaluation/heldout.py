@@ -255,7 +255,7 @@ class EvalProgress:
     terminal, else a plain line every 10 s (a log keeps a record of a long evaluation), and the last at the end."""
 
     def __init__(self, label: str, records: int, tokens: int, stream: TextIO | None = None) -> None:
-        self.label, self.records, self.tokens = label, records, tokens
+        self.label, self.records, self.tokens = one_line(label), records, tokens  # a file name may hold any byte
         self.line = ProgressLine(stream or sys.stderr, min_interval_s=0.2)
         self.started = self.printed = time.perf_counter()
         self.text = ""
@@ -394,7 +394,7 @@ def append_results(results: Sequence[EvalResult], checkpoint_path: str | Path, l
         if table.size == 0:  # a new file (or one whose only line was torn) starts with the header
             writer.writerow(CSV_FIELDS)
         for r in results:
-            row = [stamp, str(checkpoint_path), r.dataset, r.sha256, r.split, r.records, r.tokens, r.bytes,
+            row = [stamp, one_line(str(checkpoint_path)), one_line(r.dataset), r.sha256, r.split, r.records, r.tokens, r.bytes,
                    f"{r.loss:.6f}", f"{r.ppl:.4f}", f"{r.bits_per_byte:.6f}", one_line(str(meta.get("run_id") or "")),
                    "" if meta.get("step") is None else one_line(str(meta["step"]))]
             writer.writerow(row[:len(EARLIER_CSV_FIELDS)] if earlier else row)

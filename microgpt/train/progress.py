@@ -10,6 +10,8 @@ bar is a dozen characters of `#` and `.`.
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import sys
 import time
 from typing import TextIO
@@ -46,9 +48,9 @@ class ProgressLine:
 
     def __init__(self, stream: TextIO | None = None, enabled: bool | None = None, min_interval_s: float = 0.1) -> None:
         self.stream = stream or sys.stdout
-        if enabled is None:
+        if enabled is None:  # a terminal that can move the cursor (TERM=dumb, e.g. Emacs' shell, cannot)
             isatty = getattr(self.stream, "isatty", None)
-            enabled = bool(isatty and isatty())
+            enabled = bool(isatty and isatty()) and os.environ.get("TERM") != "dumb"
         self.enabled = enabled
         self.min_interval_s = min_interval_s
         self.text = ""
@@ -61,9 +63,16 @@ class ProgressLine:
         now = time.monotonic()
         if not force and now - self._drawn_at < self.min_interval_s:
             return
-        self.text, self._drawn_at = text, now
-        self.stream.write(ERASE + text)
+        self.text, self._drawn_at = text[:self._columns() - 1], now  # a wrapped line would not be erased
+        self.stream.write(ERASE + self.text)
         self.stream.flush()
+
+    def _columns(self) -> int:
+        """The terminal's width (80 when it cannot be asked)."""
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns or 80
+        except (AttributeError, OSError, ValueError):
+            return shutil.get_terminal_size().columns
 
     def write(self, text: str) -> None:
         """Print log text above the status line."""
