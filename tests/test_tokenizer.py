@@ -298,3 +298,14 @@ def test_the_cache_folder_variable_empty_is_unset_and_with_a_control_character_i
     monkeypatch.setenv("MICROGPT_CACHE_DIR", "c\x1b[31m\nx")
     with pytest.raises(ConfigError, match=r"MICROGPT_CACHE_DIR=.*holds a control character"):
         cache_dir()
+
+
+def test_a_rank_file_named_from_the_home_folder_is_found_whoever_passes_it(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """--bpe-file=~/x (no shell expands ~ after =) or BPE_FILE='~/x' from resume, chat or eval, not only train."""
+    installed, _ = tokenizer_module._rank_file("cl100k_base", None)
+    (tmp_path / "cl.tiktoken").write_bytes(Path(installed).read_bytes())
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert tokenizer_module._rank_file("cl100k_base", " ~/cl.tiktoken ") == (str(tmp_path / "cl.tiktoken"),
+                                                                            "cl100k_base")
+    assert tokenizer_module.rank_table("cl100k_base", "~/cl.tiktoken") is not None

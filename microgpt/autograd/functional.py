@@ -393,12 +393,12 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None)
     run_split(forward_rows, N, 6 * x.size * PASS_WORK)  # max, shift, exp (heavier), sum, scale
     per_row = np.log(s) + top - x[np.arange(N), safe_t]
     loss = np.asarray(np.where(valid, per_row, 0).sum() / n if n else np.nan, dtype=x.dtype)
-    saved = {"grad": grad}
 
     def backward(g: np.ndarray):
+        nonlocal grad
         if n == 0:  # every target ignored: the loss does not depend on the logits
             return (np.zeros_like(logits.data),)
-        dx = saved.pop("grad", None)  # the first backward takes the gradient made in the forward
+        dx, grad = grad, None  # the first backward takes the gradient made in the forward
         if dx is None:  # a repeated backward over the same graph recomputes it
             dx = np.empty_like(x)
             run_split(lambda lo, hi: (exp_rows(lo, hi, dx[lo:hi]), to_gradient(lo, hi, dx[lo:hi])), N,

@@ -15,8 +15,9 @@ import math
 import numpy as np
 
 from microgpt.autograd.attention import turn_qk
+from microgpt.autograd.functional import RMS_EPS
 from microgpt.autograd.parallel import MAC_WORK, PASS_WORK, run_split
-from microgpt.nn import GPT, Adam
+from microgpt.nn import GPT, Adam, OptimSettings
 
 
 def _gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -29,7 +30,7 @@ def _gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def _rms(x: np.ndarray, eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+def _rms(x: np.ndarray, eps: float = RMS_EPS) -> tuple[np.ndarray, np.ndarray]:
     """y = x r with r = (mean(x^2) + eps)^(-1/2) per row."""
     r = 1.0 / np.sqrt((x * x).sum(axis=1, keepdims=True) * (1.0 / x.shape[1]) + eps)
     return x * r, r
@@ -43,7 +44,8 @@ def _rms_back(g: np.ndarray, y: np.ndarray, r: np.ndarray) -> np.ndarray:
 class ReferenceStep:
     """A copy of `model` trained by hand-written NumPy; call it with (idx, targets) for one Adam step."""
 
-    def __init__(self, model: GPT, lr: float = 1e-3, betas: tuple[float, float] = (0.85, 0.99)) -> None:
+    def __init__(self, model: GPT, lr: float = 1e-3,
+                 betas: tuple[float, float] = (OptimSettings.beta1, OptimSettings.beta2)) -> None:
         c = model.config
         if c.activation != "relu" or c.norm_gain:
             raise ValueError("the reference step covers the default architecture (relu, no norm gain)")

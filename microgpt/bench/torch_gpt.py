@@ -9,6 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as TF
 
+from microgpt.autograd.attention import ROPE_BASE
+from microgpt.autograd.functional import RMS_EPS
 from microgpt.nn.gpt import GPTConfig
 
 
@@ -31,10 +33,10 @@ class TorchGPT(torch.nn.Module):
 
     @staticmethod
     def rms_norm(x: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt((x * x).mean(dim=-1, keepdim=True) + 1e-5)
+        return x * torch.rsqrt((x * x).mean(dim=-1, keepdim=True) + RMS_EPS)
 
     @staticmethod
-    def rotate(x: torch.Tensor, start: int, base: float = 10000.0) -> torch.Tensor:
+    def rotate(x: torch.Tensor, start: int, base: float = ROPE_BASE) -> torch.Tensor:
         """RoPE on (B, H, T, D): dims (2j, 2j + 1) of position start + t turned by (start + t) base^(-2j/D)."""
         T, D = x.shape[-2], x.shape[-1]
         freq = base ** (-torch.arange(0, D, 2, dtype=torch.float64) / D)

@@ -127,7 +127,7 @@ class ChatSession:
     def stream_reply(self, user_text: str, settings: SamplingSettings | None = None) -> Iterator[str]:
         """Generate the assistant's answer to `user_text`, yielding new text as soon as it is certain.
 
-        A reply also ends at end-of-text (BOS), whatever stop tokens `settings` names."""
+        A reply ends at end-of-text (BOS): that is its one stop token, in place of any `settings` names."""
         sampling = replace(settings or SamplingSettings(), stop_token_ids=(self.tokenizer.bos_id,))
         reply = ReplyText(self.tokenizer)
         try:

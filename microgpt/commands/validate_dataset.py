@@ -12,7 +12,7 @@ import numpy as np
 
 from microgpt.commands import positive_int
 from microgpt.config import KNOB_BY_NAME, TrainConfig, knob_from_env, parse_value
-from microgpt.data.dataset import iter_documents, validate_dataset
+from microgpt.data.dataset import MAX_PROBLEMS, iter_documents, validate_dataset
 from microgpt.data.records import RECORD_TYPES
 from microgpt.data.tokenizer import build_tokenizer, iter_batches
 from microgpt.errors import ConfigError, counted, one_line
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "path", nargs="?", help=f"JSONL dataset (default: $DATASET_PATH or {DEFAULT_DATASET})"
     )
     parser.add_argument(
-        "--max-problems", type=positive_int, default=50, help="problems to list before counting the rest"
+        "--max-problems", type=positive_int, default=MAX_PROBLEMS, help="problems to list before counting the rest"
     )
     parser.add_argument(
         "--tokenizer", type=str.lower, choices=["bpe", "char"], help="tokenizer for the statistics ($TOKENIZER)"

@@ -10,7 +10,15 @@
 The argparse glue sits beside the commands that use it (commands/train.py, commands/chat.py).
 """
 
-from microgpt.config.knobs import GROUPS, KNOB_BY_CHAT_ENV, KNOB_BY_FIELD, KNOB_BY_NAME, KNOBS, Knob
+from microgpt.config.knobs import (
+    GROUPS,
+    KNOB_BY_CHAT_ENV,
+    KNOB_BY_FIELD,
+    KNOB_BY_NAME,
+    KNOBS,
+    PATH_KNOBS,
+    Knob,
+)
 from microgpt.config.parse import (
     config_from_dict,
     find_knob,
@@ -41,6 +49,7 @@ __all__ = [
     "KNOB_BY_FIELD",
     "KNOB_BY_NAME",
     "NUMBERED",
+    "PATH_KNOBS",
     "PRESETS",
     "PRESET_HELP",
     "SAMPLING_KNOBS",

@@ -16,6 +16,7 @@ from typing import Any
 
 from microgpt.autograd.parallel import MAX_THREADS
 from microgpt.config.train_config import TrainConfig, path_of
+from microgpt.data.tokenizer import FIRST_TOKEN_ID
 from microgpt.nn.bounds import LIMITS
 from microgpt.nn.gpt import ACTIVATIONS, POSITIONS
 from microgpt.nn.optim import MIN_EPS, OPTIMIZERS, SCHEDULES
@@ -135,8 +136,8 @@ KNOBS: tuple[Knob, ...] = (
         'sub-words or characters your data uses most. A larger vocabulary keeps more words whole but adds '
         'vocab x N_EMBD parameters to both the embedding and the output layer, and rare tokens get few '
         'examples. With a few MB of text 8192 measured best (each token then carries more text); use '
-        '2048-4096 for a small dataset (at least 258).',
-        min=258, max=LIMITS["vocab_size"][1],
+        f'2048-4096 for a small dataset (at least {FIRST_TOKEN_ID + 1}: one id beyond BOS and the bytes).',
+        min=FIRST_TOKEN_ID + 1, max=LIMITS["vocab_size"][1],
     ),
     _knob(
         "N_LAYER", SHAPE,

@@ -126,7 +126,10 @@ def iter_dataset(path: str | Path) -> Iterator[tuple[int, Document | None, list[
         yield number, Document(record_id or f"{record_type}-{number}", record_type, render_record(record), number), []
 
 
-def validate_dataset(path: str | Path, max_problems: int = 50) -> ValidationReport:
+MAX_PROBLEMS = 50  # problems a report lists before it only counts the rest
+
+
+def validate_dataset(path: str | Path, max_problems: int = MAX_PROBLEMS) -> ValidationReport:
     """Check every line of a dataset; the report counts documents per type and keeps the first problems."""
     report = ValidationReport(str(path))
     for _ in _scan(path, report, max_problems):
@@ -137,7 +140,7 @@ def validate_dataset(path: str | Path, max_problems: int = 50) -> ValidationRepo
 def load_documents(path: str | Path) -> list[Document]:
     """All documents of a valid dataset; an invalid, missing or empty one raises DatasetError."""
     report = ValidationReport(str(path))
-    documents = list(_scan(path, report, max_problems=50))
+    documents = list(_scan(path, report, max_problems=MAX_PROBLEMS))
     if not report.ok:
         raise DatasetError(
             f"{report.problems[0]} ({counted(report.problem_count, 'problem')}; "

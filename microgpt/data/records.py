@@ -27,8 +27,10 @@ RECORD_FIELDS: dict[str, tuple[str, ...]] = {
     "preference": ("prompt", "chosen", "rejected"),
 }
 DOLLY, ALPACA = "dolly", "alpaca"  # the raw rows: no id or record_type, known by their fields
-DOLLY_FIELDS: tuple[str, ...] = ("instruction", "context", "response")
-ALPACA_FIELDS: tuple[str, ...] = ("instruction", "input", "output")
+RAW_FIELDS: dict[str, tuple[str, str, str]] = {  # (the question, its optional context, the answer)
+    DOLLY: ("instruction", "context", "response"),
+    ALPACA: ("instruction", "input", "output"),
+}
 RECORD_TYPES: tuple[str, ...] = (*RECORD_FIELDS, DOLLY, ALPACA)
 ROLES: tuple[str, ...] = ("system", "developer", "user", "assistant")  # "developer": OpenAI's newer "system"
 
@@ -44,7 +46,7 @@ def raw_type(record: dict) -> str | None:
         return None
     if "output" in record or ("input" in record and "response" not in record):
         return ALPACA
-    if any(field in record for field in DOLLY_FIELDS):
+    if any(field in record for field in RAW_FIELDS[DOLLY]):
         return DOLLY
     return "messages" if "messages" in record else None
 
@@ -85,7 +87,8 @@ def _check_raw(record: dict) -> list[str]:
     if raw_type(record) == "messages":
         return _present(optional_id) + _check_messages(record)
     alpaca = raw_type(record) == ALPACA
-    answer, context, other = ("output", "input", "context") if alpaca else ("response", "context", "input")
+    _, context, answer = RAW_FIELDS[ALPACA if alpaca else DOLLY]
+    other = RAW_FIELDS[DOLLY if alpaca else ALPACA][1]
     checks = [_string_problem(record, "instruction"), _string_problem(record, answer)]
     optional = [field for field in (context, "category") if record.get(field) is not None]
     checks += [_string_problem(record, field, allow_empty=True) for field in optional]

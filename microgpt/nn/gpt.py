@@ -56,9 +56,9 @@ class GPTConfig:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be 'relu' or 'gelu', not {self.activation!r}")
+            raise ValueError(f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}, not {self.activation!r}")
         if self.positions not in POSITIONS:
-            raise ValueError(f"positions must be 'learned' or 'rope', not {self.positions!r}")
+            raise ValueError(f"positions must be one of {', '.join(map(repr, POSITIONS))}, not {self.positions!r}")
         if self.positions == "rope" and (self.n_embd // self.n_head) % 2:
             raise ValueError(f"positions 'rope' turns pairs of a head's dims: n_embd / n_head "
                              f"({self.n_embd // self.n_head}) must be even")

@@ -50,7 +50,7 @@ class OptimSettings:
             chosen = {id(p) for p in matrices}
             params = list(params)
             return Muon([p for p in params if id(p) not in chosen], [p for p in params if id(p) in chosen], **hyper)
-        raise ValueError(f"unknown optimizer {self.optimizer!r} (adam or muon)")
+        raise ValueError(f"unknown optimizer {self.optimizer!r} (one of {', '.join(OPTIMIZERS)})")
 
 
 class Adam:
@@ -357,7 +357,7 @@ def learning_rate(schedule: str, step: int, num_steps: int, base_lr: float,
     constant: base_lr.
     """
     if schedule not in SCHEDULES:
-        raise ValueError(f"unknown learning-rate schedule {schedule!r} (linear, cosine, wsd or constant)")
+        raise ValueError(f"unknown learning-rate schedule {schedule!r} (one of {', '.join(SCHEDULES)})")
     if step < 0 or warmup_steps < 0:
         raise ValueError(f"step ({step}) and warmup_steps ({warmup_steps}) count steps: they are at least 0")
     if step < warmup_steps:

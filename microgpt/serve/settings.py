@@ -1,4 +1,5 @@
-"""How `microgpt serve` behaves under load and toward slow clients: the one home of every server default.
+"""How `microgpt serve` behaves under load and toward slow clients: the one home of its limits (where it
+listens, host and port, is the command's, in commands/serve.py).
 
 The command's flags, the app, the decoding engine and `bench --serve` all read these defaults from here. No
 web framework is imported, so the command can name the defaults in its help before the serve extra loads.

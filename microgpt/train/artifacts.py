@@ -24,7 +24,7 @@ Event types the trainer emits. Every event also has "type" and "time" (unix seco
     checkpoint  step, path, kind (latest | best | final)
     stop        step, reason (completed | early_stop | interrupted | stopped_after | nan_loss), best_val_loss
 
-A loss that diverged is written as `NaN` / `Infinity`, which Python's `json` reads back as floats.
+A loss that diverged (NaN or infinite) is written as `null`: the files stay strict JSON that any reader takes.
 """
 
 from __future__ import annotations

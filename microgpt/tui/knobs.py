@@ -8,18 +8,18 @@ The TUI never re-implements a rule of the trainer. Typing a value calls the trai
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
 from typing import Any
 
+from microgpt import config
+from microgpt.config import PATH_KNOBS
 from microgpt.errors import MicrogptError
 
 
 class KnobCatalog:
     """Names, groups, defaults, presets and checks of every knob, read from the trainer's config module."""
 
-    def __init__(self, module: ModuleType | Any | None = None) -> None:
-        self.module = module or importlib.import_module("microgpt.config")
+    def __init__(self) -> None:
+        self.module = config
         self.knobs = tuple(self.module.KNOBS)
         self.by_name = {knob.name: knob for knob in self.knobs}
         self.by_field = {knob.field: knob for knob in self.knobs}
@@ -113,8 +113,8 @@ class KnobCatalog:
 
 
 def is_location(name: str) -> bool:
-    """Knobs that say where files are (…_PATH, …_DIR, …_FILE)."""
-    return name.endswith(("_PATH", "_DIR", "_FILE"))
+    """Knobs that say where files are (DATASET_PATH, MODEL_DIR, BPE_FILE...)."""
+    return name in PATH_KNOBS
 
 
 def is_dataset_knob(name: str) -> bool:
