@@ -23,7 +23,7 @@ from microgpt.config import load_config
 from microgpt.data.tokenizer import CharTokenizer
 from microgpt.errors import CheckpointError, ConfigError, MicrogptError
 from microgpt.nn import GPT, GPTConfig, bounds
-from microgpt.nn.bounds import LIMITS, checked_model_config, parameter_shapes
+from microgpt.nn.bounds import LIMITS, checked_model_config
 from microgpt.safe_io import inspect_npz
 from microgpt.storage import load_checkpoint, save_checkpoint
 from microgpt.train import outputs
@@ -31,11 +31,12 @@ from microgpt.train import outputs
 SMALL = {"vocab_size": 300, "n_layer": 1, "n_embd": 8, "n_head": 2, "block_size": 8}
 
 
-@pytest.mark.parametrize("extra", [{}, {"norm_gain": True}, {"tie_embeddings": True}, {"n_layer": 3}])
+@pytest.mark.parametrize("extra", [{}, {"norm_gain": True}, {"tie_embeddings": True}, {"n_layer": 3},
+                                   {"positions": "learned"}])
 def test_parameter_shapes_are_what_the_model_builds(extra: dict) -> None:
     config = GPTConfig(**{**SMALL, **extra})
     built = {name: p.shape for name, p in GPT(config, seed=0).named_parameters()}
-    assert parameter_shapes(config) == built
+    assert config.parameter_shapes() == built
     assert sum(int(np.prod(s)) for s in built.values()) == config.num_parameters()
 
 

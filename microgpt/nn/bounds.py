@@ -3,9 +3,9 @@
 Every path to a GPT (knobs on the command line, a checkpoint's stored config, the original's JSON) goes
 through `checked_model_config`: each dimension must be a whole number within `LIMITS`, N_EMBD divisible
 by N_HEAD, and the weights (times what training or loading keeps per weight) must fit in the memory this
-machine has free right now (psutil). `parameter_shapes` says, from the config alone, which arrays a
-checkpoint of that model must hold and how big each is, so a file can be checked against its own config
-before its arrays are read.
+machine has free right now (psutil). `GPTConfig.parameter_shapes` says, from the config alone, which
+arrays a checkpoint of that model must hold and how big each is, so a file can be checked against its own
+config before its arrays are read.
 """
 
 from __future__ import annotations
@@ -28,25 +28,6 @@ LIMITS: dict[str, tuple[int, int]] = {
     "block_size": (2, 65_536),
 }
 BYTES_INFERENCE = 4  # float32 weights
-
-
-def parameter_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
-    """Name -> shape of every weight, named as `GPT.named_parameters` names them."""
-    v, c, t = config.vocab_size, config.n_embd, config.block_size
-    shapes: dict[str, tuple[int, ...]] = {"wte": (v, c)}
-    if config.positions == "learned":
-        shapes["wpe"] = (t, c)
-    for i in range(config.n_layer):
-        layer = f"layer{i}"
-        if config.norm_gain:
-            shapes[f"{layer}.attn_norm"] = (c,)
-        shapes.update({f"{layer}.attn_{w}": (c, c) for w in ("wq", "wk", "wv", "wo")})
-        if config.norm_gain:
-            shapes[f"{layer}.mlp_norm"] = (c,)
-        shapes.update({f"{layer}.mlp_fc1": (4 * c, c), f"{layer}.mlp_fc2": (c, 4 * c)})
-    if not config.tie_embeddings:
-        shapes["lm_head"] = (v, c)
-    return shapes
 
 
 def finite_float32(values: np.ndarray) -> bool:

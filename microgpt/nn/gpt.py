@@ -14,6 +14,7 @@ learnable RMSNorm gain, and tied embeddings.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -70,15 +71,29 @@ class GPTConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Name -> shape of every weight GPT.__init__ creates, named as `GPT.named_parameters` names them: wte
+        (V, C), wpe (T, C) unless rope, per block four C x C attention matrices and the MLP's fc1 (4C, C) and
+        fc2 (C, 4C) (two C-wide gains with norm_gain), and lm_head (V, C) unless it is wte itself. No biases."""
+        v, c, t = self.vocab_size, self.n_embd, self.block_size
+        shapes: dict[str, tuple[int, ...]] = {"wte": (v, c)}
+        if self.positions == "learned":
+            shapes["wpe"] = (t, c)
+        for i in range(self.n_layer):
+            layer = f"layer{i}"
+            if self.norm_gain:
+                shapes[f"{layer}.attn_norm"] = (c,)
+            shapes.update({f"{layer}.attn_{w}": (c, c) for w in ("wq", "wk", "wv", "wo")})
+            if self.norm_gain:
+                shapes[f"{layer}.mlp_norm"] = (c,)
+            shapes.update({f"{layer}.mlp_fc1": (4 * c, c), f"{layer}.mlp_fc2": (c, 4 * c)})
+        if not self.tie_embeddings:
+            shapes["lm_head"] = (v, c)
+        return shapes
+
     def num_parameters(self) -> int:
-        """Weights in a GPT of this shape, as GPT.__init__ creates them: wte (V, C), wpe (T, C) unless rope, per block
-        four C x C attention matrices and the MLP's fc1 (4C, C) and fc2 (C, 4C) (12 C^2; two C-wide gains with
-        norm_gain), and lm_head (V, C) unless it is wte itself (tie_embeddings). No biases."""
-        c = self.n_embd
-        per_block = 12 * c * c + (2 * c if self.norm_gain else 0)
-        embeddings = (1 if self.tie_embeddings else 2) * self.vocab_size * c
-        table = self.block_size * c if self.positions == "learned" else 0
-        return embeddings + table + self.n_layer * per_block
+        """Weights in a GPT of this shape (12 C^2 a block, plus the embeddings): see parameter_shapes."""
+        return sum(math.prod(shape) for shape in self.parameter_shapes().values())
 
     def training_memory_mb(self, batch_size: int) -> float:
         """Rough training memory in MiB: float32 weights, gradients, Adam's two moments and its scratch buffer,

@@ -26,7 +26,7 @@ from microgpt.atomic import atomic_folder, atomic_write_bytes, atomic_write_json
 from microgpt.data.go_tokenizer import any_tokenizer_from_dict
 from microgpt.errors import CheckpointError, ConfigError, MicrogptError, shown
 from microgpt.nn import GPT
-from microgpt.nn.bounds import check_weights, checked_model_config, parameter_shapes
+from microgpt.nn.bounds import check_weights, checked_model_config
 from microgpt.safe_io import check_name_length, open_regular, parse_json, read_capped, writable_folder
 from microgpt.storage.checkpoint import EXPORT_FILES, Checkpoint
 
@@ -113,7 +113,7 @@ def load_export(folder: str | os.PathLike[str], bpe_file: str | None = None) -> 
         open_regular(weights_path).close()  # a FIFO would block safe_open forever, a device feed it without end
         with safe_open(weights_path, "np") as f:
             declared = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118
-        expected = parameter_shapes(shape)
+        expected = shape.parameter_shapes()
         for name in sorted(set(declared) | set(expected)):
             if declared.get(name) != expected.get(name):
                 raise CheckpointError(f"{weights_path}: {name} is {declared.get(name)}, config.json implies "

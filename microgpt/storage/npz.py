@@ -19,7 +19,7 @@ from microgpt.atomic import atomic_open
 from microgpt.data.tokenizer import Tokenizer, tokenizer_from_dict
 from microgpt.errors import CheckpointError, ConfigError, MicrogptError, clipped
 from microgpt.nn import GPT, Adam, GPTConfig
-from microgpt.nn.bounds import check_weights, checked_model_config, parameter_shapes
+from microgpt.nn.bounds import check_weights, checked_model_config
 from microgpt.safe_io import NpyMember, inspect_npz, parse_json
 from microgpt.storage.checkpoint import Checkpoint
 
@@ -113,7 +113,7 @@ def _meta(f: Any, members: dict[str, NpyMember]) -> dict[str, Any]:
 
 def _check_declared_weights(path: Path, members: dict[str, NpyMember], config: GPTConfig) -> None:
     """Every weight the config implies is there, as floats of the implied shape, and nothing else is."""
-    expected = parameter_shapes(config)
+    expected = config.parameter_shapes()
     stored = {name.removeprefix("param/"): m for name, m in members.items() if name.startswith("param/")}
     for name in sorted(set(stored) - set(expected)):
         raise CheckpointError(f"{path}: param/{name} is not a weight of the model its model_config describes")
