@@ -274,8 +274,8 @@ def test_early_stopping_ends_the_run_when_validation_stops_improving(tmp_path: P
 def test_diverging_loss_exits_1_and_keeps_the_best_checkpoint(tmp_path: Path) -> None:
     write_dataset(tmp_path)
     # The first update (at learning rate 1e10) still evaluates to a finite loss; the next ones overflow.
-    result = microgpt(tmp_path, "train", LEARNING_RATE="1e10", EVAL_INTERVAL="1", NUM_STEPS="40",
-                      ZERO_INIT="false")  # random output weights: the first big step blows up
+    result = microgpt(tmp_path, "train", LEARNING_RATE="1e10", EVAL_INTERVAL="1", NUM_STEPS="40", WEIGHT_DECAY="0",
+                      ZERO_INIT="false")  # random output weights: the first big step blows up (decay: lr x wd < 1)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     error = next(line for line in result.stdout.splitlines() if " ERROR " in line)
@@ -598,7 +598,8 @@ def test_a_resumed_runs_clock_goes_on_from_where_it_stopped(tmp_path: Path) -> N
 
 def test_a_run_that_diverges_before_any_checkpoint_says_none_was_written(tmp_path: Path) -> None:
     write_dataset(tmp_path)
-    result = microgpt(tmp_path, "train", LEARNING_RATE="1e10", NUM_STEPS="40", ZERO_INIT="false", GRAD_CLIP="0")
+    result = microgpt(tmp_path, "train", LEARNING_RATE="1e10", NUM_STEPS="40", ZERO_INIT="false", GRAD_CLIP="0",
+                      WEIGHT_DECAY="0")
     assert result.returncode == 1, result.stderr
     error = next(line for line in result.stdout.splitlines() if " ERROR " in line)
     assert "this run has no best checkpoint here (try a lower LEARNING_RATE or GRAD_CLIP=1)" in error
@@ -625,7 +626,7 @@ def test_a_resumed_run_that_diverges_says_its_best_checkpoint_is_kept(tmp_path: 
     write_dataset(tmp_path)
     assert microgpt(tmp_path, "train", "--stop-after", "10", NUM_STEPS="40").returncode == 0
     result = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz", "--learning-rate", "1e10",
-                      "--grad-clip", "0")
+                      "--grad-clip", "0", "--weight-decay", "0")
     assert result.returncode == 1, result.stderr
     error = next(line for line in result.stdout.splitlines() if " ERROR " in line)
     assert "the best checkpoint models/best_checkpoint.npz is kept" in error  # the earlier session's, still its best

@@ -49,6 +49,19 @@ from microgpt.config.knobs import MAX_RUN_NAME
 from microgpt.safe_io import open_regular, read_capped
 
 LATEST_LOG = "train_latest.log"  # under LOG_DIR: the newest run's log lines
+RUN_FILES = {  # a run's files under LOG_DIR, by the name its manifest's "paths" gives them ({id}: the run id)
+    "train_log": "train/train_{id}.log",
+    "system_csv": "system/system_metrics_{id}.csv",
+    "eval_csv": "eval/eval_metrics_{id}.csv",
+    "manifest": "runs/run_{id}.json",
+    "events": "events/events_{id}.jsonl",
+}
+
+
+def run_file(log_dir: str | os.PathLike[str], run_id: str, kind: str) -> Path:
+    """Where run `run_id` keeps its file of `kind` (a RUN_FILES name) under `log_dir`."""
+    return Path(log_dir) / RUN_FILES[kind].format(id=run_id)
+
 
 EVAL_COLUMNS: tuple[str, ...] = (
     "step", "train_loss", "val_loss", "val_ppl", "gap", "best_val_loss",
@@ -81,11 +94,11 @@ def make_run_id(run_name: str, log_dir: str | os.PathLike[str] = TrainConfig.log
     base = f"{stamp}_{sanitize_run_name(run_name)}"
     root = Path(log_dir)
     if reserve:
-        (root / "events").mkdir(parents=True, exist_ok=True)
+        run_file(root, base, "events").parent.mkdir(parents=True, exist_ok=True)
     candidate, n = base, 1
     while True:
-        events = root / "events" / f"events_{candidate}.jsonl"
-        if not (root / "runs" / f"run_{candidate}.json").exists() and not events.exists():
+        events = run_file(root, candidate, "events")
+        if not run_file(root, candidate, "manifest").exists() and not events.exists():
             try:
                 if reserve:
                     os.close(os.open(events, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
@@ -99,7 +112,7 @@ def make_run_id(run_name: str, log_dir: str | os.PathLike[str] = TrainConfig.log
 def release_run_id(run_id: str, log_dir: str | os.PathLike[str]) -> None:
     """Give back an id that `make_run_id(reserve=True)` claimed for a run that never started (its events file
     is still empty)."""
-    events = Path(log_dir) / "events" / f"events_{run_id}.jsonl"
+    events = run_file(log_dir, run_id, "events")
     with contextlib.suppress(OSError):
         if events.stat().st_size == 0:
             events.unlink()
@@ -158,12 +171,9 @@ class RunArtifacts:
         self.echo = echo
         self.console = console
         self.threshold = LOG_LEVELS[log_level]
-        self.train_log = self.log_dir / "train" / f"train_{run_id}.log"
+        self.train_log, self.system_csv, self.eval_csv, self.manifest, self.events = (
+            run_file(log_dir, run_id, kind) for kind in ("train_log", "system_csv", "eval_csv", "manifest", "events"))
         self.latest_log = self.log_dir / LATEST_LOG
-        self.system_csv = self.log_dir / "system" / f"system_metrics_{run_id}.csv"
-        self.eval_csv = self.log_dir / "eval" / f"eval_metrics_{run_id}.csv"
-        self.manifest = self.log_dir / "runs" / f"run_{run_id}.json"
-        self.events = self.log_dir / "events" / f"events_{run_id}.jsonl"
         for path in (self.train_log, self.latest_log, self.system_csv, self.eval_csv, self.manifest, self.events):
             path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -315,10 +325,8 @@ def rewind_run_logs(log_dir: str | os.PathLike[str], run_id: str, step: int) -> 
     latest or final checkpoint of the run was saved (a run resumed from an older checkpoint: a rollback or a
     fork), nothing is removed, since those lines describe weights that exist: the returned step is its.
     """
-    folder = Path(log_dir)
-    files = {folder / "events" / f"events_{run_id}.jsonl": None,
-             folder / "eval" / f"eval_metrics_{run_id}.csv": "step",
-             folder / "system" / f"system_metrics_{run_id}.csv": "step"}
+    files = {run_file(log_dir, run_id, "events"): None, run_file(log_dir, run_id, "eval_csv"): "step",
+             run_file(log_dir, run_id, "system_csv"): "step"}
     contents: dict[Path, list[bytes]] = {}
     for path in files:
         with contextlib.suppress(OSError):  # a file not written yet holds nothing past the checkpoint
@@ -352,7 +360,7 @@ def repoint_checkpoint(log_dir: str | os.PathLike[str], run_id: str, old: Path, 
     manifest that is missing, unreadable or not ours is left alone."""
     if not SAFE_RUN_ID.fullmatch(run_id):
         return False
-    path = Path(log_dir, "runs", f"run_{run_id}.json")
+    path = run_file(log_dir, run_id, "manifest")
     try:
         manifest = json.loads(read_capped(path, MAX_MANIFEST_BYTES).decode("utf-8"))
     except (OSError, ValueError, RecursionError):
@@ -373,7 +381,7 @@ def list_runs(log_dir: str | os.PathLike[str] = TrainConfig.log_dir) -> list[dic
     Each dict gains `manifest_path`. Run ids start with a timestamp, so they sort by start time.
     """
     runs: list[tuple[tuple[str, float], dict[str, Any]]] = []
-    for path in Path(log_dir, "runs").glob("run_*.json"):
+    for path in Path(log_dir).glob(RUN_FILES["manifest"].format(id="*")):
         try:
             manifest = json.loads(read_capped(path, MAX_MANIFEST_BYTES).decode("utf-8"))
             mtime = path.stat().st_mtime

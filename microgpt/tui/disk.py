@@ -16,15 +16,12 @@ from microgpt.atomic import process_alive
 from microgpt.data.records import check_record, record_type_of
 from microgpt.safe_io import open_regular, unique_keys
 from microgpt.storage import checkpoint_info
-from microgpt.train.artifacts import read_events
+from microgpt.train.artifacts import read_events, run_file
 
-# (label, key in the manifest's "paths", where it lives under LOG_DIR when the manifest does not say)
-ARTIFACTS: tuple[tuple[str, str, str], ...] = (
-    ("train log", "train_log", "train/train_{id}.log"),
-    ("system CSV", "system_csv", "system/system_metrics_{id}.csv"),
-    ("eval CSV", "eval_csv", "eval/eval_metrics_{id}.csv"),
-    ("manifest", "manifest", "runs/run_{id}.json"),
-    ("events", "events", "events/events_{id}.jsonl"),
+# (label, key in the manifest's "paths" and in RUN_FILES, where the file lives when the manifest does not say)
+ARTIFACTS: tuple[tuple[str, str], ...] = (
+    ("train log", "train_log"), ("system CSV", "system_csv"), ("eval CSV", "eval_csv"), ("manifest", "manifest"),
+    ("events", "events"),
 )
 
 
@@ -43,8 +40,8 @@ def artifacts(
     """
     listed = manifest.get("paths") if isinstance(manifest.get("paths"), dict) else {}
     out = []
-    for label, key, pattern in ARTIFACTS:
-        standard = Path(log_dir, pattern.format(id=run_id(manifest)))
+    for label, key in ARTIFACTS:
+        standard = run_file(log_dir, run_id(manifest), key)
         path = Path(root, listed[key]) if isinstance(listed.get(key), str) else standard
         if key == "manifest" and isinstance(manifest.get("manifest_path"), str):  # the file it was read from
             path = Path(manifest["manifest_path"])
@@ -99,7 +96,7 @@ def duration_s(manifest: dict[str, Any]) -> float | None:
 def load_events(log_dir: str | os.PathLike[str], rid: str) -> list[dict[str, Any]]:
     """The events a finished (or running) run wrote, up to MAX_EVENTS_READ bytes of them (a bigger file is no
     run's: read whole on the screen's thread, it froze the dashboard); empty when its events file is missing."""
-    events, _ = read_events(Path(log_dir) / "events" / f"events_{rid}.jsonl")
+    events, _ = read_events(run_file(log_dir, rid, "events"))
     return events
 
 

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from microgpt.atomic import atomic_write_text
 from microgpt.config import TrainConfig
-from microgpt.train.artifacts import read_events
+from microgpt.train.artifacts import read_events, run_file
 
 RUN_ID_PREFIX = "run_id:"
 TUI_CONFIG_NAME = "tui_train_config.json"
@@ -105,7 +105,7 @@ class TrainerRunner:
         """Where the trainer writes this run's events (known once it printed its run id)."""
         if not self.run_id:
             return None
-        return self.cwd / self.log_dir / "events" / f"events_{self.run_id}.jsonl"
+        return run_file(self.cwd / self.log_dir, self.run_id, "events")
 
     def start(self, values: dict[str, Any], config_file: str | os.PathLike[str]) -> None:
         """Write `values` (env-style knob names) to `config_file` as JSON and launch the trainer on it."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from microgpt.train.artifacts import list_runs
+from microgpt.train.artifacts import list_runs, run_file
 from microgpt.tui import disk, graphs
 from microgpt.tui.base import Context, Tab
 from microgpt.tui.metrics import RunTracker
@@ -61,7 +61,7 @@ class RunsTab(Tab):
 
     def tracker(self, rid: str) -> RunTracker:
         """The run's events replayed into a tracker; cached until its events file grows."""
-        path = self.ctx.log_dir / "events" / f"events_{rid}.jsonl"
+        path = run_file(self.ctx.log_dir, rid, "events")
         size = path.stat().st_size if disk.is_file(path) else 0
         if self._trackers.get(rid, (-1,))[0] != size:
             tracker = RunTracker()
