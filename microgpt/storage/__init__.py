@@ -16,7 +16,7 @@ from microgpt.storage.checkpoint import (
     step_checkpoint_name,
 )
 from microgpt.storage.files import checkpoint_info, load_checkpoint
-from microgpt.storage.npz import save_checkpoint
+from microgpt.storage.npz import is_npz_checkpoint, save_checkpoint
 
-__all__ = ["Checkpoint", "checkpoint_info", "checkpoint_kind", "checkpoint_name", "checkpoint_stem", "load_checkpoint", "save_checkpoint",
-           "step_checkpoint_name"]
+__all__ = ["Checkpoint", "checkpoint_info", "checkpoint_kind", "checkpoint_name", "checkpoint_stem",
+           "is_npz_checkpoint", "load_checkpoint", "save_checkpoint", "step_checkpoint_name"]

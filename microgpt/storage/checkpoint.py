@@ -29,6 +29,8 @@ class Checkpoint:
 
 
 EXPORT_FILES = ("model.safetensors", "config.json", "tokenizer.json")  # an export folder's files (storage.export)
+WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE = EXPORT_FILES
+STEP_PREFIX = "ckpt_"  # a named step checkpoint's file: ckpt_<run>_step<NNNN>[_valloss<L>].npz
 
 
 def checkpoint_name(kind: str) -> str:
@@ -39,7 +41,7 @@ def checkpoint_name(kind: str) -> str:
 def step_checkpoint_name(run_id: str, step: int, val_loss: float) -> str:
     """models/ckpt_<run>_step<NNNN>_valloss<L.LLLL>.npz, or without the loss when none was measured yet."""
     loss = f"_valloss{val_loss:.4f}" if math.isfinite(val_loss) else ""
-    return f"ckpt_{run_id}_step{step:04d}{loss}.npz"
+    return f"{STEP_PREFIX}{run_id}_step{step:04d}{loss}.npz"
 
 
 def checkpoint_stem(path: str | os.PathLike[str]) -> str:
@@ -51,8 +53,7 @@ def checkpoint_stem(path: str | os.PathLike[str]) -> str:
 
 def checkpoint_kind(name: str) -> str:
     """latest, best, step (a named step checkpoint) or other, from a file name."""
-    if name.startswith("latest_checkpoint"):
-        return "latest"
-    if name.startswith("best_checkpoint"):
-        return "best"
-    return "step" if name.startswith("ckpt_") else "other"
+    for kind in ("latest", "best"):
+        if name.startswith(Path(checkpoint_name(kind)).stem):
+            return kind
+    return "step" if name.startswith(STEP_PREFIX) else "other"

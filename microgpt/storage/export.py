@@ -28,7 +28,7 @@ from microgpt.errors import CheckpointError, ConfigError, MicrogptError, shown
 from microgpt.nn import GPT
 from microgpt.nn.bounds import check_weights, checked_model_config
 from microgpt.safe_io import check_name_length, open_regular, parse_json, read_capped, writable_folder
-from microgpt.storage.checkpoint import EXPORT_FILES, Checkpoint
+from microgpt.storage.checkpoint import CONFIG_FILE, EXPORT_FILES, TOKENIZER_FILE, WEIGHTS_FILE, Checkpoint
 
 EXPORT_FORMAT = "microgpt-export"
 EXPORT_VERSION = 1
@@ -78,9 +78,9 @@ def save_export(checkpoint: Checkpoint, out_dir: str | os.PathLike[str], source:
                   "state": tokenizer.to_dict()}
 
     def write_into(folder: Path) -> None:
-        atomic_write_bytes(folder / "model.safetensors", save(weights, metadata={"format": "pt"}))
-        atomic_write_json(folder / "config.json", config)
-        atomic_write_json(folder / "tokenizer.json", vocabulary)
+        atomic_write_bytes(folder / WEIGHTS_FILE, save(weights, metadata={"format": "pt"}))
+        atomic_write_json(folder / CONFIG_FILE, config)
+        atomic_write_json(folder / TOKENIZER_FILE, vocabulary)
 
     if in_place:  # an empty folder (one with its own permissions), or a mount point, is filled in place, each
         write_into(out)  # file atomically: a new folder renamed over it would fail or lose them
@@ -99,17 +99,17 @@ def load_export(folder: str | os.PathLike[str], bpe_file: str | None = None) -> 
     the user's BPE_FILE; a rank-file path named in tokenizer.json is never opened.
     """
     folder = Path(folder)
-    weights_path = folder / "model.safetensors"
-    config = _json(folder / "config.json")
+    weights_path = folder / WEIGHTS_FILE
+    config = _json(folder / CONFIG_FILE)
     if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
-        raise CheckpointError(f"{folder / 'config.json'}: not a microgpt export (no \"format\": \"{EXPORT_FORMAT}\")")
+        raise CheckpointError(f"{folder / CONFIG_FILE}: not a microgpt export (no \"format\": \"{EXPORT_FORMAT}\")")
     version = config.get("version")
     if type(version) is not int or version != EXPORT_VERSION:
-        raise CheckpointError(f"{folder / 'config.json'}: export format version {json.dumps(version)[:40]}, this "
+        raise CheckpointError(f"{folder / CONFIG_FILE}: export format version {json.dumps(version)[:40]}, this "
                               f"microgpt reads version {EXPORT_VERSION}")
-    tokenizer_file = _json(folder / "tokenizer.json")
+    tokenizer_file = _json(folder / TOKENIZER_FILE)
     try:  # the loader's boundary: any malformed content is one CheckpointError
-        shape = checked_model_config(config.get("model"), f"{folder / 'config.json'}: model", CheckpointError)
+        shape = checked_model_config(config.get("model"), f"{folder / CONFIG_FILE}: model", CheckpointError)
         open_regular(weights_path).close()  # a FIFO would block safe_open forever, a device feed it without end
         with safe_open(weights_path, "np") as f:
             declared = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118
@@ -121,9 +121,9 @@ def load_export(folder: str | os.PathLike[str], bpe_file: str | None = None) -> 
         weights = load_file(weights_path)
         check_weights(weights, str(weights_path), CheckpointError)
         if not isinstance(tokenizer_file, dict) or not isinstance(tokenizer_file.get("state"), dict):
-            raise CheckpointError(f"{folder / 'tokenizer.json'}: no tokenizer state object")
+            raise CheckpointError(f"{folder / TOKENIZER_FILE}: no tokenizer state object")
         tokenizer = any_tokenizer_from_dict(tokenizer_file["state"], bpe_file)
-        _check_vocabulary(tokenizer_file, tokenizer, folder / "tokenizer.json")
+        _check_vocabulary(tokenizer_file, tokenizer, folder / TOKENIZER_FILE)
         model = GPT(shape, seed=0)
         model.load_state_dict(weights)
     except CheckpointError:

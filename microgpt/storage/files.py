@@ -10,11 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from microgpt.errors import CheckpointError
-from microgpt.storage.checkpoint import EXPORT_FILES, Checkpoint, checkpoint_kind
+from microgpt.storage.checkpoint import (
+    EXPORT_FILES,
+    STEP_PREFIX,
+    WEIGHTS_FILE,
+    Checkpoint,
+    checkpoint_kind,
+    checkpoint_name,
+)
 from microgpt.storage.go_json import load_go_checkpoint
 from microgpt.storage.npz import META_ERRORS, load_npz_checkpoint, read_meta
 
-_NAME = re.compile(r"ckpt_(?P<run>.+?)_step(?P<step>\d+)(?:_valloss(?P<loss>[0-9.]+|nan|inf))?\.npz$")
+_NAME = re.compile(rf"{STEP_PREFIX}(?P<run>.+?)_step(?P<step>\d+)(?:_valloss(?P<loss>[0-9.]+|nan|inf))?\.npz$")
 
 
 def load_checkpoint(path: str | os.PathLike[str], bpe_file: str | None = None) -> Checkpoint:
@@ -25,7 +32,7 @@ def load_checkpoint(path: str | os.PathLike[str], bpe_file: str | None = None) -
     a checkpoint's own idea of where its rank file lies is never opened.
     """
     path = Path(path)
-    if path.is_dir() and (path / "model.safetensors").exists():
+    if path.is_dir() and (path / WEIGHTS_FILE).exists():
         try:  # optional dependency: only exports need the safetensors package
             from microgpt.storage.export import load_export
         except ImportError:
@@ -33,11 +40,11 @@ def load_checkpoint(path: str | os.PathLike[str], bpe_file: str | None = None) -
                 from None
         return load_export(path, _chosen_bpe_file(bpe_file))
     if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint (nor an export: no model.safetensors in it); "
-                              f"give a file such as {os.fspath(path / 'best_checkpoint.npz')!r}")
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint (nor an export: no {WEIGHTS_FILE} in it); "
+                              f"give a file such as {os.fspath(path / checkpoint_name('best'))!r}")
     if path.exists() and not path.is_file():
         raise CheckpointError(f"{path}: is not a regular file (a FIFO, device or socket); give a checkpoint file")
-    if path.name in EXPORT_FILES and (path.parent / EXPORT_FILES[0]).is_file():
+    if path.name in EXPORT_FILES and (path.parent / WEIGHTS_FILE).is_file():
         raise CheckpointError(f"{path}: one file of an export; give its folder, {os.fspath(path.parent)!r}")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file (train one with `python -m microgpt train`)")

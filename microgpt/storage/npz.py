@@ -46,6 +46,15 @@ def save_checkpoint(path: str | os.PathLike[str], model: GPT, tokenizer: Tokeniz
     return path
 
 
+def is_npz_checkpoint(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` is a zip holding our format's version member: a microgpt checkpoint (its content unchecked)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "format_version.npy" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Only the `meta` JSON of an .npz checkpoint (no weights); raises one of META_ERRORS if unreadable."""
     members = inspect_npz(path, max_bytes=psutil.virtual_memory().available)

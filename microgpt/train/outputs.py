@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import zipfile
 from pathlib import Path
 
 from microgpt.config import TrainConfig
@@ -25,7 +24,7 @@ from microgpt.errors import ConfigError
 from microgpt.nn import GPTConfig
 from microgpt.nn.bounds import check_free_memory, checked_model_config
 from microgpt.safe_io import writable_file, writable_folder
-from microgpt.storage import checkpoint_name
+from microgpt.storage import checkpoint_name, is_npz_checkpoint
 from microgpt.train.artifacts import LATEST_LOG
 from microgpt.train.run_lock import LOCK_NAME
 
@@ -39,15 +38,8 @@ def checkpoint_bytes(parameters: int) -> int:
 
 def _only_a_checkpoint_there(knob: str, path: str) -> None:
     """ConfigError if a file is at `path` and it is not a microgpt checkpoint (.npz with its format_version)."""
-    target = Path(path)
-    if not target.is_file():
+    if not Path(path).is_file() or is_npz_checkpoint(path):
         return
-    try:
-        with zipfile.ZipFile(target) as archive:
-            if "format_version.npy" in archive.namelist():
-                return
-    except (OSError, zipfile.BadZipFile):
-        pass
     raise ConfigError(f"{knob}={path!r}: already holds a file that is not a microgpt checkpoint, which the run "
                       "would overwrite; give a new path (or move that file away first)")
 
