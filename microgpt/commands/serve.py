@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 from dataclasses import replace
+from typing import Any
 
 from microgpt.commands import layers_words
 from microgpt.config import TrainConfig, sampling_from_env
@@ -167,8 +168,16 @@ def run(args: argparse.Namespace) -> int:
     if not is_loopback(args.host) and not api_key:
         print(f"warning: listening on {shown} without --api-key: anyone who can reach this machine can use "
               "the model", file=sys.stderr, flush=True)
-    # run() stops the engine: no lifespan task to cancel
-    server = uvicorn.Server(uvicorn_config(app_server, args.host, port, lifespan="off"))
+    # _serve_until_stopped stops the engine: no lifespan task to cancel
+    _serve_until_stopped(uvicorn.Server(uvicorn_config(app_server, args.host, port, lifespan="off")), listeners,
+                         engine, f"{args.host}:{port}")
+    print("microgpt serve: stopped", flush=True)
+    return 0
+
+
+def _serve_until_stopped(server: Any, listeners: list[socket.socket], engine: Engine, where: str) -> None:
+    """Run uvicorn's `server` on the bound sockets until a signal: the first lets replies in flight finish,
+    a second cuts them short; then the engine and the sockets are let go. ConfigError if it could not serve."""
     server.capture_signals = contextlib.nullcontext  # our handlers below: a clean stop exits 0, not by the signal
 
     def stop(signum: int, frame: object) -> None:
@@ -181,13 +190,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         server.run(sockets=listeners)
     except SystemExit as exc:  # uvicorn exits when it cannot serve on the sockets
-        raise ConfigError(f"cannot listen on {args.host}:{port} (in use, or not an address of this machine)") \
-            from exc
+        raise ConfigError(f"cannot listen on {where} (in use, or not an address of this machine)") from exc
     finally:
         engine.stop()
         for listener in listeners:
             listener.close()
     if not server.started:
-        raise ConfigError(f"cannot listen on {args.host}:{port} (in use, or not an address of this machine)")
-    print("microgpt serve: stopped", flush=True)
-    return 0
+        raise ConfigError(f"cannot listen on {where} (in use, or not an address of this machine)")
