@@ -217,6 +217,10 @@ def test_a_min_from_the_environment_and_a_max_from_a_flag_are_checked_together_o
     assert (settings.min_new_tokens, settings.max_new_tokens) == (200, 500)  # valid once both are laid on
     with pytest.raises(ConfigError, match=r"^CHAT_MIN_NEW_TOKENS=200: must not exceed CHAT_MAX_NEW_TOKENS \(128\)$"):
         sampling_from_args(args(), env={"CHAT_MIN_NEW_TOKENS": "200"})
-    with pytest.raises(ConfigError, match=r"^--min-new-tokens=30: must not exceed CHAT_MAX_NEW_TOKENS \(20\) "
-                                          r"\(from command line\)$"):
+    # the side from the command line says so; the other's name says it is the environment's
+    with pytest.raises(ConfigError, match=r"^--min-new-tokens=30 \(from command line\): must not exceed "
+                                          r"CHAT_MAX_NEW_TOKENS \(20\)$"):
         sampling_from_args(args(min_new_tokens="30"), env={"CHAT_MAX_NEW_TOKENS": "20"})
+    with pytest.raises(ConfigError, match=r"^CHAT_MIN_NEW_TOKENS=500: must not exceed --max-new-tokens \(5, "
+                                          r"from command line\)$"):
+        sampling_from_args(args(max_new_tokens="5"), env={"CHAT_MIN_NEW_TOKENS": "500"})

@@ -45,9 +45,13 @@ def _lay_over(base: SamplingSettings | None, entries: Mapping[str, tuple[str, An
     if check_order and settings.min_new_tokens > settings.max_new_tokens:
         sides = ("min_new_tokens", "max_new_tokens")
         low, high = (entries.get(k, (name_of(k), None))[0] for k in sides)
-        where = where if any(k in entries for k in sides) else ""
-        raise ConfigError(f"{low}={settings.min_new_tokens}: must not exceed {high} "
-                          f"({settings.max_new_tokens}){where}")
+        given = [k in entries for k in sides]
+        origin = where.strip(" ()")  # "from command line"
+        one = origin and any(given) and not all(given)  # one side from here, the other from a layer below
+        low_from = f" ({origin})" if one and given[0] else ""
+        high_from = f", {origin}" if one and given[1] else ""
+        raise ConfigError(f"{low}={settings.min_new_tokens}{low_from}: must not exceed {high} "
+                          f"({settings.max_new_tokens}{high_from}){where if all(given) else ''}")
     return settings
 
 
