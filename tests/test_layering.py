@@ -3,7 +3,7 @@
 
 The layers, lowest first (a module may import its own layer and the ones below, never one above):
 
-    0  microgpt (the version), errors, atomic, console, safe_io, hardware
+    0  microgpt (the version), errors, atomic, console, safe_io, hardware, cells
     1  autograd
     2  nn
     3  data, config
@@ -22,7 +22,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "microgpt"
 LAYERS: dict[str, int] = {
-    "microgpt": 0, "errors": 0, "atomic": 0, "console": 0, "safe_io": 0, "hardware": 0, "autograd": 1, "nn": 2, "data": 3,
+    "microgpt": 0, "errors": 0, "atomic": 0, "console": 0, "safe_io": 0, "hardware": 0, "cells": 0, "autograd": 1, "nn": 2, "data": 3,
     "config": 3, "storage": 4, "chat": 5, "train": 6, "commands": 7, "evaluation": 7,
     "serve": 7, "bench": 7, "tui": 7, "__main__": 7,
 }

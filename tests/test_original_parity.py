@@ -121,6 +121,9 @@ def test_the_progress_line_fits_the_terminal_and_is_off_on_a_dumb_one(monkeypatc
     tty = FakeTerminal()
     ProgressLine(tty, min_interval_s=0).show("x" * 100)
     assert tty.getvalue() == ERASE + "x" * 29
+    wide = FakeTerminal()  # a file name in CJK: two cells a character
+    ProgressLine(wide, min_interval_s=0).show("数据" * 20)
+    assert wide.getvalue() == ERASE + "数据" * 7  # 28 cells: the 29th would be half a character
     monkeypatch.setenv("TERM", "dumb")  # no cursor movement there: plain log lines only
     assert not ProgressLine(FakeTerminal()).enabled
 

@@ -1146,3 +1146,29 @@ def test_asyncios_line_for_writes_to_a_gone_client_is_dropped_and_its_other_line
 
     assert not asyncio_log.filter(record("socket.send() raised exception."))
     assert asyncio_log.filter(record("Task was destroyed but it is pending!"))
+
+
+@pytest.mark.parametrize(("variable", "expected"), [("~/m/best.npz", "HOME/m/best.npz"), ("  ", "DEFAULT"),
+                                                    ("a.npz", "a.npz")])
+def test_model_path_expands_the_home_folder_and_counts_blank_as_unset(monkeypatch, tmp_path: Path,
+                                                                      variable: str, expected: str) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("MODEL_PATH", variable)
+    chosen = serve_command._checkpoint_path(argparse.Namespace(checkpoint=None))
+    assert chosen == expected.replace("HOME", str(tmp_path)).replace("DEFAULT", serve_command.DEFAULT_CHECKPOINT)
+    assert serve_command._checkpoint_path(argparse.Namespace(checkpoint="given.npz")) == "given.npz"
+
+
+def test_a_row_whose_reply_has_ended_is_free_for_the_next_request() -> None:
+    """A client that sends its next request as soon as a reply arrives met a 503 now and then: the decoder
+    retires a finished row a moment after the reply's last event, and the room check counted it."""
+    engine = Engine(*_model(), max_batch=1, max_waiting=0)
+    engine.stop()  # no decoder thread: the rows stay as the test sets them
+    engine.stopping = False
+    finished = Job([1], SamplingSettings(), (), emit=lambda event: None)
+    engine.rows.append(finished)
+    with pytest.raises(Busy, match="1 sequences decoding and 0 queued"):
+        engine.admit()
+    finished.ended = True
+    engine.admit()
+    assert engine.preparing == 1

@@ -17,6 +17,7 @@ from test_training import assert_one_line_error, microgpt, user_env, write_datas
 
 from microgpt.atomic import LineFile
 from microgpt.errors import ConfigError
+from microgpt.storage import load_checkpoint
 from microgpt.train.run_lock import LOCK_NAME, RunLock
 
 server, data_cli = test_download.server, test_download.data_cli  # the local HTTP server and the `data` CLI
@@ -177,7 +178,10 @@ def test_resume_with_other_validation_windows_warns_that_losses_do_not_compare(t
     below the best would be no improvement of the model."""
     write_dataset(tmp_path)
     assert microgpt(tmp_path, "train", NUM_STEPS="20").returncode == 0
-    same = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz", "--num-steps", "22")
+    batch, steps = (load_checkpoint(tmp_path / "models" / "latest_checkpoint.npz").meta["train_config"][k]
+                    for k in ("batch_size", "eval_steps"))
+    same = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz", "--num-steps", "22",
+                    "--batch-size", str(batch * steps), "--eval-steps", "1")  # the same windows, in one batch
     assert same.returncode == 0 and "other windows" not in same.stdout, same.stderr
     resumed = microgpt(tmp_path, "train", "--resume", "models/latest_checkpoint.npz", "--num-steps", "24",
                        "--eval-steps", "3")

@@ -404,9 +404,12 @@ def test_resume_refuses_to_change_the_model_shape(finished_run, tmp_path: Path) 
     write_dataset(tmp_path)
     result = microgpt(tmp_path, "train", "--resume", str(checkpoint), "--n-embd", "32")
     assert_one_line_error(result, "N_EMBD=32", "resumed run keeps the model it was started with")
-    zero_init = load_checkpoint(checkpoint).meta["train_config"]["zero_init"]
+    loaded = load_checkpoint(checkpoint)
+    zero_init = loaded.meta["train_config"]["zero_init"]
     result = microgpt(tmp_path, "train", "--resume", str(checkpoint), "--zero-init", str(not zero_init).lower())
     assert_one_line_error(result, f"ZERO_INIT={str(not zero_init).lower()}", "keeps the initialisation")
+    loaded.meta["train_config"].pop("zero_init")  # saved before the knob existed: the original's random weights
+    assert stored_config(loaded).model.zero_init is False
 
 
 def test_resume_elsewhere_names_the_checkpoints_dataset_and_the_flag_that_moves_it(finished_run, tmp_path: Path) -> None:

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from test_tui_fakes import FakeSession, FakeSettings, fake_trainer_command, wait_until
 
+from microgpt.cells import cell_width
 from microgpt.tui.app import App
 from microgpt.tui.chat_worker import ChatWorker
 from microgpt.tui.runner import TrainerRunner
 from microgpt.tui.system import SystemSampler, project_root
-from microgpt.tui.text import cell_width
 from microgpt.tui.widgets import plain
 
 TAB_NAMES = ("Train", "Monitor", "Logs", "Runs", "Models", "Chat")

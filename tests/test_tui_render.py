@@ -8,10 +8,11 @@ import math
 import numpy as np
 import pytest
 
+from microgpt.cells import cell_width, clip
 from microgpt.tui import graphs
 from microgpt.tui.metrics import CATEGORIES, METRICS, RunTracker, Series, metrics_in
 from microgpt.tui.terminal import colours_wanted, key_name, to_ascii
-from microgpt.tui.text import cell_width, clip, fmt_bytes, fmt_duration, fmt_number, pad, sanitize, wrap
+from microgpt.tui.text import fmt_bytes, fmt_duration, fmt_number, pad, sanitize, wrap
 from microgpt.tui.textinput import LineEditor
 from microgpt.tui.widgets import fit, hstack, panel, plain, scroll_top, text_line, wrapped
 
@@ -222,8 +223,8 @@ def test_ascii_fallback_keeps_widths_and_no_color_is_respected() -> None:
 def test_invisible_and_unassigned_characters_keep_columns_aligned() -> None:
     """A zero-width space, a joiner or a variation selector takes no cell; an unassigned code point, whose
     width terminals disagree on, is drawn as one replacement character."""
+    from microgpt.cells import cell_width
     from microgpt.tui.terminal import drawable
-    from microgpt.tui.text import cell_width
 
     assert cell_width("a\u200bb") == cell_width("a\u200db\ufe0f") == 2
     assert drawable("a\u0378b") == "a\ufffdb" and cell_width(drawable("a\u0378b")) == 3

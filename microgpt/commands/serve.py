@@ -72,6 +72,12 @@ def _port(args: argparse.Namespace) -> int:
     return port
 
 
+def _checkpoint_path(args: argparse.Namespace) -> str:
+    """The checkpoint to serve: the argument, else $MODEL_PATH (blank: unset; ~ is the home folder, as in the
+    path knobs), else the default."""
+    return args.checkpoint or os.path.expanduser(os.environ.get("MODEL_PATH", "").strip()) or DEFAULT_CHECKPOINT
+
+
 def _api_key(args: argparse.Namespace) -> str | None:
     """--api-key or $MICROGPT_API_KEY; it travels in an HTTP header, so printable ASCII without spaces only.
     An empty one is refused: a key from an unset variable (`--api-key "$KEY"`) must not leave the server open."""
@@ -143,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     port = _port(args)
     limits = _limits(args)
     api_key = _api_key(args)
-    path = args.checkpoint or os.environ.get("MODEL_PATH") or DEFAULT_CHECKPOINT
+    path = _checkpoint_path(args)
     checkpoint = load_checkpoint(path)
     _check_batch_memory(checkpoint.model, limits.max_batch)
     # The one sampling type's defaults and CHAT_* variables; a request without "seed" gets fresh randomness,

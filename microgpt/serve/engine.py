@@ -125,8 +125,10 @@ class Engine:
         if self.stopping:
             raise Busy("the server is stopping")
         queued = sum(not waiting.cancelled for waiting in self.pending) + self.preparing
-        if queued + 1 + len(self.rows) - self.max_batch > self.max_waiting:
-            raise Busy(f"{len(self.rows)} sequences decoding and {queued} queued for {self.max_batch} rows; "
+        # a row whose reply has ended (or whose client left) is free, though the decoder retires it a moment later
+        decoding = sum(not (job.ended or job.cancelled) for job in list(self.rows))
+        if queued + 1 + decoding - self.max_batch > self.max_waiting:
+            raise Busy(f"{decoding} sequences decoding and {queued} queued for {self.max_batch} rows; "
                        f"at most {self.max_waiting} may wait for a row")
 
     def stats(self) -> dict[str, int]:

@@ -16,6 +16,8 @@ import sys
 import time
 from typing import TextIO
 
+from microgpt.cells import clip
+
 ERASE = "\r\x1b[K"  # back to column 0, erase to the end of the line
 
 
@@ -63,7 +65,7 @@ class ProgressLine:
         now = time.monotonic()
         if not force and now - self._drawn_at < self.min_interval_s:
             return
-        self.text, self._drawn_at = text[:self._columns() - 1], now  # a wrapped line would not be erased
+        self.text, self._drawn_at = clip(text, self._columns() - 1, ""), now  # a wrapped line would not be erased
         self.stream.write(ERASE + self.text)
         self.stream.flush()
 

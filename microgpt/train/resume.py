@@ -46,8 +46,9 @@ def stored_config(checkpoint: Checkpoint, where: str = "checkpoint",
         raise CheckpointError(f"{where}: holds no training state to resume (not a training checkpoint)")
     if not isinstance(stored, Mapping):
         raise CheckpointError(f"{where}: meta.train_config is not an object of settings; {fix}")
-    try:  # checkpoints from before OPTIMIZER used Adam, and those from before POSITIONS a learned position table
-        return config_from_dict({"optimizer": "adam", "positions": OLD_POSITIONS, **stored})
+    try:  # checkpoints from before OPTIMIZER used Adam, from before POSITIONS a learned position table, and
+        # from before ZERO_INIT random output weights (the original's initialisation)
+        return config_from_dict({"optimizer": "adam", "positions": OLD_POSITIONS, "zero_init": False, **stored})
     except ConfigError as exc:  # a value no run could have saved: the file's fault, not the command line's
         raise CheckpointError(f"{where}: meta.train_config: {exc}; {fix}") from None
 
@@ -197,12 +198,12 @@ def schedule_note(stored: Mapping[str, Any] | None, cfg: TrainConfig, step: int)
 
 
 def validation_note(stored: Mapping[str, Any] | None, cfg: TrainConfig) -> str | None:
-    """A warning when a resume changes BATCH_SIZE or EVAL_STEPS: the validation windows are spread over the
-    validation text by their count (batches x batch size), so other values measure other windows, and a loss
-    may beat the best so far without the model being any better."""
+    """A warning when a resume changes BATCH_SIZE x EVAL_STEPS: the validation windows are spread over the
+    validation text by their count, that product, so another count measures other windows, and a loss may
+    beat the best so far without the model being any better (the same count in other batches: the same loss)."""
     stored = stored if isinstance(stored, Mapping) else {}
     before = (stored.get("batch_size"), stored.get("eval_steps"))
-    if not all(type(v) is int for v in before) or before == (cfg.batch_size, cfg.eval_steps):
+    if not all(type(v) is int for v in before) or before[0] * before[1] == cfg.batch_size * cfg.eval_steps:
         return None
     return (f"BATCH_SIZE x EVAL_STEPS is {cfg.batch_size} x {cfg.eval_steps}, the checkpoint's {before[0]} x "
             f"{before[1]}: the validation loss is measured on other windows than the best so far, so the two do "

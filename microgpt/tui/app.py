@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from microgpt.cells import clip
 from microgpt.tui.base import Context, Tab
 from microgpt.tui.chat_tab import ChatTab, default_settings
 from microgpt.tui.chat_worker import ChatWorker
@@ -33,7 +34,6 @@ from microgpt.tui.persist import load_state, save_state, set_aside
 from microgpt.tui.runner import ConfigNotWritten, TrainerRunner, train_config_paths
 from microgpt.tui.runs_tab import RunsTab
 from microgpt.tui.terminal import Painter, ctrl_c_as_key, keys_waiting, terminal_size
-from microgpt.tui.text import clip
 from microgpt.tui.textinput import EDIT_KEYS
 from microgpt.tui.train_tab import TrainTab
 from microgpt.tui.widgets import Line, center_block, fill_height, fit, key_hints, text_line

@@ -17,7 +17,7 @@ import sys
 import unicodedata
 from collections.abc import Iterator
 
-from microgpt.tui.text import cell_width, char_width
+from microgpt.cells import cell_width, char_width
 from microgpt.tui.widgets import Line
 
 _KEY_CODES: dict[int, str] = {

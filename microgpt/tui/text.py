@@ -1,4 +1,5 @@
-"""Text for a terminal grid: make untrusted text safe, measure it in cells, clip and wrap it.
+"""Text for a terminal grid: make untrusted text safe, pad and wrap it (measured and clipped in cells by
+microgpt.cells, which the trainer's progress line uses too).
 
 A terminal cell is not a character: CJK and emoji take two cells, combining accents take none.
 Every width in the TUI is counted in cells, so a line never spills past its box.
@@ -6,10 +7,10 @@ Every width in the TUI is counted in cells, so a line never spills past its box.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
-import unicodedata
+
+from microgpt.cells import cell_width, char_width, clip
 
 # CSI (ESC [ ... final), OSC (ESC ] ... BEL or ESC \), and two-byte escapes (ESC + one char).
 _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")
@@ -28,42 +29,6 @@ def sanitize(text: str, keep_newlines: bool = False) -> str:
     if not keep_newlines:
         text = text.replace("\n", " ")
     return _CONTROLS.sub("", text)
-
-
-@functools.lru_cache(maxsize=4096)
-def char_width(ch: str) -> int:
-    """Cells one character takes: 0 for marks drawn on the one before and for invisible format characters (a
-    zero-width space or joiner, a variation selector), 2 for wide East Asian forms, else 1.
-
-    Cached: a screen repeats the same few hundred glyphs (braille dots, box lines) every frame.
-    """
-    if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
-        return 0
-    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
-
-
-def cell_width(text: str) -> int:
-    """Cells a whole string takes on screen."""
-    if text.isascii():
-        return len(text)
-    return sum(char_width(ch) for ch in text)
-
-
-def clip(text: str, width: int, ellipsis: str = "…") -> str:
-    """Cut `text` to at most `width` cells, ending in `ellipsis` when something was cut."""
-    if width <= 0:
-        return ""
-    if cell_width(text) <= width:
-        return text
-    room = width - cell_width(ellipsis)
-    out, used = [], 0
-    for ch in text:
-        w = char_width(ch)
-        if used + w > room:
-            break
-        out.append(ch)
-        used += w
-    return "".join(out) + ellipsis[: max(0, width - used)]
 
 
 def pad(text: str, width: int, align: str = "left") -> str:

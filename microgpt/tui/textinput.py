@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from microgpt.tui.text import char_width
+from microgpt.cells import char_width
 from microgpt.tui.widgets import Line
 
 # keys a field consumes; everything else (enter, esc, tab...) is left to its owner

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from microgpt.cells import clip
 from microgpt.config import Knob
 from microgpt.errors import MicrogptError, counted
 from microgpt.tui import disk
@@ -19,7 +20,7 @@ from microgpt.tui.base import Context, Tab
 from microgpt.tui.knobs import is_dataset_knob
 from microgpt.tui.monitor_tab import run_state
 from microgpt.tui.picker import CANCEL, PICK, Picker
-from microgpt.tui.text import clip, fmt_bytes, fmt_duration, fmt_number, pad
+from microgpt.tui.text import fmt_bytes, fmt_duration, fmt_number, pad
 from microgpt.tui.textinput import LineEditor
 from microgpt.tui.widgets import Line, hstack, panel, restyle, scroll_top, text_line, wrapped
 

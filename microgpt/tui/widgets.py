@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from microgpt.tui.text import cell_width, clip, pad, wrap
+from microgpt.cells import cell_width, clip
+from microgpt.tui.text import pad, wrap
 
 Segment = tuple[str, str]  # (text, style name)
 Line = list[Segment]
