@@ -42,6 +42,14 @@ def test_the_zeroth_power_has_a_zero_gradient_at_zero() -> None:
     np.testing.assert_array_equal(x.grad, [0.0, 0.0])
 
 
+@pytest.mark.parametrize(("p", "slope"), [(1, [1.0, 1.0, 1.0]), (2, [0.0, 2.0, 4.0]), (3, [0.0, 3.0, 12.0])])
+def test_whole_powers_have_their_slope_at_zero_not_nan(p: int, slope: list) -> None:
+    """p x^(p-1) at x = 0 is 0 (or 1 for p = 1): a form that divides by x would give NaN there."""
+    x = Tensor([0.0, 1.0, 2.0])
+    (x**p).sum().backward()
+    np.testing.assert_array_equal(x.grad, slope)
+
+
 def test_small_tensor_semantics_follow_numpy() -> None:
     assert np.isnan(Tensor(np.zeros((0, 3))).mean().item())  # the mean of nothing is NaN, as NumPy's
     assert not Tensor([0.0]) and Tensor([2.0])

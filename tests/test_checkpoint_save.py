@@ -58,6 +58,8 @@ def test_bytes_go_to_a_fsynced_temp_file_that_is_renamed_over_the_target(tmp_pat
     assert size == target.stat().st_size > 0  # every byte was in the temp file before the rename
     synced_before = [e for e in events[:events.index(renames[0])] if e == ("fsync", inode)]
     assert synced_before, f"the temp file was not fsynced before its rename: {events}"
+    folder = ("fsync", target.parent.stat().st_ino)  # the rename itself is made durable: its folder is synced
+    assert folder in events[events.index(renames[0]):], f"the folder was not fsynced after the rename: {events}"
     assert not src.exists()
     assert_holds(target, model, step=2)
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
@@ -108,3 +110,34 @@ def test_a_name_as_long_as_a_file_name_may_be_is_saved_and_a_crashed_writers_tem
     with atomic.atomic_folder(tmp_path / ("f" * 255)) as folder:
         (folder / "x").write_bytes(b"1")
     assert (tmp_path / ("f" * 255) / "x").read_bytes() == b"1"
+
+
+def test_a_rewritten_file_keeps_its_permissions_and_a_new_one_is_readable_by_all(tmp_path):
+    """A file the user made private (chmod 600) must not become world-readable when it is saved again."""
+    private, new = tmp_path / "private.npz", tmp_path / "new.npz"
+    save(private, seed=0, step=1)
+    os.chmod(private, 0o600)
+    save(private, seed=1, step=2)
+    save(new, seed=0, step=1)
+    assert (private.stat().st_mode & 0o777, new.stat().st_mode & 0o777) == (0o600, 0o644)
+
+
+def test_a_folder_whose_new_version_cannot_be_renamed_in_is_put_back(tmp_path, monkeypatch):
+    """atomic_folder moves a non-empty folder aside before renaming the new one in: if that rename fails, the
+    old folder returns whole and no temporary folder is left."""
+    target = tmp_path / "export"
+    target.mkdir()
+    (target / "config.json").write_text("old")
+    real_replace, calls = os.replace, []
+
+    def second_fails(src, dst) -> None:
+        calls.append((Path(src), Path(dst)))
+        if len(calls) == 2:  # the first moves the old folder aside, the second would bring the new one in
+            raise OSError(5, "Input/output error")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", second_fails)
+    with pytest.raises(OSError, match="Input/output error"), atomic.atomic_folder(target) as tmp:
+        (tmp / "config.json").write_text("new")
+    assert (target / "config.json").read_text() == "old" and len(calls) == 3  # the third put it back
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]

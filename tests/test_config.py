@@ -265,6 +265,7 @@ def test_unknown_fields_are_named_on_one_line_and_few() -> None:
     [
         ({"WARMUP_STEPS": "100", "NUM_STEPS": "100"}, "WARMUP_STEPS=100"),
         ({"MIN_NEW_TOKENS": "50", "SAMPLE_MAX_NEW_TOKENS": "10"}, "MIN_NEW_TOKENS=50"),
+        ({"MIN_NEW_TOKENS": "11", "SAMPLE_MAX_NEW_TOKENS": "10"}, "MIN_NEW_TOKENS=11"),  # just past the limit
         ({"WEIGHT_DECAY": "1e300"}, ("WEIGHT_DECAY=1e+300: each step multiplies the weights by 1 - LEARNING_RATE x "
                                     "WEIGHT_DECAY, which must stay above 0: give WEIGHT_DECAY below 250")),
         ({"WEIGHT_DECAY": "10", "LEARNING_RATE": "0.1"}, "WEIGHT_DECAY=10"),

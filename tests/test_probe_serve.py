@@ -468,7 +468,7 @@ def test_a_connection_whose_body_was_read_stays_open(server: InProcessServer) ->
 
 
 @pytest.mark.parametrize("host, served", [("localhost", True), ("LOCALHOST:7860", True), ("127.0.0.1", True),
-                                          ("127.8.9.10:80", True), ("[::1]:7860", True), ("[::1]", True),
+                                          ("127.8.9.10:80", True), ("[::1]:7860", True), ("[::1]", True), ("[::ffff:127.0.0.1]", True),
                                           ("evil.example", False), ("evil.example:7860", False),
                                           ("localhost.evil.example", False), ("127.0.0.1.evil.example", False),
                                           ("10.0.0.1", False), ("[::2]", False), ("::1", False), ("", False)])
@@ -1172,3 +1172,23 @@ def test_a_row_whose_reply_has_ended_is_free_for_the_next_request() -> None:
     finished.ended = True
     engine.admit()
     assert engine.preparing == 1
+
+
+@pytest.mark.parametrize(("body", "param", "fragment"), [
+    ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
+     "messages[1].role", "the last message must come from the user"),
+    ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "min_tokens": 6}, "min_tokens",
+     "must not exceed 'max_tokens' (5)"),
+    ({"messages": [{"role": "user", "content": "hi"}], "stop": ["a", "b", "c", "d", "e"]}, "stop", "at most 4"),
+])
+def test_requests_just_past_a_limit_are_refused_by_name(server: InProcessServer, body: dict, param: str,
+                                                        fragment: str) -> None:
+    status, raw = server.post("/v1/chat/completions", json.dumps(body).encode())
+    error = json.loads(raw)["error"]
+    assert status == 400 and error["param"] == param and fragment in error["message"], error
+
+
+@pytest.mark.parametrize("body", [{"max_tokens": 5, "min_tokens": 5}, {"stop": ["a", "b", "c", "d"]}])
+def test_requests_at_a_limit_are_answered(server: InProcessServer, body: dict) -> None:
+    status, raw = server.post("/v1/chat/completions", _chat("hi", **body))
+    assert status == 200, raw

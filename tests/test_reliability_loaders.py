@@ -223,6 +223,52 @@ def test_an_edited_token_cache_with_foreign_ids_is_rebuilt(tmp_path: Path) -> No
                                                                                        for t in texts]
 
 
+def test_a_token_cache_whose_offsets_do_not_end_at_its_last_id_is_rebuilt(tmp_path: Path) -> None:
+    tokenizer = CharTokenizer("abc ")
+    texts = ["abc", "cab"]
+    tokenize_cached(tokenizer, texts, tmp_path, "k")
+    with np.load(cache_path(tmp_path, "k")) as f:
+        arrays = {name: f[name] for name in f.files}
+    arrays["ids"] = arrays["ids"][:-1]  # the last text lost an id: its offsets now point past the end
+    np.savez(cache_path(tmp_path, "k"), **arrays)
+    assert [a.tolist() for a in tokenize_cached(tokenizer, texts, tmp_path, "k")] == [tokenizer.encode(t)
+                                                                                       for t in texts]
+
+
+def test_a_cached_tokenization_is_reused_only_for_the_same_split(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache key holds VAL_SPLIT and SEED: another split of the same file (the same number of documents)
+    must not reuse the first run's vocabulary and token order, which would put validation text in training."""
+    from microgpt.config import config_from_dict
+    from microgpt.train.data_pipeline import prepare_data
+
+    data = test_training.write_dataset(tmp_path)
+    shared, fresh = tmp_path / "shared", tmp_path / "fresh"
+    for seed, split in ((1, 0.1), (2, 0.1), (1, 0.3)):
+        cfg = config_from_dict({"dataset_path": str(data), "seed": seed, "val_split": split, "tokenizer": "char",
+                                "token_vocab_size": 300})
+        monkeypatch.setenv("MICROGPT_CACHE_DIR", str(shared))
+        reused = prepare_data(cfg)
+        monkeypatch.setenv("MICROGPT_CACHE_DIR", str(fresh / f"{seed}-{split}"))
+        alone = prepare_data(cfg)
+        assert np.array_equal(reused.train_stream, alone.train_stream), (seed, split)
+        assert np.array_equal(reused.val_stream, alone.val_stream), (seed, split)
+        assert reused.tokenizer.to_dict() == alone.tokenizer.to_dict()
+
+
+def test_a_checkpoint_with_a_negative_second_moment_is_refused(finished_run, tmp_path: Path) -> None:
+    """sqrt(v) of a negative v is NaN: a crafted or damaged optim/v would ruin every weight on resume."""
+    source, _ = finished_run
+    shutil.copy(source / "data.jsonl", tmp_path / "data.jsonl")
+    with np.load(source / "models" / "latest_checkpoint.npz") as f:
+        arrays = {name: f[name] for name in f.files}
+    arrays["optim/v"] = arrays["optim/v"].copy()
+    arrays["optim/v"][0] = -1.0
+    np.savez(tmp_path / "c.npz", **arrays)
+    result = microgpt(tmp_path, "train", "--resume", "c.npz", NUM_STEPS="40")
+    assert_one_line_error(result, "c.npz", "optim/v", "at least 0: squares")
+
+
 # --- resuming from a checkpoint whose training state is incomplete ----------------------------------------------
 @pytest.mark.parametrize("damage", ["step", "rng_state", "recent_losses", "optim/m", "optim/t"])
 def test_resume_with_missing_training_state_is_one_line(finished_run, tmp_path: Path, damage: str) -> None:
@@ -386,3 +432,32 @@ def test_an_original_checkpoint_of_millions_of_empty_lists_is_bounded_by_its_str
     monkeypatch.setattr(bounds.psutil, "virtual_memory", lambda: type("Memory", (), {"available": free})())
     message = one_line_error(lambda: load_checkpoint(path))
     assert message is not None and "200,004 lists and objects" in message  # and the 3 objects around them
+
+
+def test_a_checkpoint_whose_tokenizer_and_model_disagree_on_the_vocabulary_is_refused(tmp_path: Path) -> None:
+    """A model with one id more than its tokenizer could sample an id the tokenizer cannot decode."""
+    tokenizer = CharTokenizer("abc ")
+    model = GPT(GPTConfig(zero_init=False, vocab_size=tokenizer.vocab_size + 1, n_layer=1, n_embd=8, n_head=2,
+                          block_size=8), seed=0)
+    path = save_checkpoint(tmp_path / "c.npz", model, tokenizer, {"step": 1})
+    message = one_line_error(lambda: load_checkpoint(path))
+    assert f"the tokenizer has {tokenizer.vocab_size} ids but model_config.vocab_size is " \
+           f"{tokenizer.vocab_size + 1}" in message
+
+
+def test_a_char_vocabulary_that_repeats_a_character_is_refused() -> None:
+    with pytest.raises(ValueError, match="distinct characters"):
+        CharTokenizer.from_dict({**CharTokenizer("abc").to_dict(), "chars": "abca"})
+
+
+def test_a_validation_loss_measured_after_the_checkpoints_own_step_is_refused(finished_run, tmp_path: Path) -> None:
+    source, _ = finished_run
+    shutil.copy(source / "data.jsonl", tmp_path / "data.jsonl")
+    with np.load(source / "models" / "latest_checkpoint.npz") as f:
+        arrays = {name: f[name] for name in f.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    meta["val_step"] = meta["step"] + 1
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "c.npz", **arrays)
+    result = microgpt(tmp_path, "train", "--resume", "c.npz", NUM_STEPS="40")
+    assert_one_line_error(result, "c.npz", "meta.val_step")

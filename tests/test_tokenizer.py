@@ -309,3 +309,14 @@ def test_a_rank_file_named_from_the_home_folder_is_found_whoever_passes_it(tmp_p
     assert tokenizer_module._rank_file("cl100k_base", " ~/cl.tiktoken ") == (str(tmp_path / "cl.tiktoken"),
                                                                             "cl100k_base")
     assert tokenizer_module.rank_table("cl100k_base", "~/cl.tiktoken") is not None
+
+
+@pytest.mark.parametrize("kind", ["bpe", "char"])
+def test_encode_concat_over_several_chunks_places_every_text_where_it_is(kind: str) -> None:
+    """The token cache's layout: more texts than one chunk (BATCH) must keep each text's ids at its offsets."""
+    texts = [f"doc {i} {'hello ' * (i % 5)}" for i in range(tokenizer_module.BATCH + 300)]
+    tok = build_tokenizer(kind, 400, texts[:50])
+    ids, offsets = tok.encode_concat(texts)
+    assert len(offsets) == len(texts) + 1 and offsets[-1] == len(ids)
+    for i in (0, tokenizer_module.BATCH - 1, tokenizer_module.BATCH, len(texts) - 1):
+        assert tok.decode(ids[offsets[i]:offsets[i + 1]].tolist()) == texts[i]

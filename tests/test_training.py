@@ -227,8 +227,28 @@ def test_resumed_run_matches_uninterrupted_run(finished_run, tmp_path: Path, sto
         np.testing.assert_allclose(wb, wa, rtol=0, atol=1e-6, err_msg=name)
     for key in ("m", "v"):
         np.testing.assert_allclose(b.optimizer_state[key], a.optimizer_state[key], rtol=0, atol=1e-6)
+    for key in ("tokens_seen", "patience_used", "patience_mark", "best_val_loss"):  # the run's counters go on too
+        assert b.meta[key] == pytest.approx(a.meta[key], abs=1e-6), key
     manifest = only_manifest(tmp_path)
     assert manifest["stop_reason"] == "completed" and manifest["resumed_from"] == "models/latest_checkpoint.npz"
+    assert manifest["final"]["tokens_seen"] == a.meta["tokens_seen"]
+
+
+def test_a_resumed_run_counts_patience_from_the_same_mark_with_a_minimum_delta(tmp_path: Path) -> None:
+    """With EARLY_STOP_MIN_DELTA > 0 the mark patience counts from is not the best loss: a resume must carry it."""
+    knobs = {"NUM_STEPS": "30", "EVAL_INTERVAL": "2", "EARLY_STOP_MIN_DELTA": "0.05", "EARLY_STOP_PATIENCE": "50"}
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    for folder in (straight, split):
+        folder.mkdir()
+        write_dataset(folder)
+    assert microgpt(straight, "train", **knobs).returncode == 0
+    assert microgpt(split, "train", "--stop-after", "28", **knobs).returncode == 0  # 28: best below the mark
+    assert microgpt(split, "train", "--resume", "models/latest_checkpoint.npz").returncode == 0
+
+    def patience(folder: Path) -> list[tuple[int, int]]:
+        return [(int(r["step"]), int(r["patience_used"])) for r in eval_rows(folder)]
+
+    assert patience(split) == patience(straight) and max(used for _, used in patience(straight)) > 0
 
 
 def test_a_new_run_keeps_an_unfinished_runs_best_and_latest(finished_run, tmp_path: Path) -> None:

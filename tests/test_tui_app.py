@@ -81,7 +81,7 @@ def start_run(app: App) -> None:
     press(app, "s")
 
 
-def run_to_end(app: App, timeout: float = 10.0) -> None:
+def run_to_end(app: App, timeout: float = 30.0) -> None:
     assert wait_until(lambda: not app.live, app.tick, timeout)
 
 

@@ -108,8 +108,9 @@ class FakeSession:
         self.history.clear()
 
 
-def wait_until(condition, tick=lambda: None, timeout: float = 5.0) -> bool:
-    """Call `tick` until `condition()` holds or `timeout` seconds pass."""
+def wait_until(condition, tick=lambda: None, timeout: float = 30.0) -> bool:
+    """Call `tick` until `condition()` holds or `timeout` seconds pass (generous: a loaded machine starts a
+    Python process slowly; a condition that holds returns at once)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         tick()
