@@ -30,7 +30,7 @@ GEN_TOKENS = 64  # tokens per generation window, when the configs' block sizes l
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS),
+    parser.add_argument("--configs", nargs="+", type=str.lower, choices=list(CONFIGS), default=list(CONFIGS),
                         help="which configs to run: " + "; ".join(f"{name} = {describe(cfg)}"
                                                                   for name, cfg in CONFIGS.items()))
     parser.add_argument("--windows", type=positive_int, default=7, help="timed windows per contestant (median reported)")
