@@ -20,7 +20,7 @@ from test_storage import write_go_checkpoint
 from test_training import assert_one_line_error, microgpt
 from test_tui_app import make_app, press, screen
 
-from microgpt.config import read_config_file
+from microgpt.config import config_from_dict, read_config_file
 from microgpt.data.dataset import validate_dataset
 from microgpt.data.token_cache import cache_path, load_cached_tokenizer, tokenize_cached
 from microgpt.data.tokenizer import CharTokenizer
@@ -29,6 +29,7 @@ from microgpt.evaluation.heldout import evaluate_val_split
 from microgpt.nn import GPT, Adam, GPTConfig
 from microgpt.storage import load_checkpoint, save_checkpoint
 from microgpt.train.artifacts import read_events
+from microgpt.train.data_pipeline import prepare_data
 from microgpt.train.resume import check_training_state, stored_config
 from microgpt.tui.disk import checkpoints
 from microgpt.tui.persist import load_state
@@ -211,25 +212,17 @@ def test_a_damaged_token_cache_is_rebuilt(tmp_path_factory, data: bytes) -> None
     assert [a.tolist() for a in ids] == [tokenizer.encode("abc"), tokenizer.encode("cab")]
 
 
-def test_an_edited_token_cache_with_foreign_ids_is_rebuilt(tmp_path: Path) -> None:
+@pytest.mark.parametrize("edit", [
+    lambda ids: np.full_like(ids, 10**6),  # ids outside the vocabulary
+    lambda ids: ids[:-1],  # the last text lost an id: its offsets now point past the end
+], ids=["foreign-ids", "offsets-past-the-end"])
+def test_an_edited_token_cache_is_rebuilt(tmp_path: Path, edit) -> None:
     tokenizer = CharTokenizer("abc ")
     texts = ["abc", "cab"]
     tokenize_cached(tokenizer, texts, tmp_path, "k")
     with np.load(cache_path(tmp_path, "k")) as f:
         arrays = {name: f[name] for name in f.files}
-    arrays["ids"] = np.full_like(arrays["ids"], 10**6)  # outside the vocabulary
-    np.savez(cache_path(tmp_path, "k"), **arrays)
-    assert [a.tolist() for a in tokenize_cached(tokenizer, texts, tmp_path, "k")] == [tokenizer.encode(t)
-                                                                                       for t in texts]
-
-
-def test_a_token_cache_whose_offsets_do_not_end_at_its_last_id_is_rebuilt(tmp_path: Path) -> None:
-    tokenizer = CharTokenizer("abc ")
-    texts = ["abc", "cab"]
-    tokenize_cached(tokenizer, texts, tmp_path, "k")
-    with np.load(cache_path(tmp_path, "k")) as f:
-        arrays = {name: f[name] for name in f.files}
-    arrays["ids"] = arrays["ids"][:-1]  # the last text lost an id: its offsets now point past the end
+    arrays["ids"] = edit(arrays["ids"])
     np.savez(cache_path(tmp_path, "k"), **arrays)
     assert [a.tolist() for a in tokenize_cached(tokenizer, texts, tmp_path, "k")] == [tokenizer.encode(t)
                                                                                        for t in texts]
@@ -239,9 +232,6 @@ def test_a_cached_tokenization_is_reused_only_for_the_same_split(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """The cache key holds VAL_SPLIT and SEED: another split of the same file (the same number of documents)
     must not reuse the first run's vocabulary and token order, which would put validation text in training."""
-    from microgpt.config import config_from_dict
-    from microgpt.train.data_pipeline import prepare_data
-
     data = test_training.write_dataset(tmp_path)
     shared, fresh = tmp_path / "shared", tmp_path / "fresh"
     for seed, split in ((1, 0.1), (2, 0.1), (1, 0.3)):
