@@ -104,7 +104,7 @@ def test_split_val_reproduces_the_runs_last_reported_val_loss(trained, workdir, 
     meta = load_checkpoint(trained["checkpoint"]).meta
     with open(next((trained["root"] / "logs" / "eval").glob("eval_metrics_*.csv")), encoding="utf-8") as f:
         last_reported = float(list(csv.DictReader(f))[-1]["val_loss"])
-    assert result["split"] == "val"
+    assert result["split"] == "val" and result["bits_per_byte_estimated"] is True  # as the table's ~ says
     assert result["dataset"] == str(trained["data"])
     assert result["loss"] == pytest.approx(meta["val_loss"], abs=1e-6)
     assert result["loss"] == pytest.approx(last_reported, abs=1e-6)
@@ -275,6 +275,7 @@ def test_table_csv_and_options(trained, workdir, capsys):
         rows = list(csv.reader(f))
     assert len(rows) == 3 and rows[0][0] == "timestamp"  # appended, header once
     assert first["results"][0]["records"] == 5 and first["stride"] == 16
+    assert first["results"][0]["bits_per_byte_estimated"] is False  # a held-out set's is measured
 
 
 def test_a_results_file_begun_before_run_and_step_were_recorded_keeps_its_columns(tmp_path):
