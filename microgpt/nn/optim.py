@@ -89,6 +89,7 @@ class Adam:
             self._data_views.append(p.data)
             self._bounds.append((offset, offset + n))
             offset += n
+        self._starts = np.array([lo for lo, _ in self._bounds], dtype=np.int64)  # each parameter's first entry
         self._give_grad_homes()
         self._reached = [True] * len(self.params)
         self._tmp = np.empty_like(self.flat)
@@ -138,8 +139,8 @@ class Adam:
     def _move(self) -> None:
         """Adam's update of flat[:n_adam]: in one split when every parameter there has taken as many steps as
         step() was called (training), else parameter by parameter, each with its own count's bias correction."""
-        adam = [i for i, (lo, _) in enumerate(self._bounds) if lo < self.n_adam]
-        if all(self.steps[i] == self.t for i in adam):
+        adam = np.flatnonzero(self._starts < self.n_adam)
+        if (self.steps[adam] == self.t).all():
             run_split(lambda lo, hi: self._adam(lo, hi, self.t), self.n_adam,
                       16 * self.n_adam * PASS_WORK, calls=12 + bool(self.weight_decay))  # 16 passes
             return
