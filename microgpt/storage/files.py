@@ -54,9 +54,10 @@ def load_checkpoint(path: str | os.PathLike[str], bpe_file: str | None = None) -
 
 
 def _chosen_bpe_file(bpe_file: str | None) -> str | None:
-    """The rank file the user chose: `bpe_file` when given, else $BPE_FILE; None for the installed one."""
-    chosen = os.environ.get("BPE_FILE", "").strip() if bpe_file is None else bpe_file
-    return chosen or None
+    """The rank file the user chose: `bpe_file` when given, else $BPE_FILE; None for the installed one (blank
+    counts as unset, from a flag or the environment alike)."""
+    chosen = os.environ.get("BPE_FILE", "") if bpe_file is None else bpe_file
+    return chosen.strip() or None
 
 
 def checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:

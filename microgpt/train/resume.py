@@ -95,8 +95,7 @@ def resume_config(checkpoint_path: str, overrides: Mapping[str, str],
     else the environment (`env`, default os.environ), else their defaults.
     """
     environ = os.environ if env is None else env
-    bpe_file = (overrides.get("BPE_FILE", environ.get("BPE_FILE")) or "").strip()  # blank: unset, as in a new run
-    checkpoint = load_checkpoint(checkpoint_path, bpe_file=bpe_file or None)
+    checkpoint = load_checkpoint(checkpoint_path, bpe_file=overrides.get("BPE_FILE", environ.get("BPE_FILE")))
     stored = stored_config(checkpoint, checkpoint_path).to_dict()
     base = {field: value for field, value in stored.items() if field.upper() not in NEVER_FROM_CHECKPOINT}
     fresh = {name: environ[name] for name in NEVER_FROM_CHECKPOINT if environ.get(name, "").strip()}
